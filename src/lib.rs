@@ -1,0 +1,2 @@
+//! Sluice: progressive delivery for Kubernetes that closes the GitOps loop.
+pub mod sim;
