@@ -26,39 +26,72 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None, causes: vec![], retry_after: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            causes: vec![],
+            retry_after: None,
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        let resource = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+        let resource = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
         let mut e = Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"));
         e.details = Some((group.into(), plural.into(), name.into()));
         e
     }
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        let resource = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+        let resource = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
         let mut e = Self::new(409, "AlreadyExists", format!("{resource} \"{name}\" already exists"));
         e.details = Some((group.into(), plural.into(), name.into()));
         e
     }
     pub fn conflict(group: &str, plural: &str, name: &str, why: impl std::fmt::Display) -> Self {
-        let resource = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
-        let mut e = Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {resource} \"{name}\": {why}"));
+        let resource = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
+        let mut e = Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {resource} \"{name}\": {why}"),
+        );
         e.details = Some((group.into(), plural.into(), name.into()));
         e
     }
     /// 422 with one cause per invalid field; the message names every field, as the API server does.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<FieldCause>) -> Self {
         let list: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
-        let mut e = Self::new(422, "Invalid", format!("{kind}.{group} \"{name}\" is invalid: {}", list.join(", ")));
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            format!("{kind}.{group} \"{name}\" is invalid: {}", list.join(", ")),
+        );
         e.details = Some((group.into(), kind.into(), name.into()));
         e.causes = causes;
         e
     }
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+            ),
+        )
     }
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "MethodNotAllowed", message)

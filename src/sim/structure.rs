@@ -63,13 +63,22 @@ mod tests {
     #[test]
     fn containers_merge_by_name_and_ports_by_port() {
         let s = BuiltinStructure;
-        assert_eq!(s.list_type(&["spec", "template", "spec", "containers"]), ListType::Map(vec!["name".into()]));
+        assert_eq!(
+            s.list_type(&["spec", "template", "spec", "containers"]),
+            ListType::Map(vec!["name".into()])
+        );
         assert_eq!(
             s.list_type(&["spec", "template", "spec", "containers", "ports"]),
             ListType::Map(vec!["containerPort".into(), "protocol".into()])
         );
-        assert_eq!(s.list_type(&["spec", "ports"]), ListType::Map(vec!["port".into(), "protocol".into()]));
+        assert_eq!(
+            s.list_type(&["spec", "ports"]),
+            ListType::Map(vec!["port".into(), "protocol".into()])
+        );
         assert_eq!(s.list_type(&["metadata", "finalizers"]), ListType::Set);
-        assert_eq!(s.list_type(&["spec", "template", "spec", "containers", "args"]), ListType::Atomic);
+        assert_eq!(
+            s.list_type(&["spec", "template", "spec", "containers", "args"]),
+            ListType::Atomic
+        );
     }
 }
