@@ -47,8 +47,8 @@ fn merge_json(target: &mut Value, patch: &Value) {
 /// RFC 6902 JSON patch (application/json-patch+json), including `test`. A body that is not a valid
 /// list of operations → 400 BadRequest; an operation that fails → 422 Invalid naming the op and path.
 pub fn json_patch(target: &Value, patch: &Value) -> ApiResult<Value> {
-    let ops = json_patch::Patch::deserialize(patch)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+    let ops =
+        json_patch::Patch::deserialize(patch).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
     let mut patched = target.clone();
     // `patch_unsafe` skips the crate's undo log: on failure the half-patched copy is dropped anyway.
     json_patch::patch_unsafe(&mut patched, &ops).map_err(|e| rejected_operation(&ops, &e))?;
@@ -84,11 +84,7 @@ fn operation_name(op: &json_patch::PatchOperation) -> &'static str {
 /// Kubernetes strategic merge patch (application/strategic-merge-patch+json), as kubectl sends it:
 /// lists merge according to `structure`, and the `$patch`, `$retainKeys`, `$deleteFromPrimitiveList/`
 /// and `$setElementOrder/` directives are applied and never left in the result.
-pub fn strategic_merge_patch(
-    target: &Value,
-    patch: &Value,
-    structure: &dyn Structure,
-) -> ApiResult<Value> {
+pub fn strategic_merge_patch(target: &Value, patch: &Value, structure: &dyn Structure) -> ApiResult<Value> {
     let Value::Object(patch) = patch else {
         return Err(ApiError::bad_request(format!(
             "strategic merge patch body must be a JSON object, got {}",
@@ -140,9 +136,7 @@ fn check_directive_keys(patch: &Map<String, Value>) -> ApiResult<()> {
             || key
                 .strip_prefix(DELETE_FROM_PRIMITIVE_LIST)
                 .is_some_and(|f| !f.is_empty())
-            || key
-                .strip_prefix(SET_ELEMENT_ORDER)
-                .is_some_and(|f| !f.is_empty());
+            || key.strip_prefix(SET_ELEMENT_ORDER).is_some_and(|f| !f.is_empty());
         if !known {
             return Err(ApiError::bad_request(format!(
                 "unknown directive {key:?} in strategic merge patch"
@@ -242,11 +236,7 @@ impl Merger<'_> {
     fn fresh<'p>(&self, patch: &'p Value, path: &mut Vec<&'p str>) -> ApiResult<Option<Value>> {
         match patch {
             Value::Object(patch) => Ok(self.merge_map(Map::new(), patch, path)?.map(Value::Object)),
-            Value::Array(patch) => Ok(Some(Value::Array(self.merge_list(
-                Vec::new(),
-                patch,
-                path,
-            )?))),
+            Value::Array(patch) => Ok(Some(Value::Array(self.merge_list(Vec::new(), patch, path)?))),
             scalar => Ok(Some(scalar.clone())),
         }
     }
@@ -338,10 +328,7 @@ impl Merger<'_> {
         let mut rest = std::mem::take(list);
         let mut ordered = Vec::with_capacity(rest.len());
         for wanted in order.iter().filter_map(&identity) {
-            if let Some(i) = rest
-                .iter()
-                .position(|item| identity(item).as_ref() == Some(&wanted))
-            {
+            if let Some(i) = rest.iter().position(|item| identity(item).as_ref() == Some(&wanted)) {
                 ordered.push(rest.remove(i));
             }
         }
@@ -360,11 +347,7 @@ fn list_item_directive(item: &Value) -> ApiResult<Option<(Directive, &Map<String
 }
 
 /// `{key: v, "$patch": "delete"}` removes every item whose merge key is `v`.
-fn delete_matching(
-    original: &mut Vec<Value>,
-    item: &Map<String, Value>,
-    merge_key: Option<&str>,
-) -> ApiResult<()> {
+fn delete_matching(original: &mut Vec<Value>, item: &Map<String, Value>, merge_key: Option<&str>) -> ApiResult<()> {
     let Some(key) = merge_key else {
         return Err(ApiError::bad_request(format!(
             "$patch: delete item {} in a list that has no merge key",
@@ -396,11 +379,7 @@ fn union(mut original: Vec<Value>, items: Vec<&Value>) -> Vec<Value> {
 }
 
 /// `$deleteFromPrimitiveList/<field>: [..]` removes those values from the list `field`.
-fn delete_from_list(
-    original: &mut Map<String, Value>,
-    field: &str,
-    values: &Value,
-) -> ApiResult<()> {
+fn delete_from_list(original: &mut Map<String, Value>, field: &str, values: &Value) -> ApiResult<()> {
     let Value::Array(values) = values else {
         return Err(ApiError::bad_request(format!(
             "invalid patch: {DELETE_FROM_PRIMITIVE_LIST}{field} must be a list"
@@ -485,9 +464,7 @@ mod tests {
     }
 
     fn containers(object: &Value) -> &Vec<Value> {
-        object["spec"]["template"]["spec"]["containers"]
-            .as_array()
-            .unwrap()
+        object["spec"]["template"]["spec"]["containers"].as_array().unwrap()
     }
 
     fn names(list: &Value) -> Vec<&str> {
@@ -500,9 +477,7 @@ mod tests {
 
     fn has_directive(value: &Value) -> bool {
         match value {
-            Value::Object(map) => map
-                .iter()
-                .any(|(k, v)| k.starts_with('$') || has_directive(v)),
+            Value::Object(map) => map.iter().any(|(k, v)| k.starts_with('$') || has_directive(v)),
             Value::Array(items) => items.iter().any(has_directive),
             _ => false,
         }
@@ -574,10 +549,7 @@ mod tests {
             {"name": "app", "env": [{"name": "A", "$patch": "delete"}]}
         ]}}}});
         let out = smp(deployment(), patch);
-        assert_eq!(
-            containers(&out)[0]["env"],
-            json!([{"name": "B", "value": "2"}])
-        );
+        assert_eq!(containers(&out)[0]["env"], json!([{"name": "B", "value": "2"}]));
         assert!(!has_directive(&out));
     }
 
@@ -609,8 +581,7 @@ mod tests {
     #[test]
     fn set_element_order_alone_only_reorders() {
         let target = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
-        let patch =
-            json!({"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}});
+        let patch = json!({"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}});
         assert_eq!(
             smp(target, patch),
             json!({"spec": {"containers": [{"name": "b"}, {"name": "a"}]}})
@@ -650,19 +621,12 @@ mod tests {
             json!({"metadata": {}}),
             json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["b"]}}),
         );
-        assert_eq!(
-            out,
-            json!({"metadata": {}}),
-            "nothing to delete from creates nothing"
-        );
+        assert_eq!(out, json!({"metadata": {}}), "nothing to delete from creates nothing");
     }
 
     #[test]
     fn finalizers_merge_as_a_set() {
-        let out = smp(
-            deployment(),
-            json!({"metadata": {"finalizers": ["c", "a", "c"]}}),
-        );
+        let out = smp(deployment(), json!({"metadata": {"finalizers": ["c", "a", "c"]}}));
         assert_eq!(out["metadata"]["finalizers"], json!(["a", "b", "c"]));
     }
 
@@ -714,15 +678,9 @@ mod tests {
 
     #[test]
     fn delete_directive_in_map_removes_it() {
-        let out = smp(
-            deployment(),
-            json!({"spec": {"strategy": {"$patch": "delete"}}}),
-        );
+        let out = smp(deployment(), json!({"spec": {"strategy": {"$patch": "delete"}}}));
         assert!(out["spec"].get("strategy").is_none());
-        let out = smp(
-            json!({"spec": {}}),
-            json!({"spec": {"strategy": {"$patch": "delete"}}}),
-        );
+        let out = smp(json!({"spec": {}}), json!({"spec": {"strategy": {"$patch": "delete"}}}));
         assert_eq!(out, json!({"spec": {}}));
     }
 
@@ -764,10 +722,7 @@ mod tests {
 
     #[test]
     fn value_of_another_type_replaces() {
-        let out = smp(
-            json!({"a": "text", "b": {"c": 1}}),
-            json!({"a": {"x": 1}, "b": [1]}),
-        );
+        let out = smp(json!({"a": "text", "b": {"c": 1}}), json!({"a": {"x": 1}, "b": [1]}));
         assert_eq!(out, json!({"a": {"x": 1}, "b": [1]}));
     }
 
@@ -787,11 +742,7 @@ mod tests {
         ];
         for patch in cases {
             let err = smp_err(deployment(), patch.clone());
-            assert_eq!(
-                (err.code, err.reason),
-                (400, "BadRequest"),
-                "{patch} → {err}"
-            );
+            assert_eq!((err.code, err.reason), (400, "BadRequest"), "{patch} → {err}");
         }
     }
 
@@ -799,8 +750,11 @@ mod tests {
 
     #[test]
     fn merge_patch_null_removes_and_lists_replace() {
-        let out = merge_patch(&deployment(), &json!({"metadata": {"labels": {"tier": null}, "finalizers": ["z"]}, "spec": {"replicas": 5}}))
-            .unwrap();
+        let out = merge_patch(
+            &deployment(),
+            &json!({"metadata": {"labels": {"tier": null}, "finalizers": ["z"]}, "spec": {"replicas": 5}}),
+        )
+        .unwrap();
         assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
         assert_eq!(out["metadata"]["finalizers"], json!(["z"]));
         assert_eq!(out["spec"]["replicas"], 5);
@@ -942,10 +896,7 @@ mod tests {
                     map.insert("items".into(), Value::Array(named.collect()));
                 }
                 if let Some(tags) = tags {
-                    map.insert(
-                        "tags".into(),
-                        Value::Array(tags.into_iter().map(Value::from).collect()),
-                    );
+                    map.insert("tags".into(), Value::Array(tags.into_iter().map(Value::from).collect()));
                 }
                 Value::Object(map)
             })
@@ -954,9 +905,7 @@ mod tests {
 
     /// A deterministic pseudo-random choice stream, so one generated seed picks the sub-object.
     fn next_bit(seed: &mut u64) -> bool {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (*seed >> 33) & 1 == 1
     }
 

@@ -177,6 +177,12 @@ pub struct Txn<'a> {
     store: &'a Store,
 }
 
+/// A watch asked to resume from a resourceVersion whose changes are no longer kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooOld {
+    pub compacted_through: u64,
+}
+
 /// What a watch that starts now must replay, and the live feed that continues it without a gap.
 pub struct WatchStart {
     pub replay: Vec<Arc<Change>>,
@@ -309,12 +315,16 @@ impl Txn<'_> {
         Some(tombstone)
     }
 
-    /// Starts a watch after `from` (None: from now). Err(()) when `from` is older than the kept history.
-    pub fn watch_from(&self, from: Option<u64>) -> Result<WatchStart, ()> {
+    /// Starts a watch after `from` (None: from now); refused when `from` is older than the kept history.
+    pub fn watch_from(&self, from: Option<u64>) -> Result<WatchStart, TooOld> {
         let live = self.store.changes.subscribe();
         let replay = match from {
             None => Vec::new(),
-            Some(rv) if rv < self.inner.compacted_through => return Err(()),
+            Some(rv) if rv < self.inner.compacted_through => {
+                return Err(TooOld {
+                    compacted_through: self.inner.compacted_through,
+                });
+            }
             // History is contiguous: it holds every change after `compacted_through`.
             Some(rv) => self
                 .inner
