@@ -185,10 +185,19 @@ async fn apply_patch_replace_conflict_and_garbage_collection() {
     );
     let fresh_file = kubectl.file("fresh.json", &{
         let mut fresh = current.clone();
-        fresh["spec"]["replicas"] = 2.into();
+        fresh["spec"]["replicas"] = 4.into();
         fresh.to_string()
     });
     kubectl.ok(&["replace", "-f", fresh_file.to_str().unwrap()]).await;
+    // The scale subresource, as `kubectl scale` uses it.
+    kubectl.ok(&["scale", "rs", "web", "--replicas=2"]).await;
+    assert_eq!(
+        kubectl
+            .ok(&["get", "rs", "web", "-o", "jsonpath={.spec.replicas}"])
+            .await
+            .trim(),
+        "2"
+    );
 
     eventually(Duration::from_secs(10), "2 pods after scaling", || async {
         let out = kubectl.run(&["get", "pods", "-l", "app=web", "-o", "name"]).await;

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
 use crate::sim::apply;
+use crate::sim::events;
 use crate::sim::patch;
 use crate::sim::registry::{self, GroupResource, Registry, ResourceType};
 use crate::sim::schema::{self, SchemaStructure};
@@ -193,10 +194,7 @@ pub fn now_rfc3339() -> String {
 
 fn key_of(rt: &ResourceType, namespace: &str, name: &str) -> ObjectKey {
     ObjectKey {
-        resource: GroupResource {
-            group: rt.group.clone(),
-            plural: rt.plural.clone(),
-        },
+        resource: rt.storage_resource(),
         namespace: if rt.namespaced {
             namespace.to_string()
         } else {
@@ -325,12 +323,25 @@ impl ApiServer {
     }
 
     /// The object as presented at `version` (objects are stored at the preferred version).
-    pub fn present(rt: &ResourceType, version: &str, mut object: Value) -> Value {
+    pub fn present(rt: &ResourceType, version: &str, object: Value) -> Value {
+        let mut object = if rt.is_events_v1_view() {
+            events::core_to_events_v1(object)
+        } else {
+            object
+        };
         if let Some(o) = object.as_object_mut() {
             o.insert("apiVersion".into(), Value::String(rt.api_version(version)));
             o.insert("kind".into(), Value::String(rt.kind.clone()));
         }
         object
+    }
+
+    /// The object as stored: the preferred version of its storage resource.
+    fn to_storage(rt: &ResourceType, object: Value) -> Value {
+        if rt.is_events_v1_view() {
+            return events::events_v1_to_core(object);
+        }
+        Self::present(rt, &rt.preferred_version().name, object)
     }
 
     pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> ApiResult<Arc<StoredObject>> {
@@ -346,10 +357,7 @@ impl ApiServer {
             None => (None, None),
         };
         let txn = self.store.lock();
-        let resource = GroupResource {
-            group: rt.group.clone(),
-            plural: rt.plural.clone(),
-        };
+        let resource = rt.storage_resource();
         let namespace = namespace.filter(|_| rt.namespaced);
         let mut items = Vec::new();
         let mut remaining = 0usize;
@@ -489,7 +497,7 @@ impl ApiServer {
                 warnings,
             });
         }
-        let stored = txn.put(key.clone(), Self::present(rt, &rt.preferred_version().name, object));
+        let stored = txn.put(key.clone(), Self::to_storage(rt, object));
         drop(txn);
         self.after_write(rt, &key, &stored, true);
         Ok(Written {
@@ -724,7 +732,7 @@ impl ApiServer {
                 };
             }
         }
-        let new = Self::present(rt, &rt.preferred_version().name, new);
+        let new = Self::to_storage(rt, new);
         let mut new = new;
         if rt.has_generation && opts.subresource.is_none() && spec_changed(&old, &new) {
             let generation = meta(&old)
@@ -788,6 +796,61 @@ impl ApiServer {
             created: false,
             warnings: Vec::new(),
         })
+    }
+
+    /// The `scale` subresource (autoscaling/v1 Scale) of an object whose kind serves it.
+    pub fn scale(&self, rt: &ResourceType, namespace: &str, name: &str) -> ApiResult<Value> {
+        let paths = scale_paths(rt)?;
+        Ok(scale_of(rt, paths, &self.get(rt, namespace, name)?.to_value()))
+    }
+
+    /// Writes through the `scale` subresource: `change` turns the current Scale into the desired one,
+    /// whose `spec.replicas` lands on the object (honouring a resourceVersion precondition).
+    pub fn write_scale(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        opts: &WriteOptions,
+        change: impl FnOnce(Value) -> ApiResult<Value>,
+    ) -> ApiResult<Value> {
+        let paths = scale_paths(rt)?;
+        let main = WriteOptions {
+            subresource: None,
+            ..opts.clone()
+        };
+        let written = self.write_existing(rt, &rt.preferred_version().name, namespace, name, &main, |current| {
+            let mut object = current.to_value();
+            let desired = change(scale_of(rt, paths, &object))?;
+            if let Some(rv) = desired.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+                && !rv.is_empty()
+                && rv != current.resource_version.to_string()
+            {
+                return Err(ApiError::conflict(
+                    &rt.group,
+                    &rt.plural,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+            let replicas = desired.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+            if replicas < 0 {
+                return Err(self.invalid(
+                    rt,
+                    name,
+                    "spec.replicas",
+                    "FieldValueInvalid",
+                    &format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                ));
+            }
+            set_at_pointer(
+                &mut object,
+                &registry::dotted_to_pointer(&paths.spec_replicas),
+                json!(replicas),
+            );
+            Ok((object, false))
+        })?;
+        Ok(scale_of(rt, paths, &written.object))
     }
 
     /// DELETE of one object. Returns the object and whether it is gone (false: waiting on finalizers).
@@ -1359,6 +1422,58 @@ impl ApiServer {
                 Ok((value, false))
             },
         );
+    }
+}
+
+fn scale_paths(rt: &ResourceType) -> ApiResult<&registry::ScalePaths> {
+    rt.preferred_version().scale.as_ref().ok_or_else(|| {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource (scale)",
+        )
+    })
+}
+
+/// The autoscaling/v1 Scale view of an object.
+fn scale_of(rt: &ResourceType, paths: &registry::ScalePaths, object: &Value) -> Value {
+    let at = |path: &str| object.pointer(&registry::dotted_to_pointer(path)).cloned();
+    let selector = match &paths.label_selector {
+        Some(path) => at(path)
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        None if rt.builtin => object
+            .pointer("/spec/selector")
+            .and_then(|s| LabelSelector::from_json(s).ok())
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let meta = meta(object).cloned().unwrap_or_default();
+    let pick = |field: &str| meta.get(field).cloned().unwrap_or(Value::Null);
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": pick("name"), "namespace": pick("namespace"), "uid": pick("uid"),
+                     "resourceVersion": pick("resourceVersion"), "creationTimestamp": pick("creationTimestamp")},
+        "spec": {"replicas": at(&paths.spec_replicas).unwrap_or(json!(0))},
+        "status": {"replicas": at(&paths.status_replicas).unwrap_or(json!(0)), "selector": selector},
+    })
+}
+
+/// Sets the value at a JSON pointer, creating intermediate objects.
+fn set_at_pointer(target: &mut Value, pointer: &str, value: Value) {
+    let mut current = target;
+    let segments: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+    for (i, segment) in segments.iter().enumerate() {
+        if !current.is_object() {
+            *current = json!({});
+        }
+        let map = current.as_object_mut().expect("made an object above");
+        if i + 1 == segments.len() {
+            map.insert(segment.to_string(), value);
+            return;
+        }
+        current = map.entry(segment.to_string()).or_insert_with(|| json!({}));
     }
 }
 

@@ -504,3 +504,69 @@ fn list_pages_with_continue_tokens_at_one_resource_version() {
         .unwrap_err();
     assert_eq!(bad.code, 400);
 }
+
+#[test]
+fn scale_subresource_reads_and_writes_spec_replicas() {
+    let api = server();
+    let rs = rt(&api, "apps", "replicasets");
+    api.create(&rs, "default", replica_set("web", 2), &opts("t")).unwrap();
+    let scale = api.scale(&rs, "default", "web").unwrap();
+    assert_eq!(scale["spec"]["replicas"], 2);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let scaled = api.write_scale(&rs, "default", "web", &opts("t"), |mut s| {
+        s["spec"]["replicas"] = json!(5);
+        Ok(s)
+    });
+    assert_eq!(scaled.unwrap()["spec"]["replicas"], 5);
+    assert_eq!(
+        api.get(&rs, "default", "web").unwrap().to_value()["spec"]["replicas"],
+        5
+    );
+    let stale = api.write_scale(&rs, "default", "web", &opts("t"), |mut s| {
+        s["metadata"]["resourceVersion"] = json!("1");
+        Ok(s)
+    });
+    assert_eq!(stale.unwrap_err().code, 409);
+    let cm = rt(&api, "", "configmaps");
+    assert_eq!(api.scale(&cm, "default", "x").unwrap_err().code, 404);
+}
+
+#[test]
+fn events_k8s_io_events_are_core_events_seen_differently() {
+    let api = server();
+    let new_events = rt(&api, "events.k8s.io", "events");
+    let core_events = rt(&api, "", "events");
+    let event = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"},
+        "regarding": {"kind": "Rollout", "name": "web", "namespace": "default"}, "note": "step 1 done",
+        "reason": "StepCompleted", "type": "Normal", "reportingController": "sluice", "reportingInstance": "sluice-0",
+        "eventTime": "2026-01-01T00:00:00.000000Z", "action": "Progress"});
+    let created = api.create(&new_events, "default", event, &opts("t")).unwrap().object;
+    assert_eq!(created["note"], "step 1 done");
+    assert_eq!(created["apiVersion"], "events.k8s.io/v1");
+    let core = ApiServer::present(
+        &core_events,
+        "v1",
+        api.get(&core_events, "default", "e1").unwrap().to_value(),
+    );
+    assert_eq!(core["message"], "step 1 done");
+    assert_eq!(core["involvedObject"]["name"], "web");
+    let patch = br#"{"series":{"count":2,"lastObservedTime":"2026-01-01T00:01:00.000000Z"}}"#;
+    let patched = api
+        .patch(
+            &new_events,
+            "v1",
+            "default",
+            "e1",
+            PatchBody::new(PatchKind::Merge, patch),
+            &opts("t"),
+        )
+        .unwrap();
+    assert_eq!(patched.object["series"]["count"], 2);
+    assert_eq!(
+        api.list(&core_events, Some("default"), &ListOptions::default())
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}

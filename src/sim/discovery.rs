@@ -170,6 +170,17 @@ fn legacy_resources(rt: &ResourceType, version: &str) -> Vec<Value> {
             "verbs": STATUS_VERBS,
         }));
     }
+    if serves_scale(rt, version) {
+        entries.push(json!({
+            "name": format!("{}/scale", rt.plural),
+            "singularName": "",
+            "namespaced": rt.namespaced,
+            "group": "autoscaling",
+            "version": "v1",
+            "kind": "Scale",
+            "verbs": STATUS_VERBS,
+        }));
+    }
     entries
 }
 
@@ -205,8 +216,16 @@ fn aggregated_resource(rt: &ResourceType, version: &str) -> Value {
         "verbs": rt.verbs(),
     });
     insert_names(&mut entry, rt);
+    let mut subresources = Vec::new();
     if serves_status(rt, version) {
-        entry["subresources"] = json!([{"subresource": "status", "responseKind": kind, "verbs": STATUS_VERBS}]);
+        subresources.push(json!({"subresource": "status", "responseKind": kind, "verbs": STATUS_VERBS}));
+    }
+    if serves_scale(rt, version) {
+        let scale = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+        subresources.push(json!({"subresource": "scale", "responseKind": scale, "verbs": STATUS_VERBS}));
+    }
+    if !subresources.is_empty() {
+        entry["subresources"] = Value::Array(subresources);
     }
     entry
 }
@@ -219,6 +238,10 @@ fn insert_names(entry: &mut Value, rt: &ResourceType) {
     if !rt.categories.is_empty() {
         entry["categories"] = json!(rt.categories);
     }
+}
+
+fn serves_scale(rt: &ResourceType, version: &str) -> bool {
+    rt.version(version).is_some_and(|v| v.scale.is_some())
 }
 
 fn serves_status(rt: &ResourceType, version: &str) -> bool {

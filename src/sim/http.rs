@@ -19,7 +19,7 @@ use crate::sim::api::{ApiServer, DeleteOptions, FieldValidation, ListOptions, Pa
 use crate::sim::discovery;
 use crate::sim::faults::{FaultRule, Faults};
 use crate::sim::openapi;
-use crate::sim::registry::{GroupResource, ResourceType};
+use crate::sim::registry::ResourceType;
 use crate::sim::selector::{FieldSelector, LabelSelector};
 use crate::sim::status::{ApiError, ApiResult};
 use crate::sim::store::StoredObject;
@@ -489,8 +489,9 @@ impl ResourceRequest<'_> {
                 "the server could not find the requested resource",
             ));
         }
+        let serves_scale = rt.version(&target.version).is_some_and(|v| v.scale.is_some());
         if let Some(sub) = &target.subresource
-            && !(sub == "status" && rt.has_status_subresource())
+            && !((sub == "status" && rt.has_status_subresource()) || (sub == "scale" && serves_scale))
         {
             return Err(ApiError::new(
                 404,
@@ -506,6 +507,9 @@ impl ResourceRequest<'_> {
         } else {
             Representation::Json
         };
+        if target.subresource.as_deref() == Some("scale") {
+            return self.scale(&rt, verb, &namespace, &name, body);
+        }
         match verb {
             "get" => {
                 let object = self.state.api.get(&rt, &namespace, &name)?;
@@ -593,6 +597,40 @@ impl ResourceRequest<'_> {
                 ))
             }
         }
+    }
+
+    /// The `scale` subresource: GET, PUT and PATCH of an autoscaling/v1 Scale.
+    fn scale(&self, rt: &ResourceType, verb: &str, namespace: &str, name: &str, body: Bytes) -> ApiResult<Response> {
+        let api = &self.state.api;
+        let scale = match verb {
+            "get" => api.scale(rt, namespace, name)?,
+            "update" => {
+                let desired = self.parse_body(&body)?;
+                api.write_scale(rt, namespace, name, &self.write_options()?, |_| Ok(desired))?
+            }
+            "patch" => {
+                let content_type = header_str(self.headers, header::CONTENT_TYPE).unwrap_or("");
+                let kind = PatchKind::from_content_type(content_type)?;
+                let patch: Value = serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                api.write_scale(rt, namespace, name, &self.write_options()?, |current| match kind {
+                    PatchKind::Merge => crate::sim::patch::merge_patch(&current, &patch),
+                    PatchKind::Json => crate::sim::patch::json_patch(&current, &patch),
+                    PatchKind::Strategic => crate::sim::patch::strategic_merge_patch(
+                        &current,
+                        &patch,
+                        &crate::sim::structure::BuiltinStructure,
+                    ),
+                    PatchKind::Apply => Err(ApiError::unsupported_media_type(content_type)),
+                })?
+            }
+            _ => {
+                return Err(ApiError::method_not_allowed(format!(
+                    "{verb} is not supported on the scale subresource"
+                )));
+            }
+        };
+        Ok(json_ok(scale))
     }
 
     fn dry_run(&self) -> bool {
@@ -751,10 +789,7 @@ impl ResourceRequest<'_> {
             None => Duration::from_secs(1800),
         };
         let request = WatchRequest {
-            resource: GroupResource {
-                group: rt.group.clone(),
-                plural: rt.plural.clone(),
-            },
+            resource: rt.storage_resource(),
             namespace: self.target.namespace.clone(),
             labels: list.labels,
             fields: list.fields,
@@ -794,8 +829,9 @@ fn to_bytes(value: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("JSON values serialize"))
 }
 
+/// The object's JSON as the client asked for it; stored bytes are reused when nothing changes.
 fn present_bytes(rt: &ResourceType, version: &str, preferred: bool, object: &StoredObject) -> Bytes {
-    if preferred {
+    if preferred && !rt.is_events_v1_view() {
         object.json.clone()
     } else {
         to_bytes(&ApiServer::present(rt, version, object.to_value()))

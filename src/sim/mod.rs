@@ -4,6 +4,7 @@
 pub mod api;
 pub mod apply;
 pub mod discovery;
+pub mod events;
 pub mod faults;
 pub mod http;
 pub mod openapi;

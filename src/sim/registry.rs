@@ -16,6 +16,35 @@ pub struct ServedVersion {
     pub schema: Option<Value>,
     pub printer_columns: Vec<PrinterColumn>,
     pub status_subresource: bool,
+    /// Where the `scale` subresource reads and writes, when served.
+    pub scale: Option<ScalePaths>,
+}
+
+/// The `scale` subresource's view of an object (CRD `subresources.scale`), as dotted paths.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    /// Path of the serialized label selector; built-in kinds derive it from `spec.selector` instead.
+    pub label_selector: Option<String>,
+}
+
+impl ScalePaths {
+    fn replicas() -> Self {
+        ScalePaths {
+            spec_replicas: ".spec.replicas".into(),
+            status_replicas: ".status.replicas".into(),
+            label_selector: None,
+        }
+    }
+}
+
+/// A dotted field path (`.spec.replicas`) as a JSON pointer (`/spec/replicas`).
+pub fn dotted_to_pointer(path: &str) -> String {
+    path.trim_start_matches('.')
+        .split('.')
+        .map(|segment| format!("/{segment}"))
+        .collect()
 }
 
 /// A resource (group + plural) with every version it is served at. Objects are stored once per
@@ -63,6 +92,25 @@ impl ResourceType {
             format!("{}.{}", self.plural, self.group)
         }
     }
+    /// Where objects of this resource are stored: itself, except `events.k8s.io` Events, which are
+    /// a second view of core Events (as in a real cluster).
+    pub fn storage_resource(&self) -> GroupResource {
+        if self.is_events_v1_view() {
+            return GroupResource {
+                group: String::new(),
+                plural: "events".into(),
+            };
+        }
+        GroupResource {
+            group: self.group.clone(),
+            plural: self.plural.clone(),
+        }
+    }
+
+    pub fn is_events_v1_view(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
+    }
+
     pub fn verbs(&self) -> Vec<&'static str> {
         vec![
             "create",
@@ -198,6 +246,7 @@ fn builtin(
             schema: None,
             printer_columns: vec![],
             status_subresource: status,
+            scale: matches!(plural, "replicasets" | "deployments").then(ScalePaths::replicas),
         }],
         kind: kind.into(),
         list_kind: format!("{kind}List"),
@@ -328,6 +377,22 @@ pub fn from_crd(crd: &Value) -> Result<ResourceType, String> {
             schema: v.pointer("/schema/openAPIV3Schema").cloned(),
             printer_columns,
             status_subresource: v.pointer("/subresources/status").is_some(),
+            scale: v.pointer("/subresources/scale").map(|scale| ScalePaths {
+                spec_replicas: scale
+                    .get("specReplicasPath")
+                    .and_then(Value::as_str)
+                    .unwrap_or(".spec.replicas")
+                    .into(),
+                status_replicas: scale
+                    .get("statusReplicasPath")
+                    .and_then(Value::as_str)
+                    .unwrap_or(".status.replicas")
+                    .into(),
+                label_selector: scale
+                    .get("labelSelectorPath")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            }),
         });
     }
     if versions.is_empty() {
