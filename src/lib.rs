@@ -2,4 +2,5 @@
 #![allow(clippy::result_large_err)] // ApiError is only built on failure paths; boxing it buys nothing here.
 pub mod bench;
 pub mod duration;
+pub mod rollout;
 pub mod sim;
