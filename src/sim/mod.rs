@@ -6,6 +6,7 @@ pub mod apply;
 pub mod discovery;
 pub mod events;
 pub mod faults;
+pub mod gateway;
 pub mod http;
 pub mod openapi;
 pub mod patch;
@@ -16,6 +17,7 @@ pub mod status;
 pub mod store;
 pub mod structure;
 pub mod table;
+pub mod traffic;
 pub mod watch;
 pub mod workload;
 
