@@ -115,3 +115,81 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A real Prometheus server (Debian package) on loopback with a temporary config and storage,
+/// scraping the given targets every second. Killed when dropped.
+pub struct Prometheus {
+    child: std::process::Child,
+    pub address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// `targets` are `(job, "127.0.0.1:PORT", metrics_path)`.
+    pub async fn start(targets: &[(&str, String, &str)]) -> Prometheus {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n");
+        for (job, target, path) in targets {
+            config.push_str(&format!(
+                "- job_name: {job}\n  metrics_path: {path}\n  scrape_interval: 1s\n  static_configs:\n  - targets: ['{target}']\n"
+            ));
+        }
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("config written");
+        let port = free_port();
+        let address = format!("http://127.0.0.1:{port}");
+        let child = Command::new(std::env::var("SLUICE_PROMETHEUS").unwrap_or_else(|_| "prometheus".into()))
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus runs (install it with scripts/install-tools.sh)");
+        let prometheus = Prometheus {
+            child,
+            address,
+            _dir: dir,
+        };
+        let ready = format!("{}/-/ready", prometheus.address);
+        eventually(Duration::from_secs(30), "prometheus ready", || {
+            let ready = ready.clone();
+            async move {
+                reqwest::get(&ready)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+        prometheus
+    }
+
+    /// The value of an instant query returning one sample (None when empty).
+    pub async fn scalar(&self, query: &str) -> Option<f64> {
+        let client = prometheus_http_query::Client::try_from(self.address.as_str()).expect("prometheus address");
+        let response = client.query(query).get().await.ok()?;
+        match response.data() {
+            prometheus_http_query::response::Data::Vector(samples) => samples.first().map(|s| s.sample().value()),
+            prometheus_http_query::response::Data::Scalar(sample) => Some(sample.value()),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
