@@ -1,0 +1,233 @@
+//! The controller's own Prometheus metrics (`/metrics`): rollout state as gauges, aborts, and the
+//! cost and failures of reconciles per controller.
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutPhaseLabels {
+    pub namespace: String,
+    pub name: String,
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub controller: String,
+    pub error: String,
+}
+
+/// Every metric the controller exports, registered once at start-up.
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    rollout_info: Family<RolloutPhaseLabels, Gauge>,
+    rollout_step: Family<RolloutLabels, Gauge>,
+    rollout_canary_weight: Family<RolloutLabels, Gauge>,
+    aborts: Family<RolloutLabels, Counter>,
+    reconciles: Family<ControllerLabels, Counter>,
+    reconcile_errors: Family<ErrorLabels, Counter>,
+    reconcile_duration: Family<ControllerLabels, Histogram>,
+    /// The phase each rollout was last exported with, so a phase change replaces its info series.
+    phases: Mutex<std::collections::HashMap<RolloutLabels, String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let rollout_info = Family::<RolloutPhaseLabels, Gauge>::default();
+        let rollout_step = Family::<RolloutLabels, Gauge>::default();
+        let rollout_canary_weight = Family::<RolloutLabels, Gauge>::default();
+        let aborts = Family::<RolloutLabels, Counter>::default();
+        let reconciles = Family::<ControllerLabels, Counter>::default();
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        let reconcile_duration = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+        });
+        registry.register("rollout_info", "Rollouts by phase (always 1)", rollout_info.clone());
+        registry.register(
+            "rollout_step",
+            "Index of the step a rollout is on",
+            rollout_step.clone(),
+        );
+        registry.register(
+            "rollout_canary_weight",
+            "Traffic weight of the canary, percent",
+            rollout_canary_weight.clone(),
+        );
+        registry.register("aborts", "Rollouts aborted", aborts.clone());
+        registry.register("reconcile", "Reconciles run", reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by error kind",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            reconcile_duration.clone(),
+        );
+        Metrics {
+            registry,
+            rollout_info,
+            rollout_step,
+            rollout_canary_weight,
+            aborts,
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            phases: Mutex::new(Default::default()),
+        }
+    }
+
+    /// Exports a rollout's phase, step and canary weight.
+    pub fn observe_rollout(&self, namespace: &str, name: &str, phase: &str, step: i64, canary_weight: i64) {
+        let labels = RolloutLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(previous) = phases.insert(labels.clone(), phase.to_string())
+            && previous != phase
+        {
+            self.rollout_info.remove(&RolloutPhaseLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                phase: previous,
+            });
+        }
+        self.rollout_info
+            .get_or_create(&RolloutPhaseLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                phase: phase.into(),
+            })
+            .set(1);
+        self.rollout_step.get_or_create(&labels).set(step);
+        self.rollout_canary_weight.get_or_create(&labels).set(canary_weight);
+    }
+
+    /// Drops every series of a deleted rollout.
+    pub fn forget_rollout(&self, namespace: &str, name: &str) {
+        let labels = RolloutLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        if let Some(phase) = self.phases.lock().unwrap_or_else(|p| p.into_inner()).remove(&labels) {
+            self.rollout_info.remove(&RolloutPhaseLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                phase,
+            });
+        }
+        self.rollout_step.remove(&labels);
+        self.rollout_canary_weight.remove(&labels);
+    }
+
+    pub fn count_abort(&self, namespace: &str, name: &str) {
+        self.aborts
+            .get_or_create(&RolloutLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+            .inc();
+    }
+
+    pub fn count_reconcile(&self, controller: &str, took: Duration) {
+        let labels = ControllerLabels {
+            controller: controller.into(),
+        };
+        self.reconciles.get_or_create(&labels).inc();
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn count_reconcile_error(&self, controller: &str, error_kind: &str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                controller: controller.into(),
+                error: error_kind.into(),
+            })
+            .inc();
+    }
+
+    /// The exposition text for `/metrics`.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phase_change_replaces_the_info_series() {
+        let metrics = Metrics::new();
+        metrics.observe_rollout("shop", "web", "Progressing", 1, 20);
+        metrics.observe_rollout("shop", "web", "Healthy", 3, 100);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"sluice_rollout_info{namespace="shop",name="web",phase="Healthy"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains("Progressing"), "{text}");
+        assert!(
+            text.contains(r#"sluice_rollout_canary_weight{namespace="shop",name="web"} 100"#),
+            "{text}"
+        );
+        metrics.forget_rollout("shop", "web");
+        assert!(!metrics.render().contains("name=\"web\""));
+    }
+
+    #[test]
+    fn reconciles_are_counted_and_timed_per_controller() {
+        let metrics = Metrics::new();
+        metrics.count_reconcile("rollout", Duration::from_millis(3));
+        metrics.count_reconcile_error("rollout", "kube");
+        metrics.count_abort("shop", "web");
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"sluice_reconcile_total{controller="rollout"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_reconcile_errors_total{controller="rollout",error="kube"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_reconcile_duration_seconds_count{controller="rollout"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_aborts_total{namespace="shop",name="web"} 1"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Wiring: starts the controllers, the metrics and health endpoints, and shuts them down cleanly.
+pub mod metrics;
+pub mod server;
