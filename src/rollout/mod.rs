@@ -1,3 +1,4 @@
 //! The rollout engine: pure planning (observed state → actions) apart from the I/O that observes and
 //! applies, so the hard decisions are testable in microseconds.
 pub mod hash;
+pub mod replicas;
