@@ -25,6 +25,8 @@ enum Command {
     /// Measure performance; prints a JSON report.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print the CustomResourceDefinitions as YAML (apply with `kubectl apply --server-side -f -`).
+    Crds,
 }
 
 #[derive(Subcommand)]
@@ -174,6 +176,10 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => run_sim(args).await,
+        Command::Crds => {
+            print!("{}", sluice::api::crds::to_yaml());
+            Ok(())
+        }
         Command::Bench(BenchCommand::Sim {
             objects,
             watchers,

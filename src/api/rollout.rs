@@ -1,0 +1,910 @@
+//! The Rollout: a Deployment-like workload whose new versions go out as a canary in weighted steps.
+//! Spec fields follow Argo Rollouts; `*_or_default` accessors apply defaults the API server may not have.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::analysis::{AnalysisPhase, Argument};
+use super::conditions::Condition;
+use crate::duration::{self, InvalidDuration};
+
+pub const DEFAULT_REPLICAS: i32 = 1;
+pub const DEFAULT_REVISION_HISTORY_LIMIT: i32 = 10;
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
+pub const DEFAULT_MAX_SURGE: &str = "25%";
+pub const DEFAULT_MAX_UNAVAILABLE: &str = "25%";
+pub const DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS: i32 = 30;
+pub const DEFAULT_SCALE_DOWN_DELAY_SECONDS: i32 = 30;
+pub const DEFAULT_MAX_TRAFFIC_WEIGHT: i32 = 100;
+
+/// A workload rolled out as a canary: replicas of a pod template, and the strategy that moves traffic
+/// from the stable version to a new one.
+// Each printcolumn(...) repeats the same keys, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    derive = "PartialEq",
+    kind = "Rollout",
+    namespaced,
+    status = "RolloutStatus",
+    shortname = "ro",
+    category = "sluice",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired pods"
+    ),
+    printcolumn(
+        name = "Current",
+        type_ = "integer",
+        json_path = ".status.replicas",
+        description = "Existing pods"
+    ),
+    printcolumn(
+        name = "Up-to-date",
+        type_ = "integer",
+        json_path = ".status.updatedReplicas",
+        description = "Pods of the current template"
+    ),
+    printcolumn(
+        name = "Available",
+        type_ = "integer",
+        json_path = ".status.availableReplicas",
+        description = "Available pods"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Step",
+        type_ = "integer",
+        json_path = ".status.currentStepIndex",
+        description = "Index of the current canary step"
+    ),
+    printcolumn(
+        name = "Weight",
+        type_ = "integer",
+        json_path = ".status.canaryWeight",
+        description = "Traffic percent on the canary"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    doc = "A workload whose new versions are rolled out as a canary in weighted, metric-gated steps."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// Number of desired pods (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 1))]
+    pub replicas: Option<i32>,
+    /// Label selector for the Rollout's pods; must match the template's labels.
+    pub selector: LabelSelector,
+    /// The pods to run. A change here starts a new canary.
+    pub template: PodTemplateSpec,
+    /// Old ReplicaSets kept for rollback (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 10))]
+    pub revision_history_limit: Option<i32>,
+    /// Seconds a step may take to make progress before the Rollout is marked ProgressDeadlineExceeded
+    /// (default 600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 600))]
+    pub progress_deadline_seconds: Option<i32>,
+    /// Abort the canary when the progress deadline passes, instead of only reporting it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline_abort: Option<bool>,
+    /// Stop progressing until unpaused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    /// Restart every pod created before this time (RFC3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::api::Timestamp>")]
+    pub restart_at: Option<DateTime<Utc>>,
+    /// How new versions are rolled out.
+    #[serde(default)]
+    pub strategy: RolloutStrategy,
+}
+
+impl RolloutSpec {
+    /// spec.replicas, or 1 when unset.
+    pub fn replicas_or_default(&self) -> i32 {
+        self.replicas.unwrap_or(DEFAULT_REPLICAS)
+    }
+
+    /// revisionHistoryLimit, or 10 when unset.
+    pub fn revision_history_limit_or_default(&self) -> i32 {
+        self.revision_history_limit.unwrap_or(DEFAULT_REVISION_HISTORY_LIMIT)
+    }
+
+    /// progressDeadlineSeconds, or 600 when unset.
+    pub fn progress_deadline_seconds_or_default(&self) -> i32 {
+        self.progress_deadline_seconds
+            .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS)
+    }
+
+    /// Whether passing the progress deadline aborts the canary.
+    pub fn is_progress_deadline_abort(&self) -> bool {
+        self.progress_deadline_abort.unwrap_or(false)
+    }
+
+    /// Whether spec.paused is set.
+    pub fn is_paused(&self) -> bool {
+        self.paused.unwrap_or(false)
+    }
+
+    /// The canary strategy, or an empty one (no steps: promote at once) when unset.
+    pub fn canary(&self) -> CanaryStrategy {
+        self.strategy.canary.clone().unwrap_or_default()
+    }
+}
+
+/// The rollout strategy. Only canary is supported.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStrategy {
+    /// Shift traffic to the new version in steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStrategy>,
+}
+
+/// Canary strategy: steps, the Services and router that carry the traffic, and background analysis.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStrategy {
+    /// The steps, in order. No steps: the new version is promoted at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<CanaryStep>,
+    /// Service whose selector Sluice points at the canary pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_service: Option<String>,
+    /// Service whose selector Sluice points at the stable pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_service: Option<String>,
+    /// The traffic router that splits requests by weight. Unset: weights are approximated with
+    /// replica counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_routing: Option<TrafficRouting>,
+    /// Analysis that runs in the background for the whole rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<RolloutAnalysis>,
+    /// Pods above replicas allowed during the update: a number or a percentage (default 25%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "25%"))]
+    pub max_surge: Option<IntOrString>,
+    /// Pods below replicas allowed to be unavailable during the update: a number or a percentage
+    /// (default 25%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "25%"))]
+    pub max_unavailable: Option<IntOrString>,
+    /// Seconds before an aborted canary is scaled to zero (default 30; 0: at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 30))]
+    pub abort_scale_down_delay_seconds: Option<i32>,
+    /// Seconds before the old stable ReplicaSet is scaled down after promotion (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 30))]
+    pub scale_down_delay_seconds: Option<i32>,
+    /// With a traffic router, scale the stable ReplicaSet down as traffic moves to the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_stable_scale: Option<bool>,
+    /// The total weight the router splits (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 100))]
+    pub max_traffic_weight: Option<i32>,
+    /// What a Failed or Error analysis does: abort (default) or pause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "abort"))]
+    pub on_analysis_failure: Option<AnalysisFailureAction>,
+    /// On abort, also ask the owning GitSync to roll Git back to the last healthy revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_on_abort: Option<bool>,
+}
+
+impl CanaryStrategy {
+    /// maxSurge, or 25% when unset.
+    pub fn max_surge_or_default(&self) -> IntOrString {
+        self.max_surge
+            .clone()
+            .unwrap_or_else(|| IntOrString::String(DEFAULT_MAX_SURGE.into()))
+    }
+
+    /// maxUnavailable, or 25% when unset.
+    pub fn max_unavailable_or_default(&self) -> IntOrString {
+        self.max_unavailable
+            .clone()
+            .unwrap_or_else(|| IntOrString::String(DEFAULT_MAX_UNAVAILABLE.into()))
+    }
+
+    /// abortScaleDownDelaySeconds, or 30 when unset.
+    pub fn abort_scale_down_delay_seconds_or_default(&self) -> i32 {
+        self.abort_scale_down_delay_seconds
+            .unwrap_or(DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS)
+    }
+
+    /// scaleDownDelaySeconds, or 30 when unset.
+    pub fn scale_down_delay_seconds_or_default(&self) -> i32 {
+        self.scale_down_delay_seconds
+            .unwrap_or(DEFAULT_SCALE_DOWN_DELAY_SECONDS)
+    }
+
+    /// Whether stable scales down as traffic moves to the canary.
+    pub fn is_dynamic_stable_scale(&self) -> bool {
+        self.dynamic_stable_scale.unwrap_or(false)
+    }
+
+    /// maxTrafficWeight, or 100 when unset.
+    pub fn max_traffic_weight_or_default(&self) -> i32 {
+        self.max_traffic_weight.unwrap_or(DEFAULT_MAX_TRAFFIC_WEIGHT)
+    }
+
+    /// onAnalysisFailure, or abort when unset.
+    pub fn on_analysis_failure_or_default(&self) -> AnalysisFailureAction {
+        self.on_analysis_failure.unwrap_or_default()
+    }
+
+    /// Whether an abort also rolls Git back.
+    pub fn is_rollback_on_abort(&self) -> bool {
+        self.rollback_on_abort.unwrap_or(false)
+    }
+}
+
+/// What a Failed or Error analysis does to the Rollout.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AnalysisFailureAction {
+    /// Abort: all traffic back to stable, the canary scaled down.
+    #[default]
+    Abort,
+    /// Pause at the current step for a human to decide.
+    Pause,
+}
+
+/// One canary step. Set exactly one kind; the controller reports anything else as InvalidSpec with
+/// the step's index (unknown kinds are kept rather than pruned so they can be reported, not ignored).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStep {
+    /// Send this percent of traffic to the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_weight: Option<i32>,
+    /// Wait: for a duration, or until promoted when no duration is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseStep>,
+    /// Run an analysis and wait for its verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<RolloutAnalysis>,
+    /// Scale the canary independently of its traffic weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_canary_scale: Option<SetCanaryScale>,
+    /// Step kinds Sluice does not know (e.g. Argo's experiment); reported as InvalidSpec.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
+}
+
+impl CanaryStep {
+    /// The names of the kinds set in this step, known ones first. Valid steps have exactly one.
+    pub fn kinds(&self) -> Vec<&str> {
+        let known = [
+            ("setWeight", self.set_weight.is_some()),
+            ("pause", self.pause.is_some()),
+            ("analysis", self.analysis.is_some()),
+            ("setCanaryScale", self.set_canary_scale.is_some()),
+        ];
+        known
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| name)
+            .chain(self.unknown.keys().map(String::as_str))
+            .collect()
+    }
+}
+
+/// A pause step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseStep {
+    /// How long to wait: `30s`, `5m`, `1h`, or a number of seconds. Unset: until promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<IntOrString>,
+}
+
+impl PauseStep {
+    /// The parsed duration; None for an indefinite pause.
+    pub fn duration(&self) -> Result<Option<Duration>, InvalidDuration> {
+        match &self.duration {
+            None => Ok(None),
+            Some(IntOrString::Int(seconds)) => {
+                u64::try_from(*seconds)
+                    .map(|s| Some(Duration::from_secs(s)))
+                    .map_err(|_| InvalidDuration {
+                        text: seconds.to_string(),
+                        why: "negative",
+                    })
+            }
+            Some(IntOrString::String(text)) => duration::parse(text).map(Some),
+        }
+    }
+}
+
+/// Scales the canary independently of traffic (set one of replicas, weight, matchTrafficWeight).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SetCanaryScale {
+    /// An explicit number of canary pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Canary pods as a percent of spec.replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+    /// Go back to scaling the canary with its traffic weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_traffic_weight: Option<bool>,
+}
+
+/// Analysis a Rollout runs: templates instantiated into one AnalysisRun.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutAnalysis {
+    /// The templates whose metrics the run combines.
+    #[serde(default)]
+    pub templates: Vec<AnalysisTemplateRef>,
+    /// Values for the templates' arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<Argument>,
+    /// Background analysis only: start when this step index is reached (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_step: Option<i32>,
+}
+
+/// A reference to an AnalysisTemplate (or a ClusterAnalysisTemplate with clusterScope).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisTemplateRef {
+    /// Name of the template.
+    pub template_name: String,
+    /// The template is a ClusterAnalysisTemplate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_scope: Option<bool>,
+}
+
+impl AnalysisTemplateRef {
+    /// Whether the reference names a ClusterAnalysisTemplate.
+    pub fn is_cluster_scope(&self) -> bool {
+        self.cluster_scope.unwrap_or(false)
+    }
+}
+
+/// The router that splits traffic by weight (set one).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficRouting {
+    /// Gateway API HTTPRoutes.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "gatewayAPI")]
+    pub gateway_api: Option<GatewayApiTrafficRouting>,
+    /// An SMI TrafficSplit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smi: Option<SmiTrafficRouting>,
+    /// An Istio VirtualService (and optionally DestinationRule subsets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub istio: Option<IstioTrafficRouting>,
+    /// An NGINX Ingress canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxTrafficRouting>,
+}
+
+/// Gateway API routing: the rules of the HTTPRoute(s) whose backendRefs name both Services.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayApiTrafficRouting {
+    /// A single HTTPRoute.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpRoute")]
+    pub http_route: Option<String>,
+    /// Several HTTPRoutes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "httpRoutes")]
+    pub http_routes: Vec<HttpRouteRef>,
+    /// Namespace of the routes (default: the Rollout's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl GatewayApiTrafficRouting {
+    /// Every route named, httpRoute first.
+    pub fn route_names(&self) -> Vec<&str> {
+        self.http_route
+            .iter()
+            .map(String::as_str)
+            .chain(self.http_routes.iter().map(|r| r.name.as_str()))
+            .collect()
+    }
+}
+
+/// A named HTTPRoute.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteRef {
+    /// Name of the HTTPRoute.
+    pub name: String,
+}
+
+/// SMI routing: a TrafficSplit over the root Service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SmiTrafficRouting {
+    /// The Service clients call (default: the stable Service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_service: Option<String>,
+    /// Name of the TrafficSplit Sluice manages (default: the Rollout's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_split_name: Option<String>,
+}
+
+/// Istio routing: weights on a VirtualService's HTTP routes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IstioTrafficRouting {
+    /// The VirtualService whose route weights Sluice sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_service: Option<IstioVirtualService>,
+    /// Route by DestinationRule subsets instead of by Service host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_rule: Option<IstioDestinationRule>,
+}
+
+/// A VirtualService and the routes in it to weight.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IstioVirtualService {
+    /// Name of the VirtualService.
+    pub name: String,
+    /// Names of its HTTP routes to weight (unset: the only route).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+}
+
+/// A DestinationRule whose subsets tell canary and stable pods apart.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IstioDestinationRule {
+    /// Name of the DestinationRule.
+    pub name: String,
+    /// The subset for canary pods.
+    pub canary_subset_name: String,
+    /// The subset for stable pods.
+    pub stable_subset_name: String,
+}
+
+/// NGINX routing: a canary Ingress cloned from the stable one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NginxTrafficRouting {
+    /// The Ingress that routes to the stable Service.
+    pub stable_ingress: String,
+    /// Annotation prefix of the controller (default `nginx.ingress.kubernetes.io`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation_prefix: Option<String>,
+    /// Extra canary annotations, e.g. `canary-by-header`, without the prefix.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub additional_ingress_annotations: BTreeMap<String, String>,
+}
+
+impl NginxTrafficRouting {
+    /// annotationPrefix, or `nginx.ingress.kubernetes.io`.
+    pub fn annotation_prefix_or_default(&self) -> &str {
+        self.annotation_prefix
+            .as_deref()
+            .unwrap_or("nginx.ingress.kubernetes.io")
+    }
+}
+
+/// The phase of a Rollout (first rule that applies: Degraded, Paused, Progressing, Healthy).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RolloutPhase {
+    /// Fully promoted and available.
+    Healthy,
+    /// Moving towards the desired state.
+    Progressing,
+    /// Waiting: spec.paused or a pause condition.
+    Paused,
+    /// Aborted, invalid, or past the progress deadline.
+    Degraded,
+}
+
+/// Why a Rollout is paused.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PauseReason {
+    /// A pause step.
+    CanaryPauseStep,
+    /// An analysis was Inconclusive.
+    InconclusiveAnalysisRun,
+}
+
+/// A reason the Rollout is paused and since when.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseCondition {
+    /// Why.
+    pub reason: PauseReason,
+    /// Since when.
+    #[schemars(with = "crate::api::Timestamp")]
+    pub start_time: DateTime<Utc>,
+}
+
+/// What the Rollout controller observed and decided.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// Healthy, Progressing, Paused or Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<RolloutPhase>,
+    /// Why the Rollout is in its phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pod template hash of the current spec.template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_pod_hash: Option<String>,
+    /// Pod template hash of the stable ReplicaSet.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "stableRS")]
+    pub stable_rs: Option<String>,
+    /// Index of the current step; equal to the number of steps when all are done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step_index: Option<i32>,
+    /// Hash of the steps, to notice when they change mid-rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step_hash: Option<String>,
+    /// Why the Rollout is paused; empty when it is not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pause_conditions: Vec<PauseCondition>,
+    /// The controller paused the Rollout (as opposed to spec.paused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_pause: Option<bool>,
+    /// The canary was aborted; cleared by retry or a new template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<bool>,
+    /// When it was aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::api::Timestamp>")]
+    pub aborted_at: Option<DateTime<Utc>>,
+    /// Skip every remaining step and analysis (`sluice promote --full`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote_full: Option<bool>,
+    /// Canary traffic and analysis state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
+    /// Percent of traffic on the canary (for `kubectl get`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<i32>,
+    /// Pods of every revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Pods of the current revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_replicas: Option<i32>,
+    /// Ready pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Available pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_replicas: Option<i32>,
+    /// The pod selector as a string, for the scale subresource (HPA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Available, Progressing, Paused, Completed, Healthy, InvalidSpec, Ready, Reconciling, Stalled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The revision running as stable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<RevisionInfo>,
+    /// The revision running as canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_revision: Option<RevisionInfo>,
+    /// When the current step started (timed pauses count from here, across controller restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::api::Timestamp>")]
+    pub step_started_at: Option<DateTime<Utc>>,
+    /// The spec.restartAt that was last carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::api::Timestamp>")]
+    pub restarted_at: Option<DateTime<Utc>>,
+}
+
+impl RolloutStatus {
+    /// Whether the canary is aborted.
+    pub fn is_aborted(&self) -> bool {
+        self.abort.unwrap_or(false)
+    }
+
+    /// currentStepIndex, or 0 when unset.
+    pub fn current_step_index_or_default(&self) -> i32 {
+        self.current_step_index.unwrap_or(0)
+    }
+}
+
+/// Where a version came from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionInfo {
+    /// The Git commit that produced it (from the GitSync that applied it), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_revision: Option<String>,
+    /// The Rollout's revision number (1, 2, …), as on its ReplicaSets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+}
+
+/// Canary traffic weights and the analysis runs in flight.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// The weights last written to the traffic router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<TrafficWeights>,
+    /// The AnalysisRun of the current analysis step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step_analysis_run: Option<AnalysisRunRef>,
+    /// The background AnalysisRun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_background_analysis_run: Option<AnalysisRunRef>,
+}
+
+/// The weights of canary and stable.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficWeights {
+    /// The canary's share.
+    pub canary: WeightDestination,
+    /// The stable's share.
+    pub stable: WeightDestination,
+}
+
+/// One destination's traffic share.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightDestination {
+    /// Pod template hash of the ReplicaSet receiving it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template_hash: Option<String>,
+    /// Its weight, out of maxTrafficWeight.
+    pub weight: i32,
+}
+
+/// An AnalysisRun the Rollout is waiting on.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunRef {
+    /// Name of the AnalysisRun.
+    pub name: String,
+    /// Its phase when last observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<AnalysisPhase>,
+    /// Its message when last observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    const ARGO_STYLE: &str = r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: checkout
+  namespace: shop
+spec:
+  replicas: 5
+  selector:
+    matchLabels: {app: checkout}
+  template:
+    metadata:
+      labels: {app: checkout}
+    spec:
+      containers:
+      - name: checkout
+        image: example.com/checkout:2.1.0
+        ports: [{containerPort: 8080}]
+  strategy:
+    canary:
+      canaryService: checkout-canary
+      stableService: checkout-stable
+      maxSurge: 1
+      maxUnavailable: 0
+      trafficRouting:
+        gatewayAPI:
+          httpRoute: checkout
+      analysis:
+        templates: [{templateName: error-rate}]
+        startingStep: 2
+        args:
+        - name: service
+          value: checkout
+        - name: canary-hash
+          valueFrom: {podTemplateHashValue: Latest}
+      steps:
+      - setWeight: 20
+      - pause: {duration: 30s}
+      - setWeight: 50
+      - pause: {duration: 60}
+      - analysis:
+          templates:
+          - templateName: success-rate
+            clusterScope: true
+      - setCanaryScale: {replicas: 2}
+      - pause: {}
+"#;
+
+    #[test]
+    fn argo_style_rollout_parses() {
+        let rollout: Rollout = serde_saphyr::from_str(ARGO_STYLE).unwrap();
+        assert_eq!(rollout.spec.replicas_or_default(), 5);
+        let canary = rollout.spec.canary();
+        assert_eq!(canary.max_surge_or_default(), IntOrString::Int(1));
+        assert_eq!(canary.max_unavailable_or_default(), IntOrString::Int(0));
+        assert_eq!(
+            canary
+                .traffic_routing
+                .as_ref()
+                .unwrap()
+                .gateway_api
+                .as_ref()
+                .unwrap()
+                .route_names(),
+            ["checkout"]
+        );
+        let background = canary.analysis.as_ref().unwrap();
+        assert_eq!(background.starting_step, Some(2));
+        assert_eq!(
+            background.args[1].value_from.as_ref().unwrap().pod_template_hash_value,
+            Some(crate::api::analysis::PodTemplateHashValue::Latest)
+        );
+        let steps = &canary.steps;
+        assert_eq!(steps.len(), 7);
+        assert_eq!(steps[0], CanaryStep::set_weight(20));
+        assert_eq!(steps[1], CanaryStep::pause_for("30s"));
+        assert_eq!(
+            steps[1].pause.as_ref().unwrap().duration(),
+            Ok(Some(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            steps[3].pause.as_ref().unwrap().duration(),
+            Ok(Some(Duration::from_secs(60)))
+        );
+        assert!(steps[4].analysis.as_ref().unwrap().templates[0].is_cluster_scope());
+        assert_eq!(steps[5], CanaryStep::set_canary_replicas(2));
+        assert_eq!(steps[6], CanaryStep::pause());
+        assert_eq!(steps[6].pause.as_ref().unwrap().duration(), Ok(None));
+        assert!(steps.iter().all(|s| s.kinds().len() == 1));
+    }
+
+    #[test]
+    fn round_trip_keeps_unset_fields_absent() {
+        let rollout: Rollout = serde_saphyr::from_str(ARGO_STYLE).unwrap();
+        let json = serde_json::to_value(&rollout).unwrap();
+        assert!(json["spec"].get("paused").is_none());
+        assert!(json["spec"].get("revisionHistoryLimit").is_none());
+        assert!(json.get("status").is_none());
+        assert_eq!(
+            json["spec"]["strategy"]["canary"]["steps"][2],
+            serde_json::json!({"setWeight": 50})
+        );
+        let yaml = serde_saphyr::to_string(&rollout).unwrap();
+        let again: Rollout = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(again, rollout);
+    }
+
+    #[test]
+    fn unknown_and_mixed_step_kinds_are_surfaced() {
+        let steps: Vec<CanaryStep> =
+            serde_saphyr::from_str("[{experiment: {duration: 1h}}, {setWeight: 10, pause: {}}]").unwrap();
+        assert_eq!(steps[0].kinds(), ["experiment"]);
+        assert_eq!(steps[1].kinds(), ["setWeight", "pause"]);
+        // The unknown kind survives a round trip, so it can be reported rather than dropped.
+        let json = serde_json::to_value(&steps[0]).unwrap();
+        assert_eq!(json, serde_json::json!({"experiment": {"duration": "1h"}}));
+    }
+
+    #[test]
+    fn wrongly_typed_fields_are_rejected() {
+        let err = serde_saphyr::from_str::<CanaryStep>("setWeight: lots").unwrap_err();
+        assert!(
+            err.to_string().contains("lots") || err.to_string().contains("invalid"),
+            "{err}"
+        );
+        assert!(serde_saphyr::from_str::<CanaryStrategy>("onAnalysisFailure: explode").is_err());
+        let negative = PauseStep {
+            duration: Some(IntOrString::Int(-5)),
+        };
+        assert!(negative.duration().is_err());
+    }
+
+    #[test]
+    fn accessors_default_missing_values() {
+        let spec: RolloutSpec = serde_saphyr::from_str("selector: {}\ntemplate: {}").unwrap();
+        assert_eq!(spec.replicas_or_default(), 1);
+        assert_eq!(spec.revision_history_limit_or_default(), 10);
+        assert_eq!(spec.progress_deadline_seconds_or_default(), 600);
+        assert!(!spec.is_paused() && !spec.is_progress_deadline_abort());
+        let canary = spec.canary();
+        assert!(canary.steps.is_empty());
+        assert_eq!(canary.max_surge_or_default(), IntOrString::String("25%".into()));
+        assert_eq!(canary.max_unavailable_or_default(), IntOrString::String("25%".into()));
+        assert_eq!(canary.abort_scale_down_delay_seconds_or_default(), 30);
+        assert_eq!(canary.scale_down_delay_seconds_or_default(), 30);
+        assert_eq!(canary.max_traffic_weight_or_default(), 100);
+        assert_eq!(canary.on_analysis_failure_or_default(), AnalysisFailureAction::Abort);
+        assert!(!canary.is_dynamic_stable_scale() && !canary.is_rollback_on_abort());
+    }
+
+    /// The defaults the API server fills in from the schema and the accessors' defaults agree.
+    #[test]
+    fn schema_defaults_match_accessor_defaults() {
+        let crd = serde_json::to_value(Rollout::crd()).unwrap();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut object = serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "x"},
+            "spec": {"selector": {}, "template": {}, "strategy": {"canary": {}}}
+        });
+        crate::sim::schema::apply_defaults(schema, &mut object);
+        let defaulted: Rollout = serde_json::from_value(object).unwrap();
+        let (spec, canary) = (&defaulted.spec, defaulted.spec.canary());
+        assert_eq!(spec.replicas, Some(spec.replicas_or_default()));
+        assert_eq!(spec.revision_history_limit, Some(DEFAULT_REVISION_HISTORY_LIMIT));
+        assert_eq!(spec.progress_deadline_seconds, Some(DEFAULT_PROGRESS_DEADLINE_SECONDS));
+        let bare = CanaryStrategy::default();
+        assert_eq!(canary.max_surge, Some(bare.max_surge_or_default()));
+        assert_eq!(canary.max_unavailable, Some(bare.max_unavailable_or_default()));
+        assert_eq!(
+            canary.abort_scale_down_delay_seconds,
+            Some(bare.abort_scale_down_delay_seconds_or_default())
+        );
+        assert_eq!(
+            canary.scale_down_delay_seconds,
+            Some(bare.scale_down_delay_seconds_or_default())
+        );
+        assert_eq!(canary.max_traffic_weight, Some(bare.max_traffic_weight_or_default()));
+        assert_eq!(canary.on_analysis_failure, Some(bare.on_analysis_failure_or_default()));
+    }
+
+    #[test]
+    fn status_field_names_match_argo() {
+        let status = RolloutStatus {
+            stable_rs: Some("abc".into()),
+            current_step_index: Some(2),
+            canary: Some(CanaryStatus {
+                weights: Some(TrafficWeights {
+                    canary: WeightDestination {
+                        pod_template_hash: Some("def".into()),
+                        weight: 20,
+                    },
+                    stable: WeightDestination {
+                        pod_template_hash: Some("abc".into()),
+                        weight: 80,
+                    },
+                }),
+                ..CanaryStatus::default()
+            }),
+            ..RolloutStatus::default()
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["stableRS"], "abc");
+        assert_eq!(json["currentStepIndex"], 2);
+        assert_eq!(json["canary"]["weights"]["canary"]["weight"], 20);
+        assert_eq!(json["canary"]["weights"]["stable"]["podTemplateHash"], "abc");
+    }
+}
