@@ -38,6 +38,20 @@ async fn discovery_crds_and_invalid_custom_objects() {
         );
     }
 
+    // Sluice's own CRDs, as users install them.
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
+    kubectl.ok(&["apply", "--server-side", "-f", crds]).await;
+    kubectl
+        .ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/rollouts.sluice.dev",
+            "--timeout=10s",
+        ])
+        .await;
+    let explained = kubectl.ok(&["explain", "rollout.spec.strategy.canary.steps"]).await;
+    assert!(explained.contains("setWeight"), "{explained}");
+
     let crd = kubectl.file("crd.yaml", include_str!("fixtures/widget-crd.yaml"));
     kubectl
         .ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()])

@@ -579,6 +579,10 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<crate::api::Timestamp>")]
     pub aborted_at: Option<DateTime<Utc>>,
+    /// The step index a user promoted past (`sluice promote`): that step counts as done. Naming the
+    /// index, not "next", makes promote idempotent: promoting twice does not skip two steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_step: Option<i32>,
     /// Skip every remaining step and analysis (`sluice promote --full`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promote_full: Option<bool>,

@@ -2,3 +2,4 @@
 //! applies, so the hard decisions are testable in microseconds.
 pub mod hash;
 pub mod replicas;
+pub mod validate;

@@ -1,0 +1,435 @@
+//! Spec validation: every problem with a Rollout's spec, each with the field path a user needs to
+//! fix it. An invalid spec gets an InvalidSpec condition and an event, and nothing is scaled.
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::api::rollout::{CanaryStep, CanaryStrategy, Rollout, RolloutAnalysis, SetCanaryScale};
+use crate::rollout::replicas::{IntOrPercent, ScaleLimits};
+
+/// One problem with a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    /// Dotted path such as `spec.strategy.canary.steps[2].setWeight`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// All problems joined into one message, as shown in the InvalidSpec condition.
+pub fn summary(errors: &[SpecError]) -> String {
+    errors.iter().map(SpecError::to_string).collect::<Vec<_>>().join("; ")
+}
+
+#[derive(Default)]
+struct Findings(Vec<SpecError>);
+
+impl Findings {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(SpecError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Every problem with the spec (empty when valid). Checks only what the spec itself says; whether
+/// referenced objects exist is checked where they are read.
+pub fn validate(rollout: &Rollout) -> Vec<SpecError> {
+    let spec = &rollout.spec;
+    let mut found = Findings::default();
+    if let Some(replicas) = spec.replicas
+        && replicas < 0
+    {
+        found.add("spec.replicas", format!("must be at least 0, got {replicas}"));
+    }
+    check_selector(&spec.selector, template_labels(rollout), &mut found);
+    let containers = spec.template.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
+    if containers == 0 {
+        found.add("spec.template.spec.containers", "at least one container is required");
+    }
+    for (field, value) in [
+        ("spec.revisionHistoryLimit", spec.revision_history_limit),
+        (
+            "spec.progressDeadlineSeconds",
+            spec.progress_deadline_seconds.map(|s| s - 1),
+        ),
+    ] {
+        if let Some(value) = value
+            && value < 0
+        {
+            let minimum = if field.ends_with("Seconds") { 1 } else { 0 };
+            found.add(field, format!("must be at least {minimum}"));
+        }
+    }
+    check_canary(&spec.canary(), spec.replicas_or_default(), &mut found);
+    found.0
+}
+
+fn template_labels(rollout: &Rollout) -> BTreeMap<String, String> {
+    rollout
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
+}
+
+fn check_selector(selector: &LabelSelector, labels: BTreeMap<String, String>, found: &mut Findings) {
+    let match_labels = selector.match_labels.clone().unwrap_or_default();
+    let expressions = selector.match_expressions.clone().unwrap_or_default();
+    if match_labels.is_empty() && expressions.is_empty() {
+        found.add(
+            "spec.selector",
+            "must not be empty: it would select every pod in the namespace",
+        );
+        return;
+    }
+    for (key, value) in &match_labels {
+        if labels.get(key) != Some(value) {
+            found.add(
+                "spec.selector.matchLabels",
+                format!("{key}={value} does not match spec.template.metadata.labels"),
+            );
+        }
+    }
+    for (i, expression) in expressions.iter().enumerate() {
+        let values = expression.values.clone().unwrap_or_default();
+        let label = labels.get(&expression.key);
+        let matches = match expression.operator.as_str() {
+            "In" => label.is_some_and(|l| values.contains(l)),
+            "NotIn" => label.is_none_or(|l| !values.contains(l)),
+            "Exists" => label.is_some(),
+            "DoesNotExist" => label.is_none(),
+            other => {
+                found.add(
+                    format!("spec.selector.matchExpressions[{i}].operator"),
+                    format!("unknown operator {other:?}: use In, NotIn, Exists or DoesNotExist"),
+                );
+                continue;
+            }
+        };
+        if !matches {
+            found.add(
+                format!("spec.selector.matchExpressions[{i}]"),
+                "does not match spec.template.metadata.labels",
+            );
+        }
+    }
+}
+
+fn int_or_string_text(value: &IntOrString) -> String {
+    match value {
+        IntOrString::Int(i) => i.to_string(),
+        IntOrString::String(s) => s.clone(),
+    }
+}
+
+fn check_canary(canary: &CanaryStrategy, replicas: i32, found: &mut Findings) {
+    const CANARY: &str = "spec.strategy.canary";
+    let surge = int_or_string_text(&canary.max_surge_or_default());
+    let unavailable = int_or_string_text(&canary.max_unavailable_or_default());
+    for (field, text) in [("maxSurge", &surge), ("maxUnavailable", &unavailable)] {
+        if let Err(e) = IntOrPercent::parse(text) {
+            found.add(format!("{CANARY}.{field}"), e);
+        }
+    }
+    if let Err(e) = ScaleLimits::parse(replicas, &surge, &unavailable) {
+        // Parse errors were reported per field above; this is the "both zero" case.
+        if IntOrPercent::parse(&surge).is_ok() && IntOrPercent::parse(&unavailable).is_ok() {
+            found.add(format!("{CANARY}.maxUnavailable"), e);
+        }
+    }
+    let max_weight = canary.max_traffic_weight_or_default();
+    if max_weight <= 0 {
+        found.add(
+            format!("{CANARY}.maxTrafficWeight"),
+            format!("must be at least 1, got {max_weight}"),
+        );
+    }
+    for (field, value) in [
+        ("abortScaleDownDelaySeconds", canary.abort_scale_down_delay_seconds),
+        ("scaleDownDelaySeconds", canary.scale_down_delay_seconds),
+    ] {
+        if let Some(value) = value
+            && value < 0
+        {
+            found.add(format!("{CANARY}.{field}"), format!("must be at least 0, got {value}"));
+        }
+    }
+    match (&canary.canary_service, &canary.stable_service) {
+        (Some(c), Some(s)) if c == s => {
+            found.add(format!("{CANARY}.stableService"), "must differ from canaryService");
+        }
+        (Some(_), None) | (None, Some(_)) if canary.traffic_routing.is_some() => {
+            found.add(
+                format!("{CANARY}.canaryService"),
+                "canaryService and stableService are both required with trafficRouting",
+            );
+        }
+        _ => {}
+    }
+    if let Some(routing) = &canary.traffic_routing {
+        let routers: Vec<&str> = [
+            ("gatewayAPI", routing.gateway_api.is_some()),
+            ("smi", routing.smi.is_some()),
+            ("istio", routing.istio.is_some()),
+            ("nginx", routing.nginx.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name)
+        .collect();
+        if routers.len() != 1 {
+            found.add(
+                format!("{CANARY}.trafficRouting"),
+                format!(
+                    "set exactly one router (gatewayAPI, smi, istio, nginx), found {}",
+                    describe(&routers)
+                ),
+            );
+        }
+        if canary.canary_service.is_none() || canary.stable_service.is_none() {
+            found.add(
+                format!("{CANARY}.canaryService"),
+                "canaryService and stableService are both required with trafficRouting",
+            );
+        }
+        if let Some(gateway) = &routing.gateway_api
+            && gateway.route_names().is_empty()
+        {
+            found.add(
+                format!("{CANARY}.trafficRouting.gatewayAPI"),
+                "name an httpRoute or httpRoutes",
+            );
+        }
+    }
+    if let Some(analysis) = &canary.analysis {
+        check_analysis(analysis, &format!("{CANARY}.analysis"), found);
+        if let Some(start) = analysis.starting_step
+            && (start < 0 || start as usize > canary.steps.len())
+        {
+            found.add(
+                format!("{CANARY}.analysis.startingStep"),
+                format!(
+                    "must be between 0 and {} (the number of steps), got {start}",
+                    canary.steps.len()
+                ),
+            );
+        }
+    }
+    for (i, step) in canary.steps.iter().enumerate() {
+        check_step(step, &format!("{CANARY}.steps[{i}]"), max_weight, found);
+    }
+}
+
+fn describe(kinds: &[&str]) -> String {
+    match kinds {
+        [] => "none".into(),
+        [one] => one.to_string(),
+        many => many.join(" and "),
+    }
+}
+
+fn check_step(step: &CanaryStep, field: &str, max_weight: i32, found: &mut Findings) {
+    let kinds = step.kinds();
+    if kinds.len() != 1 {
+        found.add(
+            field,
+            format!(
+                "a step needs exactly one of setWeight, pause, analysis, setCanaryScale; found {}",
+                describe(&kinds)
+            ),
+        );
+        return;
+    }
+    if let Some(unknown) = step.unknown.keys().next() {
+        found.add(
+            format!("{field}.{unknown}"),
+            "unknown step kind: use setWeight, pause, analysis or setCanaryScale",
+        );
+    }
+    if let Some(weight) = step.set_weight
+        && !(0..=max_weight).contains(&weight)
+    {
+        found.add(
+            format!("{field}.setWeight"),
+            format!("must be between 0 and {max_weight}, got {weight}"),
+        );
+    }
+    if let Some(pause) = &step.pause
+        && let Err(e) = pause.duration()
+    {
+        found.add(format!("{field}.pause.duration"), e.to_string());
+    }
+    if let Some(analysis) = &step.analysis {
+        check_analysis(analysis, &format!("{field}.analysis"), found);
+    }
+    if let Some(scale) = &step.set_canary_scale {
+        check_canary_scale(scale, &format!("{field}.setCanaryScale"), found);
+    }
+}
+
+fn check_canary_scale(scale: &SetCanaryScale, field: &str, found: &mut Findings) {
+    let set: Vec<&str> = [
+        ("replicas", scale.replicas.is_some()),
+        ("weight", scale.weight.is_some()),
+        ("matchTrafficWeight", scale.match_traffic_weight == Some(true)),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(name, _)| name)
+    .collect();
+    if set.len() != 1 {
+        found.add(
+            field,
+            format!(
+                "set exactly one of replicas, weight, matchTrafficWeight; found {}",
+                describe(&set)
+            ),
+        );
+    }
+    if let Some(replicas) = scale.replicas
+        && replicas < 0
+    {
+        found.add(
+            format!("{field}.replicas"),
+            format!("must be at least 0, got {replicas}"),
+        );
+    }
+    if let Some(weight) = scale.weight
+        && !(0..=100).contains(&weight)
+    {
+        found.add(
+            format!("{field}.weight"),
+            format!("must be between 0 and 100, got {weight}"),
+        );
+    }
+}
+
+fn check_analysis(analysis: &RolloutAnalysis, field: &str, found: &mut Findings) {
+    if analysis.templates.is_empty() {
+        found.add(format!("{field}.templates"), "name at least one template");
+    }
+    for (i, template) in analysis.templates.iter().enumerate() {
+        if template.template_name.trim().is_empty() {
+            found.add(format!("{field}.templates[{i}].templateName"), "must not be empty");
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, arg) in analysis.args.iter().enumerate() {
+        if arg.name.trim().is_empty() {
+            found.add(format!("{field}.args[{i}].name"), "must not be empty");
+        } else if !seen.insert(arg.name.clone()) {
+            found.add(
+                format!("{field}.args[{i}].name"),
+                format!("{:?} is given twice", arg.name),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::rollout::{CanaryStep, PauseStep, TrafficRouting};
+
+    fn fields(rollout: &Rollout) -> Vec<String> {
+        validate(rollout).into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_good_rollout_is_valid() {
+        let rollout = Rollout::example(
+            "web",
+            10,
+            vec![CanaryStep::set_weight(20), CanaryStep::pause_for("30s")],
+        );
+        assert_eq!(validate(&rollout), vec![]);
+    }
+
+    #[test]
+    fn each_problem_names_its_field() {
+        let cases: Vec<(Rollout, &str)> = vec![
+            (
+                Rollout::example("w", 1, vec![CanaryStep::set_weight(120)]),
+                "spec.strategy.canary.steps[0].setWeight",
+            ),
+            (
+                Rollout::example("w", 1, vec![CanaryStep::set_weight(-1)]),
+                "spec.strategy.canary.steps[0].setWeight",
+            ),
+            (
+                Rollout::example("w", 1, vec![CanaryStep::default()]),
+                "spec.strategy.canary.steps[0]",
+            ),
+            (
+                Rollout::example(
+                    "w",
+                    1,
+                    vec![CanaryStep {
+                        set_weight: Some(10),
+                        pause: Some(PauseStep::default()),
+                        ..Default::default()
+                    }],
+                ),
+                "spec.strategy.canary.steps[0]",
+            ),
+            (
+                Rollout::example("w", 1, vec![CanaryStep::set_weight(10), CanaryStep::pause_for("5x")]),
+                "spec.strategy.canary.steps[1].pause.duration",
+            ),
+            (Rollout::example("w", -3, vec![]), "spec.replicas"),
+            (
+                Rollout::example("w", 1, vec![]).with_canary(|c| {
+                    c.max_surge = Some(IntOrString::Int(0));
+                    c.max_unavailable = Some(IntOrString::Int(0));
+                }),
+                "spec.strategy.canary.maxUnavailable",
+            ),
+            (
+                Rollout::example("w", 1, vec![])
+                    .with_canary(|c| c.max_surge = Some(IntOrString::String("lots".into()))),
+                "spec.strategy.canary.maxSurge",
+            ),
+            (
+                Rollout::example("w", 1, vec![]).with_traffic_routing(TrafficRouting::default()),
+                "spec.strategy.canary.trafficRouting",
+            ),
+        ];
+        for (rollout, field) in cases {
+            let found = fields(&rollout);
+            assert!(
+                found.iter().any(|f| f == field),
+                "expected an error at {field}, got {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn selectors_must_be_non_empty_and_match_the_template() {
+        let mut rollout = Rollout::example("w", 1, vec![]);
+        rollout.spec.selector.match_labels = Some([("app".to_string(), "other".to_string())].into());
+        assert_eq!(fields(&rollout), vec!["spec.selector.matchLabels"]);
+        rollout.spec.selector.match_labels = None;
+        assert_eq!(fields(&rollout), vec!["spec.selector"]);
+    }
+
+    #[test]
+    fn an_unknown_step_kind_is_reported_not_ignored() {
+        let mut step = CanaryStep::default();
+        step.unknown.insert("experiment".into(), serde_json::json!({}));
+        let rollout = Rollout::example("w", 1, vec![step]);
+        let errors = validate(&rollout);
+        assert_eq!(errors[0].field, "spec.strategy.canary.steps[0].experiment");
+        assert!(summary(&errors).contains("unknown step kind"));
+    }
+}
