@@ -1,0 +1,640 @@
+//! The plan driven through whole rollouts in an in-memory world that applies its actions and brings
+//! pods up, plus property tests over random sequences of events.
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use proptest::prelude::*;
+
+use super::*;
+use crate::api::conditions;
+use crate::api::rollout::{CanaryStep, RolloutPhase};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+/// A tiny cluster: ReplicaSets whose pods become available when `settle` is called.
+#[derive(Debug, Clone)]
+struct World {
+    rollout: Rollout,
+    replica_sets: Vec<ObservedReplicaSet>,
+    runs: Vec<ObservedAnalysisRun>,
+    now: DateTime<Utc>,
+    events: Vec<PlannedEvent>,
+    writes: usize,
+}
+
+impl World {
+    fn new(replicas: i32, steps: Vec<CanaryStep>) -> Self {
+        World {
+            rollout: Rollout::example("web", replicas, steps).with_generation(1),
+            replica_sets: vec![],
+            runs: vec![],
+            now: t0(),
+            events: vec![],
+            writes: 0,
+        }
+    }
+
+    fn observed(&self) -> Observed<'_> {
+        Observed {
+            rollout: &self.rollout,
+            replica_sets: &self.replica_sets,
+            pods: &[],
+            analysis_runs: &self.runs,
+            reference_errors: vec![],
+            now: self.now,
+        }
+    }
+
+    fn plan(&self) -> Plan {
+        plan(&self.observed())
+    }
+
+    /// One reconcile: plan, then apply every action and the status.
+    fn reconcile(&mut self) -> Plan {
+        let plan = self.plan();
+        for action in &plan.actions {
+            self.writes += 1;
+            match action {
+                Action::CreateReplicaSet {
+                    name,
+                    hash,
+                    revision,
+                    replicas,
+                    git_revision,
+                } => {
+                    self.replica_sets.push(ObservedReplicaSet {
+                        name: name.clone(),
+                        hash: hash.clone(),
+                        revision: *revision,
+                        spec_replicas: *replicas,
+                        pods: 0,
+                        ready: 0,
+                        available: 0,
+                        git_revision: git_revision.clone(),
+                        created_at: Some(self.now),
+                        deleting: false,
+                    });
+                }
+                Action::ScaleReplicaSet { name, replicas } => {
+                    let rs = self
+                        .replica_sets
+                        .iter_mut()
+                        .find(|rs| rs.name == *name)
+                        .expect("scaled RS exists");
+                    rs.spec_replicas = *replicas;
+                    // Scaling down removes pods at once; scaling up waits for `settle`.
+                    rs.pods = rs.pods.min(*replicas);
+                    rs.ready = rs.ready.min(*replicas);
+                    rs.available = rs.available.min(*replicas);
+                }
+                Action::SetRevision { name, revision } => {
+                    self.replica_sets
+                        .iter_mut()
+                        .find(|rs| rs.name == *name)
+                        .unwrap()
+                        .revision = *revision;
+                }
+                Action::DeleteReplicaSet { name } => self.replica_sets.retain(|rs| rs.name != *name),
+                Action::DeletePod { .. } => {}
+                Action::CreateAnalysisRun { name, kind, hash, .. } => self.runs.push(ObservedAnalysisRun {
+                    name: name.clone(),
+                    hash: hash.clone(),
+                    kind: *kind,
+                    phase: AnalysisPhase::Running,
+                    message: None,
+                    terminated: false,
+                    created_at: Some(self.now),
+                }),
+                Action::TerminateAnalysisRun { name } => {
+                    let run = self.runs.iter_mut().find(|r| r.name == *name).unwrap();
+                    run.terminated = true;
+                    if !run.phase.is_completed() {
+                        run.phase = AnalysisPhase::Successful;
+                    }
+                }
+            }
+        }
+        if self.rollout.status.as_ref() != Some(&plan.status) {
+            self.writes += 1;
+            self.rollout.status = Some(plan.status.clone());
+        }
+        self.events.extend(plan.events.clone());
+        plan
+    }
+
+    /// Every pod becomes available.
+    fn settle(&mut self) {
+        for rs in &mut self.replica_sets {
+            rs.pods = rs.spec_replicas;
+            rs.ready = rs.spec_replicas;
+            rs.available = rs.spec_replicas;
+        }
+    }
+
+    /// Reconciles and settles until nothing changes; returns the last plan.
+    fn converge(&mut self) -> Plan {
+        let mut last = self.reconcile();
+        for _ in 0..200 {
+            self.settle();
+            let next = self.reconcile();
+            if next.actions.is_empty() && Some(&next.status) == self.rollout.status.as_ref() && next == last {
+                return next;
+            }
+            last = next;
+        }
+        panic!("did not converge: {:#?}", self.rollout.status);
+    }
+
+    fn status(&self) -> &RolloutStatus {
+        self.rollout.status.as_ref().unwrap()
+    }
+
+    fn phase(&self) -> RolloutPhase {
+        self.status().phase.unwrap()
+    }
+
+    fn counts(&self) -> (i32, i32) {
+        let status = self.status();
+        let of = |hash: Option<&String>| {
+            self.replica_sets
+                .iter()
+                .find(|rs| Some(&rs.hash) == hash)
+                .map_or(0, |rs| rs.spec_replicas)
+        };
+        let stable = of(status.stable_rs.as_ref());
+        let canary = if status.stable_rs == status.current_pod_hash {
+            0
+        } else {
+            of(status.current_pod_hash.as_ref())
+        };
+        (stable, canary)
+    }
+
+    fn new_template(&mut self, image: &str) {
+        self.rollout = self.rollout.clone().with_image(image);
+        let generation = self.rollout.metadata.generation.unwrap_or(1) + 1;
+        self.rollout.metadata.generation = Some(generation);
+    }
+
+    fn edit_status(&mut self, edit: impl FnOnce(&mut RolloutStatus)) {
+        edit(self.rollout.status.as_mut().unwrap());
+    }
+
+    fn promote(&mut self) {
+        let index = self.status().current_step_index;
+        self.edit_status(|s| s.promoted_step = index);
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += chrono::Duration::from_std(by).unwrap();
+    }
+
+    fn reasons(&self) -> Vec<&'static str> {
+        self.events.iter().map(|e| e.reason).collect()
+    }
+}
+
+fn issue_steps() -> Vec<CanaryStep> {
+    vec![
+        CanaryStep::set_weight(20),
+        CanaryStep::pause_for("2s"),
+        CanaryStep::set_weight(50),
+        CanaryStep::pause(),
+        CanaryStep::set_weight(80),
+    ]
+}
+
+fn deployed(replicas: i32, steps: Vec<CanaryStep>) -> World {
+    let mut world = World::new(replicas, steps);
+    world.converge();
+    assert_eq!(world.phase(), RolloutPhase::Healthy);
+    world
+}
+
+#[test]
+fn first_deployment_goes_straight_to_full_scale() {
+    let mut world = World::new(10, issue_steps());
+    let plan = world.reconcile();
+    assert!(
+        matches!(
+            &plan.actions[..],
+            [Action::CreateReplicaSet {
+                replicas: 10,
+                revision: 1,
+                ..
+            }]
+        ),
+        "{:?}",
+        plan.actions
+    );
+    assert_eq!(world.phase(), RolloutPhase::Progressing);
+    world.converge();
+    assert_eq!(world.phase(), RolloutPhase::Healthy);
+    assert_eq!(world.counts(), (10, 0));
+    assert!(conditions::is_true(&world.status().conditions, conditions::READY));
+    assert!(conditions::is_true(&world.status().conditions, conditions::COMPLETED));
+}
+
+#[test]
+fn canary_walks_every_step_waits_for_promotion_and_completes() {
+    let mut world = deployed(10, issue_steps());
+    let old_stable = world.status().stable_rs.clone().unwrap();
+    world.new_template("web:v2");
+
+    // setWeight 20: canary 2, stable 8, then the 2s pause starts.
+    world.converge();
+    assert_eq!(world.counts(), (8, 2));
+    assert_eq!(world.status().current_step_index, Some(1));
+    assert_eq!(world.phase(), RolloutPhase::Paused);
+    let plan = world.plan();
+    assert_eq!(
+        plan.requeue_after,
+        Some(Duration::from_secs(2)),
+        "requeue exactly when the pause ends"
+    );
+
+    // After 2s: setWeight 50, then the open pause.
+    world.advance(Duration::from_secs(2));
+    world.converge();
+    assert_eq!(world.counts(), (5, 5));
+    assert_eq!(world.status().current_step_index, Some(3));
+    assert_eq!(world.phase(), RolloutPhase::Paused);
+    world.advance(Duration::from_secs(3600));
+    world.converge();
+    assert_eq!(
+        world.status().current_step_index,
+        Some(3),
+        "an open pause waits for promote"
+    );
+
+    world.promote();
+    world.converge();
+    let status = world.status();
+    assert_ne!(status.stable_rs.as_ref(), Some(&old_stable), "the canary became stable");
+    assert_eq!(status.current_step_index, Some(5));
+    assert_eq!(world.phase(), RolloutPhase::Healthy);
+    assert_eq!(world.counts(), (10, 0));
+    let old = world.replica_sets.iter().find(|rs| rs.hash == old_stable).unwrap();
+    assert_eq!(old.spec_replicas, 0, "the old stable is scaled to zero");
+    for reason in [
+        "NewRevision",
+        "StepCompleted",
+        "RolloutPaused",
+        "RolloutPromoted",
+        "RolloutCompleted",
+    ] {
+        assert!(
+            world.reasons().contains(&reason),
+            "missing event {reason}: {:?}",
+            world.reasons()
+        );
+    }
+}
+
+#[test]
+fn abort_returns_to_stable_and_retry_starts_again_at_step_zero() {
+    let mut world = deployed(10, issue_steps());
+    world.new_template("web:v2");
+    world.advance(Duration::from_secs(5));
+    world.converge();
+    world.advance(Duration::from_secs(5));
+    world.converge();
+    assert_eq!(world.counts(), (5, 5));
+
+    world.edit_status(|s| s.abort = Some(true));
+    let plan = world.reconcile();
+    assert!(plan.aborted_now);
+    assert_eq!(plan.status.canary_weight, Some(0), "weight 0 in the same reconcile");
+    world.converge();
+    assert_eq!(world.phase(), RolloutPhase::Degraded);
+    assert!(world.status().message.as_deref().unwrap().starts_with("RolloutAborted"));
+    assert_eq!(world.counts(), (10, 0));
+    assert!(world.status().pause_conditions.is_empty());
+
+    world.edit_status(|s| s.abort = None);
+    world.converge();
+    assert_eq!(
+        world.status().current_step_index,
+        Some(1),
+        "back through setWeight 20 to the first pause"
+    );
+    assert_eq!(world.counts(), (8, 2));
+    assert!(world.reasons().contains(&"RolloutRetried"));
+}
+
+#[test]
+fn a_newer_template_supersedes_the_canary_and_the_stable_template_rolls_back_at_once() {
+    let mut world = deployed(10, issue_steps());
+    let stable = world.status().stable_rs.clone();
+    world.new_template("web:v2");
+    world.converge();
+    assert_eq!(world.counts(), (8, 2));
+    world.new_template("web:v3");
+    world.converge();
+    assert_eq!(world.status().stable_rs, stable, "stable unchanged");
+    assert_eq!(world.status().current_step_index, Some(1), "v3 starts at step 0");
+    let v2 = world.replica_sets.iter().find(|rs| rs.revision == 2).unwrap();
+    assert_eq!(v2.spec_replicas, 0, "the superseded canary is scaled away");
+    assert_eq!(world.counts(), (8, 2));
+
+    world.new_template("example.com/web:1"); // the first template again
+    let events_before = world.events.len();
+    world.converge();
+    assert_eq!(world.phase(), RolloutPhase::Healthy);
+    assert_eq!(world.counts(), (10, 0));
+    assert_eq!(world.status().stable_rs, stable);
+    let new_events: Vec<&str> = world.events[events_before..].iter().map(|e| e.reason).collect();
+    assert!(
+        new_events.contains(&"RolledBack") && !new_events.contains(&"StepCompleted"),
+        "{new_events:?}"
+    );
+}
+
+#[test]
+fn promote_full_skips_every_remaining_step() {
+    let mut world = deployed(4, issue_steps());
+    world.new_template("web:v2");
+    world.converge();
+    world.edit_status(|s| s.promote_full = Some(true));
+    world.converge();
+    assert_eq!(world.phase(), RolloutPhase::Healthy);
+    assert_eq!(world.counts(), (4, 0));
+    assert_eq!(world.status().promote_full, None);
+}
+
+#[test]
+fn promoting_twice_at_the_same_step_skips_only_one_step() {
+    let mut world = deployed(
+        10,
+        vec![CanaryStep::pause(), CanaryStep::pause(), CanaryStep::set_weight(50)],
+    );
+    world.new_template("web:v2");
+    world.converge();
+    assert_eq!(world.status().current_step_index, Some(0));
+    world.promote();
+    world.reconcile();
+    world.edit_status(|s| s.promoted_step = Some(0));
+    world.converge();
+    assert_eq!(
+        world.status().current_step_index,
+        Some(1),
+        "the second promote of step 0 is a no-op"
+    );
+}
+
+#[test]
+fn replica_changes_keep_the_step_weight() {
+    let mut world = deployed(10, vec![CanaryStep::set_weight(50), CanaryStep::pause()]);
+    world.new_template("web:v2");
+    world.converge();
+    assert_eq!(world.counts(), (5, 5));
+    world.rollout.spec.replicas = Some(20);
+    world.converge();
+    assert_eq!(world.counts(), (10, 10));
+    world.rollout.spec.paused = Some(true);
+    world.rollout.spec.replicas = Some(4);
+    world.converge();
+    assert_eq!(world.counts(), (2, 2), "a paused rollout still holds its weight");
+    assert_eq!(world.phase(), RolloutPhase::Paused);
+}
+
+#[test]
+fn an_invalid_spec_changes_nothing_and_recovers_when_fixed() {
+    let mut world = deployed(4, issue_steps());
+    world.rollout.spec.strategy.canary.as_mut().unwrap().steps[0] = CanaryStep::set_weight(150);
+    world.new_template("web:v2");
+    let plan = world.reconcile();
+    assert!(plan.actions.is_empty());
+    assert_eq!(world.phase(), RolloutPhase::Degraded);
+    let invalid = conditions::find(&world.status().conditions, conditions::INVALID_SPEC).unwrap();
+    assert!(
+        invalid.message.as_deref().unwrap().contains("steps[0].setWeight"),
+        "{invalid:?}"
+    );
+    assert!(plan.events.iter().any(|e| e.warning && e.reason == "InvalidSpec"));
+    assert!(
+        world.reconcile().events.is_empty(),
+        "the same problem is not reported again"
+    );
+
+    world.rollout.spec.strategy.canary.as_mut().unwrap().steps[0] = CanaryStep::set_weight(20);
+    world.converge();
+    assert!(conditions::find(&world.status().conditions, conditions::INVALID_SPEC).is_none());
+    assert_eq!(world.phase(), RolloutPhase::Paused);
+}
+
+#[test]
+fn no_progress_past_the_deadline_degrades_and_can_abort() {
+    let mut world = deployed(4, vec![CanaryStep::set_weight(50), CanaryStep::pause()]);
+    world.rollout.spec.progress_deadline_seconds = Some(60);
+    world.new_template("web:v2");
+    world.reconcile();
+    world.reconcile(); // canary created but its pods never become available
+    let plan = world.plan();
+    assert!(plan.requeue_after.is_some_and(|d| d <= Duration::from_secs(60)));
+    world.advance(Duration::from_secs(61));
+    let plan = world.reconcile();
+    assert!(plan.events.iter().any(|e| e.reason == "ProgressDeadlineExceeded"));
+    assert_eq!(world.phase(), RolloutPhase::Degraded);
+    assert!(!world.status().is_aborted());
+
+    let mut world = deployed(4, vec![CanaryStep::set_weight(50), CanaryStep::pause()]);
+    world.rollout.spec.progress_deadline_seconds = Some(60);
+    world.rollout.spec.progress_deadline_abort = Some(true);
+    world.new_template("web:v2");
+    world.reconcile();
+    world.reconcile();
+    world.advance(Duration::from_secs(61));
+    let plan = world.reconcile();
+    assert!(plan.aborted_now);
+    world.converge();
+    assert_eq!(world.counts(), (4, 0));
+    assert_eq!(world.phase(), RolloutPhase::Degraded);
+}
+
+#[test]
+fn analysis_steps_follow_the_run_verdict() {
+    let steps = vec![
+        CanaryStep::set_weight(20),
+        CanaryStep::analysis("success-rate"),
+        CanaryStep::set_weight(60),
+    ];
+    let mut world = deployed(10, steps.clone());
+    world.new_template("web:v2");
+    world.converge();
+    assert_eq!(world.status().current_step_index, Some(1));
+    assert_eq!(world.runs.len(), 1, "one run for the analysis step");
+    assert!(world.runs[0].name.ends_with("-s1-0"), "{}", world.runs[0].name);
+    world.runs[0].phase = AnalysisPhase::Successful;
+    world.converge();
+    assert_eq!(
+        world.phase(),
+        RolloutPhase::Healthy,
+        "successful analysis: on to completion"
+    );
+
+    let mut world = deployed(10, steps.clone());
+    world.new_template("web:v2");
+    world.converge();
+    world.runs[0].phase = AnalysisPhase::Failed;
+    world.runs[0].message = Some("success-rate: 0.6 < 0.95".into());
+    let plan = world.reconcile();
+    assert!(plan.aborted_now);
+    assert_eq!(plan.status.canary_weight, Some(0));
+    world.converge();
+    assert_eq!(world.counts(), (10, 0));
+    assert!(
+        world.status().message.as_deref().unwrap().contains("0.6 < 0.95"),
+        "{:?}",
+        world.status().message
+    );
+
+    let mut world = deployed(10, steps);
+    world.new_template("web:v2");
+    world.converge();
+    world.runs[0].phase = AnalysisPhase::Inconclusive;
+    world.converge();
+    assert_eq!(world.phase(), RolloutPhase::Paused);
+    assert_eq!(world.status().current_step_index, Some(1));
+    world.promote();
+    world.converge();
+    assert_eq!(
+        world.phase(),
+        RolloutPhase::Healthy,
+        "a human promoted past the inconclusive analysis"
+    );
+}
+
+#[test]
+fn old_replica_sets_beyond_the_history_limit_are_deleted() {
+    let mut world = deployed(2, vec![]);
+    world.rollout.spec.revision_history_limit = Some(2);
+    for version in 2..=6 {
+        world.new_template(&format!("web:v{version}"));
+        world.converge();
+    }
+    assert_eq!(world.replica_sets.len(), 3, "stable plus two old revisions");
+    let revisions: Vec<i64> = world.replica_sets.iter().map(|rs| rs.revision).collect();
+    assert!(
+        revisions.contains(&6) && revisions.contains(&5) && revisions.contains(&4),
+        "{revisions:?}"
+    );
+}
+
+#[test]
+fn a_setweight_step_costs_at_most_three_writes() {
+    let mut world = deployed(
+        10,
+        vec![
+            CanaryStep::set_weight(20),
+            CanaryStep::set_weight(40),
+            CanaryStep::pause(),
+        ],
+    );
+    world.new_template("web:v2");
+    world.reconcile(); // creates the canary ReplicaSet
+    world.settle();
+    world.reconcile(); // scales towards 20%
+    world.settle();
+    world.writes = 0;
+    // 20% is reached: the step completes and the next one scales: canary, stable, status.
+    world.reconcile();
+    assert_eq!(world.status().current_step_index, Some(1));
+    assert!(world.writes <= 3, "one setWeight step wrote {} times", world.writes);
+}
+
+// ---- property tests -------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Event {
+    Reconcile,
+    SettleSome(u8),
+    NewTemplate,
+    Abort,
+    Retry,
+    Promote,
+    Replicas(i32),
+    Advance(u16),
+}
+
+fn events() -> impl Strategy<Value = Vec<Event>> {
+    let event = prop_oneof![
+        6 => Just(Event::Reconcile),
+        4 => any::<u8>().prop_map(Event::SettleSome),
+        1 => Just(Event::NewTemplate),
+        1 => Just(Event::Abort),
+        1 => Just(Event::Retry),
+        1 => Just(Event::Promote),
+        1 => (0..12i32).prop_map(Event::Replicas),
+        1 => (0..120u16).prop_map(Event::Advance),
+    ];
+    proptest::collection::vec(event, 1..60)
+}
+
+/// Brings up to `n` pods of each ReplicaSet to available (pods appear, then become ready).
+fn settle_some(world: &mut World, n: u8) {
+    for rs in &mut world.replica_sets {
+        let room = (rs.spec_replicas - rs.available).max(0).min(i32::from(n % 4));
+        rs.available += room;
+        rs.ready = rs.available;
+        rs.pods = rs.spec_replicas;
+    }
+}
+
+fn total_spec(world: &World) -> i32 {
+    world.replica_sets.iter().map(|rs| rs.spec_replicas).sum()
+}
+
+fn total_available(world: &World) -> i32 {
+    world.replica_sets.iter().map(|rs| rs.available).sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn planning_is_safe_deterministic_and_restartable(initial in 1..12i32, events in events()) {
+        let steps = vec![CanaryStep::set_weight(25), CanaryStep::pause_for("30s"), CanaryStep::set_weight(60), CanaryStep::pause()];
+        let mut world = World::new(initial, steps);
+        let mut version = 1;
+        for event in events {
+            match event {
+                Event::Reconcile => {
+                    let replicas = world.rollout.spec.replicas_or_default();
+                    let limits = ScaleLimits::parse(replicas, "25%", "25%").unwrap();
+                    let (spec_before, available_before) = (total_spec(&world), total_available(&world));
+                    // A restart at any point: planning twice on the same observations agrees.
+                    let first = world.plan();
+                    prop_assert_eq!(&first, &world.plan());
+                    world.reconcile();
+                    let surge_cap = (replicas + limits.max_surge).max(spec_before);
+                    prop_assert!(total_spec(&world) <= surge_cap, "more than replicas+maxSurge pods: {} > {}", total_spec(&world), surge_cap);
+                    let floor = (replicas - limits.max_unavailable).min(available_before);
+                    prop_assert!(total_available(&world) >= floor, "available fell below the floor: {} < {}", total_available(&world), floor);
+                }
+                Event::SettleSome(n) => settle_some(&mut world, n),
+                Event::NewTemplate => {
+                    version += 1;
+                    world.new_template(&format!("web:v{version}"));
+                }
+                Event::Abort => if world.rollout.status.is_some() { world.edit_status(|s| s.abort = Some(true)) },
+                Event::Retry => if world.rollout.status.is_some() { world.edit_status(|s| s.abort = None) },
+                Event::Promote => if world.rollout.status.is_some() { world.promote() },
+                Event::Replicas(n) => world.rollout.spec.replicas = Some(n),
+                Event::Advance(secs) => world.advance(Duration::from_secs(u64::from(secs))),
+            }
+        }
+        // Whatever happened, an abort ends with all traffic and pods on stable.
+        world.reconcile();
+        if world.status().stable_rs != world.status().current_pod_hash {
+            world.edit_status(|s| s.abort = Some(true));
+            world.converge();
+            let replicas = world.rollout.spec.replicas_or_default();
+            prop_assert_eq!(world.counts(), (replicas, 0));
+            prop_assert_eq!(world.status().canary_weight, Some(0));
+            prop_assert_eq!(world.phase(), RolloutPhase::Degraded);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Rollout phase and conditions, as SEMANTICS.md orders them (Degraded, Paused, Progressing,
+//! Healthy), with Argo's condition types plus kstatus Ready/Reconciling/Stalled so Argo CD and Flux
+//! health checks work unmodified. Also the progress deadline, measured from the last progress.
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::api::conditions::{
+    self, AVAILABLE, COMPLETED, Condition, ConditionStatus, HEALTHY, INVALID_SPEC, PAUSED, PROGRESSING, READY,
+    RECONCILING, STALLED,
+};
+use crate::api::rollout::{PauseReason, RolloutPhase, RolloutStatus};
+
+/// What the plan saw, summarised for the phase rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub replicas: i32,
+    /// Available pods of the current template.
+    pub updated_available: i32,
+    pub stable_is_current: bool,
+    /// Every ReplicaSet at its final size (current at replicas, the others at zero).
+    pub all_replica_sets_settled: bool,
+    pub step: usize,
+    pub steps: usize,
+    /// spec.paused
+    pub paused: bool,
+    pub max_unavailable: i32,
+}
+
+/// What `conclude` found about the deadline.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    /// Look again then: the deadline passes if nothing progresses before.
+    pub check_deadline_in: Option<Duration>,
+    /// The deadline passed in this reconcile (the first time).
+    pub deadline_exceeded_now: bool,
+}
+
+const DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+const ABORTED: &str = "RolloutAborted: ";
+
+/// An invalid spec: Degraded with the reasons, nothing else changes.
+pub fn mark_invalid(status: &mut RolloutStatus, message: &str, now: DateTime<Utc>) {
+    let generation = status.observed_generation;
+    let set = |status: &mut RolloutStatus, c: Condition| {
+        conditions::set_condition(&mut status.conditions, c.observed(generation), now);
+    };
+    set(status, Condition::new(INVALID_SPEC, true, "InvalidSpec", message));
+    set(status, Condition::new(READY, false, "InvalidSpec", message));
+    set(
+        status,
+        Condition::new(RECONCILING, false, "InvalidSpec", "the spec must be fixed"),
+    );
+    set(status, Condition::new(STALLED, true, "InvalidSpec", message));
+    set(status, Condition::new(HEALTHY, false, "InvalidSpec", message));
+    status.phase = Some(RolloutPhase::Degraded);
+    status.message = Some(format!("InvalidSpec: {message}"));
+}
+
+/// Sets phase, message and conditions from the planned status and what was observed.
+pub fn conclude(status: &mut RolloutStatus, progress: &Progress, deadline: Duration, now: DateTime<Utc>) -> Outcome {
+    conditions::remove_condition(&mut status.conditions, INVALID_SPEC);
+    let generation = status.observed_generation;
+    let aborted = status.is_aborted();
+    let paused = progress.paused || !status.pause_conditions.is_empty();
+    let complete = progress.stable_is_current
+        && progress.updated_available >= progress.replicas
+        && progress.all_replica_sets_settled;
+    let fingerprint = format!(
+        "step {}/{}: {} of {} pods of the current revision available{}",
+        progress.step,
+        progress.steps,
+        progress.updated_available,
+        progress.replicas,
+        if progress.all_replica_sets_settled {
+            ""
+        } else {
+            ", ReplicaSets scaling"
+        }
+    );
+
+    let mut outcome = Outcome::default();
+    let previous = conditions::find(&status.conditions, PROGRESSING).cloned();
+    let in_progress = !complete && !paused && !aborted;
+    let mut exceeded = false;
+    if in_progress {
+        let same_progress = previous
+            .as_ref()
+            .is_some_and(|c| c.message.as_deref() == Some(fingerprint.as_str()));
+        let already_exceeded =
+            same_progress && previous.as_ref().and_then(|c| c.reason.as_deref()) == Some(DEADLINE_EXCEEDED);
+        let since = previous
+            .as_ref()
+            .filter(|_| same_progress)
+            .and_then(|c| c.last_update_time)
+            .unwrap_or(now);
+        let elapsed = (now - since).to_std().unwrap_or_default();
+        if already_exceeded || elapsed >= deadline {
+            exceeded = true;
+            outcome.deadline_exceeded_now = !already_exceeded;
+        } else {
+            outcome.check_deadline_in = Some(deadline - elapsed);
+        }
+    }
+
+    let (progressing, reason) = if exceeded {
+        (ConditionStatus::False, DEADLINE_EXCEEDED)
+    } else if aborted {
+        (ConditionStatus::False, "RolloutAborted")
+    } else if paused {
+        (ConditionStatus::Unknown, "RolloutPaused")
+    } else if complete {
+        (ConditionStatus::True, "NewReplicaSetAvailable")
+    } else {
+        (ConditionStatus::True, "ReplicaSetUpdated")
+    };
+    let set = |status: &mut RolloutStatus, c: Condition| {
+        conditions::set_condition(&mut status.conditions, c.observed(generation), now);
+    };
+    set(
+        status,
+        Condition::new(PROGRESSING, progressing, reason, fingerprint.clone()),
+    );
+
+    let phase = if aborted || exceeded {
+        RolloutPhase::Degraded
+    } else if paused {
+        RolloutPhase::Paused
+    } else if !complete {
+        RolloutPhase::Progressing
+    } else {
+        RolloutPhase::Healthy
+    };
+    let message = match phase {
+        RolloutPhase::Degraded if exceeded && !aborted => {
+            format!(
+                "ProgressDeadlineExceeded: no progress for {}s ({fingerprint})",
+                deadline.as_secs()
+            )
+        }
+        RolloutPhase::Degraded => match status.message.clone() {
+            // The reason was recorded when the rollout aborted; keep it for as long as it stays aborted.
+            Some(message) if message.starts_with(ABORTED) => message,
+            Some(why) if !why.is_empty() => format!("{ABORTED}{why}"),
+            _ => format!("{ABORTED}aborted; traffic is back on stable"),
+        },
+        RolloutPhase::Paused => pause_message(status, progress),
+        RolloutPhase::Progressing => fingerprint,
+        RolloutPhase::Healthy => String::new(),
+    };
+    status.phase = Some(phase);
+    status.message = (!message.is_empty()).then_some(message.clone());
+
+    let available = status.available_replicas.unwrap_or(0) >= progress.replicas - progress.max_unavailable;
+    set(
+        status,
+        Condition::new(
+            AVAILABLE,
+            available,
+            if available {
+                "AvailableReplicas"
+            } else {
+                "NotEnoughReplicas"
+            },
+            "",
+        ),
+    );
+    let pause_reason = if progress.paused {
+        "PausedBySpec"
+    } else {
+        "CanaryPauseStep"
+    };
+    match paused {
+        true => set(status, Condition::new(PAUSED, true, pause_reason, "")),
+        false => {
+            conditions::remove_condition(&mut status.conditions, PAUSED);
+        }
+    }
+    set(
+        status,
+        Condition::new(
+            COMPLETED,
+            complete,
+            if complete {
+                "RolloutCompleted"
+            } else {
+                "RolloutNotCompleted"
+            },
+            "",
+        ),
+    );
+    let healthy = phase == RolloutPhase::Healthy;
+    set(
+        status,
+        Condition::new(HEALTHY, healthy, phase_reason(phase), message.clone()),
+    );
+    // kstatus: Ready when Healthy; Reconciling while moving or paused; Stalled when Degraded.
+    set(
+        status,
+        Condition::new(READY, healthy, phase_reason(phase), message.clone()),
+    );
+    let reconciling = matches!(phase, RolloutPhase::Progressing | RolloutPhase::Paused);
+    set(
+        status,
+        Condition::new(
+            RECONCILING,
+            reconciling,
+            phase_reason(phase),
+            if reconciling { message.clone() } else { String::new() },
+        ),
+    );
+    let stalled = phase == RolloutPhase::Degraded;
+    set(
+        status,
+        Condition::new(
+            STALLED,
+            stalled,
+            phase_reason(phase),
+            if stalled { message } else { String::new() },
+        ),
+    );
+    outcome
+}
+
+fn phase_reason(phase: RolloutPhase) -> &'static str {
+    match phase {
+        RolloutPhase::Healthy => "Healthy",
+        RolloutPhase::Progressing => "Progressing",
+        RolloutPhase::Paused => "Paused",
+        RolloutPhase::Degraded => "Degraded",
+    }
+}
+
+fn pause_message(status: &RolloutStatus, progress: &Progress) -> String {
+    if progress.paused {
+        return "paused by spec.paused".into();
+    }
+    let reasons: Vec<&str> = status
+        .pause_conditions
+        .iter()
+        .map(|c| match c.reason {
+            PauseReason::CanaryPauseStep => "CanaryPauseStep",
+            PauseReason::InconclusiveAnalysisRun => "InconclusiveAnalysisRun",
+        })
+        .collect();
+    format!(
+        "paused at step {}/{} ({})",
+        progress.step + 1,
+        progress.steps,
+        reasons.join(", ")
+    )
+}
