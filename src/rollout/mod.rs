@@ -2,6 +2,7 @@
 //! applies, so the hard decisions are testable in microseconds.
 pub mod hash;
 pub mod plan;
+pub mod reconcile;
 pub mod replicas;
 pub mod status;
 pub mod validate;

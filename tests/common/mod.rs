@@ -193,3 +193,56 @@ pub fn free_port() -> u16 {
         .expect("addr")
         .port()
 }
+
+/// Installs Sluice's CRDs (crds/sluice.dev.yaml) into a simulator.
+pub fn install_crds(sim: &Simulator) {
+    let crds = sim
+        .api
+        .resource("apiextensions.k8s.io", "customresourcedefinitions")
+        .expect("CRDs are built in");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/sluice.dev.yaml")).expect("crds file");
+    let options = sluice::sim::api::WriteOptions {
+        field_manager: "test".into(),
+        ..Default::default()
+    };
+    for document in text
+        .split("\n---\n")
+        .filter(|d| !d.trim().is_empty() && d.trim() != "---")
+    {
+        let crd: serde_json::Value = serde_saphyr::from_str(document).expect("CRD YAML parses");
+        sim.api.create(&crds, "", crd, &options).expect("CRD accepted");
+    }
+}
+
+/// An in-process Sluice rollout controller that can be stopped and started again (a "restart").
+pub struct RunningController {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    pub metrics: std::sync::Arc<sluice::controller::metrics::Metrics>,
+}
+
+impl RunningController {
+    pub fn start(
+        sim: &Simulator,
+        analysis: std::sync::Arc<dyn sluice::rollout::reconcile::AnalysisRunFactory>,
+    ) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let metrics = std::sync::Arc::new(sluice::controller::metrics::Metrics::new());
+        let health = std::sync::Arc::new(sluice::controller::server::Health::default());
+        let task = tokio::spawn(sluice::controller::rollouts::run(
+            sim.client().expect("client"),
+            Default::default(),
+            metrics.clone(),
+            health,
+            analysis,
+            stop.clone(),
+        ));
+        RunningController { stop, task, metrics }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}

@@ -1,0 +1,537 @@
+//! The Rollout reconciler: observe (from the shared caches), plan (pure), apply the plan's actions,
+//! write status only when it changed, record events, and requeue exactly when a timer ends.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::api::analysis::AnalysisRun;
+use crate::api::rollout::{Rollout, RolloutStatus};
+use crate::controller::metrics::Metrics;
+use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
+use crate::rollout::plan::{self, Action, AnalysisKind, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, Plan};
+use crate::rollout::validate::SpecError;
+
+/// Annotation with a ReplicaSet's revision number (1, 2, 3…).
+pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
+/// Labels on AnalysisRuns: which rollout, revision and analysis they belong to.
+pub const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
+pub const ANALYSIS_LABEL: &str = "sluice.dev/analysis";
+/// Field manager of every write the rollout controller makes.
+pub const FIELD_MANAGER: &str = "sluice";
+
+/// Why a reconcile failed; the error policy requeues with backoff and counts it by kind.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("rollout {namespace}/{name}: {action}: {source}")]
+    Kube {
+        namespace: String,
+        name: String,
+        action: String,
+        source: kube::Error,
+    },
+    #[error("rollout {namespace}/{name}: {message}")]
+    Analysis {
+        namespace: String,
+        name: String,
+        message: String,
+    },
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::Analysis { .. } => "analysis",
+        }
+    }
+}
+
+/// What every reconcile shares: the client, the caches the controller keeps, metrics and events.
+pub struct Context {
+    pub client: Client,
+    pub replica_sets: Store<ReplicaSet>,
+    pub analysis_runs: Store<AnalysisRun>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// Creates the AnalysisRun a plan asks for (templates are read here, at the I/O edge).
+    pub analysis: Arc<dyn AnalysisRunFactory>,
+}
+
+/// Builds AnalysisRuns from a Rollout's analysis references (implemented by the analysis engine).
+#[async_trait::async_trait]
+pub trait AnalysisRunFactory: Send + Sync {
+    /// The AnalysisRun for `analysis` of `rollout`, or a message saying what is wrong (a missing
+    /// template, an unknown argument).
+    async fn build(&self, rollout: &Rollout, request: &AnalysisRequest) -> Result<AnalysisRun, String>;
+    /// Problems with the templates a Rollout references, as spec errors (checked while it rolls out).
+    async fn check_references(&self, rollout: &Rollout) -> Vec<SpecError>;
+}
+
+/// One AnalysisRun the plan wants.
+#[derive(Debug, Clone)]
+pub struct AnalysisRequest {
+    pub name: String,
+    pub kind: AnalysisKind,
+    pub hash: String,
+    pub stable_hash: Option<String>,
+    pub analysis: crate::api::rollout::RolloutAnalysis,
+}
+
+fn kube_error(rollout: &Rollout, action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error + '_ {
+    let action = action.into();
+    move |source| Error::Kube {
+        namespace: rollout.namespace().unwrap_or_default(),
+        name: rollout.name_any(),
+        action,
+        source,
+    }
+}
+
+/// Reconciles one Rollout.
+pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let started = Instant::now();
+    let namespace = rollout.namespace().unwrap_or_default();
+    let name = rollout.name_any();
+    if rollout.meta().deletion_timestamp.is_some() {
+        ctx.metrics.forget_rollout(&namespace, &name);
+        return Ok(Requeue::await_change());
+    }
+    let now = Utc::now();
+    let replica_sets = observe_replica_sets(&rollout, &ctx.replica_sets);
+    let analysis_runs = observe_analysis_runs(&rollout, &ctx.analysis_runs);
+    let pods = if restart_pending(&rollout, now) {
+        observe_pods(&ctx.client, &rollout, &replica_sets).await?
+    } else {
+        vec![]
+    };
+    let mid_rollout = rollout
+        .status
+        .as_ref()
+        .is_none_or(|s| s.stable_rs != s.current_pod_hash);
+    let reference_errors = if mid_rollout {
+        ctx.analysis.check_references(&rollout).await
+    } else {
+        vec![]
+    };
+    let observed = plan::Observed {
+        rollout: &rollout,
+        replica_sets: &replica_sets,
+        pods: &pods,
+        analysis_runs: &analysis_runs,
+        reference_errors,
+        now,
+    };
+    let plan = plan::plan(&observed);
+    let result = apply(&rollout, &plan, &ctx).await;
+    let status = &plan.status;
+    ctx.metrics.observe_rollout(
+        &namespace,
+        &name,
+        status.phase.map(|p| format!("{p:?}")).as_deref().unwrap_or("Unknown"),
+        i64::from(status.current_step_index.unwrap_or(0)),
+        i64::from(status.canary_weight.unwrap_or(0)),
+    );
+    if plan.aborted_now {
+        ctx.metrics.count_abort(&namespace, &name);
+    }
+    ctx.metrics.count_reconcile("rollout", started.elapsed());
+    result?;
+    Ok(match plan.requeue_after {
+        Some(after) => Requeue::requeue(after),
+        None => Requeue::await_change(),
+    })
+}
+
+pub fn error_policy(rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    tracing::warn!(rollout = %rollout.name_any(), error = %error, "reconcile failed");
+    ctx.metrics.count_reconcile_error("rollout", error.metric_label());
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+fn owned_by(meta: &ObjectMeta, rollout: &Rollout) -> bool {
+    let uid = rollout.uid();
+    meta.namespace == rollout.namespace()
+        && meta
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.controller == Some(true) && Some(&r.uid) == uid.as_ref())
+}
+
+fn parse_time(time: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Option<DateTime<Utc>> {
+    time.and_then(|t| DateTime::parse_from_rfc3339(&t.0.to_string()).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn observe_replica_sets(rollout: &Rollout, store: &Store<ReplicaSet>) -> Vec<ObservedReplicaSet> {
+    store
+        .state()
+        .iter()
+        .filter(|rs| owned_by(&rs.metadata, rollout))
+        .filter_map(|rs| {
+            let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone();
+            let status = rs.status.clone().unwrap_or_default();
+            Some(ObservedReplicaSet {
+                name: rs.name_any(),
+                hash,
+                revision: rs
+                    .annotations()
+                    .get(REVISION_ANNOTATION)
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0),
+                spec_replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                pods: status.replicas,
+                ready: status.ready_replicas.unwrap_or(0),
+                available: status.available_replicas.unwrap_or(0),
+                git_revision: rs.annotations().get(plan::GIT_REVISION_ANNOTATION).cloned(),
+                created_at: parse_time(rs.metadata.creation_timestamp.as_ref()),
+                deleting: rs.metadata.deletion_timestamp.is_some(),
+            })
+        })
+        .collect()
+}
+
+fn observe_analysis_runs(rollout: &Rollout, store: &Store<AnalysisRun>) -> Vec<ObservedAnalysisRun> {
+    store
+        .state()
+        .iter()
+        .filter(|run| owned_by(&run.metadata, rollout))
+        .filter_map(|run| {
+            let labels = run.labels();
+            let kind = match labels.get(ANALYSIS_LABEL).map(String::as_str) {
+                Some("background") => AnalysisKind::Background,
+                Some(step) => AnalysisKind::Step(step.strip_prefix("step-")?.parse().ok()?),
+                None => return None,
+            };
+            let status = run.status.clone().unwrap_or_default();
+            Some(ObservedAnalysisRun {
+                name: run.name_any(),
+                hash: labels.get(POD_TEMPLATE_HASH_LABEL)?.clone(),
+                kind,
+                phase: status.phase.unwrap_or_default(),
+                message: status.message.clone(),
+                terminated: run.spec.is_terminated(),
+                created_at: parse_time(run.metadata.creation_timestamp.as_ref()),
+            })
+        })
+        .collect()
+}
+
+fn restart_pending(rollout: &Rollout, now: DateTime<Utc>) -> bool {
+    let Some(restart_at) = rollout.spec.restart_at else {
+        return false;
+    };
+    restart_at <= now
+        && rollout
+            .status
+            .as_ref()
+            .and_then(|s| s.restarted_at)
+            .is_none_or(|done| done < restart_at)
+}
+
+/// Pods are read only while a restart is pending (they are not cached: most reconciles never need them).
+async fn observe_pods(
+    client: &Client,
+    rollout: &Rollout,
+    replica_sets: &[ObservedReplicaSet],
+) -> Result<Vec<ObservedPod>, Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let hashes: Vec<&str> = replica_sets.iter().map(|rs| rs.hash.as_str()).collect();
+    if hashes.is_empty() {
+        return Ok(vec![]);
+    }
+    let selector = format!("{POD_TEMPLATE_HASH_LABEL} in ({})", hashes.join(","));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_error(rollout, "listing pods"))?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|pod| {
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            Some(ObservedPod {
+                name: pod.name_any(),
+                hash: pod.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone(),
+                created_at: parse_time(pod.metadata.creation_timestamp.as_ref())?,
+                ready,
+            })
+        })
+        .collect())
+}
+
+fn owner_reference(rollout: &Rollout) -> OwnerReference {
+    rollout
+        .controller_owner_ref(&())
+        .expect("a stored Rollout has a name and uid")
+}
+
+/// The ReplicaSet for the current template: hash label on selector and pod template, revision and
+/// Git revision annotations, owned by the Rollout.
+pub fn build_replica_set(
+    rollout: &Rollout,
+    name: &str,
+    hash: &str,
+    revision: i64,
+    replicas: i32,
+    git_revision: Option<&str>,
+) -> ReplicaSet {
+    let mut template = rollout.spec.template.clone();
+    let template_meta = template.metadata.get_or_insert_with(Default::default);
+    let mut labels = template_meta.labels.clone().unwrap_or_default();
+    labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    template_meta.labels = Some(labels.clone());
+    let mut selector: LabelSelector = rollout.spec.selector.clone();
+    let mut match_labels = selector.match_labels.clone().unwrap_or_default();
+    match_labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    selector.match_labels = Some(match_labels);
+    let mut annotations = BTreeMap::from([(REVISION_ANNOTATION.to_string(), revision.to_string())]);
+    if let Some(git) = git_revision {
+        annotations.insert(plan::GIT_REVISION_ANNOTATION.into(), git.into());
+    }
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: rollout.namespace(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![owner_reference(rollout)]),
+            ..Default::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas),
+            selector,
+            template: Some(template),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Applies the plan: actions in order, then status (only when it changed), then events.
+async fn apply(rollout: &Rollout, plan: &Plan, ctx: &Context) -> Result<(), Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let merge = PatchParams::default();
+    for action in &plan.actions {
+        match action {
+            Action::CreateReplicaSet {
+                name,
+                hash,
+                revision,
+                replicas,
+                git_revision,
+            } => {
+                let rs = build_replica_set(rollout, name, hash, *revision, *replicas, git_revision.as_deref());
+                match replica_sets
+                    .create(
+                        &PostParams {
+                            field_manager: Some(FIELD_MANAGER.into()),
+                            ..Default::default()
+                        },
+                        &rs,
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    // Created by a previous reconcile whose status write was lost: nothing to do.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(kube_error(rollout, format!("creating ReplicaSet {name}"))(e)),
+                }
+            }
+            Action::ScaleReplicaSet { name, replicas } => {
+                let patch = json!({"spec": {"replicas": replicas}});
+                replica_sets
+                    .patch(name, &merge, &Patch::Merge(&patch))
+                    .await
+                    .map_err(kube_error(rollout, format!("scaling ReplicaSet {name}")))?;
+            }
+            Action::SetRevision { name, revision } => {
+                let patch = json!({"metadata": {"annotations": {REVISION_ANNOTATION: revision.to_string()}}});
+                replica_sets
+                    .patch(name, &merge, &Patch::Merge(&patch))
+                    .await
+                    .map_err(kube_error(rollout, format!("annotating ReplicaSet {name}")))?;
+            }
+            Action::DeleteReplicaSet { name } => match replica_sets.delete(name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(kube_error(rollout, format!("deleting ReplicaSet {name}"))(e)),
+            },
+            Action::DeletePod { name } => {
+                let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+                match pods.delete(name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(kube_error(rollout, format!("restarting pod {name}"))(e)),
+                }
+            }
+            Action::CreateAnalysisRun {
+                name,
+                kind,
+                hash,
+                analysis,
+            } => {
+                let request = AnalysisRequest {
+                    name: name.clone(),
+                    kind: *kind,
+                    hash: hash.clone(),
+                    stable_hash: plan.status.stable_rs.clone(),
+                    analysis: analysis.clone(),
+                };
+                let run = ctx
+                    .analysis
+                    .build(rollout, &request)
+                    .await
+                    .map_err(|message| Error::Analysis {
+                        namespace: namespace.clone(),
+                        name: rollout.name_any(),
+                        message: format!("creating AnalysisRun {name}: {message}"),
+                    })?;
+                let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
+                match runs
+                    .create(
+                        &PostParams {
+                            field_manager: Some(FIELD_MANAGER.into()),
+                            ..Default::default()
+                        },
+                        &run,
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(kube_error(rollout, format!("creating AnalysisRun {name}"))(e)),
+                }
+            }
+            Action::TerminateAnalysisRun { name } => {
+                let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
+                let patch = json!({"spec": {"terminate": true}});
+                match runs.patch(name, &merge, &Patch::Merge(&patch)).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(kube_error(rollout, format!("terminating AnalysisRun {name}"))(e)),
+                }
+            }
+        }
+    }
+    write_status(rollout, &plan.status, ctx).await?;
+    publish_events(rollout, plan, ctx).await;
+    Ok(())
+}
+
+/// Writes status as a merge patch of only what changed, so fields a user wrote concurrently
+/// (`sluice abort` between our read and our write) are kept.
+async fn write_status(rollout: &Rollout, status: &RolloutStatus, ctx: &Context) -> Result<(), Error> {
+    let old = serde_json::to_value(rollout.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
+    let new = serde_json::to_value(status).unwrap_or(Value::Null);
+    let diff = merge_diff(&old, &new);
+    if diff.as_object().is_some_and(|o| o.is_empty()) {
+        return Ok(());
+    }
+    let rollouts: Api<Rollout> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
+    let patch = json!({"status": diff});
+    rollouts
+        .patch_status(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(kube_error(rollout, "writing status"))?;
+    Ok(())
+}
+
+/// The JSON merge patch that turns `old` into `new` (lists are replaced whole, as merge patch does).
+pub fn merge_diff(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(old), Value::Object(new)) => {
+            let mut patch = serde_json::Map::new();
+            for (key, value) in new {
+                match old.get(key) {
+                    Some(previous) if previous == value => {}
+                    Some(previous) if previous.is_object() && value.is_object() => {
+                        patch.insert(key.clone(), merge_diff(previous, value));
+                    }
+                    _ => {
+                        patch.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            for key in old.keys().filter(|k| !new.contains_key(*k)) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        (_, new) => new.clone(),
+    }
+}
+
+async fn publish_events(rollout: &Rollout, plan: &Plan, ctx: &Context) {
+    let reference = rollout.object_ref(&());
+    for planned in &plan.events {
+        let event = Event {
+            type_: if planned.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: planned.reason.to_string(),
+            note: Some(planned.message.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        // Events are best effort: a failure to record one must not fail the rollout.
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            tracing::debug!(error = %e, reason = planned.reason, "could not record event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::rollout::CanaryStep;
+
+    #[test]
+    fn merge_diff_sets_changes_and_nulls_removed_fields() {
+        let old = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1], "gone": true});
+        let new = json!({"a": 1, "b": {"c": 2, "d": 4}, "e": [1, 2], "added": "x"});
+        assert_eq!(
+            merge_diff(&old, &new),
+            json!({"b": {"d": 4}, "e": [1, 2], "added": "x", "gone": null})
+        );
+        assert_eq!(merge_diff(&new, &new), json!({}));
+    }
+
+    #[test]
+    fn replica_sets_carry_the_hash_on_selector_and_template_and_are_owned() {
+        let mut rollout = Rollout::example("web", 3, vec![CanaryStep::set_weight(20)]);
+        rollout.metadata.uid = Some("uid-1".into());
+        let rs = build_replica_set(&rollout, "web-abc", "abc", 2, 1, Some("deadbeef"));
+        let spec = rs.spec.unwrap();
+        assert_eq!(spec.selector.match_labels.unwrap()[POD_TEMPLATE_HASH_LABEL], "abc");
+        assert_eq!(
+            spec.template.unwrap().metadata.unwrap().labels.unwrap()[POD_TEMPLATE_HASH_LABEL],
+            "abc"
+        );
+        let annotations = rs.metadata.annotations.unwrap();
+        assert_eq!(annotations[REVISION_ANNOTATION], "2");
+        assert_eq!(annotations[plan::GIT_REVISION_ANNOTATION], "deadbeef");
+        let owner = &rs.metadata.owner_references.unwrap()[0];
+        assert_eq!((owner.uid.as_str(), owner.controller), ("uid-1", Some(true)));
+    }
+}

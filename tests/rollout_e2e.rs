@@ -1,0 +1,207 @@
+//! The rollout engine end to end on the simulator: a real controller, real watches, ReplicaSets and
+//! pods coming up with readiness delays.
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{RunningController, eventually, install_crds, start_sim};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use sluice::api::rollout::{CanaryStep, Rollout, RolloutPhase};
+use sluice::rollout::reconcile::{AnalysisRequest, AnalysisRunFactory};
+use sluice::rollout::validate::SpecError;
+
+/// These rollouts have no analysis steps; asking for a run is a test failure.
+struct NoAnalysis;
+
+#[async_trait::async_trait]
+impl AnalysisRunFactory for NoAnalysis {
+    async fn build(&self, _: &Rollout, request: &AnalysisRequest) -> Result<sluice::api::AnalysisRun, String> {
+        Err(format!("unexpected analysis request {}", request.name))
+    }
+    async fn check_references(&self, _: &Rollout) -> Vec<SpecError> {
+        vec![]
+    }
+}
+
+struct Harness {
+    rollouts: Api<Rollout>,
+    replica_sets: Api<ReplicaSet>,
+}
+
+impl Harness {
+    async fn rollout(&self) -> Rollout {
+        self.rollouts.get("web").await.expect("rollout exists")
+    }
+
+    /// (stable replicas, canary replicas) by spec, from the ReplicaSets and the Rollout's status.
+    async fn counts(&self) -> Option<(i32, i32, i32)> {
+        let rollout = self.rollout().await;
+        let status = rollout.status?;
+        let list = self.replica_sets.list(&ListParams::default()).await.ok()?;
+        let of = |hash: &Option<String>| {
+            list.items
+                .iter()
+                .find(|rs| {
+                    rs.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("sluice.dev/pod-template-hash"))
+                        == hash.as_ref()
+                })
+                .map(|rs| {
+                    (
+                        rs.spec.as_ref().unwrap().replicas.unwrap_or(0),
+                        rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0),
+                    )
+                })
+                .unwrap_or((0, 0))
+        };
+        let (stable, stable_available) = of(&status.stable_rs);
+        let (canary, canary_available) = if status.stable_rs == status.current_pod_hash {
+            (0, 0)
+        } else {
+            of(&status.current_pod_hash)
+        };
+        Some((stable, canary, stable_available + canary_available))
+    }
+
+    async fn wait_for(&self, what: &str, timeout: Duration, check: impl Fn(&Rollout, (i32, i32, i32)) -> bool) {
+        eventually(timeout, what, || async {
+            let rollout = self.rollout().await;
+            let counts = self.counts().await?;
+            check(&rollout, counts).then_some(())
+        })
+        .await;
+    }
+
+    async fn patch_status(&self, patch: serde_json::Value) {
+        self.rollouts
+            .patch_status("web", &PatchParams::default(), &Patch::Merge(json!({"status": patch})))
+            .await
+            .unwrap();
+    }
+
+    async fn set_image(&self, image: &str) {
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}});
+        self.rollouts
+            .patch("web", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
+}
+
+fn at_step(rollout: &Rollout, step: i32) -> bool {
+    rollout.status.as_ref().and_then(|s| s.current_step_index) == Some(step)
+}
+
+fn phase(rollout: &Rollout) -> Option<RolloutPhase> {
+    rollout.status.as_ref().and_then(|s| s.phase)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_steps_promote_abort_retry_and_restart() {
+    let sim = start_sim().await;
+    install_crds(&sim);
+    let client = sim.client().unwrap();
+    let harness = Harness {
+        rollouts: Api::namespaced(client.clone(), "default"),
+        replica_sets: Api::namespaced(client.clone(), "default"),
+    };
+    let steps = vec![
+        CanaryStep::set_weight(20),
+        CanaryStep::pause_for("2s"),
+        CanaryStep::set_weight(50),
+        CanaryStep::pause(),
+        CanaryStep::set_weight(80),
+    ];
+    let rollout = Rollout::example("web", 10, steps);
+    harness.rollouts.create(&PostParams::default(), &rollout).await.unwrap();
+    let mut controller = RunningController::start(&sim, Arc::new(NoAnalysis));
+    let long = Duration::from_secs(30);
+
+    harness
+        .wait_for("v1 healthy at full scale", long, |r, c| {
+            phase(r) == Some(RolloutPhase::Healthy) && c == (10, 0, 10)
+        })
+        .await;
+    let v1 = harness.rollout().await.status.unwrap().stable_rs.unwrap();
+
+    // v2: 20% → timed pause → 50% → open pause.
+    harness.set_image("example.com/web:2").await;
+    harness
+        .wait_for("20%: 8 stable, 2 canary", long, |r, c| {
+            at_step(r, 1) && (c.0, c.1) == (8, 2)
+        })
+        .await;
+    harness
+        .wait_for("50% after the 2s pause, waiting at the open pause", long, |r, c| {
+            at_step(r, 3) && (c.0, c.1) == (5, 5) && phase(r) == Some(RolloutPhase::Paused)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(at_step(&harness.rollout().await, 3), "an open pause waits for promote");
+
+    // A controller restart mid-rollout resumes at the same step without extra scaling.
+    let writes_before = scale_writes(&sim);
+    controller.stop().await;
+    controller = RunningController::start(&sim, Arc::new(NoAnalysis));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(at_step(&harness.rollout().await, 3));
+    assert_eq!(harness.counts().await.unwrap().0, 5);
+    assert_eq!(
+        scale_writes(&sim),
+        writes_before,
+        "a restarted controller does not rescale"
+    );
+
+    // Abort: stable back to full, canary to zero, Degraded.
+    harness.patch_status(json!({"abort": true})).await;
+    harness
+        .wait_for("aborted: 10 stable, 0 canary", long, |r, c| {
+            phase(r) == Some(RolloutPhase::Degraded) && (c.0, c.1) == (10, 0)
+        })
+        .await;
+    assert_eq!(harness.rollout().await.status.unwrap().canary_weight, Some(0));
+
+    // Retry: back to step 0 (setWeight 20).
+    harness.patch_status(json!({"abort": null})).await;
+    harness
+        .wait_for("retry at 20%", long, |r, c| at_step(r, 1) && (c.0, c.1) == (8, 2))
+        .await;
+    harness
+        .wait_for("back at the open pause", long, |r, _| at_step(r, 3))
+        .await;
+
+    // Promote past the open pause: 80%, then completion.
+    harness.patch_status(json!({"promotedStep": 3})).await;
+    harness
+        .wait_for("v2 stable at full scale", long, |r, c| {
+            phase(r) == Some(RolloutPhase::Healthy) && c == (10, 0, 10)
+        })
+        .await;
+    let status = harness.rollout().await.status.unwrap();
+    assert_ne!(status.stable_rs.as_deref(), Some(v1.as_str()));
+    let old = harness.replica_sets.get(&format!("web-{v1}")).await.unwrap();
+    assert_eq!(
+        old.spec.unwrap().replicas,
+        Some(0),
+        "the old stable ReplicaSet is scaled to zero"
+    );
+    let metrics = controller.metrics.render();
+    assert!(metrics.contains("sluice_aborts_total"), "{metrics}");
+    controller.stop().await;
+    sim.shutdown().await;
+}
+
+/// Writes the controller made to ReplicaSets (scaling), from the simulator's request log.
+fn scale_writes(sim: &sluice::sim::Simulator) -> usize {
+    sim.http
+        .requests
+        .snapshot()
+        .iter()
+        .filter(|r| r.resource == "replicasets" && r.verb == "patch")
+        .count()
+}
