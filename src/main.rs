@@ -31,6 +31,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Rollout planning: the cost of one plan() call mid-canary.
+    Plan {
+        #[arg(long, default_value_t = 200_000)]
+        calls: u64,
+    },
     /// Simulator: writes per second, watch fan-out, memory per stored object.
     Sim {
         #[arg(long, default_value_t = 10_000)]
@@ -178,6 +183,11 @@ async fn main() -> std::process::ExitCode {
         Command::Sim(args) => run_sim(args).await,
         Command::Crds => {
             print!("{}", sluice::api::crds::to_yaml());
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Plan { calls }) => {
+            let report = sluice::bench::plan::run(calls);
+            println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
             Ok(())
         }
         Command::Bench(BenchCommand::Sim {

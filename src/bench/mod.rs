@@ -1,5 +1,6 @@
 //! Benchmarks behind `sluice bench`: measured figures for the README and issue notes, never asserted
 //! in tests (timing on shared CI machines is noise).
+pub mod plan;
 pub mod sim;
 
 /// Resident memory of this process in bytes (Linux `/proc/self/status`), if it can be read.
