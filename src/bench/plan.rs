@@ -29,6 +29,7 @@ fn replica_set(name: &str, hash: &str, revision: i64, replicas: i32) -> Observed
         git_revision: Some("0123456789abcdef".into()),
         created_at: None,
         deleting: false,
+        scale_down_at: None,
     }
 }
 
@@ -73,6 +74,8 @@ pub fn run(calls: u64) -> PlanBenchReport {
         pods: &[],
         analysis_runs: &runs,
         reference_errors: vec![],
+        traffic: None,
+        services: vec![],
         now,
     };
     // Warm up caches and the allocator.

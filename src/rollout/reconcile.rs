@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
@@ -19,7 +19,9 @@ use crate::api::analysis::AnalysisRun;
 use crate::api::rollout::{Rollout, RolloutStatus};
 use crate::controller::metrics::Metrics;
 use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
-use crate::rollout::plan::{self, Action, AnalysisKind, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, Plan};
+use crate::rollout::plan::{
+    self, Action, AnalysisKind, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, ObservedService, Plan,
+};
 use crate::rollout::validate::SpecError;
 
 /// Annotation with a ReplicaSet's revision number (1, 2, 3…).
@@ -119,17 +121,20 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
         .status
         .as_ref()
         .is_none_or(|s| s.stable_rs != s.current_pod_hash);
-    let reference_errors = if mid_rollout {
+    let mut reference_errors = if mid_rollout {
         ctx.analysis.check_references(&rollout).await
     } else {
         vec![]
     };
+    let services = observe_services(&ctx.client, &rollout, &mut reference_errors).await?;
     let observed = plan::Observed {
         rollout: &rollout,
         replica_sets: &replica_sets,
         pods: &pods,
         analysis_runs: &analysis_runs,
         reference_errors,
+        traffic: None,
+        services,
         now,
     };
     let plan = plan::plan(&observed);
@@ -197,6 +202,11 @@ fn observe_replica_sets(rollout: &Rollout, store: &Store<ReplicaSet>) -> Vec<Obs
                 git_revision: rs.annotations().get(plan::GIT_REVISION_ANNOTATION).cloned(),
                 created_at: parse_time(rs.metadata.creation_timestamp.as_ref()),
                 deleting: rs.metadata.deletion_timestamp.is_some(),
+                scale_down_at: rs
+                    .annotations()
+                    .get(plan::SCALE_DOWN_DEADLINE_ANNOTATION)
+                    .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+                    .map(|at| at.with_timezone(&Utc)),
             })
         })
         .collect()
@@ -226,6 +236,54 @@ fn observe_analysis_runs(rollout: &Rollout, store: &Store<AnalysisRun>) -> Vec<O
             })
         })
         .collect()
+}
+
+/// canaryService and stableService: their selector's hash, or a spec error when a Service is missing
+/// or already steered by another Rollout (two Rollouts moving one selector would fight).
+async fn observe_services(
+    client: &Client,
+    rollout: &Rollout,
+    errors: &mut Vec<SpecError>,
+) -> Result<Vec<ObservedService>, Error> {
+    let canary = rollout.spec.canary();
+    let namespace = rollout.namespace().unwrap_or_default();
+    let api: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let mut observed = Vec::new();
+    for (field, name) in [
+        ("canaryService", canary.canary_service),
+        ("stableService", canary.stable_service),
+    ] {
+        let Some(name) = name else { continue };
+        let field = format!("spec.strategy.canary.{field}");
+        match api
+            .get_opt(&name)
+            .await
+            .map_err(kube_error(rollout, format!("reading Service {name}")))?
+        {
+            None => errors.push(SpecError {
+                field,
+                message: format!("Service {name:?} not found in namespace {namespace:?}"),
+            }),
+            Some(service) => {
+                let owner = service.annotations().get(ROLLOUT_LABEL);
+                if let Some(owner) = owner.filter(|o| **o != rollout.name_any()) {
+                    errors.push(SpecError {
+                        field,
+                        message: format!("Service {name:?} is already used by Rollout {owner:?}"),
+                    });
+                    continue;
+                }
+                let selector_hash = service
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL))
+                    .cloned();
+                observed.push(ObservedService { name, selector_hash });
+            }
+        }
+    }
+    Ok(observed)
 }
 
 fn restart_pending(rollout: &Rollout, now: DateTime<Utc>) -> bool {
@@ -421,6 +479,28 @@ async fn apply(rollout: &Rollout, plan: &Plan, ctx: &Context) -> Result<(), Erro
                     Err(e) => return Err(kube_error(rollout, format!("creating AnalysisRun {name}"))(e)),
                 }
             }
+            Action::SetServiceSelector { service, hash } => {
+                let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+                let patch = json!({
+                    "metadata": {"annotations": {ROLLOUT_LABEL: rollout.name_any()}},
+                    "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}},
+                });
+                services
+                    .patch(service, &merge, &Patch::Merge(&patch))
+                    .await
+                    .map_err(kube_error(rollout, format!("pointing Service {service} at {hash}")))?;
+            }
+            Action::SetScaleDownDeadline { name, at } => {
+                let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let patch = json!({"metadata": {"annotations": {plan::SCALE_DOWN_DEADLINE_ANNOTATION: at}}});
+                replica_sets
+                    .patch(name, &merge, &Patch::Merge(&patch))
+                    .await
+                    .map_err(kube_error(rollout, format!("annotating ReplicaSet {name}")))?;
+            }
+            Action::SetCanaryWeight { weight } => {
+                set_canary_weight(rollout, *weight, ctx).await?;
+            }
             Action::TerminateAnalysisRun { name } => {
                 let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
                 let patch = json!({"spec": {"terminate": true}});
@@ -435,6 +515,16 @@ async fn apply(rollout: &Rollout, plan: &Plan, ctx: &Context) -> Result<(), Erro
     write_status(rollout, &plan.status, ctx).await?;
     publish_events(rollout, plan, ctx).await;
     Ok(())
+}
+
+/// Sends the canary's weight to the configured traffic router.
+async fn set_canary_weight(rollout: &Rollout, weight: i32, ctx: &Context) -> Result<(), Error> {
+    let _ = (weight, ctx);
+    Err(Error::Analysis {
+        namespace: rollout.namespace().unwrap_or_default(),
+        name: rollout.name_any(),
+        message: "traffic routers are not wired yet".into(),
+    })
 }
 
 /// Writes status as a merge patch of only what changed, so fields a user wrote concurrently

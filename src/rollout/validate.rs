@@ -228,6 +228,12 @@ fn check_canary(canary: &CanaryStrategy, replicas: i32, found: &mut Findings) {
     }
     for (i, step) in canary.steps.iter().enumerate() {
         check_step(step, &format!("{CANARY}.steps[{i}]"), max_weight, found);
+        if step.set_canary_scale.is_some() && canary.traffic_routing.is_none() {
+            found.add(
+                format!("{CANARY}.steps[{i}].setCanaryScale"),
+                "needs trafficRouting: without a router the replica counts are the traffic weight",
+            );
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::api::conditions;
-use crate::api::rollout::{CanaryStep, RolloutPhase};
+use crate::api::rollout::{CanaryStep, GatewayApiTrafficRouting, RolloutPhase, TrafficRouting};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
@@ -22,6 +22,8 @@ struct World {
     now: DateTime<Utc>,
     events: Vec<PlannedEvent>,
     writes: usize,
+    traffic: Option<ObservedTraffic>,
+    services: Vec<ObservedService>,
 }
 
 impl World {
@@ -33,7 +35,50 @@ impl World {
             now: t0(),
             events: vec![],
             writes: 0,
+            traffic: None,
+            services: vec![],
         }
+    }
+
+    /// The same world with canary/stable Services and a Gateway API route.
+    fn routed(replicas: i32, steps: Vec<CanaryStep>) -> Self {
+        let mut world = World::new(replicas, steps);
+        world.rollout = world
+            .rollout
+            .with_services("web-canary", "web-stable")
+            .with_traffic_routing(TrafficRouting {
+                gateway_api: Some(GatewayApiTrafficRouting {
+                    http_route: Some("web".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        world.traffic = Some(ObservedTraffic {
+            canary_weight: None,
+            ready: true,
+        });
+        world.services = vec![
+            ObservedService {
+                name: "web-canary".into(),
+                selector_hash: None,
+            },
+            ObservedService {
+                name: "web-stable".into(),
+                selector_hash: None,
+            },
+        ];
+        world
+    }
+
+    fn weight(&self) -> Option<i32> {
+        self.traffic.and_then(|t| t.canary_weight)
+    }
+
+    fn selector(&self, service: &str) -> Option<String> {
+        self.services
+            .iter()
+            .find(|s| s.name == service)
+            .and_then(|s| s.selector_hash.clone())
     }
 
     fn observed(&self) -> Observed<'_> {
@@ -43,6 +88,8 @@ impl World {
             pods: &[],
             analysis_runs: &self.runs,
             reference_errors: vec![],
+            traffic: self.traffic,
+            services: self.services.clone(),
             now: self.now,
         }
     }
@@ -75,6 +122,7 @@ impl World {
                         git_revision: git_revision.clone(),
                         created_at: Some(self.now),
                         deleting: false,
+                        scale_down_at: None,
                     });
                 }
                 Action::ScaleReplicaSet { name, replicas } => {
@@ -107,6 +155,27 @@ impl World {
                     terminated: false,
                     created_at: Some(self.now),
                 }),
+                Action::SetCanaryWeight { weight } => {
+                    self.traffic = Some(ObservedTraffic {
+                        canary_weight: Some(*weight),
+                        ready: true,
+                    });
+                }
+                Action::SetServiceSelector { service, hash } => {
+                    let service = self
+                        .services
+                        .iter_mut()
+                        .find(|s| s.name == *service)
+                        .expect("service exists");
+                    service.selector_hash = Some(hash.clone());
+                }
+                Action::SetScaleDownDeadline { name, at } => {
+                    self.replica_sets
+                        .iter_mut()
+                        .find(|rs| rs.name == *name)
+                        .unwrap()
+                        .scale_down_at = Some(*at);
+                }
                 Action::TerminateAnalysisRun { name } => {
                     let run = self.runs.iter_mut().find(|r| r.name == *name).unwrap();
                     run.terminated = true;
@@ -144,7 +213,10 @@ impl World {
             }
             last = next;
         }
-        panic!("did not converge: {:#?}", self.rollout.status);
+        panic!(
+            "did not converge: last actions {:?}, requeue {:?}, status {:#?}",
+            last.actions, last.requeue_after, self.rollout.status
+        );
     }
 
     fn status(&self) -> &RolloutStatus {
@@ -545,6 +617,101 @@ fn a_setweight_step_costs_at_most_three_writes() {
     assert!(world.writes <= 3, "one setWeight step wrote {} times", world.writes);
 }
 
+#[test]
+fn a_routed_canary_moves_traffic_only_onto_available_pods_and_keeps_stable_at_full_scale() {
+    let mut world = World::routed(
+        10,
+        vec![
+            CanaryStep::set_weight(30),
+            CanaryStep::pause(),
+            CanaryStep::set_weight(60),
+        ],
+    );
+    world.converge();
+    let stable = world.status().stable_rs.clone().unwrap();
+    assert_eq!(world.selector("web-stable"), Some(stable.clone()));
+    assert_eq!(world.weight(), Some(0));
+    world.new_template("web:v2");
+    world.reconcile(); // creates the canary ReplicaSet
+    let plan = world.reconcile(); // scales it to ceil(10 × 30%) = 3, weight not yet moved
+    assert!(
+        plan.actions
+            .iter()
+            .all(|a| !matches!(a, Action::SetCanaryWeight { .. })),
+        "{:?}",
+        plan.actions
+    );
+    assert_eq!(world.counts(), (10, 3));
+    world.converge();
+    let canary = world.status().current_pod_hash.clone().unwrap();
+    assert_eq!((world.counts(), world.weight()), ((10, 3), Some(30)));
+    assert_eq!(world.selector("web-canary"), Some(canary.clone()));
+    assert_eq!(world.selector("web-stable"), Some(stable.clone()));
+    assert_eq!(world.status().current_step_index, Some(1));
+    world.promote();
+    world.converge();
+    // Completion: all traffic to the promoted version before the old stable scales down.
+    assert_eq!(world.status().stable_rs, Some(canary.clone()));
+    assert_eq!(world.selector("web-stable"), Some(canary.clone()));
+    assert_eq!(world.weight(), Some(0), "the stable Service now is the new version");
+    let old = world.replica_sets.iter().find(|rs| rs.hash == stable).unwrap();
+    assert_eq!(old.spec_replicas, 10, "the old stable waits for scaleDownDelaySeconds");
+    world.advance(Duration::from_secs(31));
+    world.converge();
+    let old = world.replica_sets.iter().find(|rs| rs.hash == stable).unwrap();
+    assert_eq!(old.spec_replicas, 0);
+    assert_eq!(world.phase(), RolloutPhase::Healthy);
+}
+
+#[test]
+fn a_routed_abort_sets_weight_zero_first_and_scales_the_canary_down_after_the_delay() {
+    let mut world = World::routed(10, vec![CanaryStep::set_weight(50), CanaryStep::pause()]);
+    world.converge();
+    let stable = world.status().stable_rs.clone().unwrap();
+    world.new_template("web:v2");
+    world.converge();
+    assert_eq!((world.counts(), world.weight()), ((10, 5), Some(50)));
+    world.edit_status(|s| s.abort = Some(true));
+    let plan = world.reconcile();
+    assert_eq!(
+        plan.actions.first(),
+        Some(&Action::SetCanaryWeight { weight: 0 }),
+        "traffic moves before anything else"
+    );
+    assert_eq!(
+        world.selector("web-canary"),
+        Some(stable.clone()),
+        "the canary Service is back on stable"
+    );
+    world.converge();
+    assert_eq!(
+        world.counts(),
+        (10, 5),
+        "the canary waits for abortScaleDownDelaySeconds"
+    );
+    assert_eq!(world.phase(), RolloutPhase::Degraded);
+    world.advance(Duration::from_secs(31));
+    world.converge();
+    assert_eq!(world.counts(), (10, 0));
+}
+
+#[test]
+fn dynamic_stable_scale_shrinks_stable_as_traffic_leaves_it() {
+    let mut world = World::routed(10, vec![CanaryStep::set_weight(60), CanaryStep::pause()]);
+    world
+        .rollout
+        .spec
+        .strategy
+        .canary
+        .as_mut()
+        .unwrap()
+        .dynamic_stable_scale = Some(true);
+    world.converge();
+    world.new_template("web:v2");
+    world.converge();
+    assert_eq!((world.counts(), world.weight()), ((4, 6), Some(60)));
+}
+
 // ---- property tests -------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -583,6 +750,15 @@ fn settle_some(world: &mut World, n: u8) {
     }
 }
 
+fn stable_spec(world: &World) -> Option<i32> {
+    let stable = world.rollout.status.as_ref()?.stable_rs.clone()?;
+    world
+        .replica_sets
+        .iter()
+        .find(|rs| rs.hash == stable)
+        .map(|rs| rs.spec_replicas)
+}
+
 fn total_spec(world: &World) -> i32 {
     world.replica_sets.iter().map(|rs| rs.spec_replicas).sum()
 }
@@ -595,9 +771,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
     #[test]
-    fn planning_is_safe_deterministic_and_restartable(initial in 1..12i32, events in events()) {
+        fn planning_is_safe_deterministic_and_restartable(initial in 1..12i32, routed in any::<bool>(), events in events()) {
         let steps = vec![CanaryStep::set_weight(25), CanaryStep::pause_for("30s"), CanaryStep::set_weight(60), CanaryStep::pause()];
-        let mut world = World::new(initial, steps);
+        let mut world = if routed { World::routed(initial, steps) } else { World::new(initial, steps) };
         let mut version = 1;
         for event in events {
             match event {
@@ -605,14 +781,23 @@ proptest! {
                     let replicas = world.rollout.spec.replicas_or_default();
                     let limits = ScaleLimits::parse(replicas, "25%", "25%").unwrap();
                     let (spec_before, available_before) = (total_spec(&world), total_available(&world));
+                    let stable_before = stable_spec(&world);
                     // A restart at any point: planning twice on the same observations agrees.
                     let first = world.plan();
                     prop_assert_eq!(&first, &world.plan());
                     world.reconcile();
-                    let surge_cap = (replicas + limits.max_surge).max(spec_before);
+                    // With a router, stable stays at full scale beside the canary by design.
+                    let surge_cap = if routed { 2 * replicas.max(spec_before) } else { (replicas + limits.max_surge).max(spec_before) };
                     prop_assert!(total_spec(&world) <= surge_cap, "more than replicas+maxSurge pods: {} > {}", total_spec(&world), surge_cap);
-                    let floor = (replicas - limits.max_unavailable).min(available_before);
-                    prop_assert!(total_available(&world) >= floor, "available fell below the floor: {} < {}", total_available(&world), floor);
+                    if routed {
+                        // The router carries the weight: stable is never scaled below full size.
+                        if let Some(stable) = stable_spec(&world) {
+                            prop_assert!(stable >= replicas.min(stable_before.unwrap_or(replicas)), "stable scaled down to {stable}");
+                        }
+                    } else {
+                        let floor = (replicas - limits.max_unavailable).min(available_before);
+                        prop_assert!(total_available(&world) >= floor, "available fell below the floor: {} < {}", total_available(&world), floor);
+                    }
                 }
                 Event::SettleSome(n) => settle_some(&mut world, n),
                 Event::NewTemplate => {
@@ -631,6 +816,12 @@ proptest! {
         if world.status().stable_rs != world.status().current_pod_hash {
             world.edit_status(|s| s.abort = Some(true));
             world.converge();
+            // A routed canary keeps its pods for abortScaleDownDelaySeconds (without traffic).
+            world.advance(Duration::from_secs(31));
+            world.converge();
+            if routed {
+                prop_assert_eq!(world.weight(), Some(0));
+            }
             let replicas = world.rollout.spec.replicas_or_default();
             prop_assert_eq!(world.counts(), (replicas, 0));
             prop_assert_eq!(world.status().canary_weight, Some(0));

@@ -16,6 +16,8 @@ use crate::rollout::replicas::{self, ReplicaSetCounts, RolloutReplicaSets, Scale
 use crate::rollout::status::{self, Progress};
 use crate::rollout::validate::{self, SpecError};
 
+mod routed;
+
 /// A ReplicaSet of the Rollout, as observed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservedReplicaSet {
@@ -33,6 +35,25 @@ pub struct ObservedReplicaSet {
     pub created_at: Option<DateTime<Utc>>,
     /// Being deleted: ignored.
     pub deleting: bool,
+    /// When this (old) ReplicaSet may be scaled to zero (annotation `sluice.dev/scale-down-deadline`).
+    pub scale_down_at: Option<DateTime<Utc>>,
+}
+
+/// What the traffic router currently does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObservedTraffic {
+    /// The canary's weight as the router has it (None: never set, or the route is gone).
+    pub canary_weight: Option<i32>,
+    /// The router has accepted its latest change (e.g. HTTPRoute Accepted for its generation).
+    pub ready: bool,
+}
+
+/// A Service named by canaryService / stableService.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedService {
+    pub name: String,
+    /// The `sluice.dev/pod-template-hash` in its selector, if any.
+    pub selector_hash: Option<String>,
 }
 
 /// A pod of one of the Rollout's ReplicaSets (for restarts).
@@ -74,6 +95,10 @@ pub struct Observed<'a> {
     pub analysis_runs: &'a [ObservedAnalysisRun],
     /// Problems found while reading referenced objects (missing AnalysisTemplate, Service, …).
     pub reference_errors: Vec<SpecError>,
+    /// The router's state; None without trafficRouting.
+    pub traffic: Option<ObservedTraffic>,
+    /// canaryService and stableService, when set.
+    pub services: Vec<ObservedService>,
     pub now: DateTime<Utc>,
 }
 
@@ -113,7 +138,24 @@ pub enum Action {
     TerminateAnalysisRun {
         name: String,
     },
+    /// Write the canary's weight to the traffic router (stable gets maxTrafficWeight − weight).
+    SetCanaryWeight {
+        weight: i32,
+    },
+    /// Point a Service's selector at one ReplicaSet's pods.
+    SetServiceSelector {
+        service: String,
+        hash: String,
+    },
+    /// When an old ReplicaSet may be scaled down (scaleDownDelaySeconds after promotion).
+    SetScaleDownDeadline {
+        name: String,
+        at: DateTime<Utc>,
+    },
 }
+
+/// Annotation holding an old ReplicaSet's scale-down deadline.
+pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "sluice.dev/scale-down-deadline";
 
 /// An event to record on the Rollout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +198,9 @@ struct Planner<'a> {
     current_hash: String,
     replicas: i32,
     steps: Vec<CanaryStep>,
+    /// A traffic router splits requests; replica counts no longer carry the weight.
+    routed: bool,
+    max_weight: i32,
 }
 
 impl<'a> Planner<'a> {
@@ -176,6 +221,8 @@ impl<'a> Planner<'a> {
             current_hash: pod_template_hash(&template),
             replicas: rollout.spec.replicas_or_default(),
             steps: rollout.spec.canary().steps,
+            routed: rollout.spec.canary().traffic_routing.is_some(),
+            max_weight: rollout.spec.canary().max_traffic_weight_or_default(),
         }
     }
 
@@ -345,8 +392,13 @@ impl<'a> Planner<'a> {
         let Some(stable_rs) = live.iter().find(|rs| rs.hash == stable).copied() else {
             return;
         };
-        let (canary, older) = self.split_others(live, &[stable]);
-        self.scale_basic(stable_rs, canary, &older, 0, limits);
+        self.sync_services(stable, stable);
+        if self.routed {
+            self.steady_routed(live, stable_rs);
+        } else {
+            let (canary, older) = self.split_others(live, &[stable]);
+            self.scale_basic(stable_rs, canary, &older, 0, limits);
+        }
         self.terminate_analysis_runs(|_| true);
     }
 
@@ -449,8 +501,30 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// A rollout in progress: the current template differs from the stable one.
+    /// A rollout in progress: the current template differs from the stable one. The Services follow:
+    /// canaryService selects the canary's pods, stableService the stable's (both stable once aborted).
     fn canary(&mut self, live: &[&ObservedReplicaSet], stable: &str, limits: ScaleLimits) {
+        self.canary_steps(live, stable, limits);
+        let canary_exists = live.iter().any(|rs| rs.hash == self.current_hash);
+        let promoted = self.status.stable_rs.as_deref() == Some(self.current_hash.as_str());
+        let stable_hash = if promoted {
+            self.current_hash.clone()
+        } else {
+            stable.to_string()
+        };
+        let canary_hash = if self.status.is_aborted() || !canary_exists {
+            stable_hash.clone()
+        } else {
+            self.current_hash.clone()
+        };
+        // A routed completion moves the stable Service itself, in its own order.
+        let completing = self.routed && !promoted && !self.status.is_aborted() && self.step_index() >= self.steps.len();
+        if !completing {
+            self.sync_services(&canary_hash, &stable_hash);
+        }
+    }
+
+    fn canary_steps(&mut self, live: &[&ObservedReplicaSet], stable: &str, limits: ScaleLimits) {
         let stable_rs = live
             .iter()
             .find(|rs| rs.hash == stable)
@@ -477,7 +551,11 @@ impl<'a> Planner<'a> {
             let weight = self.weight_at(self.step_index());
             self.set_weights(weight, stable);
             if let Some(canary_rs) = canary_rs {
-                self.scale_basic(stable_rs, Some(canary_rs), &older, weight, limits);
+                if self.routed {
+                    self.hold_routed(stable_rs, canary_rs, &older, weight);
+                } else {
+                    self.scale_basic(stable_rs, Some(canary_rs), &older, weight, limits);
+                }
             }
             return;
         }
@@ -565,9 +643,13 @@ impl<'a> Planner<'a> {
         limits: ScaleLimits,
     ) {
         self.set_weights(0, &stable.hash);
-        // Without a traffic router the canary's pods serve traffic through the shared Service, so they
-        // go now (abortScaleDownDelaySeconds applies to routed canaries, whose pods get no traffic).
-        self.scale_basic(stable, canary, older, 0, limits);
+        if self.routed {
+            self.aborted_routed(stable, canary, older);
+        } else {
+            // Without a traffic router the canary's pods serve traffic through the shared Service, so
+            // they go now (abortScaleDownDelaySeconds applies to routed canaries).
+            self.scale_basic(stable, canary, older, 0, limits);
+        }
         self.terminate_analysis_runs(|_| true);
     }
 
@@ -627,7 +709,11 @@ impl<'a> Planner<'a> {
             }
             let weight = self.weight_at(index);
             self.set_weights(weight, &stable.hash);
-            let reached = self.weight_reached(stable, canary, older, weight, limits);
+            let reached = if self.routed {
+                self.routed_reached(stable, canary, index, weight)
+            } else {
+                self.weight_reached(stable, canary, older, weight, limits)
+            };
             let promoted = self.status.promoted_step == Some(index as i32);
             let step = self.steps[index].clone();
             let done = if promoted {
@@ -645,9 +731,9 @@ impl<'a> Planner<'a> {
             } else if let Some(analysis) = &step.analysis {
                 reached && self.analysis_step(index, analysis)
             } else {
-                // setCanaryScale only changes how a routed canary is scaled; without a router it is
-                // rejected by validation, so nothing to wait for here.
-                true
+                // setCanaryScale (routed canaries only; validation rejects it otherwise): done when
+                // the canary has the new scale.
+                reached
             };
             if self.status.is_aborted() {
                 // The analysis failed in this reconcile: traffic goes back to stable now, not next time.
@@ -656,7 +742,11 @@ impl<'a> Planner<'a> {
             }
             if !done {
                 // Scaling is planned once, for the step the rollout waits on.
-                self.scale_basic(stable, Some(canary), older, weight, limits);
+                if self.routed {
+                    self.routed_step(stable, canary, older, index, weight);
+                } else {
+                    self.scale_basic(stable, Some(canary), older, weight, limits);
+                }
                 return;
             }
             self.status.current_step_index = Some(index as i32 + 1);
@@ -919,13 +1009,20 @@ impl<'a> Planner<'a> {
         older: &[&ObservedReplicaSet],
         limits: ScaleLimits,
     ) {
-        self.set_weights(100, &stable.hash);
+        self.set_weights(self.max_weight, &stable.hash);
         self.status.pause_conditions.clear();
         self.status.controller_pause = None;
-        let canary_full = canary.spec_replicas >= self.replicas && canary.available >= self.replicas;
-        if !canary_full {
-            // Grow the canary within the surge; stable and older shrink as the room allows.
-            self.scale_basic(stable, Some(canary), older, 100, limits);
+        let done = if self.routed {
+            self.complete_routed(stable, canary, older)
+        } else {
+            let canary_full = canary.spec_replicas >= self.replicas && canary.available >= self.replicas;
+            if !canary_full {
+                // Grow the canary within the surge; stable and older shrink as the room allows.
+                self.scale_basic(stable, Some(canary), older, 100, limits);
+            }
+            canary_full
+        };
+        if !done {
             return;
         }
         self.status.stable_rs = Some(self.current_hash.clone());
@@ -938,10 +1035,13 @@ impl<'a> Planner<'a> {
             "RolloutCompleted",
             format!("revision {} ({}) is now stable", canary.revision, self.current_hash),
         );
-        // The old stable scales away now that the canary carries everything (basic canary).
-        self.scale(stable, 0);
-        for rs in older {
-            self.scale(rs, 0);
+        if !self.routed {
+            // The old stable scales away now that the canary carries everything (basic canary); with
+            // a router it waits for its scale-down deadline.
+            self.scale(stable, 0);
+            for rs in older {
+                self.scale(rs, 0);
+            }
         }
     }
 
@@ -1126,5 +1226,4 @@ pub fn humantime(duration: Duration) -> String {
 }
 
 #[cfg(test)]
-#[path = "plan_tests.rs"]
 mod tests;
