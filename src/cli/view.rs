@@ -169,7 +169,11 @@ pub fn render(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
     };
     field("Name", or_dash(rollout.metadata.name.as_deref()));
     field("Namespace", or_dash(rollout.metadata.namespace.as_deref()));
-    let message = status.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+    let message = match (&rollout.status, status.message.as_deref()) {
+        (None, _) => ": the controller has not reported on it yet".to_string(),
+        (_, Some(message)) => format!(": {message}"),
+        (_, None) => String::new(),
+    };
     field("Status", format!("{}{message}", phase(rollout)));
     if rollout.spec.is_paused() {
         field(
@@ -678,6 +682,17 @@ Replicas:        desired 4, current 4, updated 1, ready 3, available 3
             text.contains("No ReplicaSets yet.") && text.contains("No events."),
             "{text}"
         );
+    }
+
+    #[test]
+    fn summary_before_the_controller_reports() {
+        let text = render(&Snapshot::of(Rollout::example("web", 1, vec![])), now());
+        assert!(
+            text.contains("Status:          Unknown: the controller has not reported on it yet\n"),
+            "{text}"
+        );
+        assert!(text.contains("  Step:          - (no steps"), "{text}");
+        assert!(text.contains("  Set weight:    -\n"), "{text}");
     }
 
     #[test]
