@@ -191,13 +191,18 @@ pub async fn watch(target: &Target, name: &str) -> Result<()> {
     .touched_objects()
     .map(|_| ())
     .boxed();
+    // Other rollouts' ReplicaSets share the label; only this rollout's (by owner uid) trigger a redraw.
+    let owner = first.rollout.clone();
     let replica_sets = watcher(
         target.api::<ReplicaSet>(),
         watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL),
     )
     .default_backoff()
     .touched_objects()
-    .map(|_| ())
+    .filter_map(move |rs| {
+        let ours = rs.is_ok_and(|rs| owned_by(&owner, &rs.metadata));
+        async move { ours.then_some(()) }
+    })
     .boxed();
     // Watch errors are retried with backoff by the watchers; a change is a change either way.
     let mut changes = stream::select(rollouts, replica_sets);

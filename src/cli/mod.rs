@@ -125,13 +125,13 @@ pub struct GetRolloutArgs {
     /// Name of the Rollout (omit to list).
     pub name: Option<String>,
     /// Redraw whenever the rollout or its ReplicaSets change (Ctrl-C to stop).
-    #[arg(short, long)]
+    #[arg(short, long, requires = "name", conflicts_with = "output")]
     pub watch: bool,
     /// Print the Rollout object instead of the summary.
     #[arg(short, long, value_enum)]
     pub output: Option<OutputFormat>,
     /// List the rollouts of every namespace (without a name).
-    #[arg(short = 'A', long)]
+    #[arg(short = 'A', long, conflicts_with = "name")]
     pub all_namespaces: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -458,6 +458,13 @@ mod tests {
             panic!("list")
         };
         assert_eq!(list.cluster.namespace.as_deref(), Some("shop"));
+        for nonsense in [
+            &["sluice", "get", "rollout", "web", "-w", "-o", "json"][..],
+            &["sluice", "get", "rollout", "-w"],
+            &["sluice", "get", "rollout", "web", "-A"],
+        ] {
+            assert!(Cli::try_parse_from(nonsense).is_err(), "{nonsense:?}");
+        }
     }
 
     #[test]
