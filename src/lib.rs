@@ -2,6 +2,7 @@
 #![allow(clippy::result_large_err)] // ApiError is only built on failure paths; boxing it buys nothing here.
 pub mod api;
 pub mod bench;
+pub mod cli;
 pub mod controller;
 pub mod duration;
 pub mod rollout;

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use sluice::sim::faults::FaultRule;
 use sluice::sim::{SimConfig, Simulator};
 
@@ -27,6 +27,9 @@ enum Command {
     Bench(BenchCommand),
     /// Print the CustomResourceDefinitions as YAML (apply with `kubectl apply --server-side -f -`).
     Crds,
+    // The rollout commands (promote, abort, retry, pause, resume, undo, restart, set, get, list).
+    #[command(flatten)]
+    Rollouts(sluice::cli::Command),
 }
 
 #[derive(Subcommand)]
@@ -172,15 +175,31 @@ async fn shutdown_signal() {
     }
 }
 
+/// Parses the command line; installed as `kubectl-sluice`, help and errors say `kubectl sluice`.
+fn parse_cli() -> Cli {
+    let invoked_as = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let mut command = Cli::command();
+    if invoked_as.starts_with("kubectl-sluice") {
+        command = command.bin_name("kubectl sluice").name("kubectl sluice");
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let result = match cli.command {
         Command::Sim(args) => run_sim(args).await,
+        Command::Rollouts(command) => sluice::cli::run(command).await.map_err(anyhow::Error::from),
         Command::Crds => {
             print!("{}", sluice::api::crds::to_yaml());
             Ok(())

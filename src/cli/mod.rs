@@ -1,0 +1,502 @@
+//! The user CLI for Rollouts (`sluice promote|abort|retry|pause|resume|undo|restart|set image|get|list`),
+//! also installed as the kubectl plugin `kubectl sluice`. Commands write the protocol fields the
+//! controller acts on (status.promotedStep, status.abort, spec.paused, …); they never drive the
+//! rollout themselves, so the controller stays the single writer of everything else.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::api::rollout::Rollout;
+use crate::rollout::plan::humantime;
+
+pub mod actions;
+pub mod get;
+pub mod undo;
+pub mod view;
+
+/// The Rollout commands. `main` flattens these into the `sluice` command line.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Promote a rollout past its current step (with --full: past every remaining step and analysis).
+    Promote(PromoteArgs),
+    /// Abort a rollout: all traffic back to the stable version, the canary scaled down.
+    Abort(RolloutArgs),
+    /// Retry an aborted rollout from its first step.
+    Retry(RolloutArgs),
+    /// Pause a rollout (sets spec.paused): no step advances until resumed.
+    Pause(RolloutArgs),
+    /// Resume a rollout paused with `sluice pause` (clears spec.paused).
+    Resume(RolloutArgs),
+    /// Roll the pod template back to an earlier revision (default: the one before the current).
+    Undo(UndoArgs),
+    /// Restart every pod of a rollout (sets spec.restartAt to now).
+    Restart(RolloutArgs),
+    /// Change a rollout's pod template.
+    #[command(subcommand)]
+    Set(SetCommand),
+    /// Show one rollout in detail, or list rollouts.
+    #[command(subcommand)]
+    Get(GetCommand),
+    /// List rollouts.
+    #[command(subcommand)]
+    List(ListCommand),
+}
+
+/// Where the cluster is and which namespace to use.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Namespace (default: the kubeconfig context's namespace).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then the in-cluster config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// How long each API request may take, e.g. 15s.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+}
+
+/// A command on one rollout.
+#[derive(Args, Debug, Clone)]
+pub struct RolloutArgs {
+    /// Name of the Rollout.
+    pub name: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+    /// Skip every remaining step and analysis.
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct UndoArgs {
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+    /// The revision to roll back to (default: the newest revision older than the current one).
+    #[arg(long)]
+    pub to_revision: Option<i64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SetCommand {
+    /// Set container images: `sluice set image NAME CONTAINER=IMAGE…` (`*=IMAGE`: every container).
+    Image(SetImageArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SetImageArgs {
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+    /// CONTAINER=IMAGE pairs.
+    #[arg(required = true, value_parser = actions::parse_image_update)]
+    pub images: Vec<actions::ImageUpdate>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GetCommand {
+    /// Show a rollout: phase, step, weights, ReplicaSets, pods, analysis runs and recent events.
+    /// Without a name, list the rollouts.
+    #[command(visible_aliases = ["rollouts", "ro"])]
+    Rollout(GetRolloutArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ListCommand {
+    /// List rollouts: NAME, STATUS, STEP, SET-WEIGHT, READY, AGE.
+    #[command(visible_aliases = ["rollout", "ro"])]
+    Rollouts(ListArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GetRolloutArgs {
+    /// Name of the Rollout (omit to list).
+    pub name: Option<String>,
+    /// Redraw whenever the rollout or its ReplicaSets change (Ctrl-C to stop).
+    #[arg(short, long, requires = "name", conflicts_with = "output")]
+    pub watch: bool,
+    /// Print the Rollout object instead of the summary.
+    #[arg(short, long, value_enum)]
+    pub output: Option<OutputFormat>,
+    /// List the rollouts of every namespace (without a name).
+    #[arg(short = 'A', long, conflicts_with = "name")]
+    pub all_namespaces: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ListArgs {
+    /// List the rollouts of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Print the Rollout objects instead of the table.
+    #[arg(short, long, value_enum)]
+    pub output: Option<OutputFormat>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Json,
+    Yaml,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::duration::parse(text).map_err(|e| e.to_string())
+}
+
+/// What went wrong, worded for the person at the terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    #[error("rollout \"{name}\" not found in namespace \"{namespace}\"")]
+    RolloutNotFound { name: String, namespace: String },
+    #[error("namespace \"{0}\" not found")]
+    NamespaceNotFound(String),
+    #[error(
+        "the Rollout CRD (rollouts.sluice.dev) is not installed in this cluster; install it with \
+         `sluice crds | kubectl apply --server-side -f -`"
+    )]
+    CrdMissing,
+    /// The request makes no sense in the rollout's current state.
+    #[error("{0}")]
+    Refused(String),
+    /// The arguments name something that does not exist (a container, a revision).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what}: no answer from the API server within {}", humantime(*after))]
+    Timeout { what: String, after: Duration },
+    #[error("{what}: {message}")]
+    Api {
+        what: String,
+        message: String,
+        code: Option<u16>,
+    },
+    #[error("{0}")]
+    Output(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs one command, printing its result on stdout.
+pub async fn run(command: Command) -> Result<()> {
+    let message = match command {
+        Command::Promote(args) => {
+            let target = Target::connect(&args.rollout.cluster).await?;
+            actions::promote(&target, &args.rollout.name, args.full).await?
+        }
+        Command::Abort(args) => actions::abort(&Target::connect(&args.cluster).await?, &args.name).await?,
+        Command::Retry(args) => actions::retry(&Target::connect(&args.cluster).await?, &args.name).await?,
+        Command::Pause(args) => actions::pause(&Target::connect(&args.cluster).await?, &args.name).await?,
+        Command::Resume(args) => actions::resume(&Target::connect(&args.cluster).await?, &args.name).await?,
+        Command::Restart(args) => {
+            actions::restart(&Target::connect(&args.cluster).await?, &args.name, chrono::Utc::now()).await?
+        }
+        Command::Undo(args) => {
+            let target = Target::connect(&args.rollout.cluster).await?;
+            undo::undo(&target, &args.rollout.name, args.to_revision).await?
+        }
+        Command::Set(SetCommand::Image(args)) => {
+            let target = Target::connect(&args.rollout.cluster).await?;
+            actions::set_image(&target, &args.rollout.name, &args.images).await?
+        }
+        Command::Get(GetCommand::Rollout(args)) => {
+            let target = Target::connect(&args.cluster).await?;
+            return match &args.name {
+                Some(name) if args.watch => get::watch(&target, name).await,
+                Some(name) => get::show(&target, name, args.output).await,
+                None => get::list(&target, args.all_namespaces, args.output).await,
+            };
+        }
+        Command::List(ListCommand::Rollouts(args)) => {
+            let target = Target::connect(&args.cluster).await?;
+            return get::list(&target, args.all_namespaces, args.output).await;
+        }
+    };
+    println!("{message}");
+    Ok(())
+}
+
+/// A connected client and the namespace commands act in.
+#[derive(Clone)]
+pub struct Target {
+    pub client: Client,
+    pub namespace: String,
+    /// Applied to every request except watches, which are long-lived by design.
+    pub timeout: Duration,
+    cluster_url: String,
+}
+
+impl Target {
+    /// Builds a client from --kubeconfig/--context, else KUBECONFIG, ~/.kube/config or the in-cluster
+    /// config, the same order kubectl uses.
+    pub async fn connect(args: &ClusterArgs) -> Result<Target> {
+        let options = KubeConfigOptions {
+            context: args.context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        let mut config = match (&args.kubeconfig, &args.context) {
+            (Some(path), _) => {
+                let kubeconfig = Kubeconfig::read_from(path)
+                    .map_err(|e| Error::Config(format!("reading kubeconfig {}: {}", path.display(), chain(&e))))?;
+                Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .map_err(|e| Error::Config(format!("kubeconfig {}: {}", path.display(), chain(&e))))?
+            }
+            (None, Some(_)) => Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| Error::Config(format!("kubeconfig: {}", chain(&e))))?,
+            (None, None) => Config::infer().await.map_err(|e| {
+                Error::Config(format!(
+                    "no cluster configured (set KUBECONFIG or pass --kubeconfig): {}",
+                    chain(&e)
+                ))
+            })?,
+        };
+        config.connect_timeout = Some(args.request_timeout);
+        let namespace = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let cluster_url = config.cluster_url.to_string();
+        let client =
+            Client::try_from(config).map_err(|e| Error::Config(format!("building the client: {}", chain(&e))))?;
+        Ok(Target {
+            client,
+            namespace,
+            timeout: args.request_timeout,
+            cluster_url,
+        })
+    }
+
+    /// A target for an existing client (tests).
+    pub fn new(client: Client, namespace: &str, timeout: Duration) -> Target {
+        Target {
+            client,
+            namespace: namespace.to_string(),
+            timeout,
+            cluster_url: "the API server".into(),
+        }
+    }
+
+    pub fn rollouts(&self) -> Api<Rollout> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Runs one API request with the request timeout, turning failures into messages that say what
+    /// was being done.
+    pub async fn call<T>(&self, what: impl Into<String>, request: impl Future<Output = kube::Result<T>>) -> Result<T> {
+        let what = what.into();
+        match tokio::time::timeout(self.timeout, request).await {
+            Err(_) => Err(Error::Timeout {
+                what,
+                after: self.timeout,
+            }),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.api_error(what, &e)),
+        }
+    }
+
+    pub(crate) fn api_error(&self, what: String, e: &kube::Error) -> Error {
+        match e {
+            kube::Error::Api(status) => Error::Api {
+                what,
+                message: if status.message.is_empty() {
+                    format!("{} (HTTP {})", status.reason, status.code)
+                } else {
+                    status.message.clone()
+                },
+                code: Some(status.code),
+            },
+            kube::Error::HyperError(_) | kube::Error::Service(_) => Error::Api {
+                what,
+                message: format!("cannot reach the API server at {}: {}", self.cluster_url, chain(e)),
+                code: None,
+            },
+            other => Error::Api {
+                what,
+                message: chain(other),
+                code: None,
+            },
+        }
+    }
+
+    /// Reads a Rollout; a 404 says whether the rollout, its namespace or the CRD is missing.
+    pub async fn get_rollout(&self, name: &str) -> Result<Rollout> {
+        let what = format!("reading rollout \"{name}\" in namespace \"{}\"", self.namespace);
+        match self.call(what, self.rollouts().get(name)).await {
+            Err(Error::Api {
+                code: Some(404),
+                message,
+                ..
+            }) => Err(self.not_found(name, &message).await),
+            other => other,
+        }
+    }
+
+    async fn not_found(&self, name: &str, message: &str) -> Error {
+        // A 404 without an object name in it is about the resource type: the CRD is not installed.
+        if !message.contains(&format!("\"{name}\"")) {
+            return Error::CrdMissing;
+        }
+        match self.namespace_exists().await {
+            Ok(false) => Error::NamespaceNotFound(self.namespace.clone()),
+            // Exists, or we may not read namespaces (RBAC): the rollout is what is missing.
+            _ => Error::RolloutNotFound {
+                name: name.to_string(),
+                namespace: self.namespace.clone(),
+            },
+        }
+    }
+
+    /// Whether the target namespace exists; an error when that cannot be told (e.g. no RBAC).
+    pub async fn namespace_exists(&self) -> Result<bool> {
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let what = format!("reading namespace \"{}\"", self.namespace);
+        match self.call(what, namespaces.get(&self.namespace)).await {
+            Ok(_) => Ok(true),
+            Err(Error::Api { code: Some(404), .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// An error and its causes on one line (`a: b: c`), skipping causes already in the message.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("sluice").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
+    #[test]
+    fn flags_parse_before_and_after_the_name() {
+        let Command::Promote(args) = parse(&["promote", "-n", "shop", "web", "--full"]) else {
+            panic!("promote")
+        };
+        assert_eq!(args.rollout.name, "web");
+        assert_eq!(args.rollout.cluster.namespace.as_deref(), Some("shop"));
+        assert!(args.full);
+        assert_eq!(args.rollout.cluster.request_timeout, Duration::from_secs(15));
+
+        let Command::Undo(args) = parse(&["undo", "web", "--to-revision", "3", "--request-timeout", "2s"]) else {
+            panic!("undo")
+        };
+        assert_eq!(args.to_revision, Some(3));
+        assert_eq!(args.rollout.cluster.request_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn get_and_list_accept_kubectl_spellings() {
+        for args in [
+            &["get", "rollout", "web", "-w", "-n", "x"][..],
+            &["get", "ro", "web", "--watch"],
+        ] {
+            let Command::Get(GetCommand::Rollout(get)) = parse(args) else {
+                panic!("get")
+            };
+            assert_eq!(get.name.as_deref(), Some("web"));
+            assert!(get.watch);
+        }
+        let Command::Get(GetCommand::Rollout(get)) = parse(&["get", "rollouts", "-A"]) else {
+            panic!("get rollouts")
+        };
+        assert!(get.name.is_none() && get.all_namespaces);
+        let Command::Get(GetCommand::Rollout(get)) = parse(&["get", "rollout", "web", "-o", "yaml"]) else {
+            panic!("get -o")
+        };
+        assert_eq!(get.output, Some(OutputFormat::Yaml));
+        let Command::List(ListCommand::Rollouts(list)) = parse(&["list", "rollouts", "-n", "shop"]) else {
+            panic!("list")
+        };
+        assert_eq!(list.cluster.namespace.as_deref(), Some("shop"));
+        for nonsense in [
+            &["sluice", "get", "rollout", "web", "-w", "-o", "json"][..],
+            &["sluice", "get", "rollout", "-w"],
+            &["sluice", "get", "rollout", "web", "-A"],
+        ] {
+            assert!(Cli::try_parse_from(nonsense).is_err(), "{nonsense:?}");
+        }
+    }
+
+    #[test]
+    fn set_image_needs_container_equals_image() {
+        let Command::Set(SetCommand::Image(args)) = parse(&["set", "image", "web", "app=img:2", "side=s:1"]) else {
+            panic!("set image")
+        };
+        assert_eq!(args.images.len(), 2);
+        assert_eq!(args.images[1].container, "side");
+        let err = Cli::try_parse_from(["sluice", "set", "image", "web", "img:2"]).unwrap_err();
+        assert!(err.to_string().contains("CONTAINER=IMAGE"), "{err}");
+        assert!(Cli::try_parse_from(["sluice", "set", "image", "web"]).is_err());
+    }
+
+    #[test]
+    fn errors_name_what_is_missing() {
+        let e = Error::RolloutNotFound {
+            name: "web".into(),
+            namespace: "shop".into(),
+        };
+        assert_eq!(e.to_string(), "rollout \"web\" not found in namespace \"shop\"");
+        assert_eq!(
+            Error::NamespaceNotFound("x".into()).to_string(),
+            "namespace \"x\" not found"
+        );
+        let e = Error::Timeout {
+            what: "reading rollout \"web\"".into(),
+            after: Duration::from_secs(15),
+        };
+        assert_eq!(
+            e.to_string(),
+            "reading rollout \"web\": no answer from the API server within 15s"
+        );
+    }
+}
