@@ -10,8 +10,7 @@ use super::{Error, Result, Target};
 use crate::api::rollout::Rollout;
 use crate::rollout::hash::{POD_TEMPLATE_HASH_LABEL, pod_template_hash};
 
-/// Annotation on a Rollout's ReplicaSets carrying its revision number (1, 2, …).
-pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
+pub use crate::rollout::reconcile::REVISION_ANNOTATION;
 
 /// One revision of a Rollout, from its ReplicaSet.
 #[derive(Debug, Clone, PartialEq)]

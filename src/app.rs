@@ -1,0 +1,246 @@
+//! The `sluice` command line (also run as the kubectl plugin `kubectl-sluice`): parses flags and
+//! wires them to the library; no logic lives here. Both binaries call [`main`].
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::sim::faults::FaultRule;
+use crate::sim::{SimConfig, Simulator};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Progressive delivery for Kubernetes that closes the GitOps loop"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a simulated Kubernetes API (workloads and traffic included) on loopback.
+    Sim(SimArgs),
+    /// Measure performance; prints a JSON report.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Print the CustomResourceDefinitions as YAML (apply with `kubectl apply --server-side -f -`).
+    Crds,
+    // The rollout commands (promote, abort, retry, pause, resume, undo, restart, set, get, list).
+    #[command(flatten)]
+    Rollouts(crate::cli::Command),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Rollout planning: the cost of one plan() call mid-canary.
+    Plan {
+        #[arg(long, default_value_t = 200_000)]
+        calls: u64,
+    },
+    /// Simulator: writes per second, watch fan-out, memory per stored object.
+    Sim {
+        #[arg(long, default_value_t = 10_000)]
+        objects: usize,
+        #[arg(long, default_value_t = 10)]
+        watchers: usize,
+        /// Writes in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Args)]
+struct SimArgs {
+    /// Address to serve on; port 0 picks a free port. Loopback only.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+    /// Write a kubeconfig pointing at the simulator here.
+    #[arg(long)]
+    kubeconfig_out: Option<PathBuf>,
+    /// How long a new pod takes to become Ready (e.g. 1s, 250ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pod_ready_delay: Duration,
+    /// Interval between watch bookmarks.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    bookmark_interval: Duration,
+    /// Changes kept for resuming watches; older resourceVersions get 410 Gone.
+    #[arg(long, default_value_t = 20_000)]
+    watch_history: usize,
+    /// Fraction of matching requests answered 500 Internal Server Error.
+    #[arg(long, default_value_t = 0.0)]
+    fault_internal_error_rate: f64,
+    /// Fraction of matching requests answered 429 Too Many Requests.
+    #[arg(long, default_value_t = 0.0)]
+    fault_too_many_requests_rate: f64,
+    /// Fraction of matching requests answered 409 Conflict.
+    #[arg(long, default_value_t = 0.0)]
+    fault_conflict_rate: f64,
+    /// Extra latency added to matching requests, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    fault_latency_ms: u64,
+    /// Verbs the faults apply to (comma-separated; empty: all).
+    #[arg(long, value_delimiter = ',')]
+    fault_verbs: Vec<String>,
+    /// Resources the faults apply to, as plural or plural.group (comma-separated; empty: all).
+    #[arg(long, value_delimiter = ',')]
+    fault_resources: Vec<String>,
+    /// End every open watch this often (clients must resume), e.g. 30s.
+    #[arg(long, value_parser = parse_duration)]
+    drop_watches_every: Option<Duration>,
+    /// Compact the watch history this often (resuming clients get 410 and relist), e.g. 60s.
+    #[arg(long, value_parser = parse_duration)]
+    compact_every: Option<Duration>,
+}
+
+/// Durations as Kubernetes and Argo write them: 500ms, 30s, 5m, 1h (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::duration::parse(text).map_err(|e| e.to_string())
+}
+
+impl SimArgs {
+    fn config(&self) -> SimConfig {
+        let any_fault = self.fault_internal_error_rate > 0.0
+            || self.fault_too_many_requests_rate > 0.0
+            || self.fault_conflict_rate > 0.0
+            || self.fault_latency_ms > 0;
+        let faults = if any_fault {
+            vec![FaultRule {
+                verbs: self.fault_verbs.clone(),
+                resources: self.fault_resources.clone(),
+                internal_error_rate: self.fault_internal_error_rate,
+                too_many_requests_rate: self.fault_too_many_requests_rate,
+                conflict_rate: self.fault_conflict_rate,
+                extra_latency_ms: self.fault_latency_ms,
+            }]
+        } else {
+            vec![]
+        };
+        SimConfig {
+            addr: self.addr,
+            pod_ready_delay: self.pod_ready_delay,
+            bookmark_interval: self.bookmark_interval,
+            watch_history: self.watch_history,
+            faults,
+            ..SimConfig::default()
+        }
+    }
+}
+
+async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    let sim = Simulator::start(args.config()).await?;
+    if let Some(path) = &args.kubeconfig_out {
+        sim.write_kubeconfig(path)
+            .map_err(|e| anyhow::anyhow!("writing kubeconfig {}: {e}", path.display()))?;
+        println!("kubeconfig: {}", path.display());
+    }
+    println!("serving the Kubernetes API on {}", sim.url());
+    let http = sim.http.clone();
+    let chaos = tokio::spawn(async move {
+        let mut drops = args.drop_watches_every.map(tokio::time::interval);
+        let mut compactions = args.compact_every.map(tokio::time::interval);
+        loop {
+            tokio::select! {
+                _ = tick(&mut drops) => http.drop_watches.send_modify(|n| *n += 1),
+                _ = tick(&mut compactions) => {
+                    http.api.store.compact();
+                    http.drop_watches.send_modify(|n| *n += 1);
+                }
+            }
+        }
+    });
+    shutdown_signal().await;
+    chaos.abort();
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// Waits for the next tick of an optional interval (forever when there is none).
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate.recv() => {},
+    }
+}
+
+/// Parses the command line; installed as `kubectl-sluice`, help and errors say `kubectl sluice`.
+fn parse_cli() -> Cli {
+    let invoked_as = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let mut command = Cli::command();
+    if invoked_as.starts_with("kubectl-sluice") {
+        command = command.bin_name("kubectl sluice").name("kubectl sluice");
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run())
+}
+
+async fn run() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = parse_cli();
+    let result = match cli.command {
+        Command::Sim(args) => run_sim(args).await,
+        Command::Rollouts(command) => crate::cli::run(command).await.map_err(anyhow::Error::from),
+        Command::Crds => {
+            print!("{}", crate::api::crds::to_yaml());
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Plan { calls }) => {
+            let report = crate::bench::plan::run(calls);
+            println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Sim {
+            objects,
+            watchers,
+            concurrency,
+        }) => {
+            let options = crate::bench::sim::SimBenchOptions {
+                objects,
+                watchers,
+                concurrency,
+            };
+            crate::bench::sim::run(options).await.map(|report| {
+                println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+            })
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
