@@ -220,10 +220,13 @@ struct TrafficState {
     /// Fractional requests carried to the next tick, per source.
     carry: HashMap<String, f64>,
     splits: HashMap<String, RouteSplit>,
-    /// Round-robin position per (namespace, service, subset).
-    cursors: HashMap<(String, String, Option<BTreeMap<String, String>>), usize>,
+    /// Round-robin position per Service and subset.
+    cursors: HashMap<EndpointsKey, usize>,
     errors: HashMap<Series, ErrorAccumulator>,
 }
+
+/// (namespace, service, subset labels): the endpoints one round-robin cycles through.
+type EndpointsKey = (String, String, Option<BTreeMap<String, String>>);
 
 /// A pod able to serve, as the traffic generator sees it.
 struct Endpoint {
@@ -784,20 +787,21 @@ mod tests {
         for _ in 0..10 {
             traffic.tick(Duration::from_secs(1));
         }
-        let metrics = traffic.metrics.lock().unwrap();
-        let count = |service: &str, hash: &str| metrics.requests(&series(service, hash), 200);
-        assert_eq!(
-            (count("web-canary", "web-canary"), count("web-stable", "web-stable")),
-            (300, 700)
-        );
-        assert_eq!((count("web", "web-canary"), count("web", "web-stable")), (200, 800));
-        assert_eq!(
-            (count("shop-canary", "web-canary"), count("shop-stable", "web-stable")),
-            (250, 750)
-        );
-        // The root Service itself serves nothing directly while its TrafficSplit exists.
-        assert_eq!(count("web", ""), 0);
-        drop(metrics);
+        {
+            let metrics = traffic.metrics.lock().unwrap();
+            let count = |service: &str, hash: &str| metrics.requests(&series(service, hash), 200);
+            assert_eq!(
+                (count("web-canary", "web-canary"), count("web-stable", "web-stable")),
+                (300, 700)
+            );
+            assert_eq!((count("web", "web-canary"), count("web", "web-stable")), (200, 800));
+            assert_eq!(
+                (count("shop-canary", "web-canary"), count("shop-stable", "web-stable")),
+                (250, 750)
+            );
+            // The root Service itself serves nothing directly while its TrafficSplit exists.
+            assert_eq!(count("web", ""), 0);
+        }
         sim.shutdown().await;
     }
 
