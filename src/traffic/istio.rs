@@ -12,7 +12,8 @@
 //! fields), so, as for Gateway API (see `gateway_api`), the router applies each list whole as observed
 //! with only the weights/labels changed, with the observed resourceVersion as precondition; Argo CD
 //! users ignore `.spec.http[].route[].weight` (and `.spec.subsets[].labels` with hashes) in
-//! `ignoreDifferences`. Ready once written: Istio reports no per-generation status by default.
+//! `ignoreDifferences`. Ready once written (Istio reports no per-generation status by default), and,
+//! with hashes, once the subsets select them.
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
