@@ -8,3 +8,4 @@ pub mod controller;
 pub mod duration;
 pub mod rollout;
 pub mod sim;
+pub mod traffic;

@@ -1,6 +1,8 @@
-//! The simulator as a Gateway API implementation: reads HTTPRoute backendRefs for the traffic
-//! generator and reports each route's status (Accepted, ResolvedRefs) per parentRef.
-use std::collections::HashSet;
+//! The simulator's data plane: reads the routing objects of every traffic router (HTTPRoute backendRefs,
+//! SMI TrafficSplit backends, Istio VirtualService destinations with DestinationRule subsets, NGINX
+//! canary Ingress annotations) into weighted backends for the traffic generator, and, as a Gateway API
+//! implementation, reports each HTTPRoute's status (Accepted, ResolvedRefs) per parentRef.
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value, json};
 
@@ -8,18 +10,47 @@ use crate::sim::api::{ApiServer, ListOptions, PatchBody, PatchKind, WriteOptions
 
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 pub const HTTPROUTES: &str = "httproutes";
+pub const SMI_GROUP: &str = "split.smi-spec.io";
+pub const TRAFFICSPLITS: &str = "trafficsplits";
+pub const ISTIO_GROUP: &str = "networking.istio.io";
+pub const VIRTUALSERVICES: &str = "virtualservices";
+pub const DESTINATIONRULES: &str = "destinationrules";
+pub const INGRESS_GROUP: &str = "networking.k8s.io";
+pub const INGRESSES: &str = "ingresses";
 /// The controllerName a Gateway API implementation writes into route status.
 pub const CONTROLLER_NAME: &str = "sim.sluice.dev/gateway";
 const FIELD_MANAGER: &str = "sluice-sim-gateway";
 
-/// One backendRef of an HTTPRoute rule, with defaults filled in.
+/// One weighted backend Service of a routing object (an HTTPRoute backendRef, a TrafficSplit backend,
+/// a VirtualService destination, an Ingress backend), with defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BackendRef {
     pub namespace: String,
     pub name: String,
     pub weight: u64,
-    /// False when the ref names something other than a core Service.
+    /// False when the ref names something other than a core Service (or an unknown Istio subset):
+    /// the gateway answers such requests itself with 500.
     pub is_service: bool,
+    /// Labels the serving pods must carry besides the Service's selector (an Istio subset's labels).
+    pub subset: Option<BTreeMap<String, String>>,
+}
+
+impl BackendRef {
+    /// A core Service with weight 1.
+    pub fn service(namespace: &str, name: &str) -> Self {
+        BackendRef {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            weight: 1,
+            is_service: true,
+            subset: None,
+        }
+    }
+
+    fn weighted(mut self, weight: u64) -> Self {
+        self.weight = weight;
+        self
+    }
 }
 
 /// The backendRefs of each rule of an HTTPRoute (in order); refs default to the route's namespace.
@@ -46,7 +77,152 @@ fn backend_ref(r: &Value, route_namespace: &str) -> BackendRef {
         name: text("name").unwrap_or_default().to_string(),
         weight: r.get("weight").and_then(Value::as_u64).unwrap_or(1),
         is_service: text("group").unwrap_or_default().is_empty() && text("kind").unwrap_or("Service") == "Service",
+        subset: None,
     }
+}
+
+fn text<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
+    object.pointer(pointer).and_then(Value::as_str)
+}
+
+/// A weight that is a number, or a numeric string (SMI v1alpha1 quantities, annotations).
+fn weight(value: Option<&Value>) -> Option<u64> {
+    match value? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// SMI: the backends of a TrafficSplit (weights as numbers or quantities; unset is 0).
+pub fn split_backends(split: &Value) -> Vec<BackendRef> {
+    let namespace = text(split, "/metadata/namespace").unwrap_or("default");
+    let backends = split.pointer("/spec/backends").and_then(Value::as_array);
+    backends
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            BackendRef::service(namespace, b["service"].as_str().unwrap_or_default())
+                .weighted(weight(b.get("weight")).unwrap_or(0))
+        })
+        .collect()
+}
+
+/// Istio: the Service (namespace, name) an Istio host names: `web`, `web.shop`, `web.shop.svc` or
+/// `web.shop.svc.cluster.local` (short names are relative to `namespace`).
+pub fn istio_host_service(host: &str, namespace: &str) -> (String, String) {
+    let mut parts = host.split('.');
+    let name = parts.next().unwrap_or_default().to_string();
+    (parts.next().unwrap_or(namespace).to_string(), name)
+}
+
+/// Istio: the weighted destinations a plain request to the VirtualService reaches. Istio takes the
+/// first HTTP route that matches; a simulated request carries no headers, so that is the first route
+/// without `match` conditions (or the first route when all have some). A destination's subset is looked
+/// up in the DestinationRules of its host; an unknown subset cannot serve. Unset weights: a lone
+/// destination gets everything, several all unset split evenly, otherwise unset is 0.
+pub fn virtual_service_backends(vs: &Value, destination_rules: &[Value]) -> Vec<BackendRef> {
+    let namespace = text(vs, "/metadata/namespace").unwrap_or("default");
+    let http = vs
+        .pointer("/spec/http")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let catch_all = http
+        .iter()
+        .find(|r| r.get("match").and_then(Value::as_array).is_none_or(|m| m.is_empty()))
+        .or(http.first());
+    let destinations = catch_all
+        .and_then(|r| r.get("route"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let all_unset = destinations.iter().all(|d| d.get("weight").is_none());
+    destinations
+        .iter()
+        .map(|d| {
+            let (ns, name) = istio_host_service(text(d, "/destination/host").unwrap_or_default(), namespace);
+            let mut backend = BackendRef::service(&ns, &name);
+            backend.weight = weight(d.get("weight")).unwrap_or(u64::from(all_unset));
+            if let Some(subset) = text(d, "/destination/subset") {
+                match subset_labels(destination_rules, &ns, &name, subset) {
+                    Some(labels) => backend.subset = Some(labels),
+                    None => backend.is_service = false,
+                }
+            }
+            backend
+        })
+        .collect()
+}
+
+/// The labels of subset `subset` in a DestinationRule (in `namespace`) whose host is Service `name`.
+fn subset_labels(rules: &[Value], namespace: &str, name: &str, subset: &str) -> Option<BTreeMap<String, String>> {
+    rules
+        .iter()
+        .filter(|r| text(r, "/metadata/namespace") == Some(namespace))
+        .filter(|r| {
+            istio_host_service(text(r, "/spec/host").unwrap_or_default(), namespace)
+                == (namespace.to_string(), name.to_string())
+        })
+        .flat_map(|r| {
+            r.pointer("/spec/subsets")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|s| s["name"] == subset)
+        .map(|s| {
+            let labels = s.get("labels").and_then(Value::as_object).cloned().unwrap_or_default();
+            labels
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
+                .collect()
+        })
+}
+
+/// NGINX: the host of an Ingress's first rule ("" for none) and the Service its first path (else its
+/// defaultBackend) sends to.
+pub fn ingress_backend(ingress: &Value) -> Option<(String, BackendRef)> {
+    let namespace = text(ingress, "/metadata/namespace").unwrap_or("default");
+    let host = text(ingress, "/spec/rules/0/host").unwrap_or_default().to_string();
+    let service = text(ingress, "/spec/rules/0/http/paths/0/backend/service/name")
+        .or_else(|| text(ingress, "/spec/defaultBackend/service/name"))?;
+    Some((host, BackendRef::service(namespace, service)))
+}
+
+/// NGINX: (canary-weight, canary-weight-total) of a canary Ingress — one annotated `<prefix>/canary:
+/// "true"` under any prefix, since annotationPrefix is configurable. None for other Ingresses.
+pub fn ingress_canary_weight(ingress: &Value) -> Option<(u64, u64)> {
+    let annotations = ingress.pointer("/metadata/annotations").and_then(Value::as_object)?;
+    let (key, _) = annotations
+        .iter()
+        .find(|(k, v)| k.ends_with("/canary") && v.as_str() == Some("true"))?;
+    let prefix = key.trim_end_matches("canary");
+    let canary_weight = weight(annotations.get(&format!("{prefix}canary-weight"))).unwrap_or(0);
+    let total = weight(annotations.get(&format!("{prefix}canary-weight-total"))).unwrap_or(100);
+    Some((canary_weight.min(total), total))
+}
+
+/// NGINX: the split of requests to a stable Ingress: all to its backend, except canary-weight of
+/// canary-weight-total to the backend of the first canary Ingress (by name) with the same host.
+pub fn ingress_backends(stable: &Value, ingresses: &[Value]) -> Option<Vec<BackendRef>> {
+    let (host, backend) = ingress_backend(stable)?;
+    let namespace = text(stable, "/metadata/namespace");
+    let mut canaries: Vec<&Value> = ingresses
+        .iter()
+        .filter(|i| text(i, "/metadata/namespace") == namespace && ingress_canary_weight(i).is_some())
+        .filter(|i| ingress_backend(i).is_some_and(|(h, _)| h == host))
+        .collect();
+    canaries.sort_by_key(|i| text(i, "/metadata/name").unwrap_or_default().to_string());
+    let Some(canary) = canaries.first() else {
+        return Some(vec![backend]);
+    };
+    let (canary_weight, total) = ingress_canary_weight(canary)?;
+    let (_, canary_backend) = ingress_backend(canary)?;
+    Some(vec![
+        backend.weighted(total - canary_weight),
+        canary_backend.weighted(canary_weight),
+    ])
 }
 
 /// Brings every HTTPRoute's status up to date; a no-op when the HTTPRoute CRD is not installed.
@@ -175,6 +351,22 @@ fn condition(previous: Option<&Value>, kind: &str, ok: bool, reason: &str, messa
     })
 }
 
+/// Installs a CRD from `tests/fixtures/<file>` (the minimal third-party CRDs tests use).
+#[cfg(test)]
+pub(crate) fn install_crd_fixture(api: &ApiServer, file: &str) {
+    let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let crd: Value = serde_saphyr::from_str(&text).expect("the fixture is YAML");
+    let rt = api
+        .resource("apiextensions.k8s.io", "customresourcedefinitions")
+        .expect("CRDs are built in");
+    let opts = WriteOptions {
+        field_manager: "test".into(),
+        ..Default::default()
+    };
+    api.create(&rt, "", crd, &opts).expect("the fixture CRD is valid");
+}
+
 /// Installs a minimal HTTPRoute CRD, as tests that need routes do.
 #[cfg(test)]
 pub(crate) fn install_httproute_crd(api: &ApiServer) {
@@ -235,6 +427,91 @@ mod tests {
         );
         assert_eq!((r[1].namespace.as_str(), r[1].weight), ("other", 1));
         assert_eq!((r[2].weight, r[2].is_service), (0, false));
+    }
+
+    #[test]
+    fn traffic_split_backends_accept_numbers_and_quantities() {
+        let split = json!({"metadata": {"namespace": "shop"}, "spec": {"service": "web", "backends": [
+            {"service": "web-canary", "weight": 30}, {"service": "web-stable", "weight": "70"}, {"service": "x"}]}});
+        let backends = split_backends(&split);
+        let weights: Vec<(&str, u64)> = backends.iter().map(|b| (b.name.as_str(), b.weight)).collect();
+        assert_eq!(weights, [("web-canary", 30), ("web-stable", 70), ("x", 0)]);
+        assert!(backends.iter().all(|b| b.namespace == "shop" && b.is_service));
+    }
+
+    #[test]
+    fn virtual_service_takes_the_first_catch_all_route_and_resolves_subsets() {
+        let vs = json!({"metadata": {"namespace": "shop"}, "spec": {"http": [
+            {"match": [{"headers": {"x-canary": {"exact": "1"}}}],
+             "route": [{"destination": {"host": "web", "subset": "canary"}}]},
+            {"route": [
+                {"destination": {"host": "web.shop.svc.cluster.local", "subset": "stable"}, "weight": 90},
+                {"destination": {"host": "web", "subset": "canary"}, "weight": 10},
+                {"destination": {"host": "web", "subset": "gone"}, "weight": 0},
+                {"destination": {"host": "api.other"}},
+            ]},
+        ]}});
+        let rules = [
+            json!({"metadata": {"namespace": "shop"}, "spec": {"host": "web", "subsets": [
+                {"name": "stable", "labels": {"sluice.dev/pod-template-hash": "a"}},
+                {"name": "canary", "labels": {"sluice.dev/pod-template-hash": "b"}},
+            ]}}),
+        ];
+        let backends = virtual_service_backends(&vs, &rules);
+        let hash = |h: &str| {
+            Some(BTreeMap::from([(
+                "sluice.dev/pod-template-hash".to_string(),
+                h.to_string(),
+            )]))
+        };
+        assert_eq!(
+            (backends[0].name.as_str(), backends[0].weight, &backends[0].subset),
+            ("web", 90, &hash("a"))
+        );
+        assert_eq!((backends[1].weight, &backends[1].subset), (10, &hash("b")));
+        assert!(!backends[2].is_service, "an unknown subset cannot serve");
+        assert_eq!(
+            (
+                backends[3].namespace.as_str(),
+                backends[3].name.as_str(),
+                backends[3].weight
+            ),
+            ("other", "api", 0)
+        );
+        let lone = json!({"metadata": {"namespace": "shop"}, "spec": {"http": [
+            {"route": [{"destination": {"host": "web"}}, {"destination": {"host": "api"}}]}]}});
+        let weights: Vec<u64> = virtual_service_backends(&lone, &[]).iter().map(|b| b.weight).collect();
+        assert_eq!(weights, [1, 1]);
+    }
+
+    fn ingress(name: &str, host: &str, service: &str, annotations: Value) -> Value {
+        json!({"metadata": {"name": name, "namespace": "shop", "annotations": annotations},
+               "spec": {"rules": [{"host": host, "http": {"paths": [
+                   {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]}})
+    }
+
+    #[test]
+    fn ingress_canaries_take_their_weight_of_the_same_host() {
+        let stable = ingress("web", "web.example.com", "web-stable", json!({}));
+        let canary = ingress(
+            "web-canary",
+            "web.example.com",
+            "web-canary",
+            json!({"custom.org/canary": "true", "custom.org/canary-weight": "30", "custom.org/canary-weight-total": "200"}),
+        );
+        let elsewhere = ingress(
+            "api-canary",
+            "api.example.com",
+            "api-canary",
+            json!({"nginx.ingress.kubernetes.io/canary": "true", "nginx.ingress.kubernetes.io/canary-weight": "50"}),
+        );
+        assert_eq!(ingress_canary_weight(&canary), Some((30, 200)));
+        assert_eq!(ingress_canary_weight(&stable), None);
+        let backends = ingress_backends(&stable, &[stable.clone(), canary, elsewhere.clone()]).unwrap();
+        let weights: Vec<(&str, u64)> = backends.iter().map(|b| (b.name.as_str(), b.weight)).collect();
+        assert_eq!(weights, [("web-stable", 170), ("web-canary", 30)]);
+        let alone = ingress_backends(&stable, &[stable.clone(), elsewhere]).unwrap();
+        assert_eq!(alone, vec![BackendRef::service("shop", "web-stable")]);
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! Simulated HTTP traffic: Services and HTTPRoutes annotated with a request rate get requests each
-//! tick, split deterministically by weights and ready pods, and counted as Prometheus metrics.
+//! Simulated HTTP traffic: Services, HTTPRoutes, Istio VirtualServices and (stable) Ingresses annotated
+//! with a request rate get requests each tick, split deterministically by the weights of the routing
+//! objects a real data plane would follow (HTTPRoute backendRefs, the SMI TrafficSplit of a root
+//! Service, VirtualService destinations and DestinationRule subsets, NGINX canary Ingresses) and by ready
+//! pods, and counted as Prometheus metrics. Routing kinds whose CRD is not installed are simply absent.
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -16,7 +19,7 @@ use crate::sim::api::{ApiServer, ListOptions};
 use crate::sim::gateway::{self, BackendRef};
 use crate::sim::workload::{annotation, is_ready, labels_match};
 
-/// Requests per second a Service or HTTPRoute receives.
+/// Requests per second a Service, HTTPRoute, VirtualService or Ingress receives.
 pub const RPS_ANNOTATION: &str = "sim.sluice.dev/rps";
 /// Fraction (0.0–1.0) of a pod's requests that fail with 500.
 pub const ERROR_RATE_ANNOTATION: &str = "sim.sluice.dev/error-rate";
@@ -165,7 +168,8 @@ fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// Where a source's requests go: one Service, or the rules of an HTTPRoute.
+/// Where a source's requests go: one Service, or weighted backends grouped in rules (an HTTPRoute's
+/// rules; the other routing objects yield one rule).
 enum Target {
     Service(BackendRef),
     Route(Vec<Vec<BackendRef>>),
@@ -216,14 +220,19 @@ struct TrafficState {
     /// Fractional requests carried to the next tick, per source.
     carry: HashMap<String, f64>,
     splits: HashMap<String, RouteSplit>,
-    /// Round-robin position per (namespace, service).
-    cursors: HashMap<(String, String), usize>,
+    /// Round-robin position per Service and subset.
+    cursors: HashMap<EndpointsKey, usize>,
     errors: HashMap<Series, ErrorAccumulator>,
 }
+
+/// (namespace, service, subset labels): the endpoints one round-robin cycles through.
+type EndpointsKey = (String, String, Option<BTreeMap<String, String>>);
 
 /// A pod able to serve, as the traffic generator sees it.
 struct Endpoint {
     pod_template_hash: String,
+    /// The pod's labels, for Istio subsets.
+    labels: Map<String, Value>,
     error_rate: f64,
     latency_ms: f64,
 }
@@ -297,34 +306,48 @@ impl Traffic {
         let services = list("", "services");
         let pods = list("", "pods");
         let routes = list(gateway::GATEWAY_GROUP, gateway::HTTPROUTES);
+        let mut splits = list(gateway::SMI_GROUP, gateway::TRAFFICSPLITS);
+        // The first TrafficSplit by name wins when several claim the same root Service.
+        splits.sort_by_key(namespaced_name);
+        let virtual_services = list(gateway::ISTIO_GROUP, gateway::VIRTUALSERVICES);
+        let destination_rules = list(gateway::ISTIO_GROUP, gateway::DESTINATIONRULES);
+        let ingresses = list(gateway::INGRESS_GROUP, gateway::INGRESSES);
         let mut sources = Vec::new();
         let mut endpoints = HashMap::new();
-        for service in &services {
-            let key = namespaced_name(service);
-            if let Some(rps) = rps(service) {
-                let backend = BackendRef {
-                    namespace: key.0.clone(),
-                    name: key.1.clone(),
-                    weight: 1,
-                    is_service: true,
-                };
+        let mut add = |kind: &str, object: &Value, target: Target| {
+            if let Some(rps) = rps(object) {
+                let (ns, name) = namespaced_name(object);
                 sources.push(Source {
-                    key: format!("svc/{}/{}", key.0, key.1),
-                    rps,
-                    target: Target::Service(backend),
-                });
-            }
-            endpoints.insert(key, ready_endpoints(service, &pods));
-        }
-        for route in &routes {
-            if let Some(rps) = rps(route) {
-                let (ns, name) = namespaced_name(route);
-                let target = Target::Route(gateway::route_rules(route));
-                sources.push(Source {
-                    key: format!("route/{ns}/{name}"),
+                    key: format!("{kind}/{ns}/{name}"),
                     rps,
                     target,
                 });
+            }
+        };
+        for service in &services {
+            let key = namespaced_name(service);
+            // SMI: requests to a root Service are split by the TrafficSplit naming it.
+            let split = splits.iter().find(|s| {
+                namespaced_name(s).0 == key.0 && s.pointer("/spec/service").and_then(Value::as_str) == Some(&key.1)
+            });
+            let target = match split {
+                Some(split) => Target::Route(vec![gateway::split_backends(split)]),
+                None => Target::Service(BackendRef::service(&key.0, &key.1)),
+            };
+            add("svc", service, target);
+            endpoints.insert(key, ready_endpoints(service, &pods));
+        }
+        for route in &routes {
+            add("route", route, Target::Route(gateway::route_rules(route)));
+        }
+        for vs in &virtual_services {
+            let backends = gateway::virtual_service_backends(vs, &destination_rules);
+            add("vs", vs, Target::Route(vec![backends]));
+        }
+        // NGINX: only stable Ingresses are entry points; canary ones take their share of a stable's host.
+        for ingress in ingresses.iter().filter(|i| gateway::ingress_canary_weight(i).is_none()) {
+            if let Some(backends) = gateway::ingress_backends(ingress, &ingresses) {
+                add("ingress", ingress, Target::Route(vec![backends]));
             }
         }
         (Snapshot { services: endpoints }, sources)
@@ -363,11 +386,21 @@ impl TrafficState {
             metrics.record(&series, 500, GATEWAY_LATENCY_MS / 1000.0);
             return;
         };
+        // An Istio subset narrows the Service's endpoints to the pods carrying its labels.
+        let endpoints: Vec<&Endpoint> = endpoints
+            .iter()
+            .filter(|e| {
+                let subset = backend.subset.iter().flatten();
+                subset
+                    .into_iter()
+                    .all(|(k, v)| e.labels.get(k).and_then(Value::as_str) == Some(v))
+            })
+            .collect();
         if endpoints.is_empty() {
             metrics.record(&series, 503, GATEWAY_LATENCY_MS / 1000.0);
             return;
         }
-        let cursor = self.cursors.entry(key).or_default();
+        let cursor = self.cursors.entry((key.0, key.1, backend.subset.clone())).or_default();
         let endpoint = &endpoints[*cursor % endpoints.len()];
         *cursor = cursor.wrapping_add(1);
         series.pod_template_hash = endpoint.pod_template_hash.clone();
@@ -410,6 +443,7 @@ fn endpoint(pod: &Value) -> Endpoint {
     let number = |key: &str| annotation(pod, key).and_then(|v| v.trim().parse::<f64>().ok());
     Endpoint {
         pod_template_hash: pod_template_hash(pod),
+        labels: pod_labels(pod).clone(),
         error_rate: number(ERROR_RATE_ANNOTATION).unwrap_or(0.0),
         latency_ms: number(LATENCY_ANNOTATION)
             .filter(|l| *l >= 0.0)
@@ -512,6 +546,7 @@ mod tests {
             name: name.into(),
             weight,
             is_service: true,
+            subset: None,
         };
         let rules = vec![
             vec![backend("a", 1), backend("b", 3)],
@@ -658,6 +693,114 @@ mod tests {
                 "mean latency {}",
                 canary.sum / 300.0
             );
+        }
+        sim.shutdown().await;
+    }
+
+    fn object(api_version: &str, kind: &str, name: &str, annotations: Value, spec: Value) -> Value {
+        json!({"apiVersion": api_version, "kind": kind,
+               "metadata": {"name": name, "annotations": annotations}, "spec": spec})
+    }
+
+    /// TrafficSplit, VirtualService with DestinationRule subsets, and NGINX canary Ingress each split
+    /// their source's requests by the weights they carry.
+    #[tokio::test]
+    async fn traffic_follows_every_routers_objects() {
+        let sim = start().await;
+        for crd in [
+            "trafficsplit-crd.yaml",
+            "virtualservice-crd.yaml",
+            "destinationrule-crd.yaml",
+        ] {
+            gateway::install_crd_fixture(&sim.api, crd);
+        }
+        create_rs(&sim, replicaset("web-stable", 2, json!({})));
+        create_rs(&sim, replicaset("web-canary", 1, json!({})));
+        let hash = |h: &str| json!({"sluice.dev/pod-template-hash": h});
+        for (name, selector) in [("web-stable", "web-stable"), ("web-canary", "web-canary")] {
+            create(&sim, "", "services", service(name, hash(selector), None));
+        }
+        for (name, selector) in [("shop-stable", "web-stable"), ("shop-canary", "web-canary")] {
+            create(&sim, "", "services", service(name, hash(selector), None));
+        }
+        // SMI: the root Service "web" is split 30/70.
+        create(&sim, "", "services", service("web", json!({"app": "web"}), Some("100")));
+        let split = json!({"service": "web", "backends": [
+            {"service": "web-canary", "weight": 30}, {"service": "web-stable", "weight": 70}]});
+        let split = object("split.smi-spec.io/v1alpha2", "TrafficSplit", "web", json!({}), split);
+        create(&sim, "split.smi-spec.io", "trafficsplits", split);
+        // Istio: the catch-all route sends 20% to the canary subset of "web".
+        let subsets = json!({"host": "web", "subsets": [
+            {"name": "stable", "labels": {"sluice.dev/pod-template-hash": "web-stable"}},
+            {"name": "canary", "labels": {"sluice.dev/pod-template-hash": "web-canary"}}]});
+        let rule = object(
+            "networking.istio.io/v1beta1",
+            "DestinationRule",
+            "web",
+            json!({}),
+            subsets,
+        );
+        create(&sim, "networking.istio.io", "destinationrules", rule);
+        let routes = json!({"hosts": ["web"], "http": [
+            {"match": [{"headers": {"x-canary": {"exact": "1"}}}],
+             "route": [{"destination": {"host": "web", "subset": "canary"}}]},
+            {"route": [{"destination": {"host": "web", "subset": "stable"}, "weight": 80},
+                       {"destination": {"host": "web", "subset": "canary"}, "weight": 20}]}]});
+        let vs = object(
+            "networking.istio.io/v1beta1",
+            "VirtualService",
+            "web",
+            json!({RPS_ANNOTATION: "100"}),
+            routes,
+        );
+        create(&sim, "networking.istio.io", "virtualservices", vs);
+        // NGINX: a canary Ingress on the same host takes 25%.
+        let ingress = |service: &str| {
+            json!({"rules": [{"host": "shop.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]})
+        };
+        let stable = object(
+            "networking.k8s.io/v1",
+            "Ingress",
+            "shop",
+            json!({RPS_ANNOTATION: "100"}),
+            ingress("shop-stable"),
+        );
+        let canary_annotations = json!({"nginx.ingress.kubernetes.io/canary": "true",
+            "nginx.ingress.kubernetes.io/canary-weight": "25"});
+        let canary = object(
+            "networking.k8s.io/v1",
+            "Ingress",
+            "shop-canary",
+            canary_annotations,
+            ingress("shop-canary"),
+        );
+        create(&sim, "networking.k8s.io", "ingresses", stable);
+        create(&sim, "networking.k8s.io", "ingresses", canary);
+        eventually(Duration::from_secs(3), "ready pods", || {
+            let pods = [pods_of(&sim, "web-stable"), pods_of(&sim, "web-canary")].concat();
+            (pods.len() == 3 && pods.iter().all(is_ready)).then_some(())
+        })
+        .await;
+
+        let traffic = Traffic::new(sim.api.clone());
+        for _ in 0..10 {
+            traffic.tick(Duration::from_secs(1));
+        }
+        {
+            let metrics = traffic.metrics.lock().unwrap();
+            let count = |service: &str, hash: &str| metrics.requests(&series(service, hash), 200);
+            assert_eq!(
+                (count("web-canary", "web-canary"), count("web-stable", "web-stable")),
+                (300, 700)
+            );
+            assert_eq!((count("web", "web-canary"), count("web", "web-stable")), (200, 800));
+            assert_eq!(
+                (count("shop-canary", "web-canary"), count("shop-stable", "web-stable")),
+                (250, 750)
+            );
+            // The root Service itself serves nothing directly while its TrafficSplit exists.
+            assert_eq!(count("web", ""), 0);
         }
         sim.shutdown().await;
     }

@@ -1,0 +1,518 @@
+//! Gateway API router: sets the backendRef weights of every HTTPRoute rule that names both the canary
+//! and the stable Service (canary w, stable max − w); rules naming only one of them are left alone.
+//!
+//! # Why the whole `spec.rules` list is applied
+//! `HTTPRoute.spec.rules` (and each rule's `backendRefs`) is an atomic list in the upstream CRD schema:
+//! it has no list-map keys, so server-side apply cannot own one weight inside it. An apply that carried
+//! only the weights would replace the list with rules holding nothing but weights. The router therefore
+//! reads the route and applies `spec.rules` exactly as observed with only the weights changed, under the
+//! field manager `sluice` with `force`, and puts the observed `metadata.resourceVersion` into the apply
+//! configuration: the API server treats it as a precondition, so a rule edited between our read and our
+//! write fails the apply with 409 (retried from a fresh read) instead of being reverted.
+//!
+//! The trade-off: after the first write `sluice` owns all of `spec.rules`, so a GitOps tool applying the
+//! route server-side sees a conflict on every rules change and must force it (Argo CD and Flux do), and
+//! any tool re-applying the route resets the weights to what Git says until the next reconcile puts them
+//! back. Keep the weights out of the comparison so the tool neither reports drift nor reverts them —
+//! for Argo CD (with `RespectIgnoreDifferences=true` in syncOptions so a sync keeps the live weights):
+//!
+//! ```yaml
+//! ignoreDifferences:
+//!   - group: gateway.networking.k8s.io
+//!     kind: HTTPRoute
+//!     jqPathExpressions:
+//!       - .spec.rules[].backendRefs[].weight
+//! ```
+//!
+//! Ready means live: every parent in `status.parents` reports `Accepted=True` for the route's current
+//! `metadata.generation` (a weight change bumps the generation, so an older acceptance does not count).
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use crate::api::rollout::GatewayApiTrafficRouting;
+use crate::rollout::validate::SpecError;
+use crate::traffic::{
+    ObjectKind, RouteTarget, RouterError, RouterState, TrafficRouter, agreed, apply_metadata, object_name,
+    retry_on_conflict, spec_error,
+};
+
+pub(crate) const HTTP_ROUTE: ObjectKind = ObjectKind {
+    group: "gateway.networking.k8s.io",
+    version: "v1",
+    kind: "HTTPRoute",
+    plural: "httproutes",
+};
+
+/// The router for `trafficRouting.gatewayAPI`.
+#[derive(Debug, Clone)]
+pub struct GatewayApiRouter {
+    spec: GatewayApiTrafficRouting,
+}
+
+/// One HTTPRoute the spec names, and the spec field that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedRoute {
+    pub name: String,
+    pub field: String,
+}
+
+impl GatewayApiRouter {
+    pub fn new(spec: GatewayApiTrafficRouting) -> Self {
+        GatewayApiRouter { spec }
+    }
+
+    /// The routes' namespace: gatewayAPI.namespace, else the Rollout's.
+    pub fn namespace<'a>(&'a self, target: &'a RouteTarget) -> &'a str {
+        self.spec.namespace.as_deref().unwrap_or(&target.namespace)
+    }
+
+    /// Every route named, httpRoute first, with the field path errors about it point at.
+    pub fn routes(&self) -> Vec<NamedRoute> {
+        let single = self.spec.http_route.iter().map(|name| NamedRoute {
+            name: name.clone(),
+            field: "gatewayAPI.httpRoute".into(),
+        });
+        let listed = self.spec.http_routes.iter().enumerate().map(|(i, r)| NamedRoute {
+            name: r.name.clone(),
+            field: format!("gatewayAPI.httpRoutes[{i}].name"),
+        });
+        single.chain(listed).collect()
+    }
+
+    fn missing(&self, route: &NamedRoute, target: &RouteTarget) -> SpecError {
+        let namespace = self.namespace(target);
+        spec_error(&route.field, format!("HTTPRoute {namespace}/{} not found", route.name))
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for GatewayApiRouter {
+    fn name(&self) -> &'static str {
+        "gatewayAPI"
+    }
+
+    async fn check(&self, client: &kube::Client, target: &RouteTarget) -> Result<Vec<SpecError>, RouterError> {
+        let mut errors = Vec::new();
+        for route in self.routes() {
+            match HTTP_ROUTE.get(client, self.namespace(target), &route.name).await? {
+                None => errors.push(self.missing(&route, target)),
+                Some(current) => errors.extend(desired(&current, target, 0, &route.field).err()),
+            }
+        }
+        Ok(errors)
+    }
+
+    async fn observe(&self, client: &kube::Client, target: &RouteTarget) -> Result<RouterState, RouterError> {
+        let mut weights = Vec::new();
+        let mut messages = Vec::new();
+        let mut ready = true;
+        for route in self.routes() {
+            let Some(current) = HTTP_ROUTE.get(client, self.namespace(target), &route.name).await? else {
+                messages.push(self.missing(&route, target).message);
+                weights.push(None);
+                ready = false;
+                continue;
+            };
+            let weight = observed_weight(&current, target);
+            if weight.is_none() {
+                messages.push(format!(
+                    "HTTPRoute {} carries no consistent split",
+                    object_name(&current)
+                ));
+            }
+            weights.push(weight);
+            let (route_ready, message) = readiness(&current);
+            ready &= route_ready;
+            messages.extend(message);
+        }
+        Ok(RouterState {
+            // Every route must carry the same split: one lagging route is work for set_weight.
+            canary_weight: agreed(weights.into_iter()),
+            ready,
+            message: (!messages.is_empty()).then(|| messages.join("; ")),
+        })
+    }
+
+    async fn set_weight(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+        canary_weight: i32,
+    ) -> Result<(), RouterError> {
+        let canary_weight = canary_weight.clamp(0, target.max_weight);
+        let namespace = self.namespace(target);
+        for route in self.routes() {
+            retry_on_conflict(|| async {
+                let current = HTTP_ROUTE
+                    .get(client, namespace, &route.name)
+                    .await?
+                    .ok_or_else(|| self.missing(&route, target))?;
+                let body = desired(&current, target, canary_weight, &route.field)?;
+                if body.pointer("/spec/rules") == current.pointer("/spec/rules") {
+                    return Ok(());
+                }
+                HTTP_ROUTE.apply(client, namespace, &route.name, &body).await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a backendRef names `service` in `namespace` (refs default to the route's namespace, and to
+/// the core group and kind Service).
+fn names_service(backend: &Value, route_namespace: &str, service: &str, namespace: &str) -> bool {
+    let text = |field: &str| backend.get(field).and_then(Value::as_str);
+    backend.get("name").and_then(Value::as_str) == Some(service)
+        && text("namespace").unwrap_or(route_namespace) == namespace
+        && text("group").unwrap_or_default().is_empty()
+        && text("kind").unwrap_or("Service") == "Service"
+}
+
+/// Indexes of the rules whose backendRefs name both Services.
+fn split_rules(route: &Value, target: &RouteTarget) -> Vec<usize> {
+    let route_namespace = route
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let rules = route.pointer("/spec/rules").and_then(Value::as_array);
+    let names = |rule: &Value, service: &str| {
+        let refs = rule.get("backendRefs").and_then(Value::as_array);
+        refs.into_iter()
+            .flatten()
+            .any(|b| names_service(b, route_namespace, service, &target.namespace))
+    };
+    rules
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, rule)| names(rule, &target.canary_service) && names(rule, &target.stable_service))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The server-side apply configuration that puts `canary_weight` on `current` (a live HTTPRoute):
+/// `spec.rules` as observed with the weights of both Services set in every rule naming both (see the
+/// module doc for why the whole list), plus the resourceVersion it was computed from.
+/// Errs, at `field`, when no rule names both Services.
+pub fn desired(current: &Value, target: &RouteTarget, canary_weight: i32, field: &str) -> Result<Value, SpecError> {
+    let matching = split_rules(current, target);
+    if matching.is_empty() {
+        return Err(spec_error(
+            field,
+            format!(
+                "HTTPRoute {} has no rule whose backendRefs include both Services {} and {}",
+                object_name(current),
+                target.canary_service,
+                target.stable_service
+            ),
+        ));
+    }
+    let route_namespace = current
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut rules = current.pointer("/spec/rules").cloned().unwrap_or_else(|| json!([]));
+    for i in matching {
+        let refs = rules[i]["backendRefs"].as_array_mut().into_iter().flatten();
+        for backend in refs {
+            let weight = if names_service(backend, route_namespace, &target.canary_service, &target.namespace) {
+                canary_weight
+            } else if names_service(backend, route_namespace, &target.stable_service, &target.namespace) {
+                target.stable_weight(canary_weight)
+            } else {
+                continue;
+            };
+            backend["weight"] = json!(weight);
+        }
+    }
+    Ok(json!({
+        "apiVersion": HTTP_ROUTE.api_version(),
+        "kind": HTTP_ROUTE.kind,
+        "metadata": apply_metadata(current),
+        "spec": {"rules": rules},
+    }))
+}
+
+/// The canary weight of the rules naming both Services: Some(w) when every such rule gives the canary
+/// w and stable max − w; None when there is no such rule, a weight is unset or the rules disagree.
+pub fn observed_weight(current: &Value, target: &RouteTarget) -> Option<i32> {
+    let route_namespace = current
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let rules = current.pointer("/spec/rules").and_then(Value::as_array)?;
+    let weight_of = |rule: &Value, service: &str| -> Option<i32> {
+        let refs = rule.get("backendRefs").and_then(Value::as_array)?;
+        let backend = refs
+            .iter()
+            .find(|b| names_service(b, route_namespace, service, &target.namespace))?;
+        backend.get("weight").and_then(crate::traffic::weight_value)
+    };
+    let splits = split_rules(current, target).into_iter().map(|i| {
+        let canary = weight_of(&rules[i], &target.canary_service)?;
+        let stable = weight_of(&rules[i], &target.stable_service)?;
+        (stable == target.stable_weight(canary)).then_some(canary)
+    });
+    agreed(splits)
+}
+
+/// Whether the route's current generation is live: every parent in status.parents reports
+/// Accepted=True with observedGeneration equal to metadata.generation. The message says which is not.
+pub fn readiness(current: &Value) -> (bool, Option<String>) {
+    let name = object_name(current);
+    let generation = current.pointer("/metadata/generation").and_then(Value::as_i64);
+    let parents = current.pointer("/status/parents").and_then(Value::as_array);
+    let Some(parents) = parents.filter(|p| !p.is_empty()) else {
+        return (
+            false,
+            Some(format!("HTTPRoute {name}: no Gateway has reported on it yet")),
+        );
+    };
+    for parent in parents {
+        let parent_name = parent.pointer("/parentRef/name").and_then(Value::as_str).unwrap_or("?");
+        let conditions = parent.get("conditions").and_then(Value::as_array);
+        let accepted = conditions.into_iter().flatten().find(|c| c["type"] == "Accepted");
+        let problem = match accepted {
+            None => "has not reported Accepted".to_string(),
+            Some(c) if c.get("observedGeneration").and_then(Value::as_i64) != generation => format!(
+                "has not observed generation {} yet",
+                generation.map_or("?".into(), |g| g.to_string())
+            ),
+            Some(c) if c["status"] != "True" => format!(
+                "did not accept it ({}: {})",
+                c["reason"].as_str().unwrap_or_default(),
+                c["message"].as_str().unwrap_or_default()
+            ),
+            Some(_) => continue,
+        };
+        return (false, Some(format!("HTTPRoute {name}: parent {parent_name} {problem}")));
+    }
+    (true, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use insta::assert_json_snapshot;
+
+    use super::*;
+    use crate::api::rollout::HttpRouteRef;
+    use crate::traffic::tests::target;
+
+    fn route() -> Value {
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": "default", "generation": 4, "resourceVersion": "812"},
+            "spec": {
+                "parentRefs": [{"name": "gw"}],
+                "hostnames": ["web.example.com"],
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                        "backendRefs": [
+                            {"name": "web-stable", "port": 80, "weight": 100},
+                            {"name": "web-canary", "port": 80, "weight": 0},
+                        ],
+                    },
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+                        "backendRefs": [{"name": "admin", "port": 80}],
+                    },
+                ],
+            },
+        })
+    }
+
+    #[test]
+    fn writes_the_whole_rules_list_with_only_the_weights_changed() {
+        let body = desired(&route(), &target(), 30, "gatewayAPI.httpRoute").unwrap();
+        assert_json_snapshot!(body, @r#"
+        {
+          "apiVersion": "gateway.networking.k8s.io/v1",
+          "kind": "HTTPRoute",
+          "metadata": {
+            "name": "web",
+            "namespace": "default",
+            "resourceVersion": "812"
+          },
+          "spec": {
+            "rules": [
+              {
+                "matches": [
+                  {
+                    "path": {
+                      "type": "PathPrefix",
+                      "value": "/"
+                    }
+                  }
+                ],
+                "backendRefs": [
+                  {
+                    "name": "web-stable",
+                    "port": 80,
+                    "weight": 70
+                  },
+                  {
+                    "name": "web-canary",
+                    "port": 80,
+                    "weight": 30
+                  }
+                ]
+              },
+              {
+                "matches": [
+                  {
+                    "path": {
+                      "type": "PathPrefix",
+                      "value": "/admin"
+                    }
+                  }
+                ],
+                "backendRefs": [
+                  {
+                    "name": "admin",
+                    "port": 80
+                  }
+                ]
+              }
+            ]
+          }
+        }
+        "#);
+    }
+
+    #[test]
+    fn stable_gets_the_rest_of_max_traffic_weight() {
+        let target = RouteTarget {
+            max_weight: 1000,
+            ..target()
+        };
+        let body = desired(&route(), &target, 30, "f").unwrap();
+        assert_eq!(body["spec"]["rules"][0]["backendRefs"][0]["weight"], 970);
+    }
+
+    #[test]
+    fn refs_to_other_namespaces_or_kinds_are_not_the_services() {
+        let mut route = route();
+        route["spec"]["rules"][0]["backendRefs"][1]["namespace"] = json!("other");
+        let error = desired(&route, &target(), 30, "gatewayAPI.httpRoutes[1].name").unwrap_err();
+        assert_eq!(
+            error.field,
+            "spec.strategy.canary.trafficRouting.gatewayAPI.httpRoutes[1].name"
+        );
+        assert_eq!(
+            error.message,
+            "HTTPRoute default/web has no rule whose backendRefs include both Services web-canary and web-stable"
+        );
+        let mut route = self::route();
+        route["spec"]["rules"][0]["backendRefs"][1]["kind"] = json!("Bucket");
+        assert!(desired(&route, &target(), 30, "f").is_err());
+        // Explicitly in the Rollout's namespace is the same as defaulted.
+        let mut route = self::route();
+        route["spec"]["rules"][0]["backendRefs"][1]["namespace"] = json!("default");
+        assert!(desired(&route, &target(), 30, "f").is_ok());
+    }
+
+    #[test]
+    fn observed_weight_needs_a_consistent_split() {
+        let target = target();
+        assert_eq!(observed_weight(&route(), &target), Some(0));
+        let written = desired(&route(), &target, 30, "f").unwrap();
+        let mut live = route();
+        live["spec"] = written["spec"].clone();
+        assert_eq!(observed_weight(&live, &target), Some(30));
+        // Stable not at max − canary.
+        live["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(50);
+        assert_eq!(observed_weight(&live, &target), None);
+        // Weights unset.
+        let mut unset = route();
+        for backend in unset["spec"]["rules"][0]["backendRefs"].as_array_mut().unwrap() {
+            backend.as_object_mut().unwrap().remove("weight");
+        }
+        assert_eq!(observed_weight(&unset, &target), None);
+        // Two rules naming both Services that disagree.
+        let mut two = route();
+        let first = two["spec"]["rules"][0].clone();
+        two["spec"]["rules"].as_array_mut().unwrap().push(first);
+        assert_eq!(observed_weight(&two, &target), Some(0));
+        two["spec"]["rules"][2]["backendRefs"][1]["weight"] = json!(10);
+        two["spec"]["rules"][2]["backendRefs"][0]["weight"] = json!(90);
+        assert_eq!(observed_weight(&two, &target), None);
+    }
+
+    fn with_parents(generation: i64, parents: Value) -> Value {
+        let mut route = route();
+        route["metadata"]["generation"] = json!(generation);
+        route["status"] = json!({"parents": parents});
+        route
+    }
+
+    fn parent(name: &str, status: &str, observed: i64) -> Value {
+        json!({"parentRef": {"name": name}, "controllerName": "example.com/gw", "conditions": [
+            {"type": "ResolvedRefs", "status": "True", "observedGeneration": observed},
+            {"type": "Accepted", "status": status, "reason": "NotAllowedByListeners",
+             "message": "no listener", "observedGeneration": observed},
+        ]})
+    }
+
+    #[test]
+    fn ready_when_every_parent_accepted_the_current_generation() {
+        assert_eq!(
+            readiness(&with_parents(
+                4,
+                json!([parent("a", "True", 4), parent("b", "True", 4)])
+            )),
+            (true, None)
+        );
+        let (ready, message) = readiness(&with_parents(
+            5,
+            json!([parent("a", "True", 5), parent("b", "True", 4)]),
+        ));
+        assert!(!ready);
+        assert_eq!(
+            message.unwrap(),
+            "HTTPRoute default/web: parent b has not observed generation 5 yet"
+        );
+        let (ready, message) = readiness(&with_parents(4, json!([parent("a", "False", 4)])));
+        assert!(!ready);
+        assert_eq!(
+            message.unwrap(),
+            "HTTPRoute default/web: parent a did not accept it (NotAllowedByListeners: no listener)"
+        );
+        let (ready, message) = readiness(&with_parents(4, json!([])));
+        assert!(!ready);
+        assert_eq!(
+            message.unwrap(),
+            "HTTPRoute default/web: no Gateway has reported on it yet"
+        );
+        assert!(!readiness(&route()).0);
+        let no_accepted = json!([{"parentRef": {"name": "a"}, "conditions": []}]);
+        assert!(!readiness(&with_parents(4, no_accepted)).0);
+    }
+
+    #[test]
+    fn routes_are_named_at_their_fields() {
+        let router = GatewayApiRouter::new(GatewayApiTrafficRouting {
+            http_route: Some("web".into()),
+            http_routes: vec![HttpRouteRef { name: "a".into() }, HttpRouteRef { name: "b".into() }],
+            namespace: Some("gateways".into()),
+        });
+        let fields: Vec<(String, String)> = router.routes().into_iter().map(|r| (r.name, r.field)).collect();
+        assert_eq!(
+            fields,
+            [
+                ("web", "gatewayAPI.httpRoute"),
+                ("a", "gatewayAPI.httpRoutes[0].name"),
+                ("b", "gatewayAPI.httpRoutes[1].name")
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        assert_eq!(router.namespace(&target()), "gateways");
+        let missing = router.missing(&router.routes()[2], &target());
+        assert_eq!(
+            missing.to_string(),
+            "spec.strategy.canary.trafficRouting.gatewayAPI.httpRoutes[1].name: HTTPRoute gateways/b not found"
+        );
+    }
+}

@@ -1,0 +1,431 @@
+//! NGINX router: a canary Ingress `<stableIngress>-<rollout>-canary` cloned from the stable Ingress
+//! (same class, hosts, TLS and paths, but only the paths to the stable Service, now pointing at the
+//! canary Service) with `<prefix>/canary: "true"` and `<prefix>/canary-weight: "<w>"`
+//! (`canary-weight-total` too when maxTrafficWeight is not 100). ingress-nginx then sends w of every
+//! total requests for those hosts and paths to the canary.
+//!
+//! Sluice creates and owns the canary Ingress (ownerReference to the Rollout) and applies it whole, so
+//! changes to the stable Ingress reach it at the next write; the stable Ingress itself is never written.
+//! Ready once written: ingress-nginx reports no per-generation status.
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+
+use crate::api::rollout::NginxTrafficRouting;
+use crate::rollout::validate::SpecError;
+use crate::traffic::{ObjectKind, RouteTarget, RouterError, RouterState, TrafficRouter, object_name, spec_error};
+
+pub(crate) const INGRESS: ObjectKind = ObjectKind {
+    group: "networking.k8s.io",
+    version: "v1",
+    kind: "Ingress",
+    plural: "ingresses",
+};
+
+/// The class annotation older setups use instead of spec.ingressClassName; the canary must keep it or
+/// another controller (or none) would serve it.
+const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+
+/// The router for `trafficRouting.nginx`.
+#[derive(Debug, Clone)]
+pub struct NginxRouter {
+    spec: NginxTrafficRouting,
+}
+
+/// The canary Ingress's name: `<stableIngress>-<rollout>-canary`.
+pub fn canary_ingress_name(spec: &NginxTrafficRouting, target: &RouteTarget) -> String {
+    format!("{}-{}-canary", spec.stable_ingress, target.rollout)
+}
+
+impl NginxRouter {
+    pub fn new(spec: NginxTrafficRouting) -> Self {
+        NginxRouter { spec }
+    }
+
+    async fn stable_ingress(&self, client: &kube::Client, target: &RouteTarget) -> Result<Value, RouterError> {
+        let name = &self.spec.stable_ingress;
+        INGRESS.get(client, &target.namespace, name).await?.ok_or_else(|| {
+            spec_error(
+                "nginx.stableIngress",
+                format!("Ingress {}/{name} not found", target.namespace),
+            )
+            .into()
+        })
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for NginxRouter {
+    fn name(&self) -> &'static str {
+        "nginx"
+    }
+
+    async fn check(&self, client: &kube::Client, target: &RouteTarget) -> Result<Vec<SpecError>, RouterError> {
+        let stable = match self.stable_ingress(client, target).await {
+            Ok(stable) => stable,
+            Err(RouterError::Invalid(e)) => return Ok(vec![e]),
+            Err(e) => return Err(e),
+        };
+        let canary = INGRESS
+            .get(client, &target.namespace, &canary_ingress_name(&self.spec, target))
+            .await?;
+        Ok(desired(&stable, canary.as_ref(), &self.spec, target, 0)
+            .err()
+            .into_iter()
+            .collect())
+    }
+
+    async fn observe(&self, client: &kube::Client, target: &RouteTarget) -> Result<RouterState, RouterError> {
+        let name = canary_ingress_name(&self.spec, target);
+        let Some(canary) = INGRESS.get(client, &target.namespace, &name).await? else {
+            return Ok(RouterState {
+                canary_weight: None,
+                ready: false,
+                message: Some(format!("canary Ingress {}/{name} not created yet", target.namespace)),
+            });
+        };
+        let canary_weight = observed_weight(&canary, &self.spec, target);
+        Ok(RouterState {
+            canary_weight,
+            ready: true,
+            message: canary_weight
+                .is_none()
+                .then(|| format!("canary Ingress {} carries no canary weight", object_name(&canary))),
+        })
+    }
+
+    async fn set_weight(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+        canary_weight: i32,
+    ) -> Result<(), RouterError> {
+        let canary_weight = canary_weight.clamp(0, target.max_weight);
+        let stable = self.stable_ingress(client, target).await?;
+        let name = canary_ingress_name(&self.spec, target);
+        let current = INGRESS.get(client, &target.namespace, &name).await?;
+        let body = desired(&stable, current.as_ref(), &self.spec, target, canary_weight)?;
+        let unchanged = current.as_ref().is_some_and(|c| {
+            c.get("spec") == body.get("spec")
+                && body["metadata"]["annotations"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .all(|(k, v)| c.pointer("/metadata/annotations").and_then(|a| a.get(k)) == Some(v))
+        });
+        if unchanged {
+            return Ok(());
+        }
+        INGRESS.apply(client, &target.namespace, &name, &body).await
+    }
+}
+
+/// The annotations the canary Ingress carries for `canary_weight`.
+fn canary_annotations(stable: &Value, spec: &NginxTrafficRouting, target: &RouteTarget, w: i32) -> Map<String, Value> {
+    let prefix = spec.annotation_prefix_or_default();
+    let mut annotations = BTreeMap::new();
+    if let Some(class) = stable
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(CLASS_ANNOTATION))
+    {
+        annotations.insert(CLASS_ANNOTATION.to_string(), class.clone());
+    }
+    for (key, value) in &spec.additional_ingress_annotations {
+        annotations.insert(format!("{prefix}/{key}"), json!(value));
+    }
+    // Ours last: additionalIngressAnnotations cannot override the weight.
+    annotations.insert(format!("{prefix}/canary"), json!("true"));
+    annotations.insert(format!("{prefix}/canary-weight"), json!(w.to_string()));
+    if target.max_weight != 100 {
+        annotations.insert(
+            format!("{prefix}/canary-weight-total"),
+            json!(target.max_weight.to_string()),
+        );
+    }
+    annotations.into_iter().collect()
+}
+
+/// `backend` pointing at the canary Service when it points at the stable one; None otherwise.
+fn canary_backend(backend: &Value, target: &RouteTarget) -> Option<Value> {
+    if backend.pointer("/service/name").and_then(Value::as_str) != Some(&target.stable_service) {
+        return None;
+    }
+    let mut backend = backend.clone();
+    backend["service"]["name"] = json!(target.canary_service);
+    Some(backend)
+}
+
+/// The canary Ingress Sluice applies for `canary_weight`, cloned from `stable`: ingressClassName,
+/// TLS, and the rules' paths (and defaultBackend) whose backend is the stable Service, pointed at the
+/// canary Service. `current` is the live canary Ingress, if any. Errs when the stable Ingress routes
+/// nothing to the stable Service, or the canary Ingress is not the Rollout's.
+pub fn desired(
+    stable: &Value,
+    current: Option<&Value>,
+    spec: &NginxTrafficRouting,
+    target: &RouteTarget,
+    canary_weight: i32,
+) -> Result<Value, SpecError> {
+    let name = canary_ingress_name(spec, target);
+    if let Some(current) = current
+        && !target.owns(current)
+    {
+        return Err(spec_error(
+            "nginx.stableIngress",
+            format!(
+                "Ingress {}/{name} exists and is not owned by Rollout {}/{}",
+                target.namespace, target.namespace, target.rollout
+            ),
+        ));
+    }
+    let mut canary_spec = Map::new();
+    if let Some(class) = stable.pointer("/spec/ingressClassName") {
+        canary_spec.insert("ingressClassName".into(), class.clone());
+    }
+    if let Some(backend) = stable
+        .pointer("/spec/defaultBackend")
+        .and_then(|b| canary_backend(b, target))
+    {
+        canary_spec.insert("defaultBackend".into(), backend);
+    }
+    let rules: Vec<Value> = stable
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|rule| {
+            let paths: Vec<Value> = rule
+                .pointer("/http/paths")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|path| {
+                    let backend = canary_backend(path.get("backend")?, target)?;
+                    let mut path = path.clone();
+                    path["backend"] = backend;
+                    Some(path)
+                })
+                .collect();
+            if paths.is_empty() {
+                return None;
+            }
+            let mut rule = rule.clone();
+            rule["http"]["paths"] = Value::Array(paths);
+            Some(rule)
+        })
+        .collect();
+    if rules.is_empty() && !canary_spec.contains_key("defaultBackend") {
+        return Err(spec_error(
+            "nginx.stableIngress",
+            format!(
+                "Ingress {} routes nothing to the stable Service {}",
+                object_name(stable),
+                target.stable_service
+            ),
+        ));
+    }
+    if !rules.is_empty() {
+        canary_spec.insert("rules".into(), Value::Array(rules));
+    }
+    if let Some(tls) = stable.pointer("/spec/tls") {
+        canary_spec.insert("tls".into(), tls.clone());
+    }
+    Ok(json!({
+        "apiVersion": INGRESS.api_version(),
+        "kind": INGRESS.kind,
+        "metadata": {
+            "name": name,
+            "namespace": target.namespace,
+            "annotations": canary_annotations(stable, spec, target, canary_weight),
+            "ownerReferences": [target.owner_reference()],
+        },
+        "spec": canary_spec,
+    }))
+}
+
+/// The canary weight of a canary Ingress: `<prefix>/canary-weight` while `<prefix>/canary` is "true",
+/// and the total (default 100) is the target's max_weight.
+pub fn observed_weight(canary: &Value, spec: &NginxTrafficRouting, target: &RouteTarget) -> Option<i32> {
+    let prefix = spec.annotation_prefix_or_default();
+    let annotations = canary.pointer("/metadata/annotations")?;
+    let annotation = |key: &str| annotations.get(format!("{prefix}/{key}")).and_then(Value::as_str);
+    if annotation("canary") != Some("true") {
+        return None;
+    }
+    let total = annotation("canary-weight-total").map_or(Some(100), |t| t.trim().parse().ok())?;
+    (total == target.max_weight).then_some(())?;
+    annotation("canary-weight")?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use insta::assert_json_snapshot;
+
+    use super::*;
+    use crate::traffic::tests::target;
+
+    fn spec() -> NginxTrafficRouting {
+        NginxTrafficRouting {
+            stable_ingress: "web".into(),
+            annotation_prefix: None,
+            additional_ingress_annotations: BTreeMap::from([("canary-by-header".into(), "X-Canary".into())]),
+        }
+    }
+
+    fn stable_ingress() -> Value {
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": "web", "namespace": "default", "annotations": {
+                "nginx.ingress.kubernetes.io/rewrite-target": "/",
+            }},
+            "spec": {
+                "ingressClassName": "nginx",
+                "tls": [{"hosts": ["web.example.com"], "secretName": "web-tls"}],
+                "rules": [
+                    {"host": "web.example.com", "http": {"paths": [
+                        {"path": "/", "pathType": "Prefix",
+                         "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}},
+                        {"path": "/docs", "pathType": "Prefix",
+                         "backend": {"service": {"name": "docs", "port": {"number": 80}}}},
+                    ]}},
+                    {"host": "docs.example.com", "http": {"paths": [
+                        {"path": "/", "pathType": "Prefix",
+                         "backend": {"service": {"name": "docs", "port": {"number": 80}}}},
+                    ]}},
+                ],
+            },
+        })
+    }
+
+    #[test]
+    fn clones_the_stable_ingress_towards_the_canary() {
+        let body = desired(&stable_ingress(), None, &spec(), &target(), 30).unwrap();
+        assert_json_snapshot!(body, @r#"
+        {
+          "apiVersion": "networking.k8s.io/v1",
+          "kind": "Ingress",
+          "metadata": {
+            "name": "web-web-canary",
+            "namespace": "default",
+            "annotations": {
+              "nginx.ingress.kubernetes.io/canary": "true",
+              "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary",
+              "nginx.ingress.kubernetes.io/canary-weight": "30"
+            },
+            "ownerReferences": [
+              {
+                "apiVersion": "sluice.dev/v1alpha1",
+                "kind": "Rollout",
+                "name": "web",
+                "uid": "uid-1",
+                "controller": true,
+                "blockOwnerDeletion": true
+              }
+            ]
+          },
+          "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+              {
+                "host": "web.example.com",
+                "http": {
+                  "paths": [
+                    {
+                      "path": "/",
+                      "pathType": "Prefix",
+                      "backend": {
+                        "service": {
+                          "name": "web-canary",
+                          "port": {
+                            "number": 80
+                          }
+                        }
+                      }
+                    }
+                  ]
+                }
+              }
+            ],
+            "tls": [
+              {
+                "hosts": [
+                  "web.example.com"
+                ],
+                "secretName": "web-tls"
+              }
+            ]
+          }
+        }
+        "#);
+    }
+
+    #[test]
+    fn custom_prefix_and_weight_total() {
+        let spec = NginxTrafficRouting {
+            annotation_prefix: Some("custom.nginx.org".into()),
+            ..spec()
+        };
+        let target = RouteTarget {
+            max_weight: 1000,
+            ..target()
+        };
+        let mut stable = stable_ingress();
+        stable["metadata"]["annotations"] = json!({"kubernetes.io/ingress.class": "nginx"});
+        let body = desired(&stable, None, &spec, &target, 30).unwrap();
+        assert_json_snapshot!(body["metadata"]["annotations"], @r#"
+        {
+          "custom.nginx.org/canary": "true",
+          "custom.nginx.org/canary-by-header": "X-Canary",
+          "custom.nginx.org/canary-weight": "30",
+          "custom.nginx.org/canary-weight-total": "1000",
+          "kubernetes.io/ingress.class": "nginx"
+        }
+        "#);
+        assert_eq!(observed_weight(&body, &spec, &target), Some(30));
+        // Read with the default total, the same annotations are not a consistent split.
+        assert_eq!(observed_weight(&body, &spec, &super::tests::target()), None);
+    }
+
+    #[test]
+    fn errors_for_a_stable_ingress_without_the_stable_service_or_a_foreign_canary() {
+        let mut stable = stable_ingress();
+        stable["spec"]["rules"][0]["http"]["paths"]
+            .as_array_mut()
+            .unwrap()
+            .remove(0);
+        let error = desired(&stable, None, &spec(), &target(), 30).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "spec.strategy.canary.trafficRouting.nginx.stableIngress: \
+             Ingress default/web routes nothing to the stable Service web-stable"
+        );
+        let foreign = json!({"metadata": {"name": "web-web-canary"}});
+        let error = desired(&stable_ingress(), Some(&foreign), &spec(), &target(), 30).unwrap_err();
+        assert_eq!(
+            error.message,
+            "Ingress default/web-web-canary exists and is not owned by Rollout default/web"
+        );
+    }
+
+    #[test]
+    fn default_backend_alone_is_enough() {
+        let stable = json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"defaultBackend": {"service": {"name": "web-stable", "port": {"number": 80}}}}});
+        let body = desired(&stable, None, &spec(), &target(), 5).unwrap();
+        assert_eq!(body["spec"]["defaultBackend"]["service"]["name"], "web-canary");
+        assert!(body["spec"].get("rules").is_none());
+    }
+
+    #[test]
+    fn observed_weight_needs_the_canary_annotation() {
+        let target = target();
+        let body = desired(&stable_ingress(), None, &spec(), &target, 30).unwrap();
+        assert_eq!(observed_weight(&body, &spec(), &target), Some(30));
+        let mut off = body.clone();
+        off["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary"] = json!("false");
+        assert_eq!(observed_weight(&off, &spec(), &target), None);
+        assert_eq!(observed_weight(&json!({"metadata": {}}), &spec(), &target), None);
+    }
+}
