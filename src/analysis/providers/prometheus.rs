@@ -84,9 +84,12 @@ impl PrometheusQuery {
         let client = http_client(self.timeout, self.insecure)?;
         let client = prometheus_http_query::Client::from(client, &self.address)
             .map_err(|_| format!("invalid Prometheus address {address:?}"))?;
+        // `at()` takes whole seconds; evaluating up to a second in the past could miss the newest sample, so
+        // send the time with milliseconds (the API takes fractional Unix time).
+        let time = format!("{}.{:03}", at.timestamp(), at.timestamp_subsec_millis());
         let mut request = client
             .query(&self.query)
-            .at(at.timestamp())
+            .query("time", time)
             .timeout(self.timeout.as_millis().try_into().unwrap_or(i64::MAX));
         for (name, value) in &self.headers {
             let name = HeaderName::try_from(name.as_str()).map_err(|_| format!("header {name:?}: invalid name"))?;
