@@ -110,7 +110,7 @@ impl Condition {
 fn hint(value: &ResultValue, error: &str) -> &'static str {
     match value {
         ResultValue::Vector(values) if values.is_empty() && error.contains("out of bounds") => {
-            " (result is an empty list: the query matched no series)"
+            " (result is an empty list: no series or values matched)"
         }
         ResultValue::Vector(_) if error.contains("list") => " (result is a list of numbers: index it, e.g. result[0])",
         ResultValue::Scalar(_) if error.contains("'_[_]'") => {

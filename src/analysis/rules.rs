@@ -106,7 +106,7 @@ pub fn assess_measurement(
             NoDataPolicy::Error => AnalysisPhase::Error,
         };
         let what = if matches!(value, ResultValue::Vector(v) if v.is_empty()) {
-            "the query matched no series"
+            "the result is empty"
         } else {
             "the result holds NaN"
         };
@@ -649,7 +649,7 @@ mod tests {
                 &lenient,
                 Ok(Vector(vec![])),
                 Inconclusive,
-                Some("no data: the query matched no series"),
+                Some("no data: the result is empty"),
             ),
             (
                 &lenient,
