@@ -1,5 +1,6 @@
 //! Sluice: progressive delivery for Kubernetes that closes the GitOps loop.
 #![allow(clippy::result_large_err)] // ApiError is only built on failure paths; boxing it buys nothing here.
+pub mod analysis;
 pub mod api;
 pub mod app;
 pub mod bench;

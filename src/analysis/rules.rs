@@ -1,0 +1,1334 @@
+//! The verdict rules (SEMANTICS.md "Analysis verdicts") and the measurement schedule, as pure functions
+//! of the spec, the status and the time.
+//!
+//! Three levels, each a function with a table of tests:
+//! - one measurement: [`measurement_phase`] (the condition table) and [`assess_measurement`] (no data,
+//!   provider errors, condition errors);
+//! - one metric: [`record_measurement`] (counters, bounded history) and [`metric_phase`] (limits, count,
+//!   termination);
+//! - the run: [`run_phase`] (worst non-dry-run metric, early end).
+//!
+//! [`step`] composes them for the controller: record what was measured, assess, and say what to measure
+//! now and when to come back ([`next_measurement_at`]).
+//!
+//! Where Sluice differs from Argo Rollouts, on purpose:
+//! - An empty result or one holding NaN never reaches the conditions: it counts as the metric's
+//!   `onNoData` (Inconclusive by default, or Failed, or Error). In Argo `len(result) == 0 || result[0] <
+//!   0.05` style conditions silently pass on a dead exporter; here missing evidence is never success.
+//! - If several limits are crossed at once the metric is Error before Inconclusive before Failed.
+//! - `consecutiveFailureLimit`: when set, the metric fails only after that many Failed measurements in a
+//!   row, and `failureLimit` is ignored — the API server defaults failureLimit to 0, so honouring both
+//!   would fail on the first failure and defeat the streak. Only a Successful measurement breaks a
+//!   streak: an Error or an Inconclusive measurement is no evidence of recovery.
+//! - A limit of −1 (any negative value) means "never" for all three limits, not only failureLimit.
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::condition::{self, Condition};
+use super::{MeasurementOutcome, ResultValue};
+use crate::api::analysis::{
+    AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric, MetricResult, NoDataPolicy, RunSummary,
+};
+
+/// After an Error measurement the next try comes this much later (Argo's fixed error retry).
+pub const ERROR_RETRY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The compiled conditions of one metric.
+#[derive(Debug, Default)]
+pub struct MetricConditions {
+    /// successCondition, if set.
+    pub success: Option<Condition>,
+    /// failureCondition, if set.
+    pub failure: Option<Condition>,
+}
+
+impl MetricConditions {
+    /// Compiles the metric's conditions; the error names the metric and the expression.
+    pub fn compile(metric: &Metric) -> Result<Self, String> {
+        let compile = |expression: &Option<String>| {
+            expression
+                .as_deref()
+                .map(condition::compile)
+                .transpose()
+                .map_err(|e| format!("metric {:?}: {e}", metric.name))
+        };
+        Ok(MetricConditions {
+            success: compile(&metric.success_condition)?,
+            failure: compile(&metric.failure_condition)?,
+        })
+    }
+}
+
+/// The condition table for one measurement, given what each condition evaluated to (`None`: not set).
+///
+/// | successCondition | failureCondition | phase        |
+/// |------------------|------------------|--------------|
+/// | –                | –                | Successful   |
+/// | true             | –                | Successful   |
+/// | false            | –                | Failed       |
+/// | –                | true             | Failed       |
+/// | –                | false            | Successful   |
+/// | any              | true             | Failed       |
+/// | true             | false            | Successful   |
+/// | false            | false            | Inconclusive |
+pub fn measurement_phase(success: Option<bool>, failure: Option<bool>) -> AnalysisPhase {
+    match (success, failure) {
+        (_, Some(true)) => AnalysisPhase::Failed,
+        (Some(false), None) => AnalysisPhase::Failed,
+        (Some(false), Some(false)) => AnalysisPhase::Inconclusive,
+        (None | Some(true), None | Some(false)) => AnalysisPhase::Successful,
+    }
+}
+
+/// The phase of one measurement and why.
+///
+/// - a provider error → Error, with the provider's message;
+/// - no data (`[]`, or any NaN) → the metric's `onNoData` (default Inconclusive) **without evaluating
+///   the conditions**, so a condition such as `len(result) == 0 || result[0] < 0.05` cannot turn a dead
+///   exporter into a success (Sluice's documented difference from Argo Rollouts);
+/// - a condition that fails to evaluate → Error, with the expression and the value;
+/// - otherwise [`measurement_phase`].
+pub fn assess_measurement(
+    metric: &Metric,
+    conditions: &MetricConditions,
+    value: &Result<ResultValue, String>,
+) -> (AnalysisPhase, Option<String>) {
+    let value = match value {
+        Err(error) => return (AnalysisPhase::Error, Some(error.clone())),
+        Ok(value) => value,
+    };
+    if value.is_no_data() {
+        let policy = metric.on_no_data_or_default();
+        let phase = match policy {
+            NoDataPolicy::Inconclusive => AnalysisPhase::Inconclusive,
+            NoDataPolicy::Failed => AnalysisPhase::Failed,
+            NoDataPolicy::Error => AnalysisPhase::Error,
+        };
+        let what = if matches!(value, ResultValue::Vector(v) if v.is_empty()) {
+            "the result is empty"
+        } else {
+            "the result holds NaN"
+        };
+        return (phase, Some(format!("no data: {what} (onNoData: {policy:?})")));
+    }
+    let evaluate = |condition: &Option<Condition>| condition.as_ref().map(|c| c.evaluate(value)).transpose();
+    let (success, failure) = match (evaluate(&conditions.success), evaluate(&conditions.failure)) {
+        (Ok(success), Ok(failure)) => (success, failure),
+        (Err(error), _) | (_, Err(error)) => return (AnalysisPhase::Error, Some(error)),
+    };
+    let phase = measurement_phase(success, failure);
+    let expression = |condition: &Option<Condition>| condition.as_ref().map_or("", |c| c.expression()).to_string();
+    let message = match (success, failure) {
+        (_, Some(true)) => Some(format!(
+            "failureCondition {:?} is true",
+            expression(&conditions.failure)
+        )),
+        (Some(false), None) => Some(format!(
+            "successCondition {:?} is false",
+            expression(&conditions.success)
+        )),
+        (Some(false), Some(false)) => Some("neither successCondition nor failureCondition is true".to_string()),
+        _ => None,
+    };
+    (phase, message)
+}
+
+/// Folds a finished measurement into the metric's result: counters (which keep counting for the whole
+/// run) and the measurement history, trimmed to the newest `retention` (at least 1: the schedule needs
+/// the latest one).
+///
+/// `count` counts measurements that produced a verdict; Errors do not use up a metric's `count`, they
+/// are retried (as in Argo Rollouts). `consecutive_failure` is broken only by a Successful measurement.
+pub fn record_measurement(result: &mut MetricResult, measurement: Measurement, retention: i32) {
+    match measurement.phase {
+        AnalysisPhase::Error => {
+            result.error += 1;
+            result.consecutive_error += 1;
+        }
+        phase => {
+            result.count += 1;
+            result.consecutive_error = 0;
+            match phase {
+                AnalysisPhase::Successful => {
+                    result.successful += 1;
+                    result.consecutive_failure = 0;
+                }
+                AnalysisPhase::Failed => {
+                    result.failed += 1;
+                    result.consecutive_failure += 1;
+                }
+                AnalysisPhase::Inconclusive => result.inconclusive += 1,
+                // Providers are synchronous, so a measurement is never recorded half-done.
+                AnalysisPhase::Pending | AnalysisPhase::Running | AnalysisPhase::Error => {}
+            }
+        }
+    }
+    result.measurements.push(measurement);
+    let keep = retention.max(1) as usize;
+    if result.measurements.len() > keep {
+        let excess = result.measurements.len() - keep;
+        result.measurements.drain(..excess);
+    }
+}
+
+/// The number of measurements after which a metric is done: `count`, or 1 with neither count nor
+/// interval, or `None` (until the run is terminated) with an interval and no count. A count of 0 is
+/// "unset", as in Argo Rollouts.
+pub fn effective_count(metric: &Metric) -> Result<Option<i32>, String> {
+    let count = metric.count_value()?.filter(|count| *count != 0);
+    let interval = metric
+        .interval_duration()
+        .map_err(|e| format!("metric {:?}: interval: {e}", metric.name))?;
+    Ok(match (count, interval) {
+        (Some(count), _) => Some(count),
+        (None, None) => Some(1),
+        (None, Some(_)) => None,
+    })
+}
+
+/// The metric's phase from its counters, and why. Checked in this order (the first that holds wins):
+/// 1. Error: consecutive errors > consecutiveErrorLimit (default 4);
+/// 2. Inconclusive: inconclusive > inconclusiveLimit (default 0);
+/// 3. Failed: failed > failureLimit (default 0), or — when consecutiveFailureLimit is set, instead —
+///    failures in a row ≥ consecutiveFailureLimit;
+/// 4. Successful: [`effective_count`] measurements taken, or the run is `terminated`;
+/// 5. Running once anything was measured, else Pending.
+///
+/// Negative limits never trip. A metric whose spec is invalid is Error (see [`validate`]).
+pub fn metric_phase(metric: &Metric, result: &MetricResult, terminated: bool) -> (AnalysisPhase, Option<String>) {
+    let count = match effective_count(metric) {
+        Ok(count) => count,
+        Err(error) => return (AnalysisPhase::Error, Some(error)),
+    };
+    let exceeded = |value: i32, limit: i32| limit >= 0 && value > limit;
+    let error_limit = metric.consecutive_error_limit_or_default();
+    if exceeded(result.consecutive_error, error_limit) {
+        let why = format!(
+            "consecutive errors ({}) > consecutiveErrorLimit ({error_limit})",
+            result.consecutive_error
+        );
+        return (AnalysisPhase::Error, Some(why));
+    }
+    let inconclusive_limit = metric.inconclusive_limit_or_default();
+    if exceeded(result.inconclusive, inconclusive_limit) {
+        let why = format!(
+            "inconclusive ({}) > inconclusiveLimit ({inconclusive_limit})",
+            result.inconclusive
+        );
+        return (AnalysisPhase::Inconclusive, Some(why));
+    }
+    match metric.consecutive_failure_limit {
+        Some(limit) if limit >= 0 && result.consecutive_failure >= limit.max(1) => {
+            let why = format!(
+                "failures in a row ({}) reached consecutiveFailureLimit ({limit})",
+                result.consecutive_failure
+            );
+            return (AnalysisPhase::Failed, Some(why));
+        }
+        Some(_) => {}
+        None => {
+            let failure_limit = metric.failure_limit_or_default();
+            if exceeded(result.failed, failure_limit) {
+                let why = format!("failed ({}) > failureLimit ({failure_limit})", result.failed);
+                return (AnalysisPhase::Failed, Some(why));
+            }
+        }
+    }
+    if count.is_some_and(|count| result.count >= count) {
+        return (AnalysisPhase::Successful, None);
+    }
+    if terminated {
+        return (AnalysisPhase::Successful, Some("run terminated".to_string()));
+    }
+    if result.count == 0 && result.error == 0 {
+        (AnalysisPhase::Pending, None)
+    } else {
+        (AnalysisPhase::Running, None)
+    }
+}
+
+/// How bad a completed phase is for the run: Successful < Inconclusive < Error < Failed.
+fn severity(phase: AnalysisPhase) -> u8 {
+    match phase {
+        AnalysisPhase::Pending | AnalysisPhase::Running => 0,
+        AnalysisPhase::Successful => 1,
+        AnalysisPhase::Inconclusive => 2,
+        AnalysisPhase::Error => 3,
+        AnalysisPhase::Failed => 4,
+    }
+}
+
+/// The run's phase from its metrics' phases, and why.
+///
+/// - Any non-dry-run metric that ended Failed, Error or Inconclusive ends the run at once, with the
+///   worst such phase (Inconclusive < Error < Failed) — the Rollout must not wait for slower metrics
+///   to abort.
+/// - Otherwise the run is Running until every metric (dry-run ones included: they are still measured
+///   and reported) has finished, then Successful.
+/// - Dry-run metrics never decide: a run of only dry-run metrics ends Successful whatever they say.
+///
+/// `results` are matched to `spec.metrics` by name; a metric without a result is not finished.
+pub fn run_phase(spec: &AnalysisRunSpec, results: &[MetricResult]) -> (AnalysisPhase, Option<String>) {
+    let phase_of = |metric: &Metric| {
+        results
+            .iter()
+            .find(|r| r.name == metric.name)
+            .map_or(AnalysisPhase::Pending, |r| r.phase)
+    };
+    let worst = spec
+        .metrics
+        .iter()
+        .filter(|metric| !metric.is_dry_run())
+        .map(|metric| (metric, phase_of(metric)))
+        .filter(|(_, phase)| phase.is_completed() && *phase != AnalysisPhase::Successful)
+        .max_by_key(|(_, phase)| severity(*phase));
+    if let Some((metric, phase)) = worst {
+        let detail = results
+            .iter()
+            .find(|r| r.name == metric.name)
+            .and_then(|r| r.message.as_deref())
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        return (phase, Some(format!("metric {:?} is {phase:?}{detail}", metric.name)));
+    }
+    if spec.metrics.iter().all(|metric| phase_of(metric).is_completed()) {
+        let message = spec.is_terminated().then(|| "run terminated".to_string());
+        (AnalysisPhase::Successful, message)
+    } else {
+        (AnalysisPhase::Running, None)
+    }
+}
+
+/// Checks what the rules rely on, so a broken spec ends the run as Error with a message instead of
+/// hanging or measuring nonsense: at least one metric, unique names, exactly one provider, durations
+/// that parse (a positive interval), a whole `count` ≥ 0 (more than 1 needs an interval), conditions
+/// that compile, consecutiveFailureLimit ≥ 1.
+pub fn validate(spec: &AnalysisRunSpec) -> Result<(), String> {
+    prepare(spec).map(|_| ())
+}
+
+/// A metric with what the rules need parsed once.
+struct Prepared<'a> {
+    metric: &'a Metric,
+    conditions: MetricConditions,
+}
+
+fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
+    if spec.metrics.is_empty() {
+        return Err("the run has no metrics".to_string());
+    }
+    let mut prepared = Vec::with_capacity(spec.metrics.len());
+    for (i, metric) in spec.metrics.iter().enumerate() {
+        let name = &metric.name;
+        let fail = |why: String| Err(format!("metric {name:?}: {why}"));
+        if name.is_empty() {
+            return Err(format!("metric #{}: name is empty", i + 1));
+        }
+        if spec.metrics[..i].iter().any(|earlier| earlier.name == *name) {
+            return fail("the name is used by another metric".to_string());
+        }
+        match (&metric.provider.prometheus, &metric.provider.web) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => return fail("set exactly one provider (prometheus or web)".to_string()),
+        }
+        let interval = metric
+            .interval_duration()
+            .map_err(|e| format!("metric {name:?}: interval: {e}"))?;
+        if interval == Some(Duration::ZERO) {
+            return fail("interval must be positive".to_string());
+        }
+        metric
+            .initial_delay_duration()
+            .map_err(|e| format!("metric {name:?}: initialDelay: {e}"))?;
+        match metric.count_value()? {
+            Some(count) if count < 0 => return fail(format!("count {count} is negative")),
+            Some(count) if count > 1 && interval.is_none() => {
+                return fail(format!("count {count} needs an interval between measurements"));
+            }
+            _ => {}
+        }
+        if let Some(limit) = metric.consecutive_failure_limit.filter(|limit| *limit < 1) {
+            return fail(format!("consecutiveFailureLimit {limit} must be at least 1"));
+        }
+        let conditions = MetricConditions::compile(metric)?;
+        prepared.push(Prepared { metric, conditions });
+    }
+    Ok(prepared)
+}
+
+fn after(time: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(duration)
+        .ok()
+        .and_then(|delta| time.checked_add_signed(delta))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// When the metric should next be measured, never earlier than `now` (so `Some(now)` means "due now");
+/// `None` when it is finished or waits for nothing (its spec is invalid, see [`validate`]).
+///
+/// - first measurement: `run_started_at` + initialDelay;
+/// - after an Error: its finish + 10 s ([`ERROR_RETRY_INTERVAL`]);
+/// - after anything else: its finish + interval, or `None` once [`effective_count`] is reached.
+///
+/// Computed from the status alone, so a restarted controller resumes the same schedule.
+pub fn next_measurement_at(
+    metric: &Metric,
+    result: &MetricResult,
+    run_started_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if result.phase.is_completed() {
+        return None;
+    }
+    let count = effective_count(metric).ok()?;
+    let due = match result.measurements.last() {
+        None => after(
+            run_started_at,
+            metric.initial_delay_duration().ok()?.unwrap_or_default(),
+        ),
+        Some(last) => {
+            let finished = last.finished_at.or(last.started_at).unwrap_or(now);
+            if last.phase == AnalysisPhase::Error {
+                after(finished, ERROR_RETRY_INTERVAL)
+            } else if count.is_some_and(|count| result.count >= count) {
+                return None;
+            } else {
+                // Without an interval the only way to get here is count 1 not yet reached, i.e. after
+                // Errors only — covered above; keep a sane fallback anyway.
+                after(
+                    finished,
+                    metric.interval_duration().ok()?.unwrap_or(ERROR_RETRY_INTERVAL),
+                )
+            }
+        }
+    };
+    Some(due.max(now))
+}
+
+/// What [`step`] decided.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepOutput {
+    /// The status to write: measurements recorded, metric and run phases, summary, messages.
+    pub status: AnalysisRunStatus,
+    /// Metrics to measure now, by name, in spec order. Empty once the run is completed.
+    pub measure: Vec<String>,
+    /// When to reconcile again for the next measurement not yet due (`None`: nothing scheduled — the
+    /// run is completed, or every pending metric is in `measure`).
+    pub requeue_after: Option<Duration>,
+}
+
+/// One turn of the analysis loop, pure: record `outcomes` (metric name → finished measurement), assess
+/// every metric and the run, and say which metrics are due now and when the next one is.
+///
+/// - A completed run is returned unchanged: its verdict is final, late outcomes are dropped.
+/// - An invalid spec ([`validate`]) ends the run as Error with the reason; nothing is measured.
+/// - `startedAt` is set on the first step; initialDelay counts from it.
+/// - Outcomes for unknown or already finished metrics are dropped.
+/// - `spec.terminate`: unfinished metrics end Successful unless a limit was crossed, so the run ends.
+///
+/// The controller calls it once to learn what is due, measures those metrics, and calls it again with
+/// the outcomes (the second call never asks to measure a metric it just recorded).
+pub fn step(
+    spec: &AnalysisRunSpec,
+    status: Option<&AnalysisRunStatus>,
+    now: DateTime<Utc>,
+    outcomes: Vec<(String, MeasurementOutcome)>,
+) -> StepOutput {
+    let mut status = status.cloned().unwrap_or_default();
+    let done = |status: AnalysisRunStatus| StepOutput {
+        status,
+        measure: vec![],
+        requeue_after: None,
+    };
+    if status.phase.is_some_and(AnalysisPhase::is_completed) {
+        return done(status);
+    }
+    let started_at = *status.started_at.get_or_insert(now);
+    let prepared = match prepare(spec) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            status.phase = Some(AnalysisPhase::Error);
+            status.message = Some(format!("invalid analysis: {error}"));
+            return done(status);
+        }
+    };
+
+    // One result per metric, in spec order; results of metrics no longer in the spec are dropped.
+    let mut results: Vec<MetricResult> = prepared
+        .iter()
+        .map(|p| {
+            let mut result = status
+                .metric_results
+                .iter()
+                .find(|r| r.name == p.metric.name)
+                .cloned()
+                .unwrap_or_else(|| MetricResult {
+                    name: p.metric.name.clone(),
+                    ..MetricResult::default()
+                });
+            result.dry_run = p.metric.is_dry_run().then_some(true);
+            result
+        })
+        .collect();
+
+    for (name, outcome) in outcomes {
+        let Some(index) = prepared.iter().position(|p| p.metric.name == name) else {
+            continue;
+        };
+        let (metric, result) = (prepared[index].metric, &mut results[index]);
+        if result.phase.is_completed() {
+            continue;
+        }
+        let (phase, message) = assess_measurement(metric, &prepared[index].conditions, &outcome.value);
+        let measurement = Measurement {
+            phase,
+            value: outcome.value.as_ref().ok().map(ToString::to_string),
+            started_at: Some(outcome.started_at),
+            finished_at: Some(outcome.finished_at),
+            message,
+            query: outcome.query,
+        };
+        record_measurement(result, measurement, spec.measurement_retention_for(metric));
+    }
+
+    for (p, result) in prepared.iter().zip(results.iter_mut()) {
+        if !result.phase.is_completed() {
+            (result.phase, result.message) = metric_phase(p.metric, result, spec.is_terminated());
+        }
+    }
+
+    let (phase, message) = run_phase(spec, &results);
+    status.phase = Some(phase);
+    status.message = message;
+    status.run_summary = Some(summary(&prepared, &results));
+    let mut output = StepOutput {
+        measure: vec![],
+        requeue_after: None,
+        status: AnalysisRunStatus {
+            metric_results: results,
+            ..status
+        },
+    };
+    if phase.is_completed() {
+        return output;
+    }
+    for (p, result) in prepared.iter().zip(&output.status.metric_results) {
+        match next_measurement_at(p.metric, result, started_at, now) {
+            Some(due) if due <= now => output.measure.push(p.metric.name.clone()),
+            Some(due) => {
+                let wait = (due - now).to_std().unwrap_or_default();
+                output.requeue_after = Some(output.requeue_after.map_or(wait, |w| w.min(wait)));
+            }
+            None => {}
+        }
+    }
+    output
+}
+
+/// Non-dry-run metrics per phase (dry-run metrics are visible in `metricResults`).
+fn summary(prepared: &[Prepared<'_>], results: &[MetricResult]) -> RunSummary {
+    let mut summary = RunSummary::default();
+    for (_, result) in prepared.iter().zip(results).filter(|(p, _)| !p.metric.is_dry_run()) {
+        summary.count += 1;
+        match result.phase {
+            AnalysisPhase::Successful => summary.successful += 1,
+            AnalysisPhase::Failed => summary.failed += 1,
+            AnalysisPhase::Inconclusive => summary.inconclusive += 1,
+            AnalysisPhase::Error => summary.error += 1,
+            AnalysisPhase::Pending | AnalysisPhase::Running => {}
+        }
+    }
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::analysis::{MetricProvider, WebMetric};
+    use AnalysisPhase::*;
+    use ResultValue::*;
+    use chrono::TimeZone;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    fn metric() -> Metric {
+        Metric::prometheus("m", "http://prometheus:9090", "up")
+    }
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    /// A result with these counters (count = successful + failed + inconclusive).
+    fn counters(successful: i32, failed: i32, inconclusive: i32, error: i32) -> MetricResult {
+        MetricResult {
+            name: "m".into(),
+            count: successful + failed + inconclusive,
+            successful,
+            failed,
+            inconclusive,
+            error,
+            ..MetricResult::default()
+        }
+    }
+
+    fn outcome(at: i64, value: Result<ResultValue, String>) -> MeasurementOutcome {
+        MeasurementOutcome {
+            started_at: t(at),
+            finished_at: t(at),
+            query: Some("up".into()),
+            value,
+        }
+    }
+
+    #[test]
+    fn measurement_phase_table() {
+        let table = [
+            (None, None, Successful),
+            (Some(true), None, Successful),
+            (Some(false), None, Failed),
+            (None, Some(false), Successful),
+            (None, Some(true), Failed),
+            (Some(true), Some(false), Successful),
+            (Some(false), Some(false), Inconclusive),
+            (Some(true), Some(true), Failed),
+            (Some(false), Some(true), Failed),
+        ];
+        for (success, failure, expected) in table {
+            assert_eq!(measurement_phase(success, failure), expected, "{success:?} {failure:?}");
+        }
+    }
+
+    #[test]
+    fn assess_measurement_table() {
+        let success = metric().with_success("result[0] >= 0.95");
+        let failure = metric().with_failure("result[0] > 0.05");
+        let both = metric()
+            .with_success("result[0] < 0.01")
+            .with_failure("result[0] > 0.05");
+        // A condition that Argo would pass on an empty result: here it is never even evaluated.
+        let lenient = metric().with_success("len(result) == 0 || result[0] < 0.05");
+        let with_policy = |policy: NoDataPolicy| Metric {
+            on_no_data: Some(policy),
+            ..lenient.clone()
+        };
+        let (no_data_failed, no_data_error, no_data_inconclusive) = (
+            with_policy(NoDataPolicy::Failed),
+            with_policy(NoDataPolicy::Error),
+            with_policy(NoDataPolicy::Inconclusive),
+        );
+        let bare = metric();
+        type Case<'a> = (&'a Metric, Result<ResultValue, String>, AnalysisPhase, Option<&'a str>);
+        let table: Vec<Case> = vec![
+            (&success, Ok(Vector(vec![0.97])), Successful, None),
+            (
+                &success,
+                Ok(Vector(vec![0.90])),
+                Failed,
+                Some("successCondition \"result[0] >= 0.95\" is false"),
+            ),
+            (&failure, Ok(Vector(vec![0.01])), Successful, None),
+            (
+                &failure,
+                Ok(Vector(vec![0.10])),
+                Failed,
+                Some("failureCondition \"result[0] > 0.05\" is true"),
+            ),
+            (&both, Ok(Vector(vec![0.001])), Successful, None),
+            (&both, Ok(Vector(vec![0.03])), Inconclusive, Some("neither")),
+            (&both, Ok(Vector(vec![0.5])), Failed, Some("failureCondition")),
+            (
+                &success,
+                Err("connection refused".into()),
+                Error,
+                Some("connection refused"),
+            ),
+            (&success, Ok(Scalar(0.99)), Error, Some("compare it directly")),
+            (&success, Ok(Vector(vec![f64::INFINITY])), Successful, None),
+            (
+                &lenient,
+                Ok(Vector(vec![])),
+                Inconclusive,
+                Some("no data: the result is empty"),
+            ),
+            (
+                &lenient,
+                Ok(Vector(vec![f64::NAN])),
+                Inconclusive,
+                Some("no data: the result holds NaN"),
+            ),
+            (
+                &lenient,
+                Ok(Scalar(f64::NAN)),
+                Inconclusive,
+                Some("onNoData: Inconclusive"),
+            ),
+            (&success, Ok(Vector(vec![0.99, f64::NAN])), Inconclusive, Some("NaN")),
+            (&no_data_failed, Ok(Vector(vec![])), Failed, Some("onNoData: Failed")),
+            (&no_data_error, Ok(Vector(vec![])), Error, Some("onNoData: Error")),
+            (&no_data_inconclusive, Ok(Vector(vec![])), Inconclusive, None),
+            (&bare, Ok(Vector(vec![])), Inconclusive, None),
+            (&bare, Ok(Vector(vec![0.0])), Successful, None),
+        ];
+        for (metric, value, phase, message) in table {
+            let conditions = MetricConditions::compile(metric).unwrap();
+            let (got, why) = assess_measurement(metric, &conditions, &value);
+            assert_eq!(
+                got, phase,
+                "{:?} {:?} with {value:?}: {why:?}",
+                metric.success_condition, metric.failure_condition
+            );
+            if let Some(message) = message {
+                let why = why.unwrap_or_default();
+                assert!(why.contains(message), "{why:?} should contain {message:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn record_measurement_counts_streaks_and_trims_history() {
+        let mut result = MetricResult::default();
+        let phases = [Failed, Error, Inconclusive, Failed, Error, Error, Successful, Failed];
+        for (i, phase) in phases.into_iter().enumerate() {
+            let measurement = Measurement {
+                phase,
+                finished_at: Some(t(i as i64)),
+                ..Measurement::default()
+            };
+            record_measurement(&mut result, measurement, 3);
+            let expected_streak = match i {
+                0 => 1,
+                1 | 2 => 1, // an Error or Inconclusive neither extends nor breaks the streak
+                3..=5 => 2,
+                6 => 0, // only Successful breaks it
+                _ => 1,
+            };
+            assert_eq!(result.consecutive_failure, expected_streak, "after #{i} {phase:?}");
+        }
+        assert_eq!(
+            (
+                result.count,
+                result.successful,
+                result.failed,
+                result.inconclusive,
+                result.error
+            ),
+            (5, 1, 3, 1, 3)
+        );
+        assert_eq!(result.consecutive_error, 0);
+        let kept: Vec<_> = result.measurements.iter().map(|m| m.finished_at.unwrap()).collect();
+        assert_eq!(kept, vec![t(5), t(6), t(7)], "the newest three, oldest first");
+
+        let mut result = MetricResult::default();
+        for phase in [Error, Error] {
+            record_measurement(
+                &mut result,
+                Measurement {
+                    phase,
+                    ..Measurement::default()
+                },
+                0,
+            );
+        }
+        assert_eq!(
+            (result.count, result.error, result.consecutive_error),
+            (0, 2, 2),
+            "errors do not use up count"
+        );
+        assert_eq!(
+            result.measurements.len(),
+            1,
+            "retention 0 still keeps the latest for the schedule"
+        );
+    }
+
+    #[test]
+    fn metric_phase_table() {
+        let with = |f: fn(&mut Metric)| {
+            let mut m = metric();
+            f(&mut m);
+            m
+        };
+        let once = metric();
+        let five = metric().with_schedule("1m", 5);
+        let endless = with(|m| m.interval = Some("1m".into()));
+        let endless_count_zero = with(|m| {
+            m.interval = Some("1m".into());
+            m.count = Some(IntOrString::Int(0));
+        });
+        let tolerant = metric().with_schedule("1m", 5).with_failure_limit(1);
+        let never_fail = metric().with_schedule("1m", 5).with_failure_limit(-1);
+        let inconclusive_2 = with(|m| {
+            *m = m.clone().with_schedule("1m", 5);
+            m.inconclusive_limit = Some(2);
+        });
+        let errors_1 = with(|m| {
+            *m = m.clone().with_schedule("1m", 5);
+            m.consecutive_error_limit = Some(1);
+        });
+        let streak_3 = with(|m| {
+            *m = m.clone().with_schedule("1m", 10);
+            m.consecutive_failure_limit = Some(3);
+        });
+        let streak = |failed, in_a_row| MetricResult {
+            consecutive_failure: in_a_row,
+            ..counters(0, failed, 0, 0)
+        };
+        let errors = |total, in_a_row| MetricResult {
+            consecutive_error: in_a_row,
+            ..counters(0, 0, 0, total)
+        };
+        let all_bad = MetricResult {
+            consecutive_error: 5,
+            ..counters(0, 3, 3, 5)
+        };
+        #[rustfmt::skip]
+        let table: Vec<(&str, &Metric, MetricResult, bool, AnalysisPhase)> = vec![
+            ("nothing measured yet", &five, counters(0, 0, 0, 0), false, Pending),
+            ("single measurement succeeded", &once, counters(1, 0, 0, 0), false, Successful),
+            ("single measurement failed", &once, counters(0, 1, 0, 0), false, Failed),
+            ("single measurement errored: retried", &once, errors(1, 1), false, Running),
+            ("count not reached", &five, counters(4, 0, 0, 0), false, Running),
+            ("count reached", &five, counters(5, 0, 0, 0), false, Successful),
+            ("failureLimit 0 (default): first failure fails", &five, counters(1, 1, 0, 0), false, Failed),
+            ("failed == failureLimit tolerated", &tolerant, counters(1, 1, 0, 0), false, Running),
+            ("failed > failureLimit", &tolerant, counters(1, 2, 0, 0), false, Failed),
+            ("count reached with tolerated failures", &tolerant, counters(4, 1, 0, 0), false, Successful),
+            ("failureLimit -1 never fails", &never_fail, counters(0, 5, 0, 0), false, Successful),
+            ("inconclusiveLimit 0 (default)", &five, counters(0, 0, 1, 0), false, Inconclusive),
+            ("inconclusive == limit tolerated", &inconclusive_2, counters(0, 0, 2, 0), false, Running),
+            ("inconclusive > limit", &inconclusive_2, counters(0, 0, 3, 0), false, Inconclusive),
+            ("4 errors in a row tolerated (default 4)", &five, errors(4, 4), false, Running),
+            ("5 errors in a row", &five, errors(5, 5), false, Error),
+            ("errors not in a row", &five, MetricResult { consecutive_error: 2, ..counters(1, 0, 0, 9) }, false, Running),
+            ("consecutiveErrorLimit 1", &errors_1, errors(2, 2), false, Error),
+            ("Error beats Inconclusive beats Failed", &five, all_bad.clone(), false, Error),
+            ("Inconclusive beats Failed", &five, counters(0, 3, 3, 0), false, Inconclusive),
+            ("streak below consecutiveFailureLimit; failureLimit ignored", &streak_3, streak(7, 2), false, Running),
+            ("streak reaches consecutiveFailureLimit", &streak_3, streak(3, 3), false, Failed),
+            ("interval without count runs on", &endless, counters(500, 0, 0, 0), false, Running),
+            ("count 0 is unset", &endless_count_zero, counters(500, 0, 0, 0), false, Running),
+            ("terminated: Successful", &endless, counters(3, 0, 0, 0), true, Successful),
+            ("terminated before measuring", &endless, counters(0, 0, 0, 0), true, Successful),
+            ("terminated after a crossed limit", &endless, counters(3, 1, 0, 0), true, Failed),
+            ("terminated after too many errors", &endless, errors(5, 5), true, Error),
+        ];
+        for (case, metric, result, terminated, expected) in table {
+            let (phase, message) = metric_phase(metric, &result, terminated);
+            assert_eq!(phase, expected, "{case}: {message:?}");
+        }
+        let (_, message) = metric_phase(&tolerant, &counters(0, 2, 0, 0), false);
+        assert_eq!(message.as_deref(), Some("failed (2) > failureLimit (1)"));
+        let (_, message) = metric_phase(&five, &all_bad, false);
+        assert_eq!(
+            message.as_deref(),
+            Some("consecutive errors (5) > consecutiveErrorLimit (4)")
+        );
+    }
+
+    #[test]
+    fn run_phase_table() {
+        let spec = |dry_run: &[bool]| AnalysisRunSpec {
+            metrics: dry_run
+                .iter()
+                .enumerate()
+                .map(|(i, dry)| Metric {
+                    name: format!("m{i}"),
+                    dry_run: Some(*dry),
+                    ..metric()
+                })
+                .collect(),
+            ..AnalysisRunSpec::default()
+        };
+        let results = |phases: &[AnalysisPhase]| -> Vec<MetricResult> {
+            phases
+                .iter()
+                .enumerate()
+                .map(|(i, phase)| MetricResult {
+                    name: format!("m{i}"),
+                    phase: *phase,
+                    ..MetricResult::default()
+                })
+                .collect()
+        };
+        let table: &[(&[bool], &[AnalysisPhase], AnalysisPhase)] = &[
+            (&[false, false], &[Successful, Running], Running),
+            (&[false, false], &[Successful, Pending], Running),
+            (&[false, false], &[Successful, Successful], Successful),
+            (&[false, false], &[Failed, Running], Failed),
+            (&[false, false], &[Error, Running], Error),
+            (&[false, false], &[Inconclusive, Running], Inconclusive),
+            (&[false, false], &[Inconclusive, Error], Error),
+            (&[false, false], &[Error, Failed], Failed),
+            (&[false, false, false], &[Inconclusive, Failed, Error], Failed),
+            (&[false, true], &[Successful, Failed], Successful),
+            (&[false, true], &[Running, Failed], Running),
+            (&[false, true], &[Successful, Running], Running),
+            (&[true, true], &[Failed, Error], Successful),
+            (&[false, true], &[Inconclusive, Failed], Inconclusive),
+        ];
+        for (dry_run, phases, expected) in table {
+            let (phase, message) = run_phase(&spec(dry_run), &results(phases));
+            assert_eq!(phase, *expected, "dry-run {dry_run:?}, metrics {phases:?}: {message:?}");
+        }
+        let (_, message) = run_phase(&spec(&[false, false]), &results(&[Successful, Failed]));
+        assert_eq!(message.as_deref(), Some("metric \"m1\" is Failed"));
+        assert_eq!(run_phase(&spec(&[false]), &[]).0, Running, "no result yet");
+    }
+
+    #[test]
+    fn next_measurement_at_table() {
+        let start = t(0);
+        let measured = |phase, at, count| MetricResult {
+            phase: Running,
+            count,
+            measurements: vec![Measurement {
+                phase,
+                started_at: Some(t(at - 1)),
+                finished_at: Some(t(at)),
+                ..Measurement::default()
+            }],
+            ..MetricResult::default()
+        };
+        let delayed = Metric {
+            initial_delay: Some("30s".into()),
+            ..metric().with_schedule("1m", 3)
+        };
+        let every_minute = metric().with_schedule("1m", 3);
+        let once = metric();
+        let table: Vec<(&str, &Metric, MetricResult, i64, Option<i64>)> = vec![
+            (
+                "first, no delay: due at start",
+                &every_minute,
+                MetricResult::default(),
+                0,
+                Some(0),
+            ),
+            (
+                "first, overdue: now",
+                &every_minute,
+                MetricResult::default(),
+                50,
+                Some(50),
+            ),
+            ("first, initialDelay", &delayed, MetricResult::default(), 10, Some(30)),
+            (
+                "after a success: interval",
+                &every_minute,
+                measured(Successful, 100, 1),
+                120,
+                Some(160),
+            ),
+            (
+                "after a failure: interval",
+                &every_minute,
+                measured(Failed, 100, 1),
+                100,
+                Some(160),
+            ),
+            (
+                "after an error: 10 s",
+                &every_minute,
+                measured(Error, 100, 1),
+                100,
+                Some(110),
+            ),
+            ("count reached", &every_minute, measured(Successful, 100, 3), 100, None),
+            (
+                "single measurement done",
+                &once,
+                measured(Successful, 100, 1),
+                100,
+                None,
+            ),
+            (
+                "single measurement errored: retry",
+                &once,
+                measured(Error, 100, 0),
+                105,
+                Some(110),
+            ),
+            (
+                "completed",
+                &every_minute,
+                MetricResult {
+                    phase: Failed,
+                    ..MetricResult::default()
+                },
+                0,
+                None,
+            ),
+        ];
+        for (case, metric, result, now, expected) in table {
+            assert_eq!(
+                next_measurement_at(metric, &result, start, t(now)),
+                expected.map(t),
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn validate_names_the_problem() {
+        let run = |metrics: Vec<Metric>| AnalysisRunSpec {
+            metrics,
+            ..AnalysisRunSpec::default()
+        };
+        let web = Metric {
+            provider: MetricProvider {
+                prometheus: None,
+                web: Some(WebMetric::default()),
+            },
+            ..metric()
+        };
+        assert_eq!(
+            validate(&run(vec![metric(), web.clone()])),
+            Err("metric \"m\": the name is used by another metric".into())
+        );
+        let cases: Vec<(Metric, &str)> = vec![
+            (
+                Metric {
+                    provider: MetricProvider::default(),
+                    ..metric()
+                },
+                "exactly one provider",
+            ),
+            (
+                Metric {
+                    interval: Some("soon".into()),
+                    ..metric()
+                },
+                "interval",
+            ),
+            (
+                Metric {
+                    interval: Some("0s".into()),
+                    ..metric()
+                },
+                "interval must be positive",
+            ),
+            (
+                Metric {
+                    initial_delay: Some("x".into()),
+                    ..metric()
+                },
+                "initialDelay",
+            ),
+            (
+                Metric {
+                    count: Some(IntOrString::Int(3)),
+                    ..metric()
+                },
+                "needs an interval",
+            ),
+            (
+                Metric {
+                    count: Some(IntOrString::String("{{args.n}}".into())),
+                    ..metric()
+                },
+                "not a whole number",
+            ),
+            (
+                Metric {
+                    count: Some(IntOrString::Int(-1)),
+                    interval: Some("1m".into()),
+                    ..metric()
+                },
+                "negative",
+            ),
+            (
+                Metric {
+                    consecutive_failure_limit: Some(0),
+                    ..metric()
+                },
+                "consecutiveFailureLimit 0",
+            ),
+            (metric().with_success("result[0] >="), "does not parse"),
+            (
+                Metric {
+                    name: String::new(),
+                    ..metric()
+                },
+                "name is empty",
+            ),
+        ];
+        for (metric, expected) in cases {
+            let error = validate(&run(vec![metric])).unwrap_err();
+            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+        }
+        assert_eq!(validate(&run(vec![])), Err("the run has no metrics".into()));
+        assert_eq!(
+            validate(&run(vec![
+                metric(),
+                Metric {
+                    name: "w".into(),
+                    ..web
+                }
+            ])),
+            Ok(())
+        );
+    }
+
+    fn run(metrics: Vec<Metric>) -> AnalysisRunSpec {
+        AnalysisRunSpec {
+            metrics,
+            ..AnalysisRunSpec::default()
+        }
+    }
+
+    #[test]
+    fn step_measures_on_schedule_until_the_count_is_reached() {
+        let spec = run(vec![metric().with_schedule("1m", 3).with_success("result[0] >= 0.95")]);
+        let first = step(&spec, None, t(0), vec![]);
+        assert_eq!(first.measure, vec!["m"]);
+        assert_eq!(first.status.started_at, Some(t(0)));
+        assert_eq!(first.status.phase, Some(Running));
+        assert_eq!(first.status.metric_results[0].phase, Pending);
+
+        let recorded = step(
+            &spec,
+            Some(&first.status),
+            t(1),
+            vec![("m".into(), outcome(1, Ok(Vector(vec![0.99]))))],
+        );
+        assert!(recorded.measure.is_empty(), "just measured");
+        assert_eq!(recorded.requeue_after, Some(Duration::from_secs(60)));
+        let result = &recorded.status.metric_results[0];
+        assert_eq!((result.phase, result.count, result.successful), (Running, 1, 1));
+        let measurement = &result.measurements[0];
+        assert_eq!(measurement.value.as_deref(), Some("[0.99]"));
+        assert_eq!(measurement.query.as_deref(), Some("up"));
+        assert_eq!(
+            (measurement.started_at, measurement.finished_at),
+            (Some(t(1)), Some(t(1)))
+        );
+
+        let early = step(&spec, Some(&recorded.status), t(30), vec![]);
+        assert!(early.measure.is_empty());
+        assert_eq!(early.requeue_after, Some(Duration::from_secs(31)));
+        assert_eq!(early.status, recorded.status, "nothing changes between measurements");
+
+        let mut status = recorded.status;
+        for at in [61, 121] {
+            let due = step(&spec, Some(&status), t(at), vec![]);
+            assert_eq!(due.measure, vec!["m"], "at {at}");
+            status = step(
+                &spec,
+                Some(&due.status),
+                t(at),
+                vec![("m".into(), outcome(at, Ok(Vector(vec![0.97]))))],
+            )
+            .status;
+        }
+        assert_eq!(status.phase, Some(Successful));
+        assert_eq!(status.metric_results[0].phase, Successful);
+        assert_eq!(
+            status.run_summary,
+            Some(RunSummary {
+                count: 1,
+                successful: 1,
+                ..RunSummary::default()
+            })
+        );
+        let after = step(
+            &spec,
+            Some(&status),
+            t(500),
+            vec![("m".into(), outcome(500, Ok(Vector(vec![0.0]))))],
+        );
+        assert_eq!(after.status, status, "a completed run never changes");
+        assert_eq!((after.measure.len(), after.requeue_after), (0, None));
+    }
+
+    #[test]
+    fn step_ends_the_run_at_the_first_failed_metric() {
+        let spec = run(vec![
+            Metric {
+                name: "slow".into(),
+                ..metric().with_schedule("5m", 10)
+            },
+            Metric {
+                name: "errors".into(),
+                ..metric().with_schedule("1m", 5).with_failure("result[0] > 0.05")
+            },
+        ]);
+        let first = step(&spec, None, t(0), vec![]);
+        assert_eq!(first.measure, vec!["slow", "errors"]);
+        let outcomes = vec![
+            ("slow".to_string(), outcome(0, Ok(Vector(vec![1.0])))),
+            ("errors".to_string(), outcome(0, Ok(Vector(vec![0.2])))),
+        ];
+        let done = step(&spec, Some(&first.status), t(0), outcomes);
+        assert_eq!(done.status.phase, Some(Failed));
+        let message = done.status.message.unwrap();
+        assert!(
+            message.contains("\"errors\" is Failed: failed (1) > failureLimit (0)"),
+            "{message}"
+        );
+        assert_eq!(
+            done.status.metric_results[0].phase, Running,
+            "the other metric is left as it was"
+        );
+        assert_eq!((done.measure.len(), done.requeue_after), (0, None));
+    }
+
+    #[test]
+    fn step_retries_errors_after_10s_and_gives_up_after_the_limit() {
+        let spec = run(vec![metric().with_schedule("1m", 3)]);
+        let mut status = step(&spec, None, t(0), vec![]).status;
+        let mut now = 0;
+        for attempt in 1..=5 {
+            let due = step(&spec, Some(&status), t(now), vec![]);
+            assert_eq!(due.measure, vec!["m"], "attempt {attempt}");
+            let recorded = step(
+                &spec,
+                Some(&due.status),
+                t(now),
+                vec![("m".into(), outcome(now, Err("connection refused".into())))],
+            );
+            status = recorded.status;
+            if attempt < 5 {
+                assert_eq!(status.phase, Some(Running));
+                assert_eq!(recorded.requeue_after, Some(ERROR_RETRY_INTERVAL));
+            }
+            now += 10;
+        }
+        assert_eq!(status.phase, Some(Error));
+        let result = &status.metric_results[0];
+        assert_eq!((result.error, result.consecutive_error, result.count), (5, 5, 0));
+        assert_eq!(result.measurements[0].message.as_deref(), Some("connection refused"));
+        assert_eq!(result.measurements[0].value, None);
+    }
+
+    #[test]
+    fn step_no_data_pauses_instead_of_passing() {
+        let spec = run(vec![metric().with_success("len(result) == 0 || result[0] < 0.05")]);
+        let status = step(&spec, None, t(0), vec![]).status;
+        let done = step(
+            &spec,
+            Some(&status),
+            t(0),
+            vec![("m".into(), outcome(0, Ok(Vector(vec![]))))],
+        );
+        assert_eq!(done.status.phase, Some(Inconclusive));
+        assert_eq!(
+            done.status.metric_results[0].measurements[0].value.as_deref(),
+            Some("[]")
+        );
+    }
+
+    #[test]
+    fn step_initial_delay_and_termination() {
+        let spec = run(vec![Metric {
+            initial_delay: Some("30s".into()),
+            interval: Some("1m".into()),
+            ..metric()
+        }]);
+        let first = step(&spec, None, t(0), vec![]);
+        assert!(first.measure.is_empty());
+        assert_eq!(first.requeue_after, Some(Duration::from_secs(30)));
+        let due = step(&spec, Some(&first.status), t(30), vec![]);
+        assert_eq!(due.measure, vec!["m"]);
+        let mut status = step(
+            &spec,
+            Some(&due.status),
+            t(31),
+            vec![("m".into(), outcome(31, Ok(Vector(vec![1.0]))))],
+        )
+        .status;
+        assert_eq!(status.phase, Some(Running));
+
+        let terminated = AnalysisRunSpec {
+            terminate: Some(true),
+            ..spec.clone()
+        };
+        let done = step(&terminated, Some(&status), t(40), vec![]);
+        assert_eq!(done.status.phase, Some(Successful));
+        assert_eq!(done.status.message.as_deref(), Some("run terminated"));
+
+        status.metric_results[0].failed = 1;
+        let done = step(&terminated, Some(&status), t(40), vec![]);
+        assert_eq!(
+            done.status.phase,
+            Some(Failed),
+            "a crossed limit still fails a terminated run"
+        );
+    }
+
+    #[test]
+    fn step_dry_run_metrics_report_but_never_decide() {
+        let spec = run(vec![
+            metric(),
+            Metric {
+                name: "dry".into(),
+                dry_run: Some(true),
+                ..metric().with_success("result[0] > 1")
+            },
+        ]);
+        let status = step(&spec, None, t(0), vec![]).status;
+        let outcomes = vec![
+            ("m".to_string(), outcome(0, Ok(Vector(vec![1.0])))),
+            ("dry".to_string(), outcome(0, Ok(Vector(vec![0.0])))),
+        ];
+        let done = step(&spec, Some(&status), t(0), outcomes);
+        assert_eq!(done.status.phase, Some(Successful));
+        let dry = &done.status.metric_results[1];
+        assert_eq!((dry.phase, dry.dry_run), (Failed, Some(true)));
+        assert_eq!(
+            done.status.run_summary,
+            Some(RunSummary {
+                count: 1,
+                successful: 1,
+                ..RunSummary::default()
+            })
+        );
+    }
+
+    #[test]
+    fn step_invalid_spec_is_an_error_without_measuring() {
+        let spec = run(vec![metric().with_success("result[0] >=")]);
+        let done = step(&spec, None, t(0), vec![]);
+        assert_eq!(done.status.phase, Some(Error));
+        assert!(
+            done.status
+                .message
+                .unwrap()
+                .starts_with("invalid analysis: metric \"m\": condition")
+        );
+        assert!(done.measure.is_empty());
+    }
+
+    #[test]
+    fn step_keeps_measurements_bounded_while_counters_count() {
+        let spec = AnalysisRunSpec {
+            measurement_retention: Some(2),
+            ..run(vec![metric().with_schedule("1s", 5)])
+        };
+        let mut status = step(&spec, None, t(0), vec![]).status;
+        for at in 0..5 {
+            status = step(
+                &spec,
+                Some(&status),
+                t(at),
+                vec![("m".into(), outcome(at, Ok(Vector(vec![1.0]))))],
+            )
+            .status;
+        }
+        let result = &status.metric_results[0];
+        assert_eq!((result.count, result.measurements.len()), (5, 2));
+        assert_eq!(status.phase, Some(Successful));
+    }
+
+    #[test]
+    fn step_drops_outcomes_for_unknown_metrics() {
+        let spec = run(vec![metric()]);
+        let status = step(&spec, None, t(0), vec![]).status;
+        let out = step(
+            &spec,
+            Some(&status),
+            t(0),
+            vec![("other".into(), outcome(0, Ok(Scalar(1.0))))],
+        );
+        assert_eq!(out.status, status);
+    }
+}
