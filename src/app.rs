@@ -26,6 +26,8 @@ enum Command {
     /// Measure performance; prints a JSON report.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run the Sluice controllers (Rollout, AnalysisRun) against the cluster in KUBECONFIG or in-cluster.
+    Controller(ControllerArgs),
     /// Print the CustomResourceDefinitions as YAML (apply with `kubectl apply --server-side -f -`).
     Crds,
     // The rollout commands (promote, abort, retry, pause, resume, undo, restart, set, get, list).
@@ -93,6 +95,44 @@ struct SimArgs {
     /// Compact the watch history this often (resuming clients get 410 and relist), e.g. 60s.
     #[arg(long, value_parser = parse_duration)]
     compact_every: Option<Duration>,
+}
+
+#[derive(Args)]
+struct ControllerArgs {
+    /// Watch one namespace only (default: all namespaces).
+    #[arg(long, short = 'n', env = "SLUICE_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address for /metrics, /healthz and /readyz; port 0 picks a free one (the bound address is logged).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "SLUICE_METRICS_ADDR")]
+    metrics_addr: std::net::SocketAddr,
+    /// Prometheus used by analysis metrics that name no address.
+    #[arg(long, env = "SLUICE_PROMETHEUS_ADDRESS")]
+    prometheus_address: Option<String>,
+    /// Hosts, *.domain wildcards, IPs and CIDRs analysis providers may connect to (comma-separated;
+    /// empty: anywhere).
+    #[arg(long, value_delimiter = ',', env = "SLUICE_ANALYSIS_ADDRESS_ALLOWLIST")]
+    analysis_address_allowlist: Vec<String>,
+    /// Seconds to let in-flight reconciles finish on SIGTERM.
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace_seconds: u64,
+}
+
+async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to Kubernetes (KUBECONFIG or in-cluster): {e}"))?;
+    let config = crate::controller::ControllerConfig {
+        namespace: args.namespace,
+        metrics_addr: args.metrics_addr,
+        prometheus_address: args.prometheus_address,
+        analysis_address_allowlist: args.analysis_address_allowlist,
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = crate::controller::start(client, config, shutdown).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop(Duration::from_secs(args.shutdown_grace_seconds)).await;
+    Ok(())
 }
 
 /// Durations as Kubernetes and Argo write them: 500ms, 30s, 5m, 1h (a bare number is seconds).
@@ -207,10 +247,12 @@ async fn run() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = parse_cli();
     let result = match cli.command {
         Command::Sim(args) => run_sim(args).await,
+        Command::Controller(args) => run_controller(args).await,
         Command::Rollouts(command) => crate::cli::run(command).await.map_err(anyhow::Error::from),
         Command::Crds => {
             print!("{}", crate::api::crds::to_yaml());

@@ -2,7 +2,6 @@
 //! pods coming up with readiness delays.
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{RunningController, eventually, install_crds, start_sim};
@@ -10,21 +9,6 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::rollout::{CanaryStep, Rollout, RolloutPhase};
-use sluice::rollout::reconcile::{AnalysisRequest, AnalysisRunFactory};
-use sluice::rollout::validate::SpecError;
-
-/// These rollouts have no analysis steps; asking for a run is a test failure.
-struct NoAnalysis;
-
-#[async_trait::async_trait]
-impl AnalysisRunFactory for NoAnalysis {
-    async fn build(&self, _: &Rollout, request: &AnalysisRequest) -> Result<sluice::api::AnalysisRun, String> {
-        Err(format!("unexpected analysis request {}", request.name))
-    }
-    async fn check_references(&self, _: &Rollout) -> Vec<SpecError> {
-        vec![]
-    }
-}
 
 struct Harness {
     rollouts: Api<Rollout>,
@@ -119,7 +103,7 @@ async fn canary_steps_promote_abort_retry_and_restart() {
     ];
     let rollout = Rollout::example("web", 10, steps);
     harness.rollouts.create(&PostParams::default(), &rollout).await.unwrap();
-    let mut controller = RunningController::start(&sim, Arc::new(NoAnalysis));
+    let mut controller = RunningController::start(&sim, None).await;
     let long = Duration::from_secs(30);
 
     harness
@@ -147,7 +131,7 @@ async fn canary_steps_promote_abort_retry_and_restart() {
     // A controller restart mid-rollout resumes at the same step without extra scaling.
     let writes_before = scale_writes(&sim);
     controller.stop().await;
-    controller = RunningController::start(&sim, Arc::new(NoAnalysis));
+    controller = RunningController::start(&sim, None).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(at_step(&harness.rollout().await, 3));
     assert_eq!(harness.counts().await.unwrap().0, 5);

@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 pub mod allowlist;
 pub mod condition;
 pub mod providers;
+pub mod reconcile;
 pub mod rules;
 pub mod template;
 

@@ -24,6 +24,20 @@ pub struct RolloutPhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnalysisRunPhaseLabels {
+    pub namespace: String,
+    pub name: String,
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MeasurementLabels {
+    pub namespace: String,
+    pub analysis_run: String,
+    pub metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
     pub controller: String,
 }
@@ -45,6 +59,10 @@ pub struct Metrics {
     reconciles: Family<ControllerLabels, Counter>,
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Family<ControllerLabels, Histogram>,
+    analysis_run_phase: Family<AnalysisRunPhaseLabels, Gauge>,
+    measurement_value: Family<MeasurementLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// The phase each analysis run was last exported with.
+    run_phases: Mutex<std::collections::HashMap<RolloutLabels, String>>,
     /// The phase each rollout was last exported with, so a phase change replaces its info series.
     phases: Mutex<std::collections::HashMap<RolloutLabels, String>>,
 }
@@ -90,6 +108,18 @@ impl Metrics {
             "Time spent in one reconcile",
             reconcile_duration.clone(),
         );
+        let analysis_run_phase = Family::<AnalysisRunPhaseLabels, Gauge>::default();
+        let measurement_value = Family::<MeasurementLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "analysis_run_phase",
+            "AnalysisRuns by phase (always 1)",
+            analysis_run_phase.clone(),
+        );
+        registry.register(
+            "analysis_measurement_value",
+            "The latest measured value of each analysis metric",
+            measurement_value.clone(),
+        );
         Metrics {
             registry,
             rollout_info,
@@ -99,6 +129,9 @@ impl Metrics {
             reconciles,
             reconcile_errors,
             reconcile_duration,
+            analysis_run_phase,
+            measurement_value,
+            run_phases: Mutex::new(Default::default()),
             phases: Mutex::new(Default::default()),
         }
     }
@@ -145,6 +178,51 @@ impl Metrics {
         }
         self.rollout_step.remove(&labels);
         self.rollout_canary_weight.remove(&labels);
+    }
+
+    /// Exports an AnalysisRun's phase (one series per run, replaced when the phase changes).
+    pub fn observe_analysis_run(&self, namespace: &str, name: &str, phase: &str) {
+        let key = RolloutLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let labels = |phase: String| AnalysisRunPhaseLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+            phase,
+        };
+        let mut phases = self.run_phases.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(previous) = phases.insert(key, phase.to_string())
+            && previous != phase
+        {
+            self.analysis_run_phase.remove(&labels(previous));
+        }
+        self.analysis_run_phase.get_or_create(&labels(phase.into())).set(1);
+    }
+
+    /// Exports the latest value a metric of an AnalysisRun measured.
+    pub fn observe_measurement(&self, namespace: &str, analysis_run: &str, metric: &str, value: f64) {
+        let labels = MeasurementLabels {
+            namespace: namespace.into(),
+            analysis_run: analysis_run.into(),
+            metric: metric.into(),
+        };
+        self.measurement_value.get_or_create(&labels).set(value);
+    }
+
+    /// Drops the series of a deleted AnalysisRun.
+    pub fn forget_analysis_run(&self, namespace: &str, name: &str) {
+        let key = RolloutLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        if let Some(phase) = self.run_phases.lock().unwrap_or_else(|p| p.into_inner()).remove(&key) {
+            self.analysis_run_phase.remove(&AnalysisRunPhaseLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                phase,
+            });
+        }
     }
 
     pub fn count_abort(&self, namespace: &str, name: &str) {

@@ -23,6 +23,7 @@ use crate::rollout::plan::{
     self, Action, AnalysisKind, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, ObservedService, Plan,
 };
 use crate::rollout::validate::SpecError;
+use crate::traffic::{RouteTarget, RouterError, TrafficRouter, router_for};
 
 /// Annotation with a ReplicaSet's revision number (1, 2, 3…).
 pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
@@ -48,6 +49,12 @@ pub enum Error {
         name: String,
         message: String,
     },
+    #[error("rollout {namespace}/{name}: traffic router: {message}")]
+    Traffic {
+        namespace: String,
+        name: String,
+        message: String,
+    },
 }
 
 impl Error {
@@ -55,6 +62,7 @@ impl Error {
         match self {
             Error::Kube { .. } => "kube",
             Error::Analysis { .. } => "analysis",
+            Error::Traffic { .. } => "traffic",
         }
     }
 }
@@ -127,18 +135,27 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
         vec![]
     };
     let services = observe_services(&ctx.client, &rollout, &mut reference_errors).await?;
+    let router = Router::for_rollout(&rollout);
+    let traffic = match &router {
+        Some(router) => {
+            router
+                .observe(&ctx.client, &rollout, mid_rollout, &mut reference_errors)
+                .await?
+        }
+        None => None,
+    };
     let observed = plan::Observed {
         rollout: &rollout,
         replica_sets: &replica_sets,
         pods: &pods,
         analysis_runs: &analysis_runs,
         reference_errors,
-        traffic: None,
+        traffic,
         services,
         now,
     };
     let plan = plan::plan(&observed);
-    let result = apply(&rollout, &plan, &ctx).await;
+    let result = apply(&rollout, &plan, router.as_ref(), &ctx).await;
     let status = &plan.status;
     ctx.metrics.observe_rollout(
         &namespace,
@@ -384,7 +401,7 @@ pub fn build_replica_set(
 }
 
 /// Applies the plan: actions in order, then status (only when it changed), then events.
-async fn apply(rollout: &Rollout, plan: &Plan, ctx: &Context) -> Result<(), Error> {
+async fn apply(rollout: &Rollout, plan: &Plan, router: Option<&Router>, ctx: &Context) -> Result<(), Error> {
     let namespace = rollout.namespace().unwrap_or_default();
     let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let merge = PatchParams::default();
@@ -499,7 +516,12 @@ async fn apply(rollout: &Rollout, plan: &Plan, ctx: &Context) -> Result<(), Erro
                     .map_err(kube_error(rollout, format!("annotating ReplicaSet {name}")))?;
             }
             Action::SetCanaryWeight { weight } => {
-                set_canary_weight(rollout, *weight, ctx).await?;
+                let Some(router) = router else { continue };
+                router
+                    .router
+                    .set_weight(&ctx.client, &router.target, *weight)
+                    .await
+                    .map_err(|e| router_error(rollout, e))?;
             }
             Action::TerminateAnalysisRun { name } => {
                 let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -517,14 +539,61 @@ async fn apply(rollout: &Rollout, plan: &Plan, ctx: &Context) -> Result<(), Erro
     Ok(())
 }
 
-/// Sends the canary's weight to the configured traffic router.
-async fn set_canary_weight(rollout: &Rollout, weight: i32, ctx: &Context) -> Result<(), Error> {
-    let _ = (weight, ctx);
-    Err(Error::Analysis {
+/// The Rollout's traffic router and what it routes (the Services, and the revisions for subsets).
+pub struct Router {
+    router: Box<dyn TrafficRouter>,
+    target: RouteTarget,
+}
+
+impl Router {
+    fn for_rollout(rollout: &Rollout) -> Option<Router> {
+        let router = router_for(rollout.spec.canary().traffic_routing.as_ref()?)?;
+        let mut target = RouteTarget::from_rollout(rollout)?;
+        let status = rollout.status.clone().unwrap_or_default();
+        target.stable_hash = status.stable_rs.clone();
+        target.canary_hash = Some(plan::current_hash(rollout)).filter(|h| Some(h) != status.stable_rs.as_ref());
+        Some(Router { router, target })
+    }
+
+    /// The router's weight and readiness; while rolling out, also whether its objects are usable.
+    async fn observe(
+        &self,
+        client: &Client,
+        rollout: &Rollout,
+        check: bool,
+        errors: &mut Vec<SpecError>,
+    ) -> Result<Option<plan::ObservedTraffic>, Error> {
+        if check {
+            let problems = self
+                .router
+                .check(client, &self.target)
+                .await
+                .map_err(|e| router_error(rollout, e))?;
+            if !problems.is_empty() {
+                errors.extend(problems);
+                return Ok(None);
+            }
+        }
+        match self.router.observe(client, &self.target).await {
+            Ok(state) => Ok(Some(plan::ObservedTraffic {
+                canary_weight: state.canary_weight,
+                ready: state.ready,
+            })),
+            Err(RouterError::Invalid(problem)) => {
+                errors.push(problem);
+                Ok(None)
+            }
+            Err(e) => Err(router_error(rollout, e)),
+        }
+    }
+}
+
+fn router_error(rollout: &Rollout, error: RouterError) -> Error {
+    Error::Traffic {
         namespace: rollout.namespace().unwrap_or_default(),
         name: rollout.name_any(),
-        message: "traffic routers are not wired yet".into(),
-    })
+        message: error.to_string(),
+    }
 }
 
 /// Writes status as a merge patch of only what changed, so fields a user wrote concurrently

@@ -215,34 +215,28 @@ pub fn install_crds(sim: &Simulator) {
     }
 }
 
-/// An in-process Sluice rollout controller that can be stopped and started again (a "restart").
+/// An in-process Sluice controller (Rollout + AnalysisRun) that can be stopped and started again
+/// (a "restart"), talking to the simulator over HTTP like the real process.
 pub struct RunningController {
-    stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    running: sluice::controller::Running,
     pub metrics: std::sync::Arc<sluice::controller::metrics::Metrics>,
 }
 
 impl RunningController {
-    pub fn start(
-        sim: &Simulator,
-        analysis: std::sync::Arc<dyn sluice::rollout::reconcile::AnalysisRunFactory>,
-    ) -> Self {
-        let stop = tokio_util::sync::CancellationToken::new();
-        let metrics = std::sync::Arc::new(sluice::controller::metrics::Metrics::new());
-        let health = std::sync::Arc::new(sluice::controller::server::Health::default());
-        let task = tokio::spawn(sluice::controller::rollouts::run(
-            sim.client().expect("client"),
-            Default::default(),
-            metrics.clone(),
-            health,
-            analysis,
-            stop.clone(),
-        ));
-        RunningController { stop, task, metrics }
+    pub async fn start(sim: &Simulator, prometheus_address: Option<String>) -> Self {
+        let config = sluice::controller::ControllerConfig {
+            namespace: None,
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            prometheus_address,
+            analysis_address_allowlist: vec![],
+        };
+        let running = sluice::controller::start(sim.client().expect("client"), config, Default::default())
+            .await
+            .expect("controller starts");
+        RunningController { metrics: running.metrics.clone(), running }
     }
 
     pub async fn stop(self) {
-        self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        self.running.stop(Duration::from_secs(10)).await;
     }
 }

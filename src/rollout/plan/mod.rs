@@ -180,6 +180,11 @@ pub struct Plan {
 /// Annotation on the Rollout carrying the Git commit that produced its template (set by GitSync).
 pub const GIT_REVISION_ANNOTATION: &str = "sluice.dev/git-revision";
 
+/// The pod template hash of the Rollout's current template.
+pub fn current_hash(rollout: &Rollout) -> String {
+    pod_template_hash(&serde_json::to_value(&rollout.spec.template).unwrap_or_default())
+}
+
 /// Plans one reconcile.
 pub fn plan(observed: &Observed) -> Plan {
     Planner::new(observed).run()

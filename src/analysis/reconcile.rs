@@ -1,0 +1,223 @@
+//! The AnalysisRun controller: asks the rules what is due, reads the Secrets those measurements need,
+//! measures (concurrently, each bounded by its provider timeout), records the outcomes, writes status
+//! only when it changed, and requeues exactly when the next measurement is due.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::analysis::ResultValue;
+use crate::analysis::allowlist::Allowlist;
+use crate::analysis::providers::{self, SecretValues};
+use crate::analysis::rules;
+use crate::api::analysis::{AnalysisRun, AnalysisRunSpec, Metric};
+use crate::controller::metrics::Metrics;
+use crate::rollout::reconcile::merge_diff;
+
+/// Bound on reading one Secret.
+const SECRET_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("analysis run {namespace}/{name}: {action}: {source}")]
+    Kube {
+        namespace: String,
+        name: String,
+        action: &'static str,
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        "kube"
+    }
+}
+
+pub struct AnalysisContext {
+    pub client: Client,
+    pub metrics: Arc<Metrics>,
+    /// Where providers may connect (`--analysis-address-allowlist`); empty: anywhere.
+    pub allowlist: Allowlist,
+    /// Prometheus address for metrics that leave theirs empty (`--prometheus-address`).
+    pub default_prometheus: Option<String>,
+}
+
+/// The spec with the controller's default Prometheus address filled in where a metric has none.
+fn with_default_address(spec: &AnalysisRunSpec, default: Option<&str>) -> AnalysisRunSpec {
+    let mut spec = spec.clone();
+    if let Some(default) = default {
+        for metric in &mut spec.metrics {
+            if let Some(prometheus) = metric.provider.prometheus.as_mut()
+                && prometheus.address.trim().is_empty()
+            {
+                prometheus.address = default.to_string();
+            }
+        }
+    }
+    spec
+}
+
+/// Reads the Secret values the due measurements need. A missing or unreadable Secret is left out:
+/// the measurement then ends as an Error naming it, like any other provider failure.
+async fn read_secrets(client: &Client, namespace: &str, spec: &AnalysisRunSpec, due: &[&Metric]) -> SecretValues {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut values = SecretValues::new();
+    let refs: Vec<_> = due.iter().flat_map(|m| providers::required_secrets(spec, m)).collect();
+    for secret_ref in refs {
+        let key = (secret_ref.name.clone(), secret_ref.key.clone());
+        if values.contains_key(&key) {
+            continue;
+        }
+        let Ok(Ok(Some(secret))) = tokio::time::timeout(SECRET_TIMEOUT, api.get_opt(&secret_ref.name)).await else {
+            continue;
+        };
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&secret_ref.key))
+            .map(|b| b.0.clone());
+        let text = bytes.and_then(|b| String::from_utf8(b).ok()).or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(&secret_ref.key))
+                .cloned()
+        });
+        if let Some(text) = text {
+            values.insert(key, text);
+        }
+    }
+    values
+}
+
+/// The number a measurement shows as a metric: a scalar, or the first element of a vector.
+fn gauge_value(value: &ResultValue) -> Option<f64> {
+    match value {
+        ResultValue::Scalar(v) => Some(*v),
+        ResultValue::Vector(values) => values.first().copied(),
+        ResultValue::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        ResultValue::Text(_) => None,
+    }
+}
+
+pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<Requeue, Error> {
+    let started = Instant::now();
+    let namespace = run.namespace().unwrap_or_default();
+    let name = run.name_any();
+    if run.metadata.deletion_timestamp.is_some() {
+        ctx.metrics.forget_analysis_run(&namespace, &name);
+        return Ok(Requeue::await_change());
+    }
+    let spec = with_default_address(&run.spec, ctx.default_prometheus.as_deref());
+    let due = rules::step(&spec, run.status.as_ref(), Utc::now(), vec![]);
+    let metrics: Vec<&Metric> = due
+        .measure
+        .iter()
+        .filter_map(|n| spec.metrics.iter().find(|m| m.name == *n))
+        .collect();
+    let secrets = if metrics.is_empty() {
+        SecretValues::new()
+    } else {
+        read_secrets(&ctx.client, &namespace, &spec, &metrics).await
+    };
+    let outcomes = join_all(metrics.iter().map(|metric| {
+        let (spec, secrets, allowlist) = (&spec, &secrets, &ctx.allowlist);
+        async move {
+            (
+                metric.name.clone(),
+                providers::measure(spec, metric, secrets, allowlist, Utc::now()).await,
+            )
+        }
+    }))
+    .await;
+    for (metric, outcome) in &outcomes {
+        if let Ok(value) = &outcome.value
+            && let Some(number) = gauge_value(value)
+        {
+            ctx.metrics.observe_measurement(&namespace, &name, metric, number);
+        }
+    }
+    let plan = if outcomes.is_empty() {
+        due
+    } else {
+        rules::step(&spec, Some(&due.status), Utc::now(), outcomes)
+    };
+    let old = serde_json::to_value(run.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
+    let new = serde_json::to_value(&plan.status).unwrap_or(Value::Null);
+    let diff = merge_diff(&old, &new);
+    if !diff.as_object().is_some_and(|d| d.is_empty()) {
+        let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": diff})))
+            .await
+            .map_err(|source| Error::Kube {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                action: "writing status",
+                source,
+            })?;
+    }
+    let phase = plan
+        .status
+        .phase
+        .map(|p| format!("{p:?}"))
+        .unwrap_or_else(|| "Pending".into());
+    ctx.metrics.observe_analysis_run(&namespace, &name, &phase);
+    ctx.metrics.count_reconcile("analysisrun", started.elapsed());
+    Ok(match plan.requeue_after {
+        Some(after) => Requeue::requeue(after.max(Duration::from_millis(50))),
+        None => Requeue::await_change(),
+    })
+}
+
+pub fn error_policy(run: Arc<AnalysisRun>, error: &Error, ctx: Arc<AnalysisContext>) -> Requeue {
+    tracing::warn!(analysis_run = %run.name_any(), error = %error, "reconcile failed");
+    ctx.metrics.count_reconcile_error("analysisrun", error.metric_label());
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::analysis::{Metric, MetricProvider, PrometheusMetric};
+
+    #[test]
+    fn the_default_prometheus_address_fills_only_empty_addresses() {
+        let metric = |address: &str| Metric {
+            name: address.to_string(),
+            provider: MetricProvider {
+                prometheus: Some(PrometheusMetric {
+                    address: address.into(),
+                    query: "up".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let spec = AnalysisRunSpec {
+            metrics: vec![metric(""), metric("http://other:9090")],
+            ..Default::default()
+        };
+        let filled = with_default_address(&spec, Some("http://prometheus:9090"));
+        let addresses: Vec<&str> = filled
+            .metrics
+            .iter()
+            .map(|m| m.provider.prometheus.as_ref().unwrap().address.as_str())
+            .collect();
+        assert_eq!(addresses, ["http://prometheus:9090", "http://other:9090"]);
+    }
+
+    #[test]
+    fn measurements_show_as_numbers() {
+        assert_eq!(gauge_value(&ResultValue::Vector(vec![0.97, 0.5])), Some(0.97));
+        assert_eq!(gauge_value(&ResultValue::Vector(vec![])), None);
+        assert_eq!(gauge_value(&ResultValue::Scalar(f64::INFINITY)), Some(f64::INFINITY));
+    }
+}
