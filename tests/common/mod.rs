@@ -164,6 +164,15 @@ impl Prometheus {
             }
         })
         .await;
+        // Prometheus applies scrape targets on a 5 s tick after start: wait for the first scrape of each
+        // target, so queries made after this see data.
+        if !targets.is_empty() {
+            let wanted = targets.len() as f64;
+            eventually(Duration::from_secs(30), "prometheus scraping its targets", || async {
+                prometheus.scalar("count(up == 1)").await.filter(|up| *up >= wanted)
+            })
+            .await;
+        }
         prometheus
     }
 
@@ -233,7 +242,10 @@ impl RunningController {
         let running = sluice::controller::start(sim.client().expect("client"), config, Default::default())
             .await
             .expect("controller starts");
-        RunningController { metrics: running.metrics.clone(), running }
+        RunningController {
+            metrics: running.metrics.clone(),
+            running,
+        }
     }
 
     pub async fn stop(self) {
