@@ -26,6 +26,15 @@ enum Command {
     /// Measure performance; prints a JSON report.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The whole story on a simulated cluster, no cluster needed: canary, analysis on Prometheus, abort.
+    Demo {
+        /// Leave the simulator, Prometheus and controller running afterwards (prints the kubeconfig).
+        #[arg(long)]
+        keep: bool,
+        /// The Prometheus binary (default: `prometheus` on PATH).
+        #[arg(long)]
+        prometheus: Option<std::path::PathBuf>,
+    },
     /// Run the Sluice controllers (Rollout, AnalysisRun) against the cluster in KUBECONFIG or in-cluster.
     Controller(ControllerArgs),
     /// Print the CustomResourceDefinitions as YAML (apply with `kubectl apply --server-side -f -`).
@@ -253,6 +262,7 @@ async fn run() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Sim(args) => run_sim(args).await,
         Command::Controller(args) => run_controller(args).await,
+        Command::Demo { keep, prometheus } => crate::demo::run(crate::demo::DemoOptions { keep, prometheus }).await,
         Command::Rollouts(command) => crate::cli::run(command).await.map_err(anyhow::Error::from),
         Command::Crds => {
             print!("{}", crate::api::crds::to_yaml());

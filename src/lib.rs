@@ -6,6 +6,7 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod controller;
+pub mod demo;
 pub mod duration;
 pub mod rollout;
 pub mod sim;
