@@ -192,3 +192,34 @@ async fn controller_reconciles_every_object_and_writes_back() {
     task.abort();
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_watchers_get_partial_object_metadata() {
+    let sim = start_sim_with(quick_bookmarks()).await;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client().unwrap(), "default");
+    api.create(&PostParams::default(), &config_map("meta", &[("app", "web")]))
+        .await
+        .unwrap();
+    let listed = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].metadata.labels.as_ref().unwrap()["app"], "web");
+    let mut stream = kube::runtime::metadata_watcher(api.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("meta"));
+    api.create(&PostParams::default(), &config_map("later", &[]))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.metadata.name.as_deref(), Some("later"));
+    sim.shutdown().await;
+}

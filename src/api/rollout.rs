@@ -115,6 +115,9 @@ pub struct RolloutSpec {
     /// How new versions are rolled out.
     #[serde(default)]
     pub strategy: RolloutStrategy,
+    /// How many finished AnalysisRuns of this Rollout are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisRunHistory>,
 }
 
 impl RolloutSpec {
@@ -149,6 +152,34 @@ impl RolloutSpec {
         self.strategy.canary.clone().unwrap_or_default()
     }
 }
+
+/// How many finished AnalysisRuns a Rollout keeps (older ones are deleted, so runs do not pile up).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunHistory {
+    /// Successful runs kept (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 5))]
+    pub successful_run_history_limit: Option<i32>,
+    /// Failed, Error and Inconclusive runs kept (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 5))]
+    pub unsuccessful_run_history_limit: Option<i32>,
+}
+
+impl AnalysisRunHistory {
+    /// (successful, unsuccessful) limits, defaults applied.
+    pub fn limits(history: Option<&AnalysisRunHistory>) -> (usize, usize) {
+        let limit = |v: Option<i32>| v.unwrap_or(DEFAULT_RUN_HISTORY_LIMIT).max(0) as usize;
+        (
+            limit(history.and_then(|h| h.successful_run_history_limit)),
+            limit(history.and_then(|h| h.unsuccessful_run_history_limit)),
+        )
+    }
+}
+
+/// Finished AnalysisRuns of each kind kept by default.
+pub const DEFAULT_RUN_HISTORY_LIMIT: i32 = 5;
 
 /// The rollout strategy. Only canary is supported.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]

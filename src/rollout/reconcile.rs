@@ -523,6 +523,14 @@ async fn apply(rollout: &Rollout, plan: &Plan, router: Option<&Router>, ctx: &Co
                     .await
                     .map_err(|e| router_error(rollout, e))?;
             }
+            Action::DeleteAnalysisRun { name } => {
+                let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
+                match runs.delete(name, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(kube_error(rollout, format!("deleting AnalysisRun {name}"))(e)),
+                }
+            }
             Action::TerminateAnalysisRun { name } => {
                 let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
                 let patch = json!({"spec": {"terminate": true}});

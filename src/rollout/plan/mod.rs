@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 
 use crate::api::analysis::AnalysisPhase;
 use crate::api::rollout::{
-    AnalysisFailureAction, AnalysisRunRef, CanaryStatus, CanaryStep, PauseCondition, PauseReason, RevisionInfo,
-    Rollout, RolloutAnalysis, RolloutStatus, TrafficWeights, WeightDestination,
+    AnalysisFailureAction, AnalysisRunHistory, AnalysisRunRef, CanaryStatus, CanaryStep, PauseCondition, PauseReason,
+    RevisionInfo, Rollout, RolloutAnalysis, RolloutStatus, TrafficWeights, WeightDestination,
 };
 use crate::rollout::hash::pod_template_hash;
 use crate::rollout::replicas::{self, ReplicaSetCounts, RolloutReplicaSets, ScaleLimits, ScalePlan};
@@ -138,6 +138,10 @@ pub enum Action {
     TerminateAnalysisRun {
         name: String,
     },
+    /// A finished AnalysisRun beyond the history limits.
+    DeleteAnalysisRun {
+        name: String,
+    },
     /// Write the canary's weight to the traffic router (stable gets maxTrafficWeight − weight).
     SetCanaryWeight {
         weight: i32,
@@ -256,6 +260,7 @@ impl<'a> Planner<'a> {
             Some(stable) => self.canary(&live, &stable, limits),
         }
         self.prune_history(&live);
+        self.prune_analysis_runs();
         self.finish(&live, limits)
     }
 
@@ -1047,6 +1052,41 @@ impl<'a> Planner<'a> {
             for rs in older {
                 self.scale(rs, 0);
             }
+        }
+    }
+
+    /// Keeps the newest finished AnalysisRuns within the successful / unsuccessful history limits; the
+    /// runs the rollout currently follows are never deleted.
+    fn prune_analysis_runs(&mut self) {
+        let (keep_successful, keep_unsuccessful) = AnalysisRunHistory::limits(self.rollout.spec.analysis.as_ref());
+        let followed: Vec<String> = self
+            .status
+            .canary
+            .iter()
+            .flat_map(|c| {
+                [
+                    c.current_step_analysis_run.as_ref(),
+                    c.current_background_analysis_run.as_ref(),
+                ]
+            })
+            .flatten()
+            .map(|r| r.name.clone())
+            .collect();
+        let mut finished: Vec<&ObservedAnalysisRun> = self
+            .observed
+            .analysis_runs
+            .iter()
+            .filter(|r| r.phase.is_completed() && !followed.contains(&r.name))
+            .collect();
+        finished.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.name.cmp(&a.name)));
+        let (successful, unsuccessful): (Vec<_>, Vec<_>) =
+            finished.into_iter().partition(|r| r.phase == AnalysisPhase::Successful);
+        for run in successful
+            .into_iter()
+            .skip(keep_successful)
+            .chain(unsuccessful.into_iter().skip(keep_unsuccessful))
+        {
+            self.actions.push(Action::DeleteAnalysisRun { name: run.name.clone() });
         }
     }
 

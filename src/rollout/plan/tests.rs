@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::api::conditions;
-use crate::api::rollout::{CanaryStep, GatewayApiTrafficRouting, RolloutPhase, TrafficRouting};
+use crate::api::rollout::{AnalysisRunHistory, CanaryStep, GatewayApiTrafficRouting, RolloutPhase, TrafficRouting};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
@@ -155,6 +155,7 @@ impl World {
                     terminated: false,
                     created_at: Some(self.now),
                 }),
+                Action::DeleteAnalysisRun { name } => self.runs.retain(|r| r.name != *name),
                 Action::SetCanaryWeight { weight } => {
                     self.traffic = Some(ObservedTraffic {
                         canary_weight: Some(*weight),
@@ -710,6 +711,33 @@ fn dynamic_stable_scale_shrinks_stable_as_traffic_leaves_it() {
     world.new_template("web:v2");
     world.converge();
     assert_eq!((world.counts(), world.weight()), ((4, 6), Some(60)));
+}
+
+#[test]
+fn finished_analysis_runs_are_kept_within_the_history_limits() {
+    let mut world = deployed(2, vec![CanaryStep::analysis("success-rate")]);
+    world.rollout.spec.analysis = Some(AnalysisRunHistory {
+        successful_run_history_limit: Some(2),
+        unsuccessful_run_history_limit: Some(1),
+    });
+    for version in 2..=7 {
+        world.new_template(&format!("web:v{version}"));
+        world.converge();
+        let last = world.runs.len() - 1;
+        world.runs[last].phase = if version % 2 == 0 {
+            AnalysisPhase::Successful
+        } else {
+            AnalysisPhase::Failed
+        };
+        world.advance(Duration::from_secs(1));
+        world.converge();
+    }
+    let kept: Vec<AnalysisPhase> = world.runs.iter().map(|r| r.phase).collect();
+    let successful = kept.iter().filter(|p| **p == AnalysisPhase::Successful).count();
+    let unsuccessful = kept.len() - successful;
+    // Six runs: v2, v4, v6 succeeded (two kept); v3, v5, v7 failed (one kept, plus v7's, which the
+    // aborted rollout still shows).
+    assert_eq!((successful, unsuccessful), (2, 2), "kept {kept:?}");
 }
 
 // ---- property tests -------------------------------------------------------------------------
