@@ -203,9 +203,8 @@ async fn metadata_watchers_get_partial_object_metadata() {
     let listed = api.list_metadata(&ListParams::default()).await.unwrap();
     assert_eq!(listed.items.len(), 1);
     assert_eq!(listed.items[0].metadata.labels.as_ref().unwrap()["app"], "web");
-    let mut stream = kube::runtime::metadata_watcher(api.clone(), watcher::Config::default())
-        .applied_objects()
-        .boxed();
+    let metadata: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::namespaced(sim.client().unwrap(), "default");
+    let mut stream = watcher(metadata, watcher::Config::default()).applied_objects().boxed();
     let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
         .await
         .unwrap()
