@@ -909,25 +909,11 @@ impl<'a> Planner<'a> {
             AnalysisPhase::Pending | AnalysisPhase::Running => false,
             AnalysisPhase::Successful => true,
             AnalysisPhase::Inconclusive => {
-                if !self
-                    .status
-                    .pause_conditions
-                    .iter()
-                    .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun)
-                {
-                    self.status.pause_conditions.push(PauseCondition {
-                        reason: PauseReason::InconclusiveAnalysisRun,
-                        start_time: self.now,
-                    });
-                    self.warn(
-                        "AnalysisInconclusive",
-                        format!(
-                            "{what}: analysis {} was inconclusive{why}; paused until promoted",
-                            run.name
-                        ),
-                    );
-                }
-                self.status.controller_pause = Some(true);
+                let message = format!(
+                    "{what}: analysis {} was inconclusive{why}; paused until promoted",
+                    run.name
+                );
+                self.pause_on_analysis("AnalysisInconclusive", message);
                 false
             }
             AnalysisPhase::Failed | AnalysisPhase::Error => {
@@ -939,30 +925,33 @@ impl<'a> Planner<'a> {
                 match self.rollout.spec.canary().on_analysis_failure_or_default() {
                     AnalysisFailureAction::Abort => self.abort(format!("{what}: analysis {} {verdict}{why}", run.name)),
                     AnalysisFailureAction::Pause => {
-                        if !self
-                            .status
-                            .pause_conditions
-                            .iter()
-                            .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun)
-                        {
-                            self.status.pause_conditions.push(PauseCondition {
-                                reason: PauseReason::InconclusiveAnalysisRun,
-                                start_time: self.now,
-                            });
-                            self.warn(
-                                "AnalysisFailed",
-                                format!(
-                                    "{what}: analysis {} {verdict}{why}; paused (onAnalysisFailure: pause)",
-                                    run.name
-                                ),
-                            );
-                        }
-                        self.status.controller_pause = Some(true);
+                        let message = format!(
+                            "{what}: analysis {} {verdict}{why}; paused (onAnalysisFailure: pause)",
+                            run.name
+                        );
+                        self.pause_on_analysis("AnalysisFailed", message);
                     }
                 }
                 false
             }
         }
+    }
+
+    /// Pauses for a human on an analysis verdict; the condition and its event are recorded once.
+    fn pause_on_analysis(&mut self, event: &'static str, message: String) {
+        if !self
+            .status
+            .pause_conditions
+            .iter()
+            .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun)
+        {
+            self.status.pause_conditions.push(PauseCondition {
+                reason: PauseReason::InconclusiveAnalysisRun,
+                start_time: self.now,
+            });
+            self.warn(event, message);
+        }
+        self.status.controller_pause = Some(true);
     }
 
     /// The run the rollout follows for `kind`: the one named in status, else (after a crash between
