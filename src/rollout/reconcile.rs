@@ -400,11 +400,25 @@ pub fn build_replica_set(
     }
 }
 
+/// A write whose failure with `code` is fine: 404 for deleting what is gone, 409 for creating what a
+/// previous reconcile (whose status write was lost) already created.
+fn tolerate<T>(result: Result<T, kube::Error>, code: u16) -> Result<(), kube::Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == code => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Applies the plan: actions in order, then status (only when it changed), then events.
 async fn apply(rollout: &Rollout, plan: &Plan, router: Option<&Router>, ctx: &Context) -> Result<(), Error> {
     let namespace = rollout.namespace().unwrap_or_default();
     let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let merge = PatchParams::default();
+    let create = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
     for action in &plan.actions {
         match action {
             Action::CreateReplicaSet {
@@ -415,21 +429,8 @@ async fn apply(rollout: &Rollout, plan: &Plan, router: Option<&Router>, ctx: &Co
                 git_revision,
             } => {
                 let rs = build_replica_set(rollout, name, hash, *revision, *replicas, git_revision.as_deref());
-                match replica_sets
-                    .create(
-                        &PostParams {
-                            field_manager: Some(FIELD_MANAGER.into()),
-                            ..Default::default()
-                        },
-                        &rs,
-                    )
-                    .await
-                {
-                    Ok(_) => {}
-                    // Created by a previous reconcile whose status write was lost: nothing to do.
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(e) => return Err(kube_error(rollout, format!("creating ReplicaSet {name}"))(e)),
-                }
+                tolerate(replica_sets.create(&create, &rs).await, 409)
+                    .map_err(kube_error(rollout, format!("creating ReplicaSet {name}")))?;
             }
             Action::ScaleReplicaSet { name, replicas } => {
                 let patch = json!({"spec": {"replicas": replicas}});
@@ -445,18 +446,14 @@ async fn apply(rollout: &Rollout, plan: &Plan, router: Option<&Router>, ctx: &Co
                     .await
                     .map_err(kube_error(rollout, format!("annotating ReplicaSet {name}")))?;
             }
-            Action::DeleteReplicaSet { name } => match replica_sets.delete(name, &DeleteParams::background()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(kube_error(rollout, format!("deleting ReplicaSet {name}"))(e)),
-            },
+            Action::DeleteReplicaSet { name } => {
+                tolerate(replica_sets.delete(name, &DeleteParams::background()).await, 404)
+                    .map_err(kube_error(rollout, format!("deleting ReplicaSet {name}")))?;
+            }
             Action::DeletePod { name } => {
                 let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-                match pods.delete(name, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(kube_error(rollout, format!("restarting pod {name}"))(e)),
-                }
+                tolerate(pods.delete(name, &DeleteParams::default()).await, 404)
+                    .map_err(kube_error(rollout, format!("restarting pod {name}")))?;
             }
             Action::CreateAnalysisRun {
                 name,
@@ -481,20 +478,8 @@ async fn apply(rollout: &Rollout, plan: &Plan, router: Option<&Router>, ctx: &Co
                         message: format!("creating AnalysisRun {name}: {message}"),
                     })?;
                 let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
-                match runs
-                    .create(
-                        &PostParams {
-                            field_manager: Some(FIELD_MANAGER.into()),
-                            ..Default::default()
-                        },
-                        &run,
-                    )
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(e) => return Err(kube_error(rollout, format!("creating AnalysisRun {name}"))(e)),
-                }
+                tolerate(runs.create(&create, &run).await, 409)
+                    .map_err(kube_error(rollout, format!("creating AnalysisRun {name}")))?;
             }
             Action::SetServiceSelector { service, hash } => {
                 let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -525,20 +510,14 @@ async fn apply(rollout: &Rollout, plan: &Plan, router: Option<&Router>, ctx: &Co
             }
             Action::DeleteAnalysisRun { name } => {
                 let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
-                match runs.delete(name, &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(kube_error(rollout, format!("deleting AnalysisRun {name}"))(e)),
-                }
+                tolerate(runs.delete(name, &DeleteParams::background()).await, 404)
+                    .map_err(kube_error(rollout, format!("deleting AnalysisRun {name}")))?;
             }
             Action::TerminateAnalysisRun { name } => {
                 let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
                 let patch = json!({"spec": {"terminate": true}});
-                match runs.patch(name, &merge, &Patch::Merge(&patch)).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(kube_error(rollout, format!("terminating AnalysisRun {name}"))(e)),
-                }
+                tolerate(runs.patch(name, &merge, &Patch::Merge(&patch)).await, 404)
+                    .map_err(kube_error(rollout, format!("terminating AnalysisRun {name}")))?;
             }
         }
     }
