@@ -233,7 +233,10 @@ impl RunningController {
         let running = sluice::controller::start(sim.client().expect("client"), config, Default::default())
             .await
             .expect("controller starts");
-        RunningController { metrics: running.metrics.clone(), running }
+        RunningController {
+            metrics: running.metrics.clone(),
+            running,
+        }
     }
 
     pub async fn stop(self) {
