@@ -61,6 +61,57 @@ enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// `sluice controller` (a separate process) with N Healthy rollouts: time to /readyz, RSS, idle CPU.
+    Rollouts {
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        replicas: i32,
+        /// Seconds of idle CPU is measured over (reported per minute).
+        #[arg(long, default_value_t = 30)]
+        idle_seconds: u64,
+        /// Creates in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Upper bound of every wait, in seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout_seconds: u64,
+    },
+    /// N rollouts through five setWeight steps at once: API writes per step, reconcile p50/p99, total time.
+    Steps {
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        #[arg(long, default_value_t = 4)]
+        replicas: i32,
+        /// How long a new pod takes to become Ready.
+        #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+        pod_ready_delay: Duration,
+        /// Writes in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Upper bound of every wait, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_seconds: u64,
+    },
+    /// Failed analysis → canary weight 0: latency over several rollouts, and controller cost per measurement.
+    Abort {
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        #[arg(long, default_value_t = 5)]
+        replicas: i32,
+        /// How long a new pod takes to become Ready.
+        #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+        pod_ready_delay: Duration,
+        /// AnalysisRuns with a web metric for the cost-per-measurement part (0 skips it).
+        #[arg(long, default_value_t = 20)]
+        measurement_runs: usize,
+        /// Measurements per run in that part, 1 s apart.
+        #[arg(long, default_value_t = 5)]
+        measurements: i32,
+        /// Upper bound of every wait, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
+    },
 }
 
 #[derive(Args)]
@@ -142,6 +193,90 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     running.stop(Duration::from_secs(args.shutdown_grace_seconds)).await;
     Ok(())
+}
+
+async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Plan { calls } => {
+            let report = crate::bench::plan::run(calls);
+            println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+            Ok(())
+        }
+        BenchCommand::Sim {
+            objects,
+            watchers,
+            concurrency,
+        } => {
+            let options = crate::bench::sim::SimBenchOptions {
+                objects,
+                watchers,
+                concurrency,
+            };
+            crate::bench::sim::run(options)
+                .await
+                .map(|report| print_report(&report))
+        }
+        BenchCommand::Rollouts {
+            count,
+            replicas,
+            idle_seconds,
+            concurrency,
+            timeout_seconds,
+        } => {
+            let options = crate::bench::rollouts::RolloutsBenchOptions {
+                count,
+                replicas,
+                idle_seconds,
+                concurrency,
+                timeout: Duration::from_secs(timeout_seconds),
+            };
+            crate::bench::rollouts::run(options)
+                .await
+                .map(|report| print_report(&report))
+        }
+        BenchCommand::Steps {
+            count,
+            replicas,
+            pod_ready_delay,
+            concurrency,
+            timeout_seconds,
+        } => {
+            let options = crate::bench::steps::StepsBenchOptions {
+                count,
+                replicas,
+                pod_ready_delay,
+                concurrency,
+                timeout: Duration::from_secs(timeout_seconds),
+            };
+            crate::bench::steps::run(options)
+                .await
+                .map(|report| print_report(&report))
+        }
+        BenchCommand::Abort {
+            runs,
+            replicas,
+            pod_ready_delay,
+            measurement_runs,
+            measurements,
+            timeout_seconds,
+        } => {
+            let options = crate::bench::abort::AbortBenchOptions {
+                runs,
+                replicas,
+                pod_ready_delay,
+                measurement_runs,
+                measurements,
+                timeout: Duration::from_secs(timeout_seconds),
+            };
+            crate::bench::abort::run(options)
+                .await
+                .map(|report| print_report(&report))
+        }
+    }
+}
+
+fn print_report(report: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(report).expect("reports serialize"));
 }
 
 /// Durations as Kubernetes and Argo write them: 500ms, 30s, 5m, 1h (a bare number is seconds).
@@ -260,6 +395,12 @@ async fn run() -> std::process::ExitCode {
         .init();
     let cli = parse_cli();
     let result = match cli.command {
+        // Benchmarks start child processes that their guards kill on drop: on Ctrl-C or SIGTERM,
+        // drop the benchmark instead of exiting past the guards.
+        Command::Bench(command) => tokio::select! {
+            result = run_bench(command) => result,
+            _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+        },
         Command::Sim(args) => run_sim(args).await,
         Command::Controller(args) => run_controller(args).await,
         Command::Demo { keep, prometheus } => crate::demo::run(crate::demo::DemoOptions { keep, prometheus }).await,
@@ -267,25 +408,6 @@ async fn run() -> std::process::ExitCode {
         Command::Crds => {
             print!("{}", crate::api::crds::to_yaml());
             Ok(())
-        }
-        Command::Bench(BenchCommand::Plan { calls }) => {
-            let report = crate::bench::plan::run(calls);
-            println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
-            Ok(())
-        }
-        Command::Bench(BenchCommand::Sim {
-            objects,
-            watchers,
-            concurrency,
-        }) => {
-            let options = crate::bench::sim::SimBenchOptions {
-                objects,
-                watchers,
-                concurrency,
-            };
-            crate::bench::sim::run(options).await.map(|report| {
-                println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
-            })
         }
     };
     match result {

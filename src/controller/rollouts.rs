@@ -39,7 +39,14 @@ impl Scope {
     }
 }
 
-/// Runs until `shutdown`; marks `health` ready once every cache has synced.
+/// Runs until `shutdown`; marks `health` ready once every cache has synced, and holds reconciles
+/// until then (a reconcile on a partial ReplicaSet cache would recreate ReplicaSets and flap the
+/// status of Healthy rollouts after every restart).
+///
+/// Readiness comes from the watch streams' own InitDone events rather than `Store::wait_until_ready`:
+/// the kube-runtime Controller already waits on its store that way, and a second waiter on the same
+/// store from another task can miss the wake-up for good (the store's one-shot keeps one waker), which
+/// left `/readyz` at 503 forever in about one start in four.
 pub async fn run(
     client: Client,
     scope: Scope,
@@ -48,6 +55,9 @@ pub async fn run(
     analysis: Arc<dyn AnalysisRunFactory>,
     shutdown: CancellationToken,
 ) {
+    let (rs_synced, rs_synced_rx) = tokio::sync::watch::channel(false);
+    let (runs_synced, runs_synced_rx) = tokio::sync::watch::channel(false);
+    let (rollouts_synced, rollouts_synced_rx) = tokio::sync::watch::channel(false);
     let (replica_sets, rs_writer) = reflector::store();
     // Only ReplicaSets Sluice made carry the hash label; pod templates are dropped from the cache
     // (the reconciler never reads them), which keeps memory flat with many rollouts.
@@ -63,19 +73,24 @@ pub async fn run(
         }
     })
     .reflect(rs_writer)
+    .inspect(move |event| mark_synced(event, &rs_synced))
     .touched_objects();
     let (analysis_runs, run_writer) = reflector::store();
     let run_watch = watcher(scope.api::<AnalysisRun>(&client), watcher::Config::default())
         .default_backoff()
         .modify(|run: &mut AnalysisRun| run.managed_fields_mut().clear())
         .reflect(run_writer)
+        .inspect(move |event| mark_synced(event, &runs_synced))
         .touched_objects();
-    let rollouts = scope.api::<Rollout>(&client);
-    let controller = Controller::new(rollouts, watcher::Config::default())
+    let (rollout_store, rollout_writer) = reflector::store();
+    let rollout_watch = watcher(scope.api::<Rollout>(&client), watcher::Config::default())
+        .reflect(rollout_writer)
+        .inspect(move |event| mark_synced(event, &rollouts_synced))
+        .applied_objects();
+    let controller = Controller::for_stream(rollout_watch, rollout_store)
         .owns_stream(rs_watch)
         .owns_stream(run_watch)
         .graceful_shutdown_on(async move { shutdown.cancelled().await });
-    let rollout_store = controller.store();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -90,19 +105,30 @@ pub async fn run(
         metrics,
         analysis,
     });
+    let (all_synced, all_synced_rx) = tokio::sync::watch::channel(false);
     let readiness = tokio::spawn(async move {
-        let synced = async {
-            replica_sets.wait_until_ready().await.ok()?;
-            analysis_runs.wait_until_ready().await.ok()?;
-            rollout_store.wait_until_ready().await.ok()
-        };
-        if synced.await.is_some() {
-            health.set_ready(true);
-            tracing::info!("rollout controller caches synced");
+        for mut synced in [rs_synced_rx, runs_synced_rx, rollouts_synced_rx] {
+            if synced.wait_for(|s| *s).await.is_err() {
+                return;
+            }
         }
+        all_synced.send_replace(true);
+        health.set_ready(true);
+        tracing::info!("rollout controller caches synced");
     });
     controller
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(
+            move |rollout, ctx| {
+                let mut synced = all_synced_rx.clone();
+                async move {
+                    // Err: the readiness task ended without syncing (shutting down); nothing to wait for.
+                    let _ = synced.wait_for(|s| *s).await;
+                    reconcile::reconcile(rollout, ctx).await
+                }
+            },
+            reconcile::error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "rollout controller event");
@@ -110,4 +136,11 @@ pub async fn run(
         })
         .await;
     readiness.abort();
+}
+
+/// Flags a watch stream as synced at its first InitDone (the initial list is in the cache).
+fn mark_synced<K>(event: &Result<watcher::Event<K>, watcher::Error>, synced: &tokio::sync::watch::Sender<bool>) {
+    if matches!(event, Ok(watcher::Event::InitDone)) && !*synced.borrow() {
+        synced.send_replace(true);
+    }
 }
