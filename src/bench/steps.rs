@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::ResourceExt;
 use kube::api::Api;
 use serde::Serialize;
@@ -43,6 +44,9 @@ pub struct StepsBenchReport {
     pub writes_per_rollout_per_step_excluding_events: f64,
     /// By `verb resource[/subresource]`, summed over all rollouts.
     pub writes_by_kind: BTreeMap<String, usize>,
+    /// ReplicaSet spec changes during the progression (generation bumps, new ReplicaSets counted as
+    /// one): compare with the `patch replicasets` count to see how many patches changed nothing.
+    pub replica_set_spec_changes: i64,
     /// User agents of the counted writes (the controller's).
     pub controller_user_agents: Vec<String>,
     pub reconciles: f64,
@@ -125,6 +129,8 @@ async fn progress(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let histogram =
         |text: &str| Histogram::parse(text, "sluice_reconcile_duration_seconds", &[("controller", "rollout")]);
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(rollouts.clone().into_client(), "default");
+    let generations_before = generations(&replica_sets).await?;
     let before = histogram(&controller.metrics.render());
     sim.http.requests.clear();
 
@@ -163,6 +169,11 @@ async fn progress(
     // Writes that belong to completion (scale-down of the old stable, status, events) may trail.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = histogram(&controller.metrics.render());
+    let generations_after = generations(&replica_sets).await?;
+    let replica_set_spec_changes = generations_after
+        .iter()
+        .map(|(name, generation)| generation - generations_before.get(name).copied().unwrap_or(0))
+        .sum();
     let log: Vec<LoggedRequest> = sim.http.requests.snapshot().iter().map(LoggedRequest::from).collect();
     let by_controller = |r: &LoggedRequest| r.user_agent != support::BENCH_USER_AGENT;
     let writes_by_kind = support::writes_by_kind(&log, by_controller);
@@ -195,6 +206,7 @@ async fn progress(
         writes_per_rollout_per_step: writes as f64 / n / steps,
         writes_per_rollout_per_step_excluding_events: (writes - event_writes) as f64 / n / steps,
         writes_by_kind,
+        replica_set_spec_changes,
         controller_user_agents: agents,
         reconciles: delta.count,
         reconciles_per_rollout: delta.count / n,
@@ -202,4 +214,16 @@ async fn progress(
         reconcile_p99_seconds: delta.quantile(0.99),
         reconcile_mean_seconds: delta.mean(),
     })
+}
+
+/// metadata.generation of every ReplicaSet Sluice made, by name.
+async fn generations(replica_sets: &Api<ReplicaSet>) -> anyhow::Result<HashMap<String, i64>> {
+    let list = replica_sets
+        .list(&kube::api::ListParams::default().labels(crate::rollout::hash::POD_TEMPLATE_HASH_LABEL))
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .map(|rs| (rs.name_any(), rs.metadata.generation.unwrap_or(0)))
+        .collect())
 }
