@@ -104,6 +104,7 @@ pub async fn run(
         analysis_runs: analysis_runs.clone(),
         metrics,
         analysis,
+        expectations: Default::default(),
     });
     let (all_synced, all_synced_rx) = tokio::sync::watch::channel(false);
     let readiness = tokio::spawn(async move {

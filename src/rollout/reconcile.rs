@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::api::analysis::AnalysisRun;
 use crate::api::rollout::{Rollout, RolloutStatus};
 use crate::controller::metrics::Metrics;
+use crate::rollout::expectations::Expectations;
 use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
 use crate::rollout::plan::{
     self, Action, AnalysisKind, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, ObservedService, Plan,
@@ -76,6 +77,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Creates the AnalysisRun a plan asks for (templates are read here, at the I/O edge).
     pub analysis: Arc<dyn AnalysisRunFactory>,
+    /// Our writes the caches may not show yet.
+    pub expectations: Expectations,
 }
 
 /// Builds AnalysisRuns from a Rollout's analysis references (implemented by the analysis engine).
@@ -118,7 +121,28 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
         return Ok(Requeue::await_change());
     }
     let now = Utc::now();
-    let replica_sets = observe_replica_sets(&rollout, &ctx.replica_sets);
+    // Plan from what we last wrote when the cached Rollout has not seen it yet.
+    let rollout = match ctx
+        .expectations
+        .status_for(&namespace, &name, rollout.metadata.resource_version.as_deref())
+    {
+        Some(status) => {
+            let mut current = (*rollout).clone();
+            current.status = Some(status);
+            Arc::new(current)
+        }
+        None => rollout,
+    };
+    let mut replica_sets = observe_replica_sets(&rollout, &ctx.replica_sets);
+    let versions: std::collections::HashMap<String, String> = ctx
+        .replica_sets
+        .state()
+        .iter()
+        .filter(|rs| rs.metadata.namespace.as_deref() == Some(namespace.as_str()))
+        .filter_map(|rs| Some((rs.name_any(), rs.metadata.resource_version.clone()?)))
+        .collect();
+    ctx.expectations
+        .overlay_replica_sets(&namespace, &mut replica_sets, &versions);
     let analysis_runs = observe_analysis_runs(&rollout, &ctx.analysis_runs);
     let pods = if restart_pending(&rollout, now) {
         observe_pods(&ctx.client, &rollout, &replica_sets).await?
@@ -434,10 +458,12 @@ async fn apply(rollout: &Rollout, plan: &Plan, router: Option<&Router>, ctx: &Co
             }
             Action::ScaleReplicaSet { name, replicas } => {
                 let patch = json!({"spec": {"replicas": replicas}});
-                replica_sets
+                let scaled = replica_sets
                     .patch(name, &merge, &Patch::Merge(&patch))
                     .await
                     .map_err(kube_error(rollout, format!("scaling ReplicaSet {name}")))?;
+                ctx.expectations
+                    .scaled(&namespace, name, *replicas, scaled.metadata.resource_version.as_deref());
             }
             Action::SetRevision { name, revision } => {
                 let patch = json!({"metadata": {"annotations": {REVISION_ANNOTATION: revision.to_string()}}});
@@ -594,10 +620,18 @@ async fn write_status(rollout: &Rollout, status: &RolloutStatus, ctx: &Context) 
     }
     let rollouts: Api<Rollout> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
     let patch = json!({"status": diff});
-    rollouts
+    let written = rollouts
         .patch_status(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(kube_error(rollout, "writing status"))?;
+    let namespace = rollout.namespace().unwrap_or_default();
+    let stored = written.status.clone().unwrap_or_default();
+    ctx.expectations.wrote_status(
+        &namespace,
+        &rollout.name_any(),
+        &stored,
+        written.metadata.resource_version.as_deref(),
+    );
     Ok(())
 }
 

@@ -1029,6 +1029,11 @@ impl<'a> Planner<'a> {
         self.status.step_started_at = None;
         self.status.promote_full = None;
         self.status.promoted_step = None;
+        // The promoted revision follows no analysis any more: say so in the same status write.
+        if let Some(canary) = self.status.canary.as_mut() {
+            canary.current_step_analysis_run = None;
+            canary.current_background_analysis_run = None;
+        }
         self.terminate_analysis_runs(|_| true);
         self.event(
             "RolloutCompleted",
