@@ -18,7 +18,6 @@ use crate::sim::api::WriteOptions;
 use crate::sim::{SimConfig, Simulator};
 
 const SUCCESS_RATE_TEMPLATE: &str = include_str!("../analysis-templates/sim-success-rate.yaml");
-const CRDS: &str = include_str!("../crds/sluice.dev.yaml");
 /// Each act of the story must finish within this.
 const ACT_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -128,19 +127,7 @@ fn install(sim: &Simulator) -> anyhow::Result<()> {
         field_manager: "sluice-demo".into(),
         ..Default::default()
     };
-    let crds = sim
-        .api
-        .resource("apiextensions.k8s.io", "customresourcedefinitions")
-        .context("CRDs are built in")?;
-    for document in CRDS
-        .split("\n---\n")
-        .filter(|d| !d.trim().is_empty() && d.trim() != "---")
-    {
-        let crd: Value = serde_saphyr::from_str(document).context("bundled CRD YAML")?;
-        sim.api
-            .create(&crds, "", crd, &options)
-            .map_err(|e| anyhow::anyhow!("installing CRDs: {e}"))?;
-    }
+    sim.install_sluice_crds()?;
     let template: ClusterAnalysisTemplate =
         serde_saphyr::from_str(SUCCESS_RATE_TEMPLATE).context("bundled analysis template")?;
     let templates = sim

@@ -136,6 +136,25 @@ impl Simulator {
         std::fs::write(path, self.kubeconfig("default"))
     }
 
+    /// Installs Sluice's own CRDs (the ones `sluice crds` prints and `crds/` holds).
+    pub fn install_sluice_crds(&self) -> anyhow::Result<()> {
+        let crds = self
+            .api
+            .resource("apiextensions.k8s.io", "customresourcedefinitions")
+            .expect("CRDs are built in");
+        let options = crate::sim::api::WriteOptions {
+            field_manager: "sluice".into(),
+            ..Default::default()
+        };
+        for crd in crate::api::crds::all() {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            self.api
+                .create(&crds, "", serde_json::to_value(crd)?, &options)
+                .map_err(|e| anyhow::anyhow!("installing CRD {name}: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// A kube client for this simulator (tests and the demo use it in-process).
     pub fn client(&self) -> anyhow::Result<kube::Client> {
         let mut config = kube::Config::new(self.url().parse()?);

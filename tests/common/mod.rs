@@ -203,25 +203,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Installs Sluice's CRDs (crds/sluice.dev.yaml) into a simulator.
+/// Installs Sluice's CRDs into a simulator.
 pub fn install_crds(sim: &Simulator) {
-    let crds = sim
-        .api
-        .resource("apiextensions.k8s.io", "customresourcedefinitions")
-        .expect("CRDs are built in");
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/sluice.dev.yaml")).expect("crds file");
-    let options = sluice::sim::api::WriteOptions {
-        field_manager: "test".into(),
-        ..Default::default()
-    };
-    for document in text
-        .split("\n---\n")
-        .filter(|d| !d.trim().is_empty() && d.trim() != "---")
-    {
-        let crd: serde_json::Value = serde_saphyr::from_str(document).expect("CRD YAML parses");
-        sim.api.create(&crds, "", crd, &options).expect("CRD accepted");
-    }
+    sim.install_sluice_crds().expect("CRDs accepted");
 }
 
 /// An in-process Sluice controller (Rollout + AnalysisRun) that can be stopped and started again
