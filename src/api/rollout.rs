@@ -610,6 +610,9 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<crate::api::Timestamp>")]
     pub aborted_at: Option<DateTime<Utc>>,
+    /// Why it was aborted: a GitSync blocks the revision only when the evidence, not a human, said no.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<AbortReason>,
     /// The step index a user promoted past (`sluice promote`): that step counts as done. Naming the
     /// index, not "next", makes promote idempotent: promoting twice does not skip two steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -666,6 +669,27 @@ impl RolloutStatus {
     /// currentStepIndex, or 0 when unset.
     pub fn current_step_index_or_default(&self) -> i32 {
         self.current_step_index.unwrap_or(0)
+    }
+}
+
+/// What aborted a canary.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AbortReason {
+    /// A step or background analysis ended Failed or Error.
+    AnalysisFailed,
+    /// No progress within progressDeadlineSeconds, with progressDeadlineAbort.
+    ProgressDeadlineExceeded,
+    /// `sluice abort` (status.abort set by a person or another tool).
+    Requested,
+}
+
+impl AbortReason {
+    /// Whether the canary's revision itself was judged bad (as opposed to a human stopping it).
+    pub fn blames_revision(self) -> bool {
+        matches!(
+            self,
+            AbortReason::AnalysisFailed | AbortReason::ProgressDeadlineExceeded
+        )
     }
 }
 

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 
 use crate::api::analysis::AnalysisPhase;
 use crate::api::rollout::{
-    AnalysisFailureAction, AnalysisRunHistory, AnalysisRunRef, CanaryStatus, CanaryStep, PauseCondition, PauseReason,
-    RevisionInfo, Rollout, RolloutAnalysis, RolloutStatus, TrafficWeights, WeightDestination,
+    AbortReason, AnalysisFailureAction, AnalysisRunHistory, AnalysisRunRef, CanaryStatus, CanaryStep, PauseCondition,
+    PauseReason, RevisionInfo, Rollout, RolloutAnalysis, RolloutStatus, TrafficWeights, WeightDestination,
 };
 use crate::rollout::hash::pod_template_hash;
 use crate::rollout::replicas::{self, ReplicaSetCounts, RolloutReplicaSets, ScaleLimits, ScalePlan};
@@ -418,6 +418,7 @@ impl<'a> Planner<'a> {
         self.status.controller_pause = None;
         self.status.abort = None;
         self.status.aborted_at = None;
+        self.status.abort_reason = None;
         self.status.promote_full = None;
         self.status.promoted_step = None;
         self.status.step_started_at = None;
@@ -619,6 +620,7 @@ impl<'a> Planner<'a> {
         let aborted = self.status.is_aborted();
         if aborted && self.status.aborted_at.is_none() {
             self.status.aborted_at = Some(self.now);
+            self.status.abort_reason = Some(AbortReason::Requested);
             self.status.pause_conditions.clear();
             self.status.message = Some("aborted on request (sluice abort)".into());
             self.aborted_now = true;
@@ -635,9 +637,10 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn abort(&mut self, message: String) {
+    fn abort(&mut self, reason: AbortReason, message: String) {
         self.status.abort = Some(true);
         self.status.aborted_at = Some(self.now);
+        self.status.abort_reason = Some(reason);
         self.status.pause_conditions.clear();
         self.status.message = Some(message.clone());
         self.aborted_now = true;
@@ -923,7 +926,10 @@ impl<'a> Planner<'a> {
                     "errored"
                 };
                 match self.rollout.spec.canary().on_analysis_failure_or_default() {
-                    AnalysisFailureAction::Abort => self.abort(format!("{what}: analysis {} {verdict}{why}", run.name)),
+                    AnalysisFailureAction::Abort => self.abort(
+                        AbortReason::AnalysisFailed,
+                        format!("{what}: analysis {} {verdict}{why}", run.name),
+                    ),
                     AnalysisFailureAction::Pause => {
                         let message = format!(
                             "{what}: analysis {} {verdict}{why}; paused (onAnalysisFailure: pause)",
@@ -1193,7 +1199,10 @@ impl<'a> Planner<'a> {
                 format!("no progress for {}s", deadline.as_secs()),
             );
             if self.rollout.spec.is_progress_deadline_abort() && !self.status.is_aborted() {
-                self.abort(format!("progress deadline of {}s exceeded", deadline.as_secs()));
+                self.abort(
+                    AbortReason::ProgressDeadlineExceeded,
+                    format!("progress deadline of {}s exceeded", deadline.as_secs()),
+                );
                 status::conclude(&mut self.status, &progress, deadline, self.now);
             }
         }

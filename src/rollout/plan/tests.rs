@@ -379,6 +379,7 @@ fn abort_returns_to_stable_and_retry_starts_again_at_step_zero() {
     world.edit_status(|s| s.abort = Some(true));
     let plan = world.reconcile();
     assert!(plan.aborted_now);
+    assert_eq!(plan.status.abort_reason, Some(AbortReason::Requested));
     assert_eq!(plan.status.canary_weight, Some(0), "weight 0 in the same reconcile");
     world.converge();
     assert_eq!(world.phase(), RolloutPhase::Degraded);
@@ -522,6 +523,7 @@ fn no_progress_past_the_deadline_degrades_and_can_abort() {
     world.advance(Duration::from_secs(61));
     let plan = world.reconcile();
     assert!(plan.aborted_now);
+    assert_eq!(plan.status.abort_reason, Some(AbortReason::ProgressDeadlineExceeded));
     world.converge();
     assert_eq!(world.counts(), (4, 0));
     assert_eq!(world.phase(), RolloutPhase::Degraded);
@@ -556,6 +558,7 @@ fn analysis_steps_follow_the_run_verdict() {
     let plan = world.reconcile();
     assert!(plan.aborted_now);
     assert_eq!(plan.status.canary_weight, Some(0));
+    assert_eq!(plan.status.abort_reason, Some(AbortReason::AnalysisFailed));
     world.converge();
     assert_eq!(world.counts(), (10, 0));
     assert!(
