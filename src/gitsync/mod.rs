@@ -2,7 +2,9 @@
 //! prune what left Git, and close the loop: a revision whose canary failed is blocked and the last
 //! healthy one re-applied (optionally with a revert commit pushed to Git).
 pub mod apply;
+pub mod argocd;
 pub mod health;
+pub mod local_repo;
 pub mod manifest;
 pub mod plan;
 pub mod preserve;
