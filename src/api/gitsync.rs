@@ -257,6 +257,9 @@ pub struct GitSyncStatus {
     /// Ready, Reconciling, Stalled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The `sluice.dev/requested-at` annotation value last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_requested_at: Option<String>,
 }
 
 impl GitSyncStatus {
@@ -277,6 +280,12 @@ pub struct BlockedRevision {
     /// When it was blocked.
     #[schemars(with = "crate::api::Timestamp")]
     pub blocked_at: DateTime<Utc>,
+    /// The commit that reverted it in Git (rollback.onAnalysisFailure: revert).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_commit: Option<String>,
+    /// Why no revert commit was pushed (e.g. the branch moved on), so it is not tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_message: Option<String>,
 }
 
 /// The applied objects.
@@ -406,6 +415,8 @@ spec:
                 revision: "abc123".into(),
                 reason: "rollout shop/checkout: analysis success-rate Failed".into(),
                 blocked_at: chrono::DateTime::UNIX_EPOCH,
+                revert_commit: None,
+                revert_message: None,
             }],
             ..GitSyncStatus::default()
         };

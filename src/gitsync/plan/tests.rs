@@ -1,0 +1,398 @@
+use chrono::TimeZone;
+use proptest::prelude::*;
+
+use super::*;
+use crate::api::gitsync::{GitRef, RollbackPolicy};
+
+const V2: &str = "2222222222222222222222222222222222222222";
+const V3: &str = "3333333333333333333333333333333333333333";
+const V4: &str = "4444444444444444444444444444444444444444";
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0).unwrap()
+}
+
+fn spec(action: RollbackAction) -> GitSyncSpec {
+    GitSyncSpec {
+        repo_url: "file:///repo.git".into(),
+        git_ref: Some(GitRef {
+            branch: Some("main".into()),
+            ..GitRef::default()
+        }),
+        rollback: Some(RollbackPolicy {
+            on_analysis_failure: Some(action),
+            ..RollbackPolicy::default()
+        }),
+        ..GitSyncSpec::default()
+    }
+}
+
+fn healthy_on(revision: &str) -> GitSyncStatus {
+    GitSyncStatus {
+        last_attempted_revision: Some(revision.into()),
+        last_applied_revision: Some(revision.into()),
+        last_healthy_revision: Some(revision.into()),
+        ..GitSyncStatus::default()
+    }
+}
+
+fn healthy_rollout() -> RolloutState {
+    RolloutState {
+        name: "shop/web".into(),
+        aborted: false,
+        abort_reason: None,
+        message: None,
+        canary_revision: None,
+        healthy: true,
+        mid_rollout: false,
+    }
+}
+
+fn aborted(reason: AbortReason, canary: &str) -> RolloutState {
+    RolloutState {
+        aborted: true,
+        abort_reason: Some(reason),
+        message: Some("RolloutAborted: step 1: analysis web-v3-1 failed".into()),
+        canary_revision: Some(canary.into()),
+        healthy: false,
+        mid_rollout: true,
+        ..healthy_rollout()
+    }
+}
+
+fn decide_for(spec: &GitSyncSpec, status: &GitSyncStatus, head: &str, rollouts: &[RolloutState]) -> Decision {
+    decide(&Observed {
+        spec,
+        status,
+        head: Some(head),
+        rollouts,
+        now: now(),
+    })
+}
+
+fn block(status: &mut GitSyncStatus, decision: &Decision) {
+    status.blocked_revisions.extend(decision.block.iter().cloned());
+}
+
+#[test]
+fn an_unblocked_head_is_applied() {
+    let decision = decide_for(&spec(RollbackAction::Pin), &healthy_on(V2), V3, &[healthy_rollout()]);
+    assert_eq!(
+        decision.target,
+        Target::Apply {
+            revision: V3.into(),
+            pinned_over: None
+        }
+    );
+    assert!(decision.block.is_empty() && decision.revert.is_none());
+    assert_eq!(decision.prune, Prune::Allowed);
+}
+
+#[test]
+fn a_failed_canary_blocks_its_revision_and_pins_the_healthy_one_until_git_moves_on() {
+    let spec = spec(RollbackAction::Pin);
+    let mut status = healthy_on(V2);
+    status.last_applied_revision = Some(V3.into());
+    let rollouts = [aborted(AbortReason::AnalysisFailed, V3)];
+    let decision = decide_for(&spec, &status, V3, &rollouts);
+    assert_eq!(decision.block.len(), 1);
+    assert_eq!(decision.block[0].revision, V3);
+    assert!(decision.block[0].reason.contains("shop/web") && decision.block[0].reason.contains("failed"));
+    assert_eq!(
+        decision.target,
+        Target::Apply {
+            revision: V2.into(),
+            pinned_over: Some(V3.into())
+        }
+    );
+    assert_eq!(decision.revert, None, "pin only pins");
+
+    block(&mut status, &decision);
+    // Later intervals: the Rollout is back on stable; the blocked head keeps being skipped.
+    let decision = decide_for(&spec, &status, V3, &[healthy_rollout()]);
+    assert!(decision.block.is_empty(), "blocked once");
+    assert_eq!(
+        decision.target,
+        Target::Apply {
+            revision: V2.into(),
+            pinned_over: Some(V3.into())
+        }
+    );
+    // A newer commit resumes normal sync.
+    let decision = decide_for(&spec, &status, V4, &[healthy_rollout()]);
+    assert_eq!(
+        decision.target,
+        Target::Apply {
+            revision: V4.into(),
+            pinned_over: None
+        }
+    );
+}
+
+#[test]
+fn a_progress_deadline_abort_blocks_but_a_manual_abort_does_not() {
+    let spec = spec(RollbackAction::Pin);
+    let status = healthy_on(V2);
+    let decision = decide_for(
+        &spec,
+        &status,
+        V3,
+        &[aborted(AbortReason::ProgressDeadlineExceeded, V3)],
+    );
+    assert_eq!(decision.block.len(), 1);
+    let decision = decide_for(&spec, &status, V3, &[aborted(AbortReason::Requested, V3)]);
+    assert!(
+        decision.block.is_empty(),
+        "a person stopping a canary is not evidence against it"
+    );
+    assert_eq!(
+        decision.target,
+        Target::Apply {
+            revision: V3.into(),
+            pinned_over: None
+        }
+    );
+}
+
+#[test]
+fn policy_none_keeps_applying_the_head() {
+    let spec = spec(RollbackAction::None);
+    let mut status = healthy_on(V2);
+    status.blocked_revisions.push(BlockedRevision {
+        revision: V3.into(),
+        reason: "earlier, under pin".into(),
+        blocked_at: now(),
+        revert_commit: None,
+        revert_message: None,
+    });
+    let decision = decide_for(&spec, &status, V3, &[aborted(AbortReason::AnalysisFailed, V3)]);
+    assert!(decision.block.is_empty());
+    assert_eq!(
+        decision.target,
+        Target::Apply {
+            revision: V3.into(),
+            pinned_over: None
+        }
+    );
+}
+
+#[test]
+fn a_blocked_head_without_a_healthy_revision_applies_nothing() {
+    let spec = spec(RollbackAction::Pin);
+    let status = GitSyncStatus {
+        last_applied_revision: Some(V3.into()),
+        ..GitSyncStatus::default()
+    };
+    let decision = decide_for(&spec, &status, V3, &[aborted(AbortReason::AnalysisFailed, V3)]);
+    assert_eq!(decision.block.len(), 1);
+    assert!(matches!(decision.target, Target::Hold(ref why) if why.contains("no healthy revision")));
+}
+
+#[test]
+fn the_healthy_revision_is_never_blocked() {
+    let decision = decide_for(
+        &spec(RollbackAction::Pin),
+        &healthy_on(V2),
+        V2,
+        &[aborted(AbortReason::AnalysisFailed, V2)],
+    );
+    assert!(decision.block.is_empty());
+}
+
+#[test]
+fn revert_is_planned_once_on_the_tracked_branch() {
+    let spec = spec(RollbackAction::Revert);
+    let mut status = healthy_on(V2);
+    let decision = decide_for(&spec, &status, V3, &[aborted(AbortReason::AnalysisFailed, V3)]);
+    assert_eq!(
+        decision.revert,
+        Some(RevertPlan {
+            blocked: V3.into(),
+            to_revision: V2.into(),
+            branch: "main".into()
+        })
+    );
+    block(&mut status, &decision);
+    status.blocked_revisions[0].revert_commit = Some(V4.into());
+    let decision = decide_for(&spec, &status, V3, &[healthy_rollout()]);
+    assert_eq!(decision.revert, None, "pushed already");
+
+    let mut tag_spec = spec.clone();
+    tag_spec.git_ref = Some(GitRef {
+        tag: Some("v3".into()),
+        ..GitRef::default()
+    });
+    let decision = decide_for(
+        &tag_spec,
+        &healthy_on(V2),
+        V3,
+        &[aborted(AbortReason::AnalysisFailed, V3)],
+    );
+    assert_eq!(decision.revert, None);
+    assert!(decision.revert_impossible.unwrap().contains("revertBranch"));
+}
+
+#[test]
+fn prune_waits_for_rollouts_to_finish_and_respects_prune_false() {
+    let spec_on = spec(RollbackAction::Pin);
+    let moving = RolloutState {
+        mid_rollout: true,
+        ..healthy_rollout()
+    };
+    let decision = decide_for(&spec_on, &healthy_on(V2), V2, &[moving]);
+    assert!(matches!(decision.prune, Prune::HeldBack(ref why) if why.contains("shop/web")));
+    let mut spec_off = spec_on.clone();
+    spec_off.prune = Some(false);
+    assert_eq!(
+        decide_for(&spec_off, &healthy_on(V2), V2, &[healthy_rollout()]).prune,
+        Prune::Disabled
+    );
+}
+
+#[test]
+fn health_is_concluded_only_for_the_applied_revision_with_every_rollout_healthy() {
+    let mut status = healthy_on(V2);
+    status.last_applied_revision = Some(V3.into());
+    let progressing = RolloutState {
+        healthy: false,
+        mid_rollout: true,
+        ..healthy_rollout()
+    };
+    assert_eq!(
+        conclude_health(&mut status, &Health::Healthy, &[progressing], now()),
+        None
+    );
+    assert_eq!(
+        conclude_health(
+            &mut status,
+            &Health::Progressing("web 2/3".into()),
+            &[healthy_rollout()],
+            now()
+        ),
+        None
+    );
+    assert_eq!(
+        conclude_health(&mut status, &Health::Healthy, &[healthy_rollout()], now()),
+        Some(V3.into())
+    );
+    assert_eq!(status.last_healthy_revision.as_deref(), Some(V3));
+    assert_eq!(status.history.last().unwrap().result.as_deref(), Some("Healthy"));
+    assert_eq!(
+        conclude_health(&mut status, &Health::Healthy, &[healthy_rollout()], now()),
+        None,
+        "once"
+    );
+}
+
+#[test]
+fn history_is_bounded_and_repeats_update_the_newest_entry() {
+    let mut status = GitSyncStatus::default();
+    let apply = |revision: &str| Target::Apply {
+        revision: revision.into(),
+        pinned_over: None,
+    };
+    for i in 0..15 {
+        let revision = format!("{i:040}");
+        record_applied(&mut status, &apply(&revision), "applied".into(), now());
+        record_applied(&mut status, &apply(&revision), "self-heal".into(), now());
+    }
+    assert_eq!(status.history.len(), HISTORY_LIMIT);
+    assert_eq!(status.history.last().unwrap().revision, format!("{:040}", 14));
+    assert_eq!(status.history.last().unwrap().message.as_deref(), Some("self-heal"));
+}
+
+#[test]
+fn conditions_follow_kstatus() {
+    let mut status = healthy_on(V2);
+    set_conditions(&mut status, Some(3), &SyncResult::Synced, Some(&Health::Healthy), now());
+    assert!(conditions::is_true(&status.conditions, conditions::READY));
+    assert!(conditions::find(&status.conditions, conditions::STALLED).is_none());
+    assert_eq!(status.observed_generation, Some(3));
+
+    set_conditions(
+        &mut status,
+        Some(3),
+        &SyncResult::Stalled("authentication failed for https://git.example.com/shop.git".into()),
+        None,
+        now(),
+    );
+    let ready = conditions::find(&status.conditions, conditions::READY).unwrap();
+    assert!(!ready.is_true() && ready.message.as_deref().unwrap().contains("authentication"));
+    assert!(conditions::is_true(&status.conditions, conditions::STALLED));
+
+    set_conditions(
+        &mut status,
+        Some(3),
+        &SyncResult::Synced,
+        Some(&Health::Progressing("rollout shop/web: Progressing".into())),
+        now(),
+    );
+    assert!(conditions::is_true(&status.conditions, conditions::RECONCILING));
+    assert!(conditions::find(&status.conditions, conditions::STALLED).is_none());
+
+    status.last_attempted_revision = Some(V3.into());
+    status.blocked_revisions.push(BlockedRevision {
+        revision: V3.into(),
+        reason: "x".into(),
+        blocked_at: now(),
+        revert_commit: None,
+        revert_message: None,
+    });
+    set_conditions(&mut status, Some(3), &SyncResult::Synced, Some(&Health::Healthy), now());
+    let ready = conditions::find(&status.conditions, conditions::READY).unwrap();
+    assert_eq!(ready.reason.as_deref(), Some("Pinned"));
+    assert!(ready.message.as_deref().unwrap().contains("33333333 is blocked"));
+}
+
+fn revision_strategy() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![V2.to_string(), V3.to_string(), V4.to_string()])
+}
+
+proptest! {
+    /// Whatever happened, under pin or revert a blocked revision is never the one applied, and the
+    /// canary revision of a Rollout that failed on evidence is blocked by the same decision.
+    #[test]
+    fn a_blocked_revision_is_never_applied(
+        revert in any::<bool>(),
+        head in revision_strategy(),
+        healthy in prop::option::of(revision_strategy()),
+        already_blocked in prop::collection::btree_set(revision_strategy(), 0..3),
+        failures in prop::collection::vec((revision_strategy(), 0..3usize), 0..3),
+    ) {
+        let spec = spec(if revert { RollbackAction::Revert } else { RollbackAction::Pin });
+        let status = GitSyncStatus {
+            last_healthy_revision: healthy.clone(),
+            blocked_revisions: already_blocked
+                .iter()
+                .filter(|r| Some(*r) != healthy.as_ref())
+                .map(|r| BlockedRevision {
+                    revision: r.clone(),
+                    reason: "earlier".into(),
+                    blocked_at: now(),
+                    revert_commit: None,
+                    revert_message: None,
+                })
+                .collect(),
+            ..GitSyncStatus::default()
+        };
+        let reasons = [AbortReason::AnalysisFailed, AbortReason::ProgressDeadlineExceeded, AbortReason::Requested];
+        let rollouts: Vec<RolloutState> = failures.iter().map(|(r, i)| aborted(reasons[*i], r)).collect();
+        let decision = decide_for(&spec, &status, &head, &rollouts);
+        let mut after = status.clone();
+        block(&mut after, &decision);
+        if let Target::Apply { revision, .. } = &decision.target {
+            prop_assert!(!after.is_blocked(revision), "applied blocked {revision}");
+        }
+        for rollout in &rollouts {
+            let blamed = rollout.abort_reason.unwrap().blames_revision();
+            let revision = rollout.canary_revision.as_deref().unwrap();
+            if blamed && Some(revision) != healthy.as_deref() {
+                prop_assert!(after.is_blocked(revision));
+            }
+        }
+        let mut unique: Vec<&str> = after.blocked_revisions.iter().map(|b| b.revision.as_str()).collect();
+        unique.sort();
+        unique.dedup();
+        prop_assert_eq!(unique.len(), after.blocked_revisions.len(), "each revision blocked once");
+    }
+}
