@@ -42,7 +42,11 @@ fn whole_numbers_as_integers(value: Value) -> Value {
             _ => Value::Number(n),
         },
         Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers_as_integers).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, whole_numbers_as_integers(v))).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, whole_numbers_as_integers(v)))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -73,7 +77,11 @@ fn kstatus(phase: &str, message: &str) -> Vec<Value> {
 /// A three-step canary Rollout at generation 2 whose controller status is `status` (observed
 /// generation 2 unless `status` says otherwise).
 fn rollout(status: Value) -> Value {
-    let steps = vec![CanaryStep::set_weight(20), CanaryStep::pause(), CanaryStep::set_weight(50)];
+    let steps = vec![
+        CanaryStep::set_weight(20),
+        CanaryStep::pause(),
+        CanaryStep::set_weight(50),
+    ];
     let mut rollout = serde_json::to_value(Rollout::example("web", 3, steps).with_generation(2)).unwrap();
     if !status.is_null() {
         let mut full = json!({"observedGeneration": 2, "stableRS": "aaa111", "currentPodHash": "bbb222"});
@@ -84,8 +92,10 @@ fn rollout(status: Value) -> Value {
 }
 
 fn healthy_rollout() -> Value {
-    rollout(json!({"phase": "Healthy", "currentPodHash": "aaa111", "currentStepIndex": 3,
-                   "conditions": kstatus("Healthy", "all 3 steps done")}))
+    rollout(
+        json!({"phase": "Healthy", "currentPodHash": "aaa111", "currentStepIndex": 3,
+                   "conditions": kstatus("Healthy", "all 3 steps done")}),
+    )
 }
 
 fn canary_at(index: i32) -> Value {
@@ -94,10 +104,12 @@ fn canary_at(index: i32) -> Value {
 }
 
 fn aborted_rollout() -> Value {
-    rollout(json!({"phase": "Degraded", "currentStepIndex": 1, "abort": true, "abortReason": "AnalysisFailed",
+    rollout(
+        json!({"phase": "Degraded", "currentStepIndex": 1, "abort": true, "abortReason": "AnalysisFailed",
                    "abortedAt": "2025-03-01T12:00:00Z",
                    "message": "RolloutAborted: analysis error-rate failed",
-                   "conditions": kstatus("Degraded", "RolloutAborted: analysis error-rate failed")}))
+                   "conditions": kstatus("Degraded", "RolloutAborted: analysis error-rate failed")}),
+    )
 }
 
 #[test]
@@ -121,11 +133,25 @@ fn rollout_health() {
     let mut by_spec = healthy_rollout();
     by_spec["spec"]["paused"] = json!(true);
     check(by_spec, "Suspended", "spec.paused");
-    check(aborted_rollout(), "Degraded", "Canary aborted (AnalysisFailed): RolloutAborted: analysis error-rate failed");
+    check(
+        aborted_rollout(),
+        "Degraded",
+        "Canary aborted (AnalysisFailed): RolloutAborted: analysis error-rate failed",
+    );
     let mut invalid = healthy_rollout();
     invalid["status"]["conditions"] = json!([
-        condition("InvalidSpec", true, "InvalidSpec", "steps[1].setWeight: 120 is not within 0..=100"),
-        condition("Ready", false, "InvalidSpec", "steps[1].setWeight: 120 is not within 0..=100"),
+        condition(
+            "InvalidSpec",
+            true,
+            "InvalidSpec",
+            "steps[1].setWeight: 120 is not within 0..=100"
+        ),
+        condition(
+            "Ready",
+            false,
+            "InvalidSpec",
+            "steps[1].setWeight: 120 is not within 0..=100"
+        ),
     ]);
     check(invalid, "Degraded", "120 is not within");
     let mut stalled = healthy_rollout();
@@ -163,8 +189,16 @@ fn gitsync_health() {
         assert!(message.contains(message_has), "{message:?} lacks {message_has:?}");
     };
     let ready = json!({"conditions": [condition("Ready", true, "Succeeded", "applied revision 01234567")]});
-    check(gitsync(json!({}), Value::Null), "Progressing", "Waiting for the Sluice controller");
-    check(gitsync(json!({}), ready.clone()), "Healthy", "applied revision 01234567");
+    check(
+        gitsync(json!({}), Value::Null),
+        "Progressing",
+        "Waiting for the Sluice controller",
+    );
+    check(
+        gitsync(json!({}), ready.clone()),
+        "Healthy",
+        "applied revision 01234567",
+    );
     let pinned = json!({"conditions": [condition("Ready", true, "Pinned", "applied revision 01234567 (pinned: revision 89abcdef is blocked)")]});
     check(gitsync(json!({}), pinned), "Healthy", "pinned");
     let progressing = json!({"conditions": [
@@ -184,7 +218,11 @@ fn gitsync_health() {
     check(gitsync(json!({}), stalled), "Degraded", "unknown field");
     let unhealthy = json!({"conditions": [condition("Ready", false, "HealthCheckFailed", "revision 01234567: rollout web aborted")]});
     check(gitsync(json!({}), unhealthy), "Degraded", "aborted");
-    check(gitsync(json!({"suspend": true}), ready.clone()), "Suspended", "spec.suspend");
+    check(
+        gitsync(json!({"suspend": true}), ready.clone()),
+        "Suspended",
+        "spec.suspend",
+    );
     let mut stale = gitsync(json!({}), ready);
     stale["metadata"]["generation"] = json!(5);
     check(stale, "Progressing", "generation 5");
@@ -241,7 +279,10 @@ fn actions_write_what_the_cli_writes() {
     let aborted = aborted_rollout();
     let (acted, cli) = action_and_cli("retry", &aborted, &retry_patch());
     assert!(acted["status"].get("abort").is_none(), "{acted:#}");
-    assert_eq!(acted["status"]["abortedAt"], "2025-03-01T12:00:00Z", "retry keeps abortedAt");
+    assert_eq!(
+        acted["status"]["abortedAt"], "2025-03-01T12:00:00Z",
+        "retry keeps abortedAt"
+    );
     assert_eq!(acted, cli);
     // Promote after the last step: nothing to mark, as `sluice promote` says.
     let done = canary_at(3);
@@ -269,7 +310,13 @@ fn actions_refuse_what_the_cli_refuses() {
 fn indent(text: &str, spaces: usize) -> String {
     let pad = " ".repeat(spaces);
     text.lines()
-        .map(|line| if line.is_empty() { String::new() } else { format!("{pad}{line}") })
+        .map(|line| {
+            if line.is_empty() {
+                String::new()
+            } else {
+                format!("{pad}{line}")
+            }
+        })
         .map(|line| line + "\n")
         .collect()
 }
@@ -290,7 +337,10 @@ data:
 ";
 
 fn render_cm_patch() -> String {
-    let mut actions = format!("discovery.lua: |\n{}definitions:\n", indent(&lua_file("actions/discovery.lua"), 2));
+    let mut actions = format!(
+        "discovery.lua: |\n{}definitions:\n",
+        indent(&lua_file("actions/discovery.lua"), 2)
+    );
     for action in ACTIONS {
         actions += &format!(
             "- name: {action}\n  action.lua: |\n{}",
@@ -315,8 +365,16 @@ fn the_cm_patch_embeds_exactly_the_lua_files() {
     let cm: Value = serde_saphyr::from_str(&text).expect("argocd-cm-patch.yaml is YAML");
     let data = &cm["data"];
     let stale = "argocd-cm-patch.yaml differs from lua/: run SLUICE_UPDATE_ARGOCD_CM=1 cargo test --test argocd_lua";
-    assert_eq!(data["resource.customizations.health.sluice.dev_Rollout"], lua_file("health_rollout.lua"), "{stale}");
-    assert_eq!(data["resource.customizations.health.sluice.dev_GitSync"], lua_file("health_gitsync.lua"), "{stale}");
+    assert_eq!(
+        data["resource.customizations.health.sluice.dev_Rollout"],
+        lua_file("health_rollout.lua"),
+        "{stale}"
+    );
+    assert_eq!(
+        data["resource.customizations.health.sluice.dev_GitSync"],
+        lua_file("health_gitsync.lua"),
+        "{stale}"
+    );
     let actions: Value = serde_saphyr::from_str(
         data["resource.customizations.actions.sluice.dev_Rollout"]
             .as_str()
@@ -329,7 +387,11 @@ fn the_cm_patch_embeds_exactly_the_lua_files() {
     assert_eq!(names, ACTIONS);
     for definition in definitions {
         let name = definition["name"].as_str().unwrap();
-        assert_eq!(definition["action.lua"], lua_file(&format!("actions/{name}.lua")), "{name}: {stale}");
+        assert_eq!(
+            definition["action.lua"],
+            lua_file(&format!("actions/{name}.lua")),
+            "{name}: {stale}"
+        );
     }
     assert_eq!(
         data.as_object().unwrap().len(),
