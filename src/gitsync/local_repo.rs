@@ -35,7 +35,10 @@ impl LocalRepo {
             git: PathBuf::from("git"),
         };
         std::fs::create_dir_all(&repo.home).with_context(|| format!("creating {}", repo.home.display()))?;
-        repo.run(&dir, &["init", "--quiet", "--bare", "--initial-branch=main", "repo.git"])?;
+        repo.run(
+            &dir,
+            &["init", "--quiet", "--bare", "--initial-branch=main", "repo.git"],
+        )?;
         repo.run(&dir, &["init", "--quiet", "--initial-branch=main", "work"])?;
         let bare = repo.bare.to_string_lossy().into_owned();
         repo.run(&repo.work, &["remote", "add", "origin", &bare])?;
@@ -82,7 +85,10 @@ impl LocalRepo {
     pub fn commit(&self, message: &str) -> anyhow::Result<String> {
         let branch = self.current_branch()?;
         self.run(&self.work, &["add", "--all"])?;
-        self.run(&self.work, &["commit", "--quiet", "--allow-empty", "--no-verify", "-m", message])?;
+        self.run(
+            &self.work,
+            &["commit", "--quiet", "--allow-empty", "--no-verify", "-m", message],
+        )?;
         let remote_ref = format!("refs/remotes/origin/{branch}");
         let fetch_refspec = format!("+refs/heads/{branch}:{remote_ref}");
         if self.rev_parse(&self.bare, &format!("refs/heads/{branch}")).is_some() {
@@ -167,9 +173,18 @@ impl LocalRepo {
     }
 
     fn rev_parse(&self, dir: &Path, rev: &str) -> Option<String> {
-        self.output(dir, &["rev-parse", "--verify", "--quiet", "--end-of-options", &format!("{rev}^{{commit}}")])
-            .map(|sha| sha.trim().to_string())
-            .filter(|sha| !sha.is_empty())
+        self.output(
+            dir,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                "--end-of-options",
+                &format!("{rev}^{{commit}}"),
+            ],
+        )
+        .map(|sha| sha.trim().to_string())
+        .filter(|sha| !sha.is_empty())
     }
 
     /// stdout of a successful git command, None when it failed.

@@ -162,10 +162,7 @@ impl Credentials {
                     "key \"known_hosts\" is required with \"identity\" (host keys are always verified)".into(),
                 )
             })?;
-            return Ok(Credentials::Ssh {
-                identity,
-                known_hosts,
-            });
+            return Ok(Credentials::Ssh { identity, known_hosts });
         }
         let password = match text("password")? {
             Some(password) => Some(password),
@@ -270,13 +267,21 @@ impl GitSource {
     /// The tree of `revision` (already fetched) written to a fresh temporary directory under the cache
     /// dir (which is writable where the root filesystem may not be). Symlinks are written as plain files
     /// holding the link target, so rendering can never follow a link out of the checkout.
-    pub async fn checkout(&self, key: &str, revision: &str, timeout: Duration) -> Result<tempfile::TempDir, SourceError> {
+    pub async fn checkout(
+        &self,
+        key: &str,
+        revision: &str,
+        timeout: Duration,
+    ) -> Result<tempfile::TempDir, SourceError> {
         let mirror = self.mirror_dir(key);
         let work = async {
-            let sha = self.resolve_commit(&mirror, revision).await.ok_or_else(|| SourceError::NotFound {
-                target: key.to_string(),
-                message: format!("revision {revision:?} has not been fetched"),
-            })?;
+            let sha = self
+                .resolve_commit(&mirror, revision)
+                .await
+                .ok_or_else(|| SourceError::NotFound {
+                    target: key.to_string(),
+                    message: format!("revision {revision:?} has not been fetched"),
+                })?;
             let tmp = self.tmp_root().await?;
             let dir = tempfile::Builder::new()
                 .prefix("checkout-")
@@ -290,7 +295,9 @@ impl GitSource {
                 .work_tree(dir.path())
                 .index(scratch.path().join("index"))
                 .config("core.symlinks", "false");
-            let out = self.git(&invocation, &["read-tree", "--reset", "-u", &sha], None).await?;
+            let out = self
+                .git(&invocation, &["read-tree", "--reset", "-u", &sha], None)
+                .await?;
             if !out.success {
                 return Err(classify("checkout", key, &out.stderr, &[]));
             }
@@ -363,7 +370,11 @@ impl GitSource {
                 .env("GIT_COMMITTER_NAME", &author_name)
                 .env("GIT_COMMITTER_EMAIL", &author_email);
             let out = self
-                .git(&commit, &["commit-tree", &tree, "-p", &expected], Some(message.into_bytes()))
+                .git(
+                    &commit,
+                    &["commit-tree", &tree, "-p", &expected],
+                    Some(message.into_bytes()),
+                )
                 .await?;
             if !out.success {
                 return Err(classify("commit", &target, &out.stderr, &[]));
@@ -401,7 +412,13 @@ impl GitSource {
     }
 
     /// The tree of `head` with `path` replaced by `to`'s content at `path` (all of `to` for the root).
-    async fn reverted_tree(&self, mirror: &Path, head: &str, to: &str, path: Option<&str>) -> Result<String, SourceError> {
+    async fn reverted_tree(
+        &self,
+        mirror: &Path,
+        head: &str,
+        to: &str,
+        path: Option<&str>,
+    ) -> Result<String, SourceError> {
         let Some(path) = path else {
             return self
                 .rev_parse(mirror, &format!("{to}^{{tree}}"))
@@ -447,8 +464,12 @@ impl GitSource {
             )?;
         }
         let old = step(
-            self.git(&invocation, &["ls-tree", "-r", "-z", "--full-tree", to, "--", path], None)
-                .await?,
+            self.git(
+                &invocation,
+                &["ls-tree", "-r", "-z", "--full-tree", to, "--", path],
+                None,
+            )
+            .await?,
             "ls-tree",
         )?;
         if !old.stdout.is_empty() {
@@ -526,7 +547,12 @@ impl GitSource {
 
     /// Git config and environment carrying the credentials, never argv: a Basic header scoped to the
     /// repository's origin, or an ssh command using temporary 0600 key and known_hosts files.
-    async fn auth(&self, remote: &Remote, credentials: Option<&Credentials>, timeout: Duration) -> Result<Auth, SourceError> {
+    async fn auth(
+        &self,
+        remote: &Remote,
+        credentials: Option<&Credentials>,
+        timeout: Duration,
+    ) -> Result<Auth, SourceError> {
         let connect_timeout = timeout.as_secs().clamp(1, 300);
         let base_ssh = format!(
             "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout={connect_timeout}"
@@ -551,13 +577,7 @@ impl GitSource {
                 ));
                 auth.secrets = vec![password.clone(), token];
             }
-            (
-                Some(Credentials::Ssh {
-                    identity,
-                    known_hosts,
-                }),
-                Transport::Ssh,
-            ) => {
+            (Some(Credentials::Ssh { identity, known_hosts }), Transport::Ssh) => {
                 let tmp = self.tmp_root().await?;
                 let dir = tempfile::Builder::new()
                     .prefix("ssh-")
@@ -594,7 +614,12 @@ impl GitSource {
     }
 
     /// Runs one hermetic git command. Err only when git could not be run; a failing git is `success: false`.
-    async fn git(&self, invocation: &Invocation, args: &[&str], stdin: Option<Vec<u8>>) -> Result<GitOutput, SourceError> {
+    async fn git(
+        &self,
+        invocation: &Invocation,
+        args: &[&str],
+        stdin: Option<Vec<u8>>,
+    ) -> Result<GitOutput, SourceError> {
         let mut command = hermetic_command(&self.git, &self.home(), &invocation.config);
         for (name, value) in &invocation.env {
             command.env(name, value);
@@ -696,7 +721,10 @@ impl Fetcher<'_> {
         };
         let (refspecs, local_ref) = match wanted {
             Wanted::Commit(sha) => return self.fetch_commit(sha).await,
-            Wanted::Tag(tag) => (vec![format!("+refs/tags/{tag}:refs/tags/{tag}")], format!("refs/tags/{tag}")),
+            Wanted::Tag(tag) => (
+                vec![format!("+refs/tags/{tag}:refs/tags/{tag}")],
+                format!("refs/tags/{tag}"),
+            ),
             Wanted::Branch(branch) => (
                 vec![format!("+refs/heads/{branch}:refs/heads/{branch}")],
                 format!("refs/heads/{branch}"),
@@ -870,7 +898,9 @@ enum Wanted {
 impl Wanted {
     fn from_ref(git_ref: Option<&GitRef>) -> Result<Wanted, SourceError> {
         let nonempty = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(String::from);
-        let Some(git_ref) = git_ref else { return Ok(Wanted::Head) };
+        let Some(git_ref) = git_ref else {
+            return Ok(Wanted::Head);
+        };
         if let Some(commit) = nonempty(&git_ref.commit) {
             validate_sha("spec.ref.commit", &commit)?;
             return Ok(Wanted::Commit(commit));
@@ -890,7 +920,9 @@ impl Wanted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Transport {
     /// `origin` is `scheme://host[:port]/`, the scope of the Basic auth header.
-    Http { origin: String },
+    Http {
+        origin: String,
+    },
     Ssh,
     Git,
     File,
@@ -1015,9 +1047,14 @@ fn validate_ref_name(field: &'static str, name: &str) -> Result<(), SourceError>
         .chars()
         .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
     {
-        return Err(invalid("must not contain spaces, control characters or any of ~^:?*[\\"));
+        return Err(invalid(
+            "must not contain spaces, control characters or any of ~^:?*[\\",
+        ));
     }
-    if name.split('/').any(|part| part.starts_with('.') || part.ends_with(".lock")) {
+    if name
+        .split('/')
+        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
+    {
         return Err(invalid("no component may start with '.' or end with '.lock'"));
     }
     Ok(())
@@ -1124,7 +1161,9 @@ fn classify(operation: &'static str, target: &str, stderr: &str, secrets: &[Stri
     let target = target.to_string();
     if AUTH.iter().any(|p| lower.contains(p)) {
         SourceError::AuthFailed { target, message }
-    } else if NOT_FOUND.iter().any(|p| lower.contains(p)) {
+    } else if NOT_FOUND.iter().any(|p| lower.contains(p))
+        || (lower.contains("repository '") && lower.contains("' not found"))
+    {
         SourceError::NotFound { target, message }
     } else {
         SourceError::Git {
@@ -1328,7 +1367,10 @@ mod tests {
             redact_userinfo("fatal: unable to access 'https://bob:s3cret@host/x.git/': 403"),
             "fatal: unable to access 'https://***@host/x.git/': 403"
         );
-        assert_eq!(redact_userinfo("https://host/x and ssh://git@h/y"), "https://host/x and ssh://***@h/y");
+        assert_eq!(
+            redact_userinfo("https://host/x and ssh://git@h/y"),
+            "https://host/x and ssh://***@h/y"
+        );
         assert_eq!(redact_userinfo("git@github.com:org/repo"), "git@github.com:org/repo");
         assert_eq!(redact_userinfo("https://tok@h"), "https://***@h");
     }
@@ -1341,12 +1383,28 @@ mod tests {
                 "fatal: could not read Username for 'https://h': terminal prompts disabled",
                 "auth_failed",
             ),
-            ("fatal: unable to access 'https://h/r/': The requested URL returned error: 403", "auth_failed"),
-            ("git@h: Permission denied (publickey).\nfatal: Could not read from remote repository.", "auth_failed"),
-            ("remote: Repository not found.\nfatal: repository 'https://h/r/' not found", "not_found"),
+            (
+                "fatal: unable to access 'https://h/r/': The requested URL returned error: 403",
+                "auth_failed",
+            ),
+            (
+                "git@h: Permission denied (publickey).\nfatal: Could not read from remote repository.",
+                "auth_failed",
+            ),
+            (
+                "remote: Repository not found.\nfatal: repository 'https://h/r/' not found",
+                "not_found",
+            ),
             ("fatal: '/srv/x' does not appear to be a git repository", "not_found"),
             ("fatal: couldn't find remote ref refs/heads/nope", "not_found"),
-            ("fatal: unable to access 'http://127.0.0.1:1/r/': Failed to connect", "git"),
+            (
+                "fatal: repository 'http://127.0.0.1:1/nope.git/' not found",
+                "not_found",
+            ),
+            (
+                "fatal: unable to access 'http://127.0.0.1:1/r/': Failed to connect",
+                "git",
+            ),
             ("fatal: unable to access 'https://h/': Could not resolve host: h", "git"),
         ];
         for (stderr, label) in cases {
@@ -1373,7 +1431,10 @@ mod tests {
     #[test]
     fn most_specific_ref_wins() {
         assert_eq!(Wanted::from_ref(None).unwrap(), Wanted::Head);
-        assert_eq!(Wanted::from_ref(Some(&git_ref(None, None, None))).unwrap(), Wanted::Head);
+        assert_eq!(
+            Wanted::from_ref(Some(&git_ref(None, None, None))).unwrap(),
+            Wanted::Head
+        );
         assert_eq!(
             Wanted::from_ref(Some(&git_ref(Some("main"), Some("v1"), Some("abc123")))).unwrap(),
             Wanted::Commit("abc123".into())
@@ -1390,19 +1451,41 @@ mod tests {
 
     #[test]
     fn rejects_ref_names_git_would_misread() {
-        for branch in ["--upload-pack=x", "a..b", "a b", "a:b", "a~1", "x.lock", ".hidden", "a/", "a@{1}", "*"] {
+        for branch in [
+            "--upload-pack=x",
+            "a..b",
+            "a b",
+            "a:b",
+            "a~1",
+            "x.lock",
+            ".hidden",
+            "a/",
+            "a@{1}",
+            "*",
+        ] {
             let error = Wanted::from_ref(Some(&git_ref(Some(branch), None, None))).expect_err(branch);
             assert!(error.to_string().starts_with("spec.ref.branch"), "{error}");
         }
-        for commit in ["xyz", "abc", "-abcd", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"] {
-            assert!(Wanted::from_ref(Some(&git_ref(None, None, Some(commit)))).is_err(), "{commit}");
+        for commit in [
+            "xyz",
+            "abc",
+            "-abcd",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0",
+        ] {
+            assert!(
+                Wanted::from_ref(Some(&git_ref(None, None, Some(commit)))).is_err(),
+                "{commit}"
+            );
         }
     }
 
     #[test]
     fn credentials_from_secret_data() {
         let data = |pairs: &[(&str, &str)]| -> BTreeMap<String, Vec<u8>> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect()
         };
         assert_eq!(
             Credentials::from_secret_data(&data(&[("username", "bob"), ("password", "pw\n")])).unwrap(),
