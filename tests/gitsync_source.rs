@@ -199,13 +199,55 @@ async fn a_new_url_or_a_corrupt_cache_starts_a_fresh_mirror() {
         source.fetch("ns/x", &other.url(), None, None, TIMEOUT).await.unwrap(),
         b1
     );
+    // A git killed at its timeout leaves lock files behind.
+    std::fs::write(mirror.join("refs/heads/main.lock"), "").unwrap();
+    std::fs::write(mirror.join("config.lock"), "").unwrap();
+    other.write("b", "b again\n").unwrap();
+    let b2 = other.commit("b2").unwrap();
+    assert_eq!(
+        source.fetch("ns/x", &other.url(), None, None, TIMEOUT).await.unwrap(),
+        b2
+    );
     std::fs::remove_dir_all(mirror.join("objects")).unwrap();
     assert_eq!(
         source.fetch("ns/x", &other.url(), None, None, TIMEOUT).await.unwrap(),
-        b1
+        b2
     );
     let checkout = source.checkout("ns/x", &b1, TIMEOUT).await.unwrap();
     assert_eq!(std::fs::read_to_string(checkout.path().join("b")).unwrap(), "from b\n");
+
+    // Corrupt objects: the failing checkout drops the mirror, the next fetch rebuilds it.
+    corrupt_objects(&mirror);
+    let error = source.checkout("ns/x", &b1, TIMEOUT).await.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    assert_eq!(
+        source.fetch("ns/x", &other.url(), None, None, TIMEOUT).await.unwrap(),
+        b2
+    );
+    let checkout = source.checkout("ns/x", &b1, TIMEOUT).await.unwrap();
+    assert_eq!(std::fs::read_to_string(checkout.path().join("b")).unwrap(), "from b\n");
+
+    // Corrupt objects seen by a fetch that has nothing new to fetch: rebuilt at once.
+    corrupt_objects(&mirror);
+    assert_eq!(
+        source.fetch("ns/x", &other.url(), None, None, TIMEOUT).await.unwrap(),
+        b2
+    );
+    assert!(source.has_revision("ns/x", &b1).await);
+}
+
+fn corrupt_objects(mirror: &std::path::Path) {
+    for entry in walkdir::WalkDir::new(mirror.join("objects")) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let path = entry.path();
+            let mut permissions = std::fs::metadata(path).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            permissions.set_readonly(false);
+            std::fs::set_permissions(path, permissions).unwrap();
+            std::fs::write(path, "garbage").unwrap();
+        }
+    }
 }
 
 #[tokio::test]

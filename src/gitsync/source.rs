@@ -253,7 +253,14 @@ impl GitSource {
                 remote: &remote,
                 auth: &auth,
             };
-            fetcher.fetch_wanted(&wanted).await
+            match fetcher.fetch_wanted(&wanted).await {
+                Err(SourceError::Git { message, .. }) if looks_corrupt(&message) => {
+                    tracing::warn!(mirror = %mirror.display(), %message, "git mirror looks corrupt, re-creating it");
+                    remove_dir(&mirror).await?;
+                    fetcher.fetch_wanted(&wanted).await
+                }
+                result => result,
+            }
         };
         tokio::time::timeout(timeout, work)
             .await
@@ -275,13 +282,14 @@ impl GitSource {
     ) -> Result<tempfile::TempDir, SourceError> {
         let mirror = self.mirror_dir(key);
         let work = async {
-            let sha = self
-                .resolve_commit(&mirror, revision)
-                .await
-                .ok_or_else(|| SourceError::NotFound {
-                    target: key.to_string(),
-                    message: format!("revision {revision:?} has not been fetched"),
-                })?;
+            let sha = match self.resolve_commit(&mirror, revision).await {
+                Err(error) => return Err(self.drop_corrupt_mirror(key, &mirror, error).await),
+                Ok(sha) => sha,
+            };
+            let sha = sha.ok_or_else(|| SourceError::NotFound {
+                target: key.to_string(),
+                message: format!("revision {revision:?} has not been fetched"),
+            })?;
             let tmp = self.tmp_root().await?;
             let dir = tempfile::Builder::new()
                 .prefix("checkout-")
@@ -299,7 +307,11 @@ impl GitSource {
                 .git(&invocation, &["read-tree", "--reset", "-u", &sha], None)
                 .await?;
             if !out.success {
-                return Err(classify("checkout", key, &out.stderr, &[]));
+                let error = classify("checkout", key, &out.stderr, &[]);
+                if looks_corrupt(&out.stderr) {
+                    return Err(self.drop_corrupt_mirror(key, &mirror, error).await);
+                }
+                return Err(error);
             }
             Ok(dir)
         };
@@ -314,7 +326,7 @@ impl GitSource {
 
     /// Whether `revision` is a commit present in the mirror of `key`.
     pub async fn has_revision(&self, key: &str, revision: &str) -> bool {
-        self.resolve_commit(&self.mirror_dir(key), revision).await.is_some()
+        matches!(self.resolve_commit(&self.mirror_dir(key), revision).await, Ok(Some(_)))
     }
 
     /// Pushes to `branch` of `url` ONE new commit on top of `expected_head` whose content under `path`
@@ -343,21 +355,21 @@ impl GitSource {
             };
             let branch_ref = format!("refs/heads/{}", req.branch);
             fetcher.fetch_refspecs(&[format!("+{branch_ref}:{branch_ref}")]).await?;
-            let head = self.resolve_commit(&mirror, &branch_ref).await;
-            let expected = self.resolve_commit(&mirror, req.expected_head).await;
+            let head = self.resolve_commit(&mirror, &branch_ref).await?;
+            let expected = self.resolve_commit(&mirror, req.expected_head).await?;
             if head.is_none() || head != expected {
                 return Ok(None);
             }
             let Some(expected) = expected else { return Ok(None) };
             let to = self
                 .resolve_commit(&mirror, req.to_revision)
-                .await
+                .await?
                 .ok_or_else(|| SourceError::NotFound {
                     target: target.clone(),
                     message: format!("revision {:?} is not in branch history or the cache", req.to_revision),
                 })?;
             let tree = self.reverted_tree(&mirror, &expected, &to, path.as_deref()).await?;
-            let head_tree = self.rev_parse(&mirror, &format!("{expected}^{{tree}}")).await;
+            let head_tree = self.rev_parse(&mirror, &format!("{expected}^{{tree}}")).await?;
             if head_tree.as_deref() == Some(tree.as_str()) {
                 return Ok(None);
             }
@@ -422,7 +434,7 @@ impl GitSource {
         let Some(path) = path else {
             return self
                 .rev_parse(mirror, &format!("{to}^{{tree}}"))
-                .await
+                .await?
                 .ok_or_else(|| SourceError::NotFound {
                     target: mirror.display().to_string(),
                     message: format!("tree of {to}"),
@@ -507,25 +519,44 @@ impl GitSource {
         Ok(revert_message(path, to, &out.stdout, reason, head))
     }
 
-    /// The full SHA of `revision` when it names a commit in `mirror`.
-    async fn resolve_commit(&self, mirror: &Path, revision: &str) -> Option<String> {
+    /// The full SHA of `revision` when it names a commit in `mirror`; Err when the mirror is corrupt.
+    async fn resolve_commit(&self, mirror: &Path, revision: &str) -> Result<Option<String>, SourceError> {
         if revision.is_empty() || revision.starts_with('-') || !mirror.is_dir() {
-            return None;
+            return Ok(None);
         }
         self.rev_parse(mirror, &format!("{revision}^{{commit}}")).await
     }
 
-    async fn rev_parse(&self, mirror: &Path, spec: &str) -> Option<String> {
+    /// Ok(None) for an unknown revision; Err when git could not read the mirror's objects, so
+    /// callers can tell "not fetched" from "corrupt" (a corrupt mirror is rebuilt, not trusted).
+    async fn rev_parse(&self, mirror: &Path, spec: &str) -> Result<Option<String>, SourceError> {
         let out = self
             .git(
                 &Invocation::in_repo(mirror),
-                &["rev-parse", "--verify", "--quiet", "--end-of-options", spec],
+                &["rev-parse", "--verify", "--end-of-options", spec],
                 None,
             )
-            .await
-            .ok()?;
+            .await?;
         let sha = out.stdout.trim();
-        (out.success && !sha.is_empty()).then(|| sha.to_string())
+        if out.success && !sha.is_empty() {
+            return Ok(Some(sha.to_string()));
+        }
+        if looks_corrupt(&out.stderr) {
+            return Err(classify("rev-parse", &mirror.display().to_string(), &out.stderr, &[]));
+        }
+        Ok(None)
+    }
+
+    /// A fetch that finds nothing new never reads old objects, so it would not notice corruption:
+    /// drop the mirror so the next fetch rebuilds it. Returns `error` (transient) for the caller.
+    async fn drop_corrupt_mirror(&self, key: &str, mirror: &Path, error: SourceError) -> SourceError {
+        let lock = self.lock(key);
+        let _guard = lock.lock().await;
+        tracing::warn!(mirror = %mirror.display(), %error, "git mirror looks corrupt, removing it");
+        match remove_dir(mirror).await {
+            Ok(()) => error,
+            Err(remove_error) => remove_error,
+        }
     }
 
     fn lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -734,7 +765,7 @@ impl Fetcher<'_> {
         self.fetch_refspecs(&refspecs).await?;
         self.source
             .resolve_commit(self.mirror, &local_ref)
-            .await
+            .await?
             .ok_or_else(|| not_found(format!("{local_ref} does not point at a commit")))
     }
 
@@ -743,19 +774,21 @@ impl Fetcher<'_> {
     async fn fetch_commit(&self, sha: &str) -> Result<String, SourceError> {
         let wanted = sha.to_ascii_lowercase();
         let resolve = || async {
-            self.source
-                .resolve_commit(self.mirror, &wanted)
-                .await
-                .filter(|full| full.starts_with(&wanted))
+            Ok::<_, SourceError>(
+                self.source
+                    .resolve_commit(self.mirror, &wanted)
+                    .await?
+                    .filter(|full| full.starts_with(&wanted)),
+            )
         };
         if self.source.mirror_is_current(self.mirror, self.remote).await
-            && let Some(full) = resolve().await
+            && let Some(full) = resolve().await?
         {
             return Ok(full);
         }
         self.fetch_refspecs(&["+refs/heads/*:refs/heads/*".into(), "+refs/tags/*:refs/tags/*".into()])
             .await?;
-        if let Some(full) = resolve().await {
+        if let Some(full) = resolve().await? {
             return Ok(full);
         }
         if wanted.len() == 40 || wanted.len() == 64 {
@@ -763,7 +796,7 @@ impl Fetcher<'_> {
             let _ = self
                 .fetch_refspecs(&[format!("+{wanted}:refs/sluice/commits/{wanted}")])
                 .await;
-            if let Some(full) = resolve().await {
+            if let Some(full) = resolve().await? {
                 return Ok(full);
             }
         }
@@ -1521,6 +1554,50 @@ mod tests {
             }
         );
         assert!(!debug.contains("hunter22"), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn ssh_credentials_go_to_private_files_not_the_command_line() {
+        let cache = tempfile::tempdir().unwrap();
+        let source = GitSource::new(cache.path());
+        let remote = Remote::parse("git@github.com:org/repo.git").unwrap();
+        let credentials = Credentials::Ssh {
+            identity: "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-key\n-----END OPENSSH PRIVATE KEY-----".into(),
+            known_hosts: "github.com ssh-ed25519 AAAA".into(),
+        };
+        let auth = source
+            .auth(&remote, Some(&credentials), Duration::from_secs(30))
+            .await
+            .unwrap();
+        let command = auth
+            .env
+            .iter()
+            .find(|(name, _)| name == "GIT_SSH_COMMAND")
+            .map(|(_, value)| value.to_string_lossy().into_owned())
+            .unwrap();
+        assert!(!command.contains("secret-key"), "{command}");
+        for option in [
+            "IdentitiesOnly=yes",
+            "StrictHostKeyChecking=yes",
+            "BatchMode=yes",
+            "UserKnownHostsFile=",
+        ] {
+            assert!(command.contains(option), "{command} lacks {option}");
+        }
+        let dir = auth._files.as_ref().unwrap().path();
+        let identity = dir.join("identity");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&identity).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(std::fs::read_to_string(&identity).unwrap().ends_with("-----\n"));
+
+        let https = Remote::parse("https://github.com/org/repo.git").unwrap();
+        let Err(error) = source.auth(&https, Some(&credentials), Duration::from_secs(30)).await else {
+            panic!("ssh credentials accepted for an https URL");
+        };
+        assert!(matches!(error, SourceError::InvalidCredentials(_)), "{error:?}");
     }
 
     #[test]
