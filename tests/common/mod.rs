@@ -1,5 +1,6 @@
 //! Shared test support: an in-process simulator and the real kubectl pointed at it.
 #![allow(dead_code)]
+pub mod git;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
