@@ -350,6 +350,15 @@ async fn unreachable_remotes_fail_within_the_timeout() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("spec.repoURL"), "{error}");
+
+    // Another GitSync's mirror is not a repository anyone may point at.
+    let mirror = source.mirror_dir("other-namespace/private");
+    std::fs::create_dir_all(&mirror).unwrap();
+    let error = source
+        .fetch("ns/u", &format!("file://{}", mirror.display()), None, None, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SourceError::InvalidUrl { .. }), "{error:?}");
 }
 
 #[tokio::test]

@@ -239,7 +239,7 @@ impl GitSource {
         credentials: Option<&Credentials>,
         timeout: Duration,
     ) -> Result<String, SourceError> {
-        let remote = Remote::parse(url)?;
+        let remote = self.remote(url)?;
         let wanted = Wanted::from_ref(git_ref)?;
         let target = remote.redacted.clone();
         let work = async {
@@ -335,7 +335,7 @@ impl GitSource {
     /// work must not be reverted) or when the path already equals `to_revision`. Never a force push:
     /// a concurrent push makes ours a rejected non-fast-forward, which is also `Ok(None)`.
     pub async fn revert_path_to(&self, req: &RevertRequest<'_>) -> Result<Option<String>, SourceError> {
-        let remote = Remote::parse(req.url)?;
+        let remote = self.remote(req.url)?;
         validate_ref_name("spec.ref.branch", req.branch)?;
         validate_sha("expected head", req.expected_head)?;
         validate_sha("revert target revision", req.to_revision)?;
@@ -547,6 +547,24 @@ impl GitSource {
         Ok(None)
     }
 
+    /// A validated URL. file:// may not point into the cache: the mirrors of other GitSyncs (other
+    /// namespaces, other credentials) live there.
+    fn remote(&self, url: &str) -> Result<Remote, SourceError> {
+        let remote = Remote::parse(url)?;
+        if remote.transport == Transport::File {
+            let path = url.split_once("://").map_or("", |(_, rest)| rest);
+            let path = Path::new(&path[path.find('/').unwrap_or(path.len())..]);
+            let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            if canonical(path).starts_with(canonical(&self.cache_dir)) {
+                return Err(SourceError::InvalidUrl {
+                    url: remote.redacted,
+                    reason: "points into the controller's git cache".into(),
+                });
+            }
+        }
+        Ok(remote)
+    }
+
     /// A fetch that finds nothing new never reads old objects, so it would not notice corruption:
     /// drop the mirror so the next fetch rebuilds it. Returns `error` (transient) for the caller.
     async fn drop_corrupt_mirror(&self, key: &str, mirror: &Path, error: SourceError) -> SourceError {
@@ -586,7 +604,8 @@ impl GitSource {
     ) -> Result<Auth, SourceError> {
         let connect_timeout = timeout.as_secs().clamp(1, 300);
         let base_ssh = format!(
-            "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout={connect_timeout}"
+            "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout={connect_timeout} \
+             -o ServerAliveInterval=10 -o ServerAliveCountMax=3"
         );
         let mut auth = Auth {
             config: vec![
@@ -817,7 +836,6 @@ impl Fetcher<'_> {
                 "--no-tags",
                 "--no-write-fetch-head",
                 "--no-recurse-submodules",
-                "--no-auto-gc",
                 "origin",
             ];
             args.extend(refspecs.iter().map(String::as_str));
