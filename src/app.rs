@@ -175,17 +175,42 @@ struct ControllerArgs {
     /// Seconds to let in-flight reconciles finish on SIGTERM.
     #[arg(long, default_value_t = 10)]
     shutdown_grace_seconds: u64,
+    /// Directory for the GitSync controller's Git mirrors (default: under the system temp dir).
+    #[arg(long, env = "SLUICE_GIT_CACHE_DIR")]
+    git_cache_dir: Option<std::path::PathBuf>,
+    /// Listen address for `POST /hooks/gitsync/{namespace}/{name}` (signed push webhooks); off when unset.
+    #[arg(long, env = "SLUICE_WEBHOOK_ADDR")]
+    webhook_addr: Option<std::net::SocketAddr>,
+    /// When a Rollout deployed by Argo CD aborts on failed analysis, turn off its Application's
+    /// automated sync and record the last healthy revision on it.
+    #[arg(long, env = "SLUICE_ARGOCD_ADAPTER")]
+    argocd_adapter: bool,
+    /// Namespace of Argo CD's Applications (for tracking ids without a namespace).
+    #[arg(long, default_value = "argocd", env = "SLUICE_ARGOCD_NAMESPACE")]
+    argocd_namespace: String,
 }
 
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
-    let client = kube::Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
+        .map_err(|e| anyhow::anyhow!("connecting to Kubernetes (KUBECONFIG or in-cluster): {e}"))?;
+    let client = kube::Client::try_from(kube_config.clone())
         .map_err(|e| anyhow::anyhow!("connecting to Kubernetes (KUBECONFIG or in-cluster): {e}"))?;
     let config = crate::controller::ControllerConfig {
         namespace: args.namespace,
         metrics_addr: args.metrics_addr,
         prometheus_address: args.prometheus_address,
         analysis_address_allowlist: args.analysis_address_allowlist,
+        gitsync: crate::controller::gitsync::GitSyncConfig {
+            kube_config: Some(kube_config),
+            cache_dir: args.git_cache_dir,
+            webhook_addr: args.webhook_addr,
+            argocd: args
+                .argocd_adapter
+                .then_some(crate::gitsync::argocd::ArgoCdAdapterConfig {
+                    argocd_namespace: args.argocd_namespace,
+                }),
+        },
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let running = crate::controller::start(client, config, shutdown).await?;

@@ -92,6 +92,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         metrics_addr: "127.0.0.1:0".parse()?,
         prometheus_address: Some(prometheus_address.clone()),
         analysis_address_allowlist: vec!["127.0.0.1/32".into()],
+        gitsync: Default::default(),
     };
     let controller = crate::controller::start(client.clone(), config, Default::default()).await?;
     timeline.say(format!(

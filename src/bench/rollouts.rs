@@ -126,6 +126,7 @@ pub async fn run(options: RolloutsBenchOptions) -> anyhow::Result<RolloutsBenchR
             metrics_addr: "127.0.0.1:0".parse()?,
             prometheus_address: None,
             analysis_address_allowlist: vec![],
+            gitsync: Default::default(),
         },
         Default::default(),
     )

@@ -95,6 +95,7 @@ async fn measure(sim: &Simulator, options: &StepsBenchOptions) -> anyhow::Result
             metrics_addr: "127.0.0.1:0".parse()?,
             prometheus_address: None,
             analysis_address_allowlist: vec![],
+            gitsync: Default::default(),
         },
         Default::default(),
     )

@@ -38,6 +38,15 @@ pub struct MeasurementLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GitSyncRevisionLabels {
+    pub namespace: String,
+    pub name: String,
+    /// applied or healthy.
+    pub state: String,
+    pub revision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
     pub controller: String,
 }
@@ -61,6 +70,9 @@ pub struct Metrics {
     reconcile_duration: Family<ControllerLabels, Histogram>,
     analysis_run_phase: Family<AnalysisRunPhaseLabels, Gauge>,
     measurement_value: Family<MeasurementLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    gitsync_revision_info: Family<GitSyncRevisionLabels, Gauge>,
+    /// The revisions each GitSync was last exported with, so a new revision replaces its series.
+    gitsync_revisions: Mutex<std::collections::HashMap<(String, String, String), String>>,
     /// The phase each analysis run was last exported with.
     run_phases: Mutex<std::collections::HashMap<RolloutLabels, String>>,
     /// The phase each rollout was last exported with, so a phase change replaces its info series.
@@ -120,8 +132,16 @@ impl Metrics {
             "The latest measured value of each analysis metric",
             measurement_value.clone(),
         );
+        let gitsync_revision_info = Family::<GitSyncRevisionLabels, Gauge>::default();
+        registry.register(
+            "gitsync_revision_info",
+            "The Git revision a GitSync last applied and last found healthy (always 1)",
+            gitsync_revision_info.clone(),
+        );
         Metrics {
             registry,
+            gitsync_revision_info,
+            gitsync_revisions: Mutex::new(Default::default()),
             rollout_info,
             rollout_step,
             rollout_canary_weight,
@@ -244,6 +264,32 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Exports the revisions a GitSync applied and found healthy (one series per state).
+    pub fn observe_gitsync(&self, namespace: &str, name: &str, applied: Option<&str>, healthy: Option<&str>) {
+        let mut last = self.gitsync_revisions.lock().unwrap_or_else(|p| p.into_inner());
+        for (state, revision) in [("applied", applied), ("healthy", healthy)] {
+            let key = (namespace.to_string(), name.to_string(), state.to_string());
+            let labels = |revision: String| GitSyncRevisionLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                state: state.into(),
+                revision,
+            };
+            let previous = match revision {
+                Some(revision) => last.insert(key, revision.to_string()),
+                None => last.remove(&key),
+            };
+            if let Some(previous) = previous.filter(|p| Some(p.as_str()) != revision) {
+                self.gitsync_revision_info.remove(&labels(previous));
+            }
+            if let Some(revision) = revision {
+                self.gitsync_revision_info
+                    .get_or_create(&labels(revision.to_string()))
+                    .set(1);
+            }
+        }
+    }
+
     pub fn count_reconcile_error(&self, controller: &str, error_kind: &str) {
         self.reconcile_errors
             .get_or_create(&ErrorLabels {
@@ -290,7 +336,22 @@ mod tests {
         metrics.count_reconcile("rollout", Duration::from_millis(3));
         metrics.count_reconcile_error("rollout", "kube");
         metrics.count_abort("shop", "web");
+        metrics.observe_gitsync("shop", "app", Some("aaa"), None);
+        metrics.observe_gitsync("shop", "app", Some("bbb"), Some("aaa"));
         let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"sluice_gitsync_revision_info{namespace="shop",name="app",state="applied",revision="bbb"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"sluice_gitsync_revision_info{namespace="shop",name="app",state="healthy",revision="aaa"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(r#"state="applied",revision="aaa""#), "{text}");
         assert!(
             text.contains(r#"sluice_reconcile_total{controller="rollout"} 1"#),
             "{text}"

@@ -1,5 +1,6 @@
 //! Wiring: starts the controllers, the metrics and health endpoints, and shuts them down cleanly.
 pub mod analysis;
+pub mod gitsync;
 pub mod metrics;
 pub mod rollouts;
 pub mod server;
@@ -26,11 +27,15 @@ pub struct ControllerConfig {
     pub prometheus_address: Option<String>,
     /// Hosts and CIDRs analysis providers may connect to; empty: anywhere.
     pub analysis_address_allowlist: Vec<String>,
+    /// Git mirrors, impersonation and the webhook listener of the GitSync controller.
+    pub gitsync: gitsync::GitSyncConfig,
 }
 
 /// A running controller process: every controller plus the endpoints.
 pub struct Running {
     pub metrics_addr: SocketAddr,
+    /// Where `POST /hooks/gitsync/{namespace}/{name}` listens, when enabled.
+    pub webhook_addr: Option<SocketAddr>,
     pub metrics: Arc<metrics::Metrics>,
     pub health: Arc<server::Health>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -50,7 +55,7 @@ impl Running {
     }
 }
 
-/// Starts the Rollout and AnalysisRun controllers and the metrics/health endpoints.
+/// Starts the Rollout, AnalysisRun and GitSync controllers and the metrics/health endpoints.
 pub async fn start(client: Client, config: ControllerConfig, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let allowlist = Allowlist::parse(&config.analysis_address_allowlist)
         .map_err(|e| anyhow::anyhow!("--analysis-address-allowlist: {e}"))?;
@@ -71,17 +76,21 @@ pub async fn start(client: Client, config: ControllerConfig, shutdown: Cancellat
         shutdown.clone(),
     ));
     let analysis_ctx = AnalysisContext {
-        client,
+        client: client.clone(),
         metrics: metrics.clone(),
         allowlist,
         default_prometheus: config.prometheus_address.clone(),
     };
-    let analysis_task = tokio::spawn(analysis::run(analysis_ctx, scope, shutdown.clone()));
+    let analysis_task = tokio::spawn(analysis::run(analysis_ctx, scope.clone(), shutdown.clone()));
+    let gitsync = gitsync::start(client, scope, config.gitsync.clone(), metrics.clone(), shutdown.clone()).await?;
+    let mut tasks = vec![server_task, rollout_task, analysis_task];
+    tasks.extend(gitsync.tasks);
     Ok(Running {
         metrics_addr,
+        webhook_addr: gitsync.webhook_addr,
         metrics,
         health,
-        tasks: vec![server_task, rollout_task, analysis_task],
+        tasks,
         shutdown,
     })
 }

@@ -3,6 +3,7 @@
 //! Runs git synchronously (local disk only, milliseconds) with the same hermetic environment as the source.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 
@@ -18,6 +19,14 @@ pub struct LocalRepo {
     work: PathBuf,
     home: PathBuf,
     git: PathBuf,
+    /// Edits since the last commit, replayed on top of commits pushed meanwhile (like pull, then edit).
+    pending: Arc<Mutex<Vec<Edit>>>,
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Write(String, String),
+    Remove(String),
 }
 
 impl LocalRepo {
@@ -33,6 +42,7 @@ impl LocalRepo {
             work: dir.join("work"),
             home: dir.join(".home"),
             git: PathBuf::from("git"),
+            pending: Arc::default(),
         };
         std::fs::create_dir_all(&repo.home).with_context(|| format!("creating {}", repo.home.display()))?;
         repo.run(
@@ -60,6 +70,12 @@ impl LocalRepo {
 
     /// Writes a file of the work tree (parent directories created). Committed by the next `commit`.
     pub fn write(&self, relative_path: &str, contents: &str) -> anyhow::Result<()> {
+        self.write_file(relative_path, contents)?;
+        self.record(Edit::Write(relative_path.into(), contents.into()));
+        Ok(())
+    }
+
+    fn write_file(&self, relative_path: &str, contents: &str) -> anyhow::Result<()> {
         let path = self.work_file(relative_path)?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -69,6 +85,16 @@ impl LocalRepo {
 
     /// Removes a file or directory of the work tree. Committed by the next `commit`.
     pub fn remove(&self, relative_path: &str) -> anyhow::Result<()> {
+        self.remove_file(relative_path)?;
+        self.record(Edit::Remove(relative_path.into()));
+        Ok(())
+    }
+
+    fn record(&self, edit: Edit) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(edit);
+    }
+
+    fn remove_file(&self, relative_path: &str) -> anyhow::Result<()> {
         let path = self.work_file(relative_path)?;
         let meta = std::fs::symlink_metadata(&path).with_context(|| format!("removing {}", path.display()))?;
         if meta.is_dir() {
@@ -79,29 +105,37 @@ impl LocalRepo {
         .with_context(|| format!("removing {}", path.display()))
     }
 
-    /// Commits everything in the work tree to the current branch and pushes it to the bare repository.
-    /// Commits pushed meanwhile by someone else (a Sluice revert) are kept: this commit is rebased onto
-    /// them, with the work tree's content winning where both changed a file. Returns the pushed SHA.
+    /// Commits the edits made since the last commit to the current branch and pushes it to the bare
+    /// repository. Commits pushed meanwhile by someone else (a Sluice revert) are kept: the edits are
+    /// replayed on top of them, as a person would after `git pull`. Returns the pushed SHA.
     pub fn commit(&self, message: &str) -> anyhow::Result<String> {
         let branch = self.current_branch()?;
+        let remote_ref = format!("refs/remotes/origin/{branch}");
+        let fetch_refspec = format!("+refs/heads/{branch}:{remote_ref}");
+        let edits = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if self.rev_parse(&self.bare, &format!("refs/heads/{branch}")).is_some() {
+            self.run(&self.work, &["fetch", "--quiet", "origin", &fetch_refspec])?;
+            let moved = self.rev_parse(&self.work, "HEAD") != self.rev_parse(&self.work, &remote_ref);
+            if moved {
+                self.run(&self.work, &["reset", "--quiet", "--hard", &remote_ref])?;
+                for edit in &edits {
+                    match edit {
+                        Edit::Write(path, contents) => self.write_file(path, contents)?,
+                        // Already gone upstream is as good as removed.
+                        Edit::Remove(path) => {
+                            if self.work_file(path)?.exists() {
+                                self.remove_file(path)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
         self.run(&self.work, &["add", "--all"])?;
         self.run(
             &self.work,
             &["commit", "--quiet", "--allow-empty", "--no-verify", "-m", message],
         )?;
-        let remote_ref = format!("refs/remotes/origin/{branch}");
-        let fetch_refspec = format!("+refs/heads/{branch}:{remote_ref}");
-        if self.rev_parse(&self.bare, &format!("refs/heads/{branch}")).is_some() {
-            self.run(&self.work, &["fetch", "--quiet", "origin", &fetch_refspec])?;
-            // In a rebase "theirs" is the commit being replayed: ours, written by the caller.
-            if let Err(error) = self.run(
-                &self.work,
-                &["rebase", "--quiet", "--empty=keep", "-X", "theirs", &remote_ref],
-            ) {
-                let _ = self.run(&self.work, &["rebase", "--abort"]);
-                return Err(error.context(format!("rebasing onto {remote_ref}")));
-            }
-        }
         let push_refspec = format!("HEAD:refs/heads/{branch}");
         self.run(&self.work, &["push", "--quiet", "--no-verify", "origin", &push_refspec])?;
         self.rev_parse(&self.work, "HEAD").context("reading HEAD after commit")

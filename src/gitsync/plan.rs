@@ -305,6 +305,22 @@ pub enum SyncResult {
     Held(String),
 }
 
+/// The failure the conditions record from the last sync, for reconciles that do not sync (woken by
+/// a Rollout change): they must not turn a stalled GitSync Ready.
+pub fn previous_result(status: &GitSyncStatus) -> Option<SyncResult> {
+    let ready = conditions::find(&status.conditions, conditions::READY)?;
+    let message = ready.message.clone().unwrap_or_default();
+    if conditions::is_true(&status.conditions, conditions::STALLED) {
+        let stalled = conditions::find(&status.conditions, conditions::STALLED)?;
+        let message = stalled.message.clone().unwrap_or(message);
+        return Some(match stalled.reason.as_deref() {
+            Some("NothingApplied") => SyncResult::Held(message),
+            _ => SyncResult::Stalled(message),
+        });
+    }
+    (ready.reason.as_deref() == Some("SyncFailed")).then_some(SyncResult::Failed(message))
+}
+
 /// Sets Ready, Reconciling and Stalled from the sync result and the health of what runs.
 pub fn set_conditions(
     status: &mut GitSyncStatus,

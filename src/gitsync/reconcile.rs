@@ -1,1 +1,801 @@
-//! (being written)
+//! The GitSync reconciler: observe (Git head when a sync is due, the Rollouts it applied), decide
+//! (`plan::decide`), act (block, apply, prune, revert), then write status and events.
+//!
+//! A sync (fetch + apply) runs every interval, on a spec change, on `sluice.dev/requested-at` and on a
+//! webhook. Changes of the GitSync's Rollouts also reconcile, without fetching: that is how an abort
+//! is noticed within one watch event and the last healthy revision re-applied at once.
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::api::gitsync::{GitSync, GitSyncStatus};
+use crate::api::rollout::Rollout;
+use crate::controller::metrics::Metrics;
+use crate::gitsync::apply::{self, ApplyError, DiscoveredScope, DiscoveryCache};
+use crate::gitsync::health::{self, Health};
+use crate::gitsync::manifest::{self, ObjectId, PrepareContext};
+use crate::gitsync::plan::{self, Decision, Observed, Prune, RolloutState, SyncResult, Target, short};
+use crate::gitsync::render::{self, RenderInput, Tools};
+use crate::gitsync::source::{Credentials, GitSource, RevertRequest, SourceError};
+use crate::gitsync::{REQUESTED_AT_ANNOTATION, gitsync_label_value};
+use crate::rollout::reconcile::merge_diff;
+
+/// A sync that names no timeout gives up after this long.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// While what was applied is not healthy yet, look again this often (Rollout changes also wake us).
+const HEALTH_RECHECK: Duration = Duration::from_secs(5);
+/// Keys of a GitSync's Secret that hold Git credentials (Flux's names).
+const GIT_CREDENTIAL_KEYS: [&str; 4] = ["username", "password", "token", "identity"];
+/// Default author of revert commits.
+const DEFAULT_AUTHOR: &str = "Sluice <sluice@sluice.dev>";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        "kube"
+    }
+}
+
+/// Shared by every GitSync reconcile.
+pub struct Context {
+    pub client: Client,
+    /// The controller's own client configuration, to impersonate a GitSync's ServiceAccount.
+    pub kube_config: Option<kube::Config>,
+    pub source: GitSource,
+    pub tools: Tools,
+    pub discovery: DiscoveryCache,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// When each GitSync last fetched (in memory: after a restart every GitSync syncs once at once).
+    last_sync: Mutex<HashMap<ObjectRef<GitSync>, Instant>>,
+    /// Syncs asked for by the webhook, taken by the next reconcile.
+    requested: Mutex<HashSet<ObjectRef<GitSync>>>,
+    /// Clients impersonating ServiceAccounts, by `namespace/name`.
+    impersonated: Mutex<HashMap<String, Client>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        kube_config: Option<kube::Config>,
+        source: GitSource,
+        tools: Tools,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Context {
+            discovery: DiscoveryCache::new(client.clone()),
+            client,
+            kube_config,
+            source,
+            tools,
+            recorder,
+            metrics,
+            last_sync: Mutex::default(),
+            requested: Mutex::default(),
+            impersonated: Mutex::default(),
+        }
+    }
+
+    /// Marks a sync as wanted by the webhook; the caller then triggers a reconcile.
+    pub fn request_sync(&self, gitsync: ObjectRef<GitSync>) {
+        self.requested.lock().unwrap_or_else(|e| e.into_inner()).insert(gitsync);
+    }
+
+    fn take_request(&self, gitsync: &ObjectRef<GitSync>) -> bool {
+        self.requested.lock().unwrap_or_else(|e| e.into_inner()).remove(gitsync)
+    }
+
+    fn since_last_sync(&self, gitsync: &ObjectRef<GitSync>) -> Option<Duration> {
+        let last = self.last_sync.lock().unwrap_or_else(|e| e.into_inner());
+        last.get(gitsync).map(Instant::elapsed)
+    }
+
+    fn mark_synced(&self, gitsync: ObjectRef<GitSync>, at: Instant) {
+        self.last_sync
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(gitsync, at);
+    }
+
+    /// The client a GitSync applies with: its ServiceAccount when it names one, else the controller's.
+    fn client_for(&self, gitsync: &GitSync) -> Result<Client, String> {
+        let Some(account) = gitsync.spec.service_account_name.as_deref() else {
+            return Ok(self.client.clone());
+        };
+        let namespace = gitsync.namespace().unwrap_or_default();
+        let key = format!("{namespace}/{account}");
+        let mut cache = self.impersonated.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = cache.get(&key) {
+            return Ok(client.clone());
+        }
+        let Some(config) = self.kube_config.clone() else {
+            return Err("spec.serviceAccountName: this controller was started without a client configuration it can impersonate with".into());
+        };
+        let client = impersonating(config, &namespace, account)?;
+        cache.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+fn impersonating(mut config: kube::Config, namespace: &str, account: &str) -> Result<Client, String> {
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{account}"));
+    config.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".into(),
+        format!("system:serviceaccounts:{namespace}"),
+    ]);
+    Client::try_from(config).map_err(|e| format!("spec.serviceAccountName: {e}"))
+}
+
+pub fn error_policy(gitsync: Arc<GitSync>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    tracing::warn!(gitsync = %gitsync.name_any(), error = %error, "reconcile failed");
+    ctx.metrics.count_reconcile_error("gitsync", error.metric_label());
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+pub async fn reconcile(gitsync: Arc<GitSync>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&gitsync, &ctx).await;
+    ctx.metrics.count_reconcile("gitsync", started.elapsed());
+    result
+}
+
+async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Error> {
+    if gitsync.metadata.deletion_timestamp.is_some() {
+        return Ok(Requeue::await_change());
+    }
+    let reference = ObjectRef::from_obj(gitsync);
+    let old_status = gitsync.status.clone().unwrap_or_default();
+    let mut status = old_status.clone();
+    let now = Utc::now();
+    let generation = gitsync.metadata.generation;
+    let (interval, timeout) = match timings(gitsync) {
+        Ok(timings) => timings,
+        Err(message) => {
+            plan::set_conditions(&mut status, generation, &SyncResult::Stalled(message), None, now);
+            write_status(gitsync, &old_status, &status, ctx).await?;
+            return Ok(Requeue::await_change());
+        }
+    };
+    if gitsync.spec.is_suspended() {
+        plan::set_conditions(&mut status, generation, &SyncResult::Suspended, None, now);
+        write_status(gitsync, &old_status, &status, ctx).await?;
+        return Ok(Requeue::await_change());
+    }
+    let client = match ctx.client_for(gitsync) {
+        Ok(client) => client,
+        Err(message) => {
+            warn(ctx, gitsync, "InvalidSpec", &message).await;
+            plan::set_conditions(&mut status, generation, &SyncResult::Stalled(message), None, now);
+            write_status(gitsync, &old_status, &status, ctx).await?;
+            return Ok(Requeue::await_change());
+        }
+    };
+    let mut sync = Sync {
+        gitsync,
+        ctx,
+        client,
+        timeout,
+        owner: gitsync_label_value(&gitsync.namespace().unwrap_or_default(), &gitsync.name_any()),
+        result: SyncResult::Synced,
+        resync_soon: false,
+    };
+    let due = sync_due(gitsync, &status, ctx, &reference, interval);
+    let mut fetched = false;
+    let head = if due {
+        ctx.mark_synced(reference.clone(), Instant::now());
+        status.last_handled_requested_at = gitsync.annotations().get(REQUESTED_AT_ANNOTATION).cloned();
+        match sync.fetch().await {
+            Ok(head) => {
+                fetched = true;
+                status.last_attempted_revision = Some(head.clone());
+                Some(head)
+            }
+            Err(failure) => {
+                sync.fail(&mut status, None, failure).await;
+                status.last_attempted_revision.clone()
+            }
+        }
+    } else {
+        // No sync this time: the outcome of the last one still stands.
+        if let Some(previous) = plan::previous_result(&status) {
+            sync.result = previous;
+        }
+        status.last_attempted_revision.clone()
+    };
+
+    let rollouts = sync.rollout_states(&status).await;
+    let decision = plan::decide(&Observed {
+        spec: &gitsync.spec,
+        status: &status,
+        head: head.as_deref(),
+        rollouts: &rollouts,
+        now,
+    });
+    sync.block(&mut status, &decision).await;
+    let must_apply = match &decision.target {
+        // A failed fetch applies only a rollback: the source may have changed (a new URL) and the
+        // last attempted revision is no longer what the spec names.
+        Target::Apply { .. } if due && !fetched => !decision.block.is_empty(),
+        Target::Apply { revision, .. } => {
+            due || !decision.block.is_empty() || status.last_applied_revision.as_deref() != Some(revision.as_str())
+        }
+        Target::Hold(_) => false,
+    };
+    if must_apply {
+        sync.apply(&mut status, &decision).await;
+    }
+    if let Target::Hold(why) = &decision.target
+        && sync.result == SyncResult::Synced
+    {
+        sync.result = SyncResult::Held(why.clone());
+    }
+    sync.revert(&mut status, &decision).await;
+
+    let health = sync.health(&mut status).await;
+    plan::set_conditions(&mut status, generation, &sync.result, health.as_ref(), now);
+    ctx.metrics.observe_gitsync(
+        &gitsync.namespace().unwrap_or_default(),
+        &gitsync.name_any(),
+        status.last_applied_revision.as_deref(),
+        status.last_healthy_revision.as_deref(),
+    );
+    write_status(gitsync, &old_status, &status, ctx).await?;
+
+    let next_sync = interval.saturating_sub(ctx.since_last_sync(&reference).unwrap_or(interval));
+    let settled = health.as_ref().is_none_or(|h| *h == Health::Healthy);
+    Ok(Requeue::requeue(if settled && !sync.resync_soon {
+        next_sync.max(Duration::from_millis(100))
+    } else {
+        next_sync.clamp(Duration::from_millis(100), HEALTH_RECHECK)
+    }))
+}
+
+/// spec.interval and spec.timeout, or the message naming the bad field.
+fn timings(gitsync: &GitSync) -> Result<(Duration, Duration), String> {
+    let interval = gitsync
+        .spec
+        .interval_duration()
+        .map_err(|e| format!("spec.interval: {e}"))?;
+    let timeout = gitsync
+        .spec
+        .timeout_duration()
+        .map_err(|e| format!("spec.timeout: {e}"))?
+        .unwrap_or(DEFAULT_TIMEOUT);
+    if interval.is_zero() {
+        return Err("spec.interval: must be more than 0s".into());
+    }
+    Ok((interval, timeout))
+}
+
+fn sync_due(
+    gitsync: &GitSync,
+    status: &GitSyncStatus,
+    ctx: &Context,
+    reference: &ObjectRef<GitSync>,
+    interval: Duration,
+) -> bool {
+    let requested = ctx.take_request(reference);
+    let annotation = gitsync.annotations().get(REQUESTED_AT_ANNOTATION);
+    requested
+        || status.observed_generation != gitsync.metadata.generation
+        || annotation.is_some() && annotation != status.last_handled_requested_at.as_ref()
+        || status.last_attempted_revision.is_none()
+        || ctx.since_last_sync(reference).is_none_or(|since| since >= interval)
+}
+
+/// Why a sync step failed, and whether retrying alone can fix it.
+struct Failure {
+    reason: &'static str,
+    message: String,
+    transient: bool,
+}
+
+impl From<SourceError> for Failure {
+    fn from(e: SourceError) -> Self {
+        Failure {
+            reason: "FetchFailed",
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<ApplyError> for Failure {
+    fn from(e: ApplyError) -> Self {
+        Failure {
+            reason: "ApplyFailed",
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// One reconcile's I/O with what it needs at hand.
+struct Sync<'a> {
+    gitsync: &'a GitSync,
+    ctx: &'a Context,
+    client: Client,
+    timeout: Duration,
+    owner: String,
+    result: SyncResult,
+    /// A revert was pushed: fetch it soon.
+    resync_soon: bool,
+}
+
+impl Sync<'_> {
+    fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.gitsync.namespace().unwrap_or_default(),
+            self.gitsync.name_any()
+        )
+    }
+
+    async fn credentials(&self) -> Result<Option<Credentials>, Failure> {
+        let Some(secret_ref) = &self.gitsync.spec.secret_ref else {
+            return Ok(None);
+        };
+        let secrets: Api<Secret> =
+            Api::namespaced(self.ctx.client.clone(), &self.gitsync.namespace().unwrap_or_default());
+        let stalled = |message: String| Failure {
+            reason: "FetchFailed",
+            message,
+            transient: false,
+        };
+        let secret = tokio::time::timeout(self.timeout, secrets.get_opt(&secret_ref.name))
+            .await
+            .map_err(|_| Failure {
+                reason: "FetchFailed",
+                message: format!("reading Secret {}: timed out", secret_ref.name),
+                transient: true,
+            })?
+            .map_err(|e| Failure {
+                reason: "FetchFailed",
+                message: format!("reading Secret {}: {e}", secret_ref.name),
+                transient: true,
+            })?
+            .ok_or_else(|| stalled(format!("spec.secretRef: Secret {} not found", secret_ref.name)))?;
+        let data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        // A Secret holding only the webhook secret (a public repository) carries no Git credentials.
+        if !GIT_CREDENTIAL_KEYS.iter().any(|key| data.contains_key(*key)) {
+            return Ok(None);
+        }
+        Credentials::from_secret_data(&data)
+            .map(Some)
+            .map_err(|e| stalled(format!("spec.secretRef {}: {e}", secret_ref.name)))
+    }
+
+    async fn fetch(&self) -> Result<String, Failure> {
+        let credentials = self.credentials().await?;
+        let spec = &self.gitsync.spec;
+        Ok(self
+            .ctx
+            .source
+            .fetch(
+                &self.key(),
+                &spec.repo_url,
+                spec.git_ref.as_ref(),
+                credentials.as_ref(),
+                self.timeout,
+            )
+            .await?)
+    }
+
+    async fn fail(&mut self, status: &mut GitSyncStatus, revision: Option<&str>, failure: Failure) {
+        let message = match revision {
+            Some(revision) => format!("revision {}: {}", short(revision), failure.message),
+            None => failure.message.clone(),
+        };
+        plan::record_failure(status, revision, &failure.message, Utc::now());
+        warn(self.ctx, self.gitsync, failure.reason, &message).await;
+        // A fetch failure is reported even when a pinned apply of a known revision succeeds after it.
+        self.result = if failure.transient {
+            SyncResult::Failed(message)
+        } else {
+            SyncResult::Stalled(message)
+        };
+    }
+
+    /// The Rollouts in the inventory, read live (not from a cache: right after an apply a cached
+    /// Rollout could still look Healthy at its old generation).
+    async fn rollouts(&self, status: &GitSyncStatus) -> Vec<Rollout> {
+        let ids: Vec<ObjectId> = inventory_ids(status)
+            .into_iter()
+            .filter(|id| id.group == "sluice.dev" && id.kind == "Rollout")
+            .collect();
+        let mut rollouts = Vec::with_capacity(ids.len());
+        for id in ids {
+            let api: Api<Rollout> = Api::namespaced(self.client.clone(), id.namespace.as_deref().unwrap_or_default());
+            match tokio::time::timeout(self.timeout, api.get_opt(&id.name)).await {
+                Ok(Ok(Some(rollout))) => rollouts.push(rollout),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::warn!(rollout = %id, error = %e, "reading a Rollout of a GitSync"),
+                Err(_) => tracing::warn!(rollout = %id, "reading a Rollout of a GitSync timed out"),
+            }
+        }
+        rollouts
+    }
+
+    async fn rollout_states(&self, status: &GitSyncStatus) -> Vec<RolloutState> {
+        self.rollouts(status).await.iter().map(RolloutState::observe).collect()
+    }
+
+    async fn block(&self, status: &mut GitSyncStatus, decision: &Decision) {
+        for blocked in &decision.block {
+            let message = format!(
+                "blocked revision {}: {}; {}",
+                short(&blocked.revision),
+                blocked.reason,
+                match (&decision.target, status.last_healthy_revision.as_deref()) {
+                    (Target::Apply { revision, .. }, _) => format!("returning to revision {}", short(revision)),
+                    (Target::Hold(_), _) => "no healthy revision to return to".into(),
+                }
+            );
+            warn(self.ctx, self.gitsync, "RevisionBlocked", &message).await;
+            status.blocked_revisions.push(blocked.clone());
+        }
+    }
+
+    /// Checkout, render, validate everything, apply, then prune what left Git.
+    async fn apply(&mut self, status: &mut GitSyncStatus, decision: &Decision) {
+        let Target::Apply { revision, pinned_over } = &decision.target else {
+            return;
+        };
+        let new_revision = status.last_applied_revision.as_deref() != Some(revision.as_str());
+        let outcome = tokio::time::timeout(self.timeout, self.apply_revision(revision, status)).await;
+        let (applied, stale) = match outcome {
+            Ok(Ok(done)) => done,
+            Ok(Err(failure)) => return self.fail(status, Some(revision), failure).await,
+            Err(_) => {
+                let failure = Failure {
+                    reason: "SyncFailed",
+                    message: format!("sync did not finish within {}s (spec.timeout)", self.timeout.as_secs()),
+                    transient: true,
+                };
+                return self.fail(status, Some(revision), failure).await;
+            }
+        };
+        let message = format!(
+            "{} objects, {} changed{}",
+            applied.total,
+            applied.changed.len(),
+            pinned_over
+                .as_deref()
+                .map(|blocked| format!("; pinned over blocked revision {}", short(blocked)))
+                .unwrap_or_default()
+        );
+        plan::record_applied(status, &decision.target, message.clone(), Utc::now());
+        if new_revision || !applied.changed.is_empty() {
+            let reason = match (pinned_over, new_revision) {
+                (Some(_), _) => "RolledBack",
+                (None, true) => "Applied",
+                (None, false) => "DriftCorrected",
+            };
+            let note = format!("revision {}: {message}", short(revision));
+            info(self.ctx, self.gitsync, reason, &note).await;
+        }
+        // Prune only on a sync that applied nothing new, once no Rollout is mid-rollout: the objects a
+        // rollback needs (the stable version's ConfigMaps) stay until the new version is stable.
+        let prune_now = !new_revision && decision.prune == Prune::Allowed;
+        let mut kept = Vec::new();
+        if !stale.is_empty() {
+            if prune_now {
+                match apply::prune(&self.client, &self.ctx.discovery, &stale, &self.owner).await {
+                    Ok(report) => {
+                        if !report.deleted.is_empty() {
+                            let note = format!("revision {}: pruned {}", short(revision), report.deleted.join(", "));
+                            info(self.ctx, self.gitsync, "Pruned", &note).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(gitsync = %self.key(), error = %e, "prune failed; retrying next sync");
+                        kept = stale.clone();
+                    }
+                }
+            } else if decision.prune != Prune::Disabled {
+                kept = stale.clone();
+            }
+        }
+        let mut inventory = applied_inventory(status, &kept);
+        inventory.entries.sort();
+        inventory.entries.dedup();
+        status.inventory = Some(inventory);
+    }
+
+    /// Renders and applies `revision`; returns the report and the stale objects (in the old
+    /// inventory, not in this revision). Also records the new inventory in `status`.
+    async fn apply_revision(
+        &self,
+        revision: &str,
+        status: &mut GitSyncStatus,
+    ) -> Result<(apply::ApplyReport, Vec<ObjectId>), Failure> {
+        let spec = &self.gitsync.spec;
+        let namespace = self.gitsync.namespace().unwrap_or_default();
+        let checkout = self.ctx.source.checkout(&self.key(), revision, self.timeout).await?;
+        let release_name = spec
+            .render
+            .as_ref()
+            .and_then(|r| r.helm.as_ref())
+            .and_then(|h| h.release_name.clone())
+            .unwrap_or_else(|| self.gitsync.name_any());
+        let target_namespace = spec.target_namespace.clone().unwrap_or_else(|| namespace.clone());
+        let objects = render::render(
+            &self.ctx.tools,
+            &RenderInput {
+                root: checkout.path(),
+                path: spec.path.as_deref().unwrap_or("."),
+                render: spec.render.as_ref(),
+                release_name: &release_name,
+                namespace: &target_namespace,
+                timeout: self.timeout,
+            },
+        )
+        .await
+        .map_err(|e| Failure {
+            reason: "RenderFailed",
+            message: e.to_string(),
+            transient: false,
+        })?;
+        let mut manifests = self.prepare(objects, &namespace, &target_namespace, revision).await?;
+        let new_inventory = manifest::inventory(&manifests);
+        let old_inventory = status.inventory.clone().unwrap_or_default();
+        let stale = manifest::stale(&old_inventory, &new_inventory);
+        // Until the apply finishes, both generations are ours: a half-applied revision's objects
+        // must still be found (and pruned) later.
+        let mut both = old_inventory.clone();
+        both.entries.extend(new_inventory.entries.iter().cloned());
+        both.entries.sort();
+        both.entries.dedup();
+        status.inventory = Some(both);
+        let report =
+            apply::apply_revision(&self.client, &self.ctx.discovery, &mut manifests, &target_namespace).await?;
+        status.inventory = Some(new_inventory);
+        Ok((report, stale))
+    }
+
+    async fn prepare(
+        &self,
+        objects: Vec<Value>,
+        namespace: &str,
+        target_namespace: &str,
+        revision: &str,
+    ) -> Result<Vec<manifest::Manifest>, Failure> {
+        let name = self.gitsync.name_any();
+        let mut refreshed = false;
+        loop {
+            let discovery = self.ctx.discovery.get(refreshed).await?;
+            let scope = DiscoveredScope(discovery);
+            let context = PrepareContext {
+                gitsync_namespace: namespace,
+                gitsync_name: &name,
+                target_namespace,
+                revision,
+                scope: &scope,
+            };
+            match manifest::prepare(objects.clone(), &context) {
+                Ok(manifests) => return Ok(manifests),
+                // A kind installed since discovery ran: look again once before calling it invalid.
+                Err(_) if !refreshed => refreshed = true,
+                Err(errors) => {
+                    return Err(Failure {
+                        reason: "ValidationFailed",
+                        message: format!("invalid manifests, nothing applied: {errors}"),
+                        transient: false,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Pushes the revert commit the decision asks for and records the outcome on the blocked entry.
+    async fn revert(&mut self, status: &mut GitSyncStatus, decision: &Decision) {
+        let spec = &self.gitsync.spec;
+        if let (Some(why), Some(head)) = (&decision.revert_impossible, status.last_attempted_revision.clone())
+            && let Some(entry) = status.blocked_revisions.iter_mut().find(|b| b.revision == head)
+            && entry.revert_message.is_none()
+        {
+            entry.revert_message = Some(why.clone());
+            warn(self.ctx, self.gitsync, "RevertSkipped", why).await;
+        }
+        let Some(revert) = &decision.revert else {
+            return;
+        };
+        let credentials = match self.credentials().await {
+            Ok(credentials) => credentials,
+            Err(failure) => {
+                warn(self.ctx, self.gitsync, "RevertFailed", &failure.message).await;
+                return;
+            }
+        };
+        let author = spec
+            .rollback
+            .as_ref()
+            .and_then(|r| r.author.as_deref())
+            .unwrap_or(DEFAULT_AUTHOR);
+        let reason = status
+            .blocked_revisions
+            .iter()
+            .find(|b| b.revision == revert.blocked)
+            .map(|b| b.reason.clone())
+            .unwrap_or_default();
+        let key = self.key();
+        let request = RevertRequest {
+            key: &key,
+            url: &spec.repo_url,
+            credentials: credentials.as_ref(),
+            branch: &revert.branch,
+            expected_head: &revert.blocked,
+            to_revision: &revert.to_revision,
+            path: spec.path.as_deref().unwrap_or("."),
+            author,
+            reason: &reason,
+            timeout: self.timeout,
+        };
+        let outcome = self.ctx.source.revert_path_to(&request).await;
+        let Some(entry) = status
+            .blocked_revisions
+            .iter_mut()
+            .find(|b| b.revision == revert.blocked)
+        else {
+            return;
+        };
+        match outcome {
+            Ok(Some(commit)) => {
+                let note = format!(
+                    "pushed {} to {}: reverts {} back to {}",
+                    short(&commit),
+                    revert.branch,
+                    short(&revert.blocked),
+                    short(&revert.to_revision)
+                );
+                entry.revert_commit = Some(commit);
+                info(self.ctx, self.gitsync, "Reverted", &note).await;
+                // Fetch the revert commit soon rather than an interval later.
+                self.ctx.request_sync(ObjectRef::from_obj(self.gitsync));
+                self.resync_soon = true;
+            }
+            Ok(None) => {
+                let note = format!(
+                    "not reverted: {} is no longer at {} or already matches {}",
+                    revert.branch,
+                    short(&revert.blocked),
+                    short(&revert.to_revision)
+                );
+                entry.revert_message = Some(note.clone());
+                info(self.ctx, self.gitsync, "RevertSkipped", &note).await;
+            }
+            Err(e) => {
+                warn(
+                    self.ctx,
+                    self.gitsync,
+                    "RevertFailed",
+                    &format!("{e}; retrying next sync"),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Health of everything applied; concludes lastHealthyRevision. None when nothing is applied.
+    async fn health(&self, status: &mut GitSyncStatus) -> Option<Health> {
+        status.last_applied_revision.as_ref()?;
+        let ids = inventory_ids(status);
+        let live = match apply::read_live(&self.client, &self.ctx.discovery, &ids).await {
+            Ok(live) => live,
+            Err(e) => return Some(Health::Unknown(e.to_string())),
+        };
+        let mut rollouts = Vec::new();
+        let items: Vec<(ObjectId, Health)> = live
+            .into_iter()
+            .map(|(id, object)| {
+                let health = match object {
+                    Some(object) => {
+                        if id.group == "sluice.dev"
+                            && id.kind == "Rollout"
+                            && let Ok(rollout) = serde_json::from_value::<Rollout>(object.clone())
+                        {
+                            rollouts.push(RolloutState::observe(&rollout));
+                        }
+                        health::object_health(&object)
+                    }
+                    None => Health::Progressing("not found".into()),
+                };
+                (id, health)
+            })
+            .collect();
+        let health = health::aggregate(items.iter().map(|(id, h)| (id, h.clone())));
+        if let Some(revision) = plan::conclude_health(status, &health, &rollouts, Utc::now()) {
+            let note = format!(
+                "revision {} is healthy: applied and every Rollout Healthy",
+                short(&revision)
+            );
+            info(self.ctx, self.gitsync, "Healthy", &note).await;
+        }
+        Some(health)
+    }
+}
+
+fn inventory_ids(status: &GitSyncStatus) -> Vec<ObjectId> {
+    status
+        .inventory
+        .iter()
+        .flat_map(|inventory| &inventory.entries)
+        .filter_map(|entry| ObjectId::from_inventory(entry).ok())
+        .collect()
+}
+
+/// The inventory to record: what this revision applied plus what is still waiting to be pruned.
+fn applied_inventory(status: &GitSyncStatus, kept: &[ObjectId]) -> crate::api::gitsync::Inventory {
+    let mut inventory = status.inventory.clone().unwrap_or_default();
+    inventory.entries.extend(kept.iter().map(ObjectId::to_inventory));
+    inventory
+}
+
+/// Writes only what changed, as a merge patch of the status subresource.
+async fn write_status(gitsync: &GitSync, old: &GitSyncStatus, new: &GitSyncStatus, ctx: &Context) -> Result<(), Error> {
+    let diff = merge_diff(
+        &serde_json::to_value(old).unwrap_or(Value::Null),
+        &serde_json::to_value(new).unwrap_or(Value::Null),
+    );
+    if diff.as_object().is_some_and(|o| o.is_empty()) {
+        return Ok(());
+    }
+    let api: Api<GitSync> = Api::namespaced(ctx.client.clone(), &gitsync.namespace().unwrap_or_default());
+    api.patch_status(
+        &gitsync.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": diff})),
+    )
+    .await
+    .map_err(|source| Error::Kube {
+        what: format!("writing status of GitSync {}", gitsync.name_any()),
+        source,
+    })?;
+    Ok(())
+}
+
+async fn info(ctx: &Context, gitsync: &GitSync, reason: &str, note: &str) {
+    publish(ctx, gitsync, EventType::Normal, reason, note).await;
+}
+
+async fn warn(ctx: &Context, gitsync: &GitSync, reason: &str, note: &str) {
+    publish(ctx, gitsync, EventType::Warning, reason, note).await;
+}
+
+async fn publish(ctx: &Context, gitsync: &GitSync, type_: EventType, reason: &str, note: &str) {
+    tracing::info!(gitsync = %gitsync.name_any(), reason, note, "event");
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1024).collect()),
+        action: "Sync".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &gitsync.object_ref(&())).await {
+        tracing::debug!(error = %e, "publishing an event failed");
+    }
+}

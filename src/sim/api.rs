@@ -337,9 +337,12 @@ impl ApiServer {
     }
 
     /// The object as stored: the preferred version of its storage resource.
-    fn to_storage(rt: &ResourceType, object: Value) -> Value {
+    fn to_storage(rt: &ResourceType, mut object: Value) -> Value {
         if rt.is_events_v1_view() {
             return events::events_v1_to_core(object);
+        }
+        if rt.group.is_empty() && rt.plural == "secrets" {
+            fold_string_data(&mut object);
         }
         Self::present(rt, &rt.preferred_version().name, object)
     }
@@ -1525,3 +1528,23 @@ fn decode_continue(token: &str) -> ApiResult<ContinueFrom> {
 #[cfg(test)]
 #[path = "api_tests.rs"]
 mod tests;
+
+/// A Secret's write-only `stringData` is merged into `data` (base64), winning over the same key, and
+/// never stored, as the API server does.
+fn fold_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(object) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = object.remove("stringData") else {
+        return;
+    };
+    let data = object.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default();
+        data[key.as_str()] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}

@@ -180,6 +180,17 @@ fn dry_run_writes_nothing() {
 }
 
 #[test]
+fn secret_string_data_is_folded_into_data() {
+    let api = server();
+    let secrets = rt(&api, "", "secrets");
+    let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+        "data": {"kept": "YQ==", "token": "b2xk"}, "stringData": {"token": "new"}});
+    let written = api.create(&secrets, "default", body, &opts("t")).unwrap();
+    assert_eq!(written.object["data"], json!({"kept": "YQ==", "token": "bmV3"}));
+    assert!(written.object.get("stringData").is_none(), "write-only");
+}
+
+#[test]
 fn finalizers_hold_deletion_until_removed() {
     let api = server();
     let cm = rt(&api, "", "configmaps");

@@ -155,12 +155,17 @@ impl Simulator {
         Ok(())
     }
 
-    /// A kube client for this simulator (tests and the demo use it in-process).
-    pub fn client(&self) -> anyhow::Result<kube::Client> {
+    /// The client configuration of this simulator (what `client` connects with).
+    pub fn kube_config(&self) -> anyhow::Result<kube::Config> {
         let mut config = kube::Config::new(self.url().parse()?);
         config.default_namespace = "default".into();
         config.read_timeout = Some(Duration::from_secs(295));
-        Ok(kube::Client::try_from(config)?)
+        Ok(config)
+    }
+
+    /// A kube client for this simulator (tests and the demo use it in-process).
+    pub fn client(&self) -> anyhow::Result<kube::Client> {
+        Ok(kube::Client::try_from(self.kube_config()?)?)
     }
 
     /// Stops serving and every background task.

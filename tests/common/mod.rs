@@ -218,11 +218,21 @@ pub struct RunningController {
 
 impl RunningController {
     pub async fn start(sim: &Simulator, prometheus_address: Option<String>) -> Self {
+        Self::start_with(sim, prometheus_address, Default::default()).await
+    }
+
+    /// Starts with GitSync settings (a Git cache dir, a webhook listener).
+    pub async fn start_with(
+        sim: &Simulator,
+        prometheus_address: Option<String>,
+        gitsync: sluice::controller::gitsync::GitSyncConfig,
+    ) -> Self {
         let config = sluice::controller::ControllerConfig {
             namespace: None,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             prometheus_address,
             analysis_address_allowlist: vec![],
+            gitsync,
         };
         let running = sluice::controller::start(sim.client().expect("client"), config, Default::default())
             .await
@@ -235,5 +245,10 @@ impl RunningController {
 
     pub async fn stop(self) {
         self.running.stop(Duration::from_secs(10)).await;
+    }
+
+    /// Where the GitSync webhook listens, when started with one.
+    pub fn webhook_addr(&self) -> Option<std::net::SocketAddr> {
+        self.running.webhook_addr
     }
 }

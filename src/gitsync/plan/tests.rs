@@ -320,6 +320,10 @@ fn conditions_follow_kstatus() {
     assert!(!ready.is_true() && ready.message.as_deref().unwrap().contains("authentication"));
     assert!(conditions::is_true(&status.conditions, conditions::STALLED));
 
+    assert!(
+        matches!(previous_result(&status), Some(SyncResult::Stalled(m)) if m.contains("authentication")),
+        "a reconcile that does not sync keeps the failure"
+    );
     set_conditions(
         &mut status,
         Some(3),
@@ -327,6 +331,7 @@ fn conditions_follow_kstatus() {
         Some(&Health::Progressing("rollout shop/web: Progressing".into())),
         now(),
     );
+    assert_eq!(previous_result(&status), None);
     assert!(conditions::is_true(&status.conditions, conditions::RECONCILING));
     assert!(conditions::find(&status.conditions, conditions::STALLED).is_none());
 
