@@ -610,15 +610,45 @@ fn a_setweight_step_costs_at_most_three_writes() {
         ],
     );
     world.new_template("web:v2");
-    world.reconcile(); // creates the canary ReplicaSet
-    world.settle();
-    world.reconcile(); // scales towards 20%
+    world.reconcile(); // creates the canary ReplicaSet at its 20% size; stable shrinks
     world.settle();
     world.writes = 0;
     // 20% is reached: the step completes and the next one scales: canary, stable, status.
     world.reconcile();
     assert_eq!(world.status().current_step_index, Some(1));
     assert!(world.writes <= 3, "one setWeight step wrote {} times", world.writes);
+}
+
+#[test]
+fn a_new_canary_is_created_at_its_first_step_size_and_completion_reports_no_canary_traffic() {
+    let mut world = deployed(10, vec![CanaryStep::set_weight(20), CanaryStep::set_weight(60)]);
+    world.new_template("web:v2");
+    let plan = world.reconcile();
+    assert!(
+        matches!(
+            &plan.actions[..],
+            [
+                Action::CreateReplicaSet { replicas: 2, .. },
+                Action::ScaleReplicaSet { replicas: 8, .. }
+            ]
+        ),
+        "created with 20% of 10 pods, no separate scale: {:?}",
+        plan.actions
+    );
+    assert_eq!(plan.status.canary_revision.and_then(|r| r.revision), Some(2));
+    let plan = world.converge();
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(plan.status.canary_weight, Some(0));
+
+    let mut world = deployed(10, vec![CanaryStep::set_weight(20)]);
+    world.rollout.spec.paused = Some(true);
+    world.new_template("web:v3");
+    let plan = world.reconcile();
+    assert!(
+        matches!(&plan.actions[..], [Action::CreateReplicaSet { replicas: 0, .. }]),
+        "paused: created empty, {:?}",
+        plan.actions
+    );
 }
 
 #[test]
