@@ -52,6 +52,12 @@ pub enum Error {
         name: String,
         message: String,
     },
+    #[error("rollout {namespace}/{name}: rollbackOnAbort: {message}")]
+    Rollback {
+        namespace: String,
+        name: String,
+        message: String,
+    },
     #[error("rollout {namespace}/{name}: traffic router: {message}")]
     Traffic {
         namespace: String,
@@ -66,6 +72,7 @@ impl Error {
             Error::Kube { .. } => "kube",
             Error::Analysis { .. } => "analysis",
             Error::Traffic { .. } => "traffic",
+            Error::Rollback { .. } => "rollback",
         }
     }
 }
@@ -550,6 +557,9 @@ async fn apply(
                     .await
                     .map_err(kube_error(rollout, format!("pointing Service {service} at {hash}")))?;
             }
+            Action::RestoreStableTemplate { replica_set } => {
+                restore_template(&ctx.client, rollout, &replica_sets, replica_set).await?;
+            }
             Action::SetScaleDownDeadline { name, at } => {
                 let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 let patch = json!({"metadata": {"annotations": {plan::SCALE_DOWN_DEADLINE_ANNOTATION: at}}});
@@ -582,6 +592,52 @@ async fn apply(
     let held = write_status(rollout, &plan.status, ctx).await?;
     publish_events(rollout, plan, ctx).await;
     Ok(held)
+}
+
+/// Replaces spec.template with the template of `replica_set` (read from the API: the cache drops
+/// templates), without the hash label the controller added, so it hashes as that revision did.
+async fn restore_template(
+    client: &Client,
+    rollout: &Rollout,
+    replica_sets: &Api<ReplicaSet>,
+    replica_set: &str,
+) -> Result<(), Error> {
+    let rs = replica_sets
+        .get(replica_set)
+        .await
+        .map_err(kube_error(rollout, format!("reading ReplicaSet {replica_set}")))?;
+    let Some(mut template) = rs.spec.and_then(|s| s.template) else {
+        return Err(Error::Rollback {
+            namespace: rollout.namespace().unwrap_or_default(),
+            name: rollout.name_any(),
+            message: format!("ReplicaSet {replica_set} has no pod template to restore"),
+        });
+    };
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
+    }
+    // A JSON patch replaces the whole template (a merge patch would keep labels the stable one lacks).
+    // Sent by hand: kube's Patch::Json wants its own json-patch major version.
+    let namespace = rollout.namespace().unwrap_or_default();
+    let url = format!(
+        "{}/{}?fieldManager={FIELD_MANAGER}",
+        Rollout::url_path(&(), Some(&namespace)),
+        rollout.name_any()
+    );
+    let body = serde_json::to_vec(&crate::cli::undo::undo_patch(&template)).map_err(kube::Error::SerdeError);
+    let action = format!("restoring the template of ReplicaSet {replica_set}");
+    let request = body.and_then(|body| {
+        http::Request::patch(url)
+            .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+            .body(body)
+            .map_err(kube::Error::HttpError)
+    });
+    let request = request.map_err(kube_error(rollout, action.clone()))?;
+    client
+        .request::<Rollout>(request)
+        .await
+        .map_err(kube_error(rollout, action))?;
+    Ok(())
 }
 
 /// The Rollout's traffic router and what it routes (the Services, and the revisions for subsets).

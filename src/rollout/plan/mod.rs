@@ -151,6 +151,12 @@ pub enum Action {
         service: String,
         hash: String,
     },
+    /// Put the pod template of `replica_set` (the stable one) back into the Rollout's spec.template,
+    /// as `sluice undo` does: rollbackOnAbort for a Rollout no GitSync owns, after its revision was
+    /// judged bad. The template then equals stable's and the rollout returns to Healthy without steps.
+    RestoreStableTemplate {
+        replica_set: String,
+    },
     /// When an old ReplicaSet may be scaled down (scaleDownDelaySeconds after promotion).
     SetScaleDownDeadline {
         name: String,
@@ -706,6 +712,33 @@ impl<'a> Planner<'a> {
             self.scale_basic(stable, canary, older, 0, limits);
         }
         self.terminate_analysis_runs(|_| true);
+        self.rollback_on_abort(stable);
+    }
+
+    /// rollbackOnAbort: a revision judged bad (failed analysis, progress deadline) is replaced by the
+    /// stable template, so a Rollout without Git behind it is not left Degraded. A Rollout applied by
+    /// a GitSync is left to it: it re-applies the last healthy Git revision and blocks the bad one.
+    fn rollback_on_abort(&mut self, stable: &ObservedReplicaSet) {
+        let blamed = self.status.abort_reason.is_some_and(AbortReason::blames_revision);
+        let git_owned = self
+            .rollout
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(crate::gitsync::GITSYNC_LABEL));
+        if !blamed || git_owned || !self.rollout.spec.canary().is_rollback_on_abort() {
+            return;
+        }
+        self.actions.push(Action::RestoreStableTemplate {
+            replica_set: stable.name.clone(),
+        });
+        self.event(
+            "RolledBackOnAbort",
+            format!(
+                "rollbackOnAbort: restored the template of revision {} ({}) in place of revision {}",
+                stable.revision, stable.hash, self.current_hash
+            ),
+        );
     }
 
     fn step_index(&self) -> usize {
