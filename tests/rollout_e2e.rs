@@ -189,3 +189,87 @@ fn scale_writes(sim: &sluice::sim::Simulator) -> usize {
         .filter(|r| r.resource == "replicasets" && r.verb == "patch")
         .count()
 }
+
+/// rollbackOnAbort without a GitSync: a canary whose pods never become ready passes the progress
+/// deadline, aborts, and the controller puts the stable template back, so the Rollout is Healthy on
+/// the stable revision again instead of staying Degraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_on_abort_restores_the_stable_template() {
+    let sim = start_sim().await;
+    install_crds(&sim);
+    let client = sim.client().unwrap();
+    let harness = Harness {
+        rollouts: Api::namespaced(client.clone(), "default"),
+        replica_sets: Api::namespaced(client.clone(), "default"),
+    };
+    let mut rollout = Rollout::example("web", 4, vec![CanaryStep::set_weight(50), CanaryStep::pause()]);
+    rollout.spec.progress_deadline_seconds = Some(2);
+    rollout.spec.progress_deadline_abort = Some(true);
+    rollout
+        .spec
+        .strategy
+        .canary
+        .get_or_insert_with(Default::default)
+        .rollback_on_abort = Some(true);
+    harness.rollouts.create(&PostParams::default(), &rollout).await.unwrap();
+    let controller = RunningController::start(&sim, None).await;
+    let long = Duration::from_secs(30);
+    harness
+        .wait_for("v1 healthy", long, |r, c| {
+            phase(r) == Some(RolloutPhase::Healthy) && c == (4, 0, 4)
+        })
+        .await;
+    let v1 = harness.rollout().await;
+    let stable = v1.status.clone().unwrap().stable_rs.unwrap();
+
+    // v2 crash-loops: its pods never become ready, so the step makes no progress.
+    let patch = json!({"spec": {"template": {
+        "metadata": {"annotations": {"sim.sluice.dev/crash": "true"}},
+        "spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]},
+    }}});
+    harness
+        .rollouts
+        .patch("web", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+    harness
+        .wait_for("rolled back to the stable template, Healthy", long, |r, c| {
+            let status = r.status.clone().unwrap_or_default();
+            r.spec.template == v1.spec.template
+                && status.observed_generation == r.metadata.generation
+                && phase(r) == Some(RolloutPhase::Healthy)
+                && status.current_pod_hash.as_deref() == Some(stable.as_str())
+                && status.stable_rs.as_deref() == Some(stable.as_str())
+                && c == (4, 0, 4)
+        })
+        .await;
+    let rollout = harness.rollout().await;
+    assert!(
+        rollout.metadata.generation > v1.metadata.generation,
+        "the template changed twice"
+    );
+    let status = rollout.status.unwrap();
+    assert_eq!(status.canary_weight, Some(0));
+    let canary: Vec<ReplicaSet> = harness
+        .replica_sets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|rs| rs.metadata.name.as_deref() != Some(format!("web-{stable}").as_str()))
+        .collect();
+    assert!(
+        canary.iter().all(|rs| rs.spec.as_ref().unwrap().replicas == Some(0)),
+        "the canary is at 0"
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    eventually(long, "RolloutAborted and RolledBackOnAbort events", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let seen = |reason: &str| list.items.iter().any(|e| e.reason.as_deref() == Some(reason));
+        (seen("RolloutAborted") && seen("RolledBackOnAbort")).then_some(())
+    })
+    .await;
+    controller.stop().await;
+    sim.shutdown().await;
+}

@@ -238,7 +238,10 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "abort"))]
     pub on_analysis_failure: Option<AnalysisFailureAction>,
-    /// On abort, also ask the owning GitSync to roll Git back to the last healthy revision.
+    /// When the canary aborts because its revision was judged bad (failed analysis, progress
+    /// deadline), roll back: a Rollout labelled sluice.dev/gitsync is left to its GitSync, which
+    /// re-applies the last healthy Git revision; any other gets the stable ReplicaSet's pod template
+    /// written back into spec.template and returns to Healthy without steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_on_abort: Option<bool>,
 }

@@ -105,6 +105,7 @@ pub async fn run(
         metrics,
         analysis,
         expectations: Default::default(),
+        count_updates: Default::default(),
     });
     let (all_synced, all_synced_rx) = tokio::sync::watch::channel(false);
     let readiness = tokio::spawn(async move {

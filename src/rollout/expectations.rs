@@ -1,19 +1,36 @@
 //! Our own recent writes, remembered until the watch caches show them. A reconcile that starts before
 //! the cache has caught up would otherwise plan from the old state and repeat the same patches (under
 //! load, most of them). Each write is kept with the resourceVersion the API server returned; a cached
-//! object older than that is overlaid with what we wrote, a newer one replaces the memory.
+//! object older than that is overlaid with what we wrote, a newer one replaces the memory. A ReplicaSet
+//! we created is remembered until the cache holds it, so it is not created again (a 409) meanwhile.
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::api::rollout::RolloutStatus;
 use crate::rollout::plan::ObservedReplicaSet;
 
 type Key = (String, String);
 
+/// How long a created ReplicaSet is expected without the cache showing it. Watches deliver within
+/// seconds; past this it was most likely deleted before we saw it, and planning from the cache (which
+/// may create it again) is right. kube-controller-manager's expectations time out the same way.
+pub const CREATE_EXPECTATION_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Default)]
 pub struct Expectations {
     replicas: Mutex<HashMap<Key, (u64, i32)>>,
     statuses: Mutex<HashMap<Key, (u64, RolloutStatus)>>,
+    created: Mutex<HashMap<Key, Created>>,
+}
+
+/// A ReplicaSet we created that the cache may not hold yet.
+#[derive(Debug, Clone)]
+struct Created {
+    /// uid of the Rollout that owns it.
+    owner: String,
+    replica_set: ObservedReplicaSet,
+    at: Instant,
 }
 
 /// resourceVersions are opaque to clients, but every API server (etcd's revision, the simulator's
@@ -31,21 +48,53 @@ impl Expectations {
         }
     }
 
-    /// The ReplicaSets as we last wrote them where the cache is older than our write.
+    /// Remembers that we created `replica_set` for the Rollout with uid `owner`, at `at`.
+    pub fn created(&self, namespace: &str, owner: &str, replica_set: ObservedReplicaSet, at: Instant) {
+        let mut map = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(
+            (namespace.into(), replica_set.name.clone()),
+            Created {
+                owner: owner.into(),
+                replica_set,
+                at,
+            },
+        );
+    }
+
+    /// The ReplicaSets of the Rollout with uid `owner` as we last wrote them: where the cache is older
+    /// than our scale, our replicas; where the cache does not hold one we created, that one as created.
+    /// `versions` has the resourceVersion of every cached ReplicaSet in the namespace, by name.
     pub fn overlay_replica_sets(
         &self,
         namespace: &str,
-        observed: &mut [ObservedReplicaSet],
+        owner: &str,
+        observed: &mut Vec<ObservedReplicaSet>,
         versions: &HashMap<String, String>,
+        now: Instant,
     ) {
+        {
+            let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+            created.retain(|(ns, name), expected| {
+                ns != namespace
+                    || (!versions.contains_key(name) && now.duration_since(expected.at) < CREATE_EXPECTATION_TIMEOUT)
+            });
+            for ((ns, name), expected) in created.iter() {
+                if ns == namespace && expected.owner == owner && !observed.iter().any(|rs| rs.name == *name) {
+                    observed.push(expected.replica_set.clone());
+                }
+            }
+        }
         let mut map = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
-        for rs in observed {
+        for rs in observed.iter_mut() {
             let key = (namespace.to_string(), rs.name.clone());
             let Some((written_rv, replicas)) = map.get(&key).copied() else {
                 continue;
             };
-            match version(versions.get(&rs.name).map(String::as_str)) {
+            let cached = versions.get(&rs.name);
+            match version(cached.map(String::as_str)) {
                 Some(cached) if cached < written_rv => rs.spec_replicas = replicas,
+                // Created and scaled before the cache saw it at all.
+                None if cached.is_none() => rs.spec_replicas = replicas,
                 _ => {
                     map.remove(&key);
                 }
@@ -103,8 +152,10 @@ mod tests {
         let mut observed = vec![rs("web-a", 3)];
         expectations.overlay_replica_sets(
             "ns",
+            "uid",
             &mut observed,
             &HashMap::from([("web-a".to_string(), "15".to_string())]),
+            Instant::now(),
         );
         assert_eq!(
             observed[0].spec_replicas, 5,
@@ -113,20 +164,67 @@ mod tests {
         let mut observed = vec![rs("web-a", 7)];
         expectations.overlay_replica_sets(
             "ns",
+            "uid",
             &mut observed,
             &HashMap::from([("web-a".to_string(), "21".to_string())]),
+            Instant::now(),
         );
         assert_eq!(observed[0].spec_replicas, 7, "a newer object (someone scaled it) wins");
         let mut observed = vec![rs("web-a", 3)];
         expectations.overlay_replica_sets(
             "ns",
+            "uid",
             &mut observed,
             &HashMap::from([("web-a".to_string(), "15".to_string())]),
+            Instant::now(),
         );
         assert_eq!(
             observed[0].spec_replicas, 3,
             "the memory was dropped once the cache caught up"
         );
+    }
+
+    #[test]
+    fn a_created_replica_set_is_seen_until_the_cache_has_it() {
+        let expectations = Expectations::default();
+        let t0 = Instant::now();
+        expectations.created("ns", "uid-web", rs("web-b", 0), t0);
+        expectations.scaled("ns", "web-b", 2, Some("40"));
+        let cache_without = HashMap::from([("web-a".to_string(), "15".to_string())]);
+
+        let mut observed = vec![rs("web-a", 3)];
+        expectations.overlay_replica_sets("ns", "uid-other", &mut observed, &cache_without, t0);
+        assert_eq!(observed.len(), 1, "another Rollout's ReplicaSet is not added");
+
+        let mut observed = vec![rs("web-a", 3)];
+        expectations.overlay_replica_sets("ns", "uid-web", &mut observed, &cache_without, t0);
+        let names: Vec<(&str, i32)> = observed.iter().map(|r| (r.name.as_str(), r.spec_replicas)).collect();
+        assert_eq!(
+            names,
+            vec![("web-a", 3), ("web-b", 2)],
+            "created, then scaled, before the cache saw it"
+        );
+
+        let cache_with = HashMap::from([
+            ("web-a".to_string(), "15".to_string()),
+            ("web-b".to_string(), "41".to_string()),
+        ]);
+        let mut observed = vec![rs("web-a", 3), rs("web-b", 2)];
+        expectations.overlay_replica_sets("ns", "uid-web", &mut observed, &cache_with, t0);
+        assert_eq!(observed.len(), 2, "not added twice once cached");
+        let mut observed = vec![rs("web-a", 3)];
+        expectations.overlay_replica_sets("ns", "uid-web", &mut observed, &cache_without, t0);
+        assert_eq!(
+            observed.len(),
+            1,
+            "forgotten once the cache held it (then it was deleted)"
+        );
+
+        expectations.created("ns", "uid-web", rs("web-c", 0), t0);
+        let mut observed = vec![];
+        let later = t0 + CREATE_EXPECTATION_TIMEOUT;
+        expectations.overlay_replica_sets("ns", "uid-web", &mut observed, &cache_without, later);
+        assert!(observed.is_empty(), "an expectation the cache never met times out");
     }
 
     #[test]

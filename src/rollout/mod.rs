@@ -1,6 +1,7 @@
 //! The rollout engine: pure planning (observed state → actions) apart from the I/O that observes and
 //! applies, so the hard decisions are testable in microseconds.
 pub mod analysis_runs;
+pub mod coalesce;
 pub mod expectations;
 pub mod hash;
 pub mod plan;

@@ -18,11 +18,13 @@ use serde_json::{Value, json};
 use crate::api::analysis::AnalysisRun;
 use crate::api::rollout::{Rollout, RolloutStatus};
 use crate::controller::metrics::Metrics;
+use crate::rollout::coalesce::CountUpdates;
 use crate::rollout::expectations::Expectations;
 use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
 use crate::rollout::plan::{
     self, Action, AnalysisKind, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, ObservedService, Plan,
 };
+use crate::rollout::status::only_counts_changed;
 use crate::rollout::validate::SpecError;
 use crate::traffic::{RouteTarget, RouterError, TrafficRouter, router_for};
 
@@ -50,6 +52,12 @@ pub enum Error {
         name: String,
         message: String,
     },
+    #[error("rollout {namespace}/{name}: rollbackOnAbort: {message}")]
+    Rollback {
+        namespace: String,
+        name: String,
+        message: String,
+    },
     #[error("rollout {namespace}/{name}: traffic router: {message}")]
     Traffic {
         namespace: String,
@@ -64,6 +72,7 @@ impl Error {
             Error::Kube { .. } => "kube",
             Error::Analysis { .. } => "analysis",
             Error::Traffic { .. } => "traffic",
+            Error::Rollback { .. } => "rollback",
         }
     }
 }
@@ -79,6 +88,8 @@ pub struct Context {
     pub analysis: Arc<dyn AnalysisRunFactory>,
     /// Our writes the caches may not show yet.
     pub expectations: Expectations,
+    /// Count-only status changes held back for a moment.
+    pub count_updates: CountUpdates,
 }
 
 /// Builds AnalysisRuns from a Rollout's analysis references (implemented by the analysis engine).
@@ -118,6 +129,7 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
     let name = rollout.name_any();
     if rollout.meta().deletion_timestamp.is_some() {
         ctx.metrics.forget_rollout(&namespace, &name);
+        ctx.count_updates.release(&namespace, &name);
         return Ok(Requeue::await_change());
     }
     let now = Utc::now();
@@ -141,8 +153,13 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
         .filter(|rs| rs.metadata.namespace.as_deref() == Some(namespace.as_str()))
         .filter_map(|rs| Some((rs.name_any(), rs.metadata.resource_version.clone()?)))
         .collect();
-    ctx.expectations
-        .overlay_replica_sets(&namespace, &mut replica_sets, &versions);
+    ctx.expectations.overlay_replica_sets(
+        &namespace,
+        rollout.uid().as_deref().unwrap_or_default(),
+        &mut replica_sets,
+        &versions,
+        Instant::now(),
+    );
     let analysis_runs = observe_analysis_runs(&rollout, &ctx.analysis_runs);
     let pods = if restart_pending(&rollout, now) {
         observe_pods(&ctx.client, &rollout, &replica_sets).await?
@@ -192,8 +209,12 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
         ctx.metrics.count_abort(&namespace, &name);
     }
     ctx.metrics.count_reconcile("rollout", started.elapsed());
-    result?;
-    Ok(match plan.requeue_after {
+    let held = result?;
+    let requeue_after = match (plan.requeue_after, held) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(match requeue_after {
         Some(after) => Requeue::requeue(after),
         None => Requeue::await_change(),
     })
@@ -225,32 +246,35 @@ fn observe_replica_sets(rollout: &Rollout, store: &Store<ReplicaSet>) -> Vec<Obs
         .state()
         .iter()
         .filter(|rs| owned_by(&rs.metadata, rollout))
-        .filter_map(|rs| {
-            let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone();
-            let status = rs.status.clone().unwrap_or_default();
-            Some(ObservedReplicaSet {
-                name: rs.name_any(),
-                hash,
-                revision: rs
-                    .annotations()
-                    .get(REVISION_ANNOTATION)
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0),
-                spec_replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-                pods: status.replicas,
-                ready: status.ready_replicas.unwrap_or(0),
-                available: status.available_replicas.unwrap_or(0),
-                git_revision: rs.annotations().get(plan::GIT_REVISION_ANNOTATION).cloned(),
-                created_at: parse_time(rs.metadata.creation_timestamp.as_ref()),
-                deleting: rs.metadata.deletion_timestamp.is_some(),
-                scale_down_at: rs
-                    .annotations()
-                    .get(plan::SCALE_DOWN_DEADLINE_ANNOTATION)
-                    .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
-                    .map(|at| at.with_timezone(&Utc)),
-            })
-        })
+        .filter_map(|rs| observed_replica_set(rs))
         .collect()
+}
+
+/// A ReplicaSet as the plan sees it; None without the hash label (not one of Sluice's).
+fn observed_replica_set(rs: &ReplicaSet) -> Option<ObservedReplicaSet> {
+    let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone();
+    let status = rs.status.clone().unwrap_or_default();
+    Some(ObservedReplicaSet {
+        name: rs.name_any(),
+        hash,
+        revision: rs
+            .annotations()
+            .get(REVISION_ANNOTATION)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
+        spec_replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        pods: status.replicas,
+        ready: status.ready_replicas.unwrap_or(0),
+        available: status.available_replicas.unwrap_or(0),
+        git_revision: rs.annotations().get(plan::GIT_REVISION_ANNOTATION).cloned(),
+        created_at: parse_time(rs.metadata.creation_timestamp.as_ref()),
+        deleting: rs.metadata.deletion_timestamp.is_some(),
+        scale_down_at: rs
+            .annotations()
+            .get(plan::SCALE_DOWN_DEADLINE_ANNOTATION)
+            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.with_timezone(&Utc)),
+    })
 }
 
 fn observe_analysis_runs(rollout: &Rollout, store: &Store<AnalysisRun>) -> Vec<ObservedAnalysisRun> {
@@ -434,8 +458,14 @@ fn tolerate<T>(result: Result<T, kube::Error>, code: u16) -> Result<(), kube::Er
     }
 }
 
-/// Applies the plan: actions in order, then status (only when it changed), then events.
-async fn apply(rollout: &Rollout, plan: &Plan, router: Option<&Router>, ctx: &Context) -> Result<(), Error> {
+/// Applies the plan: actions in order, then status (only when it changed), then events. Returns how
+/// long a held-back count-only status change may still wait.
+async fn apply(
+    rollout: &Rollout,
+    plan: &Plan,
+    router: Option<&Router>,
+    ctx: &Context,
+) -> Result<Option<Duration>, Error> {
     let namespace = rollout.namespace().unwrap_or_default();
     let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let merge = PatchParams::default();
@@ -453,8 +483,17 @@ async fn apply(rollout: &Rollout, plan: &Plan, router: Option<&Router>, ctx: &Co
                 git_revision,
             } => {
                 let rs = build_replica_set(rollout, name, hash, *revision, *replicas, git_revision.as_deref());
-                tolerate(replica_sets.create(&create, &rs).await, 409)
-                    .map_err(kube_error(rollout, format!("creating ReplicaSet {name}")))?;
+                match replica_sets.create(&create, &rs).await {
+                    Ok(created) => {
+                        // Until the cache shows it, plan as if it did: no second create (409).
+                        if let (Some(owner), Some(observed)) = (rollout.uid(), observed_replica_set(&created)) {
+                            ctx.expectations.created(&namespace, &owner, observed, Instant::now());
+                        }
+                    }
+                    // A previous reconcile (whose status write was lost) already created it.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(kube_error(rollout, format!("creating ReplicaSet {name}"))(e)),
+                }
             }
             Action::ScaleReplicaSet { name, replicas } => {
                 let patch = json!({"spec": {"replicas": replicas}});
@@ -518,6 +557,9 @@ async fn apply(rollout: &Rollout, plan: &Plan, router: Option<&Router>, ctx: &Co
                     .await
                     .map_err(kube_error(rollout, format!("pointing Service {service} at {hash}")))?;
             }
+            Action::RestoreStableTemplate { replica_set } => {
+                restore_template(&ctx.client, rollout, &replica_sets, replica_set).await?;
+            }
             Action::SetScaleDownDeadline { name, at } => {
                 let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 let patch = json!({"metadata": {"annotations": {plan::SCALE_DOWN_DEADLINE_ANNOTATION: at}}});
@@ -547,8 +589,54 @@ async fn apply(rollout: &Rollout, plan: &Plan, router: Option<&Router>, ctx: &Co
             }
         }
     }
-    write_status(rollout, &plan.status, ctx).await?;
+    let held = write_status(rollout, &plan.status, ctx).await?;
     publish_events(rollout, plan, ctx).await;
+    Ok(held)
+}
+
+/// Replaces spec.template with the template of `replica_set` (read from the API: the cache drops
+/// templates), without the hash label the controller added, so it hashes as that revision did.
+async fn restore_template(
+    client: &Client,
+    rollout: &Rollout,
+    replica_sets: &Api<ReplicaSet>,
+    replica_set: &str,
+) -> Result<(), Error> {
+    let rs = replica_sets
+        .get(replica_set)
+        .await
+        .map_err(kube_error(rollout, format!("reading ReplicaSet {replica_set}")))?;
+    let Some(mut template) = rs.spec.and_then(|s| s.template) else {
+        return Err(Error::Rollback {
+            namespace: rollout.namespace().unwrap_or_default(),
+            name: rollout.name_any(),
+            message: format!("ReplicaSet {replica_set} has no pod template to restore"),
+        });
+    };
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
+    }
+    // A JSON patch replaces the whole template (a merge patch would keep labels the stable one lacks).
+    // Sent by hand: kube's Patch::Json wants its own json-patch major version.
+    let namespace = rollout.namespace().unwrap_or_default();
+    let url = format!(
+        "{}/{}?fieldManager={FIELD_MANAGER}",
+        Rollout::url_path(&(), Some(&namespace)),
+        rollout.name_any()
+    );
+    let body = serde_json::to_vec(&crate::cli::undo::undo_patch(&template)).map_err(kube::Error::SerdeError);
+    let action = format!("restoring the template of ReplicaSet {replica_set}");
+    let request = body.and_then(|body| {
+        http::Request::patch(url)
+            .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+            .body(body)
+            .map_err(kube::Error::HttpError)
+    });
+    let request = request.map_err(kube_error(rollout, action.clone()))?;
+    client
+        .request::<Rollout>(request)
+        .await
+        .map_err(kube_error(rollout, action))?;
     Ok(())
 }
 
@@ -610,13 +698,28 @@ fn router_error(rollout: &Rollout, error: RouterError) -> Error {
 }
 
 /// Writes status as a merge patch of only what changed, so fields a user wrote concurrently
-/// (`sluice abort` between our read and our write) are kept.
-async fn write_status(rollout: &Rollout, status: &RolloutStatus, ctx: &Context) -> Result<(), Error> {
-    let old = serde_json::to_value(rollout.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
+/// (`sluice abort` between our read and our write) are kept. A change of pod counts alone waits up to
+/// `COUNTS_WINDOW` (returned: look again then) and goes out with the next write; a step, phase, weight
+/// or condition change is written at once, with whatever counts are current.
+async fn write_status(rollout: &Rollout, status: &RolloutStatus, ctx: &Context) -> Result<Option<Duration>, Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let name = rollout.name_any();
+    let current = rollout.status.clone().unwrap_or_default();
+    if current == *status {
+        ctx.count_updates.release(&namespace, &name);
+        return Ok(None);
+    }
+    if only_counts_changed(&current, status)
+        && let Some(wait) = ctx.count_updates.hold(&namespace, &name, Instant::now())
+    {
+        return Ok(Some(wait));
+    }
+    let old = serde_json::to_value(current).unwrap_or(Value::Null);
     let new = serde_json::to_value(status).unwrap_or(Value::Null);
     let diff = merge_diff(&old, &new);
     if diff.as_object().is_some_and(|o| o.is_empty()) {
-        return Ok(());
+        ctx.count_updates.release(&namespace, &name);
+        return Ok(None);
     }
     let rollouts: Api<Rollout> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
     let patch = json!({"status": diff});
@@ -624,15 +727,11 @@ async fn write_status(rollout: &Rollout, status: &RolloutStatus, ctx: &Context) 
         .patch_status(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(kube_error(rollout, "writing status"))?;
-    let namespace = rollout.namespace().unwrap_or_default();
+    ctx.count_updates.release(&namespace, &name);
     let stored = written.status.clone().unwrap_or_default();
-    ctx.expectations.wrote_status(
-        &namespace,
-        &rollout.name_any(),
-        &stored,
-        written.metadata.resource_version.as_deref(),
-    );
-    Ok(())
+    ctx.expectations
+        .wrote_status(&namespace, &name, &stored, written.metadata.resource_version.as_deref());
+    Ok(None)
 }
 
 /// The JSON merge patch that turns `old` into `new` (lists are replaced whole, as merge patch does).

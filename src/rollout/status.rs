@@ -222,6 +222,31 @@ pub fn conclude(status: &mut RolloutStatus, progress: &Progress, deadline: Durat
     outcome
 }
 
+/// Whether `new` differs from `old` only in pod counts (replicas, updated, ready, available) and the
+/// progress messages that quote them. Such a change may wait briefly to be written with the next one;
+/// a change of phase, step, weights, revisions, abort, pauses or any condition's status or reason may not.
+pub fn only_counts_changed(old: &RolloutStatus, new: &RolloutStatus) -> bool {
+    old != new && without_counts(old) == without_counts(new)
+}
+
+fn without_counts(status: &RolloutStatus) -> RolloutStatus {
+    let mut status = status.clone();
+    status.replicas = None;
+    status.updated_replicas = None;
+    status.ready_replicas = None;
+    status.available_replicas = None;
+    if status.phase == Some(RolloutPhase::Progressing) {
+        // "step 2/5: 3 of 4 pods of the current revision available" (the step is compared by index).
+        status.message = None;
+    }
+    for condition in &mut status.conditions {
+        // Messages repeat status.message or the progress counts; last_update_time follows them.
+        condition.message = None;
+        condition.last_update_time = None;
+    }
+    status
+}
+
 fn phase_reason(phase: RolloutPhase) -> &'static str {
     match phase {
         RolloutPhase::Healthy => "Healthy",
@@ -249,4 +274,68 @@ fn pause_message(status: &RolloutStatus, progress: &Progress) -> String {
         progress.steps,
         reasons.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn progress(step: usize, updated_available: i32) -> Progress {
+        Progress {
+            replicas: 4,
+            updated_available,
+            stable_is_current: false,
+            all_replica_sets_settled: false,
+            step,
+            steps: 5,
+            paused: false,
+            max_unavailable: 1,
+        }
+    }
+
+    fn concluded(old: &RolloutStatus, progress: &Progress, available: i32, seconds: i64) -> RolloutStatus {
+        let mut status = old.clone();
+        status.available_replicas = Some(available);
+        status.ready_replicas = Some(available);
+        status.replicas = Some(5);
+        conclude(
+            &mut status,
+            progress,
+            Duration::from_secs(600),
+            Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap(),
+        );
+        status
+    }
+
+    #[test]
+    fn pods_coming_up_change_only_counts_but_a_step_or_a_condition_does_not() {
+        let first = concluded(&RolloutStatus::default(), &progress(1, 0), 4, 0);
+        assert!(!only_counts_changed(&first, &first), "no change at all");
+        let pod_up = concluded(&first, &progress(1, 1), 5, 1);
+        assert_ne!(first, pod_up);
+        assert!(
+            only_counts_changed(&first, &pod_up),
+            "a canary pod became available: counts and the progress message"
+        );
+        let mut next_step = pod_up.clone();
+        next_step.current_step_index = Some(2);
+        assert!(!only_counts_changed(&pod_up, &next_step), "the step index");
+        let unavailable = concluded(&pod_up, &progress(1, 1), 2, 2);
+        assert!(
+            !only_counts_changed(&pod_up, &unavailable),
+            "Available turned False: written at once"
+        );
+        let paused = concluded(
+            &pod_up,
+            &Progress {
+                paused: true,
+                ..progress(1, 1)
+            },
+            4,
+            2,
+        );
+        assert!(!only_counts_changed(&pod_up, &paused), "phase Paused");
+    }
 }

@@ -151,6 +151,12 @@ pub enum Action {
         service: String,
         hash: String,
     },
+    /// Put the pod template of `replica_set` (the stable one) back into the Rollout's spec.template,
+    /// as `sluice undo` does: rollbackOnAbort for a Rollout no GitSync owns, after its revision was
+    /// judged bad. The template then equals stable's and the rollout returns to Healthy without steps.
+    RestoreStableTemplate {
+        replica_set: String,
+    },
     /// When an old ReplicaSet may be scaled down (scaleDownDelaySeconds after promotion).
     SetScaleDownDeadline {
         name: String,
@@ -545,14 +551,14 @@ impl<'a> Planner<'a> {
             self.start_revision(live);
         }
         self.status.current_pod_hash = Some(self.current_hash.clone());
-        let canary_rs = self.ensure_current(live, 0);
         let older: Vec<&ObservedReplicaSet> = live
             .iter()
             .filter(|rs| rs.hash != stable && rs.hash != self.current_hash)
             .copied()
             .collect();
-
         self.handle_manual_controls();
+        let initial = self.initial_canary_replicas(live, stable_rs, &older, limits);
+        let canary_rs = self.ensure_current(live, initial);
         if self.status.is_aborted() {
             self.aborted(stable_rs, canary_rs, &older, limits);
             return;
@@ -576,12 +582,54 @@ impl<'a> Planner<'a> {
             return;
         }
         let Some(canary_rs) = canary_rs else {
-            // Created in this reconcile; its first scaling waits for it to be observed.
+            // Created in this reconcile, already at its first step's size (basic canary); the rest
+            // of the scaling waits for it to be observed.
             let weight = self.weight_at(self.step_index());
             self.set_weights(weight, stable);
+            if !self.routed {
+                let created = self.unobserved(&self.current_hash, initial);
+                self.scale_basic(stable_rs, Some(&created), &older, weight, limits);
+            }
             return;
         };
         self.advance_steps(stable_rs, canary_rs, &older, limits);
+    }
+
+    /// Pods a canary ReplicaSet that does not exist yet is created with: in a basic canary that is
+    /// moving, what scaling towards the current step's weight would give it once it exists (within the
+    /// surge), which saves a scale write; otherwise none.
+    fn initial_canary_replicas(
+        &self,
+        live: &[&ObservedReplicaSet],
+        stable: &ObservedReplicaSet,
+        older: &[&ObservedReplicaSet],
+        limits: ScaleLimits,
+    ) -> i32 {
+        let exists = live.iter().any(|rs| rs.hash == self.current_hash);
+        if exists || self.routed || self.status.is_aborted() || self.rollout.spec.is_paused() {
+            return 0;
+        }
+        let weight = self.weight_at(self.step_index());
+        let empty = self.unobserved(&self.current_hash, 0);
+        let current = Self::current_counts(stable, Some(&empty), older);
+        replicas::plan_basic_canary(self.replicas, weight, limits, &current).canary
+    }
+
+    /// The ReplicaSet for `hash` as it will be once created with `replicas` (no pods yet).
+    fn unobserved(&self, hash: &str, replicas: i32) -> ObservedReplicaSet {
+        ObservedReplicaSet {
+            name: self.rs_name(hash),
+            hash: hash.to_string(),
+            revision: 0,
+            spec_replicas: replicas,
+            pods: 0,
+            ready: 0,
+            available: 0,
+            git_revision: None,
+            created_at: None,
+            deleting: false,
+            scale_down_at: None,
+        }
     }
 
     /// A new template appeared (or superseded an in-flight canary): start the steps from the beginning.
@@ -664,6 +712,33 @@ impl<'a> Planner<'a> {
             self.scale_basic(stable, canary, older, 0, limits);
         }
         self.terminate_analysis_runs(|_| true);
+        self.rollback_on_abort(stable);
+    }
+
+    /// rollbackOnAbort: a revision judged bad (failed analysis, progress deadline) is replaced by the
+    /// stable template, so a Rollout without Git behind it is not left Degraded. A Rollout applied by
+    /// a GitSync is left to it: it re-applies the last healthy Git revision and blocks the bad one.
+    fn rollback_on_abort(&mut self, stable: &ObservedReplicaSet) {
+        let blamed = self.status.abort_reason.is_some_and(AbortReason::blames_revision);
+        let git_owned = self
+            .rollout
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(crate::gitsync::GITSYNC_LABEL));
+        if !blamed || git_owned || !self.rollout.spec.canary().is_rollback_on_abort() {
+            return;
+        }
+        self.actions.push(Action::RestoreStableTemplate {
+            replica_set: stable.name.clone(),
+        });
+        self.event(
+            "RolledBackOnAbort",
+            format!(
+                "rollbackOnAbort: restored the template of revision {} ({}) in place of revision {}",
+                stable.revision, stable.hash, self.current_hash
+            ),
+        );
     }
 
     fn step_index(&self) -> usize {
@@ -1032,6 +1107,9 @@ impl<'a> Planner<'a> {
         }
         self.status.stable_rs = Some(self.current_hash.clone());
         self.status.current_step_index = Some(self.steps.len() as i32);
+        // The promoted revision is stable now: no canary traffic (as the steady state reports it, so
+        // the next reconcile does not write status just for this).
+        self.status.canary_weight = Some(0);
         self.status.step_started_at = None;
         self.status.promote_full = None;
         self.status.promoted_step = None;
@@ -1164,16 +1242,31 @@ impl<'a> Planner<'a> {
         self.status.ready_replicas = Some(live.iter().map(|rs| rs.ready).sum());
         self.status.available_replicas = Some(live.iter().map(|rs| rs.available).sum());
         self.status.selector = Some(selector_string(self.rollout));
-        self.status.stable_revision = stable.map(|rs| RevisionInfo {
-            git_revision: rs.git_revision.clone(),
-            revision: Some(rs.revision),
-        });
-        self.status.canary_revision = match current {
-            Some(rs) if Some(&rs.hash) != self.status.stable_rs.as_ref() => Some(RevisionInfo {
+        // A ReplicaSet created in this reconcile is named already, so the next status write is not
+        // just for its revision.
+        let revision_of = |hash: Option<&String>, rs: Option<&&ObservedReplicaSet>| match rs {
+            Some(rs) => Some(RevisionInfo {
                 git_revision: rs.git_revision.clone(),
                 revision: Some(rs.revision),
             }),
-            _ => None,
+            None => self.actions.iter().find_map(|action| match action {
+                Action::CreateReplicaSet {
+                    hash: created,
+                    revision,
+                    git_revision,
+                    ..
+                } if Some(created) == hash => Some(RevisionInfo {
+                    git_revision: git_revision.clone(),
+                    revision: Some(*revision),
+                }),
+                _ => None,
+            }),
+        };
+        self.status.stable_revision = revision_of(self.status.stable_rs.as_ref(), stable);
+        self.status.canary_revision = if self.status.stable_rs.as_ref() != Some(&self.current_hash) {
+            revision_of(Some(&self.current_hash), current)
+        } else {
+            None
         };
         let progress = Progress {
             replicas: self.replicas,

@@ -24,6 +24,8 @@ struct World {
     writes: usize,
     traffic: Option<ObservedTraffic>,
     services: Vec<ObservedService>,
+    /// The template each ReplicaSet was created from, by hash (for RestoreStableTemplate).
+    templates: std::collections::HashMap<String, k8s_openapi::api::core::v1::PodTemplateSpec>,
 }
 
 impl World {
@@ -37,6 +39,7 @@ impl World {
             writes: 0,
             traffic: None,
             services: vec![],
+            templates: Default::default(),
         }
     }
 
@@ -111,6 +114,7 @@ impl World {
                     replicas,
                     git_revision,
                 } => {
+                    self.templates.insert(hash.clone(), self.rollout.spec.template.clone());
                     self.replica_sets.push(ObservedReplicaSet {
                         name: name.clone(),
                         hash: hash.clone(),
@@ -169,6 +173,12 @@ impl World {
                         .find(|s| s.name == *service)
                         .expect("service exists");
                     service.selector_hash = Some(hash.clone());
+                }
+                Action::RestoreStableTemplate { replica_set } => {
+                    let rs = self.replica_sets.iter().find(|rs| rs.name == *replica_set).unwrap();
+                    self.rollout.spec.template = self.templates[&rs.hash].clone();
+                    let generation = self.rollout.metadata.generation.unwrap_or(1) + 1;
+                    self.rollout.metadata.generation = Some(generation);
                 }
                 Action::SetScaleDownDeadline { name, at } => {
                     self.replica_sets
@@ -584,6 +594,77 @@ fn analysis_steps_follow_the_run_verdict() {
 }
 
 #[test]
+fn rollback_on_abort_restores_the_stable_template_unless_a_gitsync_owns_the_rollout() {
+    let steps = vec![CanaryStep::set_weight(20), CanaryStep::analysis("success-rate")];
+    let failing = |world: &mut World| {
+        world.new_template("web:v2");
+        world.converge();
+        world.runs[0].phase = AnalysisPhase::Failed;
+        world.reconcile()
+    };
+    let mut world = deployed(10, steps.clone());
+    world.rollout.spec.strategy.canary.as_mut().unwrap().rollback_on_abort = Some(true);
+    let stable = world.status().stable_rs.clone().unwrap();
+    let plan = failing(&mut world);
+    assert!(plan.aborted_now);
+    assert!(
+        plan.actions.contains(&Action::RestoreStableTemplate {
+            replica_set: format!("web-{stable}")
+        }),
+        "{:?}",
+        plan.actions
+    );
+    let event = plan.events.iter().find(|e| e.reason == "RolledBackOnAbort").unwrap();
+    assert!(event.message.contains("revision 1"), "{}", event.message);
+    assert_eq!(current_hash(&world.rollout), stable, "the template is stable's again");
+    let plan = world.converge();
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(plan.status.current_pod_hash.as_deref(), Some(stable.as_str()));
+    assert_eq!(world.counts(), (10, 0));
+    assert!(world.reasons().contains(&"RolledBack"));
+
+    // A GitSync re-applies the last healthy revision itself.
+    let mut world = deployed(10, steps.clone());
+    world.rollout.spec.strategy.canary.as_mut().unwrap().rollback_on_abort = Some(true);
+    world.rollout.metadata.labels =
+        Some([(crate::gitsync::GITSYNC_LABEL.to_string(), "default.app".to_string())].into());
+    let plan = failing(&mut world);
+    assert!(plan.aborted_now);
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::RestoreStableTemplate { .. }))
+    );
+
+    // A human's abort does not judge the revision; without rollbackOnAbort nothing is restored.
+    let mut world = deployed(10, steps.clone());
+    world.rollout.spec.strategy.canary.as_mut().unwrap().rollback_on_abort = Some(true);
+    world.new_template("web:v2");
+    world.converge();
+    world.edit_status(|s| s.abort = Some(true));
+    let plan = world.reconcile();
+    assert_eq!(plan.status.abort_reason, Some(AbortReason::Requested));
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::RestoreStableTemplate { .. }))
+    );
+    let mut world = deployed(10, steps);
+    let plan = failing(&mut world);
+    assert!(plan.aborted_now);
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::RestoreStableTemplate { .. }))
+    );
+    world.converge();
+    assert_eq!(world.phase(), RolloutPhase::Degraded);
+}
+
+#[test]
 fn old_replica_sets_beyond_the_history_limit_are_deleted() {
     let mut world = deployed(2, vec![]);
     world.rollout.spec.revision_history_limit = Some(2);
@@ -610,15 +691,45 @@ fn a_setweight_step_costs_at_most_three_writes() {
         ],
     );
     world.new_template("web:v2");
-    world.reconcile(); // creates the canary ReplicaSet
-    world.settle();
-    world.reconcile(); // scales towards 20%
+    world.reconcile(); // creates the canary ReplicaSet at its 20% size; stable shrinks
     world.settle();
     world.writes = 0;
     // 20% is reached: the step completes and the next one scales: canary, stable, status.
     world.reconcile();
     assert_eq!(world.status().current_step_index, Some(1));
     assert!(world.writes <= 3, "one setWeight step wrote {} times", world.writes);
+}
+
+#[test]
+fn a_new_canary_is_created_at_its_first_step_size_and_completion_reports_no_canary_traffic() {
+    let mut world = deployed(10, vec![CanaryStep::set_weight(20), CanaryStep::set_weight(60)]);
+    world.new_template("web:v2");
+    let plan = world.reconcile();
+    assert!(
+        matches!(
+            &plan.actions[..],
+            [
+                Action::CreateReplicaSet { replicas: 2, .. },
+                Action::ScaleReplicaSet { replicas: 8, .. }
+            ]
+        ),
+        "created with 20% of 10 pods, no separate scale: {:?}",
+        plan.actions
+    );
+    assert_eq!(plan.status.canary_revision.and_then(|r| r.revision), Some(2));
+    let plan = world.converge();
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(plan.status.canary_weight, Some(0));
+
+    let mut world = deployed(10, vec![CanaryStep::set_weight(20)]);
+    world.rollout.spec.paused = Some(true);
+    world.new_template("web:v3");
+    let plan = world.reconcile();
+    assert!(
+        matches!(&plan.actions[..], [Action::CreateReplicaSet { replicas: 0, .. }]),
+        "paused: created empty, {:?}",
+        plan.actions
+    );
 }
 
 #[test]
