@@ -1,5 +1,7 @@
 //! Wiring: starts the controllers, the metrics and health endpoints, and shuts them down cleanly.
 pub mod analysis;
+pub mod client;
+pub mod leader;
 pub mod metrics;
 pub mod rollouts;
 pub mod server;
@@ -52,12 +54,55 @@ impl Running {
 
 /// Starts the Rollout and AnalysisRun controllers and the metrics/health endpoints.
 pub async fn start(client: Client, config: ControllerConfig, shutdown: CancellationToken) -> anyhow::Result<Running> {
-    let allowlist = Allowlist::parse(&config.analysis_address_allowlist)
-        .map_err(|e| anyhow::anyhow!("--analysis-address-allowlist: {e}"))?;
+    let endpoints = serve_endpoints(config.metrics_addr, shutdown.clone()).await?;
+    let mut tasks = start_controllers(
+        client,
+        &config,
+        endpoints.metrics.clone(),
+        endpoints.health.clone(),
+        shutdown.clone(),
+    )?;
+    tasks.push(endpoints.task);
+    Ok(Running {
+        metrics_addr: endpoints.addr,
+        metrics: endpoints.metrics,
+        health: endpoints.health,
+        tasks,
+        shutdown,
+    })
+}
+
+/// `/metrics`, `/healthz` and `/readyz`, served for the whole life of the process, leader or not.
+pub struct Endpoints {
+    pub addr: SocketAddr,
+    pub metrics: Arc<metrics::Metrics>,
+    pub health: Arc<server::Health>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+pub async fn serve_endpoints(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<Endpoints> {
     let metrics = Arc::new(metrics::Metrics::new());
     let health = Arc::new(server::Health::default());
     let router = server::router(metrics.clone(), health.clone());
-    let (metrics_addr, server_task) = server::serve(config.metrics_addr, router, shutdown.clone()).await?;
+    let (addr, task) = server::serve(addr, router, shutdown).await?;
+    Ok(Endpoints {
+        addr,
+        metrics,
+        health,
+        task,
+    })
+}
+
+/// Starts every controller (the writers); they run until `shutdown`.
+pub fn start_controllers(
+    client: Client,
+    config: &ControllerConfig,
+    metrics: Arc<metrics::Metrics>,
+    health: Arc<server::Health>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let allowlist = Allowlist::parse(&config.analysis_address_allowlist)
+        .map_err(|e| anyhow::anyhow!("--analysis-address-allowlist: {e}"))?;
     let scope = rollouts::Scope {
         namespace: config.namespace.clone(),
     };
@@ -66,22 +111,16 @@ pub async fn start(client: Client, config: ControllerConfig, shutdown: Cancellat
         client.clone(),
         scope.clone(),
         metrics.clone(),
-        health.clone(),
+        health,
         factory,
         shutdown.clone(),
     ));
     let analysis_ctx = AnalysisContext {
         client,
-        metrics: metrics.clone(),
+        metrics,
         allowlist,
         default_prometheus: config.prometheus_address.clone(),
     };
-    let analysis_task = tokio::spawn(analysis::run(analysis_ctx, scope, shutdown.clone()));
-    Ok(Running {
-        metrics_addr,
-        metrics,
-        health,
-        tasks: vec![server_task, rollout_task, analysis_task],
-        shutdown,
-    })
+    let analysis_task = tokio::spawn(analysis::run(analysis_ctx, scope, shutdown));
+    Ok(vec![rollout_task, analysis_task])
 }
