@@ -39,7 +39,12 @@ impl Replica {
     fn start_with(kubeconfig: &std::path::Path, pod_name: &'static str, lease: &[&str]) -> Replica {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["controller", "--leader-elect", "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args([
+                "controller",
+                "--leader-elect",
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
             .args(lease)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", pod_name)
@@ -53,7 +58,9 @@ impl Replica {
     }
 
     async fn readyz(&self) -> Option<(u16, String)> {
-        let response = reqwest::get(format!("http://127.0.0.1:{}/readyz", self.port)).await.ok()?;
+        let response = reqwest::get(format!("http://127.0.0.1:{}/readyz", self.port))
+            .await
+            .ok()?;
         let status = response.status().as_u16();
         Some((status, response.text().await.ok()?))
     }
@@ -140,7 +147,11 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     assert_eq!((status, body.as_str()), (200, "ok: standby, not the leader"));
 
     // A rollout that stops at an open pause, so the hand-over happens mid-rollout.
-    let steps = vec![CanaryStep::set_weight(50), CanaryStep::pause(), CanaryStep::set_weight(100)];
+    let steps = vec![
+        CanaryStep::set_weight(50),
+        CanaryStep::pause(),
+        CanaryStep::set_weight(100),
+    ];
     rollouts
         .create(&PostParams::default(), &Rollout::example("web", 2, steps))
         .await
@@ -151,7 +162,8 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     })
     .await;
     let v1 = rollouts.get("web").await.unwrap().status.unwrap().stable_rs.unwrap();
-    let image = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "example.com/web:2"}]}}}});
+    let image =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "example.com/web:2"}]}}}});
     rollouts
         .patch("web", &PatchParams::default(), &Patch::Merge(image))
         .await
@@ -178,7 +190,10 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     .await;
     let took = killed_at.elapsed();
     assert!(new_holder.starts_with(&format!("{}_", replicas[standby_index].pod_name)));
-    assert!(took < Duration::from_secs(10), "hand-over took {took:?} with a 4s lease");
+    assert!(
+        took < Duration::from_secs(10),
+        "hand-over took {took:?} with a 4s lease"
+    );
 
     // The new leader continues the rollout from its status: promote past the pause, it completes.
     let promote = json!({"status": {"promotedStep": 1}});
@@ -188,11 +203,13 @@ async fn one_leader_writes_and_a_standby_takes_over() {
         .unwrap();
     eventually(LONG, "v2 healthy after the hand-over", || async {
         let status = rollouts.get("web").await.ok()?.status?;
-        (status.phase == Some(RolloutPhase::Healthy) && status.stable_rs.as_deref() != Some(v1.as_str()))
-            .then_some(())
+        (status.phase == Some(RolloutPhase::Healthy) && status.stable_rs.as_deref() != Some(v1.as_str())).then_some(())
     })
     .await;
-    assert!(controller_writes(&requests(&sim).await, &standby_mark) > 0, "the new leader wrote");
+    assert!(
+        controller_writes(&requests(&sim).await, &standby_mark) > 0,
+        "the new leader wrote"
+    );
 
     // SIGTERM: the leader stops within the grace and releases the lease (no holder left).
     let leader = &mut replicas[standby_index];
@@ -203,7 +220,10 @@ async fn one_leader_writes_and_a_standby_takes_over() {
         if let Some(status) = leader.child.try_wait().unwrap() {
             break status;
         }
-        assert!(signalled_at.elapsed() < Duration::from_secs(10), "exited within 10s of SIGTERM");
+        assert!(
+            signalled_at.elapsed() < Duration::from_secs(10),
+            "exited within 10s of SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "a graceful shutdown exits 0: {status:?}");

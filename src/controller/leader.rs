@@ -150,6 +150,7 @@ pub async fn run(
         tracing::info!(identity = %election.identity, "became leader; starting the controllers");
         gate.set_open(true);
         endpoints.health.set_standby(false);
+        endpoints.metrics.set_leader(true);
         let controllers_shutdown = CancellationToken::new();
         let tasks = match start_controllers(
             controller_client,
@@ -169,6 +170,7 @@ pub async fn run(
             Term::Lost(reason) => {
                 // The gate first: from here on no write leaves this process, whatever is in flight.
                 gate.set_open(false);
+                endpoints.metrics.set_leader(false);
                 controllers_shutdown.cancel();
                 for task in &tasks {
                     task.abort();

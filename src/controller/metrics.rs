@@ -61,6 +61,7 @@ pub struct Metrics {
     reconcile_duration: Family<ControllerLabels, Histogram>,
     analysis_run_phase: Family<AnalysisRunPhaseLabels, Gauge>,
     measurement_value: Family<MeasurementLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    leader: Gauge,
     /// The phase each analysis run was last exported with.
     run_phases: Mutex<std::collections::HashMap<RolloutLabels, String>>,
     /// The phase each rollout was last exported with, so a phase change replaces its info series.
@@ -120,7 +121,14 @@ impl Metrics {
             "The latest measured value of each analysis metric",
             measurement_value.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica runs the controllers (holds the leader-election Lease, or runs without election)",
+            leader.clone(),
+        );
         Metrics {
+            leader,
             registry,
             rollout_info,
             rollout_step,
@@ -254,6 +262,10 @@ impl Metrics {
     }
 
     /// The exposition text for `/metrics`.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
     pub fn render(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");

@@ -55,6 +55,7 @@ impl Running {
 /// Starts the Rollout and AnalysisRun controllers and the metrics/health endpoints.
 pub async fn start(client: Client, config: ControllerConfig, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let endpoints = serve_endpoints(config.metrics_addr, shutdown.clone()).await?;
+    endpoints.metrics.set_leader(true);
     let mut tasks = start_controllers(
         client,
         &config,
