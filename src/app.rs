@@ -462,6 +462,7 @@ pub fn main() -> std::process::ExitCode {
 
 async fn run() -> std::process::ExitCode {
     let cli = parse_cli();
+    let log_format = cli.log_format;
     let filter = || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     match cli.log_format {
         LogFormat::Text => tracing_subscriber::fmt()
@@ -495,6 +496,11 @@ async fn run() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Log collectors parse every line of a JSON log, the last one included.
+        Err(e) if log_format == LogFormat::Json => {
+            tracing::error!(error = %format!("{e:#}"), "exiting");
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -243,7 +243,7 @@ async fn a_released_lease_is_taken_over_at_once() {
     sim.write_kubeconfig(&kubeconfig).unwrap();
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
 
-    // A 30s lease: without the release, the standby would wait for it to expire.
+    // Ctrl-C (SIGINT) stops a replica like SIGTERM does. A 30s lease: without the release, the standby would wait for it to expire.
     let start = |name: &'static str| Replica::start_with(&kubeconfig, name, &["--leader-elect-lease-duration", "30s"]);
     let mut first = start("first");
     let first_holder = eventually(LONG, "first leader", || holder(&leases)).await;
@@ -251,7 +251,7 @@ async fn a_released_lease_is_taken_over_at_once() {
     let _second = start("second");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = first.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let released_at = Instant::now();
     first.child.wait().unwrap();
     eventually(Duration::from_secs(10), "the standby holds the lease", || async {
@@ -262,5 +262,92 @@ async fn a_released_lease_is_taken_over_at_once() {
         released_at.elapsed() < Duration::from_secs(8),
         "took over in {:?}, well before the 30s lease expired",
         released_at.elapsed()
+    );
+}
+
+/// Another holder in the Lease (here: written by hand, as after a partition) makes the leader stop its
+/// controllers and exit non-zero within the retry period, logging why — in JSON with --log-format json.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_the_lease_exits_non_zero() {
+    let sim = start_sim().await;
+    install_crds(&sim);
+    let client = sim.client().unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = serde_json::from_value(json!({"metadata": {"name": LEASE_NAMESPACE}})).unwrap();
+    namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let log_path = dir.path().join("controller.log");
+    let mut leader = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "--log-format",
+            "json",
+            "controller",
+            "--leader-elect",
+            "--leader-elect-retry-period",
+            "1s",
+        ])
+        .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAME", "victim")
+        .env("POD_NAMESPACE", LEASE_NAMESPACE)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    eventually(LONG, "leader", || async {
+        holder(&leases).await.filter(|h| h.starts_with("victim_"))
+    })
+    .await;
+
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let steal = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "spec": {"holderIdentity": "intruder", "renewTime": now, "acquireTime": now, "leaseDurationSeconds": 30},
+    });
+    leases
+        .patch(
+            "sluice-controller",
+            &PatchParams::apply("intruder").force(),
+            &Patch::Apply(steal),
+        )
+        .await
+        .unwrap();
+    let stolen_at = Instant::now();
+    let status = loop {
+        if let Some(status) = leader.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stolen_at.elapsed() < Duration::from_secs(5),
+            "the leader exits after losing the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "losing the lease exits non-zero");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "became leader; starting the controllers"),
+        "{log}"
+    );
+    let last = lines.last().unwrap();
+    assert_eq!(last["level"], "ERROR");
+    assert!(
+        last["error"].as_str().unwrap().contains("lost leadership")
+            && last["error"].as_str().unwrap().contains("intruder"),
+        "{last}"
+    );
+    assert_eq!(
+        holder(&leases).await.as_deref(),
+        Some("intruder"),
+        "the loser did not touch the new holder's lease"
     );
 }
