@@ -128,7 +128,7 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), "default");
 
-    let mut replicas = vec![
+    let mut replicas = [
         Replica::start(&kubeconfig, "sluice-a"),
         Replica::start(&kubeconfig, "sluice-b"),
     ];

@@ -8,7 +8,6 @@
 //! replica that loses the lease exits non-zero instead of campaigning again: Kubernetes restarts it as
 //! a clean standby, with no reconcile, cache or expectation left over from its time as leader, and the
 //! rollouts resume from their status (a restart at any moment is safe by design).
-use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -222,13 +221,11 @@ async fn build_manager(client: &Client, election: &LeaderElection) -> kube_lease
 }
 
 /// The next state change of `manager`, after `delay` (a pause after an API error).
-fn next_change(manager: &LeaseManager, delay: Duration) -> impl Future<Output = kube_lease_manager::Result<bool>> + '_ {
-    async move {
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        manager.changed().await
+async fn next_change(manager: &LeaseManager, delay: Duration) -> kube_lease_manager::Result<bool> {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
+    manager.changed().await
 }
 
 /// Waits until this replica holds the lease (Some) or `stop` (None).
