@@ -14,6 +14,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice::api::analysis::AnalysisTemplate;
 use sluice::api::rollout::{Rollout, RolloutPhase};
+use sluice::sim::Simulator;
+use sluice::sim::api::WriteOptions;
 
 const LONG: Duration = Duration::from_secs(60);
 const SERVICE_ACCOUNT: (&str, &str) = ("sluice-system", "sluice-controller");
@@ -459,7 +461,66 @@ async fn web_metric_server(token: &'static str) -> u16 {
     port
 }
 
-struct ControllerProcess(Child);
+/// The controller process and the directory of its kubeconfig (kept while it runs).
+struct ControllerProcess(Child, #[allow(dead_code)] tempfile::TempDir);
+
+impl ControllerProcess {
+    /// The real binary with the install's flags: leader election included, so Lease calls are checked too.
+    fn start(sim: &Simulator) -> ControllerProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["controller", "--leader-elect", "--log-format=json"])
+            .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAME", "sluice-controller-0")
+            .env("POD_NAMESPACE", "sluice-system")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sluice controller starts");
+        ControllerProcess(child, dir)
+    }
+
+    fn terminate(&mut self) {
+        let pid = self.0.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        self.0.wait().unwrap();
+    }
+}
+
+/// Fails with every call in the simulator's request log, made by the controller, that `rules` do not
+/// grant; returns the "verb group/resource" pairs seen.
+async fn assert_granted(sim: &Simulator, rules: &[Rule]) -> BTreeSet<String> {
+    let log: Value = reqwest::get(format!("{}/sim/requests", sim.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_controller: Vec<&Value> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["userAgent"].as_str().is_some_and(|ua| ua.starts_with("sluice/")))
+        .collect();
+    assert!(by_controller.len() > 20, "the controller's requests are logged");
+    let mut denied = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for request in &by_controller {
+        for (verb, group, resource, namespace, name) in needed(request) {
+            seen.insert(format!("{verb} {group}/{resource}"));
+            if !allowed(rules, &verb, &group, &resource, &namespace, &name) {
+                denied.insert(format!(
+                    "{verb} {group}/{resource} (namespace {namespace:?}, name {name:?})"
+                ));
+            }
+        }
+    }
+    assert!(denied.is_empty(), "calls deploy/ RBAC does not grant: {denied:#?}");
+    seen
+}
 
 impl Drop for ControllerProcess {
     fn drop(&mut self) {
@@ -535,22 +596,7 @@ async fn every_controller_call_is_granted_by_deploy_rbac() {
     let rollout: Rollout = serde_json::from_value(rollout_with("web:1", "ok")).unwrap();
     rollouts.create(&PostParams::default(), &rollout).await.unwrap();
 
-    // The real binary with the install's flags: leader election included, so Lease calls are checked too.
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
-    let mut controller = ControllerProcess(
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["controller", "--leader-elect", "--log-format=json"])
-            .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
-            .env("KUBECONFIG", &kubeconfig)
-            .env("POD_NAME", "sluice-controller-0")
-            .env("POD_NAMESPACE", "sluice-system")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sluice controller starts"),
-    );
+    let mut controller = ControllerProcess::start(&sim);
     let phase_and_stable = || async {
         let status = rollouts.get("web").await.ok()?.status?;
         Some((status.phase?, status.stable_rs?))
@@ -581,36 +627,9 @@ async fn every_controller_call_is_granted_by_deploy_rbac() {
     })
     .await;
     // A graceful stop, so releasing the Lease is checked too.
-    let pid = controller.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    controller.0.wait().unwrap();
+    controller.terminate();
 
-    let log: Value = reqwest::get(format!("{}/sim/requests", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let by_controller: Vec<&Value> = log["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["userAgent"].as_str().is_some_and(|ua| ua.starts_with("sluice/")))
-        .collect();
-    assert!(by_controller.len() > 20, "the controller's requests are logged");
-    let mut denied = BTreeSet::new();
-    let mut seen = BTreeSet::new();
-    for request in &by_controller {
-        for (verb, group, resource, namespace, name) in needed(request) {
-            seen.insert(format!("{verb} {group}/{resource}"));
-            if !allowed(&rules, &verb, &group, &resource, &namespace, &name) {
-                denied.insert(format!(
-                    "{verb} {group}/{resource} (namespace {namespace:?}, name {name:?})"
-                ));
-            }
-        }
-    }
-    assert!(denied.is_empty(), "calls deploy/ RBAC does not grant: {denied:#?}");
+    let seen = assert_granted(&sim, &rules).await;
     // The run exercised what it claims to: writes, status, secrets, events, the lease.
     for expected in [
         "create apps/replicasets",
@@ -621,6 +640,169 @@ async fn every_controller_call_is_granted_by_deploy_rbac() {
         "patch /services",
         "create events.k8s.io/events",
         "patch coordination.k8s.io/leases",
+    ] {
+        assert!(seen.contains(expected), "{expected} not exercised; seen {seen:#?}");
+    }
+}
+
+fn create(sim: &Simulator, namespace: &str, group: &str, plural: &str, body: Value) {
+    let rt = sim
+        .api
+        .resource(group, plural)
+        .unwrap_or_else(|| panic!("{plural} are served"));
+    let options = WriteOptions {
+        field_manager: "test".into(),
+        ..Default::default()
+    };
+    sim.api.create(&rt, namespace, body, &options).expect("created");
+}
+
+fn fixture(name: &str) -> Value {
+    let path = repo("tests/fixtures").join(name);
+    serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Each traffic router takes a canary through one weighted step: every call it makes is granted too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_traffic_router_call_is_granted_by_deploy_rbac() {
+    let rules = granted_rules(&kustomize(&repo("deploy")));
+    let sim = start_sim().await;
+    install_crds(&sim);
+    for crd in [
+        "httproute-crd.yaml",
+        "trafficsplit-crd.yaml",
+        "virtualservice-crd.yaml",
+        "destinationrule-crd.yaml",
+    ] {
+        create(
+            &sim,
+            "",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            fixture(crd),
+        );
+    }
+    let client = sim.client().unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in ["sluice-system", "gateway", "smi", "nginx", "istio"] {
+        let namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+    }
+    let service = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    };
+    for namespace in ["gateway", "smi", "nginx", "istio"] {
+        for name in ["web-stable", "web-canary"] {
+            create(&sim, namespace, "", "services", service(name));
+        }
+    }
+    create(&sim, "smi", "", "services", service("web"));
+    create(&sim, "istio", "", "services", service("web"));
+    create(
+        &sim,
+        "gateway",
+        "gateway.networking.k8s.io",
+        "httproutes",
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "web"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [
+                {"name": "web-stable", "port": 80, "weight": 100}, {"name": "web-canary", "port": 80, "weight": 0}]}]},
+        }),
+    );
+    create(
+        &sim,
+        "nginx",
+        "networking.k8s.io",
+        "ingresses",
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "shop"},
+            "spec": {"ingressClassName": "nginx", "rules": [{"host": "web.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}}]}}]},
+        }),
+    );
+    create(
+        &sim,
+        "istio",
+        "networking.istio.io",
+        "destinationrules",
+        json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule", "metadata": {"name": "web"},
+            "spec": {"host": "web", "subsets": [{"name": "stable", "labels": {"app": "web"}}, {"name": "canary", "labels": {"app": "web"}}]},
+        }),
+    );
+    create(
+        &sim,
+        "istio",
+        "networking.istio.io",
+        "virtualservices",
+        json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService", "metadata": {"name": "web"},
+            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
+                {"destination": {"host": "web", "subset": "canary"}, "weight": 0}]}]},
+        }),
+    );
+    let routings = [
+        ("gateway", json!({"gatewayAPI": {"httpRoute": "web"}})),
+        ("smi", json!({"smi": {"rootService": "web"}})),
+        ("nginx", json!({"nginx": {"stableIngress": "shop"}})),
+        (
+            "istio",
+            json!({"istio": {
+            "virtualService": {"name": "web", "routes": ["primary"]},
+            "destinationRule": {"name": "web", "canarySubsetName": "canary", "stableSubsetName": "stable"}}}),
+        ),
+    ];
+    let rollout = |namespace: &str, routing: &Value, image: &str| {
+        json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": image}]}},
+            "strategy": {"canary": {
+                "canaryService": "web-canary", "stableService": "web-stable", "trafficRouting": routing,
+                "scaleDownDelaySeconds": 0, "abortScaleDownDelaySeconds": 0,
+                "steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}}]}}}})
+    };
+    let apply = PatchParams::apply("test").force();
+    for (namespace, routing) in &routings {
+        let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+        rollouts
+            .patch("web", &apply, &Patch::Apply(rollout(namespace, routing, "web:1")))
+            .await
+            .unwrap();
+    }
+    let mut controller = ControllerProcess::start(&sim);
+    let stable_of = |namespace: &'static str| {
+        let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+        async move {
+            let status = rollouts.get("web").await.ok()?.status?;
+            (status.phase? == RolloutPhase::Healthy).then_some(status.stable_rs?)
+        }
+    };
+    let mut v1 = vec![];
+    for (namespace, _) in &routings {
+        v1.push(eventually(LONG, "v1 healthy", || stable_of(namespace)).await);
+    }
+    for (namespace, routing) in &routings {
+        let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+        rollouts
+            .patch("web", &apply, &Patch::Apply(rollout(namespace, routing, "web:2")))
+            .await
+            .unwrap();
+    }
+    for ((namespace, _), v1) in routings.iter().zip(&v1) {
+        let what = format!("{namespace}: v2 promoted");
+        eventually(LONG, &what, || async { stable_of(namespace).await.filter(|s| s != v1) }).await;
+    }
+    controller.terminate();
+    let seen = assert_granted(&sim, &rules).await;
+    for expected in [
+        "patch gateway.networking.k8s.io/httproutes",
+        "create split.smi-spec.io/trafficsplits",
+        "create networking.k8s.io/ingresses",
+        "patch networking.istio.io/virtualservices",
+        "patch networking.istio.io/destinationrules",
     ] {
         assert!(seen.contains(expected), "{expected} not exercised; seen {seen:#?}");
     }
