@@ -131,6 +131,9 @@ pub async fn run(
     grace: Duration,
 ) -> anyhow::Result<()> {
     election.validate()?;
+    // Fail on a bad flag now, not after winning the lease.
+    crate::analysis::allowlist::Allowlist::parse(&config.analysis_address_allowlist)
+        .map_err(|e| anyhow::anyhow!("--analysis-address-allowlist: {e}"))?;
     gate.set_open(false);
     let server_shutdown = CancellationToken::new();
     let endpoints = serve_endpoints(config.metrics_addr, server_shutdown.clone()).await?;

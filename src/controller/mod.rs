@@ -56,13 +56,20 @@ impl Running {
 pub async fn start(client: Client, config: ControllerConfig, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let endpoints = serve_endpoints(config.metrics_addr, shutdown.clone()).await?;
     endpoints.metrics.set_leader(true);
-    let mut tasks = start_controllers(
+    let started = start_controllers(
         client,
         &config,
         endpoints.metrics.clone(),
         endpoints.health.clone(),
         shutdown.clone(),
-    )?;
+    );
+    let mut tasks = match started {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            endpoints.task.abort();
+            return Err(e);
+        }
+    };
     tasks.push(endpoints.task);
     Ok(Running {
         metrics_addr: endpoints.addr,
@@ -94,7 +101,8 @@ pub async fn serve_endpoints(addr: SocketAddr, shutdown: CancellationToken) -> a
     })
 }
 
-/// Starts every controller (the writers); they run until `shutdown`.
+/// Starts every controller (the writers); they run until `shutdown`. Under leader election this runs
+/// only on the Lease holder, so every controller that writes belongs here.
 pub fn start_controllers(
     client: Client,
     config: &ControllerConfig,
