@@ -280,6 +280,7 @@ async fn a_leader_that_loses_the_lease_exits_non_zero() {
     sim.write_kubeconfig(&kubeconfig).unwrap();
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let log_path = dir.path().join("controller.log");
+    let port = free_port();
     let mut leader = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args([
             "--log-format",
@@ -289,7 +290,7 @@ async fn a_leader_that_loses_the_lease_exits_non_zero() {
             "--leader-elect-retry-period",
             "1s",
         ])
-        .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
+        .arg(format!("--metrics-addr=127.0.0.1:{port}"))
         .env("KUBECONFIG", &kubeconfig)
         .env("POD_NAME", "victim")
         .env("POD_NAMESPACE", LEASE_NAMESPACE)
@@ -299,6 +300,12 @@ async fn a_leader_that_loses_the_lease_exits_non_zero() {
         .unwrap();
     eventually(LONG, "leader", || async {
         holder(&leases).await.filter(|h| h.starts_with("victim_"))
+    })
+    .await;
+    // Leading (confirmed, controllers started, caches synced), not just holding.
+    eventually(LONG, "leader ready", || async {
+        let response = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.ok()?;
+        (response.text().await.ok()? == "ok").then_some(())
     })
     .await;
 

@@ -1,7 +1,8 @@
 //! Leader election for `sluice controller --leader-elect`: replicas campaign for a
 //! coordination.k8s.io/v1 Lease (through `kube-lease-manager`); only the holder runs the controllers.
 //!
-//! Safety rests on three things. The leader checks its own renewals and steps down once the lease has
+//! Safety rests on four things. A new holder confirms the lease is still its own after a short delay
+//! before it writes (see [`CONFIRM_AFTER`]). The leader checks its own renewals and steps down once the lease has
 //! not been renewed for `renew_deadline`, which is shorter than the lease duration a standby waits
 //! before taking over (the gap absorbs clock skew and the last in-flight request). Writes go through a
 //! client [`WriteGate`] closed the moment leadership ends, so nothing is written after the loss. And a
@@ -110,11 +111,19 @@ pub fn identity() -> String {
 }
 
 /// What ended a term as leader.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 enum Term {
     Shutdown,
     Lost(String),
+    /// The controllers could not start.
+    Failed(anyhow::Error),
 }
+
+/// How long a new holder waits, renewing, before it writes: kube-lease-manager's standbys clear an
+/// expired lease and then wait up to 1 s before taking it, so when several standbys race for a dead
+/// leader's lease, a slow one can clear the winner's fresh claim. Confirming the holder after this delay
+/// keeps two replicas from ever writing at once in that race.
+const CONFIRM_AFTER: Duration = Duration::from_millis(1500);
 
 /// Runs a replica under leader election until `stop` (SIGTERM/Ctrl-C) or until it loses the lease.
 ///
@@ -149,26 +158,44 @@ pub async fn run(
             tracing::info!("stopped before becoming leader");
             return Ok(());
         };
-        tracing::info!(identity = %election.identity, "became leader; starting the controllers");
-        gate.set_open(true);
-        endpoints.health.set_standby(false);
-        endpoints.metrics.set_leader(true);
+        tracing::info!(identity = %election.identity, "acquired the lease; confirming it before writing");
         let controllers_shutdown = CancellationToken::new();
-        let tasks = match start_controllers(
-            controller_client,
-            &config,
-            endpoints.metrics.clone(),
-            endpoints.health.clone(),
-            controllers_shutdown.clone(),
-        ) {
-            Ok(tasks) => tasks,
-            Err(e) => {
-                gate.set_open(false);
-                let _ = tokio::time::timeout(RELEASE_BUDGET, manager.release()).await;
-                return Err(e);
+        let (confirmed, mut confirmed_rx) = tokio::sync::watch::channel(false);
+        let term = lead(&manager, &leases, &election, &stop, confirmed);
+        tokio::pin!(term);
+        let mut controller_client = Some(controller_client);
+        let mut tasks = vec![];
+        let term = loop {
+            tokio::select! {
+                term = &mut term => break term,
+                changed = confirmed_rx.changed(), if controller_client.is_some() => {
+                    if changed.is_err() || !*confirmed_rx.borrow() {
+                        continue;
+                    }
+                    tracing::info!(identity = %election.identity, "became leader; starting the controllers");
+                    gate.set_open(true);
+                    endpoints.health.set_standby(false);
+                    endpoints.metrics.set_leader(true);
+                    let client = controller_client.take().expect("checked by the select guard");
+                    match start_controllers(
+                        client,
+                        &config,
+                        endpoints.metrics.clone(),
+                        endpoints.health.clone(),
+                        controllers_shutdown.clone(),
+                    ) {
+                        Ok(started) => tasks = started,
+                        Err(e) => break Term::Failed(e),
+                    }
+                }
             }
         };
-        match lead(&manager, &leases, &election, &stop).await {
+        match term {
+            Term::Failed(e) => {
+                gate.set_open(false);
+                let _ = tokio::time::timeout(RELEASE_BUDGET, manager.release()).await;
+                Err(e)
+            }
             Term::Lost(reason) => {
                 // The gate first: from here on no write leaves this process, whatever is in flight.
                 gate.set_open(false);
@@ -300,13 +327,16 @@ async fn lease_is_free(leases: &Api<Lease>, election: &LeaderElection) -> bool {
 
 /// Leads until `stop` or until leadership ends: another holder in the Lease, or no confirmed renewal
 /// for `renew_deadline` (the API server unreachable, say — then a standby may take over soon, and this
-/// replica must be gone before).
+/// replica must be gone before). Sends `confirmed` once the lease is still this replica's after
+/// [`CONFIRM_AFTER`].
 async fn lead(
     manager: &LeaseManager,
     leases: &Api<Lease>,
     election: &LeaderElection,
     stop: &CancellationToken,
+    confirmed: tokio::sync::watch::Sender<bool>,
 ) -> Term {
+    let confirm_at = tokio::time::Instant::now() + CONFIRM_AFTER;
     let mut last_renewal = SystemTime::now();
     let mut change = Box::pin(next_change(manager, Duration::ZERO));
     let mut tick = tokio::time::interval(election.retry_period);
@@ -334,6 +364,9 @@ async fn lead(
                         // renewTime is written with this process's own clock, so it compares with now.
                         if let Some(renewed) = spec.renew_time {
                             last_renewal = last_renewal.max(SystemTime::from(renewed.0));
+                        }
+                        if !*confirmed.borrow() && tokio::time::Instant::now() >= confirm_at {
+                            confirmed.send_replace(true);
                         }
                     }
                     Ok(Ok(None)) => return Term::Lost("the lease was deleted".into()),
