@@ -238,8 +238,11 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     let signalled = stop.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!("shutting down (a second SIGTERM or Ctrl-C exits at once)");
         signalled.cancel();
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting without waiting");
+        std::process::exit(130);
     });
     if !args.leader_elect {
         let running = crate::controller::start(client, config, Default::default()).await?;
