@@ -17,6 +17,15 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as human-readable text or as JSON objects (one per line, for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SLUICE_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -172,9 +181,34 @@ struct ControllerArgs {
     /// empty: anywhere).
     #[arg(long, value_delimiter = ',', env = "SLUICE_ANALYSIS_ADDRESS_ALLOWLIST")]
     analysis_address_allowlist: Vec<String>,
-    /// Seconds to let in-flight reconciles finish on SIGTERM.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds to let in-flight reconciles finish and release the lease on SIGTERM or Ctrl-C (the
+    /// process exits within this plus about a second).
+    #[arg(long, default_value_t = 9)]
     shutdown_grace_seconds: u64,
+    /// Run the controllers only while holding a Lease, so several replicas can run with one active.
+    #[arg(long, env = "SLUICE_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease (default: POD_NAMESPACE, else the in-cluster service account's, else sluice-system).
+    #[arg(long, env = "SLUICE_LEADER_ELECT_NAMESPACE")]
+    leader_elect_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = crate::controller::leader::DEFAULT_LEASE_NAME)]
+    leader_elect_lease_name: String,
+    /// How long a Lease stays valid after its last renewal; a standby takes over after that (whole seconds).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// The leader stops (and exits) when it could not renew the Lease for this long; shorter than the lease duration.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// How often a standby looks for a released Lease and the leader checks its renewals.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
+    /// Sustained requests per second to the Kubernetes API (0: unlimited).
+    #[arg(long, default_value_t = 50.0, env = "SLUICE_KUBE_QPS")]
+    kube_qps: f64,
+    /// Requests allowed in a burst above --kube-qps.
+    #[arg(long, default_value_t = 100, env = "SLUICE_KUBE_BURST")]
+    kube_burst: u32,
     /// Directory for the GitSync controller's Git mirrors (default: under the system temp dir).
     #[arg(long, env = "SLUICE_GIT_CACHE_DIR")]
     git_cache_dir: Option<std::path::PathBuf>,
@@ -191,18 +225,28 @@ struct ControllerArgs {
 }
 
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
+    use crate::controller::client::{self, ClientOptions, WriteGate};
+    use crate::controller::leader;
     let kube_config = kube::Config::infer()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Kubernetes (KUBECONFIG or in-cluster): {e}"))?;
-    let client = kube::Client::try_from(kube_config.clone())
-        .map_err(|e| anyhow::anyhow!("connecting to Kubernetes (KUBECONFIG or in-cluster): {e}"))?;
+    let identity = leader::identity();
+    let user_agent = format!("sluice/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    let gate = WriteGate::open();
+    let client_options = ClientOptions {
+        qps: args.kube_qps,
+        burst: args.kube_burst,
+        user_agent: user_agent.clone(),
+        write_gate: Some(gate.clone()),
+    };
+    let client = client::build(kube_config.clone(), &client_options)?;
     let config = crate::controller::ControllerConfig {
         namespace: args.namespace,
         metrics_addr: args.metrics_addr,
         prometheus_address: args.prometheus_address,
         analysis_address_allowlist: args.analysis_address_allowlist,
         gitsync: crate::controller::gitsync::GitSyncConfig {
-            kube_config: Some(kube_config),
+            kube_config: Some(kube_config.clone()),
             cache_dir: args.git_cache_dir,
             webhook_addr: args.webhook_addr,
             argocd: args
@@ -212,12 +256,42 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
                 }),
         },
     };
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let running = crate::controller::start(client, config, shutdown).await?;
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    running.stop(Duration::from_secs(args.shutdown_grace_seconds)).await;
-    Ok(())
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signalled = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down (a second SIGTERM or Ctrl-C exits at once)");
+        signalled.cancel();
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting without waiting");
+        std::process::exit(130);
+    });
+    if !args.leader_elect {
+        let running = crate::controller::start(client, config, Default::default()).await?;
+        stop.cancelled().await;
+        running.stop(grace).await;
+        return Ok(());
+    }
+    let election = leader::LeaderElection {
+        lease_name: args.leader_elect_lease_name,
+        namespace: args.leader_elect_namespace.unwrap_or_else(leader::default_namespace),
+        identity,
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+    };
+    // The lease has its own client, without the write gate and outside the controllers' rate limit.
+    let lease_client = client::build(
+        kube_config,
+        &ClientOptions {
+            qps: 0.0,
+            burst: 0,
+            user_agent: format!("{user_agent} leader-election"),
+            write_gate: None,
+        },
+    )?;
+    leader::run(client, gate, lease_client, config, election, stop, grace).await
 }
 
 async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
@@ -413,12 +487,23 @@ pub fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = parse_cli();
+    let log_format = cli.log_format;
+    let filter = || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .init(),
+    }
     let result = match cli.command {
         // Benchmarks start child processes that their guards kill on drop: on Ctrl-C or SIGTERM,
         // drop the benchmark instead of exiting past the guards.
@@ -437,6 +522,11 @@ async fn run() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Log collectors parse every line of a JSON log, the last one included.
+        Err(e) if log_format == LogFormat::Json => {
+            tracing::error!(error = %format!("{e:#}"), "exiting");
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -73,6 +73,7 @@ pub struct Metrics {
     gitsync_revision_info: Family<GitSyncRevisionLabels, Gauge>,
     /// The revisions each GitSync was last exported with, so a new revision replaces its series.
     gitsync_revisions: Mutex<std::collections::HashMap<(String, String, String), String>>,
+    leader: Gauge,
     /// The phase each analysis run was last exported with.
     run_phases: Mutex<std::collections::HashMap<RolloutLabels, String>>,
     /// The phase each rollout was last exported with, so a phase change replaces its info series.
@@ -138,7 +139,14 @@ impl Metrics {
             "The Git revision a GitSync last applied and last found healthy (always 1)",
             gitsync_revision_info.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica runs the controllers (holds the leader-election Lease, or runs without election)",
+            leader.clone(),
+        );
         Metrics {
+            leader,
             registry,
             gitsync_revision_info,
             gitsync_revisions: Mutex::new(Default::default()),
@@ -300,6 +308,10 @@ impl Metrics {
     }
 
     /// The exposition text for `/metrics`.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
     pub fn render(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");

@@ -1,6 +1,8 @@
 //! Wiring: starts the controllers, the metrics and health endpoints, and shuts them down cleanly.
 pub mod analysis;
+pub mod client;
 pub mod gitsync;
+pub mod leader;
 pub mod metrics;
 pub mod rollouts;
 pub mod server;
@@ -57,12 +59,73 @@ impl Running {
 
 /// Starts the Rollout, AnalysisRun and GitSync controllers and the metrics/health endpoints.
 pub async fn start(client: Client, config: ControllerConfig, shutdown: CancellationToken) -> anyhow::Result<Running> {
-    let allowlist = Allowlist::parse(&config.analysis_address_allowlist)
-        .map_err(|e| anyhow::anyhow!("--analysis-address-allowlist: {e}"))?;
+    let endpoints = serve_endpoints(config.metrics_addr, shutdown.clone()).await?;
+    endpoints.metrics.set_leader(true);
+    let started = start_controllers(
+        client,
+        &config,
+        endpoints.metrics.clone(),
+        endpoints.health.clone(),
+        shutdown.clone(),
+    )
+    .await;
+    let Controllers { mut tasks, webhook_addr } = match started {
+        Ok(controllers) => controllers,
+        Err(e) => {
+            endpoints.task.abort();
+            return Err(e);
+        }
+    };
+    tasks.push(endpoints.task);
+    Ok(Running {
+        metrics_addr: endpoints.addr,
+        webhook_addr,
+        metrics: endpoints.metrics,
+        health: endpoints.health,
+        tasks,
+        shutdown,
+    })
+}
+
+/// `/metrics`, `/healthz` and `/readyz`, served for the whole life of the process, leader or not.
+pub struct Endpoints {
+    pub addr: SocketAddr,
+    pub metrics: Arc<metrics::Metrics>,
+    pub health: Arc<server::Health>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+pub async fn serve_endpoints(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<Endpoints> {
     let metrics = Arc::new(metrics::Metrics::new());
     let health = Arc::new(server::Health::default());
     let router = server::router(metrics.clone(), health.clone());
-    let (metrics_addr, server_task) = server::serve(config.metrics_addr, router, shutdown.clone()).await?;
+    let (addr, task) = server::serve(addr, router, shutdown).await?;
+    Ok(Endpoints {
+        addr,
+        metrics,
+        health,
+        task,
+    })
+}
+
+/// The controllers' tasks, and where the GitSync webhook listens (it only exists on the leader: a
+/// webhook call wakes a reconcile).
+pub struct Controllers {
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub webhook_addr: Option<SocketAddr>,
+}
+
+/// Starts every controller (the writers); they run until `shutdown`. Under leader election this runs
+/// only on the Lease holder, so every controller that writes belongs here.
+pub async fn start_controllers(
+    client: Client,
+    config: &ControllerConfig,
+    metrics: Arc<metrics::Metrics>,
+    health: Arc<server::Health>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Controllers> {
+    let allowlist = Allowlist::parse(&config.analysis_address_allowlist)
+        .map_err(|e| anyhow::anyhow!("--analysis-address-allowlist: {e}"))?;
     let scope = rollouts::Scope {
         namespace: config.namespace.clone(),
     };
@@ -71,7 +134,7 @@ pub async fn start(client: Client, config: ControllerConfig, shutdown: Cancellat
         client.clone(),
         scope.clone(),
         metrics.clone(),
-        health.clone(),
+        health,
         factory,
         shutdown.clone(),
     ));
@@ -82,15 +145,11 @@ pub async fn start(client: Client, config: ControllerConfig, shutdown: Cancellat
         default_prometheus: config.prometheus_address.clone(),
     };
     let analysis_task = tokio::spawn(analysis::run(analysis_ctx, scope.clone(), shutdown.clone()));
-    let gitsync = gitsync::start(client, scope, config.gitsync.clone(), metrics.clone(), shutdown.clone()).await?;
-    let mut tasks = vec![server_task, rollout_task, analysis_task];
+    let gitsync = gitsync::start(client, scope, config.gitsync.clone(), metrics, shutdown).await?;
+    let mut tasks = vec![rollout_task, analysis_task];
     tasks.extend(gitsync.tasks);
-    Ok(Running {
-        metrics_addr,
-        webhook_addr: gitsync.webhook_addr,
-        metrics,
-        health,
+    Ok(Controllers {
         tasks,
-        shutdown,
+        webhook_addr: gitsync.webhook_addr,
     })
 }

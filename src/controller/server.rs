@@ -1,5 +1,7 @@
 //! The controller's HTTP endpoints: `/metrics` for Prometheus, `/healthz` (the process answers) and
-//! `/readyz` (caches are synced, so decisions are made on a complete picture).
+//! `/readyz` (caches are synced, so decisions are made on a complete picture; a standby replica under
+//! leader election is ready too: it is healthy and able to take over, and marking it unready would
+//! stall every rolling update of a two-replica Deployment on the pod that can never become leader).
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +20,17 @@ use crate::controller::metrics::Metrics;
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
+    standby: AtomicBool,
 }
 
 impl Health {
+    /// A replica waiting for the lease: ready (it can take over), reported as such.
+    pub fn set_standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::SeqCst);
+    }
+    pub fn is_standby(&self) -> bool {
+        self.standby.load(Ordering::SeqCst)
+    }
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
@@ -54,7 +64,9 @@ async fn render_metrics(State(shared): State<Shared>) -> impl IntoResponse {
 }
 
 async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
-    if shared.health.is_ready() {
+    if shared.health.is_standby() {
+        (StatusCode::OK, "ok: standby, not the leader")
+    } else if shared.health.is_ready() {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")

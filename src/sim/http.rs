@@ -51,6 +51,9 @@ pub struct RequestRecord {
     pub namespace: String,
     pub name: String,
     pub user_agent: String,
+    /// The `Impersonate-User` header, when the client acts as another user (empty otherwise). The
+    /// simulator does not authorize, but least-privilege checks need to see who a request was for.
+    pub impersonate_user: String,
     pub code: u16,
 }
 
@@ -356,6 +359,12 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 async fn api_request(State(state): State<Arc<HttpState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let user_agent = header_str(&parts.headers, header::USER_AGENT).unwrap_or("").to_string();
+    let impersonate_user = parts
+        .headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());
     let route = match parse_path(&path) {
@@ -413,6 +422,7 @@ async fn api_request(State(state): State<Arc<HttpState>>, request: Request) -> R
         namespace: target.namespace.clone().unwrap_or_default(),
         name: target.name.clone().unwrap_or_default(),
         user_agent,
+        impersonate_user,
         code: response.status().as_u16(),
     });
     response
