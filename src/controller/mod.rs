@@ -69,7 +69,10 @@ pub async fn start(client: Client, config: ControllerConfig, shutdown: Cancellat
         shutdown.clone(),
     )
     .await;
-    let Controllers { mut tasks, webhook_addr } = match started {
+    let Controllers {
+        mut tasks,
+        webhook_addr,
+    } = match started {
         Ok(controllers) => controllers,
         Err(e) => {
             endpoints.task.abort();
