@@ -137,11 +137,9 @@ impl Context {
 }
 
 fn impersonating(mut config: kube::Config, namespace: &str, account: &str) -> Result<Client, String> {
+    // The API server adds the ServiceAccount's groups itself when impersonating one, so only the user
+    // is named (no `impersonate` on groups needed).
     config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{account}"));
-    config.auth_info.impersonate_groups = Some(vec![
-        "system:serviceaccounts".into(),
-        format!("system:serviceaccounts:{namespace}"),
-    ]);
     Client::try_from(config).map_err(|e| format!("spec.serviceAccountName: {e}"))
 }
 
