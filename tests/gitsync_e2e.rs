@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::git::GitDaemon;
+use common::git::{GitDaemon, GitHttpServer};
 use common::{Prometheus, RunningController, eventually, install_crds, start_sim};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -349,9 +349,9 @@ async fn a_failed_canary_is_blocked_rolled_back_and_reverted_in_git() {
     cluster.stop().await;
 }
 
-/// Failures leave what runs alone and say why: a render error, an unreachable repository, and
-/// nothing applied for an invalid revision; an object deleted from Git is pruned; a signed webhook
-/// syncs at once, an unsigned one changes nothing.
+/// Failures leave what runs alone and say why: a render error (nothing of that revision applied),
+/// wrong credentials, an unreachable repository; an object deleted from Git is pruned; a signed
+/// webhook syncs at once, an unsigned one changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_revisions_and_sources_stall_without_touching_what_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -435,15 +435,50 @@ async fn bad_revisions_and_sources_stall_without_touching_what_runs() {
         cluster.config_maps.get("a").await.unwrap().data.unwrap()["version"],
         "2"
     );
-    // Pruning runs on the sync after the one that applied the revision.
+    // Pruning runs once no reconcile is applying a new revision (here: the next one).
     post_signed(&http, &hook, b"s3cret").await;
     eventually(LONG, "b pruned", || async {
         (!cluster.config_map_exists("b").await).then_some(())
     })
     .await;
 
+    // Wrong credentials over smart HTTP: Stalled saying so (and never showing the password).
+    let server = GitHttpServer::start(dir.path(), "sluice", "right-password").await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(cluster.sim.client().unwrap(), "default");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wrong"},
+                "stringData": {"username": "sluice", "password": "wrong-password"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let patch = json!({"spec": {"repoURL": server.url("repo.git"), "secretRef": {"name": "wrong"}}});
+    cluster
+        .gitsyncs
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let stalled = cluster
+        .wait_gitsync("stalled on bad credentials", |g| {
+            let s = status(g);
+            s.observed_generation == g.metadata.generation && conditions::is_true(&s.conditions, conditions::STALLED)
+        })
+        .await;
+    let message = ready_message(&stalled);
+    assert!(message.contains("authentication failed"), "{message}");
+    assert!(!message.contains("wrong-password"), "{message}");
+    assert_eq!(status(&stalled).last_applied_revision.as_deref(), Some(fixed.as_str()));
+    assert!(
+        cluster.config_map_exists("a").await,
+        "the running revision is left alone"
+    );
+
     // An unreachable repository: Stalled with the reason, the cluster untouched.
-    let patch = json!({"spec": {"repoURL": "git://127.0.0.1:9/nowhere.git"}});
+    let patch = json!({"spec": {"repoURL": "git://127.0.0.1:9/nowhere.git", "secretRef": {"name": "hooks"}}});
     cluster
         .gitsyncs
         .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))

@@ -245,6 +245,10 @@ pub struct GitSyncStatus {
     /// The last commit whose Rollouts all became Healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_healthy_revision: Option<String>,
+    /// Objects that left Git, deleted once no Rollout of this GitSync is mid-rollout (so a rollback
+    /// still finds the stable version's ConfigMaps and Secrets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_prune: Vec<InventoryEntry>,
     /// Commits not applied again because their canary failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked_revisions: Vec<BlockedRevision>,

@@ -195,6 +195,7 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
         owner: gitsync_label_value(&gitsync.namespace().unwrap_or_default(), &gitsync.name_any()),
         result: SyncResult::Synced,
         resync_soon: false,
+        applied_new_revision: false,
     };
     let due = sync_due(gitsync, &status, ctx, &reference, interval);
     let mut fetched = false;
@@ -234,7 +235,10 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
         // last attempted revision is no longer what the spec names.
         Target::Apply { .. } if due && !fetched => !decision.block.is_empty(),
         Target::Apply { revision, .. } => {
-            due || !decision.block.is_empty() || status.last_applied_revision.as_deref() != Some(revision.as_str())
+            // Re-applying an unchanged revision is self-heal (undoing drift); a spec change re-applies
+            // too (targetNamespace, render options).
+            let heal = due && (gitsync.spec.is_self_heal() || status.observed_generation != generation);
+            heal || !decision.block.is_empty() || status.last_applied_revision.as_deref() != Some(revision.as_str())
         }
         Target::Hold(_) => false,
     };
@@ -247,6 +251,7 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
         sync.result = SyncResult::Held(why.clone());
     }
     sync.revert(&mut status, &decision).await;
+    sync.prune_pending(&mut status, &decision).await;
 
     let health = sync.health(&mut status).await;
     plan::set_conditions(&mut status, generation, &sync.result, health.as_ref(), now);
@@ -337,6 +342,8 @@ struct Sync<'a> {
     result: SyncResult,
     /// A revert was pushed: fetch it soon.
     resync_soon: bool,
+    /// This reconcile applied a revision other than the last applied one.
+    applied_new_revision: bool,
 }
 
 impl Sync<'_> {
@@ -465,7 +472,7 @@ impl Sync<'_> {
         };
         let new_revision = status.last_applied_revision.as_deref() != Some(revision.as_str());
         let outcome = tokio::time::timeout(self.timeout, self.apply_revision(revision, status)).await;
-        let (applied, stale) = match outcome {
+        let applied = match outcome {
             Ok(Ok(done)) => done,
             Ok(Err(failure)) => return self.fail(status, Some(revision), failure).await,
             Err(_) => {
@@ -496,41 +503,49 @@ impl Sync<'_> {
             let note = format!("revision {}: {message}", short(revision));
             info(self.ctx, self.gitsync, reason, &note).await;
         }
-        // Prune only on a sync that applied nothing new, once no Rollout is mid-rollout: the objects a
-        // rollback needs (the stable version's ConfigMaps) stay until the new version is stable.
-        let prune_now = !new_revision && decision.prune == Prune::Allowed;
-        let mut kept = Vec::new();
-        if !stale.is_empty() {
-            if prune_now {
-                match apply::prune(&self.client, &self.ctx.discovery, &stale, &self.owner).await {
-                    Ok(report) => {
-                        if !report.deleted.is_empty() {
-                            let note = format!("revision {}: pruned {}", short(revision), report.deleted.join(", "));
-                            info(self.ctx, self.gitsync, "Pruned", &note).await;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(gitsync = %self.key(), error = %e, "prune failed; retrying next sync");
-                        kept = stale.clone();
-                    }
-                }
-            } else if decision.prune != Prune::Disabled {
-                kept = stale.clone();
-            }
+        if new_revision {
+            self.applied_new_revision = true;
         }
-        let mut inventory = applied_inventory(status, &kept);
-        inventory.entries.sort();
-        inventory.entries.dedup();
-        status.inventory = Some(inventory);
+        if decision.prune == Prune::Disabled {
+            // prune: false leaves what left Git in place, untracked.
+            status.pending_prune.clear();
+        }
     }
 
-    /// Renders and applies `revision`; returns the report and the stale objects (in the old
-    /// inventory, not in this revision). Also records the new inventory in `status`.
-    async fn apply_revision(
-        &self,
-        revision: &str,
-        status: &mut GitSyncStatus,
-    ) -> Result<(apply::ApplyReport, Vec<ObjectId>), Failure> {
+    /// Deletes what left Git once no Rollout is mid-rollout, never in the reconcile that applied a
+    /// new revision (its Rollouts have not started moving yet as far as this reconcile saw).
+    async fn prune_pending(&mut self, status: &mut GitSyncStatus, decision: &Decision) {
+        if status.pending_prune.is_empty() || decision.prune != Prune::Allowed || self.applied_new_revision {
+            return;
+        }
+        let stale: Vec<ObjectId> = status
+            .pending_prune
+            .iter()
+            .filter_map(|entry| ObjectId::from_inventory(entry).ok())
+            .collect();
+        match apply::prune(&self.client, &self.ctx.discovery, &stale, &self.owner).await {
+            Ok(report) => {
+                status.pending_prune.clear();
+                let revision = status.last_applied_revision.as_deref().map(short).unwrap_or("none");
+                if !report.deleted.is_empty() {
+                    let note = format!("revision {revision}: pruned {}", report.deleted.join(", "));
+                    info(self.ctx, self.gitsync, "Pruned", &note).await;
+                }
+                if !report.kept.is_empty() {
+                    let note = format!(
+                        "revision {revision}: left in place (owned by another GitSync or sluice.dev/prune: disabled): {}",
+                        report.kept.join(", ")
+                    );
+                    info(self.ctx, self.gitsync, "PruneSkipped", &note).await;
+                }
+            }
+            Err(e) => tracing::warn!(gitsync = %self.key(), error = %e, "prune failed; retrying"),
+        }
+    }
+
+    /// Renders and applies `revision`; records the new inventory in `status`, and what left Git (in
+    /// the old inventory or still pending, not in this revision) as pending prune.
+    async fn apply_revision(&self, revision: &str, status: &mut GitSyncStatus) -> Result<apply::ApplyReport, Failure> {
         let spec = &self.gitsync.spec;
         let namespace = self.gitsync.namespace().unwrap_or_default();
         let checkout = self.ctx.source.checkout(&self.key(), revision, self.timeout).await?;
@@ -560,7 +575,8 @@ impl Sync<'_> {
         })?;
         let mut manifests = self.prepare(objects, &namespace, &target_namespace, revision).await?;
         let new_inventory = manifest::inventory(&manifests);
-        let old_inventory = status.inventory.clone().unwrap_or_default();
+        let mut old_inventory = status.inventory.clone().unwrap_or_default();
+        old_inventory.entries.extend(status.pending_prune.iter().cloned());
         let stale = manifest::stale(&old_inventory, &new_inventory);
         // Until the apply finishes, both generations are ours: a half-applied revision's objects
         // must still be found (and pruned) later.
@@ -572,7 +588,8 @@ impl Sync<'_> {
         let report =
             apply::apply_revision(&self.client, &self.ctx.discovery, &mut manifests, &target_namespace).await?;
         status.inventory = Some(new_inventory);
-        Ok((report, stale))
+        status.pending_prune = stale.iter().map(ObjectId::to_inventory).collect();
+        Ok(report)
     }
 
     async fn prepare(
@@ -744,13 +761,6 @@ fn inventory_ids(status: &GitSyncStatus) -> Vec<ObjectId> {
         .flat_map(|inventory| &inventory.entries)
         .filter_map(|entry| ObjectId::from_inventory(entry).ok())
         .collect()
-}
-
-/// The inventory to record: what this revision applied plus what is still waiting to be pruned.
-fn applied_inventory(status: &GitSyncStatus, kept: &[ObjectId]) -> crate::api::gitsync::Inventory {
-    let mut inventory = status.inventory.clone().unwrap_or_default();
-    inventory.entries.extend(kept.iter().map(ObjectId::to_inventory));
-    inventory
 }
 
 /// Writes only what changed, as a merge patch of the status subresource.
