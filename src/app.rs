@@ -247,6 +247,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         analysis_address_allowlist: args.analysis_address_allowlist,
         gitsync: crate::controller::gitsync::GitSyncConfig {
             kube_config: Some(kube_config.clone()),
+            client_options: Some(client_options.clone()),
             cache_dir: args.git_cache_dir,
             webhook_addr: args.webhook_addr,
             argocd: args

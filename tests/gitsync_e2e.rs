@@ -137,6 +137,7 @@ impl Cluster {
         let cache = tempfile::tempdir().unwrap();
         let config = GitSyncConfig {
             kube_config: Some(sim.kube_config().unwrap()),
+            client_options: None,
             cache_dir: Some(cache.path().to_path_buf()),
             webhook_addr: Some("127.0.0.1:0".parse().unwrap()),
             argocd: None,

@@ -26,6 +26,8 @@ use crate::gitsync::{GITSYNC_LABEL, webhook};
 pub struct GitSyncConfig {
     /// The controller's client configuration, for impersonating a GitSync's ServiceAccount.
     pub kube_config: Option<kube::Config>,
+    /// Rate limit, User-Agent and leader write gate for those impersonating clients too.
+    pub client_options: Option<crate::controller::client::ClientOptions>,
     /// Where Git mirrors are kept (default: a directory under the system temp dir).
     pub cache_dir: Option<PathBuf>,
     /// Listen address of `POST /hooks/gitsync/{namespace}/{name}`; no webhook when None.
@@ -81,6 +83,7 @@ pub async fn start(
     let ctx = Arc::new(Context::new(
         client.clone(),
         config.kube_config.clone(),
+        config.client_options.clone(),
         GitSource::new(cache_dir),
         Tools::discover(),
         recorder,

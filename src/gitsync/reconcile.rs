@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::api::gitsync::{GitSync, GitSyncStatus};
 use crate::api::rollout::Rollout;
+use crate::controller::client::{self, ClientOptions};
 use crate::controller::metrics::Metrics;
 use crate::gitsync::apply::{self, ApplyError, DiscoveredScope, DiscoveryCache};
 use crate::gitsync::health::{self, Health};
@@ -59,6 +60,8 @@ pub struct Context {
     pub client: Client,
     /// The controller's own client configuration, to impersonate a GitSync's ServiceAccount.
     pub kube_config: Option<kube::Config>,
+    /// How impersonating clients are built (the controller's rate limit and write gate).
+    client_options: Option<ClientOptions>,
     pub source: GitSource,
     pub tools: Tools,
     pub discovery: DiscoveryCache,
@@ -76,6 +79,7 @@ impl Context {
     pub fn new(
         client: Client,
         kube_config: Option<kube::Config>,
+        client_options: Option<ClientOptions>,
         source: GitSource,
         tools: Tools,
         recorder: Recorder,
@@ -85,6 +89,7 @@ impl Context {
             discovery: DiscoveryCache::new(client.clone()),
             client,
             kube_config,
+            client_options,
             source,
             tools,
             recorder,
@@ -130,17 +135,25 @@ impl Context {
         let Some(config) = self.kube_config.clone() else {
             return Err("spec.serviceAccountName: this controller was started without a client configuration it can impersonate with".into());
         };
-        let client = impersonating(config, &namespace, account)?;
+        let client = impersonating(config, self.client_options.as_ref(), &namespace, account)?;
         cache.insert(key, client.clone());
         Ok(client)
     }
 }
 
-fn impersonating(mut config: kube::Config, namespace: &str, account: &str) -> Result<Client, String> {
+fn impersonating(
+    mut config: kube::Config,
+    options: Option<&ClientOptions>,
+    namespace: &str,
+    account: &str,
+) -> Result<Client, String> {
     // The API server adds the ServiceAccount's groups itself when impersonating one, so only the user
     // is named (no `impersonate` on groups needed).
     config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{account}"));
-    Client::try_from(config).map_err(|e| format!("spec.serviceAccountName: {e}"))
+    match options {
+        Some(options) => client::build(config, options).map_err(|e| format!("spec.serviceAccountName: {e}")),
+        None => Client::try_from(config).map_err(|e| format!("spec.serviceAccountName: {e}")),
+    }
 }
 
 pub fn error_policy(gitsync: Arc<GitSync>, error: &Error, ctx: Arc<Context>) -> Requeue {
