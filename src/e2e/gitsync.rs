@@ -136,6 +136,16 @@ pub async fn rollback(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         format!("the Rollout's sluice.dev/git-revision is {annotated:?}")
     })?;
 
+    let owner = rollout
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("sluice.dev/gitsync"))
+        .cloned();
+    ensure(owner == Some(format!("{}.shop", ctx.namespace)), || {
+        format!("the Rollout's sluice.dev/gitsync label is {owner:?}")
+    })?;
+
     let v2 = commit_version(ctx, &repo, 2, 0.0)?;
     wait_gitsync(ctx, "v2 canaried, analysed and healthy", |g| healthy_at(g, &v2)).await?;
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
