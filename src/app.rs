@@ -177,7 +177,7 @@ struct E2eArgs {
     #[arg(long)]
     list: bool,
     /// Use the simulator even when KUBECONFIG is set.
-    #[arg(long, conflicts_with = "kubeconfig")]
+    #[arg(long)]
     sim: bool,
     /// Run against this cluster (default when KUBECONFIG is set) instead of the simulator.
     #[arg(long, env = "KUBECONFIG", hide_env_values = true)]

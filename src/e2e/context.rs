@@ -150,8 +150,9 @@ impl<'a> Ctx<'a> {
                     .map(|r| (r.metadata.name.unwrap_or_default(), r.status.and_then(|s| s.message)))
                     .collect();
                 Err(e.context(format!(
-                    "rollout status: {}; analysis runs: {runs:?}",
-                    serde_json::to_string(&status).unwrap_or_default()
+                    "rollout status: {}{}; analysis runs: {runs:?}",
+                    serde_json::to_string(&status).unwrap_or_default(),
+                    no_status_hint(status.is_none())
                 )))
             }
         }
@@ -207,11 +208,20 @@ impl<'a> Ctx<'a> {
                 let rollout = self.rollout(name).await?;
                 let counts = self.counts(&rollout).await.ok();
                 Err(e.context(format!(
-                    "(stable, canary, available) = {counts:?}; rollout status: {}",
-                    serde_json::to_string(&rollout.status).unwrap_or_default()
+                    "(stable, canary, available) = {counts:?}; rollout status: {}{}",
+                    serde_json::to_string(&rollout.status).unwrap_or_default(),
+                    no_status_hint(rollout.status.is_none())
                 )))
             }
         }
+    }
+}
+
+fn no_status_hint(missing: bool) -> &'static str {
+    if missing {
+        " (no controller wrote a status: is Sluice running and watching this namespace?)"
+    } else {
+        ""
     }
 }
 
