@@ -46,6 +46,8 @@ enum Command {
     },
     /// Run the Sluice controllers (Rollout, AnalysisRun) against the cluster in KUBECONFIG or in-cluster.
     Controller(ControllerArgs),
+    /// Run the end-to-end scenarios: on the simulator by default, on the cluster in KUBECONFIG when set.
+    E2e(E2eArgs),
     /// Print the CustomResourceDefinitions as YAML (apply with `kubectl apply --server-side -f -`).
     Crds,
     // The rollout commands (promote, abort, retry, pause, resume, undo, restart, set, get, list).
@@ -164,6 +166,113 @@ struct SimArgs {
     /// Compact the watch history this often (resuming clients get 410 and relist), e.g. 60s.
     #[arg(long, value_parser = parse_duration)]
     compact_every: Option<Duration>,
+}
+
+#[derive(Args)]
+struct E2eArgs {
+    /// Run only this scenario (repeatable; default: all).
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+    /// List the scenarios and what each checks.
+    #[arg(long)]
+    list: bool,
+    /// Use the simulator even when KUBECONFIG is set.
+    #[arg(long)]
+    sim: bool,
+    /// Run against this cluster (default when KUBECONFIG is set) instead of the simulator.
+    #[arg(long, env = "KUBECONFIG", hide_env_values = true)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current one).
+    #[arg(long)]
+    context: Option<String>,
+    /// Cluster: Prometheus for analysis, written into the scenarios' AnalysisTemplates and used by
+    /// --local-controller; must be reachable from the controller (default: the controller's
+    /// --prometheus-address).
+    #[arg(long, env = "SLUICE_E2E_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
+    /// Cluster: run the controller in this process (applies the CRDs) instead of the installed one.
+    #[arg(long)]
+    local_controller: bool,
+    /// Cluster: the image every app version runs.
+    #[arg(long, default_value = crate::e2e::target::DEFAULT_CLUSTER_APP_IMAGE)]
+    app_image: String,
+    /// Cluster: env var through which --app-image fails that share (0–1) of its requests; without it the
+    /// analysis and GitSync scenarios are skipped.
+    #[arg(long)]
+    error_rate_env: Option<String>,
+    /// Cluster: PromQL success rate of one app version, with $NAMESPACE, $SERVICE and
+    /// {{args.canary-hash}} (its pod-template-hash); without it the analysis and GitSync scenarios are skipped.
+    #[arg(long)]
+    success_rate_query: Option<String>,
+    /// Cluster: Gateway (NAMESPACE/NAME) for the HTTPRoute scenario; skipped without it.
+    #[arg(long)]
+    gateway: Option<String>,
+    /// Cluster: directory to create the GitSync scenario's repository in, served to the cluster at --git-url.
+    #[arg(long, requires = "git_url")]
+    git_root: Option<PathBuf>,
+    /// Cluster: URL prefix under which the controller reaches --git-root (e.g. git://172.18.0.1:9418).
+    #[arg(long, requires = "git_root")]
+    git_url: Option<String>,
+    /// Upper bound of one scenario, in seconds.
+    #[arg(long, default_value_t = 240)]
+    timeout_seconds: u64,
+    /// Leave each scenario's namespace behind.
+    #[arg(long)]
+    keep_namespaces: bool,
+    /// Simulator: the Prometheus binary (default: SLUICE_PROMETHEUS, else `prometheus` on PATH).
+    #[arg(long)]
+    prometheus: Option<PathBuf>,
+}
+
+async fn run_e2e(args: E2eArgs) -> anyhow::Result<()> {
+    use crate::e2e::{ClusterOptions, ClusterTarget, RunOptions, SimOptions, SimTarget, Verdict};
+    if args.list {
+        crate::e2e::list();
+        return Ok(());
+    }
+    let options = RunOptions {
+        only: args.scenarios,
+        scenario_timeout: Duration::from_secs(args.timeout_seconds),
+        keep_namespaces: args.keep_namespaces,
+    };
+    crate::e2e::select(&options.only)?;
+    let outcomes = match args.kubeconfig.filter(|_| !args.sim) {
+        None => {
+            let target = SimTarget::start(SimOptions {
+                prometheus: args.prometheus,
+            })
+            .await?;
+            let outcomes = crate::e2e::run(&target, &options).await;
+            target.stop().await;
+            outcomes?
+        }
+        Some(kubeconfig) => {
+            let target = ClusterTarget::connect(ClusterOptions {
+                kubeconfig: Some(kubeconfig),
+                context: args.context,
+                prometheus_url: args.prometheus_url,
+                local_controller: args.local_controller,
+                app_image: args.app_image,
+                error_rate_env: args.error_rate_env,
+                success_rate_query: args.success_rate_query,
+                gateway: args.gateway,
+                git_root: args.git_root,
+                git_url: args.git_url,
+            })
+            .await?;
+            let outcomes = crate::e2e::run(&target, &options).await;
+            target.stop().await;
+            outcomes?
+        }
+    };
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o.verdict, Verdict::Fail(_)))
+        .count();
+    if failed > 0 {
+        anyhow::bail!("{failed} scenario(s) failed");
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -490,7 +599,13 @@ pub fn main() -> std::process::ExitCode {
 async fn run() -> std::process::ExitCode {
     let cli = parse_cli();
     let log_format = cli.log_format;
-    let filter = || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // The e2e runner's report is its stdout; the in-process controller's logs would drown it.
+    let default_level = if matches!(cli.command, Command::E2e(_)) {
+        "error"
+    } else {
+        "info"
+    };
+    let filter = || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into());
     match cli.log_format {
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter())
@@ -514,6 +629,7 @@ async fn run() -> std::process::ExitCode {
         },
         Command::Sim(args) => run_sim(args).await,
         Command::Controller(args) => run_controller(args).await,
+        Command::E2e(args) => run_e2e(args).await,
         Command::Demo { keep, prometheus } => crate::demo::run(crate::demo::DemoOptions { keep, prometheus }).await,
         Command::Rollouts(command) => crate::cli::run(command).await.map_err(anyhow::Error::from),
         Command::Crds => {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod controller;
 pub mod demo;
 pub mod duration;
+pub mod e2e;
 pub mod gitsync;
 pub mod rollout;
 pub mod sim;

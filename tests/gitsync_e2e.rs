@@ -1,107 +1,27 @@
-//! GitSync end to end: real Git repositories (served by a loopback `git daemon` or read over
-//! file://), the simulator, a real Prometheus measuring the canary, and the controller closing the
-//! loop: a revision whose canary fails is blocked, the last healthy one re-applied, Git reverted.
+//! GitSync on the simulator, the failure paths: bad revisions and sources, pruning, signed webhooks.
+//! The whole loop (a failed canary blocked, rolled back and reverted in Git) is the e2e scenario
+//! gitsync-rollback (src/e2e, tests/e2e.rs).
 mod common;
 
 use std::time::Duration;
 
-use common::git::{GitDaemon, GitHttpServer};
-use common::{Prometheus, RunningController, eventually, install_crds, start_sim};
+use common::git::GitHttpServer;
+use common::{RunningController, eventually, install_crds, start_sim};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice::api::conditions;
 use sluice::api::gitsync::GitSync;
-use sluice::api::rollout::{Rollout, RolloutPhase};
 use sluice::controller::gitsync::GitSyncConfig;
 use sluice::gitsync::local_repo::LocalRepo;
 use sluice::sim::Simulator;
 
 const LONG: Duration = Duration::from_secs(90);
 
-fn service() -> String {
-    r#"apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  annotations: {sim.sluice.dev/rps: "100"}
-spec:
-  selector: {app: web}
-  ports: [{port: 80}]
-"#
-    .into()
-}
-
-fn analysis_template() -> String {
-    let selector = r#"namespace="default",service="web",pod_template_hash="{{args.canary-hash}}""#;
-    format!(
-        r#"apiVersion: sluice.dev/v1alpha1
-kind: AnalysisTemplate
-metadata:
-  name: success-rate
-spec:
-  args: [{{name: canary-hash}}]
-  metrics:
-  - name: success-rate
-    initialDelay: 5s
-    interval: 2s
-    count: 3
-    successCondition: result[0] >= 0.95
-    provider:
-      prometheus:
-        address: ""
-        timeout: 3s
-        query: 'sum(rate(sim_http_requests_total{{{selector},code!~"5.."}}[6s])) / sum(rate(sim_http_requests_total{{{selector}}}[6s]))'
-"#
-    )
-}
-
-/// The Rollout at `version`; `error_rate` makes the simulator fail that share of its requests.
-fn rollout(version: u32, error_rate: &str) -> String {
-    format!(
-        r#"apiVersion: sluice.dev/v1alpha1
-kind: Rollout
-metadata:
-  name: web
-spec:
-  replicas: 4
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata:
-      labels: {{app: web}}
-      annotations: {{sim.sluice.dev/error-rate: "{error_rate}"}}
-    spec:
-      containers:
-      - name: web
-        image: web:{version}
-        envFrom: [{{configMapRef: {{name: web-config-v{version}}}}}]
-  strategy:
-    canary:
-      steps:
-      - setWeight: 50
-      - analysis:
-          templates: [{{templateName: success-rate}}]
-          args: [{{name: canary-hash, valueFrom: {{podTemplateHashValue: Latest}}}}]
-      - setWeight: 75
-"#
-    )
-}
-
 fn config_map(version: u32) -> String {
     format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-config-v{version}\ndata:\n  version: \"{version}\"\n"
     )
-}
-
-/// Commits version `version` of the app: its ConfigMap replaces the previous version's.
-fn commit_version(repo: &LocalRepo, version: u32, error_rate: &str) -> String {
-    if version > 1 {
-        repo.remove(&format!("app/config-v{}.yaml", version - 1)).unwrap();
-    }
-    repo.write(&format!("app/config-v{version}.yaml"), &config_map(version))
-        .unwrap();
-    repo.write("app/rollout.yaml", &rollout(version, error_rate)).unwrap();
-    repo.commit(&format!("web v{version}")).unwrap()
 }
 
 fn gitsync(url: &str, rollback: &str) -> Value {
@@ -119,21 +39,14 @@ struct Cluster {
     sim: Simulator,
     controller: RunningController,
     gitsyncs: Api<GitSync>,
-    rollouts: Api<Rollout>,
     config_maps: Api<ConfigMap>,
-    _prometheus: Option<Prometheus>,
     _cache: tempfile::TempDir,
 }
 
 impl Cluster {
-    async fn start(with_prometheus: bool) -> Cluster {
+    async fn start() -> Cluster {
         let sim = start_sim().await;
         install_crds(&sim);
-        let prometheus = if with_prometheus {
-            Some(Prometheus::start(&[("sim", sim.addr.to_string(), "/sim/metrics")]).await)
-        } else {
-            None
-        };
         let cache = tempfile::tempdir().unwrap();
         let config = GitSyncConfig {
             kube_config: Some(sim.kube_config().unwrap()),
@@ -142,16 +55,13 @@ impl Cluster {
             webhook_addr: Some("127.0.0.1:0".parse().unwrap()),
             argocd: None,
         };
-        let controller =
-            RunningController::start_with(&sim, prometheus.as_ref().map(|p| p.address.clone()), config).await;
+        let controller = RunningController::start_with(&sim, None, config).await;
         let client = sim.client().unwrap();
         Cluster {
             gitsyncs: Api::namespaced(client.clone(), "default"),
-            rollouts: Api::namespaced(client.clone(), "default"),
             config_maps: Api::namespaced(client, "default"),
             sim,
             controller,
-            _prometheus: prometheus,
             _cache: cache,
         }
     }
@@ -185,15 +95,6 @@ impl Cluster {
         }
     }
 
-    async fn rollout(&self) -> Option<Rollout> {
-        self.rollouts.get_opt("web").await.unwrap()
-    }
-
-    async fn image(&self) -> Option<String> {
-        let rollout = self.rollout().await?;
-        rollout.spec.template.spec?.containers.first()?.image.clone()
-    }
-
     async fn config_map_exists(&self, name: &str) -> bool {
         self.config_maps.get_opt(name).await.unwrap().is_some()
     }
@@ -219,137 +120,6 @@ fn ready_message(gitsync: &GitSync) -> String {
         .unwrap_or_default()
 }
 
-/// The whole loop, in revert mode over a loopback `git daemon`: v1 applied; v2 canaried, healthy;
-/// v3 (40% errors) fails analysis → blocked, v2 back in the cluster, a revert commit on main, v3
-/// never re-applied; the old ConfigMap pruned only after the rollout finished; v4 moves on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_canary_is_blocked_rolled_back_and_reverted_in_git() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = LocalRepo::create(dir.path()).unwrap();
-    repo.write("app/service.yaml", &service()).unwrap();
-    repo.write("app/analysis.yaml", &analysis_template()).unwrap();
-    let v1 = commit_version(&repo, 1, "0");
-    let daemon = GitDaemon::start(dir.path()).await;
-    let cluster = Cluster::start(true).await;
-    cluster.create(gitsync(&daemon.url("repo.git"), "revert")).await;
-
-    let synced = cluster.wait_gitsync("v1 healthy", |g| healthy_at(g, &v1)).await;
-    assert_eq!(status(&synced).last_applied_revision.as_deref(), Some(v1.as_str()));
-    assert!(conditions::is_true(&status(&synced).conditions, conditions::READY));
-    let inventory = status(&synced).inventory.unwrap();
-    assert!(
-        inventory
-            .entries
-            .iter()
-            .any(|e| e.id == "default_web_sluice.dev_Rollout"),
-        "{inventory:?}"
-    );
-    let rollout = cluster.rollout().await.unwrap();
-    assert_eq!(
-        rollout.metadata.annotations.as_ref().unwrap()["sluice.dev/git-revision"],
-        v1,
-        "the Rollout knows its commit"
-    );
-    assert_eq!(
-        rollout.metadata.labels.as_ref().unwrap()["sluice.dev/gitsync"],
-        "default.shop"
-    );
-    let template_annotations = rollout.spec.template.metadata.as_ref().unwrap().annotations.clone();
-    assert!(
-        !template_annotations
-            .unwrap_or_default()
-            .contains_key("sluice.dev/git-revision"),
-        "never inside the pod template"
-    );
-
-    let v2 = commit_version(&repo, 2, "0");
-    let synced = cluster.wait_gitsync("v2 healthy", |g| healthy_at(g, &v2)).await;
-    let rollout = cluster.rollout().await.unwrap();
-    assert_eq!(rollout.status.as_ref().unwrap().phase, Some(RolloutPhase::Healthy));
-    assert_eq!(
-        rollout
-            .status
-            .as_ref()
-            .unwrap()
-            .stable_revision
-            .as_ref()
-            .unwrap()
-            .git_revision
-            .as_deref(),
-        Some(v2.as_str())
-    );
-    assert!(
-        status(&synced)
-            .history
-            .iter()
-            .any(|h| h.revision == v2 && h.result.as_deref() == Some("Healthy"))
-    );
-    eventually(LONG, "web-config-v1 pruned after the rollout", || async {
-        (!cluster.config_map_exists("web-config-v1").await).then_some(())
-    })
-    .await;
-    assert!(cluster.config_map_exists("web-config-v2").await);
-
-    let v3 = commit_version(&repo, 3, "0.4");
-    let blocked = cluster.wait_gitsync("v3 blocked", |g| status(g).is_blocked(&v3)).await;
-    let entry = status(&blocked)
-        .blocked_revisions
-        .into_iter()
-        .find(|b| b.revision == v3)
-        .unwrap();
-    assert!(entry.reason.contains("default/web"), "{}", entry.reason);
-    let reverted = cluster
-        .wait_gitsync("revert pushed and applied", |g| {
-            let s = status(g);
-            s.blocked_revisions.iter().any(|b| b.revert_commit.is_some())
-                && s.last_applied_revision.as_deref() == repo.head("main").ok().as_deref()
-        })
-        .await;
-    let revert_commit = status(&reverted).blocked_revisions[0].revert_commit.clone().unwrap();
-    assert_eq!(
-        repo.head("main").unwrap(),
-        revert_commit,
-        "the revert is the branch head"
-    );
-    assert!(
-        repo.log_subjects("main")[0].starts_with("Revert"),
-        "{:?}",
-        repo.log_subjects("main")
-    );
-    assert_eq!(
-        repo.show(&revert_commit, "app/rollout.yaml"),
-        repo.show(&v2, "app/rollout.yaml"),
-        "Git shows what runs"
-    );
-    let back = cluster
-        .wait_gitsync("revert healthy", |g| healthy_at(g, &revert_commit))
-        .await;
-    assert!(conditions::is_true(&status(&back).conditions, conditions::READY));
-    let rollout = cluster.rollout().await.unwrap();
-    assert_eq!(rollout.status.as_ref().unwrap().phase, Some(RolloutPhase::Healthy));
-    assert_eq!(cluster.image().await.as_deref(), Some("web:2"));
-    assert!(
-        cluster.config_map_exists("web-config-v2").await,
-        "the stable version's config stays"
-    );
-
-    // Several intervals later v3 has not come back.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(cluster.image().await.as_deref(), Some("web:2"));
-    let history = status(&cluster.gitsync().await).history;
-    assert!(
-        !history
-            .iter()
-            .any(|h| h.revision == v3 && h.result.as_deref() == Some("Applied") && h.started_at > entry.blocked_at),
-        "{history:?}"
-    );
-
-    let v4 = commit_version(&repo, 4, "0");
-    cluster.wait_gitsync("v4 healthy", |g| healthy_at(g, &v4)).await;
-    assert_eq!(cluster.image().await.as_deref(), Some("web:4"));
-    cluster.stop().await;
-}
-
 /// Failures leave what runs alone and say why: a render error (nothing of that revision applied),
 /// wrong credentials, an unreachable repository; an object deleted from Git is pruned; a signed
 /// webhook syncs at once, an unsigned one changes nothing.
@@ -362,7 +132,7 @@ async fn bad_revisions_and_sources_stall_without_touching_what_runs() {
     repo.write("app/config-b.yaml", &config_map(1).replace("web-config-v1", "b"))
         .unwrap();
     let first = repo.commit("two config maps").unwrap();
-    let cluster = Cluster::start(false).await;
+    let cluster = Cluster::start().await;
     let mut spec = gitsync(&repo.url(), "pin");
     spec["spec"]["interval"] = json!("1h");
     cluster
