@@ -128,6 +128,35 @@ fn deploy_renders_the_whole_install() {
     assert!(container["resources"]["requests"].is_object() && container["resources"]["limits"].is_object());
     let pdb = docs.iter().find(|d| d["kind"] == "PodDisruptionBudget").unwrap();
     assert_eq!(pdb["spec"]["minAvailable"], 1);
+    // The root filesystem is read-only: every path the controller writes is a mounted emptyDir.
+    let args = strings(&container["args"]);
+    let git_cache = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--git-cache-dir="))
+        .expect("--git-cache-dir is set (the default under the temp dir is not for a cluster)");
+    let tmpdir = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "TMPDIR")
+        .and_then(|e| e["value"].as_str())
+        .expect("TMPDIR is set");
+    for path in [git_cache, tmpdir] {
+        let mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == path)
+            .unwrap_or_else(|| panic!("{path} is not a mount: {container}"));
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        assert!(volume["emptyDir"].is_object(), "{volume}");
+        assert_ne!(mount["readOnly"], true, "{mount}");
+    }
 }
 
 #[test]
@@ -461,18 +490,44 @@ async fn web_metric_server(token: &'static str) -> u16 {
     port
 }
 
-/// The controller process and the directory of its kubeconfig (kept while it runs).
-struct ControllerProcess(Child, #[allow(dead_code)] tempfile::TempDir);
+/// The container args of deploy/'s Deployment, runnable here: listen addresses moved to free loopback
+/// ports and absolute paths (the pod's mounts) under `root`.
+fn install_args(root: &Path) -> Vec<String> {
+    let docs = kustomize(&repo("deploy"));
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+        .into_iter()
+        .map(|arg| match arg.split_once('=') {
+            Some((flag @ ("--metrics-addr" | "--webhook-addr"), _)) => {
+                format!("{flag}=127.0.0.1:{}", free_port())
+            }
+            Some((flag, path)) if path.starts_with('/') => {
+                format!("{flag}={}", root.join(path.trim_start_matches('/')).display())
+            }
+            _ => arg,
+        })
+        .collect()
+}
+
+/// The controller process and its directory (kubeconfig, the pod's writable mounts), kept while it runs.
+struct ControllerProcess(Child, tempfile::TempDir);
 
 impl ControllerProcess {
-    /// The real binary with the install's flags: leader election included, so Lease calls are checked too.
+    /// The real binary with the install's flags: leader election included, so Lease calls are checked
+    /// too; `extra` flags are added after them.
     fn start(sim: &Simulator) -> ControllerProcess {
+        Self::start_with(sim, &[])
+    }
+
+    fn start_with(sim: &Simulator, extra: &[String]) -> ControllerProcess {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig).unwrap();
+        let args = install_args(dir.path());
+        assert_eq!(args.first().map(String::as_str), Some("controller"), "{args:?}");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["controller", "--leader-elect", "--log-format=json"])
-            .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
+            .args(&args)
+            .args(extra)
             .env("KUBECONFIG", &kubeconfig)
             .env("POD_NAME", "sluice-controller-0")
             .env("POD_NAMESPACE", "sluice-system")
@@ -481,6 +536,11 @@ impl ControllerProcess {
             .spawn()
             .expect("sluice controller starts");
         ControllerProcess(child, dir)
+    }
+
+    /// Where a path of the pod (a mount) is for this process.
+    fn path(&self, in_pod: &str) -> PathBuf {
+        self.1.path().join(in_pod.trim_start_matches('/'))
     }
 
     fn terminate(&mut self) {
@@ -805,5 +865,139 @@ async fn every_traffic_router_call_is_granted_by_deploy_rbac() {
         "patch networking.istio.io/destinationrules",
     ] {
         assert!(seen.contains(expected), "{expected} not exercised; seen {seen:#?}");
+    }
+}
+
+fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A GitSync run by the binary with the install's flags: applied as its ServiceAccount (so the
+/// controller itself needs only `impersonate`), an object pruned after it left Git, a Secret read for
+/// the webhook and Git credentials, a signed webhook call. Every call the controller makes is granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_gitsync_call_is_granted_by_deploy_rbac() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use sluice::api::gitsync::GitSync;
+    use sluice::gitsync::local_repo::LocalRepo;
+
+    let rules = granted_rules(&kustomize(&repo("deploy")));
+    let git = tempfile::tempdir().unwrap();
+    let source = LocalRepo::create(git.path()).unwrap();
+    let config_map =
+        |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{a: \"1\"}}\n");
+    source.write("app/a.yaml", &config_map("a")).unwrap();
+    source.write("app/b.yaml", &config_map("b")).unwrap();
+    source
+        .write(
+            "app/service.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{port: 80}]}\n",
+        )
+        .unwrap();
+    let first = source.commit("two config maps and a service").unwrap();
+
+    let sim = start_sim().await;
+    install_crds(&sim);
+    let client = sim.client().unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in ["sluice-system", "shop"] {
+        let namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+    }
+    let secret =
+        serde_json::from_value(json!({"metadata": {"name": "git"}, "stringData": {"webhookSecret": "s3cret"}}))
+            .unwrap();
+    Api::<Secret>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "shop");
+    let gitsync = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync", "metadata": {"name": "app", "namespace": "shop"},
+        "spec": {"repoURL": source.url(), "ref": {"branch": "main"}, "path": "app", "interval": "1s",
+            "serviceAccountName": "deployer", "secretRef": {"name": "git"}},
+    }))
+    .unwrap();
+    gitsyncs.create(&PostParams::default(), &gitsync).await.unwrap();
+
+    let webhook_port = free_port();
+    let mut controller = ControllerProcess::start_with(&sim, &[format!("--webhook-addr=127.0.0.1:{webhook_port}")]);
+    let applied = |revision: String| {
+        let gitsyncs = gitsyncs.clone();
+        async move {
+            let status = gitsyncs.get("app").await.ok()?.status?;
+            (status.last_applied_revision.as_deref() == Some(revision.as_str())).then_some(())
+        }
+    };
+    eventually(LONG, "first revision applied", || applied(first.clone())).await;
+    source.remove("app/b.yaml").unwrap();
+    let second = source.commit("b leaves Git").unwrap();
+    eventually(LONG, "second revision applied", || applied(second.clone())).await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "shop");
+    eventually(LONG, "b pruned", || async {
+        config_maps.get_opt("b").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    // A signed push notification: the webhook reads the GitSync and its Secret.
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{webhook_port}/hooks/gitsync/shop/app"))
+        .header(
+            "X-Hub-Signature-256",
+            format!("sha256={}", hmac_sha256_hex(b"s3cret", body)),
+        )
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let mirrors = controller.path("/var/cache/sluice/git");
+    assert!(
+        std::fs::read_dir(&mirrors).is_ok_and(|mut entries| entries.next().is_some()),
+        "the Git mirror is kept under --git-cache-dir ({})",
+        mirrors.display()
+    );
+    controller.terminate();
+
+    let seen = assert_granted(&sim, &rules).await;
+    for expected in [
+        "list sluice.dev/gitsyncs",
+        "watch sluice.dev/gitsyncs",
+        "get sluice.dev/gitsyncs",
+        "patch sluice.dev/gitsyncs/status",
+        "get /secrets",
+        "create events.k8s.io/events",
+        "impersonate /serviceaccounts",
+    ] {
+        assert!(seen.contains(expected), "{expected} not exercised; seen {seen:#?}");
+    }
+    // The applies and the prune went out as the ServiceAccount, through the controller's own client
+    // (its User-Agent, so its rate limit and leader write gate too).
+    let log: Value = reqwest::get(format!("{}/sim/requests", sim.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let writes: Vec<&Value> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["namespace"] == "shop" && matches!(r["resource"].as_str(), Some("configmaps" | "services")))
+        .filter(|r| r["verb"] == "patch" || r["verb"] == "delete")
+        .collect();
+    assert!(
+        writes.iter().any(|r| r["verb"] == "delete" && r["name"] == "b"),
+        "{writes:#?}"
+    );
+    for write in &writes {
+        assert_eq!(
+            write["impersonateUser"], "system:serviceaccount:shop:deployer",
+            "{write}"
+        );
+        assert!(write["userAgent"].as_str().unwrap().starts_with("sluice/"), "{write}");
     }
 }

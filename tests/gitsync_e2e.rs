@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::git::GitHttpServer;
 use common::{RunningController, eventually, install_crds, start_sim};
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice::api::conditions;
@@ -53,7 +54,7 @@ impl Cluster {
             client_options: None,
             cache_dir: Some(cache.path().to_path_buf()),
             webhook_addr: Some("127.0.0.1:0".parse().unwrap()),
-            argocd: None,
+            ..GitSyncConfig::default()
         };
         let controller = RunningController::start_with(&sim, None, config).await;
         let client = sim.client().unwrap();
@@ -79,9 +80,14 @@ impl Cluster {
 
     /// Waits for `check`; on timeout the panic shows the GitSync's last status (the why).
     async fn wait_gitsync(&self, what: &str, check: impl Fn(&GitSync) -> bool) -> GitSync {
+        self.wait_named("shop", what, check).await
+    }
+
+    /// [`Cluster::wait_gitsync`] for the GitSync `name` in `default`.
+    async fn wait_named(&self, name: &str, what: &str, check: impl Fn(&GitSync) -> bool) -> GitSync {
         let deadline = tokio::time::Instant::now() + LONG;
         loop {
-            let gitsync = self.gitsyncs.get("shop").await.unwrap();
+            let gitsync = self.gitsyncs.get(name).await.unwrap();
             if check(&gitsync) {
                 return gitsync;
             }
@@ -289,4 +295,277 @@ fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
+}
+
+// ---- Identity, rendering, suspend and sync-now (no Prometheus) ----
+
+fn plain_gitsync(name: &str, url: &str, path: &str, target_namespace: &str) -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "repoURL": url, "ref": {"branch": "main"}, "path": path, "interval": "1s", "timeout": "30s",
+            "targetNamespace": target_namespace,
+        },
+    })
+}
+
+async fn create_namespaces(sim: &Simulator, names: &[&str]) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(sim.client().unwrap());
+    for name in names {
+        let namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+    }
+}
+
+/// The simulator's request log.
+async fn request_log(sim: &Simulator) -> Vec<Value> {
+    let log: Value = reqwest::get(format!("{}/sim/requests", sim.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    log["requests"].as_array().unwrap().clone()
+}
+
+fn applied(gitsync: &GitSync, revision: &str) -> bool {
+    status(gitsync).last_applied_revision.as_deref() == Some(revision)
+}
+
+/// A GitSync naming a ServiceAccount applies as that ServiceAccount (the `Impersonate-User` header
+/// on every server-side apply, dry run included); one naming none applies as the controller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitsync_applies_as_its_service_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/config.yaml", &config_map(1)).unwrap();
+    repo.write("app/other.yaml", &config_map(2)).unwrap();
+    let first = repo.commit("two config maps").unwrap();
+    let cluster = Cluster::start(false).await;
+    create_namespaces(&cluster.sim, &["team-a", "team-b"]).await;
+    let mut as_account = plain_gitsync("as-account", &repo.url(), "app", "team-a");
+    as_account["spec"]["serviceAccountName"] = json!("deployer");
+    cluster.create(as_account).await;
+    cluster
+        .create(plain_gitsync("as-controller", &repo.url(), "app", "team-b"))
+        .await;
+    for name in ["as-account", "as-controller"] {
+        cluster.wait_named(name, "first applied", |g| applied(g, &first)).await;
+    }
+    // A second revision removes an object: pruned (a delete) by the same identity.
+    repo.remove("app/other.yaml").unwrap();
+    let second = repo.commit("one config map").unwrap();
+    for namespace in ["team-a", "team-b"] {
+        let config_maps: Api<ConfigMap> = Api::namespaced(cluster.sim.client().unwrap(), namespace);
+        eventually(LONG, "web-config-v2 pruned", || async {
+            config_maps
+                .get_opt("web-config-v2")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+    for name in ["as-account", "as-controller"] {
+        cluster
+            .wait_named(name, "second applied", |g| applied(g, &second))
+            .await;
+    }
+
+    let log = request_log(&cluster.sim).await;
+    let writes_in = |namespace: &str| -> Vec<&Value> {
+        log.iter()
+            .filter(|r| r["namespace"] == namespace && r["resource"] == "configmaps")
+            .filter(|r| r["verb"] == "patch" && r["fieldManager"] == "sluice-gitsync" || r["verb"] == "delete")
+            .collect()
+    };
+    let team_a = writes_in("team-a");
+    assert!(team_a.iter().any(|r| r["dryRun"] == true), "{team_a:#?}");
+    assert!(team_a.iter().any(|r| r["dryRun"] == false), "{team_a:#?}");
+    assert!(team_a.iter().any(|r| r["verb"] == "delete"), "{team_a:#?}");
+    for request in &team_a {
+        assert_eq!(
+            request["impersonateUser"], "system:serviceaccount:default:deployer",
+            "{request}"
+        );
+    }
+    let team_b = writes_in("team-b");
+    assert!(team_b.iter().any(|r| r["verb"] == "delete"), "{team_b:#?}");
+    assert!(team_b.iter().any(|r| r["verb"] == "patch"), "{team_b:#?}");
+    for request in &team_b {
+        assert_eq!(request["impersonateUser"], "", "{request}");
+    }
+    cluster.stop().await;
+}
+
+const KUSTOMIZATION: &str = r#"namePrefix: k-
+commonLabels: {team: shop}
+resources: [plain.yaml]
+configMapGenerator:
+- name: settings
+  literals: [color=blue]
+"#;
+
+const CHART_TEMPLATE: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-demo
+data:
+  color: {{ .Values.color | quote }}
+  size: {{ .Values.size | quote }}
+  namespace: {{ .Release.Namespace | quote }}
+"#;
+
+fn has_gitsync_metadata(object: &ConfigMap, gitsync: &str, revision: &str) -> bool {
+    let labels = object.metadata.labels.clone().unwrap_or_default();
+    let annotations = object.metadata.annotations.clone().unwrap_or_default();
+    labels.get("sluice.dev/gitsync").map(String::as_str) == Some(gitsync)
+        && annotations.get("sluice.dev/git-revision").map(String::as_str) == Some(revision)
+}
+
+/// `render: kustomize` and `render: helm` (values files and inline values) applied into
+/// spec.targetNamespace with the GitSync's label and revision; a kustomization that does not build
+/// stalls the GitSync with kustomize's message and leaves what runs alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kustomize_and_helm_renders_are_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("kust/kustomization.yaml", KUSTOMIZATION).unwrap();
+    repo.write(
+        "kust/plain.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {a: \"1\"}\n",
+    )
+    .unwrap();
+    repo.write("chart/Chart.yaml", "apiVersion: v2\nname: demo\nversion: 0.1.0\n")
+        .unwrap();
+    repo.write("chart/values.yaml", "color: red\nsize: small\n").unwrap();
+    repo.write("chart/templates/config.yaml", CHART_TEMPLATE).unwrap();
+    repo.write("env/prod.yaml", "color: green\n").unwrap();
+    let first = repo.commit("kustomize and helm").unwrap();
+    let cluster = Cluster::start(false).await;
+    create_namespaces(&cluster.sim, &["apps"]).await;
+    let mut kustomized = plain_gitsync("kustomized", &repo.url(), "kust", "apps");
+    kustomized["spec"]["render"] = json!({"type": "kustomize"});
+    cluster.create(kustomized).await;
+    let mut charted = plain_gitsync("charted", &repo.url(), "chart", "apps");
+    charted["spec"]["render"] = json!({"type": "helm", "helm": {
+        "releaseName": "rel", "valuesFiles": ["../env/prod.yaml"], "values": {"size": "large"}}});
+    cluster.create(charted).await;
+    for name in ["kustomized", "charted"] {
+        cluster.wait_named(name, "applied", |g| applied(g, &first)).await;
+    }
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(cluster.sim.client().unwrap(), "apps");
+    let plain = config_maps.get("k-plain").await.unwrap();
+    assert_eq!(plain.labels()["team"], "shop");
+    assert!(has_gitsync_metadata(&plain, "default.kustomized", &first), "{plain:?}");
+    let all = config_maps.list(&Default::default()).await.unwrap().items;
+    let settings = all
+        .iter()
+        .find(|c| c.name_any().starts_with("k-settings-"))
+        .unwrap_or_else(|| panic!("the generated ConfigMap, with its hash suffix: {all:?}"));
+    assert_eq!(settings.data.as_ref().unwrap()["color"], "blue");
+    assert!(
+        has_gitsync_metadata(settings, "default.kustomized", &first),
+        "{settings:?}"
+    );
+    let release = config_maps.get("rel-demo").await.unwrap();
+    let data = release.data.clone().unwrap();
+    assert_eq!(data["color"], "green", "valuesFiles");
+    assert_eq!(data["size"], "large", "inline values");
+    assert_eq!(data["namespace"], "apps", "helm --namespace is the target namespace");
+    assert!(has_gitsync_metadata(&release, "default.charted", &first), "{release:?}");
+    assert!(
+        Api::<ConfigMap>::namespaced(cluster.sim.client().unwrap(), "default")
+            .get_opt("rel-demo")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A kustomization naming a file that does not exist: Stalled with the reason.
+    repo.write(
+        "kust/kustomization.yaml",
+        &KUSTOMIZATION.replace("[plain.yaml]", "[plain.yaml, missing.yaml]"),
+    )
+    .unwrap();
+    let broken = repo.commit("broken kustomization").unwrap();
+    let stalled = cluster
+        .wait_named("kustomized", "stalled on the render error", |g| {
+            let s = status(g);
+            s.last_attempted_revision.as_deref() == Some(broken.as_str())
+                && conditions::is_true(&s.conditions, conditions::STALLED)
+                && !conditions::is_true(&s.conditions, conditions::READY)
+        })
+        .await;
+    assert!(
+        ready_message(&stalled).contains("missing.yaml"),
+        "{}",
+        ready_message(&stalled)
+    );
+    assert_eq!(status(&stalled).last_applied_revision.as_deref(), Some(first.as_str()));
+    assert!(config_maps.get_opt("k-plain").await.unwrap().is_some());
+    cluster.stop().await;
+}
+
+/// `suspend: true` stops syncing (a new commit is not applied, not even on request) and resuming
+/// applies it; `sluice.dev/requested-at` syncs at once although the interval is an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_holds_and_requested_at_syncs_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/config.yaml", &config_map(1)).unwrap();
+    let first = repo.commit("v1").unwrap();
+    let cluster = Cluster::start(false).await;
+    let mut spec = plain_gitsync("shop", &repo.url(), "app", "default");
+    spec["spec"]["interval"] = json!("1h");
+    cluster.create(spec).await;
+    cluster.wait_gitsync("v1 applied", |g| applied(g, &first)).await;
+    let version = || async { cluster.config_maps.get("web-config-v1").await.unwrap().data.unwrap()["version"].clone() };
+    let merge = |patch: Value| {
+        let gitsyncs = cluster.gitsyncs.clone();
+        async move {
+            gitsyncs
+                .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    let ready_reason =
+        |g: &GitSync| conditions::find(&status(g).conditions, conditions::READY).and_then(|c| c.reason.clone());
+
+    merge(json!({"spec": {"suspend": true}})).await;
+    cluster
+        .wait_gitsync("suspended", |g| ready_reason(g).as_deref() == Some("Suspended"))
+        .await;
+    repo.write("app/config.yaml", &config_map(1).replace("\"1\"", "\"2\""))
+        .unwrap();
+    let second = repo.commit("v2").unwrap();
+    merge(json!({"metadata": {"annotations": {"sluice.dev/requested-at": "1"}}})).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = cluster.gitsync().await;
+    assert_eq!(status(&held).last_attempted_revision.as_deref(), Some(first.as_str()));
+    assert_eq!(version().await, "1", "nothing applied while suspended");
+
+    merge(json!({"spec": {"suspend": false}})).await;
+    cluster
+        .wait_gitsync("v2 applied on resume", |g| applied(g, &second))
+        .await;
+    assert_eq!(version().await, "2");
+
+    // The interval is an hour: only the annotation brings the next commit in.
+    repo.write("app/config.yaml", &config_map(1).replace("\"1\"", "\"3\""))
+        .unwrap();
+    let third = repo.commit("v3").unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(version().await, "2", "not synced before the interval");
+    merge(json!({"metadata": {"annotations": {"sluice.dev/requested-at": "2"}}})).await;
+    let synced = cluster
+        .wait_gitsync("v3 applied on request", |g| applied(g, &third))
+        .await;
+    assert_eq!(status(&synced).last_handled_requested_at.as_deref(), Some("2"));
+    assert_eq!(version().await, "3");
+    cluster.stop().await;
 }

@@ -54,6 +54,10 @@ pub struct RequestRecord {
     /// The `Impersonate-User` header, when the client acts as another user (empty otherwise). The
     /// simulator does not authorize, but least-privilege checks need to see who a request was for.
     pub impersonate_user: String,
+    /// `?fieldManager=` of a write (empty otherwise): tells one writer's applies from another's.
+    pub field_manager: String,
+    /// `?dryRun=All`: validated, nothing stored.
+    pub dry_run: bool,
     pub code: u16,
 }
 
@@ -423,6 +427,8 @@ async fn api_request(State(state): State<Arc<HttpState>>, request: Request) -> R
         name: target.name.clone().unwrap_or_default(),
         user_agent,
         impersonate_user,
+        field_manager: query.get("fieldManager").unwrap_or_default().to_string(),
+        dry_run: query.get("dryRun") == Some("All"),
         code: response.status().as_u16(),
     });
     response
