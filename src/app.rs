@@ -489,7 +489,13 @@ pub fn main() -> std::process::ExitCode {
 async fn run() -> std::process::ExitCode {
     let cli = parse_cli();
     let log_format = cli.log_format;
-    let filter = || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // The demo's timeline is its output: the controller it runs inside logs only warnings by default.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter = || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into());
     match cli.log_format {
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter())
@@ -513,7 +519,9 @@ async fn run() -> std::process::ExitCode {
         },
         Command::Sim(args) => run_sim(args).await,
         Command::Controller(args) => run_controller(args).await,
-        Command::Demo { keep, prometheus } => crate::demo::run(crate::demo::DemoOptions { keep, prometheus }).await,
+        Command::Demo { keep, prometheus } => crate::demo::run(crate::demo::DemoOptions { keep, prometheus })
+            .await
+            .map(|_| ()),
         Command::Rollouts(command) => crate::cli::run(command).await.map_err(anyhow::Error::from),
         Command::Crds => {
             print!("{}", crate::api::crds::to_yaml());
