@@ -69,7 +69,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
             prometheus.address
         ),
     );
-    let repo = LocalRepo::create(workdir.path().join("git"))?;
+    let repo = LocalRepo::create(workdir.path().join("git"))
+        .context("creating the demo's Git repository (the demo needs git on PATH)")?;
     app::write_base(&repo)?;
     timeline.say(
         "setup",

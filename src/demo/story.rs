@@ -20,6 +20,8 @@ const ACT_TIMEOUT: Duration = Duration::from_secs(90);
 const HOLD_INTERVALS: u32 = 3;
 /// The GitSync's spec.interval: how soon a commit is noticed.
 const SYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// A moment for the timeline's watchers to print what led to the rollback before the story narrates it.
+const SETTLE: Duration = Duration::from_millis(500);
 const GITSYNC_NAME: &str = "web";
 const ROLLOUT_NAME: &str = "web";
 
@@ -67,6 +69,8 @@ impl Story {
         .await?;
         self.wait_rollout("the Rollout Healthy on v2 again", |r| healthy_on(r, &v2))
             .await?;
+        // The timeline's watchers print what led here first.
+        tokio::time::sleep(SETTLE).await;
         self.timeline.say(
             "demo",
             format!(
