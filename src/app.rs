@@ -35,9 +35,11 @@ enum Command {
     /// Measure performance; prints a JSON report.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// The whole story on a simulated cluster, no cluster needed: canary, analysis on Prometheus, abort.
+    /// The whole GitOps loop on a simulated cluster, no cluster needed: commits to a local Git repository,
+    /// a GitSync applying them, canaries gated by Prometheus, a failed one blocked and rolled back.
     Demo {
-        /// Leave the simulator, Prometheus and controller running afterwards (prints the kubeconfig).
+        /// Leave the simulator, Prometheus, the Git repository and the controller running afterwards
+        /// (prints the kubeconfig and how to commit a v4 yourself).
         #[arg(long)]
         keep: bool,
         /// The Prometheus binary (default: `prometheus` on PATH).
