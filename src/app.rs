@@ -35,9 +35,11 @@ enum Command {
     /// Measure performance; prints a JSON report.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// The whole story on a simulated cluster, no cluster needed: canary, analysis on Prometheus, abort.
+    /// The whole GitOps loop on a simulated cluster, no cluster needed: commits to a local Git repository,
+    /// a GitSync applying them, canaries gated by Prometheus, a failed one blocked and rolled back.
     Demo {
-        /// Leave the simulator, Prometheus and controller running afterwards (prints the kubeconfig).
+        /// Leave the simulator, Prometheus, the Git repository and the controller running afterwards
+        /// (prints the kubeconfig and how to commit a v4 yourself).
         #[arg(long)]
         keep: bool,
         /// The Prometheus binary (default: `prometheus` on PATH).
@@ -599,9 +601,12 @@ pub fn main() -> std::process::ExitCode {
 async fn run() -> std::process::ExitCode {
     let cli = parse_cli();
     let log_format = cli.log_format;
-    // The e2e runner's report is its stdout; the in-process controller's logs would drown it.
+    // The e2e runner's report and the demo's timeline are their output: the in-process controller
+    // logs only errors (e2e) or warnings (demo) by default.
     let default_level = if matches!(cli.command, Command::E2e(_)) {
         "error"
+    } else if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
     } else {
         "info"
     };
@@ -630,7 +635,9 @@ async fn run() -> std::process::ExitCode {
         Command::Sim(args) => run_sim(args).await,
         Command::Controller(args) => run_controller(args).await,
         Command::E2e(args) => run_e2e(args).await,
-        Command::Demo { keep, prometheus } => crate::demo::run(crate::demo::DemoOptions { keep, prometheus }).await,
+        Command::Demo { keep, prometheus } => crate::demo::run(crate::demo::DemoOptions { keep, prometheus })
+            .await
+            .map(|_| ()),
         Command::Rollouts(command) => crate::cli::run(command).await.map_err(anyhow::Error::from),
         Command::Crds => {
             print!("{}", crate::api::crds::to_yaml());

@@ -342,7 +342,7 @@ async fn gitsync_applies_as_its_service_account() {
     repo.write("app/config.yaml", &config_map(1)).unwrap();
     repo.write("app/other.yaml", &config_map(2)).unwrap();
     let first = repo.commit("two config maps").unwrap();
-    let cluster = Cluster::start(false).await;
+    let cluster = Cluster::start().await;
     create_namespaces(&cluster.sim, &["team-a", "team-b"]).await;
     let mut as_account = plain_gitsync("as-account", &repo.url(), "app", "team-a");
     as_account["spec"]["serviceAccountName"] = json!("deployer");
@@ -444,7 +444,7 @@ async fn kustomize_and_helm_renders_are_applied() {
     repo.write("chart/templates/config.yaml", CHART_TEMPLATE).unwrap();
     repo.write("env/prod.yaml", "color: green\n").unwrap();
     let first = repo.commit("kustomize and helm").unwrap();
-    let cluster = Cluster::start(false).await;
+    let cluster = Cluster::start().await;
     create_namespaces(&cluster.sim, &["apps"]).await;
     let mut kustomized = plain_gitsync("kustomized", &repo.url(), "kust", "apps");
     kustomized["spec"]["render"] = json!({"type": "kustomize"});
@@ -518,7 +518,7 @@ async fn suspend_holds_and_requested_at_syncs_now() {
     let repo = LocalRepo::create(dir.path()).unwrap();
     repo.write("app/config.yaml", &config_map(1)).unwrap();
     let first = repo.commit("v1").unwrap();
-    let cluster = Cluster::start(false).await;
+    let cluster = Cluster::start().await;
     let mut spec = plain_gitsync("shop", &repo.url(), "app", "default");
     spec["spec"]["interval"] = json!("1h");
     cluster.create(spec).await;
