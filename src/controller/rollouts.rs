@@ -83,7 +83,10 @@ pub async fn run(
         .inspect(move |event| mark_synced(event, &runs_synced))
         .touched_objects();
     let (rollout_store, rollout_writer) = reflector::store();
+    // managedFields are never read by the reconciler (status is a merge patch) and are often the
+    // largest part of a Rollout: dropping them keeps the cache small at 10,000 rollouts.
     let rollout_watch = watcher(scope.api::<Rollout>(&client), watcher::Config::default())
+        .modify(|rollout: &mut Rollout| rollout.managed_fields_mut().clear())
         .reflect(rollout_writer)
         .inspect(move |event| mark_synced(event, &rollouts_synced))
         .applied_objects();
