@@ -64,6 +64,16 @@ impl Expectations {
     /// The ReplicaSets of the Rollout with uid `owner` as we last wrote them: where the cache is older
     /// than our scale, our replicas; where the cache does not hold one we created, that one as created.
     /// `versions` has the resourceVersion of every cached ReplicaSet in the namespace, by name.
+    /// Names of the ReplicaSets created in `namespace` that the cache has not shown yet.
+    pub fn pending_creates(&self, namespace: &str) -> Vec<String> {
+        let created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        created
+            .keys()
+            .filter(|(ns, _)| ns == namespace)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
     pub fn overlay_replica_sets(
         &self,
         namespace: &str,
