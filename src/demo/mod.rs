@@ -3,7 +3,6 @@
 //! with a GitSync following it. Only commits drive the story (see `story`); a live timeline shows what
 //! Git, the GitSync and the Rollout do, and the demo succeeds only if the story happened as told.
 mod app;
-mod prometheus;
 mod story;
 mod timeline;
 
@@ -20,7 +19,7 @@ use crate::api::gitsync::GitSync;
 use crate::controller::gitsync::GitSyncConfig;
 use crate::gitsync::local_repo::LocalRepo;
 use crate::sim::api::WriteOptions;
-use crate::sim::{SimConfig, Simulator};
+use crate::sim::{SimConfig, Simulator, prometheus};
 use story::Story;
 use timeline::{Commits, Timeline};
 
@@ -39,7 +38,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
         .prometheus
         .clone()
         .unwrap_or_else(|| PathBuf::from("prometheus"));
-    prometheus::check_installed(&prometheus_binary)?;
+    prometheus::check_installed(&prometheus_binary, "the demo")?;
     let sim = Simulator::start(SimConfig {
         pod_ready_delay: Duration::from_millis(500),
         ..SimConfig::default()

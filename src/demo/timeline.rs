@@ -7,13 +7,13 @@ use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 
-use super::prometheus;
 use crate::api::analysis::AnalysisRun;
 use crate::api::conditions;
 use crate::api::gitsync::{GitSync, GitSyncStatus};
 use crate::api::rollout::{Rollout, RolloutStatus};
 use crate::gitsync::local_repo::LocalRepo;
 use crate::gitsync::plan::short;
+use crate::sim::prometheus;
 
 /// Prints lines stamped with the time since the demo started.
 #[derive(Clone, Copy)]

@@ -5,7 +5,6 @@
 //! is, how Git reaches the controller, and whether served requests can be counted.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -17,7 +16,7 @@ use super::Skip;
 use crate::api::rollout::Rollout;
 use crate::controller::gitsync::GitSyncConfig;
 use crate::controller::{ControllerConfig, Running};
-use crate::sim::{SimConfig, Simulator};
+use crate::sim::{SimConfig, Simulator, prometheus};
 
 const HTTPROUTE_CRD: &str = include_str!("../../tests/fixtures/httproute-crd.yaml");
 
@@ -117,16 +116,6 @@ impl Workload {
     }
 }
 
-/// A child process killed when dropped.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A controller started by the runner, stopped by [`SimTarget::stop`] / [`ClusterTarget::stop`].
 struct LocalController {
     running: Running,
@@ -168,7 +157,7 @@ pub struct SimTarget {
     pub prometheus_address: String,
     workload: Workload,
     controller: Option<LocalController>,
-    _prometheus: ChildGuard,
+    _prometheus: prometheus::Prometheus,
     _dir: tempfile::TempDir,
 }
 
@@ -187,7 +176,8 @@ impl SimTarget {
             .prometheus
             .or_else(|| std::env::var_os("SLUICE_PROMETHEUS").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("prometheus"));
-        let (prometheus, prometheus_address) = start_prometheus(&binary, dir.path(), &sim.addr.to_string()).await?;
+        let prometheus = prometheus::start(&binary, dir.path(), &sim).await?;
+        let prometheus_address = prometheus.address.clone();
         let controller = start_controller(client, sim.kube_config()?, Some(prometheus_address.clone())).await?;
         Ok(SimTarget {
             sim,
@@ -298,53 +288,6 @@ async fn apply_crd(client: &kube::Client, crd: CustomResourceDefinition) -> anyh
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Prometheus on loopback scraping `target` (`host:port`, path `/sim/metrics`) every second; returns
-/// once the first scrape is in, so analysis sees data.
-async fn start_prometheus(
-    binary: &std::path::Path,
-    dir: &std::path::Path,
-    target: &str,
-) -> anyhow::Result<(ChildGuard, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: sim\n  metrics_path: /sim/metrics\n  static_configs:\n  - targets: ['{target}']\n"
-    );
-    let config_path = dir.join("prometheus.yml");
-    std::fs::write(&config_path, config)?;
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("prometheus").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "starting {} (install Prometheus with scripts/install-tools.sh or pass --prometheus PATH)",
-                binary.display()
-            )
-        })?;
-    let guard = ChildGuard(child);
-    let address = format!("http://127.0.0.1:{port}");
-    let client = prometheus_http_query::Client::try_from(address.as_str())?;
-    // Prometheus applies scrape targets on a 5 s tick after start.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        let scraped = match client.query("count(up == 1)").get().await {
-            Ok(response) => {
-                matches!(response.data(), prometheus_http_query::response::Data::Vector(v) if !v.is_empty())
-            }
-            Err(_) => false,
-        };
-        if scraped {
-            return Ok((guard, address));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    bail!("Prometheus did not scrape the simulator within 30 s")
 }
 
 #[derive(Debug, Clone, Default)]

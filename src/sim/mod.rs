@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod http;
 pub mod openapi;
 pub mod patch;
+pub mod prometheus;
 pub mod registry;
 pub mod schema;
 pub mod selector;

@@ -1,5 +1,5 @@
-//! The real Prometheus the demo's analysis asks: started on a free port, scraping the simulator's
-//! traffic metrics every second. (tests/common has its own launcher for the tests.)
+//! A real Prometheus for the simulator (`sluice demo`, `sluice e2e`): started on a free port, scraping
+//! the simulator's traffic metrics every second. (tests/common has its own launcher for the tests.)
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,8 +21,8 @@ impl Drop for Prometheus {
     }
 }
 
-/// Fails with how to install Prometheus when `binary` does not run.
-pub fn check_installed(binary: &Path) -> anyhow::Result<()> {
+/// Fails with how to install Prometheus when `binary` does not run; `needed_by` says who asks.
+pub fn check_installed(binary: &Path, needed_by: &str) -> anyhow::Result<()> {
     let runs = Command::new(binary)
         .arg("--version")
         .stdout(Stdio::null())
@@ -31,7 +31,7 @@ pub fn check_installed(binary: &Path) -> anyhow::Result<()> {
         .is_ok();
     if !runs {
         bail!(
-            "the demo needs Prometheus ({} was not found). Install it with `apt-get install prometheus` (Debian/Ubuntu) \
+            "{needed_by} needs Prometheus ({} was not found). Install it with `apt-get install prometheus` (Debian/Ubuntu) \
              or `scripts/install-tools.sh`, or pass --prometheus PATH",
             binary.display()
         );
@@ -43,7 +43,7 @@ pub fn check_installed(binary: &Path) -> anyhow::Result<()> {
 pub async fn start(binary: &Path, dir: &Path, sim: &Simulator) -> anyhow::Result<Prometheus> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let config = format!(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n- job_name: sim\n  metrics_path: /sim/metrics\n  static_configs:\n  - targets: ['{}']\n",
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: sim\n  metrics_path: /sim/metrics\n  static_configs:\n  - targets: ['{}']\n",
         sim.addr
     );
     let config_path = dir.join("prometheus.yml");
@@ -56,7 +56,12 @@ pub async fn start(binary: &Path, dir: &Path, sim: &Simulator) -> anyhow::Result
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
+        .with_context(|| {
+            format!(
+                "starting {} (install Prometheus with scripts/install-tools.sh or pass --prometheus PATH)",
+                binary.display()
+            )
+        })?;
     let prometheus = Prometheus {
         child,
         address: format!("http://127.0.0.1:{port}"),
@@ -69,7 +74,7 @@ pub async fn start(binary: &Path, dir: &Path, sim: &Simulator) -> anyhow::Result
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    bail!("Prometheus did not start scraping within 30 s")
+    bail!("Prometheus did not scrape the simulator within 30 s")
 }
 
 /// One number from Prometheus, if the query returns any.
