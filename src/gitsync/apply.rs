@@ -129,8 +129,8 @@ pub async fn apply_revision(
     if !definitions.is_empty() {
         let disc = discovery.get(false).await?;
         let resources = resources_for(&disc, definitions)?;
-        dry_run_all(client, &resources, definitions).await?;
-        apply_all(client, &resources, definitions, &mut report).await?;
+        let before = dry_run_all(client, &resources, definitions).await?;
+        apply_all(client, &resources, definitions, &before, &mut report).await?;
     }
     let mut disc = discovery.get(false).await?;
     let deadline = Instant::now() + CRD_ESTABLISH_WAIT;
@@ -147,8 +147,8 @@ pub async fn apply_revision(
         }
     };
     preserve_live_fields(client, &resources, rest, &controller_fields).await?;
-    dry_run_all(client, &resources, rest).await?;
-    apply_all(client, &resources, rest, &mut report).await?;
+    let before = dry_run_all(client, &resources, rest).await?;
+    apply_all(client, &resources, rest, &before, &mut report).await?;
     Ok(report)
 }
 
@@ -203,23 +203,31 @@ fn apply_params(dry_run: bool) -> PatchParams {
     if dry_run { params.dry_run() } else { params }
 }
 
-/// Every object through a server-side dry run; all failures are reported together.
-async fn dry_run_all(client: &Client, resources: &[ApiResource], manifests: &[Manifest]) -> Result<(), ApplyError> {
+/// Every object through a server-side dry run; all failures are reported together. Returns each
+/// object's resourceVersion before the apply (a dry run leaves it as stored; none for a new object),
+/// so the real apply can tell what it changed without reading every object again.
+async fn dry_run_all(
+    client: &Client,
+    resources: &[ApiResource],
+    manifests: &[Manifest],
+) -> Result<Vec<Option<String>>, ApplyError> {
     let mut errors = Vec::new();
+    let mut versions = Vec::with_capacity(manifests.len());
     for (manifest, resource) in manifests.iter().zip(resources) {
         let api = api_for(client, resource, manifest.id.namespace.as_deref());
-        if let Err(e) = api
+        match api
             .patch(&manifest.id.name, &apply_params(true), &Patch::Apply(&manifest.object))
             .await
         {
-            if is_transient(&e) {
+            Ok(dry) => versions.push(dry.metadata.resource_version.filter(|v| !v.is_empty())),
+            Err(e) if is_transient(&e) => {
                 return Err(ApplyError::Api(format!("dry run of {}: {e}", manifest.id)));
             }
-            errors.push(format!("{}: {}", manifest.id, api_message(&e)));
+            Err(e) => errors.push(format!("{}: {}", manifest.id, api_message(&e))),
         }
     }
     if errors.is_empty() {
-        Ok(())
+        Ok(versions)
     } else {
         Err(ApplyError::Rejected {
             errors,
@@ -232,11 +240,11 @@ async fn apply_all(
     client: &Client,
     resources: &[ApiResource],
     manifests: &[Manifest],
+    before: &[Option<String>],
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError> {
-    for (manifest, resource) in manifests.iter().zip(resources) {
+    for ((manifest, resource), before) in manifests.iter().zip(resources).zip(before) {
         let api = api_for(client, resource, manifest.id.namespace.as_deref());
-        let before = api.get_metadata_opt(&manifest.id.name).await.ok().flatten();
         let applied = api
             .patch(&manifest.id.name, &apply_params(false), &Patch::Apply(&manifest.object))
             .await
@@ -245,7 +253,7 @@ async fn apply_all(
                 message: api_message(&e),
                 transient: is_transient(&e),
             })?;
-        if before.and_then(|b| b.metadata.resource_version) != applied.metadata.resource_version {
+        if *before != applied.metadata.resource_version {
             report.changed.push(manifest.id.to_string());
         }
     }
