@@ -252,14 +252,18 @@ async fn a_released_lease_is_taken_over_at_once() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = first.child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let released_at = Instant::now();
     first.child.wait().unwrap();
-    eventually(Duration::from_secs(10), "the standby holds the lease", || async {
+    // Measured from the exit (the release is the last thing the process does), not from the signal:
+    // on a loaded machine the shutdown itself can take seconds, and that is not what is under test.
+    let released_at = Instant::now();
+    eventually(Duration::from_secs(20), "the standby holds the lease", || async {
         holder(&leases).await.filter(|h| h.starts_with("second_"))
     })
     .await;
+    // The standby looks every retry period (2s) and confirms for 1.5s; an expired-lease takeover
+    // would need the full 30s.
     assert!(
-        released_at.elapsed() < Duration::from_secs(8),
+        released_at.elapsed() < Duration::from_secs(15),
         "took over in {:?}, well before the 30s lease expired",
         released_at.elapsed()
     );
