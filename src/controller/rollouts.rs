@@ -1,8 +1,8 @@
-//! Runs the Rollout controller: shared caches of ReplicaSets and AnalysisRuns (one watch each, read by
+//! Runs the Rollout controller: indexes of ReplicaSets and AnalysisRuns by Rollout (one watch each, read by
 //! the reconciler and used as triggers), and a kube-runtime Controller over Rollouts.
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
@@ -58,28 +58,24 @@ pub async fn run(
     let (rs_synced, rs_synced_rx) = tokio::sync::watch::channel(false);
     let (runs_synced, runs_synced_rx) = tokio::sync::watch::channel(false);
     let (rollouts_synced, rollouts_synced_rx) = tokio::sync::watch::channel(false);
-    let (replica_sets, rs_writer) = reflector::store();
-    // Only ReplicaSets Sluice made carry the hash label; pod templates are dropped from the cache
-    // (the reconciler never reads them), which keeps memory flat with many rollouts.
+    // ReplicaSets and AnalysisRuns are kept as the plan reads them, indexed by their Rollout; the
+    // watched objects themselves only pass through to trigger reconciles. Only ReplicaSets Sluice
+    // made carry the hash label.
+    let replica_sets = reconcile::replica_set_index();
+    let rs_index = replica_sets.clone();
     let rs_watch = watcher(
         scope.api::<ReplicaSet>(&client),
         watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL),
     )
     .default_backoff()
-    .modify(|rs: &mut ReplicaSet| {
-        rs.managed_fields_mut().clear();
-        if let Some(spec) = rs.spec.as_mut() {
-            spec.template = None;
-        }
-    })
-    .reflect(rs_writer)
+    .inspect_ok(move |event| rs_index.apply(event))
     .inspect(move |event| mark_synced(event, &rs_synced))
     .touched_objects();
-    let (analysis_runs, run_writer) = reflector::store();
+    let analysis_runs = reconcile::analysis_run_index();
+    let run_index = analysis_runs.clone();
     let run_watch = watcher(scope.api::<AnalysisRun>(&client), watcher::Config::default())
         .default_backoff()
-        .modify(|run: &mut AnalysisRun| run.managed_fields_mut().clear())
-        .reflect(run_writer)
+        .inspect_ok(move |event| run_index.apply(event))
         .inspect(move |event| mark_synced(event, &runs_synced))
         .touched_objects();
     let (rollout_store, rollout_writer) = reflector::store();
@@ -103,8 +99,8 @@ pub async fn run(
             },
         ),
         client,
-        replica_sets: replica_sets.clone(),
-        analysis_runs: analysis_runs.clone(),
+        replica_sets,
+        analysis_runs,
         metrics,
         analysis,
         expectations: Default::default(),

@@ -4,6 +4,7 @@ pub mod analysis_runs;
 pub mod coalesce;
 pub mod expectations;
 pub mod hash;
+pub mod owned;
 pub mod plan;
 pub mod reconcile;
 pub mod replicas;

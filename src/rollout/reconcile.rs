@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::rollout::owned::OwnedIndex;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -11,7 +12,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -80,8 +80,8 @@ impl Error {
 /// What every reconcile shares: the client, the caches the controller keeps, metrics and events.
 pub struct Context {
     pub client: Client,
-    pub replica_sets: Store<ReplicaSet>,
-    pub analysis_runs: Store<AnalysisRun>,
+    pub replica_sets: ReplicaSetIndex,
+    pub analysis_runs: AnalysisRunIndex,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     /// Creates the AnalysisRun a plan asks for (templates are read here, at the I/O edge).
@@ -145,26 +145,17 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
         }
         None => rollout,
     };
-    let mut replica_sets = observe_replica_sets(&rollout, &ctx.replica_sets);
-    // Only the ReplicaSets this reconcile can be waiting on: looked up by name, not by scanning the
-    // whole cache (which made every reconcile O(all ReplicaSets) — minutes at 10,000 rollouts).
+    let uid = rollout.uid().unwrap_or_default();
+    let mut replica_sets = ctx.replica_sets.owned_by(&namespace, &uid);
     let versions: std::collections::HashMap<String, String> = replica_sets
         .iter()
         .map(|rs| rs.name.clone())
         .chain(ctx.expectations.pending_creates(&namespace))
-        .filter_map(|name| {
-            let cached = ctx.replica_sets.get(&ObjectRef::new(&name).within(&namespace))?;
-            Some((name, cached.metadata.resource_version.clone()?))
-        })
+        .filter_map(|name| Some((name.clone(), ctx.replica_sets.resource_version(&namespace, &name)?)))
         .collect();
-    ctx.expectations.overlay_replica_sets(
-        &namespace,
-        rollout.uid().as_deref().unwrap_or_default(),
-        &mut replica_sets,
-        &versions,
-        Instant::now(),
-    );
-    let analysis_runs = observe_analysis_runs(&rollout, &ctx.analysis_runs);
+    ctx.expectations
+        .overlay_replica_sets(&namespace, &uid, &mut replica_sets, &versions, Instant::now());
+    let analysis_runs = ctx.analysis_runs.owned_by(&namespace, &uid);
     let pods = if restart_pending(&rollout, now) {
         observe_pods(&ctx.client, &rollout, &replica_sets).await?
     } else {
@@ -230,34 +221,28 @@ pub fn error_policy(rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> 
     Requeue::requeue(Duration::from_secs(5))
 }
 
-fn owned_by(meta: &ObjectMeta, rollout: &Rollout) -> bool {
-    let uid = rollout.uid();
-    meta.namespace == rollout.namespace()
-        && meta
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|r| r.controller == Some(true) && Some(&r.uid) == uid.as_ref())
-}
-
 fn parse_time(time: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Option<DateTime<Utc>> {
     time.and_then(|t| DateTime::parse_from_rfc3339(&t.0.to_string()).ok())
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn observe_replica_sets(rollout: &Rollout, store: &Store<ReplicaSet>) -> Vec<ObservedReplicaSet> {
-    store
-        .state()
-        .iter()
-        .filter(|rs| owned_by(&rs.metadata, rollout))
-        .filter_map(|rs| observed_replica_set(rs))
-        .collect()
+/// The ReplicaSets of every Rollout, kept as the plan sees them.
+pub type ReplicaSetIndex = OwnedIndex<ReplicaSet, ObservedReplicaSet>;
+/// The AnalysisRuns of every Rollout, kept as the plan sees them.
+pub type AnalysisRunIndex = OwnedIndex<AnalysisRun, ObservedAnalysisRun>;
+
+pub fn replica_set_index() -> ReplicaSetIndex {
+    OwnedIndex::new(observed_replica_set)
+}
+
+pub fn analysis_run_index() -> AnalysisRunIndex {
+    OwnedIndex::new(observed_analysis_run)
 }
 
 /// A ReplicaSet as the plan sees it; None without the hash label (not one of Sluice's).
 fn observed_replica_set(rs: &ReplicaSet) -> Option<ObservedReplicaSet> {
     let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone();
-    let status = rs.status.clone().unwrap_or_default();
+    let status = rs.status.as_ref();
     Some(ObservedReplicaSet {
         name: rs.name_any(),
         hash,
@@ -267,9 +252,9 @@ fn observed_replica_set(rs: &ReplicaSet) -> Option<ObservedReplicaSet> {
             .and_then(|r| r.parse().ok())
             .unwrap_or(0),
         spec_replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-        pods: status.replicas,
-        ready: status.ready_replicas.unwrap_or(0),
-        available: status.available_replicas.unwrap_or(0),
+        pods: status.map_or(0, |s| s.replicas),
+        ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        available: status.and_then(|s| s.available_replicas).unwrap_or(0),
         git_revision: rs.annotations().get(plan::GIT_REVISION_ANNOTATION).cloned(),
         created_at: parse_time(rs.metadata.creation_timestamp.as_ref()),
         deleting: rs.metadata.deletion_timestamp.is_some(),
@@ -281,30 +266,24 @@ fn observed_replica_set(rs: &ReplicaSet) -> Option<ObservedReplicaSet> {
     })
 }
 
-fn observe_analysis_runs(rollout: &Rollout, store: &Store<AnalysisRun>) -> Vec<ObservedAnalysisRun> {
-    store
-        .state()
-        .iter()
-        .filter(|run| owned_by(&run.metadata, rollout))
-        .filter_map(|run| {
-            let labels = run.labels();
-            let kind = match labels.get(ANALYSIS_LABEL).map(String::as_str) {
-                Some("background") => AnalysisKind::Background,
-                Some(step) => AnalysisKind::Step(step.strip_prefix("step-")?.parse().ok()?),
-                None => return None,
-            };
-            let status = run.status.clone().unwrap_or_default();
-            Some(ObservedAnalysisRun {
-                name: run.name_any(),
-                hash: labels.get(POD_TEMPLATE_HASH_LABEL)?.clone(),
-                kind,
-                phase: status.phase.unwrap_or_default(),
-                message: status.message.clone(),
-                terminated: run.spec.is_terminated(),
-                created_at: parse_time(run.metadata.creation_timestamp.as_ref()),
-            })
-        })
-        .collect()
+/// An AnalysisRun as the plan sees it; None without the analysis and hash labels (not a Rollout's).
+fn observed_analysis_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {
+    let labels = run.labels();
+    let kind = match labels.get(ANALYSIS_LABEL).map(String::as_str) {
+        Some("background") => AnalysisKind::Background,
+        Some(step) => AnalysisKind::Step(step.strip_prefix("step-")?.parse().ok()?),
+        None => return None,
+    };
+    let status = run.status.as_ref();
+    Some(ObservedAnalysisRun {
+        name: run.name_any(),
+        hash: labels.get(POD_TEMPLATE_HASH_LABEL)?.clone(),
+        kind,
+        phase: status.and_then(|s| s.phase).unwrap_or_default(),
+        message: status.and_then(|s| s.message.clone()),
+        terminated: run.spec.is_terminated(),
+        created_at: parse_time(run.metadata.creation_timestamp.as_ref()),
+    })
 }
 
 /// canaryService and stableService: their selector's hash, or a spec error when a Service is missing
