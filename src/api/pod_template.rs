@@ -118,6 +118,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::api::{Rollout, RolloutSpec};
     use crate::rollout::hash::pod_template_hash;
 
     fn container(name: &str, image: &str) -> Container {
@@ -172,9 +173,10 @@ mod tests {
     }
 
     #[test]
-    fn the_template_is_much_smaller_than_a_pod_template_spec() {
+    fn the_template_field_is_much_smaller_than_a_pod_template_spec() {
         let saved = size_of::<PodTemplateSpec>() - size_of::<PodTemplate>();
-        assert!(saved > 1024, "saves only {saved} bytes");
+        assert!(saved > 1024, "saves only {saved} bytes per Rollout");
+        assert!(size_of::<RolloutSpec>() < 1024, "{}", size_of::<RolloutSpec>());
     }
 
     #[test]
@@ -186,6 +188,22 @@ mod tests {
         assert_eq!(serde_json::to_value(&template).unwrap(), old);
         assert_eq!(pod_template_hash(&template.to_value()), pod_template_hash(&old));
         assert_eq!(template.spec(), spec);
+    }
+
+    #[test]
+    fn rollout_round_trips_through_json_and_yaml() {
+        let mut rollout = Rollout::example("web", 3, vec![]);
+        rollout.spec.template = busy_spec().into();
+        let json = serde_json::to_value(&rollout).unwrap();
+        let parsed: Rollout = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(parsed, rollout);
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), json);
+        assert_eq!(json["spec"]["template"]["spec"]["priority"], -5);
+
+        let yaml = serde_saphyr::to_string(&rollout).unwrap();
+        assert!(yaml.contains("image: example.com/web:2"), "{yaml}");
+        let parsed: Rollout = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(parsed, rollout);
     }
 
     #[test]
