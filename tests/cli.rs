@@ -269,7 +269,11 @@ async fn pause_resume_restart_and_set_image_change_the_spec() {
 
 /// A ReplicaSet of `rollout` for `image` at `revision`, as the controller creates them.
 fn replica_set(rollout: &Value, image: &str, revision: i64) -> ReplicaSet {
-    let mut template = Rollout::example("web", 2, vec![]).with_image(image).spec.template;
+    let mut template = Rollout::example("web", 2, vec![])
+        .with_image(image)
+        .spec
+        .template
+        .spec();
     let hash = pod_template_hash(&serde_json::to_value(&template).unwrap());
     let labels = BTreeMap::from([
         ("app".to_string(), "web".to_string()),

@@ -52,7 +52,8 @@ impl Rollout {
                     }],
                     ..PodSpec::default()
                 }),
-            },
+            }
+            .into(),
             strategy: RolloutStrategy {
                 canary: Some(CanaryStrategy {
                     steps,
@@ -80,15 +81,11 @@ impl Rollout {
 
     /// Runs another image in the first container: a new pod template, hence a new canary.
     pub fn with_image(mut self, image: &str) -> Self {
-        if let Some(container) = self
-            .spec
-            .template
-            .spec
-            .as_mut()
-            .and_then(|pod| pod.containers.first_mut())
-        {
-            container.image = Some(image.to_string());
-        }
+        self.spec.template.update(|template| {
+            if let Some(container) = template.spec.as_mut().and_then(|pod| pod.containers.first_mut()) {
+                container.image = Some(image.to_string());
+            }
+        });
         self
     }
 

@@ -5,6 +5,7 @@ pub mod conditions;
 pub mod crds;
 pub mod fixtures;
 pub mod gitsync;
+pub mod pod_template;
 pub mod rollout;
 
 pub use analysis::{
@@ -13,6 +14,7 @@ pub use analysis::{
 };
 pub use conditions::{Condition, ConditionStatus};
 pub use gitsync::{GitSync, GitSyncSpec, GitSyncStatus};
+pub use pod_template::PodTemplate;
 pub use rollout::{Rollout, RolloutSpec, RolloutStatus};
 
 /// The API group of every Sluice resource.

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
@@ -13,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::analysis::{AnalysisPhase, Argument};
 use super::conditions::Condition;
+use super::pod_template::PodTemplate;
 use crate::duration::{self, InvalidDuration};
 
 pub const DEFAULT_REPLICAS: i32 = 1;
@@ -92,7 +92,7 @@ pub struct RolloutSpec {
     /// Label selector for the Rollout's pods; must match the template's labels.
     pub selector: LabelSelector,
     /// The pods to run. A change here starts a new canary.
-    pub template: PodTemplateSpec,
+    pub template: PodTemplate,
     /// Old ReplicaSets kept for rollback (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 10))]

@@ -44,7 +44,7 @@ pub fn run(calls: u64) -> PlanBenchReport {
     ];
     let mut rollout = Rollout::example("web", 10, steps).with_generation(3);
     // Plan once from scratch to get the current hash, then pose as mid-rollout at step 3.
-    let template = serde_json::to_value(&rollout.spec.template).unwrap_or_default();
+    let template = rollout.spec.template.to_value();
     let hash = crate::rollout::hash::pod_template_hash(&template);
     rollout.status = Some(RolloutStatus {
         stable_rs: Some("stable0000".into()),

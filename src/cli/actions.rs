@@ -35,7 +35,7 @@ pub fn stage(rollout: &Rollout) -> Stage {
             why: "the controller has not reported on it yet (is the sluice controller running?)".into(),
         };
     };
-    let template = serde_json::to_value(&rollout.spec.template).unwrap_or_default();
+    let template = rollout.spec.template.to_value();
     if status.current_pod_hash.as_deref() != Some(pod_template_hash(&template).as_str()) {
         // Protocol fields are reset when the controller starts a new revision, so a command sent now
         // could be wiped out a moment later.
@@ -335,7 +335,7 @@ pub fn set_image_patch(rollout_name: &str, template: &PodTemplateSpec, updates: 
 /// `sluice set image`.
 pub fn plan_set_image(rollout: &Rollout, updates: &[ImageUpdate]) -> Result<Planned> {
     let name = rollout.metadata.name.as_deref().unwrap_or_default();
-    let patch = set_image_patch(name, &rollout.spec.template, updates)?;
+    let patch = set_image_patch(name, &rollout.spec.template.spec(), updates)?;
     let asked: Vec<String> = updates.iter().map(|u| format!("{}={}", u.container, u.image)).collect();
     if patch.as_array().is_some_and(Vec::is_empty) {
         return Ok(Planned::nothing(format!(
@@ -450,7 +450,7 @@ mod tests {
     }
 
     fn hash_of(rollout: &Rollout) -> String {
-        pod_template_hash(&serde_json::to_value(&rollout.spec.template).unwrap())
+        pod_template_hash(&rollout.spec.template.to_value())
     }
 
     /// A rollout mid-canary at step `index` (0-based), its template the current one.
@@ -602,16 +602,18 @@ mod tests {
 
     fn with_sidecar_and_init() -> Rollout {
         let mut rollout = Rollout::example("web", 1, vec![]);
-        let pod = rollout.spec.template.spec.as_mut().unwrap();
-        pod.containers.push(Container {
-            name: "proxy".into(),
-            image: Some("envoy:1".into()),
-            ..Container::default()
+        rollout.spec.template.update(|template| {
+            let pod = template.spec.as_mut().unwrap();
+            pod.containers.push(Container {
+                name: "proxy".into(),
+                image: Some("envoy:1".into()),
+                ..Container::default()
+            });
+            pod.init_containers = Some(vec![Container {
+                name: "migrate".into(),
+                ..Container::default()
+            }]);
         });
-        pod.init_containers = Some(vec![Container {
-            name: "migrate".into(),
-            ..Container::default()
-        }]);
         rollout
     }
 
@@ -620,7 +622,7 @@ mod tests {
         let rollout = with_sidecar_and_init();
         let patch = set_image_patch(
             "web",
-            &rollout.spec.template,
+            &rollout.spec.template.spec(),
             &[update("proxy", "envoy:2"), update("migrate", "tool:3")],
         )
         .unwrap();
@@ -647,7 +649,7 @@ mod tests {
     #[test]
     fn set_image_star_means_every_container_and_unchanged_is_a_noop() {
         let rollout = with_sidecar_and_init();
-        let patch = set_image_patch("web", &rollout.spec.template, &[update("*", "x:1")]).unwrap();
+        let patch = set_image_patch("web", &rollout.spec.template.spec(), &[update("*", "x:1")]).unwrap();
         assert_eq!(patch.as_array().unwrap().len(), 6);
         let same = plan_set_image(&rollout, &[update("app", "example.com/web:1")]).unwrap();
         assert_eq!(same.change, None);

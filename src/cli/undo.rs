@@ -71,7 +71,7 @@ pub fn revisions(rollout: &Rollout, replica_sets: &[ReplicaSet]) -> Vec<Revision
 
 /// The hash of the Rollout's current pod template, computed as the controller does.
 pub fn current_hash(rollout: &Rollout) -> String {
-    pod_template_hash(&serde_json::to_value(&rollout.spec.template).unwrap_or_default())
+    pod_template_hash(&rollout.spec.template.to_value())
 }
 
 fn list(revisions: &[Revision], current_hash: &str) -> String {
@@ -189,7 +189,11 @@ pub(crate) mod tests {
 
     /// The ReplicaSet the controller would have created for `image` at `revision`.
     pub fn replica_set(owner_uid: &str, image: &str, revision: i64) -> ReplicaSet {
-        let mut template = Rollout::example("web", 3, vec![]).with_image(image).spec.template;
+        let mut template = Rollout::example("web", 3, vec![])
+            .with_image(image)
+            .spec
+            .template
+            .spec();
         let hash = pod_template_hash(&serde_json::to_value(&template).unwrap());
         let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
         meta.labels

@@ -247,6 +247,7 @@ pub fn render(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
     let images: Vec<String> = rollout
         .spec
         .template
+        .spec()
         .spec
         .iter()
         .flat_map(|pod| &pod.containers)

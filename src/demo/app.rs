@@ -123,7 +123,7 @@ mod tests {
     fn every_release_is_a_valid_rollout() {
         for release in [V1, V2, V3] {
             let rollout: Rollout = serde_saphyr::from_str(&rollout(&release)).unwrap();
-            let containers = rollout.spec.template.spec.as_ref().unwrap().containers.clone();
+            let containers = rollout.spec.template.spec().spec.unwrap().containers;
             assert_eq!(containers[0].image.as_deref(), Some(release.image().as_str()));
             assert_eq!(rollout.spec.canary().steps.len(), 5);
         }

@@ -208,7 +208,7 @@ impl Story {
                 .map_or("without a phase".into(), |p| format!("{p:?}")),
             rollout_status.available_replicas.unwrap_or(0),
             rollout.spec.replicas.unwrap_or(1),
-            image(&rollout).unwrap_or("no image"),
+            image(&rollout).as_deref().unwrap_or("no image"),
             rollout_status
                 .stable_revision
                 .as_ref()
@@ -273,16 +273,8 @@ fn healthy_on(rollout: &Rollout, revision: &str) -> bool {
         && status.canary_weight.unwrap_or(0) == 0
 }
 
-fn image(rollout: &Rollout) -> Option<&str> {
-    rollout
-        .spec
-        .template
-        .spec
-        .as_ref()?
-        .containers
-        .first()?
-        .image
-        .as_deref()
+fn image(rollout: &Rollout) -> Option<String> {
+    rollout.spec.template.spec().spec?.containers.first()?.image.clone()
 }
 
 /// Every promise of the story, each failure named.
@@ -309,10 +301,7 @@ fn check(outcome: &Outcome, status: &GitSyncStatus, rollout: &Rollout) -> anyhow
         ),
         (healthy_on(rollout, v2), "v2 is stable and healthy"),
         (rollout_status.canary_weight.unwrap_or(0) == 0, "the canary weight is 0"),
-        (
-            image(rollout) == Some(V2.image().as_str()),
-            "the Rollout runs v2's image",
-        ),
+        (image(rollout) == Some(V2.image()), "the Rollout runs v2's image"),
     ];
     let failed: Vec<&str> = checks.iter().filter(|(ok, _)| !ok).map(|(_, what)| *what).collect();
     if !failed.is_empty() {

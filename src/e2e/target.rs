@@ -107,12 +107,10 @@ impl Workload {
         rollout
             .spec
             .template
-            .metadata
-            .as_ref()?
-            .annotations
-            .as_ref()?
-            .get("e2e.sluice.dev/version")
-            .cloned()
+            .spec()
+            .metadata?
+            .annotations?
+            .remove("e2e.sluice.dev/version")
     }
 }
 

@@ -399,7 +399,7 @@ pub fn build_replica_set(
     replicas: i32,
     git_revision: Option<&str>,
 ) -> ReplicaSet {
-    let mut template = rollout.spec.template.clone();
+    let mut template = rollout.spec.template.spec();
     let template_meta = template.metadata.get_or_insert_with(Default::default);
     let mut labels = template_meta.labels.clone().unwrap_or_default();
     labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());

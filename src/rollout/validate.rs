@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -50,8 +51,9 @@ pub fn validate(rollout: &Rollout) -> Vec<SpecError> {
     {
         found.add("spec.replicas", format!("must be at least 0, got {replicas}"));
     }
-    check_selector(&spec.selector, template_labels(rollout), &mut found);
-    let containers = spec.template.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
+    let template = spec.template.spec();
+    check_selector(&spec.selector, template_labels(&template), &mut found);
+    let containers = template.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
     if containers == 0 {
         found.add("spec.template.spec.containers", "at least one container is required");
     }
@@ -73,10 +75,8 @@ pub fn validate(rollout: &Rollout) -> Vec<SpecError> {
     found.0
 }
 
-fn template_labels(rollout: &Rollout) -> BTreeMap<String, String> {
-    rollout
-        .spec
-        .template
+fn template_labels(template: &PodTemplateSpec) -> BTreeMap<String, String> {
+    template
         .metadata
         .as_ref()
         .and_then(|m| m.labels.clone())

@@ -192,7 +192,7 @@ pub const GIT_REVISION_ANNOTATION: &str = "sluice.dev/git-revision";
 
 /// The pod template hash of the Rollout's current template.
 pub fn current_hash(rollout: &Rollout) -> String {
-    pod_template_hash(&serde_json::to_value(&rollout.spec.template).unwrap_or_default())
+    pod_template_hash(&rollout.spec.template.to_value())
 }
 
 /// Plans one reconcile.
@@ -222,7 +222,7 @@ impl<'a> Planner<'a> {
     fn new(observed: &'a Observed<'a>) -> Self {
         let rollout = observed.rollout;
         let old = rollout.status.clone().unwrap_or_default();
-        let template = serde_json::to_value(&rollout.spec.template).unwrap_or_default();
+        let template = rollout.spec.template.to_value();
         Planner {
             observed,
             rollout,

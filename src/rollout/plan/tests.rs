@@ -25,7 +25,7 @@ struct World {
     traffic: Option<ObservedTraffic>,
     services: Vec<ObservedService>,
     /// The template each ReplicaSet was created from, by hash (for RestoreStableTemplate).
-    templates: std::collections::HashMap<String, k8s_openapi::api::core::v1::PodTemplateSpec>,
+    templates: std::collections::HashMap<String, crate::api::PodTemplate>,
 }
 
 impl World {
