@@ -588,6 +588,10 @@ fn parse_cli() -> Cli {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> std::process::ExitCode {
+    let cli = parse_cli();
+    if matches!(cli.command, Command::Controller(_)) {
+        crate::memory::tune_allocator_for_controller();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -595,11 +599,10 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run())
+    runtime.block_on(run(cli))
 }
 
-async fn run() -> std::process::ExitCode {
-    let cli = parse_cli();
+async fn run(cli: Cli) -> std::process::ExitCode {
     let log_format = cli.log_format;
     // The e2e runner's report and the demo's timeline are their output: the in-process controller
     // logs only errors (e2e) or warnings (demo) by default.

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod duration;
 pub mod e2e;
 pub mod gitsync;
+pub mod memory;
 pub mod rollout;
 pub mod sim;
 pub mod traffic;
