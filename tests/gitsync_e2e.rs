@@ -569,3 +569,49 @@ async fn suspend_holds_and_requested_at_syncs_now() {
     assert_eq!(version().await, "3");
     cluster.stop().await;
 }
+
+/// Deleting a GitSync deletes what it applied (the finalizer holds the GitSync until then); with
+/// prune: false what it applied stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_gitsync_deletes_what_it_applied_unless_prune_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/config.yaml", &config_map(1)).unwrap();
+    repo.write("keep/config.yaml", &config_map(2)).unwrap();
+    let first = repo.commit("one config map for each GitSync").unwrap();
+    let cluster = Cluster::start().await;
+    cluster
+        .create(plain_gitsync("shop", &repo.url(), "app", "default"))
+        .await;
+    let mut keep = plain_gitsync("keep", &repo.url(), "keep", "default");
+    keep["spec"]["prune"] = json!(false);
+    cluster.create(keep).await;
+    for name in ["shop", "keep"] {
+        let synced = cluster.wait_named(name, "applied", |g| applied(g, &first)).await;
+        assert_eq!(
+            synced.finalizers(),
+            ["sluice.dev/gitsync-cleanup"],
+            "the finalizer is there before anything is applied"
+        );
+    }
+    assert!(cluster.config_maps.get_opt("web-config-v1").await.unwrap().is_some());
+
+    for name in ["shop", "keep"] {
+        cluster.gitsyncs.delete(name, &Default::default()).await.unwrap();
+    }
+    for name in ["shop", "keep"] {
+        eventually(LONG, "the GitSync is gone", || async {
+            cluster.gitsyncs.get_opt(name).await.unwrap().is_none().then_some(())
+        })
+        .await;
+    }
+    assert!(
+        cluster.config_maps.get_opt("web-config-v1").await.unwrap().is_none(),
+        "deleted with its GitSync"
+    );
+    assert!(
+        cluster.config_maps.get_opt("web-config-v2").await.unwrap().is_some(),
+        "prune: false leaves it"
+    );
+    cluster.stop().await;
+}

@@ -9,6 +9,7 @@ use crate::api::gitsync::{BlockedRevision, GitSyncSpec, GitSyncStatus, RollbackA
 use crate::api::rollout::{AbortReason, Rollout, RolloutPhase};
 use crate::gitsync::GIT_REVISION_ANNOTATION;
 use crate::gitsync::health::Health;
+use crate::gitsync::manifest::ObjectId;
 
 /// How many sync attempts status.history keeps.
 pub const HISTORY_LIMIT: usize = 10;
@@ -407,6 +408,33 @@ pub fn set_conditions(
 /// The first 8 characters of a commit SHA, for messages.
 pub fn short(revision: &str) -> &str {
     revision.get(..8).unwrap_or(revision)
+}
+
+/// What deleting a GitSync deletes: everything it applied (its inventory, and what still waits to be
+/// pruned), other objects before Namespaces before CRDs, so nothing is removed from under the objects
+/// still being deleted. `Err` says why everything is left in place: prune is off, or the GitSync is
+/// suspended (as Flux does for a deleted Kustomization).
+pub fn cleanup_targets(spec: &GitSyncSpec, status: &GitSyncStatus) -> Result<Vec<ObjectId>, &'static str> {
+    if !spec.is_prune() {
+        return Err("spec.prune is false");
+    }
+    if spec.is_suspended() {
+        return Err("the GitSync is suspended");
+    }
+    let unique: std::collections::BTreeSet<ObjectId> = status
+        .inventory
+        .iter()
+        .flat_map(|inventory| &inventory.entries)
+        .chain(&status.pending_prune)
+        .filter_map(|entry| ObjectId::from_inventory(entry).ok())
+        .collect();
+    let mut targets: Vec<ObjectId> = unique.into_iter().collect();
+    targets.sort_by_key(|id| match (id.group.as_str(), id.kind.as_str()) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => 2,
+        ("", "Namespace") => 1,
+        _ => 0,
+    });
+    Ok(targets)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -39,6 +40,9 @@ const GIT_CREDENTIAL_KEYS: [&str; 4] = ["username", "password", "token", "identi
 /// Default author of revert commits.
 const DEFAULT_AUTHOR: &str = "Sluice <sluice@sluice.dev>";
 
+/// On every GitSync, so that deleting one first deletes what it applied (see `cleanup`).
+pub const CLEANUP_FINALIZER: &str = "sluice.dev/gitsync-cleanup";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what}: {source}")]
@@ -47,11 +51,36 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("gitsync {gitsync}: deleting what it applied: {message}")]
+    Cleanup { gitsync: String, message: String },
+    #[error("{0}")]
+    Finalizer(String),
 }
 
 impl Error {
     pub fn metric_label(&self) -> &'static str {
-        "kube"
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::Cleanup { .. } => "cleanup",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+impl From<FinalizerError<Error>> for Error {
+    fn from(error: FinalizerError<Error>) -> Self {
+        match error {
+            FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+            FinalizerError::AddFinalizer(source) => Error::Kube {
+                what: format!("adding finalizer {CLEANUP_FINALIZER}"),
+                source,
+            },
+            FinalizerError::RemoveFinalizer(source) => Error::Kube {
+                what: format!("removing finalizer {CLEANUP_FINALIZER}"),
+                source,
+            },
+            other => Error::Finalizer(other.to_string()),
+        }
     }
 }
 
@@ -164,15 +193,65 @@ pub fn error_policy(gitsync: Arc<GitSync>, error: &Error, ctx: Arc<Context>) -> 
 
 pub async fn reconcile(gitsync: Arc<GitSync>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = Instant::now();
-    let result = reconcile_inner(&gitsync, &ctx).await;
+    let api: Api<GitSync> = Api::namespaced(ctx.client.clone(), &gitsync.namespace().unwrap_or_default());
+    // The finalizer is added before the first sync applies anything, so a deletion always gets its cleanup.
+    let result = finalizer(&api, CLEANUP_FINALIZER, gitsync, |event| async {
+        match event {
+            FinalizerEvent::Apply(gitsync) => reconcile_inner(&gitsync, &ctx).await,
+            FinalizerEvent::Cleanup(gitsync) => cleanup(&gitsync, &ctx).await,
+        }
+    })
+    .await
+    .map_err(Error::from);
     ctx.metrics.count_reconcile("gitsync", started.elapsed());
     result
 }
 
+/// Deleting a GitSync deletes what it applied, when prune is on and it is not suspended (as Flux does),
+/// through the same checks as a prune: objects another GitSync took over or marked
+/// `sluice.dev/prune: disabled` stay. Until that succeeds the GitSync stays, Terminating, and this retries.
+async fn cleanup(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Error> {
+    let (namespace, name) = (gitsync.namespace().unwrap_or_default(), gitsync.name_any());
+    ctx.metrics.observe_gitsync(&namespace, &name, None, None);
+    let status = gitsync.status.clone().unwrap_or_default();
+    let targets = match plan::cleanup_targets(&gitsync.spec, &status) {
+        Ok(targets) => targets,
+        Err(why) => {
+            let note = format!("deleted; what it applied is left in place: {why}");
+            info(ctx, gitsync, "CleanupSkipped", &note).await;
+            return Ok(Requeue::await_change());
+        }
+    };
+    let failed = |message: String| Error::Cleanup {
+        gitsync: format!("{namespace}/{name}"),
+        message,
+    };
+    let client = ctx.client_for(gitsync).map_err(failed)?;
+    let owner = gitsync_label_value(&namespace, &name);
+    let report = apply::prune(&client, &ctx.discovery, &targets, &owner)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let note = format!(
+        "deleted; deleted what it applied: {}{}",
+        if report.deleted.is_empty() {
+            "nothing".to_string()
+        } else {
+            report.deleted.join(", ")
+        },
+        if report.kept.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; left in place (owned by another GitSync, sluice.dev/prune: disabled or already being deleted): {}",
+                report.kept.join(", ")
+            )
+        }
+    );
+    info(ctx, gitsync, "CleanedUp", &note).await;
+    Ok(Requeue::await_change())
+}
+
 async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Error> {
-    if gitsync.metadata.deletion_timestamp.is_some() {
-        return Ok(Requeue::await_change());
-    }
     let reference = ObjectRef::from_obj(gitsync);
     let old_status = gitsync.status.clone().unwrap_or_default();
     let mut status = old_status.clone();

@@ -50,8 +50,21 @@ pub fn json_patch(target: &Value, patch: &Value) -> ApiResult<Value> {
     let ops =
         json_patch::Patch::deserialize(patch).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
     let mut patched = target.clone();
-    // `patch_unsafe` skips the crate's undo log: on failure the half-patched copy is dropped anyway.
-    json_patch::patch_unsafe(&mut patched, &ops).map_err(|e| rejected_operation(&ops, &e))?;
+    for (index, op) in ops.0.iter().enumerate() {
+        // As the API server's JSON patch (evanphx/json-patch): testing a missing path for null passes
+        // (kube-runtime's finalizer helper tests `/metadata/finalizers` for null before adding it).
+        if let json_patch::PatchOperation::Test(test) = op
+            && test.value.is_null()
+            && patched.pointer(test.path.as_str()).is_none()
+        {
+            continue;
+        }
+        // `patch_unsafe` skips the crate's undo log: on failure the half-patched copy is dropped anyway.
+        json_patch::patch_unsafe(&mut patched, std::slice::from_ref(op)).map_err(|mut e| {
+            e.operation = index;
+            rejected_operation(&ops, &e)
+        })?;
+    }
     Ok(patched)
 }
 
@@ -805,6 +818,19 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn json_patch_testing_a_missing_path_for_null_passes_as_on_the_api_server() {
+        let patch = json!([
+            {"op": "test", "path": "/metadata/annotations", "value": null},
+            {"op": "add", "path": "/metadata/annotations", "value": {"a": "b"}}
+        ]);
+        let out = json_patch(&deployment(), &patch).unwrap();
+        assert_eq!(out["metadata"]["annotations"], json!({"a": "b"}));
+        // Once there, the same test fails: the add is not repeated.
+        let err = json_patch(&out, &patch).unwrap_err();
+        assert!(err.message.contains("test operation 0"), "{}", err.message);
     }
 
     #[test]

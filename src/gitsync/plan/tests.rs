@@ -401,3 +401,53 @@ proptest! {
         prop_assert_eq!(unique.len(), after.blocked_revisions.len(), "each revision blocked once");
     }
 }
+
+fn object(group: &str, kind: &str, namespace: Option<&str>, name: &str) -> ObjectId {
+    ObjectId {
+        group: group.into(),
+        version: "v1".into(),
+        kind: kind.into(),
+        namespace: namespace.map(String::from),
+        name: name.into(),
+    }
+}
+
+#[test]
+fn deleting_a_gitsync_deletes_what_it_applied_crds_and_namespaces_last() {
+    let crd = object(
+        "apiextensions.k8s.io",
+        "CustomResourceDefinition",
+        None,
+        "widgets.example.com",
+    );
+    let namespace = object("", "Namespace", None, "shop");
+    let rollout = object("sluice.dev", "Rollout", Some("shop"), "web");
+    let config = object("", "ConfigMap", Some("shop"), "web-v1");
+    let status = GitSyncStatus {
+        inventory: Some(crate::api::gitsync::Inventory {
+            entries: [&crd, &namespace, &rollout].map(ObjectId::to_inventory).to_vec(),
+        }),
+        // Pending prune and the inventory may name the same object: deleted once.
+        pending_prune: [&config, &rollout].map(ObjectId::to_inventory).to_vec(),
+        ..healthy_on("v2")
+    };
+    let targets = cleanup_targets(&spec(RollbackAction::Pin), &status).unwrap();
+    assert_eq!(targets.len(), 4, "{targets:?}");
+    assert!(targets[..2].contains(&config) && targets[..2].contains(&rollout));
+    assert_eq!(targets[2..], [namespace, crd]);
+
+    let kept = GitSyncSpec {
+        prune: Some(false),
+        ..spec(RollbackAction::Pin)
+    };
+    assert_eq!(cleanup_targets(&kept, &status), Err("spec.prune is false"));
+    let suspended = GitSyncSpec {
+        suspend: Some(true),
+        ..spec(RollbackAction::Pin)
+    };
+    assert_eq!(cleanup_targets(&suspended, &status), Err("the GitSync is suspended"));
+    assert_eq!(
+        cleanup_targets(&spec(RollbackAction::Pin), &GitSyncStatus::default()),
+        Ok(vec![])
+    );
+}
