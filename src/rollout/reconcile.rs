@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::rollout::owned::OwnedIndex;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -21,6 +20,7 @@ use crate::controller::metrics::Metrics;
 use crate::rollout::coalesce::CountUpdates;
 use crate::rollout::expectations::Expectations;
 use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
+use crate::rollout::owned::OwnedIndex;
 use crate::rollout::plan::{
     self, Action, AnalysisKind, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, ObservedService, Plan,
 };
