@@ -8,8 +8,7 @@ use serde_json::{Value, json};
 
 use super::{Error, Result, Target};
 use crate::api::rollout::{PauseReason, Rollout};
-use crate::rollout::hash::pod_template_hash;
-use crate::rollout::plan::describe_step;
+use crate::rollout::plan::{current_hash, describe_step};
 
 /// Field manager of every write the CLI makes, so `managedFields` tell CLI edits from Git's.
 pub const FIELD_MANAGER: &str = "sluice-cli";
@@ -35,8 +34,7 @@ pub fn stage(rollout: &Rollout) -> Stage {
             why: "the controller has not reported on it yet (is the sluice controller running?)".into(),
         };
     };
-    let template = rollout.spec.template.to_value();
-    if status.current_pod_hash.as_deref() != Some(pod_template_hash(&template).as_str()) {
+    if status.current_pod_hash.as_deref() != Some(current_hash(rollout).as_str()) {
         // Protocol fields are reset when the controller starts a new revision, so a command sent now
         // could be wiped out a moment later.
         return Stage::Pending {
@@ -450,7 +448,7 @@ mod tests {
     }
 
     fn hash_of(rollout: &Rollout) -> String {
-        pod_template_hash(&rollout.spec.template.to_value())
+        current_hash(rollout)
     }
 
     /// A rollout mid-canary at step `index` (0-based), its template the current one.

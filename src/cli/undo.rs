@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::actions::{self, Change, Planned};
 use super::{Error, Result, Target};
 use crate::api::rollout::Rollout;
-use crate::rollout::hash::{POD_TEMPLATE_HASH_LABEL, pod_template_hash};
+use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
 
 pub use crate::rollout::reconcile::REVISION_ANNOTATION;
 
@@ -67,11 +67,6 @@ pub fn revisions(rollout: &Rollout, replica_sets: &[ReplicaSet]) -> Vec<Revision
         .collect();
     revisions.sort_by_key(|r| r.number);
     revisions
-}
-
-/// The hash of the Rollout's current pod template, computed as the controller does.
-pub fn current_hash(rollout: &Rollout) -> String {
-    pod_template_hash(&rollout.spec.template.to_value())
 }
 
 fn list(revisions: &[Revision], current_hash: &str) -> String {
@@ -150,7 +145,7 @@ pub fn undo_patch(template: &PodTemplateSpec) -> Value {
 pub fn plan_undo(rollout: &Rollout, replica_sets: &[ReplicaSet], to: Option<i64>) -> Result<Planned> {
     let name = rollout.metadata.name.as_deref().unwrap_or_default();
     let revisions = revisions(rollout, replica_sets);
-    let revision = choose(name, &revisions, &current_hash(rollout), to)?;
+    let revision = choose(name, &revisions, &crate::rollout::plan::current_hash(rollout), to)?;
     Ok(Planned {
         change: Some(Change::Json(undo_patch(&rollback_template(revision)))),
         message: format!(
@@ -178,6 +173,7 @@ pub(crate) mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
     use super::*;
+    use crate::rollout::hash::pod_template_hash;
 
     pub const UID: &str = "uid-web";
 

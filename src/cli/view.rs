@@ -450,8 +450,9 @@ mod tests {
         CanaryStatus, CanaryStep, PauseCondition, RevisionInfo, RolloutPhase, RolloutStatus, TrafficWeights,
         WeightDestination,
     };
+    use crate::cli::undo::hash_of;
     use crate::cli::undo::tests::{UID, replica_set};
-    use crate::cli::undo::{current_hash, hash_of};
+    use crate::rollout::plan::current_hash;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap()
