@@ -914,6 +914,12 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
+    // The account the GitSync applies as: deleting the GitSync checks it still exists.
+    let account = serde_json::from_value(json!({"metadata": {"name": "deployer"}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap();
     let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "shop");
     let gitsync = serde_json::from_value(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync", "metadata": {"name": "app", "namespace": "shop"},
@@ -960,10 +966,20 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
         "the Git mirror is kept under --git-cache-dir ({})",
         mirrors.display()
     );
+    // Deleting the GitSync deletes what it applied, as the ServiceAccount, then drops the finalizer.
+    gitsyncs.delete("app", &Default::default()).await.unwrap();
+    eventually(LONG, "the GitSync and its objects gone", || async {
+        let gone =
+            gitsyncs.get_opt("app").await.unwrap().is_none() && config_maps.get_opt("a").await.unwrap().is_none();
+        gone.then_some(())
+    })
+    .await;
     controller.terminate();
 
     let seen = assert_granted(&sim, &rules).await;
     for expected in [
+        "patch sluice.dev/gitsyncs",
+        "get /serviceaccounts",
         "list sluice.dev/gitsyncs",
         "watch sluice.dev/gitsyncs",
         "get sluice.dev/gitsyncs",
@@ -989,10 +1005,12 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
         .filter(|r| r["namespace"] == "shop" && matches!(r["resource"].as_str(), Some("configmaps" | "services")))
         .filter(|r| r["verb"] == "patch" || r["verb"] == "delete")
         .collect();
-    assert!(
-        writes.iter().any(|r| r["verb"] == "delete" && r["name"] == "b"),
-        "{writes:#?}"
-    );
+    for deleted in ["b", "a", "web"] {
+        assert!(
+            writes.iter().any(|r| r["verb"] == "delete" && r["name"] == deleted),
+            "{deleted} not deleted: {writes:#?}"
+        );
+    }
     for write in &writes {
         assert_eq!(
             write["impersonateUser"], "system:serviceaccount:shop:deployer",

@@ -571,13 +571,14 @@ async fn suspend_holds_and_requested_at_syncs_now() {
 }
 
 /// Deleting a GitSync deletes what it applied (the finalizer holds the GitSync until then); with
-/// prune: false what it applied stays.
+/// prune: false, or when the ServiceAccount it applies as is gone, what it applied stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_gitsync_deletes_what_it_applied_unless_prune_is_off() {
     let dir = tempfile::tempdir().unwrap();
     let repo = LocalRepo::create(dir.path()).unwrap();
     repo.write("app/config.yaml", &config_map(1)).unwrap();
     repo.write("keep/config.yaml", &config_map(2)).unwrap();
+    repo.write("orphaned/config.yaml", &config_map(3)).unwrap();
     let first = repo.commit("one config map for each GitSync").unwrap();
     let cluster = Cluster::start().await;
     cluster
@@ -586,7 +587,12 @@ async fn deleting_a_gitsync_deletes_what_it_applied_unless_prune_is_off() {
     let mut keep = plain_gitsync("keep", &repo.url(), "keep", "default");
     keep["spec"]["prune"] = json!(false);
     cluster.create(keep).await;
-    for name in ["shop", "keep"] {
+    // The simulator does not authorize, so this applies although the account does not exist.
+    let mut orphaned = plain_gitsync("orphaned", &repo.url(), "orphaned", "default");
+    orphaned["spec"]["serviceAccountName"] = json!("deleted-deployer");
+    cluster.create(orphaned).await;
+    let names = ["shop", "keep", "orphaned"];
+    for name in names {
         let synced = cluster.wait_named(name, "applied", |g| applied(g, &first)).await;
         assert_eq!(
             synced.finalizers(),
@@ -596,10 +602,10 @@ async fn deleting_a_gitsync_deletes_what_it_applied_unless_prune_is_off() {
     }
     assert!(cluster.config_maps.get_opt("web-config-v1").await.unwrap().is_some());
 
-    for name in ["shop", "keep"] {
+    for name in names {
         cluster.gitsyncs.delete(name, &Default::default()).await.unwrap();
     }
-    for name in ["shop", "keep"] {
+    for name in names {
         eventually(LONG, "the GitSync is gone", || async {
             cluster.gitsyncs.get_opt(name).await.unwrap().is_none().then_some(())
         })
@@ -612,6 +618,10 @@ async fn deleting_a_gitsync_deletes_what_it_applied_unless_prune_is_off() {
     assert!(
         cluster.config_maps.get_opt("web-config-v2").await.unwrap().is_some(),
         "prune: false leaves it"
+    );
+    assert!(
+        cluster.config_maps.get_opt("web-config-v3").await.unwrap().is_some(),
+        "left in place when the ServiceAccount is gone"
     );
     cluster.stop().await;
 }

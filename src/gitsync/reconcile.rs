@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -226,6 +226,22 @@ async fn cleanup(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Error> {
         gitsync: format!("{namespace}/{name}"),
         message,
     };
+    // Deleting the namespace deletes the ServiceAccount too, and impersonating a deleted account can
+    // never succeed: the GitSync (and its namespace) would stay Terminating for good. Flux skips the
+    // cleanup then as well.
+    if let Some(account) = gitsync.spec.service_account_name.as_deref() {
+        let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+        let found = accounts.get_opt(account).await.map_err(|source| Error::Kube {
+            what: format!("reading ServiceAccount {namespace}/{account}"),
+            source,
+        })?;
+        if found.is_none() {
+            let note =
+                format!("deleted; what it applied is left in place: its ServiceAccount {account} no longer exists");
+            warn(ctx, gitsync, "CleanupSkipped", &note).await;
+            return Ok(Requeue::await_change());
+        }
+    }
     let client = ctx.client_for(gitsync).map_err(failed)?;
     let owner = gitsync_label_value(&namespace, &name);
     let report = apply::prune(&client, &ctx.discovery, &targets, &owner)
