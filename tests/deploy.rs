@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Kubectl, eventually, free_port, install_crds, kubectl_binary, start_sim};
+use common::{Kubectl, eventually, free_port, install_crds, kubectl_binary, request_log, start_sim};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -553,15 +553,8 @@ impl ControllerProcess {
 /// Fails with every call in the simulator's request log, made by the controller, that `rules` do not
 /// grant; returns the "verb group/resource" pairs seen.
 async fn assert_granted(sim: &Simulator, rules: &[Rule]) -> BTreeSet<String> {
-    let log: Value = reqwest::get(format!("{}/sim/requests", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let by_controller: Vec<&Value> = log["requests"]
-        .as_array()
-        .unwrap()
+    let log = request_log(sim).await;
+    let by_controller: Vec<&Value> = log
         .iter()
         .filter(|r| r["userAgent"].as_str().is_some_and(|ua| ua.starts_with("sluice/")))
         .collect();
@@ -992,15 +985,8 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
     }
     // The applies and the prune went out as the ServiceAccount, through the controller's own client
     // (its User-Agent, so its rate limit and leader write gate too).
-    let log: Value = reqwest::get(format!("{}/sim/requests", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let writes: Vec<&Value> = log["requests"]
-        .as_array()
-        .unwrap()
+    let log = request_log(&sim).await;
+    let writes: Vec<&Value> = log
         .iter()
         .filter(|r| r["namespace"] == "shop" && matches!(r["resource"].as_str(), Some("configmaps" | "services")))
         .filter(|r| r["verb"] == "patch" || r["verb"] == "delete")

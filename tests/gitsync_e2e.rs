@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::git::GitHttpServer;
-use common::{RunningController, eventually, install_crds, start_sim};
+use common::{RunningController, eventually, install_crds, request_log, start_sim};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -316,17 +316,6 @@ async fn create_namespaces(sim: &Simulator, names: &[&str]) {
         let namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
         namespaces.create(&PostParams::default(), &namespace).await.unwrap();
     }
-}
-
-/// The simulator's request log.
-async fn request_log(sim: &Simulator) -> Vec<Value> {
-    let log: Value = reqwest::get(format!("{}/sim/requests", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    log["requests"].as_array().unwrap().clone()
 }
 
 fn applied(gitsync: &GitSync, revision: &str) -> bool {

@@ -5,13 +5,12 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eventually, free_port, install_crds, start_sim};
+use common::{eventually, free_port, install_crds, request_log, start_sim};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice::api::rollout::{CanaryStep, Rollout, RolloutPhase};
-use sluice::sim::Simulator;
 
 const LEASE_NAMESPACE: &str = "sluice-system";
 const LONG: Duration = Duration::from_secs(40);
@@ -86,16 +85,6 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .and_then(|l| l.spec)
         .and_then(|s| s.holder_identity)
         .filter(|h| !h.is_empty())
-}
-
-async fn requests(sim: &Simulator) -> Vec<Value> {
-    let log: Value = reqwest::get(format!("{}/sim/requests", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    log["requests"].as_array().cloned().unwrap_or_default()
 }
 
 fn is_write(request: &Value) -> bool {
@@ -174,7 +163,7 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     })
     .await;
 
-    let log = requests(&sim).await;
+    let log = request_log(&sim).await;
     let leader_mark = replicas[leader_index].user_agent_mark();
     let standby_mark = replicas[standby_index].user_agent_mark();
     assert!(controller_writes(&log, &leader_mark) > 0, "the leader wrote");
@@ -207,7 +196,7 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     })
     .await;
     assert!(
-        controller_writes(&requests(&sim).await, &standby_mark) > 0,
+        controller_writes(&request_log(&sim).await, &standby_mark) > 0,
         "the new leader wrote"
     );
 

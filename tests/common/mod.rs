@@ -196,6 +196,17 @@ impl Drop for Prometheus {
     }
 }
 
+/// The simulator's request log (`GET /sim/requests`): one JSON object per request, oldest first.
+pub async fn request_log(sim: &Simulator) -> Vec<serde_json::Value> {
+    let log: serde_json::Value = reqwest::get(format!("{}/sim/requests", sim.url()))
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .expect("the request log is JSON");
+    log["requests"].as_array().cloned().unwrap_or_default()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
