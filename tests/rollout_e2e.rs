@@ -17,6 +17,15 @@ struct Harness {
 }
 
 impl Harness {
+    /// Rollouts and ReplicaSets in `default` of the simulator.
+    fn new(sim: &sluice::sim::Simulator) -> Harness {
+        let client = sim.client().unwrap();
+        Harness {
+            rollouts: Api::namespaced(client.clone(), "default"),
+            replica_sets: Api::namespaced(client, "default"),
+        }
+    }
+
     async fn rollout(&self) -> Rollout {
         self.rollouts.get("web").await.expect("rollout exists")
     }
@@ -83,11 +92,7 @@ fn phase(rollout: &Rollout) -> Option<RolloutPhase> {
 async fn a_controller_restart_mid_rollout_resumes_without_rescaling() {
     let sim = start_sim().await;
     install_crds(&sim);
-    let client = sim.client().unwrap();
-    let harness = Harness {
-        rollouts: Api::namespaced(client.clone(), "default"),
-        replica_sets: Api::namespaced(client.clone(), "default"),
-    };
+    let harness = Harness::new(&sim);
     let steps = vec![
         CanaryStep::set_weight(20),
         CanaryStep::pause_for("2s"),
@@ -147,11 +152,7 @@ fn scale_writes(sim: &sluice::sim::Simulator) -> usize {
 async fn rollback_on_abort_restores_the_stable_template() {
     let sim = start_sim().await;
     install_crds(&sim);
-    let client = sim.client().unwrap();
-    let harness = Harness {
-        rollouts: Api::namespaced(client.clone(), "default"),
-        replica_sets: Api::namespaced(client.clone(), "default"),
-    };
+    let harness = Harness::new(&sim);
     let mut rollout = Rollout::example("web", 4, vec![CanaryStep::set_weight(50), CanaryStep::pause()]);
     rollout.spec.progress_deadline_seconds = Some(2);
     rollout.spec.progress_deadline_abort = Some(true);
@@ -213,7 +214,7 @@ async fn rollback_on_abort_restores_the_stable_template() {
         canary.iter().all(|rs| rs.spec.as_ref().unwrap().replicas == Some(0)),
         "the canary is at 0"
     );
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(sim.client().unwrap(), "default");
     eventually(long, "RolloutAborted and RolledBackOnAbort events", || async {
         let list = events.list(&ListParams::default()).await.ok()?;
         let seen = |reason: &str| list.items.iter().any(|e| e.reason.as_deref() == Some(reason));

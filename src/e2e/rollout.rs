@@ -18,6 +18,18 @@ fn rollout(ctx: &Ctx<'_>, steps: Value) -> Value {
     })
 }
 
+/// Creates Rollout `web` with `steps` and waits until version 1 is Healthy with 10 of 10 available;
+/// returns its pod-template hash.
+async fn create_v1(ctx: &Ctx<'_>, steps: Value) -> anyhow::Result<String> {
+    ctx.create(rollout(ctx, steps)).await?;
+    let v1 = ctx
+        .wait_counts("web", "v1 Healthy with 10 of 10 available", |r, c| {
+            phase(r) == Some(RolloutPhase::Healthy) && c == (10, 0, 10)
+        })
+        .await?;
+    Ok(stable_hash(&v1).unwrap_or_default())
+}
+
 async fn deploy(ctx: &Ctx<'_>, version: u32) -> anyhow::Result<()> {
     let template = ctx.target.workload().pod_template("web", version, 0.0);
     ctx.patch_rollout("web", json!({"spec": {"template": template}})).await
@@ -26,13 +38,7 @@ async fn deploy(ctx: &Ctx<'_>, version: u32) -> anyhow::Result<()> {
 pub async fn canary_steps(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     let steps =
         json!([{"setWeight": 20}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 80}]);
-    ctx.create(rollout(ctx, steps)).await?;
-    let v1 = ctx
-        .wait_counts("web", "v1 Healthy with 10 of 10 available", |r, c| {
-            phase(r) == Some(RolloutPhase::Healthy) && c == (10, 0, 10)
-        })
-        .await?;
-    let v1 = stable_hash(&v1).unwrap_or_default();
+    let v1 = create_v1(ctx, steps).await?;
 
     deploy(ctx, 2).await?;
     ctx.wait_counts("web", "step 1 (20%): 8 stable, 2 canary", |r, c| {
@@ -71,13 +77,7 @@ pub async fn canary_steps(ctx: &Ctx<'_>) -> anyhow::Result<()> {
 
 pub async fn abort_retry(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     let steps = json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]);
-    ctx.create(rollout(ctx, steps)).await?;
-    let v1 = ctx
-        .wait_counts("web", "v1 Healthy with 10 of 10 available", |r, c| {
-            phase(r) == Some(RolloutPhase::Healthy) && c == (10, 0, 10)
-        })
-        .await?;
-    let v1 = stable_hash(&v1).unwrap_or_default();
+    let v1 = create_v1(ctx, steps).await?;
     deploy(ctx, 2).await?;
     ctx.wait_counts("web", "Paused at 20%: 8 stable, 2 canary", |r, c| {
         at_step(r, 1) && (c.0, c.1) == (8, 2) && phase(r) == Some(RolloutPhase::Paused)
