@@ -573,13 +573,7 @@ mod tests {
     #[test]
     fn aggregate_reports_the_worst_and_names_at_most_three() {
         let ids: Vec<ObjectId> = (0..5)
-            .map(|i| ObjectId {
-                group: "apps".into(),
-                version: "v1".into(),
-                kind: "Deployment".into(),
-                namespace: Some("shop".into()),
-                name: format!("d{i}"),
-            })
+            .map(|i| ObjectId::example("apps", "Deployment", Some("shop"), &format!("d{i}")))
             .collect();
         assert_eq!(aggregate(std::iter::empty()), Health::Healthy);
         assert_eq!(aggregate(ids.iter().map(|id| (id, Health::Healthy))), Health::Healthy);

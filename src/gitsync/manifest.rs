@@ -121,6 +121,20 @@ impl ObjectId {
     }
 }
 
+#[cfg(test)]
+impl ObjectId {
+    /// An id at version v1, for tests.
+    pub(crate) fn example(group: &str, kind: &str, namespace: Option<&str>, name: &str) -> ObjectId {
+        ObjectId {
+            group: group.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            namespace: namespace.map(String::from),
+            name: name.into(),
+        }
+    }
+}
+
 impl fmt::Display for ObjectId {
     /// `apps/Deployment shop/web`, `ConfigMap shop/settings`, `Namespace shop`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -663,30 +677,26 @@ mod tests {
         })
     }
 
-    fn id(group: &str, kind: &str, namespace: Option<&str>, name: &str) -> ObjectId {
-        ObjectId {
-            group: group.into(),
-            version: "v1".into(),
-            kind: kind.into(),
-            namespace: namespace.map(String::from),
-            name: name.into(),
-        }
-    }
-
     fn errors(objects: Vec<Value>) -> Vec<String> {
         prepare(objects, &ctx()).unwrap_err().0
     }
 
     #[test]
     fn inventory_ids_follow_flux() {
-        let web = id("apps", "Deployment", Some("shop"), "web");
+        let web = ObjectId::example("apps", "Deployment", Some("shop"), "web");
         assert_eq!(web.inventory_id(), "shop_web_apps_Deployment");
-        assert_eq!(id("", "Namespace", None, "shop").inventory_id(), "_shop__Namespace");
+        assert_eq!(
+            ObjectId::example("", "Namespace", None, "shop").inventory_id(),
+            "_shop__Namespace"
+        );
         assert_eq!(web.api_version(), "apps/v1");
-        assert_eq!(id("", "ConfigMap", None, "x").api_version(), "v1");
+        assert_eq!(ObjectId::example("", "ConfigMap", None, "x").api_version(), "v1");
         assert_eq!(web.to_string(), "apps/Deployment shop/web");
-        assert_eq!(id("", "Namespace", None, "shop").to_string(), "Namespace shop");
-        for id in [web, id("", "Namespace", None, "shop")] {
+        assert_eq!(
+            ObjectId::example("", "Namespace", None, "shop").to_string(),
+            "Namespace shop"
+        );
+        for id in [web, ObjectId::example("", "Namespace", None, "shop")] {
             assert_eq!(ObjectId::from_inventory(&id.to_inventory()).unwrap(), id);
         }
         let full = InventoryEntry {
@@ -718,7 +728,7 @@ mod tests {
         input["status"] = json!({"replicas": 1});
         let out = prepare(vec![input.clone()], &ctx()).unwrap();
         let object = &out[0].object;
-        assert_eq!(out[0].id, id("apps", "Deployment", Some("shop"), "web"));
+        assert_eq!(out[0].id, ObjectId::example("apps", "Deployment", Some("shop"), "web"));
         assert_eq!(
             object["metadata"],
             json!({
@@ -798,7 +808,7 @@ mod tests {
         let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
         let out = prepare(vec![widget.clone(), crd.clone()], &ctx()).unwrap();
         assert_eq!(out[0].id.kind, "CustomResourceDefinition");
-        assert_eq!(out[1].id, id("example.com", "Widget", None, "w"));
+        assert_eq!(out[1].id, ObjectId::example("example.com", "Widget", None, "w"));
 
         let mut namespaced_widget = widget.clone();
         namespaced_widget["metadata"]["namespace"] = json!("shop");
@@ -893,15 +903,15 @@ mod tests {
     #[test]
     fn stale_objects_come_in_deletion_order_and_unreadable_entries_are_skipped() {
         let entry = |i: &ObjectId| i.to_inventory();
-        let ns = id("", "Namespace", None, "shop");
+        let ns = ObjectId::example("", "Namespace", None, "shop");
         let crd = ObjectId {
             group: CRD_GROUP.into(),
             kind: CRD_KIND.into(),
-            ..id("", "", None, "widgets.example.com")
+            ..ObjectId::example("", "", None, "widgets.example.com")
         };
-        let web = id("apps", "Deployment", Some("shop"), "web");
-        let cm = id("", "ConfigMap", Some("shop"), "settings");
-        let kept = id("", "Service", Some("shop"), "web");
+        let web = ObjectId::example("apps", "Deployment", Some("shop"), "web");
+        let cm = ObjectId::example("", "ConfigMap", Some("shop"), "settings");
+        let kept = ObjectId::example("", "Service", Some("shop"), "web");
         let mut old = Inventory {
             entries: vec![entry(&ns), entry(&crd), entry(&cm), entry(&web), entry(&kept)],
         };

@@ -402,27 +402,17 @@ proptest! {
     }
 }
 
-fn object(group: &str, kind: &str, namespace: Option<&str>, name: &str) -> ObjectId {
-    ObjectId {
-        group: group.into(),
-        version: "v1".into(),
-        kind: kind.into(),
-        namespace: namespace.map(String::from),
-        name: name.into(),
-    }
-}
-
 #[test]
 fn deleting_a_gitsync_deletes_what_it_applied_crds_and_namespaces_last() {
-    let crd = object(
+    let crd = ObjectId::example(
         "apiextensions.k8s.io",
         "CustomResourceDefinition",
         None,
         "widgets.example.com",
     );
-    let namespace = object("", "Namespace", None, "shop");
-    let rollout = object("sluice.dev", "Rollout", Some("shop"), "web");
-    let config = object("", "ConfigMap", Some("shop"), "web-v1");
+    let namespace = ObjectId::example("", "Namespace", None, "shop");
+    let rollout = ObjectId::example("sluice.dev", "Rollout", Some("shop"), "web");
+    let config = ObjectId::example("", "ConfigMap", Some("shop"), "web-v1");
     let status = GitSyncStatus {
         inventory: Some(crate::api::gitsync::Inventory {
             entries: [&crd, &namespace, &rollout].map(ObjectId::to_inventory).to_vec(),
