@@ -227,39 +227,52 @@ impl Story {
     }
 
     async fn wait_gitsync(&self, what: &str, done: impl Fn(&GitSyncStatus) -> bool) -> anyhow::Result<()> {
-        let deadline = Instant::now() + ACT_TIMEOUT;
-        loop {
-            let status = self.gitsync_status().await?;
-            if done(&status) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "timed out after {}s waiting for {what}; GitSync status: {}",
-                    ACT_TIMEOUT.as_secs(),
-                    serde_json::to_string(&status)?
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_until(
+            what,
+            async || self.gitsync_status().await,
+            done,
+            |status| format!("GitSync status: {}", serde_json::to_string(status).unwrap_or_default()),
+        )
+        .await
     }
 
     async fn wait_rollout(&self, what: &str, done: impl Fn(&Rollout) -> bool) -> anyhow::Result<()> {
-        let deadline = Instant::now() + ACT_TIMEOUT;
-        loop {
-            let rollout = self.rollouts.get(ROLLOUT_NAME).await?;
-            if done(&rollout) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "timed out after {}s waiting for {what}; Rollout status: {}",
-                    ACT_TIMEOUT.as_secs(),
-                    serde_json::to_string(&rollout.status)?
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        wait_until(
+            what,
+            async || Ok(self.rollouts.get(ROLLOUT_NAME).await?),
+            done,
+            |rollout| {
+                format!(
+                    "Rollout status: {}",
+                    serde_json::to_string(&rollout.status).unwrap_or_default()
+                )
+            },
+        )
+        .await
+    }
+}
+
+/// Observes until `done` holds; after ACT_TIMEOUT fails with `report` of what was seen last.
+async fn wait_until<T>(
+    what: &str,
+    mut observe: impl AsyncFnMut() -> anyhow::Result<T>,
+    done: impl Fn(&T) -> bool,
+    report: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + ACT_TIMEOUT;
+    loop {
+        let seen = observe().await?;
+        if done(&seen) {
+            return Ok(());
         }
+        if Instant::now() > deadline {
+            bail!(
+                "timed out after {}s waiting for {what}; {}",
+                ACT_TIMEOUT.as_secs(),
+                report(&seen)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
