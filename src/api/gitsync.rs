@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::conditions::Condition;
-use crate::duration::{self, InvalidDuration};
+use crate::api::duration::{self, InvalidDuration};
 
 pub const DEFAULT_INTERVAL: &str = "1m";
 
@@ -399,7 +399,7 @@ spec:
         let mut object = serde_json::to_value(GitSync::example("s", "https://git.example.com/r.git", ".")).unwrap();
         object["spec"]["render"] = serde_json::json!({});
         object["spec"]["rollback"] = serde_json::json!({});
-        crate::sim::schema::apply_defaults(schema, &mut object);
+        sluice_sim::schema::apply_defaults(schema, &mut object);
         let defaulted: GitSync = serde_json::from_value(object).unwrap();
         let (spec, bare) = (&defaulted.spec, GitSyncSpec::default());
         assert_eq!(spec.interval.as_deref(), Some(bare.interval_or_default()));

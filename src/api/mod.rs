@@ -1,8 +1,12 @@
 //! The Sluice API (`sluice.dev/v1alpha1`): Rollout, AnalysisTemplate, ClusterAnalysisTemplate,
-//! AnalysisRun and GitSync, their conditions, the generated CRDs, and test fixtures.
+//! AnalysisRun and GitSync, their conditions, the generated CRDs and the duration grammar.
 pub mod analysis;
 pub mod conditions;
 pub mod crds;
+pub mod duration;
+/// Builders of example resources for tests; compiled only for the crate's tests and with the feature
+/// `test-fixtures` (which the e2e kit turns on), never into the controller.
+#[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixtures;
 pub mod gitsync;
 pub mod pod_template;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::analysis::{AnalysisPhase, Argument};
 use super::conditions::Condition;
 use super::pod_template::PodTemplate;
-use crate::duration::{self, InvalidDuration};
+use crate::api::duration::{self, InvalidDuration};
 
 pub const DEFAULT_REPLICAS: i32 = 1;
 pub const DEFAULT_REVISION_HISTORY_LIMIT: i32 = 10;
@@ -922,7 +922,7 @@ spec:
             "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "x"},
             "spec": {"selector": {}, "template": {}, "strategy": {"canary": {}}}
         });
-        crate::sim::schema::apply_defaults(schema, &mut object);
+        sluice_sim::schema::apply_defaults(schema, &mut object);
         let defaulted: Rollout = serde_json::from_value(object).unwrap();
         let (spec, canary) = (&defaulted.spec, defaulted.spec.canary());
         assert_eq!(spec.replicas, Some(spec.replicas_or_default()));

@@ -156,7 +156,7 @@ pub enum OutputFormat {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::duration::parse(text).map_err(|e| e.to_string())
+    crate::api::duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// What went wrong, worded for the person at the terminal.

@@ -4,7 +4,6 @@
 pub mod apply;
 pub mod argocd;
 pub mod health;
-pub mod local_repo;
 pub mod manifest;
 pub mod plan;
 pub mod preserve;

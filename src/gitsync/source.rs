@@ -897,7 +897,7 @@ impl GitSource {
 /// The base of every git command: no system or user config (HOME points into the cache), no prompts,
 /// English messages (classified below), only safe transports, and config passed as command-scope
 /// `GIT_CONFIG_*` variables (which, unlike `-c`, never show in the process list).
-pub(crate) fn hermetic_command(git: &Path, home: &Path, config: &[(String, String)]) -> std::process::Command {
+pub fn hermetic_command(git: &Path, home: &Path, config: &[(String, String)]) -> std::process::Command {
     let mut command = std::process::Command::new(git);
     command.env_clear();
     for name in PASSTHROUGH_ENV {

@@ -284,7 +284,7 @@ fn error_chain(error: &reqwest::Error) -> String {
 fn timeout_or(timeout: Option<&str>, default: Duration) -> Result<Duration, String> {
     match timeout {
         None => Ok(default),
-        Some(text) => match crate::duration::parse(text) {
+        Some(text) => match crate::api::duration::parse(text) {
             Ok(duration) if duration.is_zero() => Err("timeout must be positive".to_string()),
             Ok(duration) => Ok(duration),
             Err(e) => Err(format!("timeout: {e}")),

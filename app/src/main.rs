@@ -1,0 +1,4 @@
+//! `sluice`: see the `sluice_app` library.
+fn main() -> std::process::ExitCode {
+    sluice_app::main()
+}

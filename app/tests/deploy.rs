@@ -1,0 +1,997 @@
+//! The install manifests in deploy/: they render with kustomize, the simulator accepts them
+//! (server-side dry run), the Grafana dashboard only queries metrics the controller exports, and the
+//! RBAC grants every call the controller makes in an end-to-end run — and nothing is wildcarded.
+use sluice_e2e::kit as common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Kubectl, eventually, free_port, install_crds, kubectl_binary, request_log, start_sim};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use sluice::api::analysis::AnalysisTemplate;
+use sluice::api::rollout::{Rollout, RolloutPhase};
+use sluice_sim::Simulator;
+use sluice_sim::api::WriteOptions;
+
+const LONG: Duration = Duration::from_secs(60);
+const SERVICE_ACCOUNT: (&str, &str) = ("sluice-system", "sluice-controller");
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// `kubectl kustomize DIR`, parsed into its documents.
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let output = Command::new(kubectl_binary())
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_saphyr::from_multiple(&String::from_utf8(output.stdout).unwrap()).expect("rendered YAML parses")
+}
+
+fn kinds(docs: &[Value]) -> BTreeSet<String> {
+    docs.iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// What the Prometheus operator installs, reduced to what an API server needs to accept a ServiceMonitor.
+const SERVICE_MONITOR_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: servicemonitors.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+#[test]
+fn deploy_renders_the_whole_install() {
+    let docs = kustomize(&repo("deploy"));
+    let kinds = kinds(&docs);
+    for expected in [
+        "Namespace/sluice-system",
+        "CustomResourceDefinition/rollouts.sluice.dev",
+        "CustomResourceDefinition/gitsyncs.sluice.dev",
+        "ServiceAccount/sluice-controller",
+        "ClusterRole/sluice-controller",
+        "ClusterRoleBinding/sluice-controller",
+        "Role/sluice-leader-election",
+        "RoleBinding/sluice-leader-election",
+        "Deployment/sluice-controller",
+        "Service/sluice-controller-metrics",
+        "ServiceMonitor/sluice-controller",
+        "PodDisruptionBudget/sluice-controller",
+    ] {
+        assert!(kinds.contains(expected), "deploy/ renders {expected}: {kinds:?}");
+    }
+    // The CRDs come from crds/ itself (no copy to drift).
+    let crds = docs.iter().filter(|d| d["kind"] == "CustomResourceDefinition").count();
+    assert_eq!(crds, sluice::api::crds::all().len());
+    // Least privilege: no wildcard anywhere in the base's roles.
+    for role in docs
+        .iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("ClusterRole" | "Role")))
+    {
+        for rule in role["rules"].as_array().unwrap() {
+            for field in ["apiGroups", "resources", "verbs"] {
+                let values = rule[field].as_array().map(Vec::as_slice).unwrap_or_default();
+                assert!(!values.iter().any(|v| v == "*"), "wildcard in {role}");
+            }
+        }
+    }
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert!(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--leader-elect")
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(container["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(container["resources"]["requests"].is_object() && container["resources"]["limits"].is_object());
+    let pdb = docs.iter().find(|d| d["kind"] == "PodDisruptionBudget").unwrap();
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    // The root filesystem is read-only: every path the controller writes is a mounted emptyDir.
+    let args = strings(&container["args"]);
+    let git_cache = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--git-cache-dir="))
+        .expect("--git-cache-dir is set (the default under the temp dir is not for a cluster)");
+    let tmpdir = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "TMPDIR")
+        .and_then(|e| e["value"].as_str())
+        .expect("TMPDIR is set");
+    for path in [git_cache, tmpdir] {
+        let mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == path)
+            .unwrap_or_else(|| panic!("{path} is not a mount: {container}"));
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        assert!(volume["emptyDir"].is_object(), "{volume}");
+        assert_ne!(mount["readOnly"], true, "{mount}");
+    }
+}
+
+#[test]
+fn gitsync_admin_component_adds_only_its_grant() {
+    // Kustomize loads bases by relative path only: lay out crds/, deploy/ and an overlay side by side.
+    let dir = tempfile::tempdir().unwrap();
+    for tree in ["crds", "deploy"] {
+        copy_tree(&repo(tree), &dir.path().join(tree));
+    }
+    let overlay = dir.path().join("overlay");
+    std::fs::create_dir(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "resources: [../deploy]\ncomponents: [../deploy/gitsync-admin]\n",
+    )
+    .unwrap();
+    let base = kinds(&kustomize(&repo("deploy")));
+    let with_admin = kinds(&kustomize(&overlay));
+    let added: Vec<_> = with_admin.difference(&base).cloned().collect();
+    assert_eq!(
+        added,
+        vec![
+            "ClusterRole/sluice-gitsync-admin".to_string(),
+            "ClusterRoleBinding/sluice-gitsync-admin".to_string()
+        ]
+    );
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// As on a cluster with the Prometheus operator: its CRD present, and the namespace created by a
+/// first apply (a server-side dry run creates nothing, so on an empty cluster the namespaced objects
+/// would be refused for a missing namespace — on a real API server as on the simulator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_dry_run_of_deploy_is_accepted() {
+    let sim = start_sim().await;
+    let kubectl = Kubectl::new(&sim);
+    let crd = kubectl.file("servicemonitor-crd.yaml", SERVICE_MONITOR_CRD);
+    kubectl
+        .ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()])
+        .await;
+    let namespace = kubectl.file(
+        "namespace.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: sluice-system}\n",
+    );
+    kubectl.ok(&["apply", "-f", namespace.to_str().unwrap()]).await;
+    let deploy = repo("deploy");
+    let out = kubectl
+        .ok(&[
+            "apply",
+            "--server-side",
+            "-k",
+            deploy.to_str().unwrap(),
+            "--dry-run=server",
+        ])
+        .await;
+    for applied in [
+        "deployment.apps/sluice-controller serverside-applied (server dry run)",
+        "servicemonitor.monitoring.coreos.com/sluice-controller serverside-applied (server dry run)",
+        "clusterrole.rbac.authorization.k8s.io/sluice-controller serverside-applied (server dry run)",
+        "poddisruptionbudget.policy/sluice-controller serverside-applied (server dry run)",
+    ] {
+        assert!(out.contains(applied), "{applied} in:\n{out}");
+    }
+    // Nothing was created by the dry run.
+    let deployments = kubectl
+        .run(&["get", "deployment", "sluice-controller", "-n", "sluice-system"])
+        .await;
+    assert!(
+        !deployments.ok && deployments.stderr.contains("NotFound"),
+        "{}",
+        deployments.stderr
+    );
+}
+
+/// The families `/metrics` exposes, by the sample names Prometheus stores (a family without samples is
+/// not rendered, so every one gets a sample first).
+fn exported_series_names() -> BTreeSet<String> {
+    let metrics = sluice::controller::metrics::Metrics::new();
+    metrics.observe_rollout("default", "web", "Progressing", 1, 20);
+    metrics.count_abort("default", "web");
+    metrics.count_reconcile("rollout", Duration::from_millis(3));
+    metrics.count_reconcile_error("rollout", "kube");
+    metrics.observe_analysis_run("default", "web-1", "Running");
+    metrics.observe_measurement("default", "web-1", "success-rate", 0.99);
+    metrics.set_leader(true);
+    let mut names = BTreeSet::new();
+    for line in metrics.render().lines() {
+        let mut parts = line.split_whitespace();
+        if parts.next() != Some("#") || parts.next() != Some("TYPE") {
+            continue;
+        }
+        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        match kind {
+            "counter" => {
+                names.insert(format!("{name}_total"));
+            }
+            "histogram" => {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    names.insert(format!("{name}{suffix}"));
+                }
+            }
+            _ => {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+fn collect_queries(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("expr" | "definition", Value::String(text)) => out.push(text.clone()),
+                    ("query", Value::String(text)) if text.contains('(') => out.push(text.clone()),
+                    _ => collect_queries(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_queries(item, out)),
+        _ => {}
+    }
+}
+
+fn metric_names(query: &str) -> Vec<String> {
+    let mut names = vec![];
+    let bytes: Vec<char> = query.chars().collect();
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts_word = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == '_');
+        if starts_word && query[query.char_indices().nth(i).unwrap().0..].starts_with("sluice_") {
+            let name: String = bytes[i..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+                .collect();
+            i += name.len();
+            names.push(name);
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+#[test]
+fn dashboard_queries_only_exported_metrics() {
+    let text = std::fs::read_to_string(repo("deploy/grafana/sluice-dashboard.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is valid JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| !p.is_empty()));
+    let exported = exported_series_names();
+    assert!(
+        exported.contains("sluice_reconcile_duration_seconds_bucket"),
+        "{exported:?}"
+    );
+    let mut queries = vec![];
+    collect_queries(&dashboard, &mut queries);
+    assert!(queries.len() >= 10, "{queries:?}");
+    let mut used = BTreeSet::new();
+    for query in &queries {
+        let names = metric_names(query);
+        assert!(!names.is_empty(), "query names no sluice metric: {query}");
+        for name in names {
+            assert!(
+                exported.contains(&name),
+                "{name} (in {query}) is not exported; exported: {exported:?}"
+            );
+            used.insert(name);
+        }
+    }
+    // Every family shows up somewhere (the histogram through its buckets).
+    for name in &exported {
+        let shown = used.contains(name) || name.ends_with("_sum") || name.ends_with("_count");
+        assert!(shown, "the dashboard does not show {name}");
+    }
+}
+
+// ---- RBAC against an end-to-end run ----
+
+#[derive(Debug)]
+struct Rule {
+    api_groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+    resource_names: Vec<String>,
+    /// Some for a Role: the namespace it applies in.
+    namespace: Option<String>,
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// The rules granted to the controller's ServiceAccount by the rendered manifests.
+fn granted_rules(docs: &[Value]) -> Vec<Rule> {
+    let bound_to_us = |binding: &Value| {
+        binding["subjects"].as_array().is_some_and(|subjects| {
+            subjects.iter().any(|s| {
+                s["kind"] == "ServiceAccount" && s["namespace"] == SERVICE_ACCOUNT.0 && s["name"] == SERVICE_ACCOUNT.1
+            })
+        })
+    };
+    let mut rules = vec![];
+    for binding in docs
+        .iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("ClusterRoleBinding" | "RoleBinding")))
+        .filter(|b| bound_to_us(b))
+    {
+        let namespace =
+            (binding["kind"] == "RoleBinding").then(|| binding["metadata"]["namespace"].as_str().unwrap().to_string());
+        let role_kind = binding["roleRef"]["kind"].as_str().unwrap();
+        let role_name = binding["roleRef"]["name"].as_str().unwrap();
+        let role = docs
+            .iter()
+            .find(|d| {
+                d["kind"] == role_kind
+                    && d["metadata"]["name"] == role_name
+                    && (role_kind == "ClusterRole" || d["metadata"]["namespace"].as_str() == namespace.as_deref())
+            })
+            .unwrap_or_else(|| panic!("{role_kind} {role_name} bound but not rendered"));
+        for rule in role["rules"].as_array().unwrap() {
+            rules.push(Rule {
+                api_groups: strings(&rule["apiGroups"]),
+                resources: strings(&rule["resources"]),
+                verbs: strings(&rule["verbs"]),
+                resource_names: strings(&rule["resourceNames"]),
+                namespace: namespace.clone(),
+            });
+        }
+    }
+    rules
+}
+
+fn allowed(rules: &[Rule], verb: &str, group: &str, resource: &str, namespace: &str, name: &str) -> bool {
+    rules.iter().any(|rule| {
+        rule.verbs.iter().any(|v| v == verb)
+            && rule.api_groups.iter().any(|g| g == group)
+            && rule.resources.iter().any(|r| r == resource)
+            && (rule.resource_names.is_empty() || rule.resource_names.iter().any(|n| n == name))
+            && rule.namespace.as_deref().is_none_or(|ns| ns == namespace)
+    })
+}
+
+/// The permissions one logged request needed, as (verb, resource[/subresource], namespace, name).
+fn needed(request: &Value) -> Vec<(String, String, String, String, String)> {
+    let text = |field: &str| request[field].as_str().unwrap_or_default().to_string();
+    let impersonated = text("impersonateUser");
+    if !impersonated.is_empty() {
+        // Impersonated requests are authorized as the impersonated user; the controller needs only
+        // the right to impersonate it.
+        let parts: Vec<&str> = impersonated.split(':').collect();
+        return match parts.as_slice() {
+            ["system", "serviceaccount", namespace, name] => vec![(
+                "impersonate".into(),
+                String::new(),
+                "serviceaccounts".into(),
+                namespace.to_string(),
+                name.to_string(),
+            )],
+            _ => vec![(
+                "impersonate".into(),
+                String::new(),
+                "users".into(),
+                String::new(),
+                impersonated,
+            )],
+        };
+    }
+    let resource = match text("subresource") {
+        sub if sub.is_empty() => text("resource"),
+        sub => format!("{}/{sub}", text("resource")),
+    };
+    let mut verbs = vec![text("verb")];
+    // A server-side apply that creates the object needs create as well.
+    if verbs[0] == "patch" && request["code"] == 201 {
+        verbs.push("create".into());
+    }
+    verbs
+        .into_iter()
+        .map(|verb| (verb, text("group"), resource.clone(), text("namespace"), text("name")))
+        .collect()
+}
+
+async fn web_metric_server(token: &'static str) -> u16 {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    let authorized = move |headers: HeaderMap| {
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {token}"))
+    };
+    let app = axum::Router::new()
+        .route(
+            "/ok",
+            get(move |headers: HeaderMap| async move {
+                if authorized(headers) {
+                    Ok(axum::Json(json!({"ok": 1})))
+                } else {
+                    Err(StatusCode::UNAUTHORIZED)
+                }
+            }),
+        )
+        .route(
+            "/bad",
+            get(move |headers: HeaderMap| async move {
+                if authorized(headers) {
+                    Ok(axum::Json(json!({"ok": 0})))
+                } else {
+                    Err(StatusCode::UNAUTHORIZED)
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+/// The container args of deploy/'s Deployment, runnable here: listen addresses moved to free loopback
+/// ports and absolute paths (the pod's mounts) under `root`.
+fn install_args(root: &Path) -> Vec<String> {
+    let docs = kustomize(&repo("deploy"));
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+        .into_iter()
+        .map(|arg| match arg.split_once('=') {
+            Some((flag @ ("--metrics-addr" | "--webhook-addr"), _)) => {
+                format!("{flag}=127.0.0.1:{}", free_port())
+            }
+            Some((flag, path)) if path.starts_with('/') => {
+                format!("{flag}={}", root.join(path.trim_start_matches('/')).display())
+            }
+            _ => arg,
+        })
+        .collect()
+}
+
+/// The controller process and its directory (kubeconfig, the pod's writable mounts), kept while it runs.
+struct ControllerProcess(Child, tempfile::TempDir);
+
+impl ControllerProcess {
+    /// The real binary with the install's flags: leader election included, so Lease calls are checked
+    /// too; `extra` flags are added after them.
+    fn start(sim: &Simulator) -> ControllerProcess {
+        Self::start_with(sim, &[])
+    }
+
+    fn start_with(sim: &Simulator, extra: &[String]) -> ControllerProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig).unwrap();
+        let args = install_args(dir.path());
+        assert_eq!(args.first().map(String::as_str), Some("controller"), "{args:?}");
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(&args)
+            .args(extra)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAME", "sluice-controller-0")
+            .env("POD_NAMESPACE", "sluice-system")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sluice controller starts");
+        ControllerProcess(child, dir)
+    }
+
+    /// Where a path of the pod (a mount) is for this process.
+    fn path(&self, in_pod: &str) -> PathBuf {
+        self.1.path().join(in_pod.trim_start_matches('/'))
+    }
+
+    fn terminate(&mut self) {
+        let pid = self.0.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        self.0.wait().unwrap();
+    }
+}
+
+/// Fails with every call in the simulator's request log, made by the controller, that `rules` do not
+/// grant; returns the "verb group/resource" pairs seen.
+async fn assert_granted(sim: &Simulator, rules: &[Rule]) -> BTreeSet<String> {
+    let log = request_log(sim).await;
+    let by_controller: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["userAgent"].as_str().is_some_and(|ua| ua.starts_with("sluice/")))
+        .collect();
+    assert!(by_controller.len() > 20, "the controller's requests are logged");
+    let mut denied = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for request in &by_controller {
+        for (verb, group, resource, namespace, name) in needed(request) {
+            seen.insert(format!("{verb} {group}/{resource}"));
+            if !allowed(rules, &verb, &group, &resource, &namespace, &name) {
+                denied.insert(format!(
+                    "{verb} {group}/{resource} (namespace {namespace:?}, name {name:?})"
+                ));
+            }
+        }
+    }
+    assert!(denied.is_empty(), "calls deploy/ RBAC does not grant: {denied:#?}");
+    seen
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rollout_with(image: &str, path: &str) -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": image}]}},
+            "strategy": {"canary": {
+                "canaryService": "web-canary",
+                "stableService": "web-stable",
+                "abortScaleDownDelaySeconds": 0,
+                "scaleDownDelaySeconds": 0,
+                "steps": [
+                    {"setWeight": 50},
+                    {"analysis": {"templates": [{"templateName": "health"}], "args": [{"name": "path", "value": path}]}},
+                    {"pause": {"duration": "1s"}},
+                ],
+            }},
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_controller_call_is_granted_by_deploy_rbac() {
+    let rules = granted_rules(&kustomize(&repo("deploy")));
+    let sim = start_sim().await;
+    install_crds(&sim);
+    let client = sim.client().unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = serde_json::from_value(json!({"metadata": {"name": "sluice-system"}})).unwrap();
+    namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let secret =
+        serde_json::from_value(json!({"metadata": {"name": "health-api"}, "stringData": {"token": "s3cret"}})).unwrap();
+    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    for name in ["web-stable", "web-canary"] {
+        let service = serde_json::from_value(
+            json!({"metadata": {"name": name}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        )
+        .unwrap();
+        services.create(&PostParams::default(), &service).await.unwrap();
+    }
+    let port = web_metric_server("s3cret").await;
+    let template: AnalysisTemplate = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "health", "namespace": "default"},
+        "spec": {
+            "args": [{"name": "path"}, {"name": "token", "valueFrom": {"secretKeyRef": {"name": "health-api", "key": "token"}}}],
+            "metrics": [{
+                "name": "ok", "count": 1, "successCondition": "result >= 1",
+                "provider": {"web": {
+                    "url": format!("http://127.0.0.1:{port}/{{{{args.path}}}}"),
+                    "headers": [{"key": "Authorization", "value": "Bearer {{args.token}}"}],
+                    "jsonPath": "{$.ok}",
+                }},
+            }],
+        },
+    }))
+    .unwrap();
+    Api::<AnalysisTemplate>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &template)
+        .await
+        .unwrap();
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), "default");
+    let rollout: Rollout = serde_json::from_value(rollout_with("web:1", "ok")).unwrap();
+    rollouts.create(&PostParams::default(), &rollout).await.unwrap();
+
+    let mut controller = ControllerProcess::start(&sim);
+    let phase_and_stable = || async {
+        let status = rollouts.get("web").await.ok()?.status?;
+        Some((status.phase?, status.stable_rs?))
+    };
+    let (_, v1) = eventually(LONG, "v1 healthy", || async {
+        phase_and_stable()
+            .await
+            .filter(|(phase, _)| *phase == RolloutPhase::Healthy)
+    })
+    .await;
+    // v2 passes its analysis and is promoted.
+    let apply = PatchParams::apply("test").force();
+    let v2: Value = rollout_with("web:2", "ok");
+    rollouts.patch("web", &apply, &Patch::Apply(&v2)).await.unwrap();
+    let (_, v2_hash) = eventually(LONG, "v2 promoted", || async {
+        phase_and_stable()
+            .await
+            .filter(|(phase, stable)| *phase == RolloutPhase::Healthy && *stable != v1)
+    })
+    .await;
+    // v3 fails its analysis and is aborted.
+    let v3: Value = rollout_with("web:3", "bad");
+    rollouts.patch("web", &apply, &Patch::Apply(&v3)).await.unwrap();
+    eventually(LONG, "v3 aborted", || async {
+        phase_and_stable()
+            .await
+            .filter(|(phase, stable)| *phase == RolloutPhase::Degraded && *stable == v2_hash)
+    })
+    .await;
+    // A graceful stop, so releasing the Lease is checked too.
+    controller.terminate();
+
+    let seen = assert_granted(&sim, &rules).await;
+    // The run exercised what it claims to: writes, status, secrets, events, the lease.
+    for expected in [
+        "create apps/replicasets",
+        "patch sluice.dev/rollouts/status",
+        "create sluice.dev/analysisruns",
+        "patch sluice.dev/analysisruns/status",
+        "get /secrets",
+        "patch /services",
+        "create events.k8s.io/events",
+        "patch coordination.k8s.io/leases",
+    ] {
+        assert!(seen.contains(expected), "{expected} not exercised; seen {seen:#?}");
+    }
+}
+
+fn create(sim: &Simulator, namespace: &str, group: &str, plural: &str, body: Value) {
+    let rt = sim
+        .api
+        .resource(group, plural)
+        .unwrap_or_else(|| panic!("{plural} are served"));
+    let options = WriteOptions {
+        field_manager: "test".into(),
+        ..Default::default()
+    };
+    sim.api.create(&rt, namespace, body, &options).expect("created");
+}
+
+/// Each traffic router takes a canary through one weighted step: every call it makes is granted too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_traffic_router_call_is_granted_by_deploy_rbac() {
+    let rules = granted_rules(&kustomize(&repo("deploy")));
+    let sim = start_sim().await;
+    install_crds(&sim);
+    for crd in sluice_sim::crds::ROUTERS {
+        create(
+            &sim,
+            "",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            sluice_sim::crds::parse(crd).unwrap(),
+        );
+    }
+    let client = sim.client().unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in ["sluice-system", "gateway", "smi", "nginx", "istio"] {
+        let namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+    }
+    let service = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    };
+    for namespace in ["gateway", "smi", "nginx", "istio"] {
+        for name in ["web-stable", "web-canary"] {
+            create(&sim, namespace, "", "services", service(name));
+        }
+    }
+    create(&sim, "smi", "", "services", service("web"));
+    create(&sim, "istio", "", "services", service("web"));
+    create(
+        &sim,
+        "gateway",
+        "gateway.networking.k8s.io",
+        "httproutes",
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "web"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [
+                {"name": "web-stable", "port": 80, "weight": 100}, {"name": "web-canary", "port": 80, "weight": 0}]}]},
+        }),
+    );
+    create(
+        &sim,
+        "nginx",
+        "networking.k8s.io",
+        "ingresses",
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "shop"},
+            "spec": {"ingressClassName": "nginx", "rules": [{"host": "web.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}}]}}]},
+        }),
+    );
+    create(
+        &sim,
+        "istio",
+        "networking.istio.io",
+        "destinationrules",
+        json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule", "metadata": {"name": "web"},
+            "spec": {"host": "web", "subsets": [{"name": "stable", "labels": {"app": "web"}}, {"name": "canary", "labels": {"app": "web"}}]},
+        }),
+    );
+    create(
+        &sim,
+        "istio",
+        "networking.istio.io",
+        "virtualservices",
+        json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService", "metadata": {"name": "web"},
+            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
+                {"destination": {"host": "web", "subset": "canary"}, "weight": 0}]}]},
+        }),
+    );
+    let routings = [
+        ("gateway", json!({"gatewayAPI": {"httpRoute": "web"}})),
+        ("smi", json!({"smi": {"rootService": "web"}})),
+        ("nginx", json!({"nginx": {"stableIngress": "shop"}})),
+        (
+            "istio",
+            json!({"istio": {
+            "virtualService": {"name": "web", "routes": ["primary"]},
+            "destinationRule": {"name": "web", "canarySubsetName": "canary", "stableSubsetName": "stable"}}}),
+        ),
+    ];
+    let rollout = |namespace: &str, routing: &Value, image: &str| {
+        json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": image}]}},
+            "strategy": {"canary": {
+                "canaryService": "web-canary", "stableService": "web-stable", "trafficRouting": routing,
+                "scaleDownDelaySeconds": 0, "abortScaleDownDelaySeconds": 0,
+                "steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}}]}}}})
+    };
+    let apply = PatchParams::apply("test").force();
+    for (namespace, routing) in &routings {
+        let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+        rollouts
+            .patch("web", &apply, &Patch::Apply(rollout(namespace, routing, "web:1")))
+            .await
+            .unwrap();
+    }
+    let mut controller = ControllerProcess::start(&sim);
+    let stable_of = |namespace: &'static str| {
+        let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+        async move {
+            let status = rollouts.get("web").await.ok()?.status?;
+            (status.phase? == RolloutPhase::Healthy).then_some(status.stable_rs?)
+        }
+    };
+    let mut v1 = vec![];
+    for (namespace, _) in &routings {
+        v1.push(eventually(LONG, "v1 healthy", || stable_of(namespace)).await);
+    }
+    for (namespace, routing) in &routings {
+        let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+        rollouts
+            .patch("web", &apply, &Patch::Apply(rollout(namespace, routing, "web:2")))
+            .await
+            .unwrap();
+    }
+    for ((namespace, _), v1) in routings.iter().zip(&v1) {
+        let what = format!("{namespace}: v2 promoted");
+        eventually(LONG, &what, || async { stable_of(namespace).await.filter(|s| s != v1) }).await;
+    }
+    controller.terminate();
+    let seen = assert_granted(&sim, &rules).await;
+    for expected in [
+        "patch gateway.networking.k8s.io/httproutes",
+        "create split.smi-spec.io/trafficsplits",
+        "create networking.k8s.io/ingresses",
+        "patch networking.istio.io/virtualservices",
+        "patch networking.istio.io/destinationrules",
+    ] {
+        assert!(seen.contains(expected), "{expected} not exercised; seen {seen:#?}");
+    }
+}
+
+fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A GitSync run by the binary with the install's flags: applied as its ServiceAccount (so the
+/// controller itself needs only `impersonate`), an object pruned after it left Git, a Secret read for
+/// the webhook and Git credentials, a signed webhook call. Every call the controller makes is granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_gitsync_call_is_granted_by_deploy_rbac() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use sluice::api::gitsync::GitSync;
+    use sluice_e2e::kit::local_repo::LocalRepo;
+
+    let rules = granted_rules(&kustomize(&repo("deploy")));
+    let git = tempfile::tempdir().unwrap();
+    let source = LocalRepo::create(git.path()).unwrap();
+    let config_map =
+        |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{a: \"1\"}}\n");
+    source.write("app/a.yaml", &config_map("a")).unwrap();
+    source.write("app/b.yaml", &config_map("b")).unwrap();
+    source
+        .write(
+            "app/service.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{port: 80}]}\n",
+        )
+        .unwrap();
+    let first = source.commit("two config maps and a service").unwrap();
+
+    let sim = start_sim().await;
+    install_crds(&sim);
+    let client = sim.client().unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in ["sluice-system", "shop"] {
+        let namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+    }
+    let secret =
+        serde_json::from_value(json!({"metadata": {"name": "git"}, "stringData": {"webhookSecret": "s3cret"}}))
+            .unwrap();
+    Api::<Secret>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    // The account the GitSync applies as: deleting the GitSync checks it still exists.
+    let account = serde_json::from_value(json!({"metadata": {"name": "deployer"}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap();
+    let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "shop");
+    let gitsync = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync", "metadata": {"name": "app", "namespace": "shop"},
+        "spec": {"repoURL": source.url(), "ref": {"branch": "main"}, "path": "app", "interval": "1s",
+            "serviceAccountName": "deployer", "secretRef": {"name": "git"}},
+    }))
+    .unwrap();
+    gitsyncs.create(&PostParams::default(), &gitsync).await.unwrap();
+
+    let webhook_port = free_port();
+    let mut controller = ControllerProcess::start_with(&sim, &[format!("--webhook-addr=127.0.0.1:{webhook_port}")]);
+    let applied = |revision: String| {
+        let gitsyncs = gitsyncs.clone();
+        async move {
+            let status = gitsyncs.get("app").await.ok()?.status?;
+            (status.last_applied_revision.as_deref() == Some(revision.as_str())).then_some(())
+        }
+    };
+    eventually(LONG, "first revision applied", || applied(first.clone())).await;
+    source.remove("app/b.yaml").unwrap();
+    let second = source.commit("b leaves Git").unwrap();
+    eventually(LONG, "second revision applied", || applied(second.clone())).await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "shop");
+    eventually(LONG, "b pruned", || async {
+        config_maps.get_opt("b").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    // A signed push notification: the webhook reads the GitSync and its Secret.
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{webhook_port}/hooks/gitsync/shop/app"))
+        .header(
+            "X-Hub-Signature-256",
+            format!("sha256={}", hmac_sha256_hex(b"s3cret", body)),
+        )
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let mirrors = controller.path("/var/cache/sluice/git");
+    assert!(
+        std::fs::read_dir(&mirrors).is_ok_and(|mut entries| entries.next().is_some()),
+        "the Git mirror is kept under --git-cache-dir ({})",
+        mirrors.display()
+    );
+    // Deleting the GitSync deletes what it applied, as the ServiceAccount, then drops the finalizer.
+    gitsyncs.delete("app", &Default::default()).await.unwrap();
+    eventually(LONG, "the GitSync and its objects gone", || async {
+        let gone =
+            gitsyncs.get_opt("app").await.unwrap().is_none() && config_maps.get_opt("a").await.unwrap().is_none();
+        gone.then_some(())
+    })
+    .await;
+    controller.terminate();
+
+    let seen = assert_granted(&sim, &rules).await;
+    for expected in [
+        "patch sluice.dev/gitsyncs",
+        "get /serviceaccounts",
+        "list sluice.dev/gitsyncs",
+        "watch sluice.dev/gitsyncs",
+        "get sluice.dev/gitsyncs",
+        "patch sluice.dev/gitsyncs/status",
+        "get /secrets",
+        "create events.k8s.io/events",
+        "impersonate /serviceaccounts",
+    ] {
+        assert!(seen.contains(expected), "{expected} not exercised; seen {seen:#?}");
+    }
+    // The applies and the prune went out as the ServiceAccount, through the controller's own client
+    // (its User-Agent, so its rate limit and leader write gate too).
+    let log = request_log(&sim).await;
+    let writes: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["namespace"] == "shop" && matches!(r["resource"].as_str(), Some("configmaps" | "services")))
+        .filter(|r| r["verb"] == "patch" || r["verb"] == "delete")
+        .collect();
+    for deleted in ["b", "a", "web"] {
+        assert!(
+            writes.iter().any(|r| r["verb"] == "delete" && r["name"] == deleted),
+            "{deleted} not deleted: {writes:#?}"
+        );
+    }
+    for write in &writes {
+        assert_eq!(
+            write["impersonateUser"], "system:serviceaccount:shop:deployer",
+            "{write}"
+        );
+        assert!(write["userAgent"].as_str().unwrap().starts_with("sluice/"), "{write}");
+    }
+}

@@ -1,0 +1,206 @@
+//! `sluice bench sim`: API writes per second and watch fan-out on the simulator, and its memory per
+//! stored object. Writes go over loopback HTTP, as a controller's would.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+
+use sluice_sim::{SimConfig, Simulator};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimBenchOptions {
+    #[arg(long, default_value_t = 10_000)]
+    pub objects: usize,
+    #[arg(long, default_value_t = 10)]
+    pub watchers: usize,
+    /// Writes in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SimBenchReport {
+    pub objects: usize,
+    pub watchers: usize,
+    pub concurrency: usize,
+    pub create_seconds: f64,
+    pub creates_per_second: f64,
+    pub update_seconds: f64,
+    pub updates_per_second: f64,
+    /// Time from the first write until every watcher has seen every event.
+    pub fanout_seconds: f64,
+    pub events_delivered: u64,
+    pub average_object_json_bytes: f64,
+    pub rss_growth_bytes: u64,
+    /// RSS growth per object minus the object's own JSON (the store's overhead, history included).
+    pub overhead_bytes_per_object: f64,
+}
+
+fn config_map(i: usize) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": format!("bench-{i:05}"), "labels": {"app": "bench", "shard": (i % 10).to_string()}},
+        "data": {"payload": "x".repeat(200), "index": i.to_string()},
+    })
+}
+
+pub async fn run(options: SimBenchOptions) -> anyhow::Result<SimBenchReport> {
+    // History holds every change of the run, so the memory figure includes it.
+    let config = SimConfig {
+        watch_history: options.objects * 2 + 16,
+        request_log_capacity: 0,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(config).await?;
+    let base = format!("{}/api/v1/namespaces/default/configmaps", sim.url());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.concurrency)
+        .build()?;
+    let expected_events = (options.objects * 2) as u64;
+
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut watchers = Vec::new();
+    for _ in 0..options.watchers {
+        let response = http
+            .get(format!(
+                "{base}?watch=true&resourceVersion={}",
+                sim.api.store.current_resource_version()
+            ))
+            .send()
+            .await?;
+        let delivered = delivered.clone();
+        watchers.push(tokio::spawn(async move {
+            let mut seen = 0u64;
+            let mut buffered = Vec::new();
+            let mut body = response.bytes_stream();
+            while let Some(Ok(chunk)) = body.next().await {
+                buffered.extend_from_slice(&chunk);
+                while let Some(pos) = buffered.iter().position(|b| *b == b'\n') {
+                    buffered.drain(..=pos);
+                    seen += 1;
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    if seen == expected_events {
+                        return Instant::now();
+                    }
+                }
+            }
+            Instant::now()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    write_all(&http, options.concurrency, options.objects, |i| {
+        (reqwest::Method::POST, base.clone(), config_map(i))
+    })
+    .await?;
+    let create_seconds = started.elapsed().as_secs_f64();
+    let update_started = Instant::now();
+    write_all(&http, options.concurrency, options.objects, |i| {
+        let patch = json!({"data": {"index": format!("{i}-updated")}});
+        (reqwest::Method::PATCH, format!("{base}/bench-{i:05}"), patch)
+    })
+    .await?;
+    let update_seconds = update_started.elapsed().as_secs_f64();
+
+    let mut last_seen = started;
+    for watcher in watchers {
+        let finished = tokio::time::timeout(Duration::from_secs(120), watcher)
+            .await
+            .context("watchers did not see every event")??;
+        last_seen = last_seen.max(finished);
+    }
+    sim.shutdown().await;
+    let (growth, average_json) = memory_per_object(options.objects).await?;
+    Ok(SimBenchReport {
+        objects: options.objects,
+        watchers: options.watchers,
+        concurrency: options.concurrency,
+        create_seconds,
+        creates_per_second: options.objects as f64 / create_seconds,
+        update_seconds,
+        updates_per_second: options.objects as f64 / update_seconds,
+        fanout_seconds: (last_seen - started).as_secs_f64(),
+        events_delivered: delivered.load(Ordering::Relaxed),
+        average_object_json_bytes: average_json,
+        rss_growth_bytes: growth,
+        overhead_bytes_per_object: growth as f64 / options.objects as f64 - average_json,
+    })
+}
+
+/// RSS growth and average JSON size when `objects` objects are created in a fresh simulator, in
+/// process (no HTTP buffers in the figure); history is on, as in normal operation.
+async fn memory_per_object(objects: usize) -> anyhow::Result<(u64, f64)> {
+    let sim = Simulator::start(SimConfig {
+        request_log_capacity: 0,
+        ..SimConfig::default()
+    })
+    .await?;
+    let rt = sim.api.resource("", "configmaps").context("configmaps are built in")?;
+    let options = sluice_sim::api::WriteOptions {
+        field_manager: "bench".into(),
+        ..Default::default()
+    };
+    // Warm up allocator arenas so the measurement sees steady-state growth.
+    for i in 0..100 {
+        sim.api.create(&rt, "default", config_map(objects + i), &options)?;
+    }
+    let rss_before = super::resident_bytes().unwrap_or(0);
+    for i in 0..objects {
+        sim.api.create(&rt, "default", config_map(i), &options)?;
+    }
+    let rss_after = super::resident_bytes().unwrap_or(0);
+    let json_bytes: usize = {
+        let txn = sim.api.store.lock();
+        let resource = sluice_sim::registry::GroupResource {
+            group: String::new(),
+            plural: "configmaps".into(),
+        };
+        txn.range(&resource, Some("default"), None).map(|o| o.json.len()).sum()
+    };
+    sim.shutdown().await;
+    Ok((
+        rss_after.saturating_sub(rss_before),
+        json_bytes as f64 / (objects + 100) as f64,
+    ))
+}
+
+/// Sends `count` writes with `concurrency` in flight; any non-success answer fails the run.
+async fn write_all<F>(http: &reqwest::Client, concurrency: usize, count: usize, request: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> (reqwest::Method, String, serde_json::Value),
+{
+    let results = futures::stream::iter(0..count)
+        .map(|i| {
+            let (method, url, body) = request(i);
+            let content_type = if method == reqwest::Method::PATCH {
+                "application/merge-patch+json"
+            } else {
+                "application/json"
+            };
+            let send = http
+                .request(method, url)
+                .header("content-type", content_type)
+                .body(body.to_string())
+                .send();
+            async move {
+                let response = send.await?;
+                if !response.status().is_success() {
+                    anyhow::bail!(
+                        "write {i} answered {}: {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
+                    );
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    results.into_iter().collect()
+}

@@ -1,0 +1,187 @@
+//! `sluice demo`: the whole GitOps loop on one machine, no cluster. A simulated cluster with traffic,
+//! a real Prometheus scraping it, a local Git repository holding the app, and the Sluice controller
+//! with a GitSync following it. Only commits drive the story (see `story`); a live timeline shows what
+//! Git, the GitSync and the Rollout do, and the demo succeeds only if the story happened as told.
+mod app;
+mod story;
+mod timeline;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use kube::api::Api;
+
+pub use story::Outcome;
+
+use crate::kit::local_repo::LocalRepo;
+use crate::kit::prometheus;
+use sluice::api::analysis::ClusterAnalysisTemplate;
+use sluice::api::gitsync::GitSync;
+use sluice::controller::gitsync::GitSyncConfig;
+use sluice_sim::api::WriteOptions;
+use sluice_sim::{SimConfig, Simulator};
+use story::Story;
+use timeline::{Commits, Timeline};
+
+const SUCCESS_RATE_TEMPLATE: &str = include_str!("../../../analysis-templates/sim-success-rate.yaml");
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoOptions {
+    /// Leave the simulator, Prometheus, the Git repository and the controller running afterwards
+    /// (prints the kubeconfig and how to commit a v4 yourself).
+    #[arg(long)]
+    pub keep: bool,
+    /// The Prometheus binary (default: `prometheus` on PATH).
+    #[arg(long)]
+    pub prometheus: Option<PathBuf>,
+}
+
+pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
+    let timeline = Timeline::start();
+    let prometheus_binary = options
+        .prometheus
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("prometheus"));
+    prometheus::check_installed(&prometheus_binary, "the demo")?;
+    let sim = Simulator::start(SimConfig {
+        pod_ready_delay: Duration::from_millis(500),
+        ..SimConfig::default()
+    })
+    .await?;
+    let workdir = tempfile::Builder::new().prefix("sluice-demo-").tempdir()?;
+    let kubeconfig = workdir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig)?;
+    timeline.say(
+        "setup",
+        format!(
+            "simulated cluster at {} (kubeconfig {})",
+            sim.url(),
+            kubeconfig.display()
+        ),
+    );
+    install_platform(&sim)?;
+    timeline.say(
+        "setup",
+        "platform: Sluice CRDs and the ClusterAnalysisTemplate sim-success-rate (canary success rate ≥ 95%, 3 measurements)",
+    );
+    let prometheus = prometheus::start(&prometheus_binary, workdir.path(), &sim).await?;
+    timeline.say(
+        "setup",
+        format!(
+            "Prometheus at {}, scraping the simulated traffic every second",
+            prometheus.address
+        ),
+    );
+    let repo = LocalRepo::create(workdir.path().join("git"))
+        .context("creating the demo's Git repository (the demo needs git on PATH)")?;
+    app::write_base(&repo)?;
+    timeline.say(
+        "setup",
+        format!(
+            "Git repository {} (work clone {}): {}/service.yaml, {}/rollout.yaml",
+            repo.bare_path().display(),
+            repo.work_path().display(),
+            app::APP_PATH,
+            app::APP_PATH
+        ),
+    );
+
+    let client = sim.client()?;
+    let config = sluice::controller::ControllerConfig {
+        namespace: None,
+        metrics_addr: "127.0.0.1:0".parse()?,
+        prometheus_address: Some(prometheus.address.clone()),
+        analysis_address_allowlist: vec!["127.0.0.1/32".into()],
+        gitsync: GitSyncConfig {
+            kube_config: Some(sim.kube_config()?),
+            client_options: None,
+            cache_dir: Some(workdir.path().join("git-cache")),
+            webhook_addr: None,
+            argocd: None,
+        },
+    };
+    let controller = sluice::controller::start(client.clone(), config, Default::default()).await?;
+    timeline.say(
+        "setup",
+        format!(
+            "Sluice controller running (metrics at http://{}/metrics)",
+            controller.metrics_addr
+        ),
+    );
+    let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "default");
+
+    let commits = Commits(repo.clone());
+    let printers = [
+        tokio::spawn(timeline::print_gitsync(gitsyncs.clone(), commits.clone(), timeline)),
+        tokio::spawn(timeline::print_rollout(
+            client.clone(),
+            prometheus.address.clone(),
+            timeline,
+        )),
+    ];
+    let story = Story {
+        repo: repo.clone(),
+        commits,
+        gitsyncs,
+        rollouts: Api::namespaced(client, "default"),
+        timeline,
+    };
+    let result = match story.tell().await {
+        Ok(outcome) => story.conclude(&outcome).await.map(|()| outcome),
+        Err(e) => Err(e),
+    };
+    match &result {
+        Ok(_) => timeline.say(
+            "demo",
+            "the story happened as told: v2 promoted on evidence; v3 stopped at 20%, blocked, v2 pinned",
+        ),
+        Err(e) => timeline.say("demo", format!("the story did NOT happen as told: {e:#}")),
+    }
+    if options.keep {
+        print_keep_instructions(&kubeconfig, &repo, &prometheus.address);
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    for printer in printers {
+        printer.abort();
+    }
+    controller.stop(Duration::from_secs(5)).await;
+    drop(prometheus);
+    sim.shutdown().await;
+    result
+}
+
+/// What the platform team owns: the CRDs and the analysis template every app may use.
+fn install_platform(sim: &Simulator) -> anyhow::Result<()> {
+    let options = WriteOptions {
+        field_manager: "sluice-demo".into(),
+        ..Default::default()
+    };
+    crate::kit::install_sluice_crds(sim)?;
+    let template: ClusterAnalysisTemplate =
+        serde_saphyr::from_str(SUCCESS_RATE_TEMPLATE).context("bundled analysis template")?;
+    let templates = sim
+        .api
+        .resource("sluice.dev", "clusteranalysistemplates")
+        .context("CRDs installed")?;
+    sim.api
+        .create(&templates, "", serde_json::to_value(template)?, &options)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+fn print_keep_instructions(kubeconfig: &Path, repo: &LocalRepo, prometheus_address: &str) {
+    println!(
+        "\nEverything keeps running; the timeline goes on. Explore:\n  \
+         export KUBECONFIG={kubeconfig}\n  \
+         kubectl get ro,gitsync\n  \
+         sluice get rollout web --watch\n\
+         Git: the GitSync follows main of {bare}. Ship a fixed v4 from the work clone:\n  \
+         cd {work}\n  \
+         {ship}\n\
+         Prometheus: {prometheus_address}   Press Ctrl-C to stop.",
+        kubeconfig = kubeconfig.display(),
+        bare = repo.bare_path().display(),
+        work = repo.work_path().display(),
+        ship = app::ship_v4_commands(),
+    );
+}

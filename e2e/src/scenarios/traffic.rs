@@ -1,0 +1,155 @@
+//! A Gateway API canary: the controller writes the HTTPRoute's weights step by step; abort sets the
+//! canary's weight to 0 at once; completion gives the promoted version all traffic before the old
+//! ReplicaSet goes. Where the target counts requests, the measured split must follow the weights.
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
+use serde_json::json;
+
+use super::context::{Ctx, at_step, canary_hash, ensure, phase, stable_hash};
+use sluice::api::rollout::RolloutPhase;
+
+/// (canary, stable) weights on the route's first rule.
+async fn route_weights(ctx: &Ctx<'_>) -> anyhow::Result<Option<(i64, i64)>> {
+    let route = ctx
+        .api_for("gateway.networking.k8s.io/v1", "HTTPRoute")
+        .get("web")
+        .await?;
+    let Some(refs) = route
+        .data
+        .pointer("/spec/rules/0/backendRefs")
+        .and_then(|r| r.as_array())
+    else {
+        return Ok(None);
+    };
+    let weight = |name: &str| {
+        refs.iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r["weight"].as_i64())
+    };
+    Ok(weight("web-canary").zip(weight("web-stable")))
+}
+
+async fn wait_weights(ctx: &Ctx<'_>, what: &str, wanted: (i64, i64)) -> anyhow::Result<()> {
+    ctx.eventually(what, || async {
+        Ok((route_weights(ctx).await? == Some(wanted)).then_some(()))
+    })
+    .await
+}
+
+/// The canary's share of the requests served over `window`, when the target counts requests.
+async fn measured_canary_share(ctx: &Ctx<'_>, window: Duration) -> Option<f64> {
+    let before = ctx.target.served_requests(&ctx.namespace).await?;
+    tokio::time::sleep(window).await;
+    let after = ctx.target.served_requests(&ctx.namespace).await?;
+    let delta = |s: &str| after.get(s).copied().unwrap_or(0.0) - before.get(s).copied().unwrap_or(0.0);
+    let (canary, stable) = (delta("web-canary"), delta("web-stable"));
+    Some(canary / (canary + stable))
+}
+
+async fn selector_hash(ctx: &Ctx<'_>, service: &str) -> anyhow::Result<Option<String>> {
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    Ok(services
+        .get(service)
+        .await?
+        .spec
+        .and_then(|s| s.selector)
+        .and_then(|s| s.get("sluice.dev/pod-template-hash").cloned()))
+}
+
+pub async fn gateway_api(ctx: &Ctx<'_>) -> anyhow::Result<()> {
+    let parent_refs = ctx.target.gateway_parent_refs()?;
+    for name in ["web-canary", "web-stable"] {
+        ctx.create(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+        )
+        .await?;
+    }
+    ctx.create(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web", "annotations": {"sim.sluice.dev/rps": "200"}},
+        "spec": {"parentRefs": parent_refs, "hostnames": [format!("web.{}.example.com", ctx.namespace)], "rules": [
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+             "backendRefs": [{"name": "web-stable", "port": 80, "weight": 100}, {"name": "web-canary", "port": 80, "weight": 0}]}]},
+    }))
+    .await?;
+    ctx.create(
+        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {"replicas": 10, "selector": {"matchLabels": {"app": "web"}},
+            "template": ctx.target.workload().pod_template("web", 1, 0.0),
+            "strategy": {"canary": {
+                "canaryService": "web-canary", "stableService": "web-stable",
+                "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}},
+                "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2,
+                "steps": [{"setWeight": 30}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]}}}}),
+    )
+    .await?;
+    let v1 = ctx
+        .wait_rollout("web", "v1 Healthy", |r| phase(r) == Some(RolloutPhase::Healthy))
+        .await?;
+    let v1 = stable_hash(&v1).unwrap_or_default();
+    wait_weights(ctx, "all traffic on stable", (0, 100)).await?;
+
+    // v2 at 30%: ceil(10 × 30%) = 3 canary pods beside 10 stable ones.
+    let template = ctx.target.workload().pod_template("web", 2, 0.0);
+    ctx.patch_rollout("web", json!({"spec": {"template": template}}))
+        .await?;
+    let paused = ctx.wait_rollout("web", "paused at 30%", |r| at_step(r, 1)).await?;
+    let v2 = canary_hash(&paused).unwrap_or_default();
+    let weights = route_weights(ctx).await?;
+    ensure(weights == Some((30, 70)), || {
+        format!("route weights at 30%: {weights:?}")
+    })?;
+    match measured_canary_share(ctx, Duration::from_secs(5)).await {
+        Some(share) => ensure((share - 0.30).abs() <= 0.05, || {
+            format!("measured canary share {share:.3} at weight 30")
+        })?,
+        None => ctx.note("the measured traffic split was not checked: this target does not count requests"),
+    }
+    ensure(selector_hash(ctx, "web-canary").await? == Some(v2.clone()), || {
+        "web-canary does not select the canary".into()
+    })?;
+    ensure(selector_hash(ctx, "web-stable").await? == Some(v1.clone()), || {
+        "web-stable does not select stable".into()
+    })?;
+
+    // Abort: weight 0 within one reconcile, and requests follow.
+    ctx.patch_rollout_status("web", json!({"abort": true})).await?;
+    let started = std::time::Instant::now();
+    wait_weights(ctx, "canary weight 0 after abort", (0, 100)).await?;
+    ensure(started.elapsed() < Duration::from_secs(5), || {
+        format!("the canary weight took {:?} to reach 0 after abort", started.elapsed())
+    })?;
+    if let Some(share) = measured_canary_share(ctx, Duration::from_secs(3)).await {
+        ensure(share < 0.01, || {
+            format!("canary still served {share:.3} of requests after abort")
+        })?;
+    }
+
+    // Retry, then promote fully: stable Service and all traffic move to v2.
+    ctx.patch_rollout_status("web", json!({"abort": null})).await?;
+    ctx.wait_rollout("web", "back at the first pause", |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.current_step_index == Some(1) && !s.is_aborted())
+    })
+    .await?;
+    ctx.patch_rollout_status("web", json!({"promoteFull": true})).await?;
+    ctx.wait_rollout("web", "v2 stable and Healthy", |r| {
+        phase(r) == Some(RolloutPhase::Healthy) && stable_hash(r).as_deref() == Some(v2.as_str())
+    })
+    .await?;
+    ensure(selector_hash(ctx, "web-stable").await? == Some(v2.clone()), || {
+        "web-stable does not select v2 after completion".into()
+    })?;
+    let weights = route_weights(ctx).await?;
+    ensure(weights == Some((0, 100)), || {
+        format!("route weights after completion: {weights:?}")
+    })?;
+    ctx.eventually("old stable scaled down after scaleDownDelaySeconds", || async {
+        Ok((ctx.replicas("web", &v1).await?.0 == 0).then_some(()))
+    })
+    .await
+}

@@ -1,0 +1,64 @@
+//! The end-to-end scenarios of `sluice e2e` (src/e2e) on their default target: the simulator, a
+//! real Prometheus and the controller in-process. One test per scenario, each with its own target,
+//! so they run in parallel; `sluice e2e` runs the same code against a real cluster.
+use sluice_e2e::scenarios::{RunOptions, SimOptions, SimTarget, Verdict};
+
+async fn run(name: &str) {
+    let target = SimTarget::start(SimOptions::default())
+        .await
+        .expect("simulator, Prometheus (scripts/install-tools.sh) and controller start");
+    let scenario = sluice_e2e::scenarios::select(&[name.to_string()]).unwrap().remove(0);
+    let outcome = sluice_e2e::scenarios::run_one(&target, &scenario, &RunOptions::default()).await;
+    target.stop().await;
+    assert_eq!(outcome.verdict, Verdict::Pass, "{outcome:#?}");
+    assert!(
+        outcome.notes.is_empty(),
+        "the simulator checks everything: {:?}",
+        outcome.notes
+    );
+}
+
+const TESTED: [&str; 6] = [
+    "canary-steps",
+    "abort-retry",
+    "analysis-pass",
+    "analysis-fail",
+    "gateway-api",
+    "gitsync-rollback",
+];
+
+#[test]
+fn every_scenario_has_a_test() {
+    let names: Vec<_> = sluice_e2e::scenarios::scenarios().iter().map(|s| s.name).collect();
+    assert_eq!(names, TESTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_steps() {
+    run("canary-steps").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_retry() {
+    run("abort-retry").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysis_pass() {
+    run("analysis-pass").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysis_fail() {
+    run("analysis-fail").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api() {
+    run("gateway-api").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitsync_rollback() {
+    run("gitsync-rollback").await;
+}

@@ -1,0 +1,616 @@
+//! GitSync on the simulator, the failure paths: bad revisions and sources, pruning, signed webhooks.
+//! The whole loop (a failed canary blocked, rolled back and reverted in Git) is the e2e scenario
+//! gitsync-rollback (src/e2e, tests/e2e.rs).
+use sluice_e2e::kit as common;
+
+use std::time::Duration;
+
+use common::git_servers::GitHttpServer;
+use common::{RunningController, eventually, install_crds, request_log, start_sim};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use sluice::api::conditions;
+use sluice::api::gitsync::GitSync;
+use sluice::controller::gitsync::GitSyncConfig;
+use sluice_e2e::kit::local_repo::LocalRepo;
+use sluice_sim::Simulator;
+
+const LONG: Duration = Duration::from_secs(90);
+
+fn config_map(version: u32) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-config-v{version}\ndata:\n  version: \"{version}\"\n"
+    )
+}
+
+fn gitsync(url: &str, rollback: &str) -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync",
+        "metadata": {"name": "shop", "namespace": "default"},
+        "spec": {
+            "repoURL": url, "ref": {"branch": "main"}, "path": "app", "interval": "2s", "timeout": "30s",
+            "rollback": {"onAnalysisFailure": rollback, "author": "Sluice Test <test@sluice.dev>"},
+        },
+    })
+}
+
+struct Cluster {
+    sim: Simulator,
+    controller: RunningController,
+    gitsyncs: Api<GitSync>,
+    config_maps: Api<ConfigMap>,
+    _cache: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let sim = start_sim().await;
+        install_crds(&sim);
+        let cache = tempfile::tempdir().unwrap();
+        let config = GitSyncConfig {
+            kube_config: Some(sim.kube_config().unwrap()),
+            client_options: None,
+            cache_dir: Some(cache.path().to_path_buf()),
+            webhook_addr: Some("127.0.0.1:0".parse().unwrap()),
+            ..GitSyncConfig::default()
+        };
+        let controller = RunningController::start_with(&sim, None, config).await;
+        let client = sim.client().unwrap();
+        Cluster {
+            gitsyncs: Api::namespaced(client.clone(), "default"),
+            config_maps: Api::namespaced(client, "default"),
+            sim,
+            controller,
+            _cache: cache,
+        }
+    }
+
+    async fn create(&self, gitsync: Value) {
+        self.gitsyncs
+            .create(&PostParams::default(), &serde_json::from_value(gitsync).unwrap())
+            .await
+            .unwrap();
+    }
+
+    async fn gitsync(&self) -> GitSync {
+        self.gitsyncs.get("shop").await.unwrap()
+    }
+
+    /// Waits for `check`; on timeout the panic shows the GitSync's last status (the why).
+    async fn wait_gitsync(&self, what: &str, check: impl Fn(&GitSync) -> bool) -> GitSync {
+        self.wait_named("shop", what, check).await
+    }
+
+    /// [`Cluster::wait_gitsync`] for the GitSync `name` in `default`.
+    async fn wait_named(&self, name: &str, what: &str, check: impl Fn(&GitSync) -> bool) -> GitSync {
+        let deadline = tokio::time::Instant::now() + LONG;
+        loop {
+            let gitsync = self.gitsyncs.get(name).await.unwrap();
+            if check(&gitsync) {
+                return gitsync;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; GitSync status: {}",
+                    serde_json::to_string_pretty(&gitsync.status).unwrap()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn config_map_exists(&self, name: &str) -> bool {
+        self.config_maps.get_opt(name).await.unwrap().is_some()
+    }
+
+    async fn stop(self) {
+        self.controller.stop().await;
+        self.sim.shutdown().await;
+    }
+}
+
+fn status(gitsync: &GitSync) -> sluice::api::gitsync::GitSyncStatus {
+    gitsync.status.clone().unwrap_or_default()
+}
+
+fn healthy_at(gitsync: &GitSync, revision: &str) -> bool {
+    status(gitsync).last_healthy_revision.as_deref() == Some(revision)
+}
+
+fn ready_message(gitsync: &GitSync) -> String {
+    let status = status(gitsync);
+    conditions::find(&status.conditions, conditions::READY)
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// Failures leave what runs alone and say why: a render error (nothing of that revision applied),
+/// wrong credentials, an unreachable repository; an object deleted from Git is pruned; a signed
+/// webhook syncs at once, an unsigned one changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_revisions_and_sources_stall_without_touching_what_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/config-a.yaml", &config_map(1).replace("web-config-v1", "a"))
+        .unwrap();
+    repo.write("app/config-b.yaml", &config_map(1).replace("web-config-v1", "b"))
+        .unwrap();
+    let first = repo.commit("two config maps").unwrap();
+    let cluster = Cluster::start().await;
+    let mut spec = gitsync(&repo.url(), "pin");
+    spec["spec"]["interval"] = json!("1h");
+    cluster
+        .sim
+        .client()
+        .map(|client| Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, "default"))
+        .unwrap()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "hooks"}, "stringData": {"webhookSecret": "s3cret"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    spec["spec"]["secretRef"] = json!({"name": "hooks"});
+    cluster.create(spec).await;
+    cluster.wait_gitsync("first applied", |g| healthy_at(g, &first)).await;
+    assert!(cluster.config_map_exists("a").await && cluster.config_map_exists("b").await);
+
+    // A broken file: nothing of that revision is applied, the previous one keeps running.
+    repo.remove("app/config-b.yaml").unwrap();
+    repo.write("app/config-a.yaml", &config_map(2).replace("web-config-v2", "a"))
+        .unwrap();
+    repo.write(
+        "app/broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [unclosed\n",
+    )
+    .unwrap();
+    let broken = repo.commit("broken yaml").unwrap();
+    let hook = format!(
+        "http://{}/hooks/gitsync/default/shop",
+        cluster.controller.webhook_addr().unwrap()
+    );
+    let http = reqwest::Client::new();
+    let unsigned = http.post(&hook).body("{}").send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        status(&cluster.gitsync().await).last_attempted_revision.as_deref(),
+        Some(first.as_str()),
+        "an unsigned call changes nothing"
+    );
+    post_signed(&http, &hook, b"s3cret").await;
+    let stalled = cluster
+        .wait_gitsync("stalled on the broken revision", |g| {
+            status(g).last_attempted_revision.as_deref() == Some(broken.as_str())
+                && conditions::is_true(&status(g).conditions, conditions::STALLED)
+        })
+        .await;
+    assert!(
+        ready_message(&stalled).contains("broken.yaml"),
+        "{}",
+        ready_message(&stalled)
+    );
+    assert_eq!(status(&stalled).last_applied_revision.as_deref(), Some(first.as_str()));
+    let a = cluster.config_maps.get("a").await.unwrap();
+    assert_eq!(
+        a.data.unwrap()["version"],
+        "1",
+        "nothing of the broken revision applied"
+    );
+    assert!(cluster.config_map_exists("b").await);
+
+    // Fixed: applied, and the ConfigMap deleted from Git is pruned.
+    repo.remove("app/broken.yaml").unwrap();
+    let fixed = repo.commit("fix").unwrap();
+    post_signed(&http, &hook, b"s3cret").await;
+    cluster.wait_gitsync("fixed applied", |g| healthy_at(g, &fixed)).await;
+    assert_eq!(
+        cluster.config_maps.get("a").await.unwrap().data.unwrap()["version"],
+        "2"
+    );
+    // Pruning runs once no reconcile is applying a new revision (here: the next one).
+    post_signed(&http, &hook, b"s3cret").await;
+    eventually(LONG, "b pruned", || async {
+        (!cluster.config_map_exists("b").await).then_some(())
+    })
+    .await;
+
+    // Wrong credentials over smart HTTP: Stalled saying so (and never showing the password).
+    let server = GitHttpServer::start(dir.path(), "sluice", "right-password").await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(cluster.sim.client().unwrap(), "default");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wrong"},
+                "stringData": {"username": "sluice", "password": "wrong-password"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let patch = json!({"spec": {"repoURL": server.url("repo.git"), "secretRef": {"name": "wrong"}}});
+    cluster
+        .gitsyncs
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let stalled = cluster
+        .wait_gitsync("stalled on bad credentials", |g| {
+            let s = status(g);
+            s.observed_generation == g.metadata.generation && conditions::is_true(&s.conditions, conditions::STALLED)
+        })
+        .await;
+    let message = ready_message(&stalled);
+    assert!(message.contains("authentication failed"), "{message}");
+    assert!(!message.contains("wrong-password"), "{message}");
+    assert_eq!(status(&stalled).last_applied_revision.as_deref(), Some(fixed.as_str()));
+    assert!(
+        cluster.config_map_exists("a").await,
+        "the running revision is left alone"
+    );
+
+    // An unreachable repository: Stalled with the reason, the cluster untouched.
+    let patch = json!({"spec": {"repoURL": "git://127.0.0.1:9/nowhere.git", "secretRef": {"name": "hooks"}}});
+    cluster
+        .gitsyncs
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let stalled = cluster
+        .wait_gitsync("stalled on a bad URL", |g| {
+            let s = status(g);
+            s.observed_generation == g.metadata.generation && !conditions::is_true(&s.conditions, conditions::READY)
+        })
+        .await;
+    assert!(
+        ready_message(&stalled).contains("nowhere.git"),
+        "{}",
+        ready_message(&stalled)
+    );
+    assert!(cluster.config_map_exists("a").await);
+    cluster.stop().await;
+}
+
+async fn post_signed(http: &reqwest::Client, url: &str, secret: &[u8]) {
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let signature = format!("sha256={}", hmac_sha256_hex(secret, body));
+    let response = http
+        .post(url)
+        .header("X-Hub-Signature-256", signature)
+        .header("Content-Type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+}
+
+fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+// ---- Identity, rendering, suspend and sync-now (no Prometheus) ----
+
+fn plain_gitsync(name: &str, url: &str, path: &str, target_namespace: &str) -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "repoURL": url, "ref": {"branch": "main"}, "path": path, "interval": "1s", "timeout": "30s",
+            "targetNamespace": target_namespace,
+        },
+    })
+}
+
+async fn create_namespaces(sim: &Simulator, names: &[&str]) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(sim.client().unwrap());
+    for name in names {
+        let namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+    }
+}
+
+fn applied(gitsync: &GitSync, revision: &str) -> bool {
+    status(gitsync).last_applied_revision.as_deref() == Some(revision)
+}
+
+/// A GitSync naming a ServiceAccount applies as that ServiceAccount (the `Impersonate-User` header
+/// on every server-side apply, dry run included); one naming none applies as the controller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitsync_applies_as_its_service_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/config.yaml", &config_map(1)).unwrap();
+    repo.write("app/other.yaml", &config_map(2)).unwrap();
+    let first = repo.commit("two config maps").unwrap();
+    let cluster = Cluster::start().await;
+    create_namespaces(&cluster.sim, &["team-a", "team-b"]).await;
+    let mut as_account = plain_gitsync("as-account", &repo.url(), "app", "team-a");
+    as_account["spec"]["serviceAccountName"] = json!("deployer");
+    cluster.create(as_account).await;
+    cluster
+        .create(plain_gitsync("as-controller", &repo.url(), "app", "team-b"))
+        .await;
+    for name in ["as-account", "as-controller"] {
+        cluster.wait_named(name, "first applied", |g| applied(g, &first)).await;
+    }
+    // A second revision removes an object: pruned (a delete) by the same identity.
+    repo.remove("app/other.yaml").unwrap();
+    let second = repo.commit("one config map").unwrap();
+    for namespace in ["team-a", "team-b"] {
+        let config_maps: Api<ConfigMap> = Api::namespaced(cluster.sim.client().unwrap(), namespace);
+        eventually(LONG, "web-config-v2 pruned", || async {
+            config_maps
+                .get_opt("web-config-v2")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+    for name in ["as-account", "as-controller"] {
+        cluster
+            .wait_named(name, "second applied", |g| applied(g, &second))
+            .await;
+    }
+
+    let log = request_log(&cluster.sim).await;
+    let writes_in = |namespace: &str| -> Vec<&Value> {
+        log.iter()
+            .filter(|r| r["namespace"] == namespace && r["resource"] == "configmaps")
+            .filter(|r| r["verb"] == "patch" && r["fieldManager"] == "sluice-gitsync" || r["verb"] == "delete")
+            .collect()
+    };
+    let team_a = writes_in("team-a");
+    assert!(team_a.iter().any(|r| r["dryRun"] == true), "{team_a:#?}");
+    assert!(team_a.iter().any(|r| r["dryRun"] == false), "{team_a:#?}");
+    assert!(team_a.iter().any(|r| r["verb"] == "delete"), "{team_a:#?}");
+    for request in &team_a {
+        assert_eq!(
+            request["impersonateUser"], "system:serviceaccount:default:deployer",
+            "{request}"
+        );
+    }
+    let team_b = writes_in("team-b");
+    assert!(team_b.iter().any(|r| r["verb"] == "delete"), "{team_b:#?}");
+    assert!(team_b.iter().any(|r| r["verb"] == "patch"), "{team_b:#?}");
+    for request in &team_b {
+        assert_eq!(request["impersonateUser"], "", "{request}");
+    }
+    cluster.stop().await;
+}
+
+const KUSTOMIZATION: &str = r#"namePrefix: k-
+commonLabels: {team: shop}
+resources: [plain.yaml]
+configMapGenerator:
+- name: settings
+  literals: [color=blue]
+"#;
+
+const CHART_TEMPLATE: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-demo
+data:
+  color: {{ .Values.color | quote }}
+  size: {{ .Values.size | quote }}
+  namespace: {{ .Release.Namespace | quote }}
+"#;
+
+fn has_gitsync_metadata(object: &ConfigMap, gitsync: &str, revision: &str) -> bool {
+    let labels = object.metadata.labels.clone().unwrap_or_default();
+    let annotations = object.metadata.annotations.clone().unwrap_or_default();
+    labels.get("sluice.dev/gitsync").map(String::as_str) == Some(gitsync)
+        && annotations.get("sluice.dev/git-revision").map(String::as_str) == Some(revision)
+}
+
+/// `render: kustomize` and `render: helm` (values files and inline values) applied into
+/// spec.targetNamespace with the GitSync's label and revision; a kustomization that does not build
+/// stalls the GitSync with kustomize's message and leaves what runs alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kustomize_and_helm_renders_are_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("kust/kustomization.yaml", KUSTOMIZATION).unwrap();
+    repo.write(
+        "kust/plain.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {a: \"1\"}\n",
+    )
+    .unwrap();
+    repo.write("chart/Chart.yaml", "apiVersion: v2\nname: demo\nversion: 0.1.0\n")
+        .unwrap();
+    repo.write("chart/values.yaml", "color: red\nsize: small\n").unwrap();
+    repo.write("chart/templates/config.yaml", CHART_TEMPLATE).unwrap();
+    repo.write("env/prod.yaml", "color: green\n").unwrap();
+    let first = repo.commit("kustomize and helm").unwrap();
+    let cluster = Cluster::start().await;
+    create_namespaces(&cluster.sim, &["apps"]).await;
+    let mut kustomized = plain_gitsync("kustomized", &repo.url(), "kust", "apps");
+    kustomized["spec"]["render"] = json!({"type": "kustomize"});
+    cluster.create(kustomized).await;
+    let mut charted = plain_gitsync("charted", &repo.url(), "chart", "apps");
+    charted["spec"]["render"] = json!({"type": "helm", "helm": {
+        "releaseName": "rel", "valuesFiles": ["../env/prod.yaml"], "values": {"size": "large"}}});
+    cluster.create(charted).await;
+    for name in ["kustomized", "charted"] {
+        cluster.wait_named(name, "applied", |g| applied(g, &first)).await;
+    }
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(cluster.sim.client().unwrap(), "apps");
+    let plain = config_maps.get("k-plain").await.unwrap();
+    assert_eq!(plain.labels()["team"], "shop");
+    assert!(has_gitsync_metadata(&plain, "default.kustomized", &first), "{plain:?}");
+    let all = config_maps.list(&Default::default()).await.unwrap().items;
+    let settings = all
+        .iter()
+        .find(|c| c.name_any().starts_with("k-settings-"))
+        .unwrap_or_else(|| panic!("the generated ConfigMap, with its hash suffix: {all:?}"));
+    assert_eq!(settings.data.as_ref().unwrap()["color"], "blue");
+    assert!(
+        has_gitsync_metadata(settings, "default.kustomized", &first),
+        "{settings:?}"
+    );
+    let release = config_maps.get("rel-demo").await.unwrap();
+    let data = release.data.clone().unwrap();
+    assert_eq!(data["color"], "green", "valuesFiles");
+    assert_eq!(data["size"], "large", "inline values");
+    assert_eq!(data["namespace"], "apps", "helm --namespace is the target namespace");
+    assert!(has_gitsync_metadata(&release, "default.charted", &first), "{release:?}");
+    assert!(
+        Api::<ConfigMap>::namespaced(cluster.sim.client().unwrap(), "default")
+            .get_opt("rel-demo")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A kustomization naming a file that does not exist: Stalled with the reason.
+    repo.write(
+        "kust/kustomization.yaml",
+        &KUSTOMIZATION.replace("[plain.yaml]", "[plain.yaml, missing.yaml]"),
+    )
+    .unwrap();
+    let broken = repo.commit("broken kustomization").unwrap();
+    let stalled = cluster
+        .wait_named("kustomized", "stalled on the render error", |g| {
+            let s = status(g);
+            s.last_attempted_revision.as_deref() == Some(broken.as_str())
+                && conditions::is_true(&s.conditions, conditions::STALLED)
+                && !conditions::is_true(&s.conditions, conditions::READY)
+        })
+        .await;
+    assert!(
+        ready_message(&stalled).contains("missing.yaml"),
+        "{}",
+        ready_message(&stalled)
+    );
+    assert_eq!(status(&stalled).last_applied_revision.as_deref(), Some(first.as_str()));
+    assert!(config_maps.get_opt("k-plain").await.unwrap().is_some());
+    cluster.stop().await;
+}
+
+/// `suspend: true` stops syncing (a new commit is not applied, not even on request) and resuming
+/// applies it; `sluice.dev/requested-at` syncs at once although the interval is an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_holds_and_requested_at_syncs_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/config.yaml", &config_map(1)).unwrap();
+    let first = repo.commit("v1").unwrap();
+    let cluster = Cluster::start().await;
+    let mut spec = plain_gitsync("shop", &repo.url(), "app", "default");
+    spec["spec"]["interval"] = json!("1h");
+    cluster.create(spec).await;
+    cluster.wait_gitsync("v1 applied", |g| applied(g, &first)).await;
+    let version = || async { cluster.config_maps.get("web-config-v1").await.unwrap().data.unwrap()["version"].clone() };
+    let merge = |patch: Value| {
+        let gitsyncs = cluster.gitsyncs.clone();
+        async move {
+            gitsyncs
+                .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    let ready_reason =
+        |g: &GitSync| conditions::find(&status(g).conditions, conditions::READY).and_then(|c| c.reason.clone());
+
+    merge(json!({"spec": {"suspend": true}})).await;
+    cluster
+        .wait_gitsync("suspended", |g| ready_reason(g).as_deref() == Some("Suspended"))
+        .await;
+    repo.write("app/config.yaml", &config_map(1).replace("\"1\"", "\"2\""))
+        .unwrap();
+    let second = repo.commit("v2").unwrap();
+    merge(json!({"metadata": {"annotations": {"sluice.dev/requested-at": "1"}}})).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = cluster.gitsync().await;
+    assert_eq!(status(&held).last_attempted_revision.as_deref(), Some(first.as_str()));
+    assert_eq!(version().await, "1", "nothing applied while suspended");
+
+    merge(json!({"spec": {"suspend": false}})).await;
+    cluster
+        .wait_gitsync("v2 applied on resume", |g| applied(g, &second))
+        .await;
+    assert_eq!(version().await, "2");
+
+    // The interval is an hour: only the annotation brings the next commit in.
+    repo.write("app/config.yaml", &config_map(1).replace("\"1\"", "\"3\""))
+        .unwrap();
+    let third = repo.commit("v3").unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(version().await, "2", "not synced before the interval");
+    merge(json!({"metadata": {"annotations": {"sluice.dev/requested-at": "2"}}})).await;
+    let synced = cluster
+        .wait_gitsync("v3 applied on request", |g| applied(g, &third))
+        .await;
+    assert_eq!(status(&synced).last_handled_requested_at.as_deref(), Some("2"));
+    assert_eq!(version().await, "3");
+    cluster.stop().await;
+}
+
+/// Deleting a GitSync deletes what it applied (the finalizer holds the GitSync until then); with
+/// prune: false, or when the ServiceAccount it applies as is gone, what it applied stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_gitsync_deletes_what_it_applied_unless_prune_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/config.yaml", &config_map(1)).unwrap();
+    repo.write("keep/config.yaml", &config_map(2)).unwrap();
+    repo.write("orphaned/config.yaml", &config_map(3)).unwrap();
+    let first = repo.commit("one config map for each GitSync").unwrap();
+    let cluster = Cluster::start().await;
+    cluster
+        .create(plain_gitsync("shop", &repo.url(), "app", "default"))
+        .await;
+    let mut keep = plain_gitsync("keep", &repo.url(), "keep", "default");
+    keep["spec"]["prune"] = json!(false);
+    cluster.create(keep).await;
+    // The simulator does not authorize, so this applies although the account does not exist.
+    let mut orphaned = plain_gitsync("orphaned", &repo.url(), "orphaned", "default");
+    orphaned["spec"]["serviceAccountName"] = json!("deleted-deployer");
+    cluster.create(orphaned).await;
+    let names = ["shop", "keep", "orphaned"];
+    for name in names {
+        let synced = cluster.wait_named(name, "applied", |g| applied(g, &first)).await;
+        assert_eq!(
+            synced.finalizers(),
+            ["sluice.dev/gitsync-cleanup"],
+            "the finalizer is there before anything is applied"
+        );
+    }
+    assert!(cluster.config_maps.get_opt("web-config-v1").await.unwrap().is_some());
+
+    for name in names {
+        cluster.gitsyncs.delete(name, &Default::default()).await.unwrap();
+    }
+    for name in names {
+        eventually(LONG, "the GitSync is gone", || async {
+            cluster.gitsyncs.get_opt(name).await.unwrap().is_none().then_some(())
+        })
+        .await;
+    }
+    assert!(
+        cluster.config_maps.get_opt("web-config-v1").await.unwrap().is_none(),
+        "deleted with its GitSync"
+    );
+    assert!(
+        cluster.config_maps.get_opt("web-config-v2").await.unwrap().is_some(),
+        "prune: false leaves it"
+    );
+    assert!(
+        cluster.config_maps.get_opt("web-config-v3").await.unwrap().is_some(),
+        "left in place when the ServiceAccount is gone"
+    );
+    cluster.stop().await;
+}

@@ -1,0 +1,231 @@
+//! The real kubectl 1.35 against `sluice sim`: what passes here is what a user does with a cluster.
+use sluice_e2e::kit as common;
+
+use std::time::Duration;
+
+use common::{Kubectl, eventually, start_sim};
+use serde_json::Value;
+
+const REPLICASET: &str = r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: web, image: "example.invalid/web:v1"}
+"#;
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("kubectl printed invalid JSON ({e}): {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_crds_and_invalid_custom_objects() {
+    let sim = start_sim().await;
+    let kubectl = Kubectl::new(&sim);
+    let resources = kubectl.ok(&["api-resources"]).await;
+    for expected in ["pods", "replicasets", "customresourcedefinitions", "leases", "events"] {
+        assert!(
+            resources.contains(expected),
+            "api-resources lacks {expected}:\n{resources}"
+        );
+    }
+
+    // Sluice's own CRDs, as users install them.
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
+    kubectl.ok(&["apply", "--server-side", "-f", crds]).await;
+    kubectl
+        .ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/rollouts.sluice.dev",
+            "--timeout=10s",
+        ])
+        .await;
+    let explained = kubectl.ok(&["explain", "rollout.spec.strategy.canary.steps"]).await;
+    assert!(explained.contains("setWeight"), "{explained}");
+
+    let crd = kubectl.file("crd.yaml", include_str!("../fixtures/widget-crd.yaml"));
+    kubectl
+        .ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()])
+        .await;
+    kubectl
+        .ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.example.sluice.dev",
+            "--timeout=10s",
+        ])
+        .await;
+    let resources = kubectl.ok(&["api-resources", "--api-group=example.sluice.dev"]).await;
+    assert!(
+        resources.contains("widgets") && resources.contains("wdg"),
+        "{resources}"
+    );
+
+    let good = kubectl.file(
+        "good.yaml",
+        "apiVersion: example.sluice.dev/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3, parts: [{name: a}]}\n",
+    );
+    kubectl
+        .ok(&["apply", "--server-side", "-f", good.to_str().unwrap()])
+        .await;
+    let widget = json(&kubectl.ok(&["get", "widget", "w1", "-o", "json"]).await);
+    assert_eq!(widget["spec"]["color"], "green", "schema default applied");
+    assert_eq!(
+        widget["spec"]["parts"][0]["count"], 1,
+        "default inside a list item applied"
+    );
+    let table = kubectl.ok(&["get", "wdg"]).await;
+    assert!(
+        table.contains("SIZE") && table.contains("COLOR") && table.contains("green"),
+        "printer columns:\n{table}"
+    );
+
+    let bad = kubectl.file(
+        "bad.yaml",
+        "apiVersion: example.sluice.dev/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 42, color: purple}\n",
+    );
+    let out = kubectl
+        .run(&["apply", "--server-side", "-f", bad.to_str().unwrap()])
+        .await;
+    assert!(!out.ok, "an invalid widget was accepted");
+    assert!(
+        out.stderr.contains("spec.size") && out.stderr.contains("spec.color"),
+        "error names the fields: {}",
+        out.stderr
+    );
+    let missing = kubectl.run(&["get", "widget", "w2"]).await;
+    assert!(
+        !missing.ok && missing.stderr.contains("NotFound"),
+        "nothing was stored: {}",
+        missing.stderr
+    );
+
+    let unknown = kubectl.file(
+        "unknown.yaml",
+        "apiVersion: example.sluice.dev/v1\nkind: Widget\nmetadata: {name: w3}\nspec: {size: 2, shape: round}\n",
+    );
+    let out = kubectl
+        .run(&["apply", "--server-side", "-f", unknown.to_str().unwrap()])
+        .await;
+    assert!(
+        !out.ok && out.stderr.contains("shape"),
+        "strict field validation names the unknown field: {}",
+        out.stderr
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_patch_replace_conflict_and_garbage_collection() {
+    let sim = start_sim().await;
+    let kubectl = Kubectl::new(&sim);
+    let rs = kubectl.file("rs.yaml", REPLICASET);
+    kubectl.ok(&["apply", "-f", rs.to_str().unwrap()]).await;
+
+    eventually(Duration::from_secs(10), "3 ready pods", || async {
+        let out = kubectl
+            .run(&["get", "rs", "web", "-o", "jsonpath={.status.readyReplicas}"])
+            .await;
+        (out.stdout.trim() == "3").then_some(())
+    })
+    .await;
+    let pods = kubectl.ok(&["get", "pods", "-l", "app=web", "-o", "name"]).await;
+    assert_eq!(pods.lines().count(), 3, "{pods}");
+
+    // Client-side apply again with a change: a strategic merge patch from kubectl.
+    let changed = kubectl.file("rs2.yaml", &REPLICASET.replace("replicas: 3", "replicas: 2"));
+    kubectl.ok(&["apply", "-f", changed.to_str().unwrap()]).await;
+    kubectl
+        .ok(&[
+            "patch",
+            "rs",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"labels":{"tier":"front"}}}"#,
+        ])
+        .await;
+    kubectl
+        .ok(&[
+            "patch",
+            "rs",
+            "web",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"test","path":"/spec/replicas","value":2},{"op":"replace","path":"/spec/replicas","value":1}]"#,
+        ])
+        .await;
+    let failed = kubectl
+        .run(&[
+            "patch",
+            "rs",
+            "web",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"test","path":"/spec/replicas","value":7}]"#,
+        ])
+        .await;
+    assert!(!failed.ok, "a failing JSON patch test op must be refused");
+    let current = json(&kubectl.ok(&["get", "rs", "web", "-o", "json"]).await);
+    assert_eq!(current["spec"]["replicas"], 1);
+    assert_eq!(current["metadata"]["labels"]["tier"], "front");
+    assert_eq!(
+        current["metadata"]["generation"], 3,
+        "generation counts spec changes only"
+    );
+
+    // replace with a stale resourceVersion → 409 Conflict.
+    let mut stale = current.clone();
+    stale["metadata"]["resourceVersion"] = Value::String("1".into());
+    stale["spec"]["replicas"] = 4.into();
+    let stale_file = kubectl.file("stale.json", &stale.to_string());
+    let conflict = kubectl.run(&["replace", "-f", stale_file.to_str().unwrap()]).await;
+    assert!(
+        !conflict.ok && conflict.stderr.contains("modified"),
+        "stale replace must conflict: {}",
+        conflict.stderr
+    );
+    let fresh_file = kubectl.file("fresh.json", &{
+        let mut fresh = current.clone();
+        fresh["spec"]["replicas"] = 4.into();
+        fresh.to_string()
+    });
+    kubectl.ok(&["replace", "-f", fresh_file.to_str().unwrap()]).await;
+    // The scale subresource, as `kubectl scale` uses it.
+    kubectl.ok(&["scale", "rs", "web", "--replicas=2"]).await;
+    assert_eq!(
+        kubectl
+            .ok(&["get", "rs", "web", "-o", "jsonpath={.spec.replicas}"])
+            .await
+            .trim(),
+        "2"
+    );
+
+    eventually(Duration::from_secs(10), "2 pods after scaling", || async {
+        let out = kubectl.run(&["get", "pods", "-l", "app=web", "-o", "name"]).await;
+        (out.stdout.lines().count() == 2).then_some(())
+    })
+    .await;
+
+    kubectl
+        .ok(&["delete", "rs", "web", "--wait=true", "--timeout=10s"])
+        .await;
+    eventually(Duration::from_secs(10), "pods garbage-collected", || async {
+        let out = kubectl.run(&["get", "pods", "-l", "app=web", "-o", "name"]).await;
+        (out.ok && out.stdout.trim().is_empty()).then_some(())
+    })
+    .await;
+    sim.shutdown().await;
+}

@@ -1,4 +1,0 @@
-//! `sluice`: see `sluice::app`.
-fn main() -> std::process::ExitCode {
-    sluice::app::main()
-}
