@@ -4,24 +4,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The Rollout has at least the minimum number of available pods.
-pub const AVAILABLE: &str = "Available";
-/// The Rollout is moving towards its desired state (or failed to: reason ProgressDeadlineExceeded).
-pub const PROGRESSING: &str = "Progressing";
-/// The Rollout is paused (spec.paused or a pause condition).
-pub const PAUSED: &str = "Paused";
-/// The Rollout finished every step and the canary became stable.
-pub const COMPLETED: &str = "Completed";
-/// The Rollout is fully promoted and all its pods are available.
-pub const HEALTHY: &str = "Healthy";
-/// The spec cannot be acted on; the message names the field and what is wrong.
-pub const INVALID_SPEC: &str = "InvalidSpec";
-/// kstatus: the object reached its desired state.
-pub const READY: &str = "Ready";
-/// kstatus: the controller is working towards the desired state.
-pub const RECONCILING: &str = "Reconciling";
-/// kstatus: the controller cannot make progress without outside help.
-pub const STALLED: &str = "Stalled";
+pub use super::keys::condition::*;
 
 /// The status of a condition, as Kubernetes spells it.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

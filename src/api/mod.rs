@@ -9,6 +9,7 @@ pub mod duration;
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixtures;
 pub mod gitsync;
+pub mod keys;
 pub mod pod_template;
 pub mod rollout;
 

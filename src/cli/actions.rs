@@ -10,8 +10,7 @@ use super::{Error, Result, Target};
 use crate::api::rollout::{PauseReason, Rollout};
 use crate::rollout::plan::{current_hash, describe_step};
 
-/// Field manager of every write the CLI makes, so `managedFields` tell CLI edits from Git's.
-pub const FIELD_MANAGER: &str = "sluice-cli";
+pub use crate::api::keys::CLI_FIELD_MANAGER as FIELD_MANAGER;
 
 /// Where a rollout stands, as far as the commands care.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -76,7 +76,7 @@ pub async fn start(
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
-            controller: "sluice-gitsync".into(),
+            controller: crate::api::keys::GITSYNC_FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         },
     );

@@ -94,7 +94,7 @@ pub async fn run(
         recorder: Recorder::new(
             client.clone(),
             Reporter {
-                controller: "sluice".into(),
+                controller: crate::api::keys::CONTROLLER_FIELD_MANAGER.into(),
                 instance: std::env::var("POD_NAME").ok(),
             },
         ),

@@ -18,20 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::rollout::{AbortReason, Rollout};
 
-/// Argo CD's annotation tracking: `<app>:<group>/<kind>:<namespace>/<name>`.
-pub const TRACKING_ID_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
-/// On the Application: the revision to go back to.
-pub const LAST_HEALTHY_REVISION_ANNOTATION: &str = "sluice.dev/last-healthy-revision";
-/// On the Application: `<rollout ns>/<name> aborted (<reason>) at <time>`; also how the adapter
-/// knows it already handled an abort.
-pub const AUTO_SYNC_DISABLED_BY_ANNOTATION: &str = "sluice.dev/auto-sync-disabled-by";
-/// On the Application: the `spec.syncPolicy.automated` block that was removed (JSON), so a human can
-/// put back exactly what was there (prune, selfHeal, …).
-pub const PREVIOUS_AUTOMATED_ANNOTATION: &str = "sluice.dev/previous-automated-sync-policy";
+pub use crate::api::keys::ARGOCD_TRACKING_ID_ANNOTATION as TRACKING_ID_ANNOTATION;
+pub use crate::api::keys::{
+    AUTO_SYNC_DISABLED_BY_ANNOTATION, LAST_HEALTHY_REVISION_ANNOTATION, PREVIOUS_AUTOMATED_ANNOTATION,
+};
 /// Where Applications live unless the tracking id names a namespace (`<ns>_<name>`).
 pub const DEFAULT_ARGOCD_NAMESPACE: &str = "argocd";
-/// Field manager of the Application patch.
-pub const FIELD_MANAGER: &str = "sluice-argocd-adapter";
+pub use crate::api::keys::ARGOCD_ADAPTER_FIELD_MANAGER as FIELD_MANAGER;
 /// Reason of the Warning event on the Rollout.
 pub const EVENT_REASON: &str = "ArgoCDAutoSyncDisabled";
 
@@ -304,7 +297,7 @@ pub async fn run(client: Client, namespace: Option<String>, config: ArgoCdAdapte
         recorder: Recorder::new(
             client.clone(),
             Reporter {
-                controller: "sluice-argocd-adapter".into(),
+                controller: FIELD_MANAGER.into(),
                 instance: std::env::var("POD_NAME").ok(),
             },
         ),

@@ -12,16 +12,8 @@ pub mod render;
 pub mod source;
 pub mod webhook;
 
-/// Label on every object a GitSync applied: `<namespace>.<name>` of the GitSync.
-pub const GITSYNC_LABEL: &str = "sluice.dev/gitsync";
-/// Annotation on every applied object (and on a Rollout: the commit that produced its template).
-pub use crate::rollout::plan::GIT_REVISION_ANNOTATION;
-/// Field manager of every GitSync apply.
-pub const FIELD_MANAGER: &str = "sluice-gitsync";
-/// Setting this annotation (to any new value, e.g. a timestamp) on a GitSync syncs it at once.
-pub const REQUESTED_AT_ANNOTATION: &str = "sluice.dev/requested-at";
-/// `sluice.dev/prune: disabled` on an object keeps it when it leaves Git.
-pub const PRUNE_ANNOTATION: &str = "sluice.dev/prune";
+pub use crate::api::keys::GITSYNC_FIELD_MANAGER as FIELD_MANAGER;
+pub use crate::api::keys::{GIT_REVISION_ANNOTATION, GITSYNC_LABEL, PRUNE_ANNOTATION, REQUESTED_AT_ANNOTATION};
 
 /// The label value that ties an object to its GitSync.
 pub fn gitsync_label_value(namespace: &str, name: &str) -> String {

@@ -40,8 +40,7 @@ const GIT_CREDENTIAL_KEYS: [&str; 4] = ["username", "password", "token", "identi
 /// Default author of revert commits.
 const DEFAULT_AUTHOR: &str = "Sluice <sluice@sluice.dev>";
 
-/// On every GitSync, so that deleting one first deletes what it applied (see `cleanup`).
-pub const CLEANUP_FINALIZER: &str = "sluice.dev/gitsync-cleanup";
+pub use crate::api::keys::GITSYNC_CLEANUP_FINALIZER as CLEANUP_FINALIZER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

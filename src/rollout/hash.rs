@@ -2,8 +2,7 @@
 //! restarts, versions and machines. It names the ReplicaSet (`<rollout>-<hash>`) and labels its pods.
 use serde_json::Value;
 
-/// The label Sluice puts on ReplicaSets, their selectors and pods.
-pub const POD_TEMPLATE_HASH_LABEL: &str = "sluice.dev/pod-template-hash";
+pub use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
 
 /// Characters Kubernetes uses in generated names: no vowels (no words), no look-alikes (0/o, 1/l).
 const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";

@@ -28,13 +28,8 @@ use crate::rollout::status::only_counts_changed;
 use crate::rollout::validate::SpecError;
 use crate::traffic::{RouteTarget, RouterError, TrafficRouter, router_for};
 
-/// Annotation with a ReplicaSet's revision number (1, 2, 3…).
-pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
-/// Labels on AnalysisRuns: which rollout, revision and analysis they belong to.
-pub const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
-pub const ANALYSIS_LABEL: &str = "sluice.dev/analysis";
-/// Field manager of every write the rollout controller makes.
-pub const FIELD_MANAGER: &str = "sluice";
+pub use crate::api::keys::CONTROLLER_FIELD_MANAGER as FIELD_MANAGER;
+pub use crate::api::keys::{ANALYSIS_LABEL, REVISION_ANNOTATION, ROLLOUT_LABEL};
 
 /// Why a reconcile failed; the error policy requeues with backoff and counts it by kind.
 #[derive(Debug, thiserror::Error)]

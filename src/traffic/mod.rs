@@ -31,8 +31,7 @@ pub mod istio;
 pub mod nginx;
 pub mod smi;
 
-/// The field manager of every write a router makes.
-pub const FIELD_MANAGER: &str = "sluice";
+pub use crate::api::keys::CONTROLLER_FIELD_MANAGER as FIELD_MANAGER;
 /// The longest any single API call of a router may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Where the routers' settings live in a Rollout, for error field paths.

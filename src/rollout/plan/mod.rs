@@ -164,8 +164,7 @@ pub enum Action {
     },
 }
 
-/// Annotation holding an old ReplicaSet's scale-down deadline.
-pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "sluice.dev/scale-down-deadline";
+pub use crate::api::keys::SCALE_DOWN_DEADLINE_ANNOTATION;
 
 /// An event to record on the Rollout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,8 +186,7 @@ pub struct Plan {
     pub aborted_now: bool,
 }
 
-/// Annotation on the Rollout carrying the Git commit that produced its template (set by GitSync).
-pub const GIT_REVISION_ANNOTATION: &str = "sluice.dev/git-revision";
+pub use crate::api::keys::GIT_REVISION_ANNOTATION;
 
 /// The pod template hash of the Rollout's current template.
 pub fn current_hash(rollout: &Rollout) -> String {

@@ -17,7 +17,7 @@ use sluice::cli::actions::{abort_patch, promote_full_patch, promote_step_patch, 
 const ACTIONS: [&str; 4] = ["promote", "promote-full", "abort", "retry"];
 
 fn argocd_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/argocd")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/argocd")
 }
 
 fn lua_file(relative: &str) -> String {

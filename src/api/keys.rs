@@ -1,0 +1,72 @@
+//! Every key Sluice writes on or reads from Kubernetes objects — labels, annotations, finalizers, field
+//! managers, event reporters and condition types — spelled once. A key here is part of the API: changing
+//! one breaks clusters that already carry it.
+
+// Labels.
+/// On ReplicaSets, their selectors and pods, and in the selectors of the canary and stable Services.
+pub const POD_TEMPLATE_HASH_LABEL: &str = "sluice.dev/pod-template-hash";
+/// On AnalysisRuns: the Rollout they belong to.
+pub const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
+/// On AnalysisRuns: which analysis of the Rollout (a step's or the background one).
+pub const ANALYSIS_LABEL: &str = "sluice.dev/analysis";
+/// On every object a GitSync applied: `<namespace>.<name>` of the GitSync.
+pub const GITSYNC_LABEL: &str = "sluice.dev/gitsync";
+
+// Annotations.
+/// On a ReplicaSet: its revision number (1, 2, 3…).
+pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
+/// On an old ReplicaSet: when it may be scaled down (scaleDownDelaySeconds after promotion).
+pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "sluice.dev/scale-down-deadline";
+/// On every object a GitSync applied (and so on a Rollout: the commit that produced its template).
+pub const GIT_REVISION_ANNOTATION: &str = "sluice.dev/git-revision";
+/// On a GitSync: setting it to any new value (e.g. a timestamp) syncs at once.
+pub const REQUESTED_AT_ANNOTATION: &str = "sluice.dev/requested-at";
+/// `sluice.dev/prune: disabled` on an object keeps it when it leaves Git.
+pub const PRUNE_ANNOTATION: &str = "sluice.dev/prune";
+/// On an Argo CD Application: the revision to go back to.
+pub const LAST_HEALTHY_REVISION_ANNOTATION: &str = "sluice.dev/last-healthy-revision";
+/// On an Argo CD Application: `<rollout ns>/<name> aborted (<reason>) at <time>`; also how the adapter
+/// knows it already handled an abort.
+pub const AUTO_SYNC_DISABLED_BY_ANNOTATION: &str = "sluice.dev/auto-sync-disabled-by";
+/// On an Argo CD Application: the `spec.syncPolicy.automated` block that was removed (JSON), so a human
+/// can put back exactly what was there (prune, selfHeal, …).
+pub const PREVIOUS_AUTOMATED_ANNOTATION: &str = "sluice.dev/previous-automated-sync-policy";
+/// Argo CD's own tracking annotation (read, never written): `<app>:<group>/<kind>:<namespace>/<name>`.
+pub const ARGOCD_TRACKING_ID_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
+
+// Finalizers.
+/// On every GitSync, so that deleting one first deletes what it applied.
+pub const GITSYNC_CLEANUP_FINALIZER: &str = "sluice.dev/gitsync-cleanup";
+
+// Field managers (`managedFields` tell who wrote what) and event reporters.
+/// Every write of the rollout controller and its traffic routers; also the reporter of its events.
+pub const CONTROLLER_FIELD_MANAGER: &str = "sluice";
+/// Every write of the CLI, so CLI edits are told from Git's.
+pub const CLI_FIELD_MANAGER: &str = "sluice-cli";
+/// Every GitSync apply; also the reporter of GitSync events.
+pub const GITSYNC_FIELD_MANAGER: &str = "sluice-gitsync";
+/// The Argo CD adapter's Application patches; also the reporter of its events.
+pub const ARGOCD_ADAPTER_FIELD_MANAGER: &str = "sluice-argocd-adapter";
+
+/// Status condition types of every Sluice resource: Argo-style types plus the kstatus trio (Ready,
+/// Reconciling, Stalled) that Flux and Argo CD health checks read unmodified.
+pub mod condition {
+    /// The Rollout has at least the minimum number of available pods.
+    pub const AVAILABLE: &str = "Available";
+    /// The Rollout is moving towards its desired state (or failed to: reason ProgressDeadlineExceeded).
+    pub const PROGRESSING: &str = "Progressing";
+    /// The Rollout is paused (spec.paused or a pause condition).
+    pub const PAUSED: &str = "Paused";
+    /// The Rollout finished every step and the canary became stable.
+    pub const COMPLETED: &str = "Completed";
+    /// The Rollout is fully promoted and all its pods are available.
+    pub const HEALTHY: &str = "Healthy";
+    /// The spec cannot be acted on; the message names the field and what is wrong.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// kstatus: the object reached its desired state.
+    pub const READY: &str = "Ready";
+    /// kstatus: the controller is working towards the desired state.
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: the controller cannot make progress without outside help.
+    pub const STALLED: &str = "Stalled";
+}
