@@ -111,7 +111,7 @@ pub struct ControllerArgs {
 }
 
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
-    use crate::controller::client::{self, ClientOptions, WriteGate};
+    use crate::client::{self, ClientOptions, WriteGate};
     use crate::controller::leader;
     let kube_config = kube::Config::infer()
         .await

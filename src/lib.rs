@@ -1,10 +1,18 @@
 //! Sluice: progressive delivery for Kubernetes that closes the GitOps loop.
+//!
+//! Dependencies point one way: `api` (types, wire keys, durations) ← `rollout`, `analysis`, `traffic`,
+//! `gitsync` (domain; they report through `observe` and build clients with `client`) ← `controller`
+//! (wiring, leader election, metrics, health) ← `app` (commands). The user CLI (`cli`) uses `api` and
+//! `rollout`.
 pub mod analysis;
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod controller;
 pub mod gitsync;
 pub mod memory;
+pub mod merge_patch;
+pub mod observe;
 pub mod rollout;
 pub mod traffic;

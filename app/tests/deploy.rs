@@ -1,6 +1,7 @@
 //! The install manifests in deploy/: they render with kustomize, the simulator accepts them
 //! (server-side dry run), the Grafana dashboard only queries metrics the controller exports, and the
 //! RBAC grants every call the controller makes in an end-to-end run — and nothing is wildcarded.
+use sluice::observe::Observer;
 use sluice_e2e::kit as common;
 
 use std::collections::BTreeSet;

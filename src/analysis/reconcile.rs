@@ -17,8 +17,8 @@ use crate::analysis::allowlist::Allowlist;
 use crate::analysis::providers::{self, SecretValues};
 use crate::analysis::rules;
 use crate::api::analysis::{AnalysisRun, AnalysisRunSpec, Metric};
-use crate::controller::metrics::Metrics;
-use crate::rollout::reconcile::merge_diff;
+use crate::observe::Observer;
+use crate::merge_patch::merge_diff;
 
 /// Bound on reading one Secret.
 const SECRET_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,7 +42,7 @@ impl Error {
 
 pub struct AnalysisContext {
     pub client: Client,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<dyn Observer>,
     /// Where providers may connect (`--analysis-address-allowlist`); empty: anywhere.
     pub allowlist: Allowlist,
     /// Prometheus address for metrics that leave theirs empty (`--prometheus-address`).

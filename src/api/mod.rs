@@ -12,6 +12,7 @@ pub mod gitsync;
 pub mod keys;
 pub mod pod_template;
 pub mod rollout;
+pub mod spec_error;
 
 pub use analysis::{
     AnalysisRun, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate,

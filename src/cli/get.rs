@@ -15,7 +15,7 @@ use super::view::{self, Snapshot};
 use super::{Error, OutputFormat, Result, Target};
 use crate::api::analysis::AnalysisRun;
 use crate::api::rollout::Rollout;
-use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
+use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
 
 /// Redraws at most this often, however fast the objects change.
 const REDRAW_INTERVAL: Duration = Duration::from_millis(200);

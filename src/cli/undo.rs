@@ -3,14 +3,14 @@
 //! label and its revision number. The controller then sees a known template and rolls back to it.
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use serde_json::{Value, json};
 
 use super::actions::{self, Change, Planned};
 use super::{Error, Result, Target};
 use crate::api::rollout::Rollout;
-use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
+use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
 
-pub use crate::rollout::reconcile::REVISION_ANNOTATION;
+pub use crate::api::keys::REVISION_ANNOTATION;
+use crate::rollout::restore::undo_patch;
 
 /// One revision of a Rollout, from its ReplicaSet.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,12 +135,6 @@ pub fn rollback_template(revision: &Revision) -> PodTemplateSpec {
     template
 }
 
-/// Replaces the whole template. A merge patch would keep labels and annotations the old template
-/// did not have, so the result would match neither revision.
-pub fn undo_patch(template: &PodTemplateSpec) -> Value {
-    json!([{"op": "replace", "path": "/spec/template", "value": template}])
-}
-
 /// `sluice undo [--to-revision N]`.
 pub fn plan_undo(rollout: &Rollout, replica_sets: &[ReplicaSet], to: Option<i64>) -> Result<Planned> {
     let name = rollout.metadata.name.as_deref().unwrap_or_default();
@@ -171,6 +165,7 @@ pub(crate) mod tests {
 
     use k8s_openapi::api::apps::v1::ReplicaSetSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::rollout::hash::pod_template_hash;

@@ -27,7 +27,7 @@ pub struct GitSyncConfig {
     /// The controller's client configuration, for impersonating a GitSync's ServiceAccount.
     pub kube_config: Option<kube::Config>,
     /// Rate limit, User-Agent and leader write gate for those impersonating clients too.
-    pub client_options: Option<crate::controller::client::ClientOptions>,
+    pub client_options: Option<crate::client::ClientOptions>,
     /// Where Git mirrors are kept (default: a directory under the system temp dir).
     pub cache_dir: Option<PathBuf>,
     /// Listen address of `POST /hooks/gitsync/{namespace}/{name}`; no webhook when None.

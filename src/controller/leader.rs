@@ -17,7 +17,7 @@ use kube::api::Api;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::client::WriteGate;
+use crate::client::WriteGate;
 use crate::controller::{ControllerConfig, serve_endpoints, start_controllers};
 
 /// The Lease the replicas compete for.

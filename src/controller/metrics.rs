@@ -1,5 +1,6 @@
 //! The controller's own Prometheus metrics (`/metrics`): rollout state as gauges, aborts, and the
 //! cost and failures of reconciles per controller.
+use crate::observe::Observer;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -164,8 +165,23 @@ impl Metrics {
         }
     }
 
+    /// Exports whether this replica holds the Lease.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// The exposition text for `/metrics`.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// The reconcilers report through [`Observer`]; this registry turns what they report into series.
+impl Observer for Metrics {
     /// Exports a rollout's phase, step and canary weight.
-    pub fn observe_rollout(&self, namespace: &str, name: &str, phase: &str, step: i64, canary_weight: i64) {
+    fn observe_rollout(&self, namespace: &str, name: &str, phase: &str, step: i64, canary_weight: i64) {
         let labels = RolloutLabels {
             namespace: namespace.into(),
             name: name.into(),
@@ -192,7 +208,7 @@ impl Metrics {
     }
 
     /// Drops every series of a deleted rollout.
-    pub fn forget_rollout(&self, namespace: &str, name: &str) {
+    fn forget_rollout(&self, namespace: &str, name: &str) {
         let labels = RolloutLabels {
             namespace: namespace.into(),
             name: name.into(),
@@ -209,7 +225,7 @@ impl Metrics {
     }
 
     /// Exports an AnalysisRun's phase (one series per run, replaced when the phase changes).
-    pub fn observe_analysis_run(&self, namespace: &str, name: &str, phase: &str) {
+    fn observe_analysis_run(&self, namespace: &str, name: &str, phase: &str) {
         let key = RolloutLabels {
             namespace: namespace.into(),
             name: name.into(),
@@ -229,7 +245,7 @@ impl Metrics {
     }
 
     /// Exports the latest value a metric of an AnalysisRun measured.
-    pub fn observe_measurement(&self, namespace: &str, analysis_run: &str, metric: &str, value: f64) {
+    fn observe_measurement(&self, namespace: &str, analysis_run: &str, metric: &str, value: f64) {
         let labels = MeasurementLabels {
             namespace: namespace.into(),
             analysis_run: analysis_run.into(),
@@ -239,7 +255,7 @@ impl Metrics {
     }
 
     /// Drops the series of a deleted AnalysisRun.
-    pub fn forget_analysis_run(&self, namespace: &str, name: &str) {
+    fn forget_analysis_run(&self, namespace: &str, name: &str) {
         let key = RolloutLabels {
             namespace: namespace.into(),
             name: name.into(),
@@ -253,7 +269,7 @@ impl Metrics {
         }
     }
 
-    pub fn count_abort(&self, namespace: &str, name: &str) {
+    fn count_abort(&self, namespace: &str, name: &str) {
         self.aborts
             .get_or_create(&RolloutLabels {
                 namespace: namespace.into(),
@@ -262,7 +278,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn count_reconcile(&self, controller: &str, took: Duration) {
+    fn count_reconcile(&self, controller: &str, took: Duration) {
         let labels = ControllerLabels {
             controller: controller.into(),
         };
@@ -273,7 +289,7 @@ impl Metrics {
     }
 
     /// Exports the revisions a GitSync applied and found healthy (one series per state).
-    pub fn observe_gitsync(&self, namespace: &str, name: &str, applied: Option<&str>, healthy: Option<&str>) {
+    fn observe_gitsync(&self, namespace: &str, name: &str, applied: Option<&str>, healthy: Option<&str>) {
         let mut last = self.gitsync_revisions.lock().unwrap_or_else(|p| p.into_inner());
         for (state, revision) in [("applied", applied), ("healthy", healthy)] {
             let key = (namespace.to_string(), name.to_string(), state.to_string());
@@ -298,24 +314,13 @@ impl Metrics {
         }
     }
 
-    pub fn count_reconcile_error(&self, controller: &str, error_kind: &str) {
+    fn count_reconcile_error(&self, controller: &str, error_kind: &str) {
         self.reconcile_errors
             .get_or_create(&ErrorLabels {
                 controller: controller.into(),
                 error: error_kind.into(),
             })
             .inc();
-    }
-
-    /// The exposition text for `/metrics`.
-    pub fn set_leader(&self, leading: bool) {
-        self.leader.set(i64::from(leading));
-    }
-
-    pub fn render(&self) -> String {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
-        text
     }
 }
 

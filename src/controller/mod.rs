@@ -1,6 +1,5 @@
 //! Wiring: starts the controllers, the metrics and health endpoints, and shuts them down cleanly.
 pub mod analysis;
-pub mod client;
 pub mod gitsync;
 pub mod leader;
 pub mod metrics;

@@ -14,7 +14,7 @@ use crate::api::analysis::AnalysisRun;
 use crate::api::rollout::Rollout;
 use crate::controller::metrics::Metrics;
 use crate::controller::server::Health;
-use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
+use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
 use crate::rollout::reconcile::{self, AnalysisRunFactory, Context};
 
 /// Where the controller looks: one namespace or all of them.

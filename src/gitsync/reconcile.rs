@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 
 use crate::api::gitsync::{GitSync, GitSyncStatus};
 use crate::api::rollout::Rollout;
-use crate::controller::client::{self, ClientOptions};
-use crate::controller::metrics::Metrics;
+use crate::client::{self, ClientOptions};
+use crate::observe::Observer;
 use crate::gitsync::apply::{self, ApplyError, DiscoveredScope, DiscoveryCache};
 use crate::gitsync::health::{self, Health};
 use crate::gitsync::manifest::{self, ObjectId, PrepareContext};
@@ -29,7 +29,7 @@ use crate::gitsync::plan::{self, Decision, Observed, Prune, RolloutState, SyncRe
 use crate::gitsync::render::{self, RenderInput, Tools};
 use crate::gitsync::source::{Credentials, GitSource, RevertRequest, SourceError};
 use crate::gitsync::{REQUESTED_AT_ANNOTATION, gitsync_label_value};
-use crate::rollout::reconcile::merge_diff;
+use crate::merge_patch::merge_diff;
 
 /// A sync that names no timeout gives up after this long.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -94,7 +94,7 @@ pub struct Context {
     pub tools: Tools,
     pub discovery: DiscoveryCache,
     pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<dyn Observer>,
     /// When each GitSync last fetched (in memory: after a restart every GitSync syncs once at once).
     last_sync: Mutex<HashMap<ObjectRef<GitSync>, Instant>>,
     /// Syncs asked for by the webhook, taken by the next reconcile.
@@ -111,7 +111,7 @@ impl Context {
         source: GitSource,
         tools: Tools,
         recorder: Recorder,
-        metrics: Arc<Metrics>,
+        metrics: Arc<dyn Observer>,
     ) -> Self {
         Context {
             discovery: DiscoveryCache::new(client.clone()),

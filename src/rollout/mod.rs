@@ -8,5 +8,6 @@ pub mod owned;
 pub mod plan;
 pub mod reconcile;
 pub mod replicas;
+pub mod restore;
 pub mod status;
 pub mod validate;

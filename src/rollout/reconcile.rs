@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use crate::api::analysis::AnalysisRun;
 use crate::api::rollout::{Rollout, RolloutStatus};
-use crate::controller::metrics::Metrics;
+use crate::merge_patch::merge_diff;
+use crate::observe::Observer;
 use crate::rollout::coalesce::CountUpdates;
 use crate::rollout::expectations::Expectations;
 use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
@@ -77,7 +78,7 @@ pub struct Context {
     pub client: Client,
     pub replica_sets: ReplicaSetIndex,
     pub analysis_runs: AnalysisRunIndex,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<dyn Observer>,
     pub recorder: Recorder,
     /// Creates the AnalysisRun a plan asks for (templates are read here, at the I/O edge).
     pub analysis: Arc<dyn AnalysisRunFactory>,
@@ -602,7 +603,7 @@ async fn restore_template(
         Rollout::url_path(&(), Some(&namespace)),
         rollout.name_any()
     );
-    let body = serde_json::to_vec(&crate::cli::undo::undo_patch(&template)).map_err(kube::Error::SerdeError);
+    let body = serde_json::to_vec(&crate::rollout::restore::undo_patch(&template)).map_err(kube::Error::SerdeError);
     let action = format!("restoring the template of ReplicaSet {replica_set}");
     let request = body.and_then(|body| {
         http::Request::patch(url)
@@ -712,31 +713,6 @@ async fn write_status(rollout: &Rollout, status: &RolloutStatus, ctx: &Context) 
     Ok(None)
 }
 
-/// The JSON merge patch that turns `old` into `new` (lists are replaced whole, as merge patch does).
-pub fn merge_diff(old: &Value, new: &Value) -> Value {
-    match (old, new) {
-        (Value::Object(old), Value::Object(new)) => {
-            let mut patch = serde_json::Map::new();
-            for (key, value) in new {
-                match old.get(key) {
-                    Some(previous) if previous == value => {}
-                    Some(previous) if previous.is_object() && value.is_object() => {
-                        patch.insert(key.clone(), merge_diff(previous, value));
-                    }
-                    _ => {
-                        patch.insert(key.clone(), value.clone());
-                    }
-                }
-            }
-            for key in old.keys().filter(|k| !new.contains_key(*k)) {
-                patch.insert(key.clone(), Value::Null);
-            }
-            Value::Object(patch)
-        }
-        (_, new) => new.clone(),
-    }
-}
-
 async fn publish_events(rollout: &Rollout, plan: &Plan, ctx: &Context) {
     let reference = rollout.object_ref(&());
     for planned in &plan.events {
@@ -762,17 +738,6 @@ async fn publish_events(rollout: &Rollout, plan: &Plan, ctx: &Context) {
 mod tests {
     use super::*;
     use crate::api::rollout::CanaryStep;
-
-    #[test]
-    fn merge_diff_sets_changes_and_nulls_removed_fields() {
-        let old = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1], "gone": true});
-        let new = json!({"a": 1, "b": {"c": 2, "d": 4}, "e": [1, 2], "added": "x"});
-        assert_eq!(
-            merge_diff(&old, &new),
-            json!({"b": {"d": 4}, "e": [1, 2], "added": "x", "gone": null})
-        );
-        assert_eq!(merge_diff(&new, &new), json!({}));
-    }
 
     #[test]
     fn replica_sets_carry_the_hash_on_selector_and_template_and_are_owned() {

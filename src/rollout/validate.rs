@@ -1,7 +1,6 @@
 //! Spec validation: every problem with a Rollout's spec, each with the field path a user needs to
 //! fix it. An invalid spec gets an InvalidSpec condition and an event, and nothing is scaled.
 use std::collections::BTreeMap;
-use std::fmt;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -10,24 +9,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::api::rollout::{CanaryStep, CanaryStrategy, Rollout, RolloutAnalysis, SetCanaryScale};
 use crate::rollout::replicas::{IntOrPercent, ScaleLimits};
 
-/// One problem with a spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError {
-    /// Dotted path such as `spec.strategy.canary.steps[2].setWeight`.
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-/// All problems joined into one message, as shown in the InvalidSpec condition.
-pub fn summary(errors: &[SpecError]) -> String {
-    errors.iter().map(SpecError::to_string).collect::<Vec<_>>().join("; ")
-}
+pub use crate::api::spec_error::{SpecError, summary};
 
 #[derive(Default)]
 struct Findings(Vec<SpecError>);

@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::api::rollout::GatewayApiTrafficRouting;
-use crate::rollout::validate::SpecError;
+use crate::api::spec_error::SpecError;
 use crate::traffic::{
     ObjectKind, RouteTarget, RouterError, RouterState, TrafficRouter, agreed, apply_metadata, object_name,
     retry_on_conflict, spec_error,

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::api::Rollout;
 use crate::api::rollout::TrafficRouting;
-use crate::rollout::validate::SpecError;
+use crate::api::spec_error::SpecError;
 
 pub mod gateway_api;
 pub mod istio;

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::api::rollout::NginxTrafficRouting;
-use crate::rollout::validate::SpecError;
+use crate::api::spec_error::SpecError;
 use crate::traffic::{ObjectKind, RouteTarget, RouterError, RouterState, TrafficRouter, object_name, spec_error};
 
 pub(crate) const INGRESS: ObjectKind = ObjectKind {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::api::rollout::SmiTrafficRouting;
-use crate::rollout::validate::SpecError;
+use crate::api::spec_error::SpecError;
 use crate::traffic::{ObjectKind, RouteTarget, RouterError, RouterState, TrafficRouter, object_name, spec_error};
 
 pub(crate) const TRAFFIC_SPLIT: ObjectKind = ObjectKind {

@@ -1,0 +1,25 @@
+//! What the reconcilers report about their work. Domain code (rollout, analysis, gitsync) calls this
+//! trait; the controller's Prometheus registry (`controller::metrics::Metrics`) implements it, so the
+//! domain knows what happened, not how it is exported.
+use std::time::Duration;
+
+pub trait Observer: Send + Sync {
+    /// A rollout's phase, step and canary weight after a reconcile.
+    fn observe_rollout(&self, namespace: &str, name: &str, phase: &str, step: i64, canary_weight: i64);
+    /// The rollout is gone: drop what was reported about it.
+    fn forget_rollout(&self, namespace: &str, name: &str);
+    /// The rollout aborted in this reconcile.
+    fn count_abort(&self, namespace: &str, name: &str);
+    /// An AnalysisRun's phase after a reconcile.
+    fn observe_analysis_run(&self, namespace: &str, name: &str, phase: &str);
+    /// The latest numeric value one metric of a run measured.
+    fn observe_measurement(&self, namespace: &str, analysis_run: &str, metric: &str, value: f64);
+    /// The AnalysisRun is gone: drop what was reported about it.
+    fn forget_analysis_run(&self, namespace: &str, name: &str);
+    /// A GitSync's applied and healthy revisions (None: gone or not known yet).
+    fn observe_gitsync(&self, namespace: &str, name: &str, applied: Option<&str>, healthy: Option<&str>);
+    /// One reconcile of `controller` ("rollout", "analysisrun", "gitsync") and how long it took.
+    fn count_reconcile(&self, controller: &str, took: Duration);
+    /// One failed reconcile, by the error's kind.
+    fn count_reconcile_error(&self, controller: &str, error_kind: &str);
+}
