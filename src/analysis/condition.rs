@@ -1,7 +1,7 @@
 //! successCondition / failureCondition: CEL expressions over `result`, with the helpers Argo Rollouts
 //! users reach for (`len`, `isNaN`, `isInf`, `default`, `asInt`, `asFloat`).
 //!
-//! How `result` looks (SEMANTICS.md "Analysis verdicts"): a PromQL scalar is a number (`result >= 0.95`),
+//! How `result` looks (docs/analysis-verdicts.md, "What `result` holds"): a PromQL scalar is a number (`result >= 0.95`),
 //! an instant vector a list of numbers in series order (`result[0] >= 0.95`), an empty vector `[]`. A web
 //! metric's JSON boolean or string is a CEL bool or string. CEL is Argo's expr language's sibling, so
 //! most Argo conditions work unchanged; expr-only syntax (`all(result, {# > 1})`) is written the CEL way

@@ -17,8 +17,8 @@ use crate::analysis::allowlist::Allowlist;
 use crate::analysis::providers::{self, SecretValues};
 use crate::analysis::rules;
 use crate::api::analysis::{AnalysisRun, AnalysisRunSpec, Metric};
-use crate::observe::Observer;
 use crate::merge_patch::merge_diff;
+use crate::observe::Observer;
 
 /// Bound on reading one Secret.
 const SECRET_TIMEOUT: Duration = Duration::from_secs(10);

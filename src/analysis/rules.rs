@@ -1,4 +1,4 @@
-//! The verdict rules (SEMANTICS.md "Analysis verdicts") and the measurement schedule, as pure functions
+//! The verdict rules (docs/analysis-verdicts.md) and the measurement schedule, as pure functions
 //! of the spec, the status and the time.
 //!
 //! Three levels, each a function with a table of tests:

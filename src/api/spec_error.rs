@@ -20,4 +20,3 @@ impl fmt::Display for SpecError {
 pub fn summary(errors: &[SpecError]) -> String {
     errors.iter().map(SpecError::to_string).collect::<Vec<_>>().join("; ")
 }
-

@@ -14,8 +14,8 @@ use super::undo::owned_by;
 use super::view::{self, Snapshot};
 use super::{Error, OutputFormat, Result, Target};
 use crate::api::analysis::AnalysisRun;
-use crate::api::rollout::Rollout;
 use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
+use crate::api::rollout::Rollout;
 
 /// Redraws at most this often, however fast the objects change.
 const REDRAW_INTERVAL: Duration = Duration::from_millis(200);

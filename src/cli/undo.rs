@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::actions::{self, Change, Planned};
 use super::{Error, Result, Target};
-use crate::api::rollout::Rollout;
 use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
+use crate::api::rollout::Rollout;
 
 pub use crate::api::keys::REVISION_ANNOTATION;
 use crate::rollout::restore::undo_patch;

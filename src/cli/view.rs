@@ -11,8 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::actions::{Stage, stage};
 use super::undo::{hash_of, revision_of};
 use crate::api::analysis::AnalysisRun;
-use crate::api::rollout::{PauseReason, Rollout};
 use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
+use crate::api::rollout::{PauseReason, Rollout};
 use crate::rollout::plan::describe_step;
 
 /// How many analysis runs and events the summary shows (the newest).

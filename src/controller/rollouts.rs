@@ -11,10 +11,10 @@ use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::analysis::AnalysisRun;
+use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
 use crate::api::rollout::Rollout;
 use crate::controller::metrics::Metrics;
 use crate::controller::server::Health;
-use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
 use crate::rollout::reconcile::{self, AnalysisRunFactory, Context};
 
 /// Where the controller looks: one namespace or all of them.

@@ -47,7 +47,10 @@ impl ControllerFields {
         let splits = objects
             .into_iter()
             .filter(|o| {
-                o["kind"] == "Rollout" && o["apiVersion"].as_str().is_some_and(|v| v.starts_with(&format!("{}/", crate::api::GROUP)))
+                o["kind"] == "Rollout"
+                    && o["apiVersion"]
+                        .as_str()
+                        .is_some_and(|v| v.starts_with(&format!("{}/", crate::api::GROUP)))
             })
             .filter_map(|rollout| {
                 let canary = rollout.pointer("/spec/strategy/canary")?;

@@ -21,7 +21,6 @@ use serde_json::{Value, json};
 use crate::api::gitsync::{GitSync, GitSyncStatus};
 use crate::api::rollout::Rollout;
 use crate::client::{self, ClientOptions};
-use crate::observe::Observer;
 use crate::gitsync::apply::{self, ApplyError, DiscoveredScope, DiscoveryCache};
 use crate::gitsync::health::{self, Health};
 use crate::gitsync::manifest::{self, ObjectId, PrepareContext};
@@ -30,6 +29,7 @@ use crate::gitsync::render::{self, RenderInput, Tools};
 use crate::gitsync::source::{Credentials, GitSource, RevertRequest, SourceError};
 use crate::gitsync::{REQUESTED_AT_ANNOTATION, gitsync_label_value};
 use crate::merge_patch::merge_diff;
+use crate::observe::Observer;
 
 /// A sync that names no timeout gives up after this long.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);

@@ -2,8 +2,8 @@
 //! in one reconcile, bounded by maxSurge and maxUnavailable. Plain integers in and out — no Kubernetes
 //! types, no clock — so every rule here is a table test or a property test.
 //!
-//! The rules follow SEMANTICS.md ("Replica counts without a traffic router"); where that text leaves a
-//! choice open, the doc comment of the function says which choice was made and why.
+//! The rules are written out in docs/replica-arithmetic.md ("Replica counts without a traffic router");
+//! the doc comment of each function says which choice it makes where there was one, and why.
 
 use std::fmt;
 
@@ -125,7 +125,8 @@ impl ScaleLimits {
     }
 }
 
-/// The whole number nearest to `replicas × weight / 100`, a tie rounding up — the SEMANTICS.md formula
+/// The whole number nearest to `replicas × weight / 100`, a tie rounding up — the formula of
+/// docs/replica-arithmetic.md ("The nearest count")
 /// on its own. The basic-canary planner adds the at-least-one-pod minimums on top of this, see
 /// [`basic_canary_targets`]. `weight` is clamped to 0..=100 and negative `replicas` count as zero.
 pub fn desired_canary_replicas(replicas: i32, weight: i32) -> i32 {
@@ -152,7 +153,7 @@ pub struct ReplicaTargets {
 ///    each (total 2 — within the surge, so it is reachable); with maxSurge 0 there is no room for a
 ///    second pod and the nearest count wins (5% → stable only, 95% → canary only).
 ///
-/// This is what makes the six SEMANTICS.md vectors hold: 1 replica at 5% or 95% with maxSurge 1 gives
+/// This is what makes the six vectors of docs/replica-arithmetic.md hold: 1 replica at 5% or 95% with maxSurge 1 gives
 /// (1, 1) by rule 3, and 10 replicas at 5% gives (1, 9) by rule 2 (0.5 rounds up, stable is the rest).
 /// Argo Rollouts' `approximateWeightedCanaryStableReplicaCounts` differs in one way: when surging it
 /// also weighs totals of replicas + 1 (10 at 5% → (1, 10)), which contradicts the (10, 5 → 1, 9) vector;
@@ -337,7 +338,7 @@ impl ScalePlan {
 /// beyond replicas + maxSurge (or beyond where it already was) and available pods never fall below
 /// replicas − maxUnavailable (or below where they already were).
 ///
-/// One refinement SEMANTICS.md leaves open: pods that are not available cost no availability to
+/// A refinement (docs/replica-arithmetic.md, "Unavailable pods cost no availability"): pods that are not available cost no availability to
 /// remove (the ReplicaSet controller deletes them first), so a ReplicaSet above its target may shed
 /// them beyond the room above. That needs a second bound, as in the Kubernetes Deployment controller,
 /// or crash-looping pods would all be deleted and leave nothing to become available: Σ spec of the
@@ -687,7 +688,7 @@ mod tests {
         }
     }
 
-    /// The SEMANTICS.md vectors: one reconcile from a steady stable with every pod available.
+    /// The six vectors of docs/replica-arithmetic.md: one reconcile from a steady stable with every pod available.
     #[test]
     fn semantics_vectors_one_reconcile() {
         // (replicas, weight, canary now, stable now, maxUnavailable, maxSurge → canary, stable)

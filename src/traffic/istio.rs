@@ -17,8 +17,8 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use crate::api::rollout::{IstioDestinationRule, IstioTrafficRouting};
 use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
+use crate::api::rollout::{IstioDestinationRule, IstioTrafficRouting};
 use crate::api::spec_error::SpecError;
 use crate::traffic::{
     ObjectKind, RouteTarget, RouterError, RouterState, TrafficRouter, agreed, apply_metadata, object_name,
