@@ -682,68 +682,11 @@ impl ApiServer {
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         let old = current.to_value();
         let (proposed, ownership_done) = change(&current)?;
-        let mut new = match opts.subresource.as_deref() {
-            Some("status") => {
-                let mut new = old.clone();
-                match proposed.get("status") {
-                    Some(status) => new["status"] = status.clone(),
-                    None => {
-                        new.as_object_mut().map(|o| o.remove("status"));
-                    }
-                }
-                if ownership_done && let Some(managed) = meta(&proposed).and_then(|m| m.get("managedFields")) {
-                    meta_mut(&mut new).insert("managedFields".into(), managed.clone());
-                }
-                new
-            }
-            Some(other) => return Err(ApiError::not_found(&rt.group, &format!("{}/{other}", rt.plural), name)),
-            None => {
-                let mut new = proposed;
-                if rt.has_status_subresource() && rt.plural != "customresourcedefinitions" {
-                    match old.get("status") {
-                        Some(status) => new["status"] = status.clone(),
-                        None => {
-                            new.as_object_mut().map(|o| o.remove("status"));
-                        }
-                    }
-                }
-                new
-            }
-        };
-        // Identity and server-owned metadata never come from the client.
-        {
-            let old_meta = meta(&old).cloned().unwrap_or_default();
-            let m = meta_mut(&mut new);
-            for field in [
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "generation",
-                "name",
-                "namespace",
-            ] {
-                match old_meta.get(field) {
-                    Some(v) => m.insert(field.into(), v.clone()),
-                    None => m.remove(field),
-                };
-            }
-            if !ownership_done {
-                match old_meta.get("managedFields") {
-                    Some(v) => m.insert("managedFields".into(), v.clone()),
-                    None => m.remove("managedFields"),
-                };
-            }
-        }
-        let new = Self::to_storage(rt, new);
-        let mut new = new;
+        let mut new = scope_to_subresource(rt, opts.subresource.as_deref(), name, &old, proposed, ownership_done)?;
+        keep_server_owned_metadata(&old, &mut new, ownership_done);
+        let mut new = Self::to_storage(rt, new);
         if rt.has_generation && opts.subresource.is_none() && spec_changed(&old, &new) {
-            let generation = meta(&old)
-                .and_then(|m| m.get("generation"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                + 1;
-            meta_mut(&mut new).insert("generation".into(), json!(generation));
+            bump_generation(&old, &mut new);
         }
         if !ownership_done {
             apply::track_update(
@@ -1525,8 +1468,85 @@ fn decode_continue(token: &str) -> ApiResult<ContinueFrom> {
     Ok((Some(rv), Some((ns.to_string(), name.to_string()))))
 }
 
+/// What a write may change: through `status`, only the status (and managedFields when the write tracked
+/// ownership itself); through the main resource of a kind with a status subresource, everything but
+/// the status.
+fn scope_to_subresource(
+    rt: &ResourceType,
+    subresource: Option<&str>,
+    name: &str,
+    old: &Value,
+    proposed: Value,
+    ownership_done: bool,
+) -> ApiResult<Value> {
+    match subresource {
+        Some("status") => {
+            let mut new = old.clone();
+            match proposed.get("status") {
+                Some(status) => new["status"] = status.clone(),
+                None => {
+                    new.as_object_mut().map(|o| o.remove("status"));
+                }
+            }
+            if ownership_done && let Some(managed) = meta(&proposed).and_then(|m| m.get("managedFields")) {
+                meta_mut(&mut new).insert("managedFields".into(), managed.clone());
+            }
+            Ok(new)
+        }
+        Some(other) => Err(ApiError::not_found(&rt.group, &format!("{}/{other}", rt.plural), name)),
+        None => {
+            let mut new = proposed;
+            if rt.has_status_subresource() && rt.plural != "customresourcedefinitions" {
+                match old.get("status") {
+                    Some(status) => new["status"] = status.clone(),
+                    None => {
+                        new.as_object_mut().map(|o| o.remove("status"));
+                    }
+                }
+            }
+            Ok(new)
+        }
+    }
+}
+
+/// Identity and server-owned metadata never come from the client; neither do managedFields unless the
+/// write computed them (apply).
+fn keep_server_owned_metadata(old: &Value, new: &mut Value, ownership_done: bool) {
+    let old_meta = meta(old).cloned().unwrap_or_default();
+    let m = meta_mut(new);
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "name",
+        "namespace",
+    ] {
+        match old_meta.get(field) {
+            Some(v) => m.insert(field.into(), v.clone()),
+            None => m.remove(field),
+        };
+    }
+    if !ownership_done {
+        match old_meta.get("managedFields") {
+            Some(v) => m.insert("managedFields".into(), v.clone()),
+            None => m.remove("managedFields"),
+        };
+    }
+}
+
+/// metadata.generation one above the old object's (a spec change).
+fn bump_generation(old: &Value, new: &mut Value) {
+    let generation = meta(old)
+        .and_then(|m| m.get("generation"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        + 1;
+    meta_mut(new).insert("generation".into(), json!(generation));
+}
+
 #[cfg(test)]
-#[path = "api_tests.rs"]
 mod tests;
 
 /// A Secret's write-only `stringData` is merged into `data` (base64), winning over the same key, and

@@ -123,6 +123,16 @@ fn json_ok(value: Value) -> Response {
     )
 }
 
+/// An update or patch answer: 201 when it created the object (apply, PUT of a missing one), else 200.
+fn written_response(written: crate::api::Written) -> Response {
+    let code = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    json_response(code, to_bytes(&written.object), &written.warnings)
+}
+
 fn json_response(code: StatusCode, body: Bytes, warnings: &[String]) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = code;
@@ -385,13 +395,13 @@ async fn api_request(State(state): State<Arc<HttpState>>, request: Request) -> R
         Route::Discovery(which) => return discovery_response(&state, which, &parts.headers),
         Route::Resource(target) => target,
     };
-    let verb = verb_of(&parts.method, &target, &query);
+    let verb = Verb::of(&parts.method, &target, &query);
     let resource_name = if target.group.is_empty() {
         target.plural.clone()
     } else {
         format!("{}.{}", target.plural, target.group)
     };
-    let verdict = state.faults.judge(verb, &resource_name, fastrand::f64());
+    let verdict = state.faults.judge(verb.as_str(), &resource_name, fastrand::f64());
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
     }
@@ -406,7 +416,7 @@ async fn api_request(State(state): State<Arc<HttpState>>, request: Request) -> R
                     headers: &parts.headers,
                     user_agent: &user_agent,
                 };
-                match request.serve(&parts.method, verb, bytes).await {
+                match request.serve(verb, bytes).await {
                     Ok(response) => response,
                     Err(error) => error_response(&error),
                 }
@@ -419,7 +429,7 @@ async fn api_request(State(state): State<Arc<HttpState>>, request: Request) -> R
         },
     };
     state.requests.push(RequestRecord {
-        verb: verb.to_string(),
+        verb: verb.as_str().to_string(),
         group: target.group.clone(),
         resource: target.plural.clone(),
         subresource: target.subresource.clone().unwrap_or_default(),
@@ -434,18 +444,60 @@ async fn api_request(State(state): State<Arc<HttpState>>, request: Request) -> R
     response
 }
 
-fn verb_of(method: &Method, target: &Target, query: &Query) -> &'static str {
-    let item = target.name.is_some();
-    match *method {
-        Method::GET if query.flag("watch") => "watch",
-        Method::GET if item => "get",
-        Method::GET => "list",
-        Method::POST => "create",
-        Method::PUT => "update",
-        Method::PATCH => "patch",
-        Method::DELETE if item => "delete",
-        Method::DELETE => "deletecollection",
-        _ => "unknown",
+/// The Kubernetes verb of a resource request, as authorization, audit and fault rules name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    Patch,
+    Delete,
+    DeleteCollection,
+    /// A method the API does not serve on resources (answered 405).
+    Unsupported,
+}
+
+impl Verb {
+    /// The verb of `method` on `target`, as the API server derives it.
+    fn of(method: &Method, target: &Target, query: &Query) -> Verb {
+        let item = target.name.is_some();
+        match *method {
+            Method::GET if query.flag("watch") => Verb::Watch,
+            Method::GET if item => Verb::Get,
+            Method::GET => Verb::List,
+            Method::POST => Verb::Create,
+            Method::PUT => Verb::Update,
+            Method::PATCH => Verb::Patch,
+            Method::DELETE if item => Verb::Delete,
+            Method::DELETE => Verb::DeleteCollection,
+            _ => Verb::Unsupported,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+            Verb::DeleteCollection => "deletecollection",
+            Verb::Unsupported => "unknown",
+        }
+    }
+
+    fn reads(self) -> bool {
+        matches!(self, Verb::Get | Verb::List | Verb::Watch)
+    }
+}
+
+impl std::fmt::Display for Verb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -491,7 +543,52 @@ struct ResourceRequest<'a> {
 }
 
 impl ResourceRequest<'_> {
-    async fn serve(&self, method: &Method, verb: &str, body: Bytes) -> ApiResult<Response> {
+    async fn serve(&self, verb: Verb, body: Bytes) -> ApiResult<Response> {
+        let target = self.target;
+        let rt = self.resource_type()?;
+        let namespace = target.namespace.clone().unwrap_or_default();
+        let name = target.name.clone().unwrap_or_default();
+        let representation = if verb.reads() {
+            negotiate(header_str(self.headers, header::ACCEPT))?
+        } else {
+            Representation::Json
+        };
+        if target.subresource.as_deref() == Some("scale") {
+            return self.scale(&rt, verb, &namespace, &name, body);
+        }
+        match verb {
+            Verb::Get => {
+                let object = self.state.api.get(&rt, &namespace, &name)?;
+                Ok(self.objects_response(&rt, representation, &[object], None))
+            }
+            Verb::List => self.list(&rt, representation),
+            Verb::Watch => self.watch(rt.clone(), representation),
+            Verb::Create => self.create(&rt, &namespace, &body),
+            Verb::Update => {
+                let object = self.parse_body(&body)?;
+                let written = self
+                    .state
+                    .api
+                    .update(&rt, &namespace, &name, object, &self.write_options()?)?;
+                Ok(written_response(written))
+            }
+            Verb::Patch => self.patch(&rt, &namespace, &name, &body),
+            Verb::Delete => {
+                let options = DeleteOptions::parse(&body, self.query.get("propagationPolicy"), self.dry_run())?;
+                let version = target.version.as_str();
+                let (object, gone) = self.state.api.delete(&rt, version, &namespace, &name, &options)?;
+                let code = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
+                Ok(json_response(code, to_bytes(&object), &[]))
+            }
+            Verb::DeleteCollection => self.delete_collection(&rt, &body),
+            Verb::Unsupported => Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            )),
+        }
+    }
+
+    /// The resource type the path names, if it is served there (namespaced or not, the subresource).
+    fn resource_type(&self) -> ApiResult<Arc<ResourceType>> {
         let target = self.target;
         let rt = self
             .state
@@ -515,116 +612,75 @@ impl ResourceRequest<'_> {
                 format!("the server could not find the requested resource ({sub})"),
             ));
         }
-        let namespace = target.namespace.clone().unwrap_or_default();
-        let name = target.name.clone().unwrap_or_default();
-        let version = target.version.as_str();
-        let representation = if matches!(verb, "get" | "list" | "watch") {
-            negotiate(header_str(self.headers, header::ACCEPT))?
-        } else {
-            Representation::Json
-        };
-        if target.subresource.as_deref() == Some("scale") {
-            return self.scale(&rt, verb, &namespace, &name, body);
+        Ok(rt)
+    }
+
+    fn list(&self, rt: &ResourceType, representation: Representation) -> ApiResult<Response> {
+        let result = self
+            .state
+            .api
+            .list(rt, self.target.namespace.as_deref(), &self.list_options()?)?;
+        let list_meta = list_metadata(
+            result.resource_version,
+            result.continue_token.as_deref(),
+            result.remaining,
+        );
+        Ok(self.objects_response(rt, representation, &result.items, Some(list_meta)))
+    }
+
+    fn create(&self, rt: &ResourceType, namespace: &str, body: &Bytes) -> ApiResult<Response> {
+        if self.target.name.is_some() && self.target.subresource.is_none() {
+            return Err(ApiError::method_not_allowed("POST is not allowed on a named object"));
         }
-        match verb {
-            "get" => {
-                let object = self.state.api.get(&rt, &namespace, &name)?;
-                Ok(self.objects_response(&rt, representation, &[object], None))
-            }
-            "list" => {
-                let result = self
-                    .state
-                    .api
-                    .list(&rt, target.namespace.as_deref(), &self.list_options()?)?;
-                let list_meta = list_metadata(
-                    result.resource_version,
-                    result.continue_token.as_deref(),
-                    result.remaining,
-                );
-                Ok(self.objects_response(&rt, representation, &result.items, Some(list_meta)))
-            }
-            "watch" => self.watch(rt.clone(), representation),
-            "create" => {
-                if target.name.is_some() && target.subresource.is_none() {
-                    return Err(ApiError::method_not_allowed("POST is not allowed on a named object"));
-                }
-                let object = self.parse_body(&body)?;
-                let written = self.state.api.create(&rt, &namespace, object, &self.write_options()?)?;
-                Ok(json_response(
-                    StatusCode::CREATED,
-                    to_bytes(&written.object),
-                    &written.warnings,
-                ))
-            }
-            "update" => {
-                let object = self.parse_body(&body)?;
-                let written = self
-                    .state
-                    .api
-                    .update(&rt, &namespace, &name, object, &self.write_options()?)?;
-                let code = if written.created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                };
-                Ok(json_response(code, to_bytes(&written.object), &written.warnings))
-            }
-            "patch" => {
-                let content_type = header_str(self.headers, header::CONTENT_TYPE).unwrap_or("");
-                let kind = PatchKind::from_content_type(content_type)?;
-                let options = self.write_options()?;
-                let written =
-                    self.state
-                        .api
-                        .patch(&rt, version, &namespace, &name, PatchBody::new(kind, &body), &options)?;
-                let code = if written.created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                };
-                Ok(json_response(code, to_bytes(&written.object), &written.warnings))
-            }
-            "delete" => {
-                let options = DeleteOptions::parse(&body, self.query.get("propagationPolicy"), self.dry_run())?;
-                let (object, gone) = self.state.api.delete(&rt, version, &namespace, &name, &options)?;
-                let code = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
-                Ok(json_response(code, to_bytes(&object), &[]))
-            }
-            "deletecollection" => {
-                let options = DeleteOptions::parse(&body, self.query.get("propagationPolicy"), self.dry_run())?;
-                let deleted = self.state.api.delete_collection(
-                    &rt,
-                    version,
-                    target.namespace.as_deref(),
-                    &self.list_options()?,
-                    &options,
-                )?;
-                let list = json!({
-                    "kind": rt.list_kind, "apiVersion": rt.api_version(version),
-                    "metadata": {"resourceVersion": self.state.api.store.current_resource_version().to_string()},
-                    "items": deleted,
-                });
-                Ok(json_ok(list))
-            }
-            _ => {
-                let _ = method;
-                Err(ApiError::method_not_allowed(
-                    "the server does not allow this method on the requested resource",
-                ))
-            }
-        }
+        let object = self.parse_body(body)?;
+        let written = self.state.api.create(rt, namespace, object, &self.write_options()?)?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            to_bytes(&written.object),
+            &written.warnings,
+        ))
+    }
+
+    fn patch(&self, rt: &ResourceType, namespace: &str, name: &str, body: &Bytes) -> ApiResult<Response> {
+        let content_type = header_str(self.headers, header::CONTENT_TYPE).unwrap_or("");
+        let kind = PatchKind::from_content_type(content_type)?;
+        let options = self.write_options()?;
+        let version = self.target.version.as_str();
+        let written = self
+            .state
+            .api
+            .patch(rt, version, namespace, name, PatchBody::new(kind, body), &options)?;
+        Ok(written_response(written))
+    }
+
+    fn delete_collection(&self, rt: &ResourceType, body: &Bytes) -> ApiResult<Response> {
+        let options = DeleteOptions::parse(body, self.query.get("propagationPolicy"), self.dry_run())?;
+        let version = self.target.version.as_str();
+        let deleted = self.state.api.delete_collection(
+            rt,
+            version,
+            self.target.namespace.as_deref(),
+            &self.list_options()?,
+            &options,
+        )?;
+        let list = json!({
+            "kind": rt.list_kind, "apiVersion": rt.api_version(version),
+            "metadata": {"resourceVersion": self.state.api.store.current_resource_version().to_string()},
+            "items": deleted,
+        });
+        Ok(json_ok(list))
     }
 
     /// The `scale` subresource: GET, PUT and PATCH of an autoscaling/v1 Scale.
-    fn scale(&self, rt: &ResourceType, verb: &str, namespace: &str, name: &str, body: Bytes) -> ApiResult<Response> {
+    fn scale(&self, rt: &ResourceType, verb: Verb, namespace: &str, name: &str, body: Bytes) -> ApiResult<Response> {
         let api = &self.state.api;
         let scale = match verb {
-            "get" => api.scale(rt, namespace, name)?,
-            "update" => {
+            Verb::Get => api.scale(rt, namespace, name)?,
+            Verb::Update => {
                 let desired = self.parse_body(&body)?;
                 api.write_scale(rt, namespace, name, &self.write_options()?, |_| Ok(desired))?
             }
-            "patch" => {
+            Verb::Patch => {
                 let content_type = header_str(self.headers, header::CONTENT_TYPE).unwrap_or("");
                 let kind = PatchKind::from_content_type(content_type)?;
                 let patch: Value = serde_json::from_slice(&body)
