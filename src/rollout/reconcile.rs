@@ -445,132 +445,169 @@ async fn apply(
     router: Option<&Router>,
     ctx: &Context,
 ) -> Result<Option<Duration>, Error> {
-    let namespace = rollout.namespace().unwrap_or_default();
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
-    let merge = PatchParams::default();
-    let create = PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
     for action in &plan.actions {
-        match action {
-            Action::CreateReplicaSet {
-                name,
-                hash,
-                revision,
-                replicas,
-                git_revision,
-            } => {
-                let rs = build_replica_set(rollout, name, hash, *revision, *replicas, git_revision.as_deref());
-                match replica_sets.create(&create, &rs).await {
-                    Ok(created) => {
-                        // Until the cache shows it, plan as if it did: no second create (409).
-                        if let (Some(owner), Some(observed)) = (rollout.uid(), observed_replica_set(&created)) {
-                            ctx.expectations.created(&namespace, &owner, observed, Instant::now());
-                        }
-                    }
-                    // A previous reconcile (whose status write was lost) already created it.
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(e) => return Err(kube_error(rollout, format!("creating ReplicaSet {name}"))(e)),
-                }
-            }
-            Action::ScaleReplicaSet { name, replicas } => {
-                let patch = json!({"spec": {"replicas": replicas}});
-                let scaled = replica_sets
-                    .patch(name, &merge, &Patch::Merge(&patch))
-                    .await
-                    .map_err(kube_error(rollout, format!("scaling ReplicaSet {name}")))?;
-                ctx.expectations
-                    .scaled(&namespace, name, *replicas, scaled.metadata.resource_version.as_deref());
-            }
-            Action::SetRevision { name, revision } => {
-                let patch = json!({"metadata": {"annotations": {REVISION_ANNOTATION: revision.to_string()}}});
-                replica_sets
-                    .patch(name, &merge, &Patch::Merge(&patch))
-                    .await
-                    .map_err(kube_error(rollout, format!("annotating ReplicaSet {name}")))?;
-            }
-            Action::DeleteReplicaSet { name } => {
-                tolerate(replica_sets.delete(name, &DeleteParams::background()).await, 404)
-                    .map_err(kube_error(rollout, format!("deleting ReplicaSet {name}")))?;
-            }
-            Action::DeletePod { name } => {
-                let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-                tolerate(pods.delete(name, &DeleteParams::default()).await, 404)
-                    .map_err(kube_error(rollout, format!("restarting pod {name}")))?;
-            }
-            Action::CreateAnalysisRun {
-                name,
-                kind,
-                hash,
-                analysis,
-            } => {
-                let request = AnalysisRequest {
-                    name: name.clone(),
-                    kind: *kind,
-                    hash: hash.clone(),
-                    stable_hash: plan.status.stable_rs.clone(),
-                    analysis: analysis.clone(),
-                };
-                let run = ctx
-                    .analysis
-                    .build(rollout, &request)
-                    .await
-                    .map_err(|message| Error::Analysis {
-                        namespace: namespace.clone(),
-                        name: rollout.name_any(),
-                        message: format!("creating AnalysisRun {name}: {message}"),
-                    })?;
-                let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
-                tolerate(runs.create(&create, &run).await, 409)
-                    .map_err(kube_error(rollout, format!("creating AnalysisRun {name}")))?;
-            }
-            Action::SetServiceSelector { service, hash } => {
-                let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
-                let patch = json!({
-                    "metadata": {"annotations": {ROLLOUT_LABEL: rollout.name_any()}},
-                    "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}},
-                });
-                services
-                    .patch(service, &merge, &Patch::Merge(&patch))
-                    .await
-                    .map_err(kube_error(rollout, format!("pointing Service {service} at {hash}")))?;
-            }
-            Action::RestoreStableTemplate { replica_set } => {
-                restore_template(&ctx.client, rollout, &replica_sets, replica_set).await?;
-            }
-            Action::SetScaleDownDeadline { name, at } => {
-                let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                let patch = json!({"metadata": {"annotations": {plan::SCALE_DOWN_DEADLINE_ANNOTATION: at}}});
-                replica_sets
-                    .patch(name, &merge, &Patch::Merge(&patch))
-                    .await
-                    .map_err(kube_error(rollout, format!("annotating ReplicaSet {name}")))?;
-            }
-            Action::SetCanaryWeight { weight } => {
-                let Some(router) = router else { continue };
-                router
-                    .router
-                    .set_weight(&ctx.client, &router.target, *weight)
-                    .await
-                    .map_err(|e| router_error(rollout, e))?;
-            }
-            Action::DeleteAnalysisRun { name } => {
-                let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
-                tolerate(runs.delete(name, &DeleteParams::background()).await, 404)
-                    .map_err(kube_error(rollout, format!("deleting AnalysisRun {name}")))?;
-            }
-            Action::TerminateAnalysisRun { name } => {
-                let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
-                let patch = json!({"spec": {"terminate": true}});
-                tolerate(runs.patch(name, &merge, &Patch::Merge(&patch)).await, 404)
-                    .map_err(kube_error(rollout, format!("terminating AnalysisRun {name}")))?;
-            }
-        }
+        apply_action(rollout, plan, action, router, ctx).await?;
     }
     let held = write_status(rollout, &plan.status, ctx).await?;
     publish_events(rollout, plan, ctx).await;
     Ok(held)
+}
+
+/// The field manager on every create.
+fn create_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// One action of the plan, against the API.
+async fn apply_action(
+    rollout: &Rollout,
+    plan: &Plan,
+    action: &Action,
+    router: Option<&Router>,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let merge = PatchParams::default();
+    match action {
+        Action::CreateReplicaSet {
+            name,
+            hash,
+            revision,
+            replicas,
+            git_revision,
+        } => {
+            let rs = build_replica_set(rollout, name, hash, *revision, *replicas, git_revision.as_deref());
+            create_replica_set(rollout, &replica_sets, &rs, ctx).await?;
+        }
+        Action::ScaleReplicaSet { name, replicas } => {
+            let patch = json!({"spec": {"replicas": replicas}});
+            let scaled = replica_sets
+                .patch(name, &merge, &Patch::Merge(&patch))
+                .await
+                .map_err(kube_error(rollout, format!("scaling ReplicaSet {name}")))?;
+            ctx.expectations
+                .scaled(&namespace, name, *replicas, scaled.metadata.resource_version.as_deref());
+        }
+        Action::SetRevision { name, revision } => {
+            let patch = json!({"metadata": {"annotations": {REVISION_ANNOTATION: revision.to_string()}}});
+            replica_sets
+                .patch(name, &merge, &Patch::Merge(&patch))
+                .await
+                .map_err(kube_error(rollout, format!("annotating ReplicaSet {name}")))?;
+        }
+        Action::DeleteReplicaSet { name } => {
+            tolerate(replica_sets.delete(name, &DeleteParams::background()).await, 404)
+                .map_err(kube_error(rollout, format!("deleting ReplicaSet {name}")))?;
+        }
+        Action::DeletePod { name } => {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+            tolerate(pods.delete(name, &DeleteParams::default()).await, 404)
+                .map_err(kube_error(rollout, format!("restarting pod {name}")))?;
+        }
+        Action::CreateAnalysisRun {
+            name,
+            kind,
+            hash,
+            analysis,
+        } => {
+            let request = AnalysisRequest {
+                name: name.clone(),
+                kind: *kind,
+                hash: hash.clone(),
+                stable_hash: plan.status.stable_rs.clone(),
+                analysis: analysis.clone(),
+            };
+            create_analysis_run(rollout, &request, ctx).await?;
+        }
+        Action::SetServiceSelector { service, hash } => {
+            let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+            let patch = json!({
+                "metadata": {"annotations": {ROLLOUT_LABEL: rollout.name_any()}},
+                "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}},
+            });
+            services
+                .patch(service, &merge, &Patch::Merge(&patch))
+                .await
+                .map_err(kube_error(rollout, format!("pointing Service {service} at {hash}")))?;
+        }
+        Action::RestoreStableTemplate { replica_set } => {
+            restore_template(&ctx.client, rollout, &replica_sets, replica_set).await?;
+        }
+        Action::SetScaleDownDeadline { name, at } => {
+            let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let patch = json!({"metadata": {"annotations": {plan::SCALE_DOWN_DEADLINE_ANNOTATION: at}}});
+            replica_sets
+                .patch(name, &merge, &Patch::Merge(&patch))
+                .await
+                .map_err(kube_error(rollout, format!("annotating ReplicaSet {name}")))?;
+        }
+        Action::SetCanaryWeight { weight } => {
+            let Some(router) = router else { return Ok(()) };
+            router
+                .router
+                .set_weight(&ctx.client, &router.target, *weight)
+                .await
+                .map_err(|e| router_error(rollout, e))?;
+        }
+        Action::DeleteAnalysisRun { name } => {
+            let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
+            tolerate(runs.delete(name, &DeleteParams::background()).await, 404)
+                .map_err(kube_error(rollout, format!("deleting AnalysisRun {name}")))?;
+        }
+        Action::TerminateAnalysisRun { name } => {
+            let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
+            let patch = json!({"spec": {"terminate": true}});
+            tolerate(runs.patch(name, &merge, &Patch::Merge(&patch)).await, 404)
+                .map_err(kube_error(rollout, format!("terminating AnalysisRun {name}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the canary's ReplicaSet and remembers it until the cache shows it.
+async fn create_replica_set(
+    rollout: &Rollout,
+    replica_sets: &Api<ReplicaSet>,
+    rs: &ReplicaSet,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let name = rs.metadata.name.as_deref().unwrap_or_default();
+    match replica_sets.create(&create_params(), rs).await {
+        Ok(created) => {
+            // Until the cache shows it, plan as if it did: no second create (409).
+            if let (Some(owner), Some(observed)) = (rollout.uid(), observed_replica_set(&created)) {
+                let namespace = rollout.namespace().unwrap_or_default();
+                ctx.expectations.created(&namespace, &owner, observed, Instant::now());
+            }
+            Ok(())
+        }
+        // A previous reconcile (whose status write was lost) already created it.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(kube_error(rollout, format!("creating ReplicaSet {name}"))(e)),
+    }
+}
+
+/// Builds the AnalysisRun a step or the background analysis asks for and creates it (409: it exists).
+async fn create_analysis_run(rollout: &Rollout, request: &AnalysisRequest, ctx: &Context) -> Result<(), Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let name = &request.name;
+    let run = ctx
+        .analysis
+        .build(rollout, request)
+        .await
+        .map_err(|message| Error::Analysis {
+            namespace: namespace.clone(),
+            name: rollout.name_any(),
+            message: format!("creating AnalysisRun {name}: {message}"),
+        })?;
+    let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
+    tolerate(runs.create(&create_params(), &run).await, 409)
+        .map_err(kube_error(rollout, format!("creating AnalysisRun {name}")))?;
+    Ok(())
 }
 
 /// Replaces spec.template with the template of `replica_set` (read from the API: the cache drops
