@@ -64,7 +64,8 @@ pub struct ControllerArgs {
     #[arg(long, env = "SLUICE_PROMETHEUS_ADDRESS")]
     prometheus_address: Option<String>,
     /// Hosts, *.domain wildcards, IPs and CIDRs analysis providers may connect to (comma-separated;
-    /// empty: anywhere).
+    /// empty: anywhere but link-local/cloud metadata addresses, which need an explicit entry). Redirects
+    /// are never followed.
     #[arg(long, value_delimiter = ',', env = "SLUICE_ANALYSIS_ADDRESS_ALLOWLIST")]
     analysis_address_allowlist: Vec<String>,
     /// Seconds to let in-flight reconciles finish and release the lease on SIGTERM or Ctrl-C (the

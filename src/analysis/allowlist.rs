@@ -5,13 +5,32 @@
 //! (`*.monitoring.svc.cluster.local`, any depth), IP addresses or CIDRs (`10.0.0.0/8`, `fd00::/8`). A URL is
 //! allowed when its host is a listed name, or when every address it resolves to (an IP literal: itself)
 //! lies in a listed network — every one, so a name cannot smuggle in one bad address among good ones. An
-//! empty allowlist allows everything (the flag is opt-in).
+//! empty allowlist allows every other address (deploy/ sets one the operator edits).
+//!
+//! Whatever the allowlist, link-local addresses (169.254.0.0/16, fe80::/10 — where cloud metadata services
+//! answer, and their credentials with them), AWS's IPv6 metadata address fd00:ec2::254 and the name
+//! `metadata.google.internal` are refused unless an entry names them explicitly (a network containing the
+//! address, or the host name itself).
 //!
 //! The check resolves the name once and the HTTP client again; a DNS answer that changes in between is
 //! not caught here. Clusters that need that guarantee add a NetworkPolicy on the controller's egress.
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+
+/// Networks refused unless listed (see the module comment).
+const METADATA_NETWORKS: [&str; 3] = ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"];
+/// Host names refused unless listed.
+const METADATA_HOSTS: [&str; 1] = ["metadata.google.internal"];
+
+/// Whether `address` is one of the metadata/link-local addresses refused unless listed.
+fn is_metadata_address(address: &IpAddr) -> bool {
+    let address = address.to_canonical();
+    METADATA_NETWORKS
+        .iter()
+        .filter_map(|network| network.parse::<IpNet>().ok())
+        .any(|network| network.contains(&address))
+}
 
 /// A parsed allowlist.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -55,28 +74,35 @@ impl Allowlist {
     /// Checks `url`: a listed host name passes at once; otherwise the host is resolved (an IP literal
     /// is taken as it is) and every address must lie in a listed network.
     pub async fn check(&self, url: &str) -> Result<(), String> {
-        if self.is_empty() {
-            return Ok(());
-        }
         let parsed = reqwest::Url::parse(url).map_err(|_| "the address is not a valid URL".to_string())?;
         let host = parsed.host_str().ok_or("the address has no host")?;
         // IPv6 literals come bracketed: `[fd00::1]`.
         if let Ok(address) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
             return self.check_addresses(&address.to_string(), &[address]);
         }
-        let host = host.to_ascii_lowercase();
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
         if self.allows_name(&host) {
             return Ok(());
         }
-        if self.networks.is_empty() {
+        if METADATA_HOSTS.contains(&host.as_str()) {
+            return Err(format!(
+                "host {host:?} is a cloud metadata service; list it in --analysis-address-allowlist to allow it"
+            ));
+        }
+        if !self.is_empty() && self.networks.is_empty() {
             return Err(format!("host {host:?} is not in the analysis address allowlist"));
         }
         let port = parsed.port_or_known_default().unwrap_or(80);
-        let addresses: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| format!("host {host:?}: cannot resolve it to check the allowlist: {e}"))?
-            .map(|socket| socket.ip())
-            .collect();
+        let addresses: Vec<IpAddr> = match tokio::net::lookup_host((host.as_str(), port)).await {
+            Ok(found) => found.map(|socket| socket.ip()).collect(),
+            // With no list, only the metadata addresses are refused: a name that does not resolve is the
+            // HTTP client's error to report, as it would be without this check.
+            Err(_) if self.is_empty() => return Ok(()),
+            Err(e) => return Err(format!("host {host:?}: cannot resolve it to check the allowlist: {e}")),
+        };
+        if addresses.is_empty() && self.is_empty() {
+            return Ok(());
+        }
         if addresses.is_empty() {
             return Err(format!("host {host:?}: resolves to no address"));
         }
@@ -89,8 +115,25 @@ impl Allowlist {
         self.hosts.iter().any(|h| h == host) || self.suffixes.iter().any(|suffix| host.ends_with(suffix.as_str()))
     }
 
-    /// The pure half of [`check`](Self::check): every address must lie in a listed network.
+    /// The pure half of [`check`](Self::check): no address may be a metadata/link-local one the list
+    /// does not name, and with a non-empty list every address must lie in a listed network.
     pub fn check_addresses(&self, host: &str, addresses: &[IpAddr]) -> Result<(), String> {
+        let listed = |address: &IpAddr| self.networks.iter().any(|network| network.contains(address));
+        if let Some(address) = addresses
+            .iter()
+            .map(|address| address.to_canonical())
+            .find(|address| is_metadata_address(address) && !listed(address))
+        {
+            let named = if address.to_string() == host {
+                format!("address {address}")
+            } else {
+                format!("host {host:?} resolves to {address}, which")
+            };
+            return Err(format!(
+                "{named} is link-local (where cloud metadata services answer); list it in \
+                 --analysis-address-allowlist to allow it"
+            ));
+        }
         if self.is_empty() {
             return Ok(());
         }
@@ -128,6 +171,71 @@ mod tests {
 
     fn allowlist(entries: &[&str]) -> Allowlist {
         Allowlist::parse(&entries.iter().map(|e| e.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn metadata_and_link_local_addresses_are_refused_unless_listed() {
+        let metadata: IpAddr = "169.254.169.254".parse().unwrap();
+        let aws_v6: IpAddr = "fd00:ec2::254".parse().unwrap();
+        let link_local_v6: IpAddr = "fe80::1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:169.254.1.1".parse().unwrap();
+        for list in [
+            allowlist(&[]),
+            allowlist(&["10.0.0.0/8"]),
+            allowlist(&["prometheus.monitoring"]),
+        ] {
+            for address in [metadata, aws_v6, link_local_v6, mapped] {
+                let error = list.check_addresses(&address.to_string(), &[address]).unwrap_err();
+                assert!(error.contains("link-local"), "{error}");
+            }
+            let error = list.check_addresses("evil.example", &[metadata]).unwrap_err();
+            assert!(
+                error.contains(r#"host "evil.example" resolves to 169.254.169.254"#),
+                "{error}"
+            );
+        }
+        let listed = allowlist(&["169.254.169.254", "fd00:ec2::/32"]);
+        assert_eq!(listed.check_addresses("169.254.169.254", &[metadata]), Ok(()));
+        assert_eq!(listed.check_addresses("fd00:ec2::254", &[aws_v6]), Ok(()));
+        assert!(
+            listed
+                .check_addresses("169.254.0.1", &["169.254.0.1".parse().unwrap()])
+                .is_err()
+        );
+        // Loopback is an ordinary address: allowed with no list, refused by a list that does not name it.
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(allowlist(&[]).check_addresses("127.0.0.1", &[loopback]), Ok(()));
+        assert!(
+            allowlist(&["10.0.0.0/8"])
+                .check_addresses("127.0.0.1", &[loopback])
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn metadata_host_names_are_refused_without_resolving_them() {
+        let error = allowlist(&[])
+            .check("http://metadata.google.internal/computeMetadata/v1/")
+            .await
+            .unwrap_err();
+        assert!(error.contains("cloud metadata service"), "{error}");
+        let error = allowlist(&[])
+            .check("http://METADATA.google.internal./x")
+            .await
+            .unwrap_err();
+        assert!(error.contains("cloud metadata service"), "{error}");
+        assert_eq!(
+            allowlist(&["metadata.google.internal"])
+                .check("http://metadata.google.internal/")
+                .await,
+            Ok(())
+        );
+        let error = allowlist(&[])
+            .check("http://169.254.169.254/latest/meta-data/")
+            .await
+            .unwrap_err();
+        assert!(error.contains("link-local"), "{error}");
+        assert_eq!(allowlist(&[]).check("http://127.0.0.1:9090/").await, Ok(()));
     }
 
     #[test]
@@ -189,10 +297,12 @@ mod tests {
             }
         }
         assert_eq!(
-            Allowlist::default().check("http://169.254.169.254/").await,
+            Allowlist::default().check("http://10.20.30.40/").await,
             Ok(()),
-            "empty allows all"
+            "empty allows every address but the metadata ones"
         );
+        let error = Allowlist::default().check("http://169.254.169.254/").await.unwrap_err();
+        assert!(error.contains("link-local"), "{error}");
     }
 
     #[tokio::test]

@@ -80,12 +80,16 @@ impl WebRequest {
     }
 
     /// Sends the request and extracts the value. Every failure is an `Err` without credentials.
+    /// A text value that contains a credential the request carried (an endpoint echoing its headers)
+    /// is masked the same way: status is readable by whoever can read the AnalysisRun.
     pub async fn run(&self) -> Result<ResultValue, String> {
-        self.run_unredacted().await.map_err(|message| {
-            let mut secrets = self.sensitive.clone();
-            secrets.extend(self.headers.iter().map(|(_, value)| value.clone()));
-            redact(&message, &secrets)
-        })
+        let mut secrets = self.sensitive.clone();
+        secrets.extend(self.headers.iter().map(|(_, value)| value.clone()));
+        match self.run_unredacted().await {
+            Ok(ResultValue::Text(text)) => Ok(ResultValue::Text(redact(&text, &secrets))),
+            Ok(value) => Ok(value),
+            Err(message) => Err(redact(&message, &secrets)),
+        }
     }
 
     async fn run_unredacted(&self) -> Result<ResultValue, String> {
@@ -112,6 +116,12 @@ impl WebRequest {
         let fail = |error: reqwest::Error| describe_http_error(&error, &self.url, self.timeout);
         let body = tokio::time::timeout(self.timeout, async {
             let mut response = request.send().await.map_err(fail)?;
+            if response.status().is_redirection() {
+                return Err(format!(
+                    "{address}: HTTP {}: redirects are not followed (point the metric at the final address)",
+                    response.status()
+                ));
+            }
             if !response.status().is_success() {
                 return Err(format!("{address}: HTTP {}", response.status()));
             }
@@ -319,5 +329,77 @@ mod tests {
             .unwrap_err();
         assert!(error.contains("cannot connect"), "{error}");
         assert!(!error.contains("s3cret-pw") && !error.contains("abcd1234"), "{error}");
+    }
+
+    /// A server on 127.0.0.2 ("outside": loopback, but not the address the metric names) counting its hits.
+    async fn outside() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { axum::Json(json!({"data": {"rate": 1.0}})) }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (address, hits)
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let (outside, hits) = outside().await;
+        let location = format!("{outside}/ok");
+        let app = axum::Router::new().route(
+            "/moved",
+            axum::routing::get(move || {
+                let location = location.clone();
+                async move {
+                    (
+                        axum::http::StatusCode::FOUND,
+                        [(axum::http::header::LOCATION, location)],
+                        "",
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let error = request(format!("{base}/moved"), Some("$.data.rate"))
+            .run()
+            .await
+            .unwrap_err();
+        assert!(
+            error.contains("HTTP 302") && error.contains("redirects are not followed"),
+            "{error}"
+        );
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the redirect target was called"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_text_value_never_carries_the_credentials_of_the_request() {
+        let app = axum::Router::new().route(
+            "/whoami",
+            axum::routing::get(|headers: axum::http::HeaderMap| async move {
+                let seen = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                axum::Json(json!({"seen": seen}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let mut whoami = request(format!("{base}/whoami"), Some("$.seen"));
+        whoami.headers = vec![("Authorization".into(), "Bearer s3cret-token".into())];
+        assert_eq!(whoami.run().await, Ok(ResultValue::Text("***".into())));
     }
 }
