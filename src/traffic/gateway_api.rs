@@ -32,8 +32,8 @@ use serde_json::{Value, json};
 use crate::api::rollout::GatewayApiTrafficRouting;
 use crate::api::spec_error::SpecError;
 use crate::traffic::{
-    ObjectKind, RouteTarget, RouterError, RouterState, TrafficRouter, agreed, apply_metadata, object_name,
-    retry_on_conflict, spec_error,
+    CanarySplit, ObjectKind, OwnedFields, RouteTarget, RouterError, RouterState, TrafficRouter, agreed, apply_metadata,
+    namespace_of, object_name, preserve_rules, retry_on_conflict, select_split, spec_error,
 };
 
 pub(crate) const HTTP_ROUTE: ObjectKind = ObjectKind {
@@ -291,13 +291,62 @@ pub fn readiness(current: &Value) -> (bool, Option<String>) {
     (true, None)
 }
 
+/// The fields GitSync keeps (see [`OwnedFields`]): the backendRef weights of HTTPRoutes and GRPCRoutes.
+pub(crate) const OWNED_FIELDS: &[OwnedFields] = &[
+    OwnedFields {
+        group: HTTP_ROUTE.group,
+        kind: "HTTPRoute",
+        preserve: preserve_backend_weights,
+    },
+    OwnedFields {
+        group: HTTP_ROUTE.group,
+        kind: "GRPCRoute",
+        preserve: preserve_backend_weights,
+    },
+];
+
+/// Keeps the live `weight` of the backendRefs (matched by group/kind/namespace/name/port) of the rules
+/// that split traffic, in rules matched by rule name, else by `matches`, else by position.
+fn preserve_backend_weights(desired: &mut Value, live: &Value, splits: Option<&[CanarySplit]>) {
+    let namespace = namespace_of(desired);
+    let is_split = |backends: &[&Value]| {
+        select_split(splits, backends, |split, b| {
+            (
+                names_service(b, &namespace, &split.canary_service, &split.namespace),
+                names_service(b, &namespace, &split.stable_service, &split.namespace),
+            )
+        })
+    };
+    preserve_rules(
+        desired,
+        live,
+        "rules",
+        "backendRefs",
+        "matches",
+        &backend_ref_identity,
+        &is_split,
+    );
+}
+
+/// What tells a backendRef apart from the others of its rule.
+fn backend_ref_identity(backend: &Value) -> Option<Value> {
+    let name = backend.get("name")?;
+    Some(Value::Array(vec![
+        backend.get("group").cloned().unwrap_or(Value::String(String::new())),
+        backend.get("kind").cloned().unwrap_or(Value::String("Service".into())),
+        backend.get("namespace").cloned().unwrap_or(Value::Null),
+        name.clone(),
+        backend.get("port").cloned().unwrap_or(Value::Null),
+    ]))
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use insta::assert_json_snapshot;
 
     use super::*;
     use crate::api::rollout::HttpRouteRef;
-    use crate::traffic::tests::target;
+    use crate::traffic::tests::{split, target};
 
     fn route() -> Value {
         json!({
@@ -514,5 +563,101 @@ mod tests {
             missing.to_string(),
             "spec.strategy.canary.trafficRouting.gatewayAPI.httpRoutes[1].name: HTTPRoute gateways/b not found"
         );
+    }
+
+    pub(crate) fn http_route(stable: i64, canary: i64, hostname: &str) -> Value {
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "hostnames": [hostname],
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+                        "backendRefs": [{"name": "admin", "port": 80}],
+                    },
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                        "backendRefs": [
+                            {"name": "web-stable", "port": 80, "weight": stable},
+                            {"name": "web-canary", "port": 80, "weight": canary},
+                        ],
+                    },
+                ],
+            },
+        })
+    }
+
+    #[test]
+    fn http_route_keeps_live_weights_and_git_changes_elsewhere() {
+        let live = http_route(70, 30, "old.example.com");
+        let mut desired = http_route(100, 0, "web.example.com");
+        // Git also reorders the backends and adds a header match to the admin rule.
+        let rules = desired["spec"]["rules"].as_array_mut().unwrap();
+        rules[1]["backendRefs"].as_array_mut().unwrap().reverse();
+        rules[0]["filters"] = json!([{"type": "RequestHeaderModifier"}]);
+        let mut with = desired.clone();
+        preserve_backend_weights(&mut desired, &live, None);
+        preserve_backend_weights(&mut with, &live, Some(&[split()]));
+        for result in [desired, with] {
+            assert_eq!(result["spec"]["hostnames"], json!(["web.example.com"]));
+            assert_eq!(
+                result["spec"]["rules"][0]["filters"],
+                json!([{"type": "RequestHeaderModifier"}])
+            );
+            assert_eq!(
+                result["spec"]["rules"][1]["backendRefs"],
+                json!([
+                    {"name": "web-canary", "port": 80, "weight": 30},
+                    {"name": "web-stable", "port": 80, "weight": 70},
+                ])
+            );
+        }
+    }
+
+    #[test]
+    fn http_route_rules_are_matched_by_matches_not_position() {
+        let live = http_route(70, 30, "web.example.com");
+        let mut desired = http_route(100, 0, "web.example.com");
+        desired["spec"]["rules"].as_array_mut().unwrap().reverse();
+        desired["spec"]["rules"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"backendRefs": [{"name": "x"}, {"name": "y", "weight": 5}]}));
+        preserve_backend_weights(&mut desired, &live, None);
+        assert_eq!(desired["spec"]["rules"][0]["backendRefs"][0]["weight"], 70);
+        assert_eq!(
+            desired["spec"]["rules"][2]["backendRefs"][1]["weight"], 5,
+            "a new rule stays as Git says"
+        );
+    }
+
+    #[test]
+    fn with_rollouts_only_their_splits_are_preserved() {
+        let mut live = http_route(70, 30, "web.example.com");
+        let other = json!({"backendRefs": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50}]});
+        live["spec"]["rules"].as_array_mut().unwrap().push(other);
+        let mut desired = live.clone();
+        desired["spec"]["rules"][1]["backendRefs"][0]["weight"] = json!(100);
+        desired["spec"]["rules"][1]["backendRefs"][1]["weight"] = json!(0);
+        desired["spec"]["rules"][2]["backendRefs"][0]["weight"] = json!(90);
+        desired["spec"]["rules"][2]["backendRefs"][1]["weight"] = json!(10);
+        preserve_backend_weights(&mut desired, &live, Some(&[split()]));
+        assert_eq!(desired["spec"]["rules"][1]["backendRefs"][0]["weight"], 70);
+        assert_eq!(
+            desired["spec"]["rules"][2]["backendRefs"][0]["weight"], 90,
+            "Git's own split applies"
+        );
+
+        // A Rollout in another namespace does not own this route's weights.
+        let elsewhere = CanarySplit {
+            namespace: "other".into(),
+            ..split()
+        };
+        let mut untouched = http_route(100, 0, "web.example.com");
+        let before = untouched.clone();
+        preserve_backend_weights(&mut untouched, &live, Some(&[elsewhere]));
+        assert_eq!(untouched, before);
     }
 }

@@ -21,8 +21,9 @@ use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
 use crate::api::rollout::{IstioDestinationRule, IstioTrafficRouting};
 use crate::api::spec_error::SpecError;
 use crate::traffic::{
-    ObjectKind, RouteTarget, RouterError, RouterState, TrafficRouter, agreed, apply_metadata, object_name,
-    retry_on_conflict, spec_error,
+    CanarySplit, ObjectKind, OwnedFields, RouteTarget, RouterError, RouterState, TrafficRouter, agreed, apply_metadata,
+    namespace_of, object_entry, object_name, pointer_escape, preserve_rules, retry_on_conflict, select_split,
+    spec_error,
 };
 
 pub(crate) const VIRTUAL_SERVICE: ObjectKind = ObjectKind {
@@ -459,13 +460,97 @@ pub fn desired_destination_rule(
     })))
 }
 
+/// The fields GitSync keeps (see [`OwnedFields`]): the destination weights of VirtualServices and the
+/// pod-template-hash label of DestinationRule subsets.
+pub(crate) const OWNED_FIELDS: &[OwnedFields] = &[
+    OwnedFields {
+        group: VIRTUAL_SERVICE.group,
+        kind: VIRTUAL_SERVICE.kind,
+        preserve: preserve_route_weights,
+    },
+    OwnedFields {
+        group: DESTINATION_RULE.group,
+        kind: DESTINATION_RULE.kind,
+        preserve: preserve_subset_hashes,
+    },
+];
+
+/// Keeps the live `weight` of `http[].route[]` (matched by destination host/subset/port), in routes
+/// matched by name, else by `match`, else by position.
+fn preserve_route_weights(desired: &mut Value, live: &Value, splits: Option<&[CanarySplit]>) {
+    let namespace = namespace_of(desired);
+    let is_split = |destinations: &[&Value]| {
+        select_split(splits, destinations, |split, d| {
+            let host = d
+                .pointer("/destination/host")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let subset = d.pointer("/destination/subset").and_then(Value::as_str);
+            match &split.subsets {
+                Some((canary, stable)) => (subset == Some(canary), subset == Some(stable)),
+                None => (
+                    host_names_service(host, &split.canary_service, &split.namespace, &namespace),
+                    host_names_service(host, &split.stable_service, &split.namespace, &namespace),
+                ),
+            }
+        })
+    };
+    preserve_rules(
+        desired,
+        live,
+        "http",
+        "route",
+        "match",
+        &destination_identity,
+        &is_split,
+    );
+}
+
+/// What tells a route destination apart from the others of its HTTP route.
+fn destination_identity(route: &Value) -> Option<Value> {
+    let destination = route.get("destination")?;
+    Some(Value::Array(vec![
+        destination.get("host")?.clone(),
+        destination.get("subset").cloned().unwrap_or(Value::Null),
+        destination.get("port").cloned().unwrap_or(Value::Null),
+    ]))
+}
+
+/// Whether Istio `host` (relative to `host_namespace`) names Service `service` in `namespace`.
+fn host_names_service(host: &str, service: &str, namespace: &str, host_namespace: &str) -> bool {
+    let mut parts = host.split('.');
+    let name = parts.next().unwrap_or_default();
+    let host_ns = parts.next().unwrap_or(host_namespace);
+    !host.is_empty() && name == service && host_ns == namespace
+}
+
+/// Keeps the live `sluice.dev/pod-template-hash` label of the subsets, matched by name.
+fn preserve_subset_hashes(desired: &mut Value, live: &Value, _splits: Option<&[CanarySplit]>) {
+    let (Some(subsets), Some(live_subsets)) = (
+        desired.pointer_mut("/spec/subsets").and_then(Value::as_array_mut),
+        live.pointer("/spec/subsets").and_then(Value::as_array),
+    ) else {
+        return;
+    };
+    for subset in subsets {
+        let live_hash = live_subsets
+            .iter()
+            .find(|s| s.get("name").is_some() && s.get("name") == subset.get("name"))
+            .and_then(|s| s.pointer(&format!("/labels/{}", pointer_escape(POD_TEMPLATE_HASH_LABEL))));
+        if let (Some(hash), Some(fields)) = (live_hash, subset.as_object_mut()) {
+            let labels = object_entry(fields, "labels");
+            labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use insta::assert_json_snapshot;
 
     use super::*;
     use crate::api::rollout::IstioVirtualService;
-    use crate::traffic::tests::target;
+    use crate::traffic::tests::{split, target};
 
     fn by_host(routes: &[&str]) -> IstioTrafficRouting {
         IstioTrafficRouting {
@@ -724,5 +809,91 @@ mod tests {
         assert!(!same_host("web.other.svc.cluster.local", "web", "shop"));
         assert!(!same_host("webx", "web", "shop"));
         assert!(!same_host("", "", "shop"));
+    }
+
+    fn weighted_virtual_service(stable: i64, canary: i64, timeout: &str) -> Value {
+        json!({
+            "apiVersion": "networking.istio.io/v1beta1",
+            "kind": "VirtualService",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "hosts": ["web.example.com"],
+                "http": [{
+                    "name": "primary",
+                    "timeout": timeout,
+                    "route": [
+                        {"destination": {"host": "web-stable"}, "weight": stable},
+                        {"destination": {"host": "web-canary.shop.svc.cluster.local"}, "weight": canary},
+                    ],
+                }],
+            },
+        })
+    }
+
+    #[test]
+    fn virtual_service_routes_by_name_and_destination() {
+        let live = weighted_virtual_service(60, 40, "5s");
+        let mut desired = weighted_virtual_service(100, 0, "10s");
+        desired["spec"]["http"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, json!({"name": "other", "route": [{"destination": {"host": "x"}}]}));
+        let mut with = desired.clone();
+        preserve_route_weights(&mut desired, &live, None);
+        preserve_route_weights(&mut with, &live, Some(&[split()]));
+        for result in [desired, with] {
+            assert_eq!(result["spec"]["http"][1]["timeout"], "10s");
+            assert_eq!(result["spec"]["http"][1]["route"][0]["weight"], 60);
+            assert_eq!(result["spec"]["http"][1]["route"][1]["weight"], 40);
+            assert_eq!(
+                result["spec"]["http"][0],
+                json!({"name": "other", "route": [{"destination": {"host": "x"}}]})
+            );
+        }
+    }
+
+    #[test]
+    fn virtual_service_by_subset() {
+        let by_subset = CanarySplit {
+            subsets: Some(("canary".into(), "stable".into())),
+            ..split()
+        };
+        let vs = |stable: i64, canary: i64| {
+            json!({
+                "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"http": [{"route": [
+                    {"destination": {"host": "web", "subset": "stable"}, "weight": stable},
+                    {"destination": {"host": "web", "subset": "canary"}, "weight": canary},
+                ]}]},
+            })
+        };
+        let mut desired = vs(100, 0);
+        preserve_route_weights(&mut desired, &vs(75, 25), Some(&[by_subset]));
+        assert_eq!(desired, vs(75, 25));
+    }
+
+    #[test]
+    fn destination_rule_subsets_keep_their_hashes() {
+        let rule = |canary_labels: Value, policy: &str| {
+            json!({
+                "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"host": "web", "trafficPolicy": {"loadBalancer": {"simple": policy}}, "subsets": [
+                    {"name": "canary", "labels": canary_labels},
+                    {"name": "stable"},
+                ]},
+            })
+        };
+        let live = rule(json!({"app": "web", POD_TEMPLATE_HASH_LABEL: "abc"}), "ROUND_ROBIN");
+        let mut desired = rule(json!({"app": "web", "tier": "front"}), "LEAST_REQUEST");
+        preserve_subset_hashes(&mut desired, &live, None);
+        assert_eq!(
+            desired,
+            rule(
+                json!({"app": "web", "tier": "front", POD_TEMPLATE_HASH_LABEL: "abc"}),
+                "LEAST_REQUEST"
+            )
+        );
     }
 }

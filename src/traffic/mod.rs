@@ -14,13 +14,16 @@
 //!    canary became stable: the stable Service then selects the new pods);
 //! 4. [`TrafficRouter::observe`] until `canary_weight == Some(w)` and `ready`, before the step counts
 //!    as reached.
+//!
+//! GitSync re-applies routing objects from Git: [`owned_fields`] gives it, per group and kind, the rule
+//! that keeps the fields a router owns (each router file lists its kinds in `OWNED_FIELDS`).
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::api::Rollout;
 use crate::api::rollout::TrafficRouting;
@@ -203,6 +206,45 @@ pub fn router_for(routing: &TrafficRouting) -> Option<Box<dyn TrafficRouter>> {
     None
 }
 
+/// A Rollout's canary/stable pair of Services, whose weights its router writes. GitSync reads these
+/// from the Rollouts it applies, to tell the weights Sluice owns from those Git owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CanarySplit {
+    pub namespace: String,
+    pub canary_service: String,
+    pub stable_service: String,
+    /// Istio subsets (canary, stable), when the Rollout routes by DestinationRule subset.
+    pub subsets: Option<(String, String)>,
+}
+
+/// How GitSync keeps the fields a router owns in one kind of object: it copies their live values from
+/// `live` into `desired` (Git's object) before re-applying Git, so re-applying is not a traffic change;
+/// every other field stays as Git says. `splits` are the [`CanarySplit`]s of the Rollouts being applied;
+/// None when they are not known: every rule or route with two or more backends then counts as a split.
+pub type PreserveOwnedFields = fn(desired: &mut Value, live: &Value, splits: Option<&[CanarySplit]>);
+
+/// A kind of object (API group and kind) in which a router owns fields, and how they are kept.
+pub(crate) struct OwnedFields {
+    pub group: &'static str,
+    pub kind: &'static str,
+    pub preserve: PreserveOwnedFields,
+}
+
+/// The rule that keeps the router-owned fields of objects of `group` and `kind`; None when no router
+/// writes into such objects.
+pub fn owned_fields(group: &str, kind: &str) -> Option<PreserveOwnedFields> {
+    [
+        gateway_api::OWNED_FIELDS,
+        smi::OWNED_FIELDS,
+        istio::OWNED_FIELDS,
+        nginx::OWNED_FIELDS,
+    ]
+    .into_iter()
+    .flatten()
+    .find(|owned| owned.group == group && owned.kind == kind)
+    .map(|owned| owned.preserve)
+}
+
 /// A spec problem at `field` (relative to trafficRouting).
 pub(crate) fn spec_error(field: &str, message: impl Into<String>) -> SpecError {
     SpecError {
@@ -340,6 +382,132 @@ pub(crate) fn agreed<T: PartialEq>(mut items: impl Iterator<Item = Option<T>>) -
     Some(first)
 }
 
+/// `metadata.namespace` of an object ("" when unset).
+pub(crate) fn namespace_of(object: &Value) -> String {
+    object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Which backends of a rule get their live weight back: None when the rule is not a canary split.
+/// Without splits, a rule of two or more backends is a split and all its backends keep their
+/// weights; with them, only the canary and stable backends of a Rollout that the rule routes to both.
+pub(crate) type Selected = Option<Vec<bool>>;
+
+/// The [`Selected`] backends of a rule; `sides` tells whether a backend is the canary and whether it
+/// is the stable side of a split.
+pub(crate) fn select_split(
+    splits: Option<&[CanarySplit]>,
+    backends: &[&Value],
+    sides: impl Fn(&CanarySplit, &Value) -> (bool, bool),
+) -> Selected {
+    let Some(splits) = splits else {
+        return (backends.len() >= 2).then(|| vec![true; backends.len()]);
+    };
+    let mut selected = vec![false; backends.len()];
+    let mut any = false;
+    for split in splits {
+        let sides: Vec<(bool, bool)> = backends.iter().map(|b| sides(split, b)).collect();
+        if sides.iter().any(|s| s.0) && sides.iter().any(|s| s.1) {
+            any = true;
+            for (i, (canary, stable)) in sides.into_iter().enumerate() {
+                selected[i] |= canary || stable;
+            }
+        }
+    }
+    any.then_some(selected)
+}
+
+/// For each rule of `desired.spec.<rules>` that is a split, the live weights of its backends. Rules
+/// are matched by name, else by `<matches_key>`, else by position (when both lists are as long).
+pub(crate) fn preserve_rules(
+    desired: &mut Value,
+    live: &Value,
+    rules_key: &str,
+    backends_key: &str,
+    matches_key: &str,
+    identity: &dyn Fn(&Value) -> Option<Value>,
+    is_split: &dyn Fn(&[&Value]) -> Selected,
+) {
+    let live_rules = live
+        .pointer(&format!("/spec/{rules_key}"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let Some(rules) = desired
+        .pointer_mut(&format!("/spec/{rules_key}"))
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    let positional = rules.len() == live_rules.len();
+    for (index, rule) in rules.iter_mut().enumerate() {
+        let live_rule = match rule.get("name").filter(|n| n.is_string()) {
+            Some(name) => live_rules.iter().find(|r| r.get("name") == Some(name)),
+            None => {
+                let by_matches = live_rules
+                    .iter()
+                    .filter(|r| r.get("name").is_none() && r.get(matches_key) == rule.get(matches_key))
+                    .collect::<Vec<_>>();
+                match by_matches[..] {
+                    [only] => Some(only),
+                    _ if positional => live_rules.get(index),
+                    _ => None,
+                }
+            }
+        };
+        let Some(live_backends) = live_rule.and_then(|r| r.get(backends_key)).and_then(Value::as_array) else {
+            continue;
+        };
+        let Some(backends) = rule.get_mut(backends_key).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        let selected = {
+            let all: Vec<&Value> = backends.iter().collect();
+            is_split(&all)
+        };
+        copy_weights(backends, live_backends, identity, &selected);
+    }
+}
+
+/// Copies `weight` from the live entry of the same identity into each selected desired entry.
+pub(crate) fn copy_weights(
+    desired: &mut [Value],
+    live: &[Value],
+    identity: &dyn Fn(&Value) -> Option<Value>,
+    selected: &Selected,
+) {
+    let Some(selected) = selected else { return };
+    for (entry, _) in desired.iter_mut().zip(selected).filter(|(_, s)| **s) {
+        let Some(id) = identity(entry) else { continue };
+        let mut same = live.iter().filter(|l| identity(l).as_ref() == Some(&id));
+        // An identity listed twice cannot be matched safely: leave Git's value.
+        let (Some(live_entry), None) = (same.next(), same.next()) else {
+            continue;
+        };
+        // A live entry without a weight was not written by Sluice: Git's value stands.
+        if let (Some(weight), Some(fields)) = (live_entry.get("weight"), entry.as_object_mut()) {
+            fields.insert("weight".into(), weight.clone());
+        }
+    }
+}
+
+/// The object at `key` of `fields`, made one (empty) when missing or not an object.
+pub(crate) fn object_entry<'a>(fields: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let entry = fields.entry(key).or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    entry.as_object_mut().expect("just made an object")
+}
+
+/// A key as a JSON pointer segment.
+pub(crate) fn pointer_escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -356,6 +524,37 @@ pub(crate) mod tests {
             max_weight: 100,
             canary_hash: None,
             stable_hash: None,
+        }
+    }
+
+    /// The split GitSync reads from the Rollout shop/web (Services web-canary and web-stable).
+    pub(crate) fn split() -> CanarySplit {
+        CanarySplit {
+            namespace: "shop".into(),
+            canary_service: "web-canary".into(),
+            stable_service: "web-stable".into(),
+            subsets: None,
+        }
+    }
+
+    #[test]
+    fn owned_fields_are_looked_up_by_group_and_kind() {
+        for (group, kind) in [
+            ("gateway.networking.k8s.io", "HTTPRoute"),
+            ("gateway.networking.k8s.io", "GRPCRoute"),
+            ("split.smi-spec.io", "TrafficSplit"),
+            ("networking.istio.io", "VirtualService"),
+            ("networking.istio.io", "DestinationRule"),
+            ("networking.k8s.io", "Ingress"),
+        ] {
+            assert!(owned_fields(group, kind).is_some(), "{group} {kind}");
+        }
+        for (group, kind) in [
+            ("", "Service"),
+            ("apps", "Deployment"),
+            ("networking.istio.io", "HTTPRoute"),
+        ] {
+            assert!(owned_fields(group, kind).is_none(), "{group} {kind}");
         }
     }
 

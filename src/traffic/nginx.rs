@@ -14,7 +14,10 @@ use serde_json::{Map, Value, json};
 
 use crate::api::rollout::NginxTrafficRouting;
 use crate::api::spec_error::SpecError;
-use crate::traffic::{ObjectKind, RouteTarget, RouterError, RouterState, TrafficRouter, object_name, spec_error};
+use crate::traffic::{
+    CanarySplit, ObjectKind, OwnedFields, RouteTarget, RouterError, RouterState, TrafficRouter, object_entry,
+    object_name, spec_error,
+};
 
 pub(crate) const INGRESS: ObjectKind = ObjectKind {
     group: "networking.k8s.io",
@@ -258,6 +261,39 @@ pub fn observed_weight(canary: &Value, spec: &NginxTrafficRouting, target: &Rout
     annotation("canary-weight")?.trim().parse().ok()
 }
 
+/// The fields GitSync keeps (see [`OwnedFields`]): the canary annotations of canary Ingresses.
+pub(crate) const OWNED_FIELDS: &[OwnedFields] = &[OwnedFields {
+    group: INGRESS.group,
+    kind: INGRESS.kind,
+    preserve: preserve_canary_annotations,
+}];
+
+/// Keeps the live `<prefix>/canary`, `canary-weight` and `canary-weight-total` annotations, when the
+/// live Ingress is a canary (`<prefix>/canary: "true"`).
+fn preserve_canary_annotations(desired: &mut Value, live: &Value, _splits: Option<&[CanarySplit]>) {
+    let Some(live_annotations) = live.pointer("/metadata/annotations").and_then(Value::as_object) else {
+        return;
+    };
+    let prefixes: Vec<&str> = live_annotations
+        .iter()
+        .filter(|(_, v)| v.as_str() == Some("true"))
+        .filter_map(|(k, _)| k.strip_suffix("/canary"))
+        .collect();
+    let copied: Vec<(String, Value)> = prefixes
+        .iter()
+        .flat_map(|prefix| ["canary", "canary-weight", "canary-weight-total"].map(|key| format!("{prefix}/{key}")))
+        .filter_map(|key| live_annotations.get(&key).map(|v| (key, v.clone())))
+        .collect();
+    if copied.is_empty() {
+        return;
+    }
+    let Some(metadata) = desired.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let annotations = object_entry(metadata, "annotations");
+    annotations.extend(copied);
+}
+
 #[cfg(test)]
 mod tests {
     use insta::assert_json_snapshot;
@@ -427,5 +463,48 @@ mod tests {
         off["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary"] = json!("false");
         assert_eq!(observed_weight(&off, &spec(), &target), None);
         assert_eq!(observed_weight(&json!({"metadata": {}}), &spec(), &target), None);
+    }
+
+    #[test]
+    fn canary_ingress_keeps_its_canary_annotations() {
+        let ingress = |annotations: Value, host: &str| {
+            json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "web-canary", "namespace": "shop", "annotations": annotations},
+                "spec": {"rules": [{"host": host}]},
+            })
+        };
+        let live = ingress(
+            json!({
+                "nginx.ingress.kubernetes.io/canary": "true",
+                "nginx.ingress.kubernetes.io/canary-weight": "30",
+                "nginx.ingress.kubernetes.io/canary-weight-total": "1000",
+                "team": "old",
+            }),
+            "old.example.com",
+        );
+        let mut desired = ingress(
+            json!({"nginx.ingress.kubernetes.io/canary": "true", "nginx.ingress.kubernetes.io/canary-weight": "0", "team": "new"}),
+            "web.example.com",
+        );
+        preserve_canary_annotations(&mut desired, &live, None);
+        assert_eq!(
+            desired,
+            ingress(
+                json!({
+                    "nginx.ingress.kubernetes.io/canary": "true",
+                    "nginx.ingress.kubernetes.io/canary-weight": "30",
+                    "team": "new",
+                    "nginx.ingress.kubernetes.io/canary-weight-total": "1000",
+                }),
+                "web.example.com",
+            )
+        );
+
+        // Not a canary Ingress: nothing is copied.
+        let plain_live = ingress(json!({"nginx.ingress.kubernetes.io/canary-weight": "30"}), "a");
+        let mut plain = ingress(json!({}), "a");
+        preserve_canary_annotations(&mut plain, &plain_live, None);
+        assert_eq!(plain, ingress(json!({}), "a"));
     }
 }

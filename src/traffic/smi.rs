@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 
 use crate::api::rollout::SmiTrafficRouting;
 use crate::api::spec_error::SpecError;
-use crate::traffic::{ObjectKind, RouteTarget, RouterError, RouterState, TrafficRouter, object_name, spec_error};
+use crate::traffic::{
+    CanarySplit, ObjectKind, OwnedFields, RouteTarget, RouterError, RouterState, TrafficRouter, copy_weights,
+    namespace_of, object_name, select_split, spec_error,
+};
 
 pub(crate) const TRAFFIC_SPLIT: ObjectKind = ObjectKind {
     group: "split.smi-spec.io",
@@ -141,6 +144,35 @@ pub fn observed_weight(current: &Value, target: &RouteTarget) -> Option<i32> {
     (weight_of(&target.stable_service)? == target.stable_weight(canary)).then_some(canary)
 }
 
+/// The fields GitSync keeps (see [`OwnedFields`]): the backend weights of TrafficSplits.
+pub(crate) const OWNED_FIELDS: &[OwnedFields] = &[OwnedFields {
+    group: TRAFFIC_SPLIT.group,
+    kind: TRAFFIC_SPLIT.kind,
+    preserve: preserve_backend_weights,
+}];
+
+/// Keeps the live `weight` of the backends, matched by service.
+fn preserve_backend_weights(desired: &mut Value, live: &Value, splits: Option<&[CanarySplit]>) {
+    let namespace = namespace_of(desired);
+    let (Some(desired_backends), Some(live_backends)) = (
+        desired.pointer_mut("/spec/backends").and_then(Value::as_array_mut),
+        live.pointer("/spec/backends").and_then(Value::as_array),
+    ) else {
+        return;
+    };
+    let all: Vec<&Value> = desired_backends.iter().collect();
+    let split = select_split(splits, &all, |split, b| {
+        let service = b.get("service").and_then(Value::as_str);
+        (
+            service == Some(split.canary_service.as_str()) && namespace == split.namespace,
+            service == Some(split.stable_service.as_str()) && namespace == split.namespace,
+        )
+    });
+    if split.is_some() {
+        copy_weights(desired_backends, live_backends, &|b| b.get("service").cloned(), &split);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use insta::assert_json_snapshot;
@@ -234,5 +266,33 @@ mod tests {
             {"service": "web-stable", "weight": 50}, {"service": "web-canary", "weight": 10}]}});
         assert_eq!(observed_weight(&inconsistent, &target), None);
         assert_eq!(observed_weight(&json!({"spec": {}}), &target), None);
+    }
+
+    #[test]
+    fn traffic_split_backends_by_service() {
+        let split = |canary: i64, stable: i64, service: &str| {
+            json!({
+                "apiVersion": "split.smi-spec.io/v1alpha2",
+                "kind": "TrafficSplit",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"service": service, "backends": [
+                    {"service": "web-canary", "weight": canary},
+                    {"service": "web-stable", "weight": stable},
+                ]},
+            })
+        };
+        let live = split(20, 80, "web");
+        let mut desired = split(0, 100, "web-root");
+        desired["spec"]["backends"].as_array_mut().unwrap().reverse();
+        let mut with = desired.clone();
+        preserve_backend_weights(&mut desired, &live, None);
+        preserve_backend_weights(&mut with, &live, Some(&[crate::traffic::tests::split()]));
+        for result in [desired, with] {
+            assert_eq!(result["spec"]["service"], "web-root");
+            assert_eq!(
+                result["spec"]["backends"],
+                json!([{"service": "web-stable", "weight": 80}, {"service": "web-canary", "weight": 20}])
+            );
+        }
     }
 }
