@@ -106,6 +106,10 @@ pub struct ControllerArgs {
     /// automated sync and record the last healthy revision on it.
     #[arg(long, env = "SLUICE_ARGOCD_ADAPTER")]
     argocd_adapter: bool,
+    /// Let kustomize fetch remote bases (URLs, `github.com/…`, `git@…`) when a GitSync renders; off: a
+    /// revision must render from what its repository holds.
+    #[arg(long, env = "SLUICE_ALLOW_REMOTE_BASES")]
+    allow_remote_bases: bool,
     /// Namespace of Argo CD's Applications (for tracking ids without a namespace).
     #[arg(long, default_value = "argocd", env = "SLUICE_ARGOCD_NAMESPACE")]
     argocd_namespace: String,
@@ -142,6 +146,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
                 .then_some(crate::gitsync::argocd::ArgoCdAdapterConfig {
                     argocd_namespace: args.argocd_namespace,
                 }),
+            allow_remote_bases: args.allow_remote_bases,
         },
     };
     let grace = Duration::from_secs(args.shutdown_grace_seconds);

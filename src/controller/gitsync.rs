@@ -34,6 +34,8 @@ pub struct GitSyncConfig {
     pub webhook_addr: Option<SocketAddr>,
     /// Turn off the automated sync of the Argo CD Application of a Rollout that aborts; off when None.
     pub argocd: Option<ArgoCdAdapterConfig>,
+    /// Let kustomize fetch remote bases (off: a revision renders from what its repository holds).
+    pub allow_remote_bases: bool,
 }
 
 impl std::fmt::Debug for GitSyncConfig {
@@ -85,7 +87,10 @@ pub async fn start(
         config.kube_config.clone(),
         config.client_options.clone(),
         GitSource::new(cache_dir),
-        Tools::discover(),
+        Tools {
+            allow_remote_bases: config.allow_remote_bases,
+            ..Tools::discover()
+        },
         recorder,
         metrics,
     ));

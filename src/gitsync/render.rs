@@ -7,6 +7,13 @@
 //! `kustomization.yaml` or `values.yaml` in a plain path is read like any other file, so choose the
 //! render type that matches the directory. Symlinked directories are not followed; a symlinked file is
 //! read only when it resolves inside the repository.
+//!
+//! Rendering is hermetic: kubectl and helm run with a scrubbed environment (PATH, a fresh HOME and
+//! TMPDIR only — no service-account token path, no KUBERNETES_* or proxy variables, no kubeconfig), so a
+//! template cannot `lookup` the live cluster or reach it through the controller's identity; every
+//! user-supplied name is validated before it reaches a command line, and `--` ends the flags before
+//! the positional arguments; kustomize remote bases are refused unless the operator allows them
+//! (`--allow-remote-bases`); a renderer's output and a plain path's files are size-limited.
 use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
@@ -17,12 +24,20 @@ use tokio::process::Command;
 
 use crate::api::gitsync::{Render, RenderType};
 
-/// Where `kubectl` and `helm` live.
+/// Where `kubectl` and `helm` live, and what rendering may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tools {
     pub kubectl: PathBuf,
     pub helm: PathBuf,
+    /// Let kustomize fetch remote bases (`https://…`, `github.com/…`, `git@…`); off by default: a
+    /// revision should render from what the repository holds.
+    pub allow_remote_bases: bool,
 }
+
+/// The most a renderer may print, and the most a plain path's files may hold, before the render fails.
+pub const MAX_RENDERED_BYTES: usize = 64 * 1024 * 1024;
+/// Helm's limit on release names (they end up in labels and Secret names).
+const MAX_RELEASE_NAME: usize = 53;
 
 /// Where scripts/install-tools.sh puts the tools.
 const TOOLS_DIR: &str = "/opt/sluice-tools/bin";
@@ -35,6 +50,7 @@ impl Tools {
         Tools {
             kubectl: discover_tool("kubectl", "SLUICE_KUBECTL"),
             helm: discover_tool("helm", "SLUICE_HELM"),
+            allow_remote_bases: false,
         }
     }
 }
@@ -110,13 +126,22 @@ pub enum RenderError {
     /// kubectl or helm did not finish in time (it was killed).
     #[error("{command} did not finish within {}s", timeout.as_secs_f64())]
     Timeout { command: String, timeout: Duration },
+    /// A name from the spec cannot be passed to a renderer (it must be a DNS-1123 label).
+    #[error("{field}: {message}")]
+    InvalidName { field: String, message: String },
+    /// A kustomization names a remote base and remote bases are not allowed.
+    #[error("{file}: {message}")]
+    RemoteBase { file: String, message: String },
+    /// The rendered output or the plain path's files exceed [`MAX_RENDERED_BYTES`].
+    #[error("{what} is larger than {limit} bytes")]
+    TooLarge { what: String, limit: usize },
 }
 
 impl RenderError {
     /// The spec field at fault, if the error is about one.
     pub fn field(&self) -> Option<&str> {
         match self {
-            RenderError::InvalidPath { field, .. } => Some(field),
+            RenderError::InvalidPath { field, .. } | RenderError::InvalidName { field, .. } => Some(field),
             _ => None,
         }
     }
@@ -130,6 +155,9 @@ impl RenderError {
             RenderError::Spawn { .. } => "RendererMissing",
             RenderError::Tool { .. } => "RenderFailed",
             RenderError::Timeout { .. } => "RenderTimeout",
+            RenderError::InvalidName { .. } => "InvalidName",
+            RenderError::RemoteBase { .. } => "RemoteBaseRefused",
+            RenderError::TooLarge { .. } => "RenderTooLarge",
         }
     }
 }
@@ -145,8 +173,12 @@ pub async fn render(tools: &Tools, input: &RenderInput<'_>) -> Result<Vec<Value>
     match render_type {
         RenderType::Plain => render_plain(&root, &dir),
         RenderType::Kustomize => {
-            let mut command = Command::new(&tools.kubectl);
-            command.arg("kustomize").arg(&dir);
+            if !tools.allow_remote_bases {
+                refuse_remote_bases(&root)?;
+            }
+            let home = scratch_home()?;
+            let mut command = hermetic_command(&tools.kubectl, home.path());
+            command.arg("kustomize").arg("--").arg(&dir);
             let output = run("kubectl", &tools.kubectl, command, input.timeout).await?;
             parse_documents(&output, "kubectl kustomize output")
         }
@@ -161,6 +193,11 @@ async fn render_helm(
     dir: &Path,
 ) -> Result<Vec<Value>, RenderError> {
     let helm = input.render.and_then(|r| r.helm.as_ref());
+    check_release_name(input.release_name)?;
+    check_dns_label(input.namespace, 63).map_err(|why| RenderError::InvalidName {
+        field: "spec.targetNamespace".into(),
+        message: format!("{:?} {why}", input.namespace),
+    })?;
     let mut values_files = Vec::new();
     for (i, file) in helm
         .map(|h| h.values_files.as_slice())
@@ -177,10 +214,7 @@ async fn render_helm(
     }
     // Helm's own state (repositories, cache, plugins) lives in a fresh directory: nothing from the
     // controller's home leaks into a render, and concurrent renders do not share a cache.
-    let home = tempfile::tempdir().map_err(|source| RenderError::Io {
-        path: "a temporary directory for helm".into(),
-        source,
-    })?;
+    let home = scratch_home()?;
     if let Some(values) = helm.and_then(|h| h.values.as_ref()).filter(|v| !v.is_null()) {
         let path = home.path().join("inline-values.json");
         std::fs::write(&path, values.to_string()).map_err(|source| RenderError::Io {
@@ -189,11 +223,9 @@ async fn render_helm(
         })?;
         values_files.push(path);
     }
-    let mut command = Command::new(&tools.helm);
+    let mut command = hermetic_command(&tools.helm, home.path());
     command
         .arg("template")
-        .arg(input.release_name)
-        .arg(dir)
         .arg("--namespace")
         .arg(input.namespace)
         // CRDs in crds/ are part of the application; test hooks are not (they would be applied as
@@ -203,6 +235,7 @@ async fn render_helm(
     for file in &values_files {
         command.arg("-f").arg(file);
     }
+    command.arg("--").arg(input.release_name).arg(dir);
     for (variable, sub) in [
         ("HELM_CACHE_HOME", "cache"),
         ("HELM_CONFIG_HOME", "config"),
@@ -212,6 +245,128 @@ async fn render_helm(
     }
     let output = run("helm", &tools.helm, command, input.timeout).await?;
     parse_documents(&output, "helm template output")
+}
+
+/// A fresh HOME (and TMPDIR) for one renderer run, removed when dropped.
+fn scratch_home() -> Result<tempfile::TempDir, RenderError> {
+    tempfile::tempdir().map_err(|source| RenderError::Io {
+        path: "a temporary directory for the renderer".into(),
+        source,
+    })
+}
+
+/// `program` with nothing of the controller's environment but PATH: HOME and TMPDIR in `home`, so no
+/// in-cluster credentials (KUBERNETES_SERVICE_HOST, a kubeconfig), proxy settings or caches reach it.
+fn hermetic_command(program: &Path, home: &Path) -> Command {
+    let mut command = Command::new(program);
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+        .env("HOME", home)
+        .env("TMPDIR", home)
+        .env("KUBECONFIG", home.join("no-kubeconfig"))
+        .current_dir(home);
+    command
+}
+
+/// Helm's release-name rule: a DNS-1123 label of at most 53 characters, so no value can be read as a
+/// flag (`--dry-run=server`) or reach a file name.
+fn check_release_name(name: &str) -> Result<(), RenderError> {
+    check_dns_label(name, MAX_RELEASE_NAME).map_err(|why| RenderError::InvalidName {
+        field: "spec.render.helm.releaseName".into(),
+        message: format!("{name:?} {why}"),
+    })
+}
+
+/// Lower-case letters, digits and '-', starting and ending with a letter or digit, at most `max` long.
+fn check_dns_label(name: &str, max: usize) -> Result<(), String> {
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let valid_ends = !name.starts_with('-') && !name.ends_with('-');
+    if name.is_empty() || name.len() > max || !valid_chars || !valid_ends {
+        return Err(format!(
+            "must be a DNS-1123 label of at most {max} characters (lower-case letters, digits and '-', starting \
+             and ending with a letter or digit)"
+        ));
+    }
+    Ok(())
+}
+
+/// The kustomization file names kustomize reads.
+const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// Fails when any kustomization in the checkout names a remote base (a URL or a Git shorthand): with
+/// remote bases the render would depend on, and fetch from, whatever those hosts serve at the time.
+fn refuse_remote_bases(root: &Path) -> Result<(), RenderError> {
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| KUSTOMIZATION_FILES.iter().any(|name| e.file_name() == *name))
+    {
+        let relative = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(entry.path())
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(entry.path()).map_err(|source| RenderError::Io {
+            path: relative.clone(),
+            source,
+        })?;
+        let documents = parse_documents(&text, &relative)?;
+        let dir = entry.path().parent().unwrap_or(root);
+        for document in &documents {
+            if let Some(remote) = remote_reference(document, dir) {
+                return Err(RenderError::RemoteBase {
+                    file: relative,
+                    message: format!(
+                        "{remote:?} is a remote base; remote bases are off (the operator can allow them with \
+                         --allow-remote-bases)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first entry of `resources`, `bases` or `components` (of a kustomization in `dir`) that kustomize
+/// would fetch from elsewhere.
+fn remote_reference(kustomization: &Value, dir: &Path) -> Option<String> {
+    ["resources", "bases", "components"]
+        .iter()
+        .filter_map(|field| kustomization.get(field).and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .find(|entry| is_remote(entry, dir))
+        .map(str::to_string)
+}
+
+/// Kustomize's remote forms: any URL scheme, `git::`, scp-like `user@host:path`, and host shorthands
+/// (`github.com/org/repo`: a first segment with a dot, that is not a local path).
+fn is_remote(entry: &str, dir: &Path) -> bool {
+    let entry = entry.trim();
+    if entry.contains("://") || entry.starts_with("git::") || entry.starts_with("git@") {
+        return true;
+    }
+    if let Some((user_host, _)) = entry.split_once(':')
+        && user_host.contains('@')
+    {
+        return true;
+    }
+    match entry.split_once('/') {
+        Some((first, _)) => {
+            let host_like = first.contains('.') && !first.starts_with('.');
+            host_like && !dir.join(first).exists()
+        }
+        None => false,
+    }
 }
 
 /// `relative` (from the spec, relative to `base`) as a path that exists inside `root` after resolving
@@ -289,6 +444,17 @@ fn render_plain(root: &Path, dir: &Path) -> Result<Vec<Value>, RenderError> {
         files.push(entry.into_path());
     }
     files.sort();
+    let total: u64 = files
+        .iter()
+        .filter_map(|file| std::fs::metadata(file).ok())
+        .map(|m| m.len())
+        .sum();
+    if total > MAX_RENDERED_BYTES as u64 {
+        return Err(RenderError::TooLarge {
+            what: format!("the YAML and JSON files under {}", relative(dir)),
+            limit: MAX_RENDERED_BYTES,
+        });
+    }
     let mut objects = Vec::new();
     for file in files {
         let name = relative(&file);
@@ -389,8 +555,8 @@ async fn run(tool: &'static str, path: &Path, mut command: Command, timeout: Dur
         source,
     })?;
     // On timeout the future (and the child with it) is dropped, which kills the process.
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) => output,
+    let output = match tokio::time::timeout(timeout, bounded_output(child, tool)).await {
+        Ok(Ok(output)) => output?,
         Ok(Err(source)) => {
             return Err(RenderError::Io {
                 path: format!("the output of {described}"),
@@ -417,6 +583,47 @@ async fn run(tool: &'static str, path: &Path, mut command: Command, timeout: Dur
         line: None,
         message: e.to_string(),
     })
+}
+
+/// The child's exit status, stdout (at most [`MAX_RENDERED_BYTES`]: beyond, the child is killed and the
+/// render fails) and stderr (what fits in a few kilobytes: only its start is ever shown).
+async fn bounded_output(
+    mut child: tokio::process::Child,
+    tool: &'static str,
+) -> std::io::Result<Result<std::process::Output, RenderError>> {
+    use tokio::io::AsyncReadExt;
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let out = child.stdout.take().expect("stdout is piped");
+    let err = child.stderr.take().expect("stderr is piped");
+    let mut limited = out.take(MAX_RENDERED_BYTES as u64 + 1);
+    let read_out = limited.read_to_end(&mut stdout);
+    let read_err = async {
+        let mut err = err;
+        let mut buffer = [0u8; 8192];
+        // Drain all of stderr (a full pipe would block the child) but keep only the start.
+        loop {
+            let n = err.read(&mut buffer).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            if stderr.len() < 4 * STDERR_LIMIT {
+                stderr.extend_from_slice(&buffer[..n]);
+            }
+        }
+    };
+    let (read_out, read_err) = tokio::join!(read_out, read_err);
+    read_out?;
+    read_err?;
+    if stdout.len() > MAX_RENDERED_BYTES {
+        let _ = child.kill().await;
+        return Ok(Err(RenderError::TooLarge {
+            what: format!("the output of {tool}"),
+            limit: MAX_RENDERED_BYTES,
+        }));
+    }
+    let status = child.wait().await?;
+    Ok(Ok(std::process::Output { status, stdout, stderr }))
 }
 
 /// stderr without klog's `E1202 01:43:26.394573   21703 run.go:72] ` line headers, at most
@@ -710,6 +917,207 @@ mod tests {
         assert!(error.to_string().contains("missing.yaml"), "{error}");
     }
 
+    /// A fake renderer that records its arguments and environment into `dir/calls`, then prints `output`.
+    fn recording_tool(dir: &Path, name: &str, output: &str) -> PathBuf {
+        let script = dir.join(name);
+        let calls = dir.join("calls");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nfor a in \"$@\"; do echo \"arg:$a\"; done >> {calls}\nenv | sed 's/^/env:/' >> {calls}\n{output}\n",
+                calls = calls.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        script
+    }
+
+    fn helm_spec(release_name: &str) -> Render {
+        Render {
+            type_: Some(RenderType::Helm),
+            helm: Some(crate::api::gitsync::HelmRender {
+                release_name: Some(release_name.into()),
+                values_files: vec![],
+                values: None,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_release_name_that_is_not_a_dns_label_never_reaches_helm() {
+        let repo = tempfile::tempdir().unwrap();
+        write(
+            repo.path(),
+            "chart/Chart.yaml",
+            "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+        );
+        let tools_dir = tempfile::tempdir().unwrap();
+        let tools = Tools {
+            kubectl: PathBuf::from("/nonexistent/kubectl"),
+            helm: recording_tool(tools_dir.path(), "helm", "exit 0"),
+            allow_remote_bases: false,
+        };
+        for bad in [
+            "--dry-run=server",
+            "--post-renderer=/bin/sh",
+            "Web",
+            "web_1",
+            "-web",
+            &"a".repeat(54),
+            "",
+        ] {
+            let spec = helm_spec(bad);
+            let mut input = input(repo.path(), "chart", Some(&spec));
+            input.release_name = bad;
+            let error = render(&tools, &input).await.unwrap_err();
+            assert!(matches!(error, RenderError::InvalidName { .. }), "{bad}: {error}");
+            assert_eq!(error.field(), Some("spec.render.helm.releaseName"));
+            assert!(error.to_string().contains("DNS-1123"), "{error}");
+        }
+        assert!(!tools_dir.path().join("calls").exists(), "helm ran");
+    }
+
+    #[tokio::test]
+    async fn renderers_run_with_a_scrubbed_environment_and_positional_arguments_after_dashes() {
+        let repo = tempfile::tempdir().unwrap();
+        write(
+            repo.path(),
+            "chart/Chart.yaml",
+            "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+        );
+        write(repo.path(), "kust/kustomization.yaml", "resources: []\n");
+        let tools_dir = tempfile::tempdir().unwrap();
+        let tools = Tools {
+            kubectl: recording_tool(tools_dir.path(), "kubectl", "echo '{}'"),
+            helm: recording_tool(tools_dir.path(), "helm", "echo '{}'"),
+            allow_remote_bases: false,
+        };
+        let spec = helm_spec("web");
+        render(&tools, &input(repo.path(), "chart", Some(&spec))).await.unwrap();
+        let kustomize = Render {
+            type_: Some(RenderType::Kustomize),
+            helm: None,
+        };
+        render(&tools, &input(repo.path(), "kust", Some(&kustomize)))
+            .await
+            .unwrap();
+        let calls = std::fs::read_to_string(tools_dir.path().join("calls")).unwrap();
+        let variables: std::collections::BTreeSet<&str> = calls
+            .lines()
+            .filter_map(|l| l.strip_prefix("env:"))
+            .filter_map(|l| l.split_once('=').map(|(name, _)| name))
+            .collect();
+        // What sh itself adds (PWD, SHLVL, _) aside, only what the renderer was given.
+        let given: std::collections::BTreeSet<&str> = variables
+            .into_iter()
+            .filter(|v| !["PWD", "SHLVL", "_", "OLDPWD"].contains(v))
+            .collect();
+        let allowed = [
+            "PATH",
+            "HOME",
+            "TMPDIR",
+            "KUBECONFIG",
+            "HELM_CACHE_HOME",
+            "HELM_CONFIG_HOME",
+            "HELM_DATA_HOME",
+        ];
+        assert!(given.iter().all(|v| allowed.contains(v)), "{given:?}");
+        assert!(!calls.contains("KUBERNETES_"), "{calls}");
+        let args: Vec<&str> = calls.lines().filter_map(|l| l.strip_prefix("arg:")).collect();
+        let dashes = args.iter().position(|a| *a == "--").expect("helm gets --");
+        assert_eq!(args[dashes + 1], "shop", "{args:?}");
+        assert!(args[dashes + 2].ends_with("/chart"), "{args:?}");
+        let kustomize_at = args
+            .iter()
+            .position(|a| *a == "kustomize")
+            .expect("kubectl kustomize ran");
+        assert_eq!(args[kustomize_at + 1], "--", "{args:?}");
+    }
+
+    #[test]
+    fn remote_bases_are_recognised_in_every_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("base.v2")).unwrap();
+        for remote in [
+            "https://github.com/org/repo//deploy?ref=v1",
+            "github.com/org/repo//deploy?ref=v1",
+            "git::https://example.com/repo.git",
+            "git@github.com:org/repo.git",
+            "ssh://git@example.com/repo.git",
+            "deploy@example.com:repo",
+            "file:///etc/sluice",
+        ] {
+            assert!(is_remote(remote, dir.path()), "{remote}");
+        }
+        for local in [
+            "../base",
+            "base",
+            "./overlays/prod",
+            "base.v2/x",
+            "deployment.yaml",
+            ".hidden/x",
+        ] {
+            assert!(!is_remote(local, dir.path()), "{local}");
+        }
+    }
+
+    #[tokio::test]
+    async fn kustomize_remote_bases_are_refused_unless_allowed() {
+        let repo = tempfile::tempdir().unwrap();
+        write(
+            repo.path(),
+            "base/kustomization.yaml",
+            "resources:\n- github.com/org/repo//deploy?ref=v1\n",
+        );
+        write(repo.path(), "prod/kustomization.yaml", "resources:\n- ../base\n");
+        let tools_dir = tempfile::tempdir().unwrap();
+        let mut tools = Tools {
+            kubectl: recording_tool(tools_dir.path(), "kubectl", "echo '{}'"),
+            helm: PathBuf::from("/nonexistent/helm"),
+            allow_remote_bases: false,
+        };
+        let kustomize = Render {
+            type_: Some(RenderType::Kustomize),
+            helm: None,
+        };
+        let error = render(&tools, &input(repo.path(), "prod", Some(&kustomize)))
+            .await
+            .unwrap_err();
+        assert_eq!(error.reason(), "RemoteBaseRefused");
+        assert!(error.to_string().contains("base/kustomization.yaml"), "{error}");
+        assert!(error.to_string().contains("--allow-remote-bases"), "{error}");
+        assert!(!tools_dir.path().join("calls").exists(), "kubectl ran");
+        tools.allow_remote_bases = true;
+        render(&tools, &input(repo.path(), "prod", Some(&kustomize)))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_renderer_printing_too_much_fails_the_render() {
+        let repo = tempfile::tempdir().unwrap();
+        write(repo.path(), "kust/kustomization.yaml", "resources: []\n");
+        let tools_dir = tempfile::tempdir().unwrap();
+        let tools = Tools {
+            kubectl: recording_tool(
+                tools_dir.path(),
+                "kubectl",
+                &format!("head -c {} /dev/zero", MAX_RENDERED_BYTES + 1),
+            ),
+            helm: PathBuf::from("/nonexistent/helm"),
+            allow_remote_bases: false,
+        };
+        let kustomize = Render {
+            type_: Some(RenderType::Kustomize),
+            helm: None,
+        };
+        let error = render(&tools, &input(repo.path(), "kust", Some(&kustomize)))
+            .await
+            .unwrap_err();
+        assert_eq!(error.reason(), "RenderTooLarge", "{error}");
+    }
+
     #[tokio::test]
     async fn a_renderer_that_hangs_is_killed_at_the_timeout() {
         let repo = tempfile::tempdir().unwrap();
@@ -719,6 +1127,7 @@ mod tests {
         let tools = Tools {
             kubectl: script,
             helm: PathBuf::from("/nonexistent/helm"),
+            allow_remote_bases: false,
         };
         let render_spec = Render {
             type_: Some(RenderType::Kustomize),

@@ -98,6 +98,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
             cache_dir: Some(workdir.path().join("git-cache")),
             webhook_addr: None,
             argocd: None,
+            allow_remote_bases: false,
         },
     };
     let controller = sluice::controller::start(client.clone(), config, Default::default()).await?;

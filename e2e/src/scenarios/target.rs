@@ -136,6 +136,7 @@ async fn start_controller(
             cache_dir: Some(cache.path().to_path_buf()),
             webhook_addr: None,
             argocd: None,
+            allow_remote_bases: false,
         },
     };
     let running = sluice::controller::start(client, config, Default::default()).await?;
