@@ -62,6 +62,25 @@ pub struct TrackingId {
     pub name: String,
 }
 
+/// Ok when `application` deploys into the Rollout's namespace; otherwise why the adapter leaves it alone.
+fn deploys_into_namespace_of(application: &Value, rollout: &Rollout) -> Result<(), String> {
+    let rollout_namespace = rollout.namespace().unwrap_or_default();
+    let app = format!(
+        "{}/{}",
+        application.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default(),
+        application.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+    );
+    match application.pointer("/spec/destination/namespace").and_then(Value::as_str) {
+        Some(namespace) if namespace == rollout_namespace => Ok(()),
+        Some(namespace) => Err(format!(
+            "Application {app} deploys to namespace {namespace:?}, not the Rollout's {rollout_namespace:?}: left alone"
+        )),
+        None => Err(format!(
+            "Application {app} names no destination namespace, so it cannot be shown to deploy the Rollout: left alone"
+        )),
+    }
+}
+
 /// Parses `<app-name>:<group>/<kind>:<namespace>/<name>`. Kubernetes names hold neither `:` nor `_`,
 /// so both separators are unambiguous.
 pub fn parse_tracking_id(value: &str) -> Option<TrackingId> {
@@ -150,6 +169,11 @@ pub enum Decision {
 /// Decides from the Rollout and the Application (as JSON) whether automated sync must be turned off.
 /// `now` stands in for status.abortedAt when the Rollout has none.
 ///
+/// A tracking-id annotation is written by whoever can write the Rollout, so it alone does not prove the
+/// Application deploys it: the adapter acts only on an Application whose `spec.destination.namespace` is
+/// the Rollout's namespace (an Application with no destination namespace is left alone), so a tenant
+/// cannot turn off another team's automated sync by naming its Application.
+///
 /// An abort is handled once: when the Application's disabled-by annotation already names this abort,
 /// nothing is done, even if someone turned automated sync back on since (they decided; the adapter
 /// does not fight them). A later abort of the same Rollout is a new abort.
@@ -157,6 +181,9 @@ pub fn decide(rollout: &Rollout, application: &Value, now: DateTime<Utc>) -> Dec
     let Some(reason) = abort_blaming_revision(rollout) else {
         return Decision::Nothing("the rollout is not aborted for a bad revision".into());
     };
+    if let Err(why) = deploys_into_namespace_of(application, rollout) {
+        return Decision::Nothing(why);
+    }
     let rollout_key = format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any());
     let app_key = format!(
         "{}/{}",
@@ -408,7 +435,10 @@ mod tests {
         json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
             "metadata": {"name": "web", "namespace": "argocd", "annotations": annotations},
-            "spec": {"syncPolicy": {"automated": automated, "syncOptions": ["CreateNamespace=true"]}},
+            "spec": {
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": "shop"},
+                "syncPolicy": {"automated": automated, "syncOptions": ["CreateNamespace=true"]},
+            },
             "status": {
                 "sync": {"status": "Synced", "revision": "bad3333"},
                 "history": [
@@ -418,6 +448,22 @@ mod tests {
                 ],
             },
         })
+    }
+
+    #[test]
+    fn an_application_deploying_elsewhere_is_left_alone() {
+        let rollout = rollout(Some(AbortReason::AnalysisFailed), Some(TRACKING));
+        let mut app = application(json!({"prune": true}), json!({}));
+        app["spec"]["destination"]["namespace"] = json!("team-b");
+        let Decision::Nothing(why) = decide(&rollout, &app, at()) else {
+            panic!("acted on another namespace's Application")
+        };
+        assert!(why.contains("team-b") && why.contains("left alone"), "{why}");
+        app["spec"]["destination"].as_object_mut().unwrap().remove("namespace");
+        let Decision::Nothing(why) = decide(&rollout, &app, at()) else {
+            panic!("acted on an Application with no destination namespace")
+        };
+        assert!(why.contains("no destination namespace"), "{why}");
     }
 
     #[test]
