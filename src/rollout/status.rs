@@ -41,18 +41,15 @@ const ABORTED: &str = "RolloutAborted: ";
 
 /// An invalid spec: Degraded with the reasons, nothing else changes.
 pub fn mark_invalid(status: &mut RolloutStatus, message: &str, now: DateTime<Utc>) {
-    let generation = status.observed_generation;
-    let set = |status: &mut RolloutStatus, c: Condition| {
-        conditions::set_condition(&mut status.conditions, c.observed(generation), now);
-    };
-    set(status, Condition::new(INVALID_SPEC, true, "InvalidSpec", message));
-    set(status, Condition::new(READY, false, "InvalidSpec", message));
+    set(status, Condition::new(INVALID_SPEC, true, "InvalidSpec", message), now);
+    set(status, Condition::new(READY, false, "InvalidSpec", message), now);
     set(
         status,
         Condition::new(RECONCILING, false, "InvalidSpec", "the spec must be fixed"),
+        now,
     );
-    set(status, Condition::new(STALLED, true, "InvalidSpec", message));
-    set(status, Condition::new(HEALTHY, false, "InvalidSpec", message));
+    set(status, Condition::new(STALLED, true, "InvalidSpec", message), now);
+    set(status, Condition::new(HEALTHY, false, "InvalidSpec", message), now);
     status.phase = Some(RolloutPhase::Degraded);
     status.message = Some(format!("InvalidSpec: {message}"));
 }
@@ -60,13 +57,89 @@ pub fn mark_invalid(status: &mut RolloutStatus, message: &str, now: DateTime<Utc
 /// Sets phase, message and conditions from the planned status and what was observed.
 pub fn conclude(status: &mut RolloutStatus, progress: &Progress, deadline: Duration, now: DateTime<Utc>) -> Outcome {
     conditions::remove_condition(&mut status.conditions, INVALID_SPEC);
-    let generation = status.observed_generation;
     let aborted = status.is_aborted();
     let paused = progress.paused || !status.pause_conditions.is_empty();
     let complete = progress.stable_is_current
         && progress.updated_available >= progress.replicas
         && progress.all_replica_sets_settled;
-    let fingerprint = format!(
+    let fingerprint = fingerprint(progress);
+    let in_progress = !complete && !paused && !aborted;
+    let (exceeded, outcome) = if in_progress {
+        let previous = conditions::find(&status.conditions, PROGRESSING);
+        watch_deadline(previous, &fingerprint, deadline, now)
+    } else {
+        (false, Outcome::default())
+    };
+    let state = State {
+        aborted,
+        paused,
+        complete,
+        exceeded,
+    };
+    let (progressing, reason) = state.progressing();
+    set(
+        status,
+        Condition::new(PROGRESSING, progressing, reason, fingerprint.clone()),
+        now,
+    );
+    let phase = state.phase();
+    let message = phase_message(status, progress, &state, phase, deadline, fingerprint);
+    status.phase = Some(phase);
+    status.message = (!message.is_empty()).then_some(message.clone());
+    set_progress_conditions(status, progress, &state, now);
+    set_phase_conditions(status, phase, message, now);
+    outcome
+}
+
+/// What `conclude` decided about the rollout, before it is written as phase and conditions.
+struct State {
+    aborted: bool,
+    /// By spec.paused or by a pause condition.
+    paused: bool,
+    /// The current revision is stable, fully available and alone.
+    complete: bool,
+    /// The progress deadline passed (now or before).
+    exceeded: bool,
+}
+
+impl State {
+    /// The Progressing condition's status and reason.
+    fn progressing(&self) -> (ConditionStatus, &'static str) {
+        if self.exceeded {
+            (ConditionStatus::False, DEADLINE_EXCEEDED)
+        } else if self.aborted {
+            (ConditionStatus::False, "RolloutAborted")
+        } else if self.paused {
+            (ConditionStatus::Unknown, "RolloutPaused")
+        } else if self.complete {
+            (ConditionStatus::True, "NewReplicaSetAvailable")
+        } else {
+            (ConditionStatus::True, "ReplicaSetUpdated")
+        }
+    }
+
+    fn phase(&self) -> RolloutPhase {
+        if self.aborted || self.exceeded {
+            RolloutPhase::Degraded
+        } else if self.paused {
+            RolloutPhase::Paused
+        } else if !self.complete {
+            RolloutPhase::Progressing
+        } else {
+            RolloutPhase::Healthy
+        }
+    }
+}
+
+/// Sets a condition, observed at the status's generation.
+fn set(status: &mut RolloutStatus, condition: Condition, now: DateTime<Utc>) {
+    let generation = status.observed_generation;
+    conditions::set_condition(&mut status.conditions, condition.observed(generation), now);
+}
+
+/// The progress as the Progressing condition's message: any change in it is progress.
+fn fingerprint(progress: &Progress) -> String {
+    format!(
         "step {}/{}: {} of {} pods of the current revision available{}",
         progress.step,
         progress.steps,
@@ -77,62 +150,45 @@ pub fn conclude(status: &mut RolloutStatus, progress: &Progress, deadline: Durat
         } else {
             ", ReplicaSets scaling"
         }
-    );
+    )
+}
 
+/// For a rollout in progress: whether the deadline has passed since the last progress (the
+/// `previous` Progressing condition with the same fingerprint), and when to look again if not.
+fn watch_deadline(
+    previous: Option<&Condition>,
+    fingerprint: &str,
+    deadline: Duration,
+    now: DateTime<Utc>,
+) -> (bool, Outcome) {
     let mut outcome = Outcome::default();
-    let previous = conditions::find(&status.conditions, PROGRESSING).cloned();
-    let in_progress = !complete && !paused && !aborted;
-    let mut exceeded = false;
-    if in_progress {
-        let same_progress = previous
-            .as_ref()
-            .is_some_and(|c| c.message.as_deref() == Some(fingerprint.as_str()));
-        let already_exceeded =
-            same_progress && previous.as_ref().and_then(|c| c.reason.as_deref()) == Some(DEADLINE_EXCEEDED);
-        let since = previous
-            .as_ref()
-            .filter(|_| same_progress)
-            .and_then(|c| c.last_update_time)
-            .unwrap_or(now);
-        let elapsed = (now - since).to_std().unwrap_or_default();
-        if already_exceeded || elapsed >= deadline {
-            exceeded = true;
-            outcome.deadline_exceeded_now = !already_exceeded;
-        } else {
-            outcome.check_deadline_in = Some(deadline - elapsed);
-        }
+    let same_progress = previous.is_some_and(|c| c.message.as_deref() == Some(fingerprint));
+    let already_exceeded = same_progress && previous.and_then(|c| c.reason.as_deref()) == Some(DEADLINE_EXCEEDED);
+    let since = previous
+        .filter(|_| same_progress)
+        .and_then(|c| c.last_update_time)
+        .unwrap_or(now);
+    let elapsed = (now - since).to_std().unwrap_or_default();
+    let exceeded = already_exceeded || elapsed >= deadline;
+    if exceeded {
+        outcome.deadline_exceeded_now = !already_exceeded;
+    } else {
+        outcome.check_deadline_in = Some(deadline - elapsed);
     }
+    (exceeded, outcome)
+}
 
-    let (progressing, reason) = if exceeded {
-        (ConditionStatus::False, DEADLINE_EXCEEDED)
-    } else if aborted {
-        (ConditionStatus::False, "RolloutAborted")
-    } else if paused {
-        (ConditionStatus::Unknown, "RolloutPaused")
-    } else if complete {
-        (ConditionStatus::True, "NewReplicaSetAvailable")
-    } else {
-        (ConditionStatus::True, "ReplicaSetUpdated")
-    };
-    let set = |status: &mut RolloutStatus, c: Condition| {
-        conditions::set_condition(&mut status.conditions, c.observed(generation), now);
-    };
-    set(
-        status,
-        Condition::new(PROGRESSING, progressing, reason, fingerprint.clone()),
-    );
-
-    let phase = if aborted || exceeded {
-        RolloutPhase::Degraded
-    } else if paused {
-        RolloutPhase::Paused
-    } else if !complete {
-        RolloutPhase::Progressing
-    } else {
-        RolloutPhase::Healthy
-    };
-    let message = match phase {
-        RolloutPhase::Degraded if exceeded && !aborted => {
+/// status.message for `phase`.
+fn phase_message(
+    status: &RolloutStatus,
+    progress: &Progress,
+    state: &State,
+    phase: RolloutPhase,
+    deadline: Duration,
+    fingerprint: String,
+) -> String {
+    match phase {
+        RolloutPhase::Degraded if state.exceeded && !state.aborted => {
             format!(
                 "ProgressDeadlineExceeded: no progress for {}s ({fingerprint})",
                 deadline.as_secs()
@@ -147,10 +203,11 @@ pub fn conclude(status: &mut RolloutStatus, progress: &Progress, deadline: Durat
         RolloutPhase::Paused => pause_message(status, progress),
         RolloutPhase::Progressing => fingerprint,
         RolloutPhase::Healthy => String::new(),
-    };
-    status.phase = Some(phase);
-    status.message = (!message.is_empty()).then_some(message.clone());
+    }
+}
 
+/// Available, Paused and Completed.
+fn set_progress_conditions(status: &mut RolloutStatus, progress: &Progress, state: &State, now: DateTime<Utc>) {
     let available = status.available_replicas.unwrap_or(0) >= progress.replicas - progress.max_unavailable;
     set(
         status,
@@ -164,14 +221,15 @@ pub fn conclude(status: &mut RolloutStatus, progress: &Progress, deadline: Durat
             },
             "",
         ),
+        now,
     );
     let pause_reason = if progress.paused {
         "PausedBySpec"
     } else {
         "CanaryPauseStep"
     };
-    match paused {
-        true => set(status, Condition::new(PAUSED, true, pause_reason, "")),
+    match state.paused {
+        true => set(status, Condition::new(PAUSED, true, pause_reason, ""), now),
         false => {
             conditions::remove_condition(&mut status.conditions, PAUSED);
         }
@@ -180,24 +238,30 @@ pub fn conclude(status: &mut RolloutStatus, progress: &Progress, deadline: Durat
         status,
         Condition::new(
             COMPLETED,
-            complete,
-            if complete {
+            state.complete,
+            if state.complete {
                 "RolloutCompleted"
             } else {
                 "RolloutNotCompleted"
             },
             "",
         ),
+        now,
     );
+}
+
+/// Healthy, and kstatus: Ready when Healthy; Reconciling while moving or paused; Stalled when Degraded.
+fn set_phase_conditions(status: &mut RolloutStatus, phase: RolloutPhase, message: String, now: DateTime<Utc>) {
     let healthy = phase == RolloutPhase::Healthy;
     set(
         status,
         Condition::new(HEALTHY, healthy, phase_reason(phase), message.clone()),
+        now,
     );
-    // kstatus: Ready when Healthy; Reconciling while moving or paused; Stalled when Degraded.
     set(
         status,
         Condition::new(READY, healthy, phase_reason(phase), message.clone()),
+        now,
     );
     let reconciling = matches!(phase, RolloutPhase::Progressing | RolloutPhase::Paused);
     set(
@@ -208,6 +272,7 @@ pub fn conclude(status: &mut RolloutStatus, progress: &Progress, deadline: Durat
             phase_reason(phase),
             if reconciling { message.clone() } else { String::new() },
         ),
+        now,
     );
     let stalled = phase == RolloutPhase::Degraded;
     set(
@@ -218,8 +283,8 @@ pub fn conclude(status: &mut RolloutStatus, progress: &Progress, deadline: Durat
             phase_reason(phase),
             if stalled { message } else { String::new() },
         ),
+        now,
     );
-    outcome
 }
 
 /// Whether `new` differs from `old` only in pod counts (replicas, updated, ready, available) and the

@@ -7,7 +7,9 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::api::conditions;
-use crate::api::rollout::{AnalysisRunHistory, CanaryStep, GatewayApiTrafficRouting, RolloutPhase, TrafficRouting};
+use crate::api::rollout::{
+    AbortReason, AnalysisRunHistory, CanaryStep, GatewayApiTrafficRouting, RolloutPhase, TrafficRouting,
+};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()

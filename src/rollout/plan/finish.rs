@@ -1,0 +1,137 @@
+//! Status composition at the end of a plan: pod counts, selector, stable and canary revisions,
+//! then phase, conditions and the progress deadline (which may abort), and the resulting Plan.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Action, ObservedReplicaSet, Plan, Planner};
+use crate::api::rollout::{AbortReason, RevisionInfo, Rollout};
+use crate::rollout::replicas::ScaleLimits;
+use crate::rollout::status::{self, Progress};
+
+impl Planner<'_> {
+    /// Counts, revisions, phase, conditions and the progress deadline.
+    pub(super) fn finish(mut self, live: &[&ObservedReplicaSet], limits: ScaleLimits) -> Plan {
+        if !self.status.is_aborted()
+            && self
+                .actions
+                .iter()
+                .all(|a| !matches!(a, Action::CreateReplicaSet { .. }))
+        {
+            self.restart(limits);
+        }
+        self.record_counts(live);
+        self.record_revisions(live);
+        let progress = self.progress(live, limits);
+        self.conclude(&progress);
+        Plan {
+            actions: self.actions,
+            status: self.status,
+            events: self.events,
+            requeue_after: self.requeue,
+            aborted_now: self.aborted_now,
+        }
+    }
+
+    /// The current template's ReplicaSet, if it exists.
+    fn current_rs<'r>(&self, live: &[&'r ObservedReplicaSet]) -> Option<&'r ObservedReplicaSet> {
+        live.iter().find(|rs| rs.hash == self.current_hash).copied()
+    }
+
+    /// Pod counts over every live ReplicaSet, and the selector (for the scale subresource).
+    fn record_counts(&mut self, live: &[&ObservedReplicaSet]) {
+        let current = self.current_rs(live);
+        self.status.replicas = Some(live.iter().map(|rs| rs.pods).sum());
+        self.status.updated_replicas = Some(current.map_or(0, |rs| rs.pods));
+        self.status.ready_replicas = Some(live.iter().map(|rs| rs.ready).sum());
+        self.status.available_replicas = Some(live.iter().map(|rs| rs.available).sum());
+        self.status.selector = Some(selector_string(self.rollout));
+    }
+
+    /// The stable revision and, while a canary is in flight, the canary's.
+    fn record_revisions(&mut self, live: &[&ObservedReplicaSet]) {
+        let current = self.current_rs(live);
+        let stable = live
+            .iter()
+            .find(|rs| Some(&rs.hash) == self.status.stable_rs.as_ref())
+            .copied();
+        self.status.stable_revision = self.revision_of(self.status.stable_rs.as_ref(), stable);
+        self.status.canary_revision = if self.status.stable_rs.as_ref() != Some(&self.current_hash) {
+            self.revision_of(Some(&self.current_hash), current)
+        } else {
+            None
+        };
+    }
+
+    /// The revision of the ReplicaSet `rs` of `hash`. A ReplicaSet created in this reconcile is named
+    /// already, so the next status write is not just for its revision.
+    fn revision_of(&self, hash: Option<&String>, rs: Option<&ObservedReplicaSet>) -> Option<RevisionInfo> {
+        match rs {
+            Some(rs) => Some(RevisionInfo {
+                git_revision: rs.git_revision.clone(),
+                revision: Some(rs.revision),
+            }),
+            None => self.actions.iter().find_map(|action| match action {
+                Action::CreateReplicaSet {
+                    hash: created,
+                    revision,
+                    git_revision,
+                    ..
+                } if Some(created) == hash => Some(RevisionInfo {
+                    git_revision: git_revision.clone(),
+                    revision: Some(*revision),
+                }),
+                _ => None,
+            }),
+        }
+    }
+
+    /// What the phase rules look at.
+    fn progress(&self, live: &[&ObservedReplicaSet], limits: ScaleLimits) -> Progress {
+        Progress {
+            replicas: self.replicas,
+            updated_available: self.current_rs(live).map_or(0, |rs| rs.available),
+            stable_is_current: self.status.stable_rs.as_deref() == Some(self.current_hash.as_str()),
+            all_replica_sets_settled: live.iter().all(|rs| {
+                let target = if rs.hash == self.current_hash { self.replicas } else { 0 };
+                rs.spec_replicas == target && rs.pods == target
+            }),
+            step: self.step_index(),
+            steps: self.steps.len(),
+            paused: self.rollout.spec.is_paused(),
+            max_unavailable: limits.max_unavailable,
+        }
+    }
+
+    /// Phase and conditions; the progress deadline is watched, and once exceeded reported and, with
+    /// progressDeadlineAbort, an abort (concluded again so the status says so at once).
+    fn conclude(&mut self, progress: &Progress) {
+        let deadline = Duration::from_secs(self.rollout.spec.progress_deadline_seconds_or_default().max(1) as u64);
+        let outcome = status::conclude(&mut self.status, progress, deadline, self.now);
+        if let Some(wait) = outcome.check_deadline_in {
+            self.requeue_in(wait);
+        }
+        if outcome.deadline_exceeded_now {
+            self.warn(
+                "ProgressDeadlineExceeded",
+                format!("no progress for {}s", deadline.as_secs()),
+            );
+            if self.rollout.spec.is_progress_deadline_abort() && !self.status.is_aborted() {
+                self.abort(
+                    AbortReason::ProgressDeadlineExceeded,
+                    format!("progress deadline of {}s exceeded", deadline.as_secs()),
+                );
+                status::conclude(&mut self.status, progress, deadline, self.now);
+            }
+        }
+    }
+}
+
+/// The pod selector in query form, for the scale subresource.
+fn selector_string(rollout: &Rollout) -> String {
+    let labels: BTreeMap<String, String> = rollout.spec.selector.match_labels.clone().unwrap_or_default();
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
