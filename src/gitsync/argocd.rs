@@ -67,10 +67,19 @@ fn deploys_into_namespace_of(application: &Value, rollout: &Rollout) -> Result<(
     let rollout_namespace = rollout.namespace().unwrap_or_default();
     let app = format!(
         "{}/{}",
-        application.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default(),
-        application.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+        application
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        application
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     );
-    match application.pointer("/spec/destination/namespace").and_then(Value::as_str) {
+    match application
+        .pointer("/spec/destination/namespace")
+        .and_then(Value::as_str)
+    {
         Some(namespace) if namespace == rollout_namespace => Ok(()),
         Some(namespace) => Err(format!(
             "Application {app} deploys to namespace {namespace:?}, not the Rollout's {rollout_namespace:?}: left alone"

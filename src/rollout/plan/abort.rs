@@ -67,7 +67,7 @@ impl Planner<'_> {
             .metadata
             .labels
             .as_ref()
-            .is_some_and(|l| l.contains_key(crate::gitsync::GITSYNC_LABEL));
+            .is_some_and(|l| l.contains_key(crate::api::keys::GITSYNC_LABEL));
         if !blamed || git_owned || !self.rollout.spec.canary().is_rollback_on_abort() {
             return;
         }

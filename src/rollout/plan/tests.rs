@@ -629,7 +629,7 @@ fn rollback_on_abort_restores_the_stable_template_unless_a_gitsync_owns_the_roll
     let mut world = deployed(10, steps.clone());
     world.rollout.spec.strategy.canary.as_mut().unwrap().rollback_on_abort = Some(true);
     world.rollout.metadata.labels =
-        Some([(crate::gitsync::GITSYNC_LABEL.to_string(), "default.app".to_string())].into());
+        Some([(crate::api::keys::GITSYNC_LABEL.to_string(), "default.app".to_string())].into());
     let plan = failing(&mut world);
     assert!(plan.aborted_now);
     assert!(
