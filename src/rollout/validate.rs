@@ -185,6 +185,11 @@ fn check_canary(canary: &CanaryStrategy, replicas: i32, found: &mut Findings) {
                 "canaryService and stableService are both required with trafficRouting",
             );
         }
+        if let Some(nginx) = &routing.nginx {
+            for error in crate::traffic::nginx::check_spec(nginx, &format!("{CANARY}.trafficRouting.nginx")) {
+                found.add(error.field, error.message);
+            }
+        }
         if let Some(gateway) = &routing.gateway_api
             && gateway.route_names().is_empty()
         {

@@ -124,6 +124,52 @@ impl TrafficRouter for NginxRouter {
     }
 }
 
+/// The only annotations `additionalIngressAnnotations` may set: the canary family that routes by header
+/// or cookie. Anything else (`configuration-snippet`, `server-snippet`, `auth-url`, …) would let whoever
+/// can write a Rollout configure the ingress controller through Sluice's rights.
+pub const ADDITIONAL_ANNOTATIONS_ALLOWED: [&str; 4] = [
+    "canary-by-header",
+    "canary-by-header-value",
+    "canary-by-header-pattern",
+    "canary-by-cookie",
+];
+
+/// The spec errors of an NGINX routing block, each naming its field under `at`.
+pub fn check_spec(spec: &NginxTrafficRouting, at: &str) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    for key in spec.additional_ingress_annotations.keys() {
+        if !ADDITIONAL_ANNOTATIONS_ALLOWED.contains(&key.as_str()) {
+            errors.push(SpecError {
+                field: format!("{at}.additionalIngressAnnotations.{key}"),
+                message: format!(
+                    "not allowed: only the canary annotations {} may be set here (without the prefix)",
+                    ADDITIONAL_ANNOTATIONS_ALLOWED.join(", ")
+                ),
+            });
+        }
+    }
+    if let Some(prefix) = &spec.annotation_prefix {
+        let valid = !prefix.is_empty()
+            && prefix.len() <= 253
+            && prefix.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        if !valid {
+            errors.push(SpecError {
+                field: format!("{at}.annotationPrefix"),
+                message: format!("{prefix:?} is not a DNS subdomain (e.g. nginx.ingress.kubernetes.io)"),
+            });
+        }
+    }
+    errors
+}
+
 /// The annotations the canary Ingress carries for `canary_weight`.
 fn canary_annotations(stable: &Value, spec: &NginxTrafficRouting, target: &RouteTarget, w: i32) -> Map<String, Value> {
     let prefix = spec.annotation_prefix_or_default();
@@ -506,5 +552,39 @@ mod tests {
         let mut plain = ingress(json!({}), "a");
         preserve_canary_annotations(&mut plain, &plain_live, None);
         assert_eq!(plain, ingress(json!({}), "a"));
+    }
+
+    #[test]
+    fn only_canary_annotations_may_be_added() {
+        let mut spec = NginxTrafficRouting::default();
+        for key in ADDITIONAL_ANNOTATIONS_ALLOWED {
+            spec.additional_ingress_annotations.insert(key.into(), "x".into());
+        }
+        assert_eq!(check_spec(&spec, "nginx"), vec![]);
+        for key in [
+            "configuration-snippet",
+            "server-snippet",
+            "auth-url",
+            "canary-weight",
+            "canary",
+        ] {
+            let mut bad = spec.clone();
+            bad.additional_ingress_annotations.insert(key.into(), "x".into());
+            let errors = check_spec(&bad, "spec.strategy.canary.trafficRouting.nginx");
+            assert_eq!(errors.len(), 1, "{key}: {errors:?}");
+            assert_eq!(
+                errors[0].field,
+                format!("spec.strategy.canary.trafficRouting.nginx.additionalIngressAnnotations.{key}")
+            );
+        }
+        for prefix in ["", "Nginx.Ingress", "a..b", "x/y", "-a.b"] {
+            let bad = NginxTrafficRouting {
+                annotation_prefix: Some(prefix.into()),
+                ..spec.clone()
+            };
+            let errors = check_spec(&bad, "nginx");
+            assert_eq!(errors.len(), 1, "{prefix:?}: {errors:?}");
+            assert_eq!(errors[0].field, "nginx.annotationPrefix");
+        }
     }
 }
