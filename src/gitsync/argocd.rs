@@ -62,20 +62,16 @@ pub struct TrackingId {
     pub name: String,
 }
 
+/// `<namespace>/<name>` of an Application, for messages.
+fn application_key(application: &Value) -> String {
+    let field = |pointer: &str| application.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
+    format!("{}/{}", field("/metadata/namespace"), field("/metadata/name"))
+}
+
 /// Ok when `application` deploys into the Rollout's namespace; otherwise why the adapter leaves it alone.
 fn deploys_into_namespace_of(application: &Value, rollout: &Rollout) -> Result<(), String> {
     let rollout_namespace = rollout.namespace().unwrap_or_default();
-    let app = format!(
-        "{}/{}",
-        application
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default(),
-        application
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    );
+    let app = application_key(application);
     match application
         .pointer("/spec/destination/namespace")
         .and_then(Value::as_str)
@@ -194,17 +190,7 @@ pub fn decide(rollout: &Rollout, application: &Value, now: DateTime<Utc>) -> Dec
         return Decision::Nothing(why);
     }
     let rollout_key = format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any());
-    let app_key = format!(
-        "{}/{}",
-        application
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default(),
-        application
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    );
+    let app_key = application_key(application);
     let status = rollout.status.as_ref();
     let aborted_at = status.and_then(|s| s.aborted_at);
     let by_prefix = format!("{rollout_key} aborted ({reason:?})");
