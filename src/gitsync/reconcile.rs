@@ -23,11 +23,11 @@ use crate::api::rollout::Rollout;
 use crate::controller::client::{self, ClientOptions};
 use crate::controller::metrics::Metrics;
 use crate::gitsync::apply::{self, ApplyError, DiscoveredScope, DiscoveryCache};
+use crate::gitsync::git::{Credentials, GitSource, RevertRequest, SourceError};
 use crate::gitsync::health::{self, Health};
 use crate::gitsync::manifest::{self, ObjectId, PrepareContext};
 use crate::gitsync::plan::{self, Decision, Observed, Prune, RolloutState, SyncResult, Target, short};
 use crate::gitsync::render::{self, RenderInput, Tools};
-use crate::gitsync::source::{Credentials, GitSource, RevertRequest, SourceError};
 use crate::gitsync::{REQUESTED_AT_ANNOTATION, gitsync_label_value};
 use crate::rollout::reconcile::merge_diff;
 
