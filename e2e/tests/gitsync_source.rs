@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use common::git_servers::{GitDaemon, GitHttpServer};
 use sluice::api::gitsync::GitRef;
-use sluice::gitsync::source::{Credentials, GitSource, RevertRequest, SourceError};
+use sluice::gitsync::git::{Credentials, GitSource, RevertRequest, SourceError};
 use sluice_e2e::kit::local_repo::LocalRepo;
 
 const TIMEOUT: Duration = Duration::from_secs(20);

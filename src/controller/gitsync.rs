@@ -16,9 +16,9 @@ use crate::api::rollout::Rollout;
 use crate::controller::metrics::Metrics;
 use crate::controller::rollouts::Scope;
 use crate::gitsync::argocd::{self, ArgoCdAdapterConfig};
+use crate::gitsync::git::GitSource;
 use crate::gitsync::reconcile::{self, Context};
 use crate::gitsync::render::Tools;
-use crate::gitsync::source::GitSource;
 use crate::gitsync::{GITSYNC_LABEL, webhook};
 
 /// GitSync settings of `sluice controller`.

@@ -3,13 +3,13 @@
 //! healthy one re-applied (optionally with a revert commit pushed to Git).
 pub mod apply;
 pub mod argocd;
+pub mod git;
 pub mod health;
 pub mod manifest;
 pub mod plan;
 pub mod preserve;
 pub mod reconcile;
 pub mod render;
-pub mod source;
 pub mod webhook;
 
 pub use crate::api::keys::GITSYNC_FIELD_MANAGER as FIELD_MANAGER;

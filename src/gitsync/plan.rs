@@ -1,6 +1,9 @@
-//! What a GitSync does next, decided without I/O: which revision to apply (the head of the ref, or
-//! the last healthy one while the head is blocked), which revisions to block because their canary
-//! failed, whether to push a revert, whether pruning may run, and how the status reads afterwards.
+//! What a GitSync does next, decided without I/O: whether it syncs at all and whether a sync is due,
+//! which revision to apply (the head of the ref, or the last healthy one while the head is blocked)
+//! and whether to apply it now, which revisions to block because their canary failed, whether to push
+//! a revert, whether pruning may run, how the status reads afterwards and when to look again.
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 
@@ -403,6 +406,112 @@ pub fn set_conditions(
         }
     }
     status.observed_generation = generation;
+}
+
+/// A sync that names no timeout gives up after this long.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// While what was applied is not healthy yet, look again this often (Rollout changes also wake us).
+pub const HEALTH_RECHECK: Duration = Duration::from_secs(5);
+/// The soonest a reconcile is requeued, so a sync that is due right now does not spin.
+pub const MIN_REQUEUE: Duration = Duration::from_millis(100);
+
+/// spec.interval and spec.timeout of a GitSync that syncs at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timings {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// The timings of a GitSync that may sync, or why it does nothing until its spec changes: Stalled
+/// naming the bad field (checked first), or Suspended.
+pub fn timings(spec: &GitSyncSpec) -> Result<Timings, SyncResult> {
+    let interval = spec
+        .interval_duration()
+        .map_err(|e| SyncResult::Stalled(format!("spec.interval: {e}")))?;
+    let timeout = spec
+        .timeout_duration()
+        .map_err(|e| SyncResult::Stalled(format!("spec.timeout: {e}")))?
+        .unwrap_or(DEFAULT_TIMEOUT);
+    if interval.is_zero() {
+        return Err(SyncResult::Stalled("spec.interval: must be more than 0s".into()));
+    }
+    if spec.is_suspended() {
+        return Err(SyncResult::Suspended);
+    }
+    Ok(Timings { interval, timeout })
+}
+
+/// What says whether a sync (fetch, then apply) is due, as the reconcile observed it.
+#[derive(Clone, Debug)]
+pub struct SyncTrigger<'a> {
+    /// metadata.generation of the GitSync.
+    pub generation: Option<i64>,
+    /// The value of its `sluice.dev/requested-at` annotation.
+    pub requested_at: Option<&'a str>,
+    /// The webhook asked for a sync since the last reconcile.
+    pub webhook_requested: bool,
+    /// How long ago this GitSync last fetched; `None` when it has not since the controller started.
+    pub since_last_sync: Option<Duration>,
+    pub interval: Duration,
+}
+
+/// Whether this reconcile syncs: asked for (webhook, or a new `sluice.dev/requested-at` value), the
+/// spec changed, nothing was ever fetched, or the interval has elapsed (or is unknown after a restart).
+pub fn sync_due(trigger: &SyncTrigger<'_>, status: &GitSyncStatus) -> bool {
+    trigger.webhook_requested
+        || status.observed_generation != trigger.generation
+        || trigger.requested_at.is_some() && trigger.requested_at != status.last_handled_requested_at.as_deref()
+        || status.last_attempted_revision.is_none()
+        || trigger.since_last_sync.is_none_or(|since| since >= trigger.interval)
+}
+
+/// How this reconcile's sync went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncAttempt {
+    /// A sync was due (see [`sync_due`]).
+    pub due: bool,
+    /// The due sync fetched the head of the ref (false when none was due or the fetch failed).
+    pub fetched: bool,
+}
+
+/// Whether the decided target is applied in this reconcile: a new revision or a rollback always; an
+/// unchanged revision again only on a due sync with self-heal on (undoing drift) or a changed spec
+/// (targetNamespace, render options). A failed fetch applies only a rollback: the source may have
+/// changed (a new URL) and the last attempted revision is no longer what the spec names.
+pub fn must_apply(
+    decision: &Decision,
+    attempt: SyncAttempt,
+    spec: &GitSyncSpec,
+    status: &GitSyncStatus,
+    generation: Option<i64>,
+) -> bool {
+    match &decision.target {
+        Target::Apply { .. } if attempt.due && !attempt.fetched => !decision.block.is_empty(),
+        Target::Apply { revision, .. } => {
+            let heal = attempt.due && (spec.is_self_heal() || status.observed_generation != generation);
+            heal || !decision.block.is_empty() || status.last_applied_revision.as_deref() != Some(revision.as_str())
+        }
+        Target::Hold(_) => false,
+    }
+}
+
+/// How long until the next reconcile: the rest of the interval since the last sync (`None`: a full
+/// interval has passed), never less than [`MIN_REQUEUE`], and at most [`HEALTH_RECHECK`] while what
+/// was applied is not healthy yet or a pushed revert should be fetched soon. `health` is `None` when
+/// nothing is applied.
+pub fn requeue_after(
+    interval: Duration,
+    since_last_sync: Option<Duration>,
+    health: Option<&Health>,
+    resync_soon: bool,
+) -> Duration {
+    let next_sync = interval.saturating_sub(since_last_sync.unwrap_or(interval));
+    let settled = health.is_none_or(|h| *h == Health::Healthy);
+    if settled && !resync_soon {
+        next_sync.max(MIN_REQUEUE)
+    } else {
+        next_sync.clamp(MIN_REQUEUE, HEALTH_RECHECK)
+    }
 }
 
 /// The first 8 characters of a commit SHA, for messages.

@@ -22,19 +22,19 @@ use crate::api::gitsync::{GitSync, GitSyncStatus};
 use crate::api::rollout::Rollout;
 use crate::client::{self, ClientOptions};
 use crate::gitsync::apply::{self, ApplyError, DiscoveredScope, DiscoveryCache};
+use crate::gitsync::git::{Credentials, GitSource, RevertRequest, SourceError};
 use crate::gitsync::health::{self, Health};
 use crate::gitsync::manifest::{self, ObjectId, PrepareContext};
-use crate::gitsync::plan::{self, Decision, Observed, Prune, RolloutState, SyncResult, Target, short};
+use crate::gitsync::plan::{
+    self, Decision, Observed, Prune, RolloutState, SyncAttempt, SyncResult, SyncTrigger, Target, Timings, short,
+};
 use crate::gitsync::render::{self, RenderInput, Tools};
-use crate::gitsync::source::{Credentials, GitSource, RevertRequest, SourceError};
 use crate::gitsync::{REQUESTED_AT_ANNOTATION, gitsync_label_value};
 use crate::merge_patch::merge_diff;
 use crate::observe::Observer;
 
 /// A sync that names no timeout gives up after this long.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-/// While what was applied is not healthy yet, look again this often (Rollout changes also wake us).
-const HEALTH_RECHECK: Duration = Duration::from_secs(5);
+pub use crate::gitsync::plan::DEFAULT_TIMEOUT;
 /// Keys of a GitSync's Secret that hold Git credentials (Flux's names).
 const GIT_CREDENTIAL_KEYS: [&str; 4] = ["username", "password", "token", "identity"];
 /// Default author of revert commits.
@@ -272,19 +272,15 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
     let mut status = old_status.clone();
     let now = Utc::now();
     let generation = gitsync.metadata.generation;
-    let (interval, timeout) = match timings(gitsync) {
+    // An invalid interval or timeout stalls the GitSync and suspend stops it, until the spec changes.
+    let Timings { interval, timeout } = match plan::timings(&gitsync.spec) {
         Ok(timings) => timings,
-        Err(message) => {
-            plan::set_conditions(&mut status, generation, &SyncResult::Stalled(message), None, now);
+        Err(result) => {
+            plan::set_conditions(&mut status, generation, &result, None, now);
             write_status(gitsync, &old_status, &status, ctx).await?;
             return Ok(Requeue::await_change());
         }
     };
-    if gitsync.spec.is_suspended() {
-        plan::set_conditions(&mut status, generation, &SyncResult::Suspended, None, now);
-        write_status(gitsync, &old_status, &status, ctx).await?;
-        return Ok(Requeue::await_change());
-    }
     let client = match ctx.client_for(gitsync) {
         Ok(client) => client,
         Err(message) => {
@@ -304,7 +300,16 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
         resync_soon: false,
         applied_new_revision: false,
     };
-    let due = sync_due(gitsync, &status, ctx, &reference, interval);
+    // The webhook's request is taken first, so it is consumed by this reconcile whatever else is due.
+    let webhook_requested = ctx.take_request(&reference);
+    let trigger = SyncTrigger {
+        generation,
+        requested_at: gitsync.annotations().get(REQUESTED_AT_ANNOTATION).map(String::as_str),
+        webhook_requested,
+        since_last_sync: ctx.since_last_sync(&reference),
+        interval,
+    };
+    let due = plan::sync_due(&trigger, &status);
     let mut fetched = false;
     let head = if due {
         ctx.mark_synced(reference.clone(), Instant::now());
@@ -337,19 +342,8 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
         now,
     });
     sync.block(&mut status, &decision).await;
-    let must_apply = match &decision.target {
-        // A failed fetch applies only a rollback: the source may have changed (a new URL) and the
-        // last attempted revision is no longer what the spec names.
-        Target::Apply { .. } if due && !fetched => !decision.block.is_empty(),
-        Target::Apply { revision, .. } => {
-            // Re-applying an unchanged revision is self-heal (undoing drift); a spec change re-applies
-            // too (targetNamespace, render options).
-            let heal = due && (gitsync.spec.is_self_heal() || status.observed_generation != generation);
-            heal || !decision.block.is_empty() || status.last_applied_revision.as_deref() != Some(revision.as_str())
-        }
-        Target::Hold(_) => false,
-    };
-    if must_apply {
+    let attempt = SyncAttempt { due, fetched };
+    if plan::must_apply(&decision, attempt, &gitsync.spec, &status, generation) {
         sync.apply(&mut status, &decision).await;
     }
     if let Target::Hold(why) = &decision.target
@@ -370,46 +364,12 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
     );
     write_status(gitsync, &old_status, &status, ctx).await?;
 
-    let next_sync = interval.saturating_sub(ctx.since_last_sync(&reference).unwrap_or(interval));
-    let settled = health.as_ref().is_none_or(|h| *h == Health::Healthy);
-    Ok(Requeue::requeue(if settled && !sync.resync_soon {
-        next_sync.max(Duration::from_millis(100))
-    } else {
-        next_sync.clamp(Duration::from_millis(100), HEALTH_RECHECK)
-    }))
-}
-
-/// spec.interval and spec.timeout, or the message naming the bad field.
-fn timings(gitsync: &GitSync) -> Result<(Duration, Duration), String> {
-    let interval = gitsync
-        .spec
-        .interval_duration()
-        .map_err(|e| format!("spec.interval: {e}"))?;
-    let timeout = gitsync
-        .spec
-        .timeout_duration()
-        .map_err(|e| format!("spec.timeout: {e}"))?
-        .unwrap_or(DEFAULT_TIMEOUT);
-    if interval.is_zero() {
-        return Err("spec.interval: must be more than 0s".into());
-    }
-    Ok((interval, timeout))
-}
-
-fn sync_due(
-    gitsync: &GitSync,
-    status: &GitSyncStatus,
-    ctx: &Context,
-    reference: &ObjectRef<GitSync>,
-    interval: Duration,
-) -> bool {
-    let requested = ctx.take_request(reference);
-    let annotation = gitsync.annotations().get(REQUESTED_AT_ANNOTATION);
-    requested
-        || status.observed_generation != gitsync.metadata.generation
-        || annotation.is_some() && annotation != status.last_handled_requested_at.as_ref()
-        || status.last_attempted_revision.is_none()
-        || ctx.since_last_sync(reference).is_none_or(|since| since >= interval)
+    Ok(Requeue::requeue(plan::requeue_after(
+        interval,
+        ctx.since_last_sync(&reference),
+        health.as_ref(),
+        sync.resync_soon,
+    )))
 }
 
 /// Why a sync step failed, and whether retrying alone can fix it.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 
-use sluice::gitsync::source::hermetic_command;
+use sluice::gitsync::git::hermetic_command;
 
 /// Author and committer of every commit made here.
 pub const DEMO_AUTHOR_NAME: &str = "Sluice Demo";

@@ -441,3 +441,266 @@ fn deleting_a_gitsync_deletes_what_it_applied_crds_and_namespaces_last() {
         Ok(vec![])
     );
 }
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn timings_of(interval: Option<&str>, timeout: Option<&str>, suspend: Option<bool>) -> Result<Timings, SyncResult> {
+    timings(&GitSyncSpec {
+        interval: interval.map(String::from),
+        timeout: timeout.map(String::from),
+        suspend,
+        ..spec(RollbackAction::Pin)
+    })
+}
+
+#[test]
+fn timings_default_the_timeout_and_stall_on_a_bad_field_before_suspend() {
+    assert_eq!(
+        timings_of(Some("1m"), None, None),
+        Ok(Timings {
+            interval: MINUTE,
+            timeout: DEFAULT_TIMEOUT
+        })
+    );
+    assert_eq!(
+        timings_of(Some("1m"), Some("30s"), Some(false)).map(|t| t.timeout),
+        Ok(Duration::from_secs(30))
+    );
+    assert_eq!(timings_of(Some("1m"), None, Some(true)), Err(SyncResult::Suspended));
+    for (interval, timeout, field) in [
+        (Some("0s"), None, "spec.interval"),
+        (Some("soon"), None, "spec.interval"),
+        (Some("1m"), Some("never"), "spec.timeout"),
+    ] {
+        // A bad field is reported even while suspended: the spec needs fixing either way.
+        match timings_of(interval, timeout, Some(true)) {
+            Err(SyncResult::Stalled(message)) => assert!(message.starts_with(field), "{message}"),
+            other => panic!("{interval:?} {timeout:?}: {other:?}"),
+        }
+    }
+}
+
+/// A GitSync that synced V2 at generation 1, one minute apart, nothing asked for.
+fn quiet() -> (SyncTrigger<'static>, GitSyncStatus) {
+    let trigger = SyncTrigger {
+        generation: Some(1),
+        requested_at: None,
+        webhook_requested: false,
+        since_last_sync: Some(Duration::from_secs(10)),
+        interval: MINUTE,
+    };
+    let status = GitSyncStatus {
+        observed_generation: Some(1),
+        ..healthy_on(V2)
+    };
+    (trigger, status)
+}
+
+#[test]
+fn a_sync_is_due_when_the_interval_elapsed_or_is_unknown() {
+    let (trigger, status) = quiet();
+    assert!(!sync_due(&trigger, &status));
+    let almost = SyncTrigger {
+        since_last_sync: Some(MINUTE - Duration::from_millis(1)),
+        ..trigger.clone()
+    };
+    assert!(!sync_due(&almost, &status));
+    let elapsed = SyncTrigger {
+        since_last_sync: Some(MINUTE),
+        ..trigger.clone()
+    };
+    assert!(sync_due(&elapsed, &status));
+    // After a restart nothing is known about the last sync: every GitSync syncs once at once.
+    let restarted = SyncTrigger {
+        since_last_sync: None,
+        ..trigger
+    };
+    assert!(sync_due(&restarted, &status));
+}
+
+#[test]
+fn a_sync_is_due_on_a_spec_change_a_webhook_or_when_nothing_was_fetched() {
+    let (trigger, status) = quiet();
+    let changed = SyncTrigger {
+        generation: Some(2),
+        ..trigger.clone()
+    };
+    assert!(sync_due(&changed, &status));
+    let hooked = SyncTrigger {
+        webhook_requested: true,
+        ..trigger.clone()
+    };
+    assert!(sync_due(&hooked, &status));
+    let never_fetched = GitSyncStatus {
+        last_attempted_revision: None,
+        ..status
+    };
+    assert!(sync_due(&trigger, &never_fetched));
+}
+
+#[test]
+fn a_sync_is_due_once_per_new_requested_at_value() {
+    let (trigger, mut status) = quiet();
+    let requested = SyncTrigger {
+        requested_at: Some("2026-12-02T10:00:00Z"),
+        ..trigger.clone()
+    };
+    assert!(sync_due(&requested, &status));
+    status.last_handled_requested_at = Some("2026-12-02T10:00:00Z".into());
+    assert!(!sync_due(&requested, &status), "the same value was handled already");
+    let again = SyncTrigger {
+        requested_at: Some("2026-12-02T10:05:00Z"),
+        ..trigger.clone()
+    };
+    assert!(sync_due(&again, &status));
+    // Removing the annotation asks for nothing.
+    assert!(!sync_due(&trigger, &status));
+}
+
+fn apply_decision(revision: &str, block: &[&str]) -> Decision {
+    Decision {
+        block: block
+            .iter()
+            .map(|revision| BlockedRevision {
+                revision: revision.to_string(),
+                reason: "canary failed".into(),
+                blocked_at: now(),
+                revert_commit: None,
+                revert_message: None,
+            })
+            .collect(),
+        target: Target::Apply {
+            revision: revision.into(),
+            pinned_over: None,
+        },
+        revert: None,
+        revert_impossible: None,
+        prune: Prune::Allowed,
+    }
+}
+
+const NOT_DUE: SyncAttempt = SyncAttempt {
+    due: false,
+    fetched: false,
+};
+const FETCHED: SyncAttempt = SyncAttempt {
+    due: true,
+    fetched: true,
+};
+const FETCH_FAILED: SyncAttempt = SyncAttempt {
+    due: true,
+    fetched: false,
+};
+
+#[test]
+fn a_new_revision_is_applied_an_unchanged_one_only_to_heal() {
+    let (_, status) = quiet();
+    let self_heal = |on: bool| GitSyncSpec {
+        self_heal: Some(on),
+        ..spec(RollbackAction::Pin)
+    };
+    let generation = Some(1);
+    for attempt in [NOT_DUE, FETCHED] {
+        assert!(must_apply(
+            &apply_decision(V3, &[]),
+            attempt,
+            &self_heal(false),
+            &status,
+            generation
+        ));
+    }
+    // Unchanged: re-applied on a due sync with self-heal (the default) on, never between syncs.
+    let same = apply_decision(V2, &[]);
+    assert!(must_apply(
+        &same,
+        FETCHED,
+        &spec(RollbackAction::Pin),
+        &status,
+        generation
+    ));
+    assert!(!must_apply(&same, NOT_DUE, &self_heal(true), &status, generation));
+    assert!(!must_apply(&same, FETCHED, &self_heal(false), &status, generation));
+    // A spec change re-applies even without self-heal, on the sync it triggers.
+    assert!(must_apply(&same, FETCHED, &self_heal(false), &status, Some(2)));
+    assert!(!must_apply(&same, NOT_DUE, &self_heal(false), &status, Some(2)));
+    // Blocking a revision re-applies (the rollback), whatever else holds.
+    assert!(must_apply(
+        &apply_decision(V2, &[V3]),
+        NOT_DUE,
+        &self_heal(false),
+        &status,
+        generation
+    ));
+}
+
+#[test]
+fn a_failed_fetch_applies_only_a_rollback_and_a_hold_applies_nothing() {
+    let (_, status) = quiet();
+    let spec = spec(RollbackAction::Pin);
+    assert!(!must_apply(
+        &apply_decision(V3, &[]),
+        FETCH_FAILED,
+        &spec,
+        &status,
+        Some(2)
+    ));
+    assert!(!must_apply(
+        &apply_decision(V2, &[]),
+        FETCH_FAILED,
+        &spec,
+        &status,
+        Some(1)
+    ));
+    assert!(must_apply(
+        &apply_decision(V2, &[V3]),
+        FETCH_FAILED,
+        &spec,
+        &status,
+        Some(1)
+    ));
+    let hold = Decision {
+        target: Target::Hold("no revision fetched yet".into()),
+        ..apply_decision(V3, &[V3])
+    };
+    for attempt in [NOT_DUE, FETCHED, FETCH_FAILED] {
+        assert!(!must_apply(&hold, attempt, &spec, &GitSyncStatus::default(), Some(2)));
+    }
+}
+
+#[test]
+fn requeue_waits_for_the_rest_of_the_interval_when_settled() {
+    let healthy = Some(&Health::Healthy);
+    let secs = Duration::from_secs;
+    assert_eq!(requeue_after(MINUTE, Some(secs(10)), healthy, false), secs(50));
+    assert_eq!(requeue_after(MINUTE, Some(secs(10)), None, false), secs(50));
+    // Due now, overdue, or a full interval assumed passed: as soon as allowed, never zero.
+    assert_eq!(requeue_after(MINUTE, Some(MINUTE), healthy, false), MIN_REQUEUE);
+    assert_eq!(requeue_after(MINUTE, Some(secs(3600)), healthy, false), MIN_REQUEUE);
+    assert_eq!(requeue_after(MINUTE, None, healthy, false), MIN_REQUEUE);
+}
+
+#[test]
+fn requeue_rechecks_soon_until_healthy_or_after_a_revert() {
+    let secs = Duration::from_secs;
+    for health in [
+        Health::Progressing("rollout".into()),
+        Health::Degraded("crash".into()),
+        Health::Unknown("read failed".into()),
+    ] {
+        assert_eq!(
+            requeue_after(MINUTE, Some(secs(10)), Some(&health), false),
+            HEALTH_RECHECK
+        );
+        assert_eq!(
+            requeue_after(MINUTE, Some(MINUTE - secs(2)), Some(&health), false),
+            secs(2),
+            "the next sync comes first"
+        );
+        assert_eq!(requeue_after(MINUTE, Some(MINUTE), Some(&health), false), MIN_REQUEUE);
+    }
+    // A pushed revert is fetched soon even when everything is healthy.
+    assert_eq!(
+        requeue_after(MINUTE, Some(secs(10)), Some(&Health::Healthy), true),
+        HEALTH_RECHECK
+    );
+}
