@@ -290,7 +290,7 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
             return Ok(Requeue::await_change());
         }
     };
-    let mut sync = Sync {
+    let mut sync = SyncRun {
         gitsync,
         ctx,
         client,
@@ -399,8 +399,8 @@ impl From<ApplyError> for Failure {
     }
 }
 
-/// One reconcile's I/O with what it needs at hand.
-struct Sync<'a> {
+/// One sync of a GitSync (a reconcile's I/O) with what it needs at hand; not `std::marker::Sync`.
+struct SyncRun<'a> {
     gitsync: &'a GitSync,
     ctx: &'a Context,
     client: Client,
@@ -413,7 +413,7 @@ struct Sync<'a> {
     applied_new_revision: bool,
 }
 
-impl Sync<'_> {
+impl SyncRun<'_> {
     fn key(&self) -> String {
         format!(
             "{}/{}",
