@@ -110,6 +110,9 @@ pub struct ControllerArgs {
     /// revision must render from what its repository holds.
     #[arg(long, env = "SLUICE_ALLOW_REMOTE_BASES")]
     allow_remote_bases: bool,
+    /// Accept file:// repository URLs in GitSyncs (the demo and tests; never a path into the git cache).
+    #[arg(long, env = "SLUICE_ALLOW_FILE_REPOS")]
+    allow_file_repos: bool,
     /// Namespace of Argo CD's Applications (for tracking ids without a namespace).
     #[arg(long, default_value = "argocd", env = "SLUICE_ARGOCD_NAMESPACE")]
     argocd_namespace: String,
@@ -147,6 +150,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
                     argocd_namespace: args.argocd_namespace,
                 }),
             allow_remote_bases: args.allow_remote_bases,
+            allow_file_repos: args.allow_file_repos,
         },
     };
     let grace = Duration::from_secs(args.shutdown_grace_seconds);

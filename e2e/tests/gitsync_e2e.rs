@@ -54,6 +54,7 @@ impl Cluster {
             client_options: None,
             cache_dir: Some(cache.path().to_path_buf()),
             webhook_addr: Some("127.0.0.1:0".parse().unwrap()),
+            allow_file_repos: true,
             ..GitSyncConfig::default()
         };
         let controller = RunningController::start_with(&sim, None, config).await;

@@ -50,7 +50,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let repo = LocalRepo::create(dir.path().join("app")).expect("repo");
-    let source = GitSource::new(dir.path().join("cache"));
+    let source = GitSource::new(dir.path().join("cache")).allow_file_repos(true);
     Fixture { dir, repo, source }
 }
 

@@ -36,6 +36,8 @@ pub struct GitSyncConfig {
     pub argocd: Option<ArgoCdAdapterConfig>,
     /// Let kustomize fetch remote bases (off: a revision renders from what its repository holds).
     pub allow_remote_bases: bool,
+    /// Accept file:// repository URLs (off: a path on the controller's disk is not a tenant's repository).
+    pub allow_file_repos: bool,
 }
 
 impl std::fmt::Debug for GitSyncConfig {
@@ -86,7 +88,7 @@ pub async fn start(
         client.clone(),
         config.kube_config.clone(),
         config.client_options.clone(),
-        GitSource::new(cache_dir),
+        GitSource::new(cache_dir).allow_file_repos(config.allow_file_repos),
         Tools {
             allow_remote_bases: config.allow_remote_bases,
             ..Tools::discover()

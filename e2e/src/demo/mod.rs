@@ -99,6 +99,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
             webhook_addr: None,
             argocd: None,
             allow_remote_bases: false,
+            // The scenarios' and the demo's repositories are local folders.
+            allow_file_repos: true,
         },
     };
     let controller = sluice::controller::start(client.clone(), config, Default::default()).await?;

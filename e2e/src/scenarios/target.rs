@@ -137,6 +137,8 @@ async fn start_controller(
             webhook_addr: None,
             argocd: None,
             allow_remote_bases: false,
+            // The scenarios' and the demo's repositories are local folders.
+            allow_file_repos: true,
         },
     };
     let running = sluice::controller::start(client, config, Default::default()).await?;

@@ -233,7 +233,7 @@ mod tests {
     #[tokio::test]
     async fn ssh_credentials_go_to_private_files_not_the_command_line() {
         let cache = tempfile::tempdir().unwrap();
-        let source = GitSource::new(cache.path());
+        let source = GitSource::new(cache.path()).allow_file_repos(true);
         let remote = Remote::parse("git@github.com:org/repo.git").unwrap();
         let credentials = Credentials::Ssh {
             identity: "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-key\n-----END OPENSSH PRIVATE KEY-----".into(),

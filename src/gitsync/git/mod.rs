@@ -33,6 +33,8 @@ pub use revert::RevertRequest;
 pub struct GitSource {
     cache_dir: PathBuf,
     git: PathBuf,
+    /// Whether file:// repository URLs are accepted at all (`--allow-file-repos`).
+    allow_file_repos: bool,
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
@@ -42,8 +44,16 @@ impl GitSource {
         GitSource {
             cache_dir: cache_dir.into(),
             git: PathBuf::from("git"),
+            allow_file_repos: false,
             locks: Arc::default(),
         }
+    }
+
+    /// Accepts file:// repository URLs (still never into the cache). Off by default: on a shared
+    /// controller, a path on its disk is not a tenant's repository.
+    pub fn allow_file_repos(mut self, allow: bool) -> Self {
+        self.allow_file_repos = allow;
+        self
     }
 
     /// Runs this git binary instead of the one on PATH.

@@ -1,7 +1,7 @@
 //! Which repository URLs git may be pointed at: the accepted schemes and scp-like syntax, the
 //! transports git may use at all, and the rule that file:// never reaches into the mirror cache.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -111,23 +111,72 @@ impl Remote {
 }
 
 impl GitSource {
-    /// A validated URL. file:// may not point into the cache: the mirrors of other GitSyncs (other
-    /// namespaces, other credentials) live there.
+    /// A validated URL. file:// is accepted only when the operator allowed it, and never into the
+    /// cache: the mirrors of other GitSyncs (other namespaces, other credentials) live there.
     pub(super) fn remote(&self, url: &str) -> Result<Remote, SourceError> {
         let remote = Remote::parse(url)?;
         if remote.transport == Transport::File {
-            let path = url.split_once("://").map_or("", |(_, rest)| rest);
-            let path = Path::new(&path[path.find('/').unwrap_or(path.len())..]);
-            let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-            if canonical(path).starts_with(canonical(&self.cache_dir)) {
-                return Err(SourceError::InvalidUrl {
-                    url: remote.redacted,
-                    reason: "points into the controller's git cache".into(),
-                });
+            let refuse = |reason: String| SourceError::InvalidUrl {
+                url: remote.redacted.clone(),
+                reason,
+            };
+            if !self.allow_file_repos {
+                return Err(refuse(
+                    "file:// repositories are off (the operator can allow them with --allow-file-repos)".into(),
+                ));
+            }
+            let path = file_url_path(url).map_err(refuse)?;
+            if is_within(&path, &self.cache_dir) {
+                return Err(refuse("points into the controller's git cache".into()));
             }
         }
         Ok(remote)
     }
+}
+
+/// The path git opens for a file:// URL, as git reads it: percent-decoded. Only `file:///abs/path`
+/// (or `file://localhost/abs/path`) is accepted, and no `.`/`..` component, so the path checked is the
+/// path opened.
+fn file_url_path(url: &str) -> Result<PathBuf, String> {
+    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+    if !rest.starts_with('/') {
+        return Err("file:// URLs need an absolute path (file:///path/to/repo.git)".into());
+    }
+    let decoded = percent_encoding::percent_decode_str(rest)
+        .decode_utf8()
+        .map_err(|_| "the path is not valid UTF-8 once percent-decoded".to_string())?;
+    if decoded.contains('\0') {
+        return Err("the path contains a NUL byte once percent-decoded".into());
+    }
+    let path = PathBuf::from(decoded.as_ref());
+    if path
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err("the path must not contain . or .. components".into());
+    }
+    Ok(path)
+}
+
+/// Whether `path` is `dir` or inside it once symlinks are resolved — of the longest part of `path`
+/// that exists, so a repository not created yet is judged by the folder it would be created in.
+fn is_within(path: &Path, dir: &Path) -> bool {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut resolved = std::fs::canonicalize(&existing).unwrap_or(existing);
+    resolved.extend(rest.iter().rev());
+    resolved.starts_with(&dir)
 }
 
 #[cfg(test)]
@@ -189,5 +238,62 @@ mod tests {
             }
         );
         assert_eq!(remote.redacted, "https://***@git.example.com:8443/org/repo.git");
+    }
+
+    fn source(cache: &Path, allow_file_repos: bool) -> GitSource {
+        GitSource::new(cache).allow_file_repos(allow_file_repos)
+    }
+
+    #[test]
+    fn file_urls_are_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = source(&dir.path().join("cache"), false)
+            .remote("file:///srv/git/repo.git")
+            .unwrap_err();
+        assert!(error.to_string().contains("--allow-file-repos"), "{error}");
+        assert!(
+            source(&dir.path().join("cache"), true)
+                .remote("file:///srv/git/repo.git")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn no_spelling_of_a_path_into_the_cache_gets_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let mirror = cache.join("team-b_private");
+        std::fs::create_dir_all(&mirror).unwrap();
+        let outside = dir.path().join("repos");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&cache, dir.path().join("link-to-cache")).unwrap();
+        let source = source(&cache, true);
+        let root = dir.path().display().to_string();
+        let encoded_cache = format!("{root}/%63%61%63%68%65");
+        for url in [
+            format!("file://{}", mirror.display()),
+            format!("file://{}/", mirror.display()),
+            format!("file://{}//", mirror.display()),
+            format!("file://{encoded_cache}/team-b_private"),
+            format!("file://{root}/cache%2Fteam-b_private"),
+            format!("file://{root}/repos/../cache/team-b_private"),
+            format!("file://{root}/repos/%2e%2e/cache/team-b_private"),
+            format!("file://{root}/./cache/team-b_private"),
+            format!("file://{root}/link-to-cache/team-b_private"),
+            format!("file://{root}/link-to-cache/not-yet-created"),
+            format!("file://localhost{}", mirror.display()),
+            format!("file://{}", cache.display()),
+            format!("file://{root}/cache%00/x"),
+            format!("file://relative/{}", mirror.display()),
+        ] {
+            let error = source.remote(&url).map(|_| ()).unwrap_err();
+            assert!(matches!(error, SourceError::InvalidUrl { .. }), "{url}: {error:?}");
+        }
+        for url in [
+            format!("file://{}/app.git", outside.display()),
+            format!("file://{root}/cachet/x"),
+        ] {
+            assert!(source.remote(&url).is_ok(), "{url}");
+        }
     }
 }
