@@ -99,10 +99,7 @@ pub async fn start(
     let (trigger, triggered) = tokio::sync::mpsc::channel::<ObjectRef<GitSync>>(256);
     let (webhook_addr, webhook_task) = match config.webhook_addr {
         Some(addr) => {
-            let router = webhook::router(webhook::WebhookState {
-                client: client.clone(),
-                trigger,
-            });
+            let router = webhook::router(webhook::WebhookState::new(ctx.webhook_secrets.clone(), trigger));
             let (bound, task) = crate::controller::server::serve(addr, router, shutdown.clone()).await?;
             tracing::info!(%bound, "GitSync webhook listening");
             (Some(bound), Some(task))

@@ -29,6 +29,7 @@ use crate::gitsync::plan::{
     self, Decision, Observed, Prune, RolloutState, SyncAttempt, SyncResult, SyncTrigger, Target, Timings, short,
 };
 use crate::gitsync::render::{self, RenderInput, Tools};
+use crate::gitsync::webhook::{WEBHOOK_SECRET_KEY, WebhookSecrets};
 use crate::gitsync::{REQUESTED_AT_ANNOTATION, gitsync_label_value};
 use crate::merge_patch::merge_diff;
 use crate::observe::Observer;
@@ -101,6 +102,8 @@ pub struct Context {
     requested: Mutex<HashSet<ObjectRef<GitSync>>>,
     /// Clients impersonating ServiceAccounts, by `namespace/name`.
     impersonated: Mutex<HashMap<String, Client>>,
+    /// The `webhookSecret` each sync read, for the webhook to check signatures without an API call.
+    pub webhook_secrets: WebhookSecrets,
 }
 
 impl Context {
@@ -125,6 +128,7 @@ impl Context {
             last_sync: Mutex::default(),
             requested: Mutex::default(),
             impersonated: Mutex::default(),
+            webhook_secrets: WebhookSecrets::default(),
         }
     }
 
@@ -211,6 +215,7 @@ pub async fn reconcile(gitsync: Arc<GitSync>, ctx: Arc<Context>) -> Result<Reque
 /// `sluice.dev/prune: disabled` stay. Until that succeeds the GitSync stays, Terminating, and this retries.
 async fn cleanup(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Error> {
     let (namespace, name) = (gitsync.namespace().unwrap_or_default(), gitsync.name_any());
+    ctx.webhook_secrets.forget(&namespace, &name);
     ctx.metrics.observe_gitsync(&namespace, &name, None, None);
     let status = gitsync.status.clone().unwrap_or_default();
     let targets = match plan::cleanup_targets(&gitsync.spec, &status) {
@@ -423,7 +428,9 @@ impl SyncRun<'_> {
     }
 
     async fn credentials(&self) -> Result<Option<Credentials>, Failure> {
+        let (namespace, name) = (self.gitsync.namespace().unwrap_or_default(), self.gitsync.name_any());
         let Some(secret_ref) = &self.gitsync.spec.secret_ref else {
+            self.ctx.webhook_secrets.forget(&namespace, &name);
             return Ok(None);
         };
         let secrets: Api<Secret> =
@@ -452,6 +459,8 @@ impl SyncRun<'_> {
             .into_iter()
             .map(|(k, v)| (k, v.0))
             .collect();
+        let webhook_secret = data.get(WEBHOOK_SECRET_KEY).map(Vec::as_slice);
+        self.ctx.webhook_secrets.record(&namespace, &name, webhook_secret);
         // A Secret holding only the webhook secret (a public repository) carries no Git credentials.
         if !GIT_CREDENTIAL_KEYS.iter().any(|key| data.contains_key(*key)) {
             return Ok(None);

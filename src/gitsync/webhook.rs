@@ -2,7 +2,14 @@
 //! signs webhooks (`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`), keyed by the
 //! `webhookSecret` of the GitSync's own Secret. A valid call only queues a reconcile; it carries no
 //! data the controller trusts, so the worst a replayed request can do is cause one extra fetch.
-use std::time::Duration;
+//!
+//! A call costs no API request, signed or not: the secrets are the ones the GitSync's last sync read
+//! from its `spec.secretRef` ([`WebhookSecrets`]), so a GitSync takes webhook calls once it has synced
+//! once, and a rotated `webhookSecret` counts from its next sync. The endpoint has its own rate limit
+//! ([`RATE_PER_SECOND`], [`BURST`]; beyond it 429), checked before any HMAC is computed.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -11,8 +18,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use hmac::{Hmac, Mac};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 use sha2::Sha256;
@@ -29,15 +34,84 @@ pub const EVENT_HEADER: &str = "x-github-event";
 /// Largest body accepted; GitHub caps push payloads at 25 MB but a sync never needs the body, and
 /// HMAC-ing megabytes on behalf of anonymous callers is a cheap way to burn CPU.
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
-/// How long reading the GitSync and its Secret may take before the call fails with 503.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Calls per second the endpoint takes, sustained, and in a burst above that (all callers together).
+pub const RATE_PER_SECOND: f64 = 10.0;
+pub const BURST: f64 = 20.0;
 
-/// What the webhook needs: a client to read GitSyncs and Secrets, and the GitSync controller's
-/// trigger queue (an `ObjectRef` sent there is reconciled as soon as a worker is free).
+/// The `webhookSecret` of every GitSync, as its last sync read it (`namespace/name` → secret).
+#[derive(Clone, Default)]
+pub struct WebhookSecrets(Arc<RwLock<HashMap<(String, String), Vec<u8>>>>);
+
+impl WebhookSecrets {
+    /// Records what a sync read from the GitSync's Secret; no (or an empty) `webhookSecret` forgets it.
+    pub fn record(&self, namespace: &str, name: &str, secret: Option<&[u8]>) {
+        let mut secrets = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let key = (namespace.to_string(), name.to_string());
+        match secret.filter(|s| !s.is_empty()) {
+            Some(secret) => {
+                secrets.insert(key, secret.to_vec());
+            }
+            None => {
+                secrets.remove(&key);
+            }
+        }
+    }
+
+    /// The GitSync is gone or names no Secret any more.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.record(namespace, name, None);
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> Option<Vec<u8>> {
+        let secrets = self.0.read().unwrap_or_else(|e| e.into_inner());
+        secrets.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+}
+
+/// A token bucket: [`BURST`] calls at once, refilled at [`RATE_PER_SECOND`].
+struct RateLimit {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl RateLimit {
+    fn new() -> Self {
+        RateLimit {
+            tokens: BURST,
+            refilled: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * RATE_PER_SECOND).min(BURST);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What the webhook needs: the secrets the syncs recorded and the GitSync controller's trigger queue
+/// (an `ObjectRef` sent there is reconciled as soon as a worker is free). No API client.
 #[derive(Clone)]
 pub struct WebhookState {
-    pub client: kube::Client,
+    pub secrets: WebhookSecrets,
     pub trigger: tokio::sync::mpsc::Sender<ObjectRef<GitSync>>,
+    limit: Arc<Mutex<RateLimit>>,
+}
+
+impl WebhookState {
+    pub fn new(secrets: WebhookSecrets, trigger: tokio::sync::mpsc::Sender<ObjectRef<GitSync>>) -> Self {
+        WebhookState {
+            secrets,
+            trigger,
+            limit: Arc::new(Mutex::new(RateLimit::new())),
+        }
+    }
 }
 
 /// `POST /hooks/gitsync/{namespace}/{name}`.
@@ -74,13 +148,6 @@ fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, "invalid signature\n").into_response()
 }
 
-/// Why no secret could be had for a GitSync: either the caller cannot be trusted (401) or the API
-/// server did not answer (503, so the sender retries).
-enum Lookup {
-    Untrusted(&'static str),
-    Unavailable(String),
-}
-
 async fn receive(
     State(state): State<WebhookState>,
     Path((namespace, name)): Path<(String, String)>,
@@ -94,32 +161,27 @@ async fn receive(
         tracing::info!(%gitsync, "webhook rejected: no sha256 signature header");
         return unauthorized();
     }
+    let allowed = state
+        .limit
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take(Instant::now());
+    if !allowed {
+        tracing::info!(%gitsync, "webhook rejected: rate limit");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(axum::http::header::RETRY_AFTER, "1")],
+            "too many webhook calls; retry later\n",
+        )
+            .into_response();
+    }
     if !is_object_name(&namespace) || !is_object_name(&name) {
         tracing::info!(%gitsync, "webhook rejected: not a valid GitSync name");
         return unauthorized();
     }
-    let secret = match tokio::time::timeout(LOOKUP_TIMEOUT, webhook_secret(&state.client, &namespace, &name)).await {
-        Ok(Ok(secret)) => secret,
-        Ok(Err(Lookup::Untrusted(why))) => {
-            tracing::info!(%gitsync, "webhook rejected: {why}");
-            return unauthorized();
-        }
-        Ok(Err(Lookup::Unavailable(error))) => {
-            tracing::warn!(%gitsync, %error, "webhook: could not read the GitSync or its Secret");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not check the signature; try again\n",
-            )
-                .into_response();
-        }
-        Err(_) => {
-            tracing::warn!(%gitsync, "webhook: reading the GitSync and its Secret timed out");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not check the signature; try again\n",
-            )
-                .into_response();
-        }
+    let Some(secret) = state.secrets.get(&namespace, &name) else {
+        tracing::info!(%gitsync, "webhook rejected: no webhookSecret recorded for this GitSync (unknown, no spec.secretRef, or not synced yet)");
+        return unauthorized();
     };
     if !verify_signature(&secret, &body, signature) {
         tracing::info!(%gitsync, "webhook rejected: signature does not match");
@@ -153,32 +215,6 @@ async fn receive(
         .into_response()
 }
 
-/// The webhook secret of GitSync `namespace/name`, from its spec.secretRef Secret.
-async fn webhook_secret(client: &kube::Client, namespace: &str, name: &str) -> Result<Vec<u8>, Lookup> {
-    let unavailable = |e: kube::Error| Lookup::Unavailable(e.to_string());
-    let gitsync = Api::<GitSync>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(unavailable)?
-        .ok_or(Lookup::Untrusted("no such GitSync"))?;
-    let secret_name = gitsync
-        .spec
-        .secret_ref
-        .map(|r| r.name)
-        .ok_or(Lookup::Untrusted("the GitSync has no spec.secretRef"))?;
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(&secret_name)
-        .await
-        .map_err(unavailable)?
-        .ok_or(Lookup::Untrusted("the Secret named by spec.secretRef does not exist"))?;
-    secret
-        .data
-        .and_then(|mut data| data.remove(WEBHOOK_SECRET_KEY))
-        .map(|value| value.0)
-        .filter(|value| !value.is_empty())
-        .ok_or(Lookup::Untrusted("the Secret has no webhookSecret key"))
-}
-
 /// A Kubernetes object name (DNS-1123 subdomain), so a path segment never becomes an odd API URL.
 fn is_object_name(s: &str) -> bool {
     !s.is_empty()
@@ -191,6 +227,8 @@ fn is_object_name(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn sign(secret: &[u8], body: &[u8]) -> String {
@@ -257,6 +295,38 @@ mod tests {
     fn an_empty_secret_never_verifies() {
         let body = b"{}";
         assert!(!verify_signature(b"", body, Some(&sign(b"", body))));
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_the_sustained_rate() {
+        let start = Instant::now();
+        let mut limit = RateLimit::new();
+        let burst = (0..100).take_while(|_| limit.take(start)).count();
+        assert_eq!(burst, BURST as usize);
+        assert!(
+            !limit.take(start + Duration::from_millis(50)),
+            "half a token is not a call"
+        );
+        assert!(limit.take(start + Duration::from_millis(100)));
+        assert!(!limit.take(start + Duration::from_millis(100)));
+        // An idle minute refills to the burst, not beyond.
+        let later = start + Duration::from_secs(60);
+        assert_eq!((0..100).take_while(|_| limit.take(later)).count(), BURST as usize);
+    }
+
+    #[test]
+    fn secrets_are_recorded_replaced_and_forgotten() {
+        let secrets = WebhookSecrets::default();
+        assert_eq!(secrets.get("shop", "web"), None);
+        secrets.record("shop", "web", Some(b"one"));
+        secrets.record("shop", "web", Some(b"two"));
+        assert_eq!(secrets.get("shop", "web").as_deref(), Some(&b"two"[..]));
+        assert_eq!(secrets.get("other", "web"), None);
+        secrets.record("shop", "web", Some(b""));
+        assert_eq!(secrets.get("shop", "web"), None, "an empty secret is no secret");
+        secrets.record("shop", "web", Some(b"three"));
+        secrets.forget("shop", "web");
+        assert_eq!(secrets.get("shop", "web"), None);
     }
 
     #[test]

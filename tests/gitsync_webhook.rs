@@ -1,23 +1,14 @@
-//! The GitSync webhook against the simulator: only a correctly signed call for an existing GitSync
-//! queues a sync, and every other call gets the same 401.
-use sluice_e2e::kit as common;
-
-use std::collections::BTreeMap;
+//! The GitSync webhook over HTTP: only a correctly signed call for a GitSync whose sync recorded a
+//! webhookSecret queues a sync, every other call gets the same 401, and a flood gets 429.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{install_crds, start_sim};
 use hmac::{Hmac, Mac};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 use sha2::Sha256;
 use sluice::api::GitSync;
-use sluice::api::gitsync::LocalObjectReference;
-use sluice::gitsync::webhook::{WEBHOOK_SECRET_KEY, WebhookState, router};
+use sluice::gitsync::webhook::{BURST, WebhookSecrets, WebhookState, router};
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
@@ -31,43 +22,23 @@ fn sign(secret: &[u8], body: &[u8]) -> String {
 }
 
 struct Hook {
-    _sim: sluice_sim::Simulator,
+    secrets: WebhookSecrets,
     app: axum::Router,
     queue: mpsc::Receiver<ObjectRef<GitSync>>,
 }
 
-/// GitSyncs in `default`: "web" (Secret with webhookSecret), "no-ref" (no secretRef) and
-/// "no-key" (Secret without webhookSecret).
+/// Secrets as the syncs of three GitSyncs in `default` record them: "web" (its Secret has a
+/// webhookSecret), "no-ref" (no secretRef) and "no-key" (a Secret without webhookSecret) — only "web"
+/// has one. The webhook has no API client: it cannot read anything.
 async fn hook() -> Hook {
-    let sim = start_sim().await;
-    install_crds(&sim);
-    let client = sim.client().unwrap();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    for (name, key) in [("web-git", WEBHOOK_SECRET_KEY), ("other-git", "password")] {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..ObjectMeta::default()
-            },
-            data: Some(BTreeMap::from([(key.to_string(), ByteString(SECRET.to_vec()))])),
-            ..Secret::default()
-        };
-        secrets.create(&PostParams::default(), &secret).await.unwrap();
-    }
-    let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "default");
-    for (name, secret) in [
-        ("web", Some("web-git")),
-        ("no-ref", None),
-        ("no-key", Some("other-git")),
-    ] {
-        let mut sync = GitSync::example(name, "https://git.example.com/web.git", "deploy");
-        sync.spec.secret_ref = secret.map(|s| LocalObjectReference { name: s.into() });
-        gitsyncs.create(&PostParams::default(), &sync).await.unwrap();
-    }
+    let secrets = WebhookSecrets::default();
+    secrets.record("default", "web", Some(SECRET));
+    secrets.record("default", "no-ref", None);
+    secrets.record("default", "no-key", None);
     let (trigger, queue) = mpsc::channel(8);
     Hook {
-        _sim: sim,
-        app: router(WebhookState { client, trigger }),
+        secrets: secrets.clone(),
+        app: router(WebhookState::new(secrets, trigger)),
         queue,
     }
 }
@@ -163,10 +134,7 @@ async fn a_full_queue_still_accepts_and_oversized_bodies_get_413() {
     // A queue of one, already holding a sync: the call is still accepted (a sync is pending).
     let (trigger, mut queue) = mpsc::channel(1);
     trigger.try_send(ObjectRef::new("web").within("default")).unwrap();
-    let app = router(WebhookState {
-        client: hook._sim.client().unwrap(),
-        trigger,
-    });
+    let app = router(WebhookState::new(hook.secrets.clone(), trigger));
     let signature = sign(SECRET, PUSH.as_bytes());
     let (status, body) = call(
         &app,
@@ -186,4 +154,38 @@ async fn a_full_queue_still_accepts_and_oversized_bodies_get_413() {
     .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(queue.try_recv().is_err(), "nothing queued for an oversized body");
+}
+
+#[tokio::test]
+async fn a_flood_is_cut_off_before_any_signature_is_checked() {
+    let mut hook = hook().await;
+    let wrong = sign(b"guess", PUSH.as_bytes());
+    let mut codes = Vec::new();
+    for _ in 0..(BURST as usize + 5) {
+        let (status, _) = call(
+            &hook.app,
+            request("/hooks/gitsync/default/web", PUSH, Some(&wrong), "push"),
+        )
+        .await;
+        codes.push(status);
+    }
+    assert!(
+        codes[..BURST as usize].iter().all(|c| *c == StatusCode::UNAUTHORIZED),
+        "{codes:?}"
+    );
+    assert!(
+        codes[BURST as usize..]
+            .iter()
+            .all(|c| *c == StatusCode::TOO_MANY_REQUESTS),
+        "{codes:?}"
+    );
+    // A good call in the flood waits its turn too.
+    let good = sign(SECRET, PUSH.as_bytes());
+    let (status, _) = call(
+        &hook.app,
+        request("/hooks/gitsync/default/web", PUSH, Some(&good), "push"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(hook.queue.try_recv().is_err());
 }
