@@ -1,6 +1,7 @@
-//! Rollout phase and conditions, as SEMANTICS.md orders them (Degraded, Paused, Progressing,
-//! Healthy), with Argo's condition types plus kstatus Ready/Reconciling/Stalled so Argo CD and Flux
-//! health checks work unmodified. Also the progress deadline, measured from the last progress.
+//! Rollout phase and conditions, in the order docs/analysis-verdicts.md ("The Rollout's phase and
+//! conditions") gives them (Degraded, Paused, Progressing, Healthy), with Argo's condition types plus
+//! kstatus Ready/Reconciling/Stalled so Argo CD and Flux health checks work unmodified. Also the
+//! progress deadline, measured from the last progress.
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
