@@ -54,20 +54,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 
 #[derive(Args)]
 pub struct ControllerArgs {
-    /// Watch one namespace only (default: all namespaces).
-    #[arg(long, short = 'n', env = "SLUICE_NAMESPACE")]
-    namespace: Option<String>,
-    /// Address for /metrics, /healthz and /readyz; port 0 picks a free one (the bound address is logged).
-    #[arg(long, default_value = "127.0.0.1:8080", env = "SLUICE_METRICS_ADDR")]
-    metrics_addr: std::net::SocketAddr,
-    /// Prometheus used by analysis metrics that name no address.
-    #[arg(long, env = "SLUICE_PROMETHEUS_ADDRESS")]
-    prometheus_address: Option<String>,
-    /// Hosts, *.domain wildcards, IPs and CIDRs analysis providers may connect to (comma-separated;
-    /// empty: anywhere but link-local/cloud metadata addresses, which need an explicit entry). Redirects
-    /// are never followed.
-    #[arg(long, value_delimiter = ',', env = "SLUICE_ANALYSIS_ADDRESS_ALLOWLIST")]
-    analysis_address_allowlist: Vec<String>,
+    #[command(flatten)]
+    config: crate::controller::ControllerConfig,
     /// Seconds to let in-flight reconciles finish and release the lease on SIGTERM or Ctrl-C (the
     /// process exits within this plus about a second).
     #[arg(long, default_value_t = 9)]
@@ -96,26 +84,6 @@ pub struct ControllerArgs {
     /// Requests allowed in a burst above --kube-qps.
     #[arg(long, default_value_t = 100, env = "SLUICE_KUBE_BURST")]
     kube_burst: u32,
-    /// Directory for the GitSync controller's Git mirrors (default: under the system temp dir).
-    #[arg(long, env = "SLUICE_GIT_CACHE_DIR")]
-    git_cache_dir: Option<std::path::PathBuf>,
-    /// Listen address for `POST /hooks/gitsync/{namespace}/{name}` (signed push webhooks); off when unset.
-    #[arg(long, env = "SLUICE_WEBHOOK_ADDR")]
-    webhook_addr: Option<std::net::SocketAddr>,
-    /// When a Rollout deployed by Argo CD aborts on failed analysis, turn off its Application's
-    /// automated sync and record the last healthy revision on it.
-    #[arg(long, env = "SLUICE_ARGOCD_ADAPTER")]
-    argocd_adapter: bool,
-    /// Let kustomize fetch remote bases (URLs, `github.com/…`, `git@…`) when a GitSync renders; off: a
-    /// revision must render from what its repository holds.
-    #[arg(long, env = "SLUICE_ALLOW_REMOTE_BASES")]
-    allow_remote_bases: bool,
-    /// Accept file:// repository URLs in GitSyncs (the demo and tests; never a path into the git cache).
-    #[arg(long, env = "SLUICE_ALLOW_FILE_REPOS")]
-    allow_file_repos: bool,
-    /// Namespace of Argo CD's Applications (for tracking ids without a namespace).
-    #[arg(long, default_value = "argocd", env = "SLUICE_ARGOCD_NAMESPACE")]
-    argocd_namespace: String,
 }
 
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
@@ -134,25 +102,10 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         write_gate: Some(gate.clone()),
     };
     let client = client::build(kube_config.clone(), &client_options)?;
-    let config = crate::controller::ControllerConfig {
-        namespace: args.namespace,
-        metrics_addr: args.metrics_addr,
-        prometheus_address: args.prometheus_address,
-        analysis_address_allowlist: args.analysis_address_allowlist,
-        gitsync: crate::controller::gitsync::GitSyncConfig {
-            kube_config: Some(kube_config.clone()),
-            client_options: Some(client_options.clone()),
-            cache_dir: args.git_cache_dir,
-            webhook_addr: args.webhook_addr,
-            argocd: args
-                .argocd_adapter
-                .then_some(crate::gitsync::argocd::ArgoCdAdapterConfig {
-                    argocd_namespace: args.argocd_namespace,
-                }),
-            allow_remote_bases: args.allow_remote_bases,
-            allow_file_repos: args.allow_file_repos,
-        },
-    };
+    let mut config = args.config;
+    // The GitSync controller impersonates with the process's own client configuration.
+    config.gitsync.kube_config = Some(kube_config.clone());
+    config.gitsync.client_options = Some(client_options.clone());
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
     let stop = tokio_util::sync::CancellationToken::new();
     let signalled = stop.clone();

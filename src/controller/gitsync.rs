@@ -21,23 +21,61 @@ use crate::gitsync::reconcile::{self, Context};
 use crate::gitsync::render::Tools;
 use crate::gitsync::{GITSYNC_LABEL, webhook};
 
-/// GitSync settings of `sluice controller`.
-#[derive(Clone, Default)]
+/// GitSync settings of `sluice controller`; its flags are these fields (the client fields are set by
+/// the process, not by flags).
+#[derive(Clone, Default, clap::Args)]
 pub struct GitSyncConfig {
     /// The controller's client configuration, for impersonating a GitSync's ServiceAccount.
+    #[arg(skip)]
     pub kube_config: Option<kube::Config>,
     /// Rate limit, User-Agent and leader write gate for those impersonating clients too.
+    #[arg(skip)]
     pub client_options: Option<crate::client::ClientOptions>,
-    /// Where Git mirrors are kept (default: a directory under the system temp dir).
+    /// Directory for the GitSync controller's Git mirrors (default: under the system temp dir).
+    #[arg(long = "git-cache-dir", env = "SLUICE_GIT_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Listen address of `POST /hooks/gitsync/{namespace}/{name}`; no webhook when None.
+    /// Listen address for `POST /hooks/gitsync/{namespace}/{name}` (signed push webhooks); off when unset.
+    #[arg(long, env = "SLUICE_WEBHOOK_ADDR")]
     pub webhook_addr: Option<SocketAddr>,
-    /// Turn off the automated sync of the Argo CD Application of a Rollout that aborts; off when None.
-    pub argocd: Option<ArgoCdAdapterConfig>,
-    /// Let kustomize fetch remote bases (off: a revision renders from what its repository holds).
+    #[command(flatten)]
+    pub argocd: ArgoCdAdapterOptions,
+    /// Let kustomize fetch remote bases (URLs, `github.com/…`, `git@…`) when a GitSync renders; off: a
+    /// revision must render from what its repository holds.
+    #[arg(long, env = "SLUICE_ALLOW_REMOTE_BASES")]
     pub allow_remote_bases: bool,
-    /// Accept file:// repository URLs (off: a path on the controller's disk is not a tenant's repository).
+    /// Accept file:// repository URLs in GitSyncs (the demo and tests; never a path into the git cache).
+    #[arg(long, env = "SLUICE_ALLOW_FILE_REPOS")]
     pub allow_file_repos: bool,
+}
+
+/// The Argo CD adapter's flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ArgoCdAdapterOptions {
+    /// When a Rollout deployed by Argo CD aborts on failed analysis, turn off its Application's
+    /// automated sync and record the last healthy revision on it.
+    #[arg(long = "argocd-adapter", env = "SLUICE_ARGOCD_ADAPTER")]
+    pub enabled: bool,
+    /// Namespace of Argo CD's Applications (for tracking ids without a namespace).
+    #[arg(long, default_value = argocd::DEFAULT_ARGOCD_NAMESPACE, env = "SLUICE_ARGOCD_NAMESPACE")]
+    pub argocd_namespace: String,
+}
+
+impl Default for ArgoCdAdapterOptions {
+    fn default() -> Self {
+        ArgoCdAdapterOptions {
+            enabled: false,
+            argocd_namespace: argocd::DEFAULT_ARGOCD_NAMESPACE.to_string(),
+        }
+    }
+}
+
+impl ArgoCdAdapterOptions {
+    /// The adapter's configuration when it is enabled.
+    pub fn adapter(&self) -> Option<ArgoCdAdapterConfig> {
+        self.enabled.then(|| ArgoCdAdapterConfig {
+            argocd_namespace: self.argocd_namespace.clone(),
+        })
+    }
 }
 
 impl std::fmt::Debug for GitSyncConfig {
@@ -46,7 +84,7 @@ impl std::fmt::Debug for GitSyncConfig {
         f.debug_struct("GitSyncConfig")
             .field("cache_dir", &self.cache_dir)
             .field("webhook_addr", &self.webhook_addr)
-            .field("argocd", &self.argocd.as_ref().map(|a| &a.argocd_namespace))
+            .field("argocd", &self.argocd)
             .finish_non_exhaustive()
     }
 }
@@ -113,7 +151,7 @@ pub async fn start(
         Some((gitsync, (triggered, ctx)))
     });
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = webhook_task.into_iter().collect();
-    if let Some(adapter) = config.argocd.clone() {
+    if let Some(adapter) = config.argocd.adapter() {
         let namespace = scope.namespace.clone();
         tasks.push(tokio::spawn(argocd::run(
             client.clone(),

@@ -17,18 +17,25 @@ use crate::analysis::allowlist::Allowlist;
 use crate::analysis::reconcile::AnalysisContext;
 use crate::rollout::analysis_runs::TemplateAnalysisRunFactory;
 
-/// How `sluice controller` runs.
-#[derive(Debug, Clone)]
+/// How `sluice controller` runs; its flags are these fields.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ControllerConfig {
-    /// One namespace, or all when None.
+    /// Watch one namespace only (default: all namespaces).
+    #[arg(long, short = 'n', env = "SLUICE_NAMESPACE")]
     pub namespace: Option<String>,
-    /// `/metrics`, `/healthz`, `/readyz`; port 0 picks a free port (logged).
+    /// Address for /metrics, /healthz and /readyz; port 0 picks a free one (the bound address is logged).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "SLUICE_METRICS_ADDR")]
     pub metrics_addr: SocketAddr,
-    /// Prometheus for metrics that name no address.
+    /// Prometheus used by analysis metrics that name no address.
+    #[arg(long, env = "SLUICE_PROMETHEUS_ADDRESS")]
     pub prometheus_address: Option<String>,
-    /// Hosts and CIDRs analysis providers may connect to; empty: anywhere.
+    /// Hosts, *.domain wildcards, IPs and CIDRs analysis providers may connect to (comma-separated;
+    /// empty: anywhere but link-local/cloud metadata addresses, which need an explicit entry). Redirects
+    /// are never followed.
+    #[arg(long, value_delimiter = ',', env = "SLUICE_ANALYSIS_ADDRESS_ALLOWLIST")]
     pub analysis_address_allowlist: Vec<String>,
     /// Git mirrors, impersonation and the webhook listener of the GitSync controller.
+    #[command(flatten)]
     pub gitsync: gitsync::GitSyncConfig,
 }
 

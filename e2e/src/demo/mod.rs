@@ -97,7 +97,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
             client_options: None,
             cache_dir: Some(workdir.path().join("git-cache")),
             webhook_addr: None,
-            argocd: None,
+            argocd: Default::default(),
             allow_remote_bases: false,
             // The scenarios' and the demo's repositories are local folders.
             allow_file_repos: true,

@@ -135,7 +135,7 @@ async fn start_controller(
             client_options: None,
             cache_dir: Some(cache.path().to_path_buf()),
             webhook_addr: None,
-            argocd: None,
+            argocd: Default::default(),
             allow_remote_bases: false,
             // The scenarios' and the demo's repositories are local folders.
             allow_file_repos: true,
