@@ -85,7 +85,7 @@ impl RouteTarget {
     /// The ownerReference objects created for the Rollout carry (controller: only one owner manages them).
     pub fn owner_reference(&self) -> Value {
         json!({
-            "apiVersion": "sluice.dev/v1alpha1",
+            "apiVersion": format!("{}/{}", crate::api::GROUP, crate::api::VERSION),
             "kind": "Rollout",
             "name": self.rollout,
             "uid": self.rollout_uid,
