@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::auth::Authorization;
 use crate::faults::FaultRule;
 use crate::{SimConfig, Simulator};
 
@@ -50,6 +51,10 @@ pub struct SimArgs {
     /// Compact the watch history this often (resuming clients get 410 and relist), e.g. 60s.
     #[arg(long, value_parser = parse_duration)]
     pub compact_every: Option<Duration>,
+    /// How requests are authorized: `rbac` from the stored Roles and bindings, or `always-allow`.
+    /// Requests are authenticated either way (the kubeconfig written carries the admin token).
+    #[arg(long, value_enum, default_value_t = Authorization::Rbac)]
+    pub authorization: Authorization,
 }
 
 impl SimArgs {
@@ -77,6 +82,7 @@ impl SimArgs {
             bookmark_interval: self.bookmark_interval,
             watch_history: self.watch_history,
             faults,
+            authorization: self.authorization,
             ..SimConfig::default()
         }
     }

@@ -3,6 +3,7 @@
 //! benchmarked without a cluster.
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod cli;
 pub mod crds;
 pub mod discovery;
@@ -32,6 +33,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiServer;
+use crate::auth::Authenticator;
+pub use crate::auth::Authorization;
 use crate::faults::{FaultRule, Faults};
 use crate::http::{HttpState, RequestLog};
 use crate::store::StoreConfig;
@@ -50,6 +53,9 @@ pub struct SimConfig {
     pub request_log_capacity: usize,
     /// How often simulated traffic is generated and counted.
     pub traffic_tick: Duration,
+    /// How requests are authorized: RBAC from the stored objects (the default), or all allowed.
+    /// Requests are authenticated either way.
+    pub authorization: Authorization,
 }
 
 impl Default for SimConfig {
@@ -62,6 +68,7 @@ impl Default for SimConfig {
             faults: vec![],
             request_log_capacity: 100_000,
             traffic_tick: Duration::from_millis(100),
+            authorization: Authorization::default(),
         }
     }
 }
@@ -95,6 +102,8 @@ impl Simulator {
             drop_watches,
             bookmark_interval: config.bookmark_interval,
             server_address: addr.to_string(),
+            authenticator: Authenticator::new(),
+            authorization: config.authorization,
         });
         let shutdown = CancellationToken::new();
         let workloads = workload::Workloads::new(api.clone(), &config);
@@ -126,12 +135,33 @@ impl Simulator {
         format!("http://{}", self.addr)
     }
 
-    /// A kubeconfig whose current context points at this simulator.
+    /// The bearer token of the simulator's administrator (user `sluice-admin` in `system:masters`),
+    /// created at random when the simulator starts. The kubeconfig and `client()` use it.
+    pub fn admin_token(&self) -> &str {
+        self.http.authenticator.admin_token()
+    }
+
+    /// A kubeconfig whose current context points at this simulator as its administrator.
     pub fn kubeconfig(&self, namespace: &str) -> String {
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: sluice-sim\n  cluster:\n    server: {}\nusers:\n- name: sluice-sim\n  user: {{}}\ncontexts:\n- name: sluice-sim\n  context:\n    cluster: sluice-sim\n    user: sluice-sim\n    namespace: {namespace}\ncurrent-context: sluice-sim\n",
-            self.url()
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sluice-sim\n  cluster:\n    server: {}\nusers:\n- name: sluice-sim\n  user:\n    token: {}\ncontexts:\n- name: sluice-sim\n  context:\n    cluster: sluice-sim\n    user: sluice-sim\n    namespace: {namespace}\ncurrent-context: sluice-sim\n",
+            self.url(),
+            self.admin_token(),
         )
+    }
+
+    /// An HTTP client that sends the admin token with every request, for tests that speak to the
+    /// API without a Kubernetes client.
+    pub fn http_client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.admin_token()))
+            .expect("the admin token is hex");
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("a client with default headers builds")
     }
 
     pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
@@ -163,6 +193,7 @@ impl Simulator {
         let mut config = kube::Config::new(self.url().parse()?);
         config.default_namespace = "default".into();
         config.read_timeout = Some(Duration::from_secs(295));
+        config.auth_info.token = Some(self.admin_token().to_string().into());
         Ok(config)
     }
 
