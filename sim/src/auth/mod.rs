@@ -70,3 +70,6 @@ pub struct AuthContext {
     /// `allow`, or `deny` when the request was refused.
     pub decision: &'static str,
 }
+
+#[cfg(test)]
+mod http_tests;
