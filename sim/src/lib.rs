@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod http;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod schema;
 pub mod selector;
@@ -20,6 +21,7 @@ pub mod status;
 pub mod store;
 pub mod structure;
 pub mod table;
+pub mod tls;
 pub mod traffic;
 pub mod watch;
 pub mod workload;
@@ -78,6 +80,7 @@ pub struct Simulator {
     pub addr: SocketAddr,
     pub api: Arc<ApiServer>,
     pub http: Arc<HttpState>,
+    tls: Arc<tls::ServerTls>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -108,14 +111,14 @@ impl Simulator {
         let shutdown = CancellationToken::new();
         let workloads = workload::Workloads::new(api.clone(), &config);
         let router = http::router(http.clone()).merge(workloads.routes());
+        let tls = Arc::new(tls::ServerTls::self_signed(addr.ip())?);
         let mut tasks = Vec::new();
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "simulator HTTP server failed");
-            }
-        }));
+        tasks.push(tokio::spawn(tls::serve(
+            listener,
+            router,
+            tls.clone(),
+            shutdown.clone(),
+        )));
         let stop = shutdown.clone();
         let gc = api.clone();
         tasks.push(tokio::spawn(async move {
@@ -126,13 +129,26 @@ impl Simulator {
             addr,
             api,
             http,
+            tls,
             shutdown,
             tasks,
         })
     }
 
+    /// The plain-HTTP address of the API and the `/sim/*` endpoints.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The same API over HTTPS (one port serves both), with [`Simulator::certificate_pem`] as its
+    /// certificate: what the kubeconfig names, because kubectl sends no credentials over plain HTTP.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The simulator's self-signed server certificate, in PEM.
+    pub fn certificate_pem(&self) -> &str {
+        &self.tls.certificate_pem
     }
 
     /// The bearer token of the simulator's administrator (user `sluice-admin` in `system:masters`),
@@ -141,11 +157,14 @@ impl Simulator {
         self.http.authenticator.admin_token()
     }
 
-    /// A kubeconfig whose current context points at this simulator as its administrator.
+    /// A kubeconfig whose current context points at this simulator (over HTTPS, trusting its
+    /// certificate) as its administrator.
     pub fn kubeconfig(&self, namespace: &str) -> String {
+        use base64::Engine as _;
+        let authority = base64::engine::general_purpose::STANDARD.encode(self.certificate_pem());
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: sluice-sim\n  cluster:\n    server: {}\nusers:\n- name: sluice-sim\n  user:\n    token: {}\ncontexts:\n- name: sluice-sim\n  context:\n    cluster: sluice-sim\n    user: sluice-sim\n    namespace: {namespace}\ncurrent-context: sluice-sim\n",
-            self.url(),
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sluice-sim\n  cluster:\n    server: {}\n    certificate-authority-data: {authority}\nusers:\n- name: sluice-sim\n  user:\n    token: {}\ncontexts:\n- name: sluice-sim\n  context:\n    cluster: sluice-sim\n    user: sluice-sim\n    namespace: {namespace}\ncurrent-context: sluice-sim\n",
+            self.https_url(),
             self.admin_token(),
         )
     }
