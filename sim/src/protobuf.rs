@@ -128,12 +128,12 @@ pub fn decode(body: &[u8], content_type: &str) -> ApiResult<Value> {
             raw = bytes;
         }
     })
-    .map_err(|e| bad(e))?;
+    .map_err(bad)?;
     let type_meta = envelope.get("typeMeta").cloned().unwrap_or(Value::Null);
     let kind = type_meta.get("kind").and_then(Value::as_str).unwrap_or_default();
     let api_version = type_meta.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     let schema = object_schema(kind).ok_or_else(unsupported)?;
-    let mut object = decode_message(raw, &schema, &mut |_, _| {}).map_err(|e| bad(e))?;
+    let mut object = decode_message(raw, &schema, &mut |_, _| {}).map_err(bad)?;
     object.insert("apiVersion".into(), Value::String(api_version.to_string()));
     object.insert("kind".into(), Value::String(kind.to_string()));
     Ok(Value::Object(object))

@@ -407,7 +407,7 @@ pub fn forbidden(user: &str, attributes: &Attributes, reason: &str) -> ApiError 
 fn applies_to<'a>(user: &UserInfo, subjects: &'a [Subject], binding_namespace: &str) -> Option<&'a Subject> {
     subjects.iter().find(|subject| match subject.kind.as_str() {
         "User" => subject.name == user.name,
-        "Group" => user.groups.iter().any(|g| *g == subject.name),
+        "Group" => user.groups.contains(&subject.name),
         "ServiceAccount" => {
             let namespace = if subject.namespace.is_empty() {
                 binding_namespace
