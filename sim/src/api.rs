@@ -50,6 +50,18 @@ pub struct WriteOptions {
     pub force: bool,
     /// `Some("status")` for writes to the status subresource.
     pub subresource: Option<String>,
+    /// A last check of the object to be stored, after validation (the RBAC escalation check).
+    pub admission: Option<Admission>,
+}
+
+/// A check of an object about to be written: its resource, namespace and content.
+#[derive(Clone)]
+pub struct Admission(pub Arc<dyn Fn(&ResourceType, &str, &Value) -> ApiResult<()> + Send + Sync>);
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admission(..)")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1009,6 +1021,9 @@ impl ApiServer {
             }
         }
         self.builtin_rules(rt, &name, &object)?;
+        if let Some(admission) = &opts.admission {
+            (admission.0)(rt, namespace, &object)?;
+        }
         Ok(object)
     }
 

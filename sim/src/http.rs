@@ -924,7 +924,29 @@ impl ResourceRequest<'_> {
             field_validation: FieldValidation::parse(self.query.get("fieldValidation"))?,
             force: self.query.flag("force"),
             subresource: self.target.subresource.clone(),
+            admission: self.escalation_check(),
         })
+    }
+
+    /// Writes of Roles, ClusterRoles and their bindings must not grant more than the writer holds
+    /// (unless it may `escalate` or `bind`), judged against the RBAC objects before the write.
+    fn escalation_check(&self) -> Option<crate::api::Admission> {
+        let rbac_write = self.target.group == "rbac.authorization.k8s.io"
+            && matches!(
+                self.target.plural.as_str(),
+                "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings"
+            )
+            && self.target.subresource.is_none();
+        if !rbac_write || self.state.authorization != Authorization::Rbac || rbac::is_superuser(&self.auth.user) {
+            return None;
+        }
+        let snapshot = crate::auth::RbacSnapshot::read(&self.state.api.store);
+        let user = self.auth.user.clone();
+        let plural = self.target.plural.clone();
+        let request_name = self.target.name.clone().unwrap_or_default();
+        Some(crate::api::Admission(Arc::new(move |_, namespace, object| {
+            crate::auth::escalation::check(&user, &snapshot, &plural, namespace, &request_name, object)
+        })))
     }
 
     fn list_options(&self) -> ApiResult<ListOptions> {

@@ -487,3 +487,62 @@ async fn discovery_lists_the_token_subresource_and_the_review_kinds() {
     assert_eq!(code, 200);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn roles_and_bindings_cannot_grant_more_than_their_writer_holds() {
+    let sim = start(Authorization::Rbac).await;
+    namespace(&sim, "team-a").await;
+    let token = service_account_token(&sim, "team-a", "ci").await;
+    let rbac = |plural: &str| format!("/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/{plural}");
+    // The account may manage Roles and RoleBindings, and read pods.
+    admin_post(
+        &sim,
+        &rbac("roles"),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "rbac-admin"},
+               "rules": [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["create", "update", "patch"]},
+                         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
+    )
+    .await;
+    admin_post(
+        &sim,
+        &rbac("rolebindings"),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "ci"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "rbac-admin"},
+               "subjects": [{"kind": "ServiceAccount", "name": "ci"}]}),
+    )
+    .await;
+    let role = |name: &str, resource: &str| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name},
+               "rules": [{"apiGroups": [""], "resources": [resource], "verbs": ["get"]}]})
+    };
+    let (code, _) = post(&sim, &rbac("roles"), Some(&token), &[], role("pods", "pods")).await;
+    assert_eq!(code, 201);
+    let (code, body) = post(&sim, &rbac("roles"), Some(&token), &[], role("secrets", "secrets")).await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        body["message"],
+        "roles.rbac.authorization.k8s.io \"secrets\" is forbidden: user \"system:serviceaccount:team-a:ci\" (groups=[\"system:serviceaccounts\" \"system:serviceaccounts:team-a\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"
+    );
+    // Binding a role whose permissions the writer holds is fine; one it does not hold is not.
+    admin_post(&sim, &rbac("roles"), role("secrets", "secrets")).await;
+    let bind = |role: &str| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": format!("x-{role}")},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+               "subjects": [{"kind": "User", "name": "x"}]})
+    };
+    assert_eq!(
+        post(&sim, &rbac("rolebindings"), Some(&token), &[], bind("pods"))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        post(&sim, &rbac("rolebindings"), Some(&token), &[], bind("secrets"))
+            .await
+            .0,
+        403
+    );
+    // The administrator is not limited.
+    admin_post(&sim, &rbac("rolebindings"), bind("secrets")).await;
+    sim.shutdown().await;
+}

@@ -2,6 +2,7 @@
 //! authentication (bearer tokens, anonymous requests), impersonation, and authorization (RBAC, or
 //! everything allowed).
 pub mod authn;
+pub mod escalation;
 pub mod rbac;
 pub mod reviews;
 

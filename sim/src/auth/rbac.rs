@@ -188,11 +188,11 @@ impl RbacSnapshot {
         let name = text(object.pointer("/metadata/name"));
         match kind {
             "ClusterRole" => {
-                self.cluster_roles.insert(name, rules(object.get("rules")));
+                self.cluster_roles.insert(name, parse_rules(object.get("rules")));
             }
             "Role" => {
                 self.roles
-                    .insert((namespace.to_string(), name), rules(object.get("rules")));
+                    .insert((namespace.to_string(), name), parse_rules(object.get("rules")));
             }
             "ClusterRoleBinding" => {
                 self.cluster_role_bindings
@@ -223,6 +223,22 @@ impl RbacSnapshot {
                 .ok_or_else(|| format!("clusterrole.rbac.authorization.k8s.io {:?} not found", role_ref.name)),
             other => Err(format!("unsupported role reference kind: {other:?}")),
         }
+    }
+
+    /// The rules of the role a binding in `binding_namespace` refers to by `kind` and `name`, or the
+    /// API server's error when there is no such role.
+    pub fn role_reference_rules(
+        &self,
+        kind: &str,
+        name: &str,
+        binding_namespace: &str,
+    ) -> Result<Vec<PolicyRule>, String> {
+        let role_ref = RoleRef {
+            kind: kind.into(),
+            name: name.into(),
+        };
+        self.role_rules(&role_ref, binding_namespace)
+            .map(<[PolicyRule]>::to_vec)
     }
 
     /// Visits the rules that apply to `user` in `namespace` (cluster-wide ones first), as the API
@@ -508,7 +524,8 @@ fn strings(value: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn rules(value: Option<&Value>) -> Vec<PolicyRule> {
+/// The `rules` of a Role or ClusterRole; malformed entries are left out.
+pub fn parse_rules(value: Option<&Value>) -> Vec<PolicyRule> {
     value
         .and_then(Value::as_array)
         .map(|rules| {
