@@ -54,9 +54,12 @@ pub struct WriteOptions {
     pub admission: Option<Admission>,
 }
 
-/// A check of an object about to be written: its resource, namespace and content.
+/// The function of an [`Admission`]: the resource, namespace and content of the object to write.
+pub type AdmissionCheck = dyn Fn(&ResourceType, &str, &Value) -> ApiResult<()> + Send + Sync;
+
+/// A check of an object about to be written.
 #[derive(Clone)]
-pub struct Admission(pub Arc<dyn Fn(&ResourceType, &str, &Value) -> ApiResult<()> + Send + Sync>);
+pub struct Admission(pub Arc<AdmissionCheck>);
 
 impl std::fmt::Debug for Admission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

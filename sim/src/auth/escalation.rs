@@ -167,7 +167,9 @@ fn covers(owner: &PolicyRule, wanted: &PolicyRule) -> bool {
 
 /// Broken-down rules merged back where only the verb differs, for a readable message.
 fn compact(rules: Vec<PolicyRule>) -> Vec<PolicyRule> {
-    let mut merged: BTreeMap<(Vec<String>, Vec<String>, Vec<String>, Vec<String>), Vec<String>> = BTreeMap::new();
+    /// (apiGroups, resources, resourceNames, nonResourceURLs) → verbs.
+    type Key = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
+    let mut merged: BTreeMap<Key, Vec<String>> = BTreeMap::new();
     for rule in rules {
         let verbs = merged
             .entry((
