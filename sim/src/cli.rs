@@ -131,3 +131,27 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     sluice_duration::parse(text).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn authorization_is_rbac_unless_always_allow_is_asked_for() {
+        let default = Command::try_parse_from(["sim"]).unwrap();
+        assert_eq!(default.sim.config().authorization, Authorization::Rbac);
+        let open = Command::try_parse_from(["sim", "--authorization", "always-allow"]).unwrap();
+        assert_eq!(open.sim.config().authorization, Authorization::AlwaysAllow);
+        let rbac = Command::try_parse_from(["sim", "--authorization=rbac"]).unwrap();
+        assert_eq!(rbac.sim.config().authorization, Authorization::Rbac);
+        assert!(Command::try_parse_from(["sim", "--authorization", "none"]).is_err());
+    }
+}
