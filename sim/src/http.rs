@@ -143,6 +143,13 @@ fn is_sim_path(path: &str) -> bool {
 fn attributes_of(method: &Method, path: &str, query: &Query) -> (Attributes, Option<(Target, Verb)>) {
     if let Some(Route::Resource(target)) = parse_path(path) {
         let verb = Verb::of(method, &target, query);
+        // A list or watch pinned to one name by `fieldSelector=metadata.name=x` is authorized as a
+        // request for that object (so resourceNames rules allow watching it), as the API server does.
+        let pinned = matches!(verb, Verb::List | Verb::Watch)
+            .then(|| query.get("fieldSelector"))
+            .flatten()
+            .and_then(|s| FieldSelector::parse(s).ok())
+            .and_then(|selector| selector.pinned_name().map(str::to_string));
         let attributes = Attributes::Resource(ResourceAttributes {
             verb: verb.as_str().to_string(),
             group: target.group.clone(),
@@ -150,7 +157,7 @@ fn attributes_of(method: &Method, path: &str, query: &Query) -> (Attributes, Opt
             resource: target.plural.clone(),
             subresource: target.subresource.clone().unwrap_or_default(),
             namespace: target.namespace.clone().unwrap_or_default(),
-            name: target.name.clone().unwrap_or_default(),
+            name: target.name.clone().or(pinned).unwrap_or_default(),
         });
         return (attributes, Some((target, verb)));
     }

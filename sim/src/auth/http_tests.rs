@@ -546,3 +546,37 @@ async fn roles_and_bindings_cannot_grant_more_than_their_writer_holds() {
     admin_post(&sim, &rbac("rolebindings"), bind("secrets")).await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_list_pinned_to_one_name_is_authorized_as_that_object() {
+    let sim = start(Authorization::Rbac).await;
+    namespace(&sim, "team-a").await;
+    let token = service_account_token(&sim, "team-a", "ci").await;
+    admin_post(
+        &sim,
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/roles",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "one"},
+               "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["settings"], "verbs": ["list", "watch"]}]}),
+    )
+    .await;
+    admin_post(
+        &sim,
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "one"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "one"},
+               "subjects": [{"kind": "ServiceAccount", "name": "ci"}]}),
+    )
+    .await;
+    let list = "/api/v1/namespaces/team-a/configmaps";
+    assert_eq!(get(&sim, list, Some(&token)).await.0, 403);
+    let pinned = format!("{list}?fieldSelector=metadata.name%3Dsettings");
+    assert_eq!(get(&sim, &pinned, Some(&token)).await.0, 200);
+    let other = format!("{list}?fieldSelector=metadata.name%3Dother");
+    let (code, body) = get(&sim, &other, Some(&token)).await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        body["message"],
+        "configmaps \"other\" is forbidden: User \"system:serviceaccount:team-a:ci\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"team-a\""
+    );
+    sim.shutdown().await;
+}
