@@ -437,7 +437,7 @@ async fn missing_rollouts_and_namespaces_are_named() {
         &kubeconfig,
         std::fs::read_to_string(&cluster.kubeconfig)
             .unwrap()
-            .replace(&cluster.sim.url(), &format!("http://127.0.0.1:{port}")),
+            .replace(&cluster.sim.https_url(), &format!("https://127.0.0.1:{port}")),
     )
     .unwrap();
     let err = cluster

@@ -904,6 +904,27 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
         .create(&PostParams::default(), &account)
         .await
         .unwrap();
+    // The simulator authorizes with RBAC: what the account applies, it must be allowed to.
+    let role = serde_json::from_value(json!({
+        "metadata": {"name": "deployer"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps", "services"],
+                   "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}],
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding = serde_json::from_value(json!({
+        "metadata": {"name": "deployer"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+        "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": "shop"}],
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
     let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "shop");
     let gitsync = serde_json::from_value(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync", "metadata": {"name": "app", "namespace": "shop"},

@@ -319,6 +319,32 @@ async fn create_namespaces(sim: &Simulator, names: &[&str]) {
     }
 }
 
+/// A Role on ConfigMaps in `namespace`, bound to the ServiceAccount `account_namespace/account`.
+async fn grant_config_maps(sim: &Simulator, namespace: &str, account_namespace: &str, account: &str) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let client = sim.client().unwrap();
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "config-maps"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"],
+                   "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}],
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("{account}-config-maps")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "config-maps"},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": account_namespace}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client, namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+}
+
 fn applied(gitsync: &GitSync, revision: &str) -> bool {
     status(gitsync).last_applied_revision.as_deref() == Some(revision)
 }
@@ -334,6 +360,8 @@ async fn gitsync_applies_as_its_service_account() {
     let first = repo.commit("two config maps").unwrap();
     let cluster = Cluster::start().await;
     create_namespaces(&cluster.sim, &["team-a", "team-b"]).await;
+    // The simulator authorizes with RBAC: the ServiceAccount may manage ConfigMaps in team-a only.
+    grant_config_maps(&cluster.sim, "team-a", "default", "deployer").await;
     let mut as_account = plain_gitsync("as-account", &repo.url(), "app", "team-a");
     as_account["spec"]["serviceAccountName"] = json!("deployer");
     cluster.create(as_account).await;
@@ -577,7 +605,9 @@ async fn deleting_a_gitsync_deletes_what_it_applied_unless_prune_is_off() {
     let mut keep = plain_gitsync("keep", &repo.url(), "keep", "default");
     keep["spec"]["prune"] = json!(false);
     cluster.create(keep).await;
-    // The simulator does not authorize, so this applies although the account does not exist.
+    // RBAC grants by name, so the account applies although it does not exist (impersonation does
+    // not look it up, as on a real API server).
+    grant_config_maps(&cluster.sim, "default", "default", "deleted-deployer").await;
     let mut orphaned = plain_gitsync("orphaned", &repo.url(), "orphaned", "default");
     orphaned["spec"]["serviceAccountName"] = json!("deleted-deployer");
     cluster.create(orphaned).await;

@@ -229,3 +229,116 @@ async fn apply_patch_replace_conflict_and_garbage_collection() {
     .await;
     sim.shutdown().await;
 }
+
+/// Authentication and RBAC as kubectl users meet them: tokens from `kubectl create token`, `auth
+/// can-i` and `auth whoami` through the review APIs, and the API server's Forbidden message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_can_i_and_forbidden_answers() {
+    let sim = start_sim().await;
+    let kubectl = Kubectl::new(&sim);
+    // kubectl's `create namespace|serviceaccount|role` send protobuf, which the simulator serves for
+    // the review and token kinds only: the objects come from YAML.
+    let setup = kubectl.file(
+        "team-a.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: ci, namespace: team-a}\n",
+    );
+    kubectl.ok(&["apply", "-f", setup.to_str().unwrap()]).await;
+    let token = kubectl
+        .ok(&["create", "token", "ci", "-n", "team-a", "--duration=20m"])
+        .await;
+    let token = token.trim();
+    assert!(!token.is_empty());
+
+    let whoami = kubectl.ok(&["auth", "whoami", "-o", "json"]).await;
+    assert_eq!(json(&whoami)["status"]["userInfo"]["username"], "sluice-admin");
+    let whoami = kubectl.ok(&["auth", "whoami", "-o", "json", "--token", token]).await;
+    assert_eq!(
+        json(&whoami)["status"]["userInfo"]["username"],
+        "system:serviceaccount:team-a:ci"
+    );
+
+    // The token is the service account: nothing is granted yet.
+    let denied = kubectl.run(&["get", "pods", "-n", "team-a", "--token", token]).await;
+    assert!(!denied.ok);
+    assert!(
+        denied.stderr.contains(
+            "Error from server (Forbidden): pods is forbidden: User \"system:serviceaccount:team-a:ci\" cannot list resource \"pods\" in API group \"\" in the namespace \"team-a\""
+        ),
+        "{}",
+        denied.stderr
+    );
+    let can_i = kubectl
+        .run(&["auth", "can-i", "list", "pods", "-n", "team-a", "--token", token])
+        .await;
+    assert_eq!((can_i.ok, can_i.stdout.trim()), (false, "no"), "{}", can_i.stderr);
+    let grant = kubectl.file(
+        "grant.yaml",
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: team-a}
+rules:
+- {apiGroups: [""], resources: [pods], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: ci-reads-pods, namespace: team-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
+subjects:
+- {kind: ServiceAccount, name: ci, namespace: team-a}
+"#,
+    );
+    kubectl.ok(&["apply", "-f", grant.to_str().unwrap()]).await;
+    let can_i = kubectl
+        .ok(&["auth", "can-i", "list", "pods", "-n", "team-a", "--token", token])
+        .await;
+    assert_eq!(can_i.trim(), "yes");
+    kubectl.ok(&["get", "pods", "-n", "team-a", "--token", token]).await;
+
+    // Impersonation by the admin, as `--as` sends it.
+    let as_default = ["--as=system:serviceaccount:team-a:default"];
+    let can_i = kubectl
+        .run(&["auth", "can-i", "get", "secrets", "-n", "kube-system", as_default[0]])
+        .await;
+    assert_eq!((can_i.ok, can_i.stdout.trim()), (false, "no"), "{}", can_i.stderr);
+    assert_eq!(
+        kubectl
+            .ok(&["auth", "can-i", "get", "secrets", "-n", "kube-system"])
+            .await
+            .trim(),
+        "yes"
+    );
+    let denied = kubectl
+        .run(&["get", "secrets", "-n", "kube-system", as_default[0]])
+        .await;
+    assert!(!denied.ok);
+    assert!(
+        denied.stderr.contains(
+            "Error from server (Forbidden): secrets is forbidden: User \"system:serviceaccount:team-a:default\" cannot list resource \"secrets\" in API group \"\" in the namespace \"kube-system\""
+        ),
+        "{}",
+        denied.stderr
+    );
+    // A token holder may not impersonate without the impersonate verb.
+    let denied = kubectl
+        .run(&["get", "pods", "-n", "team-a", "--token", token, "--as=jane"])
+        .await;
+    assert!(
+        denied.stderr.contains(
+            "users \"jane\" is forbidden: User \"system:serviceaccount:team-a:ci\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+        ),
+        "{}",
+        denied.stderr
+    );
+    let listed = kubectl
+        .ok(&["auth", "can-i", "--list", "-n", "team-a", "--token", token])
+        .await;
+    assert!(listed.contains("pods"), "{listed}");
+
+    // Deleting the service account ends its token.
+    kubectl.ok(&["delete", "serviceaccount", "ci", "-n", "team-a"]).await;
+    let gone = kubectl.run(&["get", "pods", "-n", "team-a", "--token", token]).await;
+    assert!(!gone.ok);
+    assert!(gone.stderr.contains("Unauthorized"), "{}", gone.stderr);
+    sim.shutdown().await;
+}

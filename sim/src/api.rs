@@ -50,6 +50,21 @@ pub struct WriteOptions {
     pub force: bool,
     /// `Some("status")` for writes to the status subresource.
     pub subresource: Option<String>,
+    /// A last check of the object to be stored, after validation (the RBAC escalation check).
+    pub admission: Option<Admission>,
+}
+
+/// The function of an [`Admission`]: the resource, namespace and content of the object to write.
+pub type AdmissionCheck = dyn Fn(&ResourceType, &str, &Value) -> ApiResult<()> + Send + Sync;
+
+/// A check of an object about to be written.
+#[derive(Clone)]
+pub struct Admission(pub Arc<AdmissionCheck>);
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admission(..)")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1009,6 +1024,9 @@ impl ApiServer {
             }
         }
         self.builtin_rules(rt, &name, &object)?;
+        if let Some(admission) = &opts.admission {
+            (admission.0)(rt, namespace, &object)?;
+        }
         Ok(object)
     }
 

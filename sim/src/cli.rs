@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::auth::Authorization;
 use crate::faults::FaultRule;
 use crate::{SimConfig, Simulator};
 
@@ -50,6 +51,10 @@ pub struct SimArgs {
     /// Compact the watch history this often (resuming clients get 410 and relist), e.g. 60s.
     #[arg(long, value_parser = parse_duration)]
     pub compact_every: Option<Duration>,
+    /// How requests are authorized: `rbac` from the stored Roles and bindings, or `always-allow`.
+    /// Requests are authenticated either way (the kubeconfig written carries the admin token).
+    #[arg(long, value_enum, default_value_t = Authorization::Rbac)]
+    pub authorization: Authorization,
 }
 
 impl SimArgs {
@@ -77,6 +82,7 @@ impl SimArgs {
             bookmark_interval: self.bookmark_interval,
             watch_history: self.watch_history,
             faults,
+            authorization: self.authorization,
             ..SimConfig::default()
         }
     }
@@ -124,4 +130,28 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     sluice_duration::parse(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn authorization_is_rbac_unless_always_allow_is_asked_for() {
+        let default = Command::try_parse_from(["sim"]).unwrap();
+        assert_eq!(default.sim.config().authorization, Authorization::Rbac);
+        let open = Command::try_parse_from(["sim", "--authorization", "always-allow"]).unwrap();
+        assert_eq!(open.sim.config().authorization, Authorization::AlwaysAllow);
+        let rbac = Command::try_parse_from(["sim", "--authorization=rbac"]).unwrap();
+        assert_eq!(rbac.sim.config().authorization, Authorization::Rbac);
+        assert!(Command::try_parse_from(["sim", "--authorization", "none"]).is_err());
+    }
 }

@@ -159,7 +159,9 @@ fn legacy_resources(rt: &ResourceType, version: &str) -> Vec<Value> {
         "verbs": rt.verbs(),
     });
     insert_names(&mut entry, rt);
-    entry["storageVersionHash"] = json!(storage_version_hash(rt));
+    if !rt.create_only {
+        entry["storageVersionHash"] = json!(storage_version_hash(rt));
+    }
     let mut entries = vec![entry];
     if serves_status(rt, version) {
         entries.push(json!({
@@ -179,6 +181,17 @@ fn legacy_resources(rt: &ResourceType, version: &str) -> Vec<Value> {
             "version": "v1",
             "kind": "Scale",
             "verbs": STATUS_VERBS,
+        }));
+    }
+    if rt.serves_token() {
+        entries.push(json!({
+            "name": format!("{}/token", rt.plural),
+            "singularName": "",
+            "namespaced": rt.namespaced,
+            "group": "authentication.k8s.io",
+            "version": "v1",
+            "kind": "TokenRequest",
+            "verbs": ["create"],
         }));
     }
     entries
@@ -223,6 +236,10 @@ fn aggregated_resource(rt: &ResourceType, version: &str) -> Value {
     if serves_scale(rt, version) {
         let scale = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
         subresources.push(json!({"subresource": "scale", "responseKind": scale, "verbs": STATUS_VERBS}));
+    }
+    if rt.serves_token() {
+        let token = json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"});
+        subresources.push(json!({"subresource": "token", "responseKind": token, "verbs": ["create"]}));
     }
     if !subresources.is_empty() {
         entry["subresources"] = Value::Array(subresources);

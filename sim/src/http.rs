@@ -8,6 +8,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
@@ -16,6 +17,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::api::{ApiServer, DeleteOptions, FieldValidation, ListOptions, PatchBody, PatchKind, WriteOptions};
+use crate::auth::{Attributes, ResourceAttributes};
+use crate::auth::{AuthContext, Authenticator, Authorization, UserInfo, rbac};
 use crate::discovery;
 use crate::faults::{FaultRule, Faults};
 use crate::openapi;
@@ -38,6 +41,9 @@ pub struct HttpState {
     pub bookmark_interval: Duration,
     /// Extra routes (e.g. traffic metrics) are merged by the caller.
     pub server_address: String,
+    /// Knows the admin token and the issued service-account tokens.
+    pub authenticator: Authenticator,
+    pub authorization: Authorization,
 }
 
 /// One API request as seen by the simulator, for least-privilege checks and write counting.
@@ -51,9 +57,17 @@ pub struct RequestRecord {
     pub namespace: String,
     pub name: String,
     pub user_agent: String,
-    /// The `Impersonate-User` header, when the client acts as another user (empty otherwise). The
-    /// simulator does not authorize, but least-privilege checks need to see who a request was for.
+    /// The `Impersonate-User` header, when the client acts as another user (empty otherwise).
     pub impersonate_user: String,
+    /// The user the credentials prove (empty when authentication failed).
+    pub authenticated_user: String,
+    /// Whom the request acted as: the authenticated user, or the impersonated one.
+    pub user: String,
+    /// The groups of `user`.
+    pub groups: Vec<String>,
+    /// The authorization decision: `allow`, `deny`, or empty when the request was refused before
+    /// authorization (bad credentials, malformed impersonation).
+    pub decision: String,
     /// `?fieldManager=` of a write (empty otherwise): tells one writer's applies from another's.
     pub field_manager: String,
     /// `?dryRun=All`: validated, nothing stored.
@@ -99,6 +113,7 @@ impl RequestLog {
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {
+    let guard = axum::middleware::from_fn_with_state(state.clone(), guard);
     Router::new()
         .route("/version", get(|| async { json_ok(discovery::version()) }))
         .route("/healthz", get(|| async { "ok" }))
@@ -112,7 +127,154 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/sim/requests", get(get_requests).delete(clear_requests))
         .route("/sim/stats", get(stats))
         .fallback(api_request)
+        .layer(guard)
         .with_state(state)
+}
+
+/// Whether a path belongs to the simulator's own control plane (`/sim/*`: faults, request log,
+/// traffic metrics). Those endpoints are not the Kubernetes API and are served unauthenticated, so
+/// tests and benchmarks can steer and inspect the simulator whatever the RBAC policy in force.
+fn is_sim_path(path: &str) -> bool {
+    path == "/sim" || path.starts_with("/sim/")
+}
+
+/// What a request asks to do, as the authorizer sees it: a resource request for paths under `/api/`
+/// and `/apis/` that name a resource, a non-resource request (verb from the method) otherwise.
+fn attributes_of(method: &Method, path: &str, query: &Query) -> (Attributes, Option<(Target, Verb)>) {
+    if let Some(Route::Resource(target)) = parse_path(path) {
+        let verb = Verb::of(method, &target, query);
+        // A list or watch pinned to one name by `fieldSelector=metadata.name=x` is authorized as a
+        // request for that object (so resourceNames rules allow watching it), as the API server does.
+        let pinned = matches!(verb, Verb::List | Verb::Watch)
+            .then(|| query.get("fieldSelector"))
+            .flatten()
+            .and_then(|s| FieldSelector::parse(s).ok())
+            .and_then(|selector| selector.pinned_name().map(str::to_string));
+        let attributes = Attributes::Resource(ResourceAttributes {
+            verb: verb.as_str().to_string(),
+            group: target.group.clone(),
+            version: target.version.clone(),
+            resource: target.plural.clone(),
+            subresource: target.subresource.clone().unwrap_or_default(),
+            namespace: target.namespace.clone().unwrap_or_default(),
+            name: target.name.clone().or(pinned).unwrap_or_default(),
+        });
+        return (attributes, Some((target, verb)));
+    }
+    let verb = match *method {
+        Method::GET | Method::HEAD => "get".to_string(),
+        ref other => other.as_str().to_ascii_lowercase(),
+    };
+    (
+        Attributes::NonResource {
+            verb,
+            path: path.to_string(),
+        },
+        None,
+    )
+}
+
+/// Authentication, impersonation and authorization of every Kubernetes API request, in the API
+/// server's order; a refused request is answered here (401, 400, 403) and logged if it addressed a
+/// resource. The handlers find the outcome as an [`AuthContext`] in the request's extensions.
+async fn guard(State(state): State<Arc<HttpState>>, mut request: Request, next: Next) -> Response {
+    if is_sim_path(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let query = Query::parse(request.uri().query());
+    let (attributes, resource) = attributes_of(request.method(), request.uri().path(), &query);
+    let headers = request.headers();
+    let refuse = |error: ApiError, context: AuthContext| {
+        let response = error_response(&error);
+        if let Some((target, verb)) = &resource {
+            state.requests.push(record(
+                target,
+                *verb,
+                &query,
+                headers,
+                &context,
+                response.status().as_u16(),
+            ));
+        }
+        response
+    };
+    let authenticated = match state
+        .authenticator
+        .authenticate(headers, &state.api.store, chrono::Utc::now())
+    {
+        Ok(user) => user,
+        Err(error) => {
+            let context = AuthContext {
+                authenticated: UserInfo::default(),
+                user: UserInfo::default(),
+                decision: "",
+            };
+            return refuse(error, context);
+        }
+    };
+    let mode = state.authorization;
+    let store = &state.api.store;
+    let user = match crate::auth::authn::impersonate(&authenticated, headers, |a| mode.decide(&authenticated, a, store))
+    {
+        Ok(Some(user)) => user,
+        Ok(None) => authenticated.clone(),
+        Err(error) => {
+            let decision = if error.code == 403 { "deny" } else { "" };
+            let context = AuthContext {
+                user: authenticated.clone(),
+                authenticated,
+                decision,
+            };
+            return refuse(error, context);
+        }
+    };
+    let decision = mode.decide(&user, &attributes, store);
+    if !decision.allowed {
+        let error = rbac::forbidden(&user.name, &attributes, &decision.reason);
+        let context = AuthContext {
+            authenticated,
+            user,
+            decision: "deny",
+        };
+        return refuse(error, context);
+    }
+    request.extensions_mut().insert(AuthContext {
+        authenticated,
+        user,
+        decision: "allow",
+    });
+    next.run(request).await
+}
+
+/// The request-log record of a resource request.
+fn record(
+    target: &Target,
+    verb: Verb,
+    query: &Query,
+    headers: &HeaderMap,
+    context: &AuthContext,
+    code: u16,
+) -> RequestRecord {
+    RequestRecord {
+        verb: verb.as_str().to_string(),
+        group: target.group.clone(),
+        resource: target.plural.clone(),
+        subresource: target.subresource.clone().unwrap_or_default(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        name: target.name.clone().unwrap_or_default(),
+        user_agent: header_str(headers, header::USER_AGENT).unwrap_or("").to_string(),
+        impersonate_user: headers
+            .get("impersonate-user")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default(),
+        authenticated_user: context.authenticated.name.clone(),
+        user: context.user.name.clone(),
+        groups: context.user.groups.clone(),
+        decision: context.decision.to_string(),
+        field_manager: query.get("fieldManager").unwrap_or_default().to_string(),
+        dry_run: query.get("dryRun") == Some("All"),
+        code,
+    }
 }
 
 fn json_ok(value: Value) -> Response {
@@ -373,12 +535,10 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 async fn api_request(State(state): State<Arc<HttpState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let user_agent = header_str(&parts.headers, header::USER_AGENT).unwrap_or("").to_string();
-    let impersonate_user = parts
-        .headers
-        .get("impersonate-user")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let Some(auth) = parts.extensions.get::<AuthContext>().cloned() else {
+        // Only reachable if the router were built without its guard: refuse rather than serve.
+        return error_response(&ApiError::new(401, "Unauthorized", "Unauthorized"));
+    };
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());
     let route = match parse_path(&path) {
@@ -415,6 +575,7 @@ async fn api_request(State(state): State<Arc<HttpState>>, request: Request) -> R
                     query: &query,
                     headers: &parts.headers,
                     user_agent: &user_agent,
+                    auth: &auth,
                 };
                 match request.serve(verb, bytes).await {
                     Ok(response) => response,
@@ -428,19 +589,10 @@ async fn api_request(State(state): State<Arc<HttpState>>, request: Request) -> R
             )),
         },
     };
-    state.requests.push(RequestRecord {
-        verb: verb.as_str().to_string(),
-        group: target.group.clone(),
-        resource: target.plural.clone(),
-        subresource: target.subresource.clone().unwrap_or_default(),
-        namespace: target.namespace.clone().unwrap_or_default(),
-        name: target.name.clone().unwrap_or_default(),
-        user_agent,
-        impersonate_user,
-        field_manager: query.get("fieldManager").unwrap_or_default().to_string(),
-        dry_run: query.get("dryRun") == Some("All"),
-        code: response.status().as_u16(),
-    });
+    let code = response.status().as_u16();
+    state
+        .requests
+        .push(record(&target, verb, &query, &parts.headers, &auth, code));
     response
 }
 
@@ -540,6 +692,7 @@ struct ResourceRequest<'a> {
     query: &'a Query,
     headers: &'a HeaderMap,
     user_agent: &'a str,
+    auth: &'a AuthContext,
 }
 
 impl ResourceRequest<'_> {
@@ -555,6 +708,9 @@ impl ResourceRequest<'_> {
         };
         if target.subresource.as_deref() == Some("scale") {
             return self.scale(&rt, verb, &namespace, &name, body);
+        }
+        if rt.create_only || target.subresource.as_deref() == Some("token") {
+            return self.create_only(&rt, verb, &namespace, &name, &body);
         }
         match verb {
             Verb::Get => {
@@ -604,7 +760,9 @@ impl ResourceRequest<'_> {
         }
         let serves_scale = rt.version(&target.version).is_some_and(|v| v.scale.is_some());
         if let Some(sub) = &target.subresource
-            && !((sub == "status" && rt.has_status_subresource()) || (sub == "scale" && serves_scale))
+            && !((sub == "status" && rt.has_status_subresource())
+                || (sub == "scale" && serves_scale)
+                || (sub == "token" && rt.serves_token() && target.version == "v1"))
         {
             return Err(ApiError::new(
                 404,
@@ -613,6 +771,48 @@ impl ResourceRequest<'_> {
             ));
         }
         Ok(rt)
+    }
+
+    /// A create of a review kind or of a ServiceAccount's token: answered, nothing stored; every other
+    /// verb is 405 as on the API server.
+    fn create_only(
+        &self,
+        rt: &ResourceType,
+        verb: Verb,
+        namespace: &str,
+        name: &str,
+        body: &Bytes,
+    ) -> ApiResult<Response> {
+        let not_allowed =
+            || ApiError::method_not_allowed("the server does not allow this method on the requested resource");
+        if verb != Verb::Create {
+            return Err(not_allowed());
+        }
+        let object = self.parse_body(body)?;
+        if self.target.subresource.as_deref() == Some("token") {
+            let answer = self.state.authenticator.request_token(
+                &self.state.api.store,
+                namespace,
+                name,
+                &object,
+                self.dry_run(),
+                chrono::Utc::now(),
+            )?;
+            return Ok(json_response(StatusCode::CREATED, to_bytes(&answer), &[]));
+        }
+        if self.target.name.is_some() {
+            return Err(not_allowed());
+        }
+        let answer = crate::auth::reviews::review(
+            self.state.authorization,
+            &self.state.api.store,
+            &self.auth.user,
+            &rt.group,
+            &rt.plural,
+            namespace,
+            &object,
+        )?;
+        Ok(json_response(StatusCode::CREATED, to_bytes(&answer), &[]))
     }
 
     fn list(&self, rt: &ResourceType, representation: Representation) -> ApiResult<Response> {
@@ -731,7 +931,29 @@ impl ResourceRequest<'_> {
             field_validation: FieldValidation::parse(self.query.get("fieldValidation"))?,
             force: self.query.flag("force"),
             subresource: self.target.subresource.clone(),
+            admission: self.escalation_check(),
         })
+    }
+
+    /// Writes of Roles, ClusterRoles and their bindings must not grant more than the writer holds
+    /// (unless it may `escalate` or `bind`), judged against the RBAC objects before the write.
+    fn escalation_check(&self) -> Option<crate::api::Admission> {
+        let rbac_write = self.target.group == "rbac.authorization.k8s.io"
+            && matches!(
+                self.target.plural.as_str(),
+                "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings"
+            )
+            && self.target.subresource.is_none();
+        if !rbac_write || self.state.authorization != Authorization::Rbac || rbac::is_superuser(&self.auth.user) {
+            return None;
+        }
+        let snapshot = crate::auth::RbacSnapshot::read(&self.state.api.store);
+        let user = self.auth.user.clone();
+        let plural = self.target.plural.clone();
+        let request_name = self.target.name.clone().unwrap_or_default();
+        Some(crate::api::Admission(Arc::new(move |_, namespace, object| {
+            crate::auth::escalation::check(&user, &snapshot, &plural, namespace, &request_name, object)
+        })))
     }
 
     fn list_options(&self) -> ApiResult<ListOptions> {
@@ -774,6 +996,8 @@ impl ResourceRequest<'_> {
                 serde_saphyr::from_str(text)
                     .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))?
             }
+            // Only the create-only kinds kubectl's typed clients send this way; others stay 415.
+            crate::protobuf::CONTENT_TYPE => crate::protobuf::decode(body, content_type)?,
             _ => return Err(ApiError::unsupported_media_type(content_type)),
         };
         if !value.is_object() {

@@ -3,6 +3,7 @@
 //! benchmarked without a cluster.
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod cli;
 pub mod crds;
 pub mod discovery;
@@ -12,6 +13,7 @@ pub mod gateway;
 pub mod http;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod schema;
 pub mod selector;
@@ -19,6 +21,7 @@ pub mod status;
 pub mod store;
 pub mod structure;
 pub mod table;
+pub mod tls;
 pub mod traffic;
 pub mod watch;
 pub mod workload;
@@ -32,6 +35,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiServer;
+use crate::auth::Authenticator;
+pub use crate::auth::Authorization;
 use crate::faults::{FaultRule, Faults};
 use crate::http::{HttpState, RequestLog};
 use crate::store::StoreConfig;
@@ -50,6 +55,9 @@ pub struct SimConfig {
     pub request_log_capacity: usize,
     /// How often simulated traffic is generated and counted.
     pub traffic_tick: Duration,
+    /// How requests are authorized: RBAC from the stored objects (the default), or all allowed.
+    /// Requests are authenticated either way.
+    pub authorization: Authorization,
 }
 
 impl Default for SimConfig {
@@ -62,6 +70,7 @@ impl Default for SimConfig {
             faults: vec![],
             request_log_capacity: 100_000,
             traffic_tick: Duration::from_millis(100),
+            authorization: Authorization::default(),
         }
     }
 }
@@ -71,6 +80,7 @@ pub struct Simulator {
     pub addr: SocketAddr,
     pub api: Arc<ApiServer>,
     pub http: Arc<HttpState>,
+    tls: Arc<tls::ServerTls>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -95,18 +105,20 @@ impl Simulator {
             drop_watches,
             bookmark_interval: config.bookmark_interval,
             server_address: addr.to_string(),
+            authenticator: Authenticator::new(),
+            authorization: config.authorization,
         });
         let shutdown = CancellationToken::new();
         let workloads = workload::Workloads::new(api.clone(), &config);
         let router = http::router(http.clone()).merge(workloads.routes());
+        let tls = Arc::new(tls::ServerTls::self_signed(addr.ip())?);
         let mut tasks = Vec::new();
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "simulator HTTP server failed");
-            }
-        }));
+        tasks.push(tokio::spawn(tls::serve(
+            listener,
+            router,
+            tls.clone(),
+            shutdown.clone(),
+        )));
         let stop = shutdown.clone();
         let gc = api.clone();
         tasks.push(tokio::spawn(async move {
@@ -117,21 +129,58 @@ impl Simulator {
             addr,
             api,
             http,
+            tls,
             shutdown,
             tasks,
         })
     }
 
+    /// The plain-HTTP address of the API and the `/sim/*` endpoints.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    /// A kubeconfig whose current context points at this simulator.
+    /// The same API over HTTPS (one port serves both), with [`Simulator::certificate_pem`] as its
+    /// certificate: what the kubeconfig names, because kubectl sends no credentials over plain HTTP.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The simulator's self-signed server certificate, in PEM.
+    pub fn certificate_pem(&self) -> &str {
+        &self.tls.certificate_pem
+    }
+
+    /// The bearer token of the simulator's administrator (user `sluice-admin` in `system:masters`),
+    /// created at random when the simulator starts. The kubeconfig and `client()` use it.
+    pub fn admin_token(&self) -> &str {
+        self.http.authenticator.admin_token()
+    }
+
+    /// A kubeconfig whose current context points at this simulator (over HTTPS, trusting its
+    /// certificate) as its administrator.
     pub fn kubeconfig(&self, namespace: &str) -> String {
+        use base64::Engine as _;
+        let authority = base64::engine::general_purpose::STANDARD.encode(self.certificate_pem());
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: sluice-sim\n  cluster:\n    server: {}\nusers:\n- name: sluice-sim\n  user: {{}}\ncontexts:\n- name: sluice-sim\n  context:\n    cluster: sluice-sim\n    user: sluice-sim\n    namespace: {namespace}\ncurrent-context: sluice-sim\n",
-            self.url()
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sluice-sim\n  cluster:\n    server: {}\n    certificate-authority-data: {authority}\nusers:\n- name: sluice-sim\n  user:\n    token: {}\ncontexts:\n- name: sluice-sim\n  context:\n    cluster: sluice-sim\n    user: sluice-sim\n    namespace: {namespace}\ncurrent-context: sluice-sim\n",
+            self.https_url(),
+            self.admin_token(),
         )
+    }
+
+    /// An HTTP client that sends the admin token with every request, for tests that speak to the
+    /// API without a Kubernetes client.
+    pub fn http_client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.admin_token()))
+            .expect("the admin token is hex");
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("a client with default headers builds")
     }
 
     pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
@@ -163,6 +212,7 @@ impl Simulator {
         let mut config = kube::Config::new(self.url().parse()?);
         config.default_namespace = "default".into();
         config.read_timeout = Some(Duration::from_secs(295));
+        config.auth_info.token = Some(self.admin_token().to_string().into());
         Ok(config)
     }
 

@@ -65,6 +65,8 @@ pub struct ResourceType {
     pub builtin: bool,
     /// Objects of this kind carry `metadata.generation` (bumped on spec changes).
     pub has_generation: bool,
+    /// A kind that is only ever created and answered, never stored (the access and rules reviews).
+    pub create_only: bool,
 }
 
 impl ResourceType {
@@ -111,7 +113,15 @@ impl ResourceType {
         self.group == "events.k8s.io" && self.plural == "events"
     }
 
+    /// Whether the `token` subresource (TokenRequest) is served: ServiceAccounts only.
+    pub fn serves_token(&self) -> bool {
+        self.builtin && self.group.is_empty() && self.plural == "serviceaccounts"
+    }
+
     pub fn verbs(&self) -> Vec<&'static str> {
+        if self.create_only {
+            return vec!["create"];
+        }
         vec![
             "create",
             "delete",
@@ -261,7 +271,16 @@ fn builtin(
         },
         builtin: true,
         has_generation,
+        create_only: false,
     }
+}
+
+/// A built-in kind that is only created (a review): answered, never stored.
+fn review(group: &str, kind: &str, plural: &str, namespaced: bool) -> ResourceType {
+    let mut rt = builtin(group, "v1", kind, plural, namespaced, &[], false);
+    rt.create_only = true;
+    rt.has_generation = false;
+    rt
 }
 
 fn builtin_types() -> Vec<ResourceType> {
@@ -326,6 +345,36 @@ fn builtin_types() -> Vec<ResourceType> {
         ),
         builtin("networking.k8s.io", "v1", "Ingress", "ingresses", true, &["ing"], true),
         builtin("batch", "v1", "Job", "jobs", true, &[], true),
+        review(
+            "authorization.k8s.io",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            false,
+        ),
+        review(
+            "authorization.k8s.io",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            false,
+        ),
+        review(
+            "authorization.k8s.io",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            false,
+        ),
+        review(
+            "authorization.k8s.io",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            true,
+        ),
+        review(
+            "authentication.k8s.io",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            false,
+        ),
     ]
     .into_iter()
     .map(|mut rt| {
@@ -414,6 +463,7 @@ pub fn from_crd(crd: &Value) -> Result<ResourceType, String> {
         plural,
         builtin: false,
         has_generation: true,
+        create_only: false,
     })
 }
 

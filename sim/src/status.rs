@@ -120,11 +120,16 @@ impl ApiError {
         if self.details.is_some() || !self.causes.is_empty() || self.retry_after.is_some() {
             let mut details = serde_json::Map::new();
             if let Some((group, kind, name)) = &self.details {
+                // Empty fields are left out, as the API server's omitempty does.
                 if !name.is_empty() {
                     details.insert("name".into(), json!(name));
                 }
-                details.insert("group".into(), json!(group));
-                details.insert("kind".into(), json!(kind));
+                if !group.is_empty() {
+                    details.insert("group".into(), json!(group));
+                }
+                if !kind.is_empty() {
+                    details.insert("kind".into(), json!(kind));
+                }
             }
             if !self.causes.is_empty() {
                 let causes: Vec<Value> = self

@@ -101,7 +101,7 @@ pub async fn run(options: AbortBenchOptions) -> anyhow::Result<AbortBenchReport>
     })
     .await?;
     let result = async {
-        let client = support::bench_client(&sim.url())?;
+        let client = support::bench_client(sim.kube_config()?)?;
         support::install_crds(&client).await?;
         let mut report = abort_latency(&sim, &client, &options).await?;
         if options.measurement_runs > 0 {

@@ -100,7 +100,11 @@ pub async fn run(options: RolloutsBenchOptions) -> anyhow::Result<RolloutsBenchR
     let url = line[line.find(serving).unwrap_or(0) + serving.len()..]
         .trim()
         .to_string();
-    let client = support::bench_client(&url)?;
+    // The simulator wrote its kubeconfig (with the admin token) before it said it serves.
+    let written = kube::config::Kubeconfig::read_from(&kubeconfig)
+        .with_context(|| format!("reading the simulator's kubeconfig {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(written, &Default::default()).await?;
+    let client = support::bench_client(config)?;
     support::install_crds(&client).await?;
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), "default");
     let http = reqwest::Client::new();

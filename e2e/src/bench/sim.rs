@@ -57,8 +57,14 @@ pub async fn run(options: SimBenchOptions) -> anyhow::Result<SimBenchReport> {
     };
     let sim = Simulator::start(config).await?;
     let base = format!("{}/api/v1/namespaces/default/configmaps", sim.url());
+    let mut credentials = reqwest::header::HeaderMap::new();
+    credentials.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", sim.admin_token()))?,
+    );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(options.concurrency)
+        .default_headers(credentials)
         .build()?;
     let expected_events = (options.objects * 2) as u64;
 

@@ -87,7 +87,7 @@ pub async fn run(options: StepsBenchOptions) -> anyhow::Result<StepsBenchReport>
 }
 
 async fn measure(sim: &Simulator, options: &StepsBenchOptions) -> anyhow::Result<StepsBenchReport> {
-    let client = support::bench_client(&sim.url())?;
+    let client = support::bench_client(sim.kube_config()?)?;
     support::install_crds(&client).await?;
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), "default");
     support::for_each_concurrently(options.count, options.concurrency, |i| {

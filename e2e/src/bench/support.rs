@@ -440,9 +440,9 @@ impl Distribution {
 // ---------------------------------------------------------------------------------------------
 // Kubernetes set-up
 
-/// A kube client for the simulator at `url` that identifies itself as the benchmark.
-pub fn bench_client(url: &str) -> anyhow::Result<kube::Client> {
-    let mut config = kube::Config::new(url.parse().with_context(|| format!("simulator address {url:?}"))?);
+/// A kube client for the simulator described by `config` (its admin credentials included) that
+/// identifies itself as the benchmark.
+pub fn bench_client(mut config: kube::Config) -> anyhow::Result<kube::Client> {
     config.default_namespace = "default".into();
     config.read_timeout = Some(Duration::from_secs(295));
     config.headers.push((
