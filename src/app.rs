@@ -22,6 +22,8 @@ pub enum LogFormat {
 }
 
 /// The commands of the product: what the controller image runs and what users type.
+// Parsed once per process: the size of the controller's flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the Sluice controllers (Rollout, AnalysisRun) against the cluster in KUBECONFIG or in-cluster.

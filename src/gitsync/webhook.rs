@@ -40,7 +40,9 @@ pub const BURST: f64 = 20.0;
 
 /// The `webhookSecret` of every GitSync, as its last sync read it (`namespace/name` → secret).
 #[derive(Clone, Default)]
-pub struct WebhookSecrets(Arc<RwLock<HashMap<(String, String), Vec<u8>>>>);
+pub struct WebhookSecrets(Arc<RwLock<SecretsByGitSync>>);
+
+type SecretsByGitSync = HashMap<(String, String), Vec<u8>>;
 
 impl WebhookSecrets {
     /// Records what a sync read from the GitSync's Secret; no (or an empty) `webhookSecret` forgets it.
