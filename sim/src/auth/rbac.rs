@@ -249,33 +249,20 @@ impl RbacSnapshot {
         namespace: &str,
         mut visit: impl FnMut(Result<(&Binding, &Subject, &PolicyRule), String>) -> bool,
     ) {
-        for binding in self.cluster_role_bindings.values() {
-            let Some(subject) = applies_to(user, &binding.subjects, "") else {
+        // ClusterRoleBindings apply everywhere; RoleBindings only in the request's namespace.
+        let cluster = self.cluster_role_bindings.values().map(|binding| (binding, ""));
+        let namespaced = self
+            .role_bindings
+            .get(namespace)
+            .filter(|_| !namespace.is_empty())
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .map(|binding| (binding, namespace));
+        for (binding, scope) in cluster.chain(namespaced) {
+            let Some(subject) = applies_to(user, &binding.subjects, scope) else {
                 continue;
             };
-            match self.role_rules(&binding.role_ref, "") {
-                Ok(rules) => {
-                    for rule in rules {
-                        if !visit(Ok((binding, subject, rule))) {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    if !visit(Err(e)) {
-                        return;
-                    }
-                }
-            }
-        }
-        if namespace.is_empty() {
-            return;
-        }
-        for binding in self.role_bindings.get(namespace).into_iter().flat_map(BTreeMap::values) {
-            let Some(subject) = applies_to(user, &binding.subjects, namespace) else {
-                continue;
-            };
-            match self.role_rules(&binding.role_ref, namespace) {
+            match self.role_rules(&binding.role_ref, scope) {
                 Ok(rules) => {
                     for rule in rules {
                         if !visit(Ok((binding, subject, rule))) {
