@@ -555,7 +555,8 @@ impl ControllerProcess {
 }
 
 /// Fails with every call in the simulator's request log, made by the controller, that `rules` do not
-/// grant; returns the "verb group/resource" pairs seen.
+/// grant (the replay shows what a run exercised; the simulator enforced the same rules as it ran);
+/// returns the "verb group/resource" pairs seen.
 async fn assert_granted(sim: &Simulator, rules: &[Rule]) -> BTreeSet<String> {
     let log = request_log(sim).await;
     let by_controller: Vec<&Value> = log
@@ -576,6 +577,12 @@ async fn assert_granted(sim: &Simulator, rules: &[Rule]) -> BTreeSet<String> {
         }
     }
     assert!(denied.is_empty(), "calls deploy/ RBAC does not grant: {denied:#?}");
+    // The controller ran as deploy/'s ServiceAccount, so the simulator enforced the same rules.
+    let refused = common::denied_to_controller(&sim.url()).await;
+    assert!(
+        refused.is_empty(),
+        "calls the simulator refused the controller: {refused:#?}"
+    );
     seen
 }
 

@@ -131,7 +131,7 @@ pub async fn request_log(sim: &Simulator) -> Vec<serde_json::Value> {
 
 /// The requests the simulator refused to the controller's ServiceAccount (acting as itself: what it
 /// does as an impersonated GitSync ServiceAccount is that account's business), as
-/// "verb group/resource[/subresource] namespace/name (code)". Panics when the controller made no
+/// "verb group/resource[/subresource] namespace/name (code)", each once with how often. Panics when the controller made no
 /// request as its ServiceAccount at all.
 pub async fn denied_to_controller(sim_url: &str) -> Vec<String> {
     let log: serde_json::Value = reqwest::get(format!("{sim_url}/sim/requests"))
@@ -164,6 +164,15 @@ pub async fn denied_to_controller(sim_url: &str) -> Vec<String> {
                 r["code"]
             )
         })
+        .fold(
+            std::collections::BTreeMap::<String, usize>::new(),
+            |mut counts, call| {
+                *counts.entry(call).or_default() += 1;
+                counts
+            },
+        )
+        .into_iter()
+        .map(|(call, count)| format!("{call} ×{count}"))
         .collect()
 }
 
