@@ -22,12 +22,10 @@ pub enum LogFormat {
 }
 
 /// The commands of the product: what the controller image runs and what users type.
-// Parsed once per process: the size of the controller's flags does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the Sluice controllers (Rollout, AnalysisRun) against the cluster in KUBECONFIG or in-cluster.
-    Controller(ControllerArgs),
+    Controller(Box<ControllerArgs>),
     /// Print the CustomResourceDefinitions as YAML (apply with `kubectl apply --server-side -f -`).
     Crds,
     // The rollout commands (promote, abort, retry, pause, resume, undo, restart, set, get, list).
@@ -45,7 +43,7 @@ impl Command {
 /// Runs one product command.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Controller(args) => run_controller(args).await,
+        Command::Controller(args) => run_controller(*args).await,
         Command::Rollouts(command) => crate::cli::run(command).await.map_err(anyhow::Error::from),
         Command::Crds => {
             print!("{}", crate::api::crds::to_yaml());

@@ -17,8 +17,6 @@ struct Cli {
     global: GlobalArgs,
 }
 
-// Parsed once per process: the size of the controller's flags does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     #[command(flatten)]

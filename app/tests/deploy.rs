@@ -516,14 +516,17 @@ struct ControllerProcess(Child, tempfile::TempDir);
 impl ControllerProcess {
     /// The real binary with the install's flags: leader election included, so Lease calls are checked
     /// too; `extra` flags are added after them.
-    fn start(sim: &Simulator) -> ControllerProcess {
-        Self::start_with(sim, &[])
+    async fn start(sim: &Simulator) -> ControllerProcess {
+        Self::start_with(sim, &[]).await
     }
 
-    fn start_with(sim: &Simulator, extra: &[String]) -> ControllerProcess {
+    /// Runs as deploy/'s ServiceAccount (deploy/'s RBAC installed, a token from the TokenRequest API),
+    /// so the simulator enforces the same rules `assert_granted` replays.
+    async fn start_with(sim: &Simulator, extra: &[String]) -> ControllerProcess {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
-        sim.write_kubeconfig(&kubeconfig).unwrap();
+        let config = common::controller_kubeconfig(sim).await.unwrap();
+        std::fs::write(&kubeconfig, config).unwrap();
         let args = install_args(dir.path());
         assert_eq!(args.first().map(String::as_str), Some("controller"), "{args:?}");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -552,7 +555,8 @@ impl ControllerProcess {
 }
 
 /// Fails with every call in the simulator's request log, made by the controller, that `rules` do not
-/// grant; returns the "verb group/resource" pairs seen.
+/// grant (the replay shows what a run exercised; the simulator enforced the same rules as it ran);
+/// returns the "verb group/resource" pairs seen.
 async fn assert_granted(sim: &Simulator, rules: &[Rule]) -> BTreeSet<String> {
     let log = request_log(sim).await;
     let by_controller: Vec<&Value> = log
@@ -573,6 +577,12 @@ async fn assert_granted(sim: &Simulator, rules: &[Rule]) -> BTreeSet<String> {
         }
     }
     assert!(denied.is_empty(), "calls deploy/ RBAC does not grant: {denied:#?}");
+    // The controller ran as deploy/'s ServiceAccount, so the simulator enforced the same rules.
+    let refused = common::denied_to_controller(&sim.url()).await;
+    assert!(
+        refused.is_empty(),
+        "calls the simulator refused the controller: {refused:#?}"
+    );
     seen
 }
 
@@ -650,7 +660,7 @@ async fn every_controller_call_is_granted_by_deploy_rbac() {
     let rollout: Rollout = serde_json::from_value(rollout_with("web:1", "ok")).unwrap();
     rollouts.create(&PostParams::default(), &rollout).await.unwrap();
 
-    let mut controller = ControllerProcess::start(&sim);
+    let mut controller = ControllerProcess::start(&sim).await;
     let phase_and_stable = || async {
         let status = rollouts.get("web").await.ok()?.status?;
         Some((status.phase?, status.stable_rs?))
@@ -816,7 +826,7 @@ async fn every_traffic_router_call_is_granted_by_deploy_rbac() {
             .await
             .unwrap();
     }
-    let mut controller = ControllerProcess::start(&sim);
+    let mut controller = ControllerProcess::start(&sim).await;
     let stable_of = |namespace: &'static str| {
         let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
         async move {
@@ -940,7 +950,7 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
         // The test repository is a local folder.
         "--allow-file-repos".to_string(),
     ];
-    let mut controller = ControllerProcess::start_with(&sim, &extra);
+    let mut controller = ControllerProcess::start_with(&sim, &extra).await;
     let applied = |revision: String| {
         let gitsyncs = gitsyncs.clone();
         async move {

@@ -113,7 +113,8 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     namespaces.create(&PostParams::default(), &namespace).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
+    // The replicas run as deploy/'s ServiceAccount: the Lease calls are authorized by its Role.
+    std::fs::write(&kubeconfig, common::controller_kubeconfig(&sim).await.unwrap()).unwrap();
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), "default");
 
@@ -229,7 +230,8 @@ async fn a_released_lease_is_taken_over_at_once() {
     namespaces.create(&PostParams::default(), &namespace).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
+    // The replicas run as deploy/'s ServiceAccount: the Lease calls are authorized by its Role.
+    std::fs::write(&kubeconfig, common::controller_kubeconfig(&sim).await.unwrap()).unwrap();
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
 
     // Ctrl-C (SIGINT) stops a replica like SIGTERM does. A 30s lease: without the release, the standby would wait for it to expire.
@@ -270,7 +272,8 @@ async fn a_leader_that_loses_the_lease_exits_non_zero() {
     namespaces.create(&PostParams::default(), &namespace).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
+    // The replicas run as deploy/'s ServiceAccount: the Lease calls are authorized by its Role.
+    std::fs::write(&kubeconfig, common::controller_kubeconfig(&sim).await.unwrap()).unwrap();
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let log_path = dir.path().join("controller.log");
     let port = free_port();

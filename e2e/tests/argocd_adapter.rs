@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::{eventually, install_crds, start_sim};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -34,6 +35,31 @@ async fn install_application_crd(client: &Client) {
         .create(&PostParams::default(), &crd)
         .await
         .expect("Application CRD accepted");
+}
+
+/// What deploy/argocd/README.md says the adapter needs beyond deploy/: `get` and `patch` on
+/// Applications in Argo CD's namespace, as a Role there bound to the controller's ServiceAccount.
+async fn grant_adapter_rights(client: &Client) {
+    let (namespace, account) = common::CONTROLLER_SERVICE_ACCOUNT;
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "sluice-argocd-adapter", "namespace": "argocd"},
+        "rules": [{"apiGroups": ["argoproj.io"], "resources": ["applications"], "verbs": ["get", "patch"]}],
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), "argocd")
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "sluice-argocd-adapter", "namespace": "argocd"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sluice-argocd-adapter"},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), "argocd")
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
 }
 
 /// An Application with automated sync that deployed good2222, then bad3333.
@@ -101,9 +127,13 @@ async fn an_analysis_abort_turns_off_auto_sync_and_a_manual_abort_does_not() {
     }
     // Created before the adapter starts (a restart finds it) and after (a watch event brings it).
     aborted_rollout(&client, "api", "Requested").await;
+    // The adapter runs as deploy/'s ServiceAccount, granted the Applications the way deploy/argocd/
+    // tells an operator to (the base grants nothing on Argo CD's kinds).
+    let controller = Client::try_from(common::controller_kube_config(&sim).await.unwrap()).unwrap();
+    grant_adapter_rights(&client).await;
     let shutdown = CancellationToken::new();
     let adapter = tokio::spawn(argocd::run(
-        client.clone(),
+        controller,
         Some("shop".into()),
         ArgoCdAdapterConfig {
             argocd_namespace: "argocd".into(),
@@ -168,4 +198,6 @@ async fn an_analysis_abort_turns_off_auto_sync_and_a_manual_abort_does_not() {
 
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), adapter).await;
+    let denied = common::denied_to_controller(&sim.url()).await;
+    assert!(denied.is_empty(), "calls the adapter was refused: {denied:#?}");
 }

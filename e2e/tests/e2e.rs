@@ -9,7 +9,13 @@ async fn run(name: &str) {
         .expect("simulator, Prometheus (scripts/install-tools.sh) and controller start");
     let scenario = sluice_e2e::scenarios::select(&[name.to_string()]).unwrap().remove(0);
     let outcome = sluice_e2e::scenarios::run_one(&target, &scenario, &RunOptions::default()).await;
+    // The controller runs as deploy/'s ServiceAccount: every call it made was granted.
+    let denied = sluice_e2e::kit::denied_to_controller(&target.sim.url()).await;
     target.stop().await;
+    assert!(
+        denied.is_empty(),
+        "calls deploy/'s RBAC refused the controller: {denied:#?}"
+    );
     assert_eq!(outcome.verdict, Verdict::Pass, "{outcome:#?}");
     assert!(
         outcome.notes.is_empty(),

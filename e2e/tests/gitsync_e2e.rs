@@ -50,7 +50,8 @@ impl Cluster {
         install_crds(&sim);
         let cache = tempfile::tempdir().unwrap();
         let config = GitSyncConfig {
-            kube_config: Some(sim.kube_config().unwrap()),
+            // RunningController sets the controller's own (ServiceAccount) configuration.
+            kube_config: None,
             client_options: None,
             cache_dir: Some(cache.path().to_path_buf()),
             webhook_addr: Some("127.0.0.1:0".parse().unwrap()),
@@ -59,6 +60,7 @@ impl Cluster {
         };
         let controller = RunningController::start_with(&sim, None, config).await;
         let client = sim.client().unwrap();
+        grant_controller_config_maps(&client).await;
         Cluster {
             gitsyncs: Api::namespaced(client.clone(), "default"),
             config_maps: Api::namespaced(client, "default"),
@@ -340,6 +342,35 @@ async fn grant_config_maps(sim: &Simulator, namespace: &str, account_namespace: 
     }))
     .unwrap();
     Api::<RoleBinding>::namespaced(client, namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+}
+
+/// A GitSync naming no ServiceAccount applies as the controller, which then needs the rights on what
+/// the repository holds: deploy/gitsync-admin/ grants everything; these tests' repositories hold only
+/// ConfigMaps, so the controller's ServiceAccount gets exactly those (its own calls stay checked
+/// against deploy/'s base).
+async fn grant_controller_config_maps(client: &kube::Client) {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let (namespace, account) = sluice_e2e::kit::CONTROLLER_SERVICE_ACCOUNT;
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": "sluice-gitsync-config-maps"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"],
+                   "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}],
+    }))
+    .unwrap();
+    Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "sluice-gitsync-config-maps"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sluice-gitsync-config-maps"},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+    }))
+    .unwrap();
+    Api::<ClusterRoleBinding>::all(client.clone())
         .create(&PostParams::default(), &binding)
         .await
         .unwrap();

@@ -62,7 +62,7 @@ fn service(name: &str, selector: Value, annotations: Value) -> Value {
 }
 
 /// A simulator with Sluice's CRDs, a Rollout "web" (the owner of what routers create), stable (3 pods)
-/// and canary (1 pod) ReplicaSets and their Services, all pods ready.
+/// and canary (1 pod) ReplicaSets and their Services, all pods ready; and a client of the controller.
 async fn cluster(routing: TrafficRouting) -> (Simulator, kube::Client, RouteTarget) {
     let sim = start_sim().await;
     install_crds(&sim);
@@ -96,7 +96,10 @@ async fn cluster(routing: TrafficRouting) -> (Simulator, kube::Client, RouteTarg
         std::future::ready((ready == 4).then_some(()))
     })
     .await;
-    (sim, client, target)
+    // The routers run in the controller: they call the API as deploy/'s ServiceAccount.
+    let controller = kube::Client::try_from(common::controller_kube_config(&sim).await.expect("controller config"))
+        .expect("controller client");
+    (sim, controller, target)
 }
 
 fn router(routing: TrafficRouting) -> Box<dyn TrafficRouter> {

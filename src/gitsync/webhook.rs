@@ -38,11 +38,12 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 pub const RATE_PER_SECOND: f64 = 10.0;
 pub const BURST: f64 = 20.0;
 
+/// (namespace, name) of a GitSync → its `webhookSecret`.
+type SecretsByGitSync = HashMap<(String, String), Vec<u8>>;
+
 /// The `webhookSecret` of every GitSync, as its last sync read it (`namespace/name` → secret).
 #[derive(Clone, Default)]
 pub struct WebhookSecrets(Arc<RwLock<SecretsByGitSync>>);
-
-type SecretsByGitSync = HashMap<(String, String), Vec<u8>>;
 
 impl WebhookSecrets {
     /// Records what a sync read from the GitSync's Secret; no (or an empty) `webhookSecret` forgets it.

@@ -62,7 +62,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
     install_platform(&sim)?;
     timeline.say(
         "setup",
-        "platform: Sluice CRDs and the ClusterAnalysisTemplate sim-success-rate (canary success rate ≥ 95%, 3 measurements)",
+        "platform: Sluice CRDs, the ClusterAnalysisTemplate sim-success-rate (canary success rate ≥ 95%, 3 measurements), \
+         the ServiceAccount web-deployer the GitSync applies as",
     );
     let prometheus = prometheus::start(&prometheus_binary, workdir.path(), &sim).await?;
     timeline.say(
@@ -87,13 +88,15 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
     );
 
     let client = sim.client()?;
+    // The controller runs as deploy/'s ServiceAccount; `client` (the admin) plays the user.
+    let controller_config = crate::kit::controller_kube_config(&sim).await?;
     let config = sluice::controller::ControllerConfig {
         namespace: None,
         metrics_addr: "127.0.0.1:0".parse()?,
         prometheus_address: Some(prometheus.address.clone()),
         analysis_address_allowlist: vec!["127.0.0.1/32".into()],
         gitsync: GitSyncConfig {
-            kube_config: Some(sim.kube_config()?),
+            kube_config: Some(controller_config.clone()),
             client_options: None,
             cache_dir: Some(workdir.path().join("git-cache")),
             webhook_addr: None,
@@ -103,7 +106,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
             allow_file_repos: true,
         },
     };
-    let controller = sluice::controller::start(client.clone(), config, Default::default()).await?;
+    let controller =
+        sluice::controller::start(kube::Client::try_from(controller_config)?, config, Default::default()).await?;
     timeline.say(
         "setup",
         format!(
@@ -133,6 +137,15 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
         Ok(outcome) => story.conclude(&outcome).await.map(|()| outcome),
         Err(e) => Err(e),
     };
+    // The controller runs as deploy/'s ServiceAccount: a refused call is a gap in deploy/'s RBAC.
+    let denied = crate::kit::denied_to_controller(&sim.url()).await;
+    let result = match result {
+        Ok(_) if !denied.is_empty() => Err(anyhow::anyhow!(
+            "deploy/'s RBAC refused the controller: {}",
+            denied.join(", ")
+        )),
+        result => result,
+    };
     match &result {
         Ok(_) => timeline.say(
             "demo",
@@ -153,13 +166,52 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
     result
 }
 
-/// What the platform team owns: the CRDs and the analysis template every app may use.
+/// The ServiceAccount in `default` the demo's GitSync applies as.
+const DEPLOYER: &str = "web-deployer";
+
+/// What the platform team owns: the CRDs, the analysis template every app may use, and the
+/// ServiceAccount the app's GitSync applies as, allowed exactly what app/ holds in `default`.
 fn install_platform(sim: &Simulator) -> anyhow::Result<()> {
     let options = WriteOptions {
         field_manager: "sluice-demo".into(),
         ..Default::default()
     };
     crate::kit::install_sluice_crds(sim)?;
+    let create = |group: &str, plural: &str, object: serde_json::Value| -> anyhow::Result<()> {
+        let resource = sim.api.resource(group, plural).context("a built-in kind")?;
+        sim.api
+            .create(&resource, "default", object, &options)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    };
+    create(
+        "",
+        "serviceaccounts",
+        serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEPLOYER, "namespace": "default"}}),
+    )?;
+    // Server-side apply of app/ (dry run first), and pruning what leaves it.
+    create(
+        "rbac.authorization.k8s.io",
+        "roles",
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": DEPLOYER, "namespace": "default"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch", "delete"]},
+                {"apiGroups": ["sluice.dev"], "resources": ["rollouts"], "verbs": ["get", "create", "patch", "delete"]},
+            ],
+        }),
+    )?;
+    create(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": DEPLOYER, "namespace": "default"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": DEPLOYER},
+            "subjects": [{"kind": "ServiceAccount", "name": DEPLOYER, "namespace": "default"}],
+        }),
+    )?;
     let template: ClusterAnalysisTemplate =
         serde_saphyr::from_str(SUCCESS_RATE_TEMPLATE).context("bundled analysis template")?;
     let templates = sim

@@ -102,6 +102,7 @@ impl Story {
             "spec": {
                 "repoURL": self.repo.url(), "ref": {"branch": "main"}, "path": app::APP_PATH,
                 "interval": format!("{}s", SYNC_INTERVAL.as_secs()),
+                "serviceAccountName": super::DEPLOYER,
                 "rollback": {"onAnalysisFailure": "pin"},
             },
         });

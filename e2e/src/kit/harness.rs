@@ -129,6 +129,53 @@ pub async fn request_log(sim: &Simulator) -> Vec<serde_json::Value> {
     log["requests"].as_array().cloned().unwrap_or_default()
 }
 
+/// The requests the simulator refused to the controller's ServiceAccount (acting as itself: what it
+/// does as an impersonated GitSync ServiceAccount is that account's business), as
+/// "verb group/resource[/subresource] namespace/name (code)", each once with how often. Panics when the controller made no
+/// request as its ServiceAccount at all.
+pub async fn denied_to_controller(sim_url: &str) -> Vec<String> {
+    let log: serde_json::Value = reqwest::get(format!("{sim_url}/sim/requests"))
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .expect("the request log is JSON");
+    let (namespace, name) = CONTROLLER_SERVICE_ACCOUNT;
+    let controller = format!("system:serviceaccount:{namespace}:{name}");
+    let text = |r: &serde_json::Value, key: &str| r[key].as_str().unwrap_or_default().to_string();
+    let requests = log["requests"].as_array().cloned().unwrap_or_default();
+    assert!(
+        requests.iter().any(|r| r["user"] == controller.as_str()),
+        "no request as {controller}: the controller does not run as deploy/'s ServiceAccount"
+    );
+    requests
+        .iter()
+        .filter(|r| r["user"] == controller.as_str() && r["decision"] == "deny")
+        .map(|r| {
+            let mut resource = format!("{}/{}", text(r, "group"), text(r, "resource"));
+            if !text(r, "subresource").is_empty() {
+                resource = format!("{resource}/{}", text(r, "subresource"));
+            }
+            format!(
+                "{} {resource} {}/{} ({})",
+                text(r, "verb"),
+                text(r, "namespace"),
+                text(r, "name"),
+                r["code"]
+            )
+        })
+        .fold(
+            std::collections::BTreeMap::<String, usize>::new(),
+            |mut counts, call| {
+                *counts.entry(call).or_default() += 1;
+                counts
+            },
+        )
+        .into_iter()
+        .map(|(call, count)| format!("{call} ×{count}"))
+        .collect()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -142,10 +189,114 @@ pub fn install_crds(sim: &Simulator) {
     crate::kit::install_sluice_crds(sim).expect("CRDs accepted");
 }
 
+/// The controller's ServiceAccount in deploy/: `system:serviceaccount:sluice-system:sluice-controller`.
+pub const CONTROLLER_SERVICE_ACCOUNT: (&str, &str) = ("sluice-system", "sluice-controller");
+
+/// deploy/'s RBAC as installed: the Namespace, the ServiceAccount, the Roles, ClusterRoles and their
+/// bindings of `namespace.yaml` and `rbac.yaml`, namespaced by the kustomization's `namespace` as
+/// `kubectl kustomize deploy/` does (app/tests/deploy.rs checks that rendering).
+pub fn deploy_rbac_objects() -> anyhow::Result<Vec<serde_json::Value>> {
+    let kustomization: serde_json::Value = serde_saphyr::from_str(include_str!("../../../deploy/kustomization.yaml"))?;
+    let namespace = kustomization["namespace"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("deploy/kustomization.yaml sets no namespace"))?;
+    let mut objects = Vec::new();
+    for file in [
+        include_str!("../../../deploy/namespace.yaml"),
+        include_str!("../../../deploy/rbac.yaml"),
+    ] {
+        for mut object in serde_saphyr::from_multiple::<serde_json::Value>(file)? {
+            match object["kind"].as_str() {
+                Some("Namespace" | "ClusterRole" | "ClusterRoleBinding") => {}
+                Some("ServiceAccount" | "Role" | "RoleBinding") => {
+                    object["metadata"]["namespace"] = namespace.into();
+                }
+                _ => continue,
+            }
+            objects.push(object);
+        }
+    }
+    Ok(objects)
+}
+
+/// Installs deploy/'s RBAC into the simulator (as its administrator; what is there already stays) and
+/// returns a client configuration that authenticates as the controller's ServiceAccount with a token
+/// from the TokenRequest API, as a pod's projected token does. Every call made with it is authorized
+/// by deploy/'s rules, and a GitSync's impersonation (`Impersonate-User` added to this config) needs the
+/// controller's own `impersonate` grant, as in a cluster.
+pub async fn controller_kube_config(sim: &Simulator) -> anyhow::Result<kube::Config> {
+    let token = controller_token(sim).await?;
+    let mut config = sim.kube_config()?;
+    config.auth_info.token = Some(token.into());
+    Ok(config)
+}
+
+/// [`controller_kube_config`] as a kubeconfig file's text, for the `sluice` binary.
+pub async fn controller_kubeconfig(sim: &Simulator) -> anyhow::Result<String> {
+    let token = controller_token(sim).await?;
+    Ok(sim.kubeconfig("default").replace(sim.admin_token(), &token))
+}
+
+/// Installs deploy/'s RBAC (see [`controller_kube_config`]) and returns a token of the controller's
+/// ServiceAccount from the TokenRequest API.
+pub async fn controller_token(sim: &Simulator) -> anyhow::Result<String> {
+    let options = sluice_sim::api::WriteOptions {
+        field_manager: "kubectl".into(),
+        ..Default::default()
+    };
+    for object in deploy_rbac_objects()? {
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        let (group, plural) = match kind.as_str() {
+            "Namespace" => ("", "namespaces"),
+            "ServiceAccount" => ("", "serviceaccounts"),
+            "ClusterRole" => ("rbac.authorization.k8s.io", "clusterroles"),
+            "ClusterRoleBinding" => ("rbac.authorization.k8s.io", "clusterrolebindings"),
+            "Role" => ("rbac.authorization.k8s.io", "roles"),
+            "RoleBinding" => ("rbac.authorization.k8s.io", "rolebindings"),
+            other => anyhow::bail!("deploy/ RBAC: unexpected kind {other}"),
+        };
+        let resource = sim
+            .api
+            .resource(group, plural)
+            .ok_or_else(|| anyhow::anyhow!("the simulator serves no {plural}"))?;
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        if sim.api.get(&resource, &namespace, &name).is_ok() {
+            continue;
+        }
+        sim.api
+            .create(&resource, &namespace, object, &options)
+            .map_err(|e| anyhow::anyhow!("installing {kind} {name}: {e}"))?;
+    }
+    let (namespace, name) = CONTROLLER_SERVICE_ACCOUNT;
+    let answer: serde_json::Value = sim
+        .http_client()
+        .post(format!(
+            "{}/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            sim.url()
+        ))
+        .json(&serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 86400},
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = answer["status"]["token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the TokenRequest answer has no token: {answer}"))?;
+    Ok(token.to_string())
+}
+
 /// An in-process Sluice controller (Rollout + AnalysisRun) that can be stopped and started again
-/// (a "restart"), talking to the simulator over HTTP like the real process.
+/// (a "restart"), talking to the simulator over HTTP like the real process, as deploy/'s
+/// ServiceAccount ([`controller_kube_config`]).
 pub struct RunningController {
     running: sluice::controller::Running,
+    sim_url: String,
     pub metrics: std::sync::Arc<sluice::controller::metrics::Metrics>,
 }
 
@@ -158,8 +309,14 @@ impl RunningController {
     pub async fn start_with(
         sim: &Simulator,
         prometheus_address: Option<String>,
-        gitsync: sluice::controller::gitsync::GitSyncConfig,
+        mut gitsync: sluice::controller::gitsync::GitSyncConfig,
     ) -> Self {
+        let kube_config = controller_kube_config(sim)
+            .await
+            .expect("deploy/'s RBAC installs and the controller's token is issued");
+        // GitSync impersonates a GitSync's ServiceAccount from the controller's own identity.
+        gitsync.kube_config = Some(kube_config.clone());
+        let client = kube::Client::try_from(kube_config).expect("client");
         let config = sluice::controller::ControllerConfig {
             namespace: None,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
@@ -167,17 +324,25 @@ impl RunningController {
             analysis_address_allowlist: vec![],
             gitsync,
         };
-        let running = sluice::controller::start(sim.client().expect("client"), config, Default::default())
+        let running = sluice::controller::start(client, config, Default::default())
             .await
             .expect("controller starts");
         RunningController {
+            sim_url: sim.url(),
             metrics: running.metrics.clone(),
             running,
         }
     }
 
+    /// Stops the controller; fails when the simulator refused it a call (deploy/'s RBAC lacks a
+    /// grant, or the controller made a call it should not).
     pub async fn stop(self) {
         self.running.stop(Duration::from_secs(10)).await;
+        let denied = denied_to_controller(&self.sim_url).await;
+        assert!(
+            denied.is_empty(),
+            "calls deploy/'s RBAC refused the controller: {denied:#?}"
+        );
     }
 
     /// Where the GitSync webhook listens, when started with one.

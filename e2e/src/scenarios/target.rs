@@ -182,7 +182,14 @@ impl SimTarget {
             .unwrap_or_else(|| PathBuf::from("prometheus"));
         let prometheus = prometheus::start(&binary, dir.path(), &sim).await?;
         let prometheus_address = prometheus.address.clone();
-        let controller = start_controller(client, sim.kube_config()?, Some(prometheus_address.clone())).await?;
+        // The controller runs as deploy/'s ServiceAccount; the scenarios act as the admin.
+        let controller_config = crate::kit::controller_kube_config(&sim).await?;
+        let controller = start_controller(
+            kube::Client::try_from(controller_config.clone())?,
+            controller_config,
+            Some(prometheus_address.clone()),
+        )
+        .await?;
         Ok(SimTarget {
             sim,
             prometheus_address,
