@@ -184,6 +184,14 @@ fn gitsync_admin_component_adds_only_its_grant() {
             "ClusterRoleBinding/sluice-gitsync-admin".to_string()
         ]
     );
+    // …and turns on what the grant is for; the base confines GitSyncs without a ServiceAccount.
+    let controller_args = |docs: &[Value]| {
+        let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+        strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+    };
+    let flag = "--gitsync-apply-as-controller".to_string();
+    assert!(!controller_args(&kustomize(&repo("deploy"))).contains(&flag));
+    assert!(controller_args(&kustomize(&overlay)).contains(&flag));
 }
 
 fn copy_tree(from: &Path, to: &Path) {

@@ -45,7 +45,18 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// GitSyncs that name no ServiceAccount apply as the controller, as an operator allows with
+    /// deploy/gitsync-admin (these tests exercise that path); see `start_confined` for the default.
     async fn start() -> Cluster {
+        Self::start_with(true).await
+    }
+
+    /// The default tenancy: a GitSync without a ServiceAccount stays in its own namespace.
+    async fn start_confined() -> Cluster {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(apply_as_controller: bool) -> Cluster {
         let sim = start_sim().await;
         install_crds(&sim);
         let cache = tempfile::tempdir().unwrap();
@@ -56,6 +67,7 @@ impl Cluster {
             cache_dir: Some(cache.path().to_path_buf()),
             webhook_addr: Some("127.0.0.1:0".parse().unwrap()),
             allow_file_repos: true,
+            gitsync_apply_as_controller: apply_as_controller,
             ..GitSyncConfig::default()
         };
         let controller = RunningController::start_with(&sim, None, config).await;
@@ -378,6 +390,44 @@ async fn grant_controller_config_maps(client: &kube::Client) {
 
 fn applied(gitsync: &GitSync, revision: &str) -> bool {
     status(gitsync).last_applied_revision.as_deref() == Some(revision)
+}
+
+/// By default a GitSync that names no ServiceAccount applies as the controller only into its own
+/// namespace: a repository holding a ConfigMap for kube-system stalls naming it, and nothing of that
+/// revision is applied — not even the object that was allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gitsync_without_a_service_account_stays_in_its_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/mine.yaml", &config_map(1)).unwrap();
+    let theirs = config_map(2).replace(
+        "  name: web-config-v2\n",
+        "  name: web-config-v2\n  namespace: kube-system\n",
+    );
+    repo.write("app/theirs.yaml", &theirs).unwrap();
+    let revision = repo.commit("a ConfigMap here and one in kube-system").unwrap();
+    let cluster = Cluster::start_confined().await;
+    cluster
+        .create(plain_gitsync("shop", &repo.url(), "app", "default"))
+        .await;
+    let stalled = cluster
+        .wait_named("shop", "stalled on the other namespace", |g| {
+            status(g).last_attempted_revision.as_deref() == Some(revision.as_str())
+                && conditions::is_true(&status(g).conditions, conditions::STALLED)
+        })
+        .await;
+    let message = ready_message(&stalled);
+    assert!(
+        message.contains("kube-system/web-config-v2") && message.contains("spec.serviceAccountName"),
+        "{message}"
+    );
+    assert!(
+        !cluster.config_map_exists("web-config-v1").await,
+        "nothing of that revision applied"
+    );
+    let kube_system: Api<ConfigMap> = Api::namespaced(cluster.sim.client().unwrap(), "kube-system");
+    assert!(kube_system.get_opt("web-config-v2").await.unwrap().is_none());
+    cluster.stop().await;
 }
 
 /// A GitSync naming a ServiceAccount applies as that ServiceAccount (the `Impersonate-User` header

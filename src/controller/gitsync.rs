@@ -17,7 +17,7 @@ use crate::controller::metrics::Metrics;
 use crate::controller::rollouts::Scope;
 use crate::gitsync::argocd::{self, ArgoCdAdapterConfig};
 use crate::gitsync::git::GitSource;
-use crate::gitsync::reconcile::{self, Context};
+use crate::gitsync::reconcile::{self, Context, Tenancy};
 use crate::gitsync::render::Tools;
 use crate::gitsync::{GITSYNC_LABEL, webhook};
 
@@ -46,6 +46,15 @@ pub struct GitSyncConfig {
     /// Accept file:// repository URLs in GitSyncs (the demo and tests; never a path into the git cache).
     #[arg(long, env = "SLUICE_ALLOW_FILE_REPOS")]
     pub allow_file_repos: bool,
+    /// The ServiceAccount (in the GitSync's own namespace) a GitSync that names none applies, prunes and
+    /// reads its secretRef as, as Flux's --default-service-account.
+    #[arg(long, env = "SLUICE_GITSYNC_DEFAULT_SERVICE_ACCOUNT")]
+    pub gitsync_default_service_account: Option<String>,
+    /// Let a GitSync that names no ServiceAccount (and with no default one) apply as the controller
+    /// itself, anywhere its rights reach (deploy/gitsync-admin sets this). Off: such a GitSync applies
+    /// only namespaced objects into its own namespace.
+    #[arg(long, env = "SLUICE_GITSYNC_APPLY_AS_CONTROLLER")]
+    pub gitsync_apply_as_controller: bool,
 }
 
 /// The Argo CD adapter's flags.
@@ -122,18 +131,24 @@ pub async fn start(
             instance: std::env::var("POD_NAME").ok(),
         },
     );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        config.kube_config.clone(),
-        config.client_options.clone(),
-        GitSource::new(cache_dir).allow_file_repos(config.allow_file_repos),
-        Tools {
-            allow_remote_bases: config.allow_remote_bases,
-            ..Tools::discover()
-        },
-        recorder,
-        metrics,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            config.kube_config.clone(),
+            config.client_options.clone(),
+            GitSource::new(cache_dir).allow_file_repos(config.allow_file_repos),
+            Tools {
+                allow_remote_bases: config.allow_remote_bases,
+                ..Tools::discover()
+            },
+            recorder,
+            metrics,
+        )
+        .with_tenancy(Tenancy {
+            default_service_account: config.gitsync_default_service_account.clone(),
+            apply_as_controller: config.gitsync_apply_as_controller,
+        }),
+    );
     let (trigger, triggered) = tokio::sync::mpsc::channel::<ObjectRef<GitSync>>(256);
     let (webhook_addr, webhook_task) = match config.webhook_addr {
         Some(addr) => {

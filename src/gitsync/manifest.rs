@@ -232,6 +232,9 @@ pub struct PrepareContext<'a> {
     /// The commit being applied.
     pub revision: &'a str,
     pub scope: &'a dyn Scope,
+    /// When set, every object must be namespaced and land in this namespace: a GitSync that applies as
+    /// the controller (no ServiceAccount) may not reach past its own namespace.
+    pub confine_to: Option<&'a str>,
 }
 
 /// Every problem found in a revision, each naming the object and the field.
@@ -280,11 +283,27 @@ pub fn prepare(objects: Vec<Value>, ctx: &PrepareContext<'_>) -> Result<Vec<Mani
     for (id, count) in seen.values().filter(|(_, count)| *count > 1) {
         errors.push(format!("{id}: defined {count} times"));
     }
+    if let Some(namespace) = ctx.confine_to {
+        errors.extend(manifests.iter().filter_map(|m| outside_of(&m.id, namespace)));
+    }
     if !errors.is_empty() {
         return Err(ManifestErrors(errors));
     }
     manifests.sort_by(|a, b| apply_order(&a.id).cmp(&apply_order(&b.id)));
     Ok(manifests)
+}
+
+/// Why `id` may not be applied by a GitSync confined to `namespace`, if it may not.
+fn outside_of(id: &ObjectId, namespace: &str) -> Option<String> {
+    let why = match &id.namespace {
+        None => format!("{} is cluster-scoped", id.kind),
+        Some(ns) if ns != namespace => format!("namespace {ns:?} is not the GitSync's {namespace:?}"),
+        Some(_) => return None,
+    };
+    Some(format!(
+        "{id}: {why}; a GitSync without spec.serviceAccountName applies only namespaced objects into its own \
+         namespace (name a ServiceAccount that may do this, or ask the operator)"
+    ))
 }
 
 fn defined_kinds(objects: &[Value]) -> HashMap<(String, String), DefinedKind> {
@@ -659,7 +678,46 @@ mod tests {
             target_namespace: "shop",
             revision: "abc123",
             scope: &BuiltinScope,
+            confine_to: None,
         }
+    }
+
+    #[test]
+    fn a_confined_gitsync_applies_only_namespaced_objects_into_its_own_namespace() {
+        let ctx = PrepareContext {
+            confine_to: Some("shop"),
+            ..ctx()
+        };
+        let mut elsewhere = deployment("web");
+        elsewhere["metadata"]["namespace"] = json!("kube-system");
+        let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}});
+        let found = prepare(vec![deployment("ok"), elsewhere, namespace], &ctx)
+            .unwrap_err()
+            .0;
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|e| e.contains("kube-system") && e.contains("is not the GitSync's")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|e| e.contains("Namespace") && e.contains("cluster-scoped")),
+            "{found:?}"
+        );
+        assert!(found.iter().all(|e| e.contains("spec.serviceAccountName")), "{found:?}");
+        assert_eq!(prepare(vec![deployment("ok")], &ctx).unwrap().len(), 1);
+        let other_target = PrepareContext {
+            target_namespace: "team-b",
+            ..ctx
+        };
+        let found = prepare(vec![deployment("ok")], &other_target).unwrap_err().0;
+        assert!(
+            found[0].contains("\"team-b\" is not the GitSync's \"shop\""),
+            "{found:?}"
+        );
     }
 
     fn deployment(name: &str) -> Value {

@@ -104,6 +104,19 @@ pub struct Context {
     impersonated: Mutex<HashMap<String, Client>>,
     /// The `webhookSecret` each sync read, for the webhook to check signatures without an API call.
     pub webhook_secrets: WebhookSecrets,
+    /// Who a GitSync applies as when it names no ServiceAccount (`--gitsync-default-service-account`,
+    /// `--gitsync-apply-as-controller`).
+    pub tenancy: Tenancy,
+}
+
+/// Who a GitSync that names no `spec.serviceAccountName` applies as (Flux's model).
+#[derive(Debug, Clone, Default)]
+pub struct Tenancy {
+    /// This ServiceAccount of the GitSync's own namespace.
+    pub default_service_account: Option<String>,
+    /// Else the controller itself, with whatever it may do (deploy/gitsync-admin grants it). Off: the
+    /// controller applies only namespaced objects into the GitSync's own namespace.
+    pub apply_as_controller: bool,
 }
 
 impl Context {
@@ -129,7 +142,29 @@ impl Context {
             requested: Mutex::default(),
             impersonated: Mutex::default(),
             webhook_secrets: WebhookSecrets::default(),
+            tenancy: Tenancy::default(),
         }
+    }
+
+    /// Sets who GitSyncs without a ServiceAccount apply as.
+    pub fn with_tenancy(mut self, tenancy: Tenancy) -> Self {
+        self.tenancy = tenancy;
+        self
+    }
+
+    /// The ServiceAccount a GitSync applies, prunes and reads as: its own, else the default one.
+    pub fn service_account<'a>(&'a self, gitsync: &'a GitSync) -> Option<&'a str> {
+        gitsync
+            .spec
+            .service_account_name
+            .as_deref()
+            .or(self.tenancy.default_service_account.as_deref())
+    }
+
+    /// The namespace a GitSync applying as the controller is confined to (None: not confined).
+    fn confinement<'a>(&self, gitsync: &'a GitSync) -> Option<&'a str> {
+        let confined = self.service_account(gitsync).is_none() && !self.tenancy.apply_as_controller;
+        confined.then(|| gitsync.metadata.namespace.as_deref().unwrap_or_default())
     }
 
     /// Marks a sync as wanted by the webhook; the caller then triggers a reconcile.
@@ -153,9 +188,9 @@ impl Context {
             .insert(gitsync, at);
     }
 
-    /// The client a GitSync applies with: its ServiceAccount when it names one, else the controller's.
+    /// The client a GitSync applies with: its (or the default) ServiceAccount, else the controller's.
     fn client_for(&self, gitsync: &GitSync) -> Result<Client, String> {
-        let Some(account) = gitsync.spec.service_account_name.as_deref() else {
+        let Some(account) = self.service_account(gitsync) else {
             return Ok(self.client.clone());
         };
         let namespace = gitsync.namespace().unwrap_or_default();
@@ -233,7 +268,7 @@ async fn cleanup(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Error> {
     // Deleting the namespace deletes the ServiceAccount too, and impersonating a deleted account can
     // never succeed: the GitSync (and its namespace) would stay Terminating for good. Flux skips the
     // cleanup then as well.
-    if let Some(account) = gitsync.spec.service_account_name.as_deref() {
+    if let Some(account) = ctx.service_account(gitsync) {
         let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &namespace);
         let found = accounts.get_opt(account).await.map_err(|source| Error::Kube {
             what: format!("reading ServiceAccount {namespace}/{account}"),
@@ -686,6 +721,7 @@ impl SyncRun<'_> {
                 target_namespace,
                 revision,
                 scope: &scope,
+                confine_to: self.ctx.confinement(self.gitsync),
             };
             match manifest::prepare(objects.clone(), &context) {
                 Ok(manifests) => return Ok(manifests),

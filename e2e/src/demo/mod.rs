@@ -104,6 +104,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
             allow_remote_bases: false,
             // The scenarios' and the demo's repositories are local folders.
             allow_file_repos: true,
+            gitsync_default_service_account: None,
+            gitsync_apply_as_controller: false,
         },
     };
     let controller =

@@ -139,6 +139,8 @@ async fn start_controller(
             allow_remote_bases: false,
             // The scenarios' and the demo's repositories are local folders.
             allow_file_repos: true,
+            gitsync_default_service_account: None,
+            gitsync_apply_as_controller: false,
         },
     };
     let running = sluice::controller::start(client, config, Default::default()).await?;
