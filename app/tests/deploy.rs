@@ -926,7 +926,9 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
     let role = serde_json::from_value(json!({
         "metadata": {"name": "deployer"},
         "rules": [{"apiGroups": [""], "resources": ["configmaps", "services"],
-                   "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}],
+                   "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+                  // The GitSync's secretRef is read as its ServiceAccount too.
+                  {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["git"], "verbs": ["get"]}],
     }))
     .unwrap();
     Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(client.clone(), "shop")
@@ -1013,7 +1015,6 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
         "list sluice.dev/gitsyncs",
         "watch sluice.dev/gitsyncs",
         "patch sluice.dev/gitsyncs/status",
-        "get /secrets",
         "create events.k8s.io/events",
         "impersonate /serviceaccounts",
     ] {
@@ -1022,6 +1023,15 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
     // The applies and the prune went out as the ServiceAccount, through the controller's own client
     // (its User-Agent, so its rate limit and leader write gate too).
     let log = request_log(&sim).await;
+    // So did every read of the GitSync's secretRef.
+    let secret_reads: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["resource"] == "secrets" && r["namespace"] == "shop" && r["name"] == "git")
+        .collect();
+    assert!(!secret_reads.is_empty(), "the secretRef was read");
+    for read in &secret_reads {
+        assert_eq!(read["impersonateUser"], "system:serviceaccount:shop:deployer", "{read}");
+    }
     let writes: Vec<&Value> = log
         .iter()
         .filter(|r| r["namespace"] == "shop" && matches!(r["resource"].as_str(), Some("configmaps" | "services")))

@@ -468,8 +468,9 @@ impl SyncRun<'_> {
             self.ctx.webhook_secrets.forget(&namespace, &name);
             return Ok(None);
         };
-        let secrets: Api<Secret> =
-            Api::namespaced(self.ctx.client.clone(), &self.gitsync.namespace().unwrap_or_default());
+        // Read as the identity the GitSync applies as (its ServiceAccount, when it has one): a GitSync
+        // reaches no Secret its ServiceAccount could not read itself.
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
         let stalled = |message: String| Failure {
             reason: "FetchFailed",
             message,
