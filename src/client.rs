@@ -122,9 +122,10 @@ where
     }
 }
 
-/// A token bucket: `burst` tokens, refilled at `qps` per second; each request takes one.
+/// A token bucket: `burst` tokens, refilled at `qps` per second; each request takes one. Also the
+/// GitSync webhook's rate limit.
 #[derive(Debug)]
-struct Bucket {
+pub(crate) struct Bucket {
     qps: f64,
     burst: f64,
     tokens: f64,
@@ -132,8 +133,18 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// A full bucket; `qps` must be positive.
+    pub(crate) fn new(qps: f64, burst: f64) -> Self {
+        Bucket {
+            qps,
+            burst,
+            tokens: burst,
+            updated: Instant::now(),
+        }
+    }
+
     /// Takes a token now, or returns how long until one is available.
-    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn take(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.qps).min(self.burst);
         self.updated = now;
@@ -154,15 +165,7 @@ pub struct RateLimitLayer {
 impl RateLimitLayer {
     /// `qps <= 0` disables the limit.
     pub fn new(qps: f64, burst: u32) -> Self {
-        let bucket = (qps > 0.0).then(|| {
-            let burst = f64::from(burst.max(1));
-            Arc::new(Mutex::new(Bucket {
-                qps,
-                burst,
-                tokens: burst,
-                updated: Instant::now(),
-            }))
-        });
+        let bucket = (qps > 0.0).then(|| Arc::new(Mutex::new(Bucket::new(qps, f64::from(burst.max(1))))));
         RateLimitLayer { bucket }
     }
 }

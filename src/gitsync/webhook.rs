@@ -9,7 +9,7 @@
 //! ([`RATE_PER_SECOND`], [`BURST`]; beyond it 429), checked before any HMAC is computed.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -24,6 +24,7 @@ use sha2::Sha256;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::api::GitSync;
+use crate::client::Bucket;
 
 /// Key of the HMAC secret in the Secret that the GitSync's spec.secretRef names.
 pub const WEBHOOK_SECRET_KEY: &str = "webhookSecret";
@@ -71,40 +72,13 @@ impl WebhookSecrets {
     }
 }
 
-/// A token bucket: [`BURST`] calls at once, refilled at [`RATE_PER_SECOND`].
-struct RateLimit {
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl RateLimit {
-    fn new() -> Self {
-        RateLimit {
-            tokens: BURST,
-            refilled: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * RATE_PER_SECOND).min(BURST);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// What the webhook needs: the secrets the syncs recorded and the GitSync controller's trigger queue
 /// (an `ObjectRef` sent there is reconciled as soon as a worker is free). No API client.
 #[derive(Clone)]
 pub struct WebhookState {
     pub secrets: WebhookSecrets,
     pub trigger: tokio::sync::mpsc::Sender<ObjectRef<GitSync>>,
-    limit: Arc<Mutex<RateLimit>>,
+    limit: Arc<Mutex<Bucket>>,
 }
 
 impl WebhookState {
@@ -112,7 +86,7 @@ impl WebhookState {
         WebhookState {
             secrets,
             trigger,
-            limit: Arc::new(Mutex::new(RateLimit::new())),
+            limit: Arc::new(Mutex::new(Bucket::new(RATE_PER_SECOND, BURST))),
         }
     }
 }
@@ -169,7 +143,7 @@ async fn receive(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take(Instant::now());
-    if !allowed {
+    if allowed.is_err() {
         tracing::info!(%gitsync, "webhook rejected: rate limit");
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -303,18 +277,21 @@ mod tests {
     #[test]
     fn the_rate_limit_allows_a_burst_then_the_sustained_rate() {
         let start = Instant::now();
-        let mut limit = RateLimit::new();
-        let burst = (0..100).take_while(|_| limit.take(start)).count();
+        let mut limit = Bucket::new(RATE_PER_SECOND, BURST);
+        let burst = (0..100).take_while(|_| limit.take(start).is_ok()).count();
         assert_eq!(burst, BURST as usize);
         assert!(
-            !limit.take(start + Duration::from_millis(50)),
+            limit.take(start + Duration::from_millis(50)).is_err(),
             "half a token is not a call"
         );
-        assert!(limit.take(start + Duration::from_millis(100)));
-        assert!(!limit.take(start + Duration::from_millis(100)));
+        assert!(limit.take(start + Duration::from_millis(100)).is_ok());
+        assert!(limit.take(start + Duration::from_millis(100)).is_err());
         // An idle minute refills to the burst, not beyond.
         let later = start + Duration::from_secs(60);
-        assert_eq!((0..100).take_while(|_| limit.take(later)).count(), BURST as usize);
+        assert_eq!(
+            (0..100).take_while(|_| limit.take(later).is_ok()).count(),
+            BURST as usize
+        );
     }
 
     #[test]
