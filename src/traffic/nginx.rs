@@ -134,18 +134,44 @@ pub const ADDITIONAL_ANNOTATIONS_ALLOWED: [&str; 4] = [
     "canary-by-cookie",
 ];
 
+/// The longest value an additional annotation may have: a header value or a pattern, not a document.
+const MAX_ANNOTATION_VALUE: usize = 1024;
+
+/// The ingress controller writes these values into its configuration: no control characters (a newline
+/// would start a directive of its own), a bounded length, and header and cookie names that are HTTP
+/// tokens (RFC 9110).
+fn check_annotation_value(key: &str, value: &str) -> Result<(), String> {
+    if value.len() > MAX_ANNOTATION_VALUE {
+        return Err(format!("{} bytes; at most {MAX_ANNOTATION_VALUE}", value.len()));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("contains a control character (a newline, tab, …)".into());
+    }
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if matches!(key, "canary-by-header" | "canary-by-cookie") && (value.is_empty() || !value.chars().all(is_token_char))
+    {
+        return Err(format!(
+            "{value:?} is not an HTTP header or cookie name (letters, digits and !#$%&'*+-.^_`|~)"
+        ));
+    }
+    Ok(())
+}
+
 /// The spec errors of an NGINX routing block, each naming its field under `at`.
 pub fn check_spec(spec: &NginxTrafficRouting, at: &str) -> Vec<SpecError> {
     let mut errors = Vec::new();
-    for key in spec.additional_ingress_annotations.keys() {
+    for (key, value) in &spec.additional_ingress_annotations {
+        let field = format!("{at}.additionalIngressAnnotations.{key}");
         if !ADDITIONAL_ANNOTATIONS_ALLOWED.contains(&key.as_str()) {
             errors.push(SpecError {
-                field: format!("{at}.additionalIngressAnnotations.{key}"),
+                field,
                 message: format!(
                     "not allowed: only the canary annotations {} may be set here (without the prefix)",
                     ADDITIONAL_ANNOTATIONS_ALLOWED.join(", ")
                 ),
             });
+        } else if let Err(why) = check_annotation_value(key, value) {
+            errors.push(SpecError { field, message: why });
         }
     }
     if let Some(prefix) = &spec.annotation_prefix {
@@ -567,6 +593,10 @@ mod tests {
             "auth-url",
             "canary-weight",
             "canary",
+            "",
+            "nginx.ingress.kubernetes.io/configuration-snippet",
+            " canary-by-header",
+            "canary-by-header\n",
         ] {
             let mut bad = spec.clone();
             bad.additional_ingress_annotations.insert(key.into(), "x".into());
@@ -577,6 +607,24 @@ mod tests {
                 format!("spec.strategy.canary.trafficRouting.nginx.additionalIngressAnnotations.{key}")
             );
         }
+        for (key, value) in [
+            ("canary-by-header", "X-Canary\nmore_set_headers x"),
+            ("canary-by-header", "X Canary"),
+            ("canary-by-header", ""),
+            ("canary-by-cookie", "a;b"),
+            ("canary-by-header-value", "on\r\n"),
+            ("canary-by-header-pattern", &"a".repeat(MAX_ANNOTATION_VALUE + 1)),
+        ] {
+            let mut bad = spec.clone();
+            bad.additional_ingress_annotations.insert(key.into(), value.into());
+            let errors = check_spec(&bad, "nginx");
+            assert_eq!(errors.len(), 1, "{key}={value:?}: {errors:?}");
+            assert_eq!(errors[0].field, format!("nginx.additionalIngressAnnotations.{key}"));
+        }
+        let mut fine = spec.clone();
+        fine.additional_ingress_annotations
+            .insert("canary-by-header-pattern".into(), "^(beta|canary)$".into());
+        assert_eq!(check_spec(&fine, "nginx"), vec![]);
         for prefix in ["", "Nginx.Ingress", "a..b", "x/y", "-a.b"] {
             let bad = NginxTrafficRouting {
                 annotation_prefix: Some(prefix.into()),
