@@ -979,6 +979,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_target_namespace_that_is_not_a_dns_label_never_reaches_helm() {
+        let repo = tempfile::tempdir().unwrap();
+        write(
+            repo.path(),
+            "chart/Chart.yaml",
+            "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+        );
+        let tools_dir = tempfile::tempdir().unwrap();
+        let tools = Tools {
+            kubectl: PathBuf::from("/nonexistent/kubectl"),
+            helm: recording_tool(tools_dir.path(), "helm", "exit 0"),
+            allow_remote_bases: false,
+        };
+        let spec = helm_spec("shop");
+        for bad in ["--kube-context=prod", "Shop", "shop.prod", "-shop", &"a".repeat(64), ""] {
+            let mut input = input(repo.path(), "chart", Some(&spec));
+            input.namespace = bad;
+            let error = render(&tools, &input).await.unwrap_err();
+            assert!(matches!(error, RenderError::InvalidName { .. }), "{bad}: {error}");
+            assert_eq!(error.field(), Some("spec.targetNamespace"));
+        }
+        assert!(!tools_dir.path().join("calls").exists(), "helm ran");
+    }
+
+    #[tokio::test]
     async fn renderers_run_with_a_scrubbed_environment_and_positional_arguments_after_dashes() {
         let repo = tempfile::tempdir().unwrap();
         write(
