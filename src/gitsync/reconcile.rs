@@ -280,6 +280,23 @@ async fn cleanup(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Error> {
             warn(ctx, gitsync, "CleanupSkipped", &note).await;
             return Ok(Requeue::await_change());
         }
+        // The namespace's grant to act as the account (deploy/tenant/) may be gone first — a namespace
+        // being deleted loses its Roles in no set order — and a refused impersonation would hold the
+        // GitSync, and its namespace, Terminating for good.
+        let allowed = may_impersonate(&ctx.client, &namespace, account)
+            .await
+            .map_err(|source| Error::Kube {
+                what: format!("asking whether the controller may act as ServiceAccount {namespace}/{account}"),
+                source,
+            })?;
+        if !allowed {
+            let note = format!(
+                "deleted; what it applied is left in place: the controller may no longer act as its ServiceAccount \
+                 {account} (the namespace's grant to impersonate it is gone)"
+            );
+            warn(ctx, gitsync, "CleanupSkipped", &note).await;
+            return Ok(Requeue::await_change());
+        }
     }
     let client = ctx.client_for(gitsync).map_err(failed)?;
     let owner = gitsync_label_value(&namespace, &name);
@@ -304,6 +321,30 @@ async fn cleanup(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Error> {
     );
     info(ctx, gitsync, "CleanedUp", &note).await;
     Ok(Requeue::await_change())
+}
+
+/// Whether the controller may impersonate ServiceAccount `namespace/account`, by a
+/// SelfSubjectAccessReview (every authenticated user may create one).
+async fn may_impersonate(client: &Client, namespace: &str, account: &str) -> Result<bool, kube::Error> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some("impersonate".into()),
+                resource: Some("serviceaccounts".into()),
+                namespace: Some(namespace.into()),
+                name: Some(account.into()),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let answer = reviews.create(&Default::default(), &review).await?;
+    Ok(answer.status.is_some_and(|status| status.allowed))
 }
 
 async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Error> {
