@@ -207,6 +207,131 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// `kubectl kustomize` of an overlay that onboards `namespace` with deploy/tenant/, as the README
+/// tells operators to.
+fn tenant_overlay(namespace: &str) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo("deploy/tenant"), &dir.path().join("deploy/tenant"));
+    let overlay = dir.path().join("tenants").join(namespace);
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!("namespace: {namespace}\nresources: [../../deploy/tenant]\n"),
+    )
+    .unwrap();
+    kustomize(&overlay)
+}
+
+/// The base install holds no Secret reads and no impersonation; a namespace grants them (deploy/tenant/:
+/// impersonate `deployer` only, read its Secrets) or a single-tenant cluster does (the component).
+#[test]
+fn secrets_and_impersonation_are_granted_per_namespace() {
+    let base = granted_rules(&kustomize(&repo("deploy")));
+    for rule in &base {
+        assert!(!rule.verbs.iter().any(|v| v == "impersonate" || v == "*"), "{rule:?}");
+        assert!(!rule.resources.iter().any(|r| r == "secrets" || r == "*"), "{rule:?}");
+    }
+    assert!(!allowed(
+        &base,
+        "impersonate",
+        "",
+        "serviceaccounts",
+        "team-a",
+        "deployer"
+    ));
+    assert!(!allowed(&base, "get", "", "secrets", "kube-system", "anything"));
+
+    let tenant = tenant_overlay("team-a");
+    // The test kit onboards namespaces with exactly this (kustomize orders objects its own way).
+    let by_kind_and_name = |mut docs: Vec<Value>| {
+        docs.sort_by_key(|d| (d["kind"].to_string(), d["metadata"]["name"].to_string()));
+        docs
+    };
+    assert_eq!(
+        by_kind_and_name(tenant.clone()),
+        by_kind_and_name(common::tenant_objects("team-a").unwrap())
+    );
+    let mut docs = kustomize(&repo("deploy"));
+    docs.extend(tenant.iter().cloned());
+    let onboarded = granted_rules(&docs);
+    assert!(allowed(
+        &onboarded,
+        "impersonate",
+        "",
+        "serviceaccounts",
+        "team-a",
+        "deployer"
+    ));
+    assert!(!allowed(
+        &onboarded,
+        "impersonate",
+        "",
+        "serviceaccounts",
+        "team-a",
+        "default"
+    ));
+    assert!(!allowed(
+        &onboarded,
+        "impersonate",
+        "",
+        "serviceaccounts",
+        "team-b",
+        "deployer"
+    ));
+    assert!(allowed(&onboarded, "get", "", "secrets", "team-a", "prometheus-token"));
+    assert!(!allowed(&onboarded, "get", "", "secrets", "team-b", "prometheus-token"));
+    assert!(!allowed(&onboarded, "list", "", "secrets", "team-a", ""));
+    // The deployer's own Role stays in its namespace and reads only the GitSyncs' Secret.
+    let deployer_role = tenant
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == "sluice-deployer")
+        .unwrap();
+    assert_eq!(deployer_role["metadata"]["namespace"], "team-a");
+    let secret_rules: Vec<&Value> = deployer_role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| strings(&r["resources"]).contains(&"secrets".to_string()))
+        .collect();
+    assert_eq!(secret_rules.len(), 1);
+    assert_eq!(strings(&secret_rules[0]["resourceNames"]), ["git-credentials"]);
+
+    // The single-tenant component: the same two grants, cluster-wide, and nothing else.
+    let dir = tempfile::tempdir().unwrap();
+    for tree in ["crds", "deploy"] {
+        copy_tree(&repo(tree), &dir.path().join(tree));
+    }
+    let overlay = dir.path().join("overlay");
+    std::fs::create_dir(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "resources: [../deploy]\ncomponents: [../deploy/single-tenant]\n",
+    )
+    .unwrap();
+    let single = kustomize(&overlay);
+    let added: Vec<_> = kinds(&single)
+        .difference(&kinds(&kustomize(&repo("deploy"))))
+        .cloned()
+        .collect();
+    assert_eq!(
+        added,
+        [
+            "ClusterRole/sluice-controller-single-tenant",
+            "ClusterRoleBinding/sluice-controller-single-tenant"
+        ]
+    );
+    let everywhere = granted_rules(&single);
+    assert!(allowed(
+        &everywhere,
+        "impersonate",
+        "",
+        "serviceaccounts",
+        "team-b",
+        "anyone"
+    ));
+    assert!(allowed(&everywhere, "get", "", "secrets", "kube-system", "anything"));
+}
+
 /// As on a cluster with the Prometheus operator: its CRD present, and the namespace created by a
 /// first apply (a server-side dry run creates nothing, so on an empty cluster the namespaced objects
 /// would be refused for a missing namespace — on a real API server as on the simulator).
@@ -451,6 +576,16 @@ fn needed(request: &Value) -> Vec<(String, String, String, String, String)> {
             )],
         };
     }
+    // The bootstrap ClusterRole system:basic-user lets every authenticated user ask what it may do.
+    if matches!(
+        (text("group").as_str(), text("resource").as_str()),
+        (
+            "authorization.k8s.io",
+            "selfsubjectaccessreviews" | "selfsubjectrulesreviews"
+        ) | ("authentication.k8s.io", "selfsubjectreviews")
+    ) {
+        return vec![];
+    }
     let resource = match text("subresource") {
         sub if sub.is_empty() => text("resource"),
         sub => format!("{}/{sub}", text("resource")),
@@ -625,9 +760,13 @@ fn rollout_with(image: &str, path: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_controller_call_is_granted_by_deploy_rbac() {
-    let rules = granted_rules(&kustomize(&repo("deploy")));
+    // deploy/ plus `default` onboarded with deploy/tenant/ (the analysis reads a Secret there).
+    let mut docs = kustomize(&repo("deploy"));
+    docs.extend(tenant_overlay("default"));
+    let rules = granted_rules(&docs);
     let sim = start_sim().await;
     install_crds(&sim);
+    common::onboard_tenant(&sim, "default").unwrap();
     let client = sim.client().unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let namespace = serde_json::from_value(json!({"metadata": {"name": "sluice-system"}})).unwrap();
@@ -886,7 +1025,10 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
     use sluice::api::gitsync::GitSync;
     use sluice_e2e::kit::local_repo::LocalRepo;
 
-    let rules = granted_rules(&kustomize(&repo("deploy")));
+    // deploy/ plus `shop` onboarded with deploy/tenant/ (its `deployer` is the GitSync's account).
+    let mut docs = kustomize(&repo("deploy"));
+    docs.extend(tenant_overlay("shop"));
+    let rules = granted_rules(&docs);
     let git = tempfile::tempdir().unwrap();
     let source = LocalRepo::create(git.path()).unwrap();
     let config_map =
@@ -905,51 +1047,24 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
     install_crds(&sim);
     let client = sim.client().unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    for name in ["sluice-system", "shop"] {
-        let namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-        namespaces.create(&PostParams::default(), &namespace).await.unwrap();
-    }
-    let secret =
-        serde_json::from_value(json!({"metadata": {"name": "git"}, "stringData": {"webhookSecret": "s3cret"}}))
-            .unwrap();
+    let namespace = serde_json::from_value(json!({"metadata": {"name": "sluice-system"}})).unwrap();
+    namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+    // The namespace as an operator onboards it: `deployer`, allowed what the repository holds (and its
+    // Git Secret), and the controller's right to act as it.
+    common::onboard_tenant(&sim, "shop").unwrap();
+    let secret = serde_json::from_value(
+        json!({"metadata": {"name": "git-credentials"}, "stringData": {"webhookSecret": "s3cret"}}),
+    )
+    .unwrap();
     Api::<Secret>::namespaced(client.clone(), "shop")
         .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-    // The account the GitSync applies as: deleting the GitSync checks it still exists.
-    let account = serde_json::from_value(json!({"metadata": {"name": "deployer"}})).unwrap();
-    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), "shop")
-        .create(&PostParams::default(), &account)
-        .await
-        .unwrap();
-    // The simulator authorizes with RBAC: what the account applies, it must be allowed to.
-    let role = serde_json::from_value(json!({
-        "metadata": {"name": "deployer"},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps", "services"],
-                   "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-                  // The GitSync's secretRef is read as its ServiceAccount too.
-                  {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["git"], "verbs": ["get"]}],
-    }))
-    .unwrap();
-    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(client.clone(), "shop")
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding = serde_json::from_value(json!({
-        "metadata": {"name": "deployer"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
-        "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": "shop"}],
-    }))
-    .unwrap();
-    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client.clone(), "shop")
-        .create(&PostParams::default(), &binding)
         .await
         .unwrap();
     let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "shop");
     let gitsync = serde_json::from_value(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync", "metadata": {"name": "app", "namespace": "shop"},
         "spec": {"repoURL": source.url(), "ref": {"branch": "main"}, "path": "app", "interval": "1s",
-            "serviceAccountName": "deployer", "secretRef": {"name": "git"}},
+            "serviceAccountName": "deployer", "secretRef": {"name": "git-credentials"}},
     }))
     .unwrap();
     gitsyncs.create(&PostParams::default(), &gitsync).await.unwrap();
@@ -1026,7 +1141,7 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
     // So did every read of the GitSync's secretRef.
     let secret_reads: Vec<&Value> = log
         .iter()
-        .filter(|r| r["resource"] == "secrets" && r["namespace"] == "shop" && r["name"] == "git")
+        .filter(|r| r["resource"] == "secrets" && r["namespace"] == "shop" && r["name"] == "git-credentials")
         .collect();
     assert!(!secret_reads.is_empty(), "the secretRef was read");
     for read in &secret_reads {

@@ -59,6 +59,9 @@ impl Cluster {
     async fn start_with(apply_as_controller: bool) -> Cluster {
         let sim = start_sim().await;
         install_crds(&sim);
+        // `default` is onboarded as the README says: the controller may act as its `deployer` and
+        // read its Secrets (Git credentials, webhook keys).
+        sluice_e2e::kit::onboard_tenant(&sim, "default").unwrap();
         let cache = tempfile::tempdir().unwrap();
         let config = GitSyncConfig {
             // RunningController sets the controller's own (ServiceAccount) configuration.
@@ -359,6 +362,34 @@ async fn grant_config_maps(sim: &Simulator, namespace: &str, account_namespace: 
         .unwrap();
 }
 
+/// What a namespace adds to deploy/tenant/ to let the controller act as a second ServiceAccount.
+async fn allow_impersonation(sim: &Simulator, namespace: &str, account: &str) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let client = sim.client().unwrap();
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": format!("sluice-impersonate-{account}")},
+        "rules": [{"apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": [account],
+                   "verbs": ["impersonate"]}],
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let (controller_namespace, controller) = sluice_e2e::kit::CONTROLLER_SERVICE_ACCOUNT;
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("sluice-impersonate-{account}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": format!("sluice-impersonate-{account}")},
+        "subjects": [{"kind": "ServiceAccount", "name": controller, "namespace": controller_namespace}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client, namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+}
+
 /// A GitSync naming no ServiceAccount applies as the controller, which then needs the rights on what
 /// the repository holds: deploy/gitsync-admin/ grants everything; these tests' repositories hold only
 /// ConfigMaps, so the controller's ServiceAccount gets exactly those (its own calls stay checked
@@ -432,6 +463,46 @@ async fn a_gitsync_without_a_service_account_stays_in_its_namespace() {
 
 /// A GitSync naming a ServiceAccount applies as that ServiceAccount (the `Impersonate-User` header
 /// on every server-side apply, dry run included); one naming none applies as the controller.
+/// deploy/tenant/ lets the controller act as `deployer` only: a GitSync naming another ServiceAccount of
+/// its namespace (here one bound to more) is refused by the API server's impersonation check, stalls
+/// naming the account, and applies nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gitsync_acts_only_as_the_account_its_namespace_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/config.yaml", &config_map(1)).unwrap();
+    let revision = repo.commit("a config map").unwrap();
+    let cluster = Cluster::start_confined().await;
+    grant_config_maps(&cluster.sim, "default", "default", "powerful").await;
+    let mut gitsync = plain_gitsync("shop", &repo.url(), "app", "default");
+    gitsync["spec"]["serviceAccountName"] = json!("powerful");
+    cluster.create(gitsync).await;
+    let refused = cluster
+        .wait_gitsync("not ready on the refused impersonation", |g| {
+            status(g).last_attempted_revision.as_deref() == Some(revision.as_str())
+                && !conditions::is_true(&status(g).conditions, conditions::READY)
+        })
+        .await;
+    let message = ready_message(&refused);
+    assert!(
+        message.contains("cannot impersonate") && message.contains("powerful"),
+        "{message}"
+    );
+    assert!(status(&refused).last_applied_revision.is_none(), "{:?}", refused.status);
+    assert!(!cluster.config_map_exists("web-config-v1").await, "nothing applied");
+    // Deleting it does not wait forever on a cleanup it may not do.
+    cluster.gitsyncs.delete("shop", &Default::default()).await.unwrap();
+    eventually(LONG, "the GitSync is gone", || async {
+        cluster.gitsyncs.get_opt("shop").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let Cluster { sim, controller, .. } = cluster;
+    controller
+        .stop_expecting_denied(|call| call.contains(" as system:serviceaccount:default:powerful "))
+        .await;
+    sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitsync_applies_as_its_service_account() {
     let dir = tempfile::tempdir().unwrap();
@@ -496,6 +567,33 @@ async fn gitsync_applies_as_its_service_account() {
     for request in &team_b {
         assert_eq!(request["impersonateUser"], "", "{request}");
     }
+
+    // The namespace withdraws the controller's grant (a namespace being deleted loses its Roles in no
+    // set order): deleting the GitSync leaves what it applied in place instead of hanging on a
+    // cleanup the API server would refuse.
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        Api::namespaced(cluster.sim.client().unwrap(), "default");
+    bindings.delete("sluice-controller", &Default::default()).await.unwrap();
+    cluster
+        .gitsyncs
+        .delete("as-account", &Default::default())
+        .await
+        .unwrap();
+    eventually(LONG, "the GitSync is gone", || async {
+        cluster
+            .gitsyncs
+            .get_opt("as-account")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let team_a: Api<ConfigMap> = Api::namespaced(cluster.sim.client().unwrap(), "team-a");
+    assert!(
+        team_a.get_opt("web-config-v1").await.unwrap().is_some(),
+        "left in place"
+    );
     cluster.stop().await;
 }
 
@@ -687,8 +785,9 @@ async fn deleting_a_gitsync_deletes_what_it_applied_unless_prune_is_off() {
     keep["spec"]["prune"] = json!(false);
     cluster.create(keep).await;
     // RBAC grants by name, so the account applies although it does not exist (impersonation does
-    // not look it up, as on a real API server).
+    // not look it up, as on a real API server); the namespace lets the controller act as it too.
     grant_config_maps(&cluster.sim, "default", "default", "deleted-deployer").await;
+    allow_impersonation(&cluster.sim, "default", "deleted-deployer").await;
     let mut orphaned = plain_gitsync("orphaned", &repo.url(), "orphaned", "default");
     orphaned["spec"]["serviceAccountName"] = json!("deleted-deployer");
     cluster.create(orphaned).await;

@@ -215,12 +215,18 @@ async fn rollback_on_abort_restores_the_stable_template() {
         "the canary is at 0"
     );
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(sim.client().unwrap(), "default");
-    eventually(long, "RolloutAborted and RolledBackOnAbort events", || async {
-        let list = events.list(&ListParams::default()).await.ok()?;
-        let seen = |reason: &str| list.items.iter().any(|e| e.reason.as_deref() == Some(reason));
-        (seen("RolloutAborted") && seen("RolledBackOnAbort")).then_some(())
-    })
+    eventually(
+        long,
+        "ProgressDeadlineExceeded, RolloutAborted and RolledBackOnAbort events",
+        || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            let seen = |reason: &str| list.items.iter().any(|e| e.reason.as_deref() == Some(reason));
+            (seen("ProgressDeadlineExceeded") && seen("RolloutAborted") && seen("RolledBackOnAbort")).then_some(())
+        },
+    )
     .await;
+    // As deploy/'s ServiceAccount on the RBAC-enforcing simulator: the restore (a patch of the Rollout's
+    // spec) was granted, and no call was refused.
     controller.stop().await;
     sim.shutdown().await;
 }

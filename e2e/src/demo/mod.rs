@@ -63,7 +63,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
     timeline.say(
         "setup",
         "platform: Sluice CRDs, the ClusterAnalysisTemplate sim-success-rate (canary success rate ≥ 95%, 3 measurements), \
-         the ServiceAccount web-deployer the GitSync applies as",
+         the ServiceAccount deployer the GitSync applies as",
     );
     let prometheus = prometheus::start(&prometheus_binary, workdir.path(), &sim).await?;
     timeline.say(
@@ -168,52 +168,19 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
     result
 }
 
-/// The ServiceAccount in `default` the demo's GitSync applies as.
-const DEPLOYER: &str = "web-deployer";
+/// The ServiceAccount in `default` the demo's GitSync applies as: deploy/tenant/'s.
+const DEPLOYER: &str = "deployer";
 
-/// What the platform team owns: the CRDs, the analysis template every app may use, and the
-/// ServiceAccount the app's GitSync applies as, allowed exactly what app/ holds in `default`.
+/// What the platform team owns: the CRDs, the analysis template every app may use, and `default`
+/// onboarded as the README's Security model says (deploy/tenant/: the ServiceAccount the app's GitSync
+/// applies as, and the controller's right to act as it there).
 fn install_platform(sim: &Simulator) -> anyhow::Result<()> {
     let options = WriteOptions {
         field_manager: "sluice-demo".into(),
         ..Default::default()
     };
     crate::kit::install_sluice_crds(sim)?;
-    let create = |group: &str, plural: &str, object: serde_json::Value| -> anyhow::Result<()> {
-        let resource = sim.api.resource(group, plural).context("a built-in kind")?;
-        sim.api
-            .create(&resource, "default", object, &options)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(())
-    };
-    create(
-        "",
-        "serviceaccounts",
-        serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEPLOYER, "namespace": "default"}}),
-    )?;
-    // Server-side apply of app/ (dry run first), and pruning what leaves it.
-    create(
-        "rbac.authorization.k8s.io",
-        "roles",
-        serde_json::json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": DEPLOYER, "namespace": "default"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch", "delete"]},
-                {"apiGroups": ["sluice.dev"], "resources": ["rollouts"], "verbs": ["get", "create", "patch", "delete"]},
-            ],
-        }),
-    )?;
-    create(
-        "rbac.authorization.k8s.io",
-        "rolebindings",
-        serde_json::json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": DEPLOYER, "namespace": "default"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": DEPLOYER},
-            "subjects": [{"kind": "ServiceAccount", "name": DEPLOYER, "namespace": "default"}],
-        }),
-    )?;
+    crate::kit::onboard_tenant(sim, "default")?;
     let template: ClusterAnalysisTemplate =
         serde_saphyr::from_str(SUCCESS_RATE_TEMPLATE).context("bundled analysis template")?;
     let templates = sim

@@ -45,25 +45,13 @@ fn commit_version(ctx: &Ctx<'_>, repo: &LocalRepo, version: u32, error_rate: f64
     repo.commit(&format!("web v{version}"))
 }
 
-/// A ServiceAccount the GitSync applies as, allowed to manage what the repository holds in the namespace.
-async fn service_account(ctx: &Ctx<'_>) -> anyhow::Result<()> {
-    ctx.create(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "e2e-gitsync"}}))
-        .await?;
-    let verbs = ["get", "list", "watch", "create", "update", "patch", "delete"];
-    ctx.create(
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "e2e-gitsync"},
-        "rules": [
-            {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": verbs},
-            {"apiGroups": ["sluice.dev"], "resources": ["rollouts", "analysistemplates"], "verbs": verbs},
-        ]}),
-    )
-    .await?;
-    ctx.create(
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "e2e-gitsync"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "e2e-gitsync"},
-        "subjects": [{"kind": "ServiceAccount", "name": "e2e-gitsync", "namespace": ctx.namespace}]}),
-    )
-    .await
+/// Onboards the scenario's namespace as the README tells operators to (deploy/tenant/): the
+/// ServiceAccount `deployer` the GitSync applies as, and the controller's right to act as it.
+async fn onboard(ctx: &Ctx<'_>) -> anyhow::Result<()> {
+    for object in crate::kit::tenant_objects(&ctx.namespace)? {
+        ctx.create(object).await?;
+    }
+    Ok(())
 }
 
 fn status(gitsync: &GitSync) -> GitSyncStatus {
@@ -110,12 +98,12 @@ pub async fn rollback(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     repo.write("app/service.yaml", &yaml(&super::analysis::service())?)?;
     repo.write("app/analysis.yaml", &yaml(&template)?)?;
     let v1 = commit_version(ctx, &repo, 1, 0.0)?;
-    service_account(ctx).await?;
+    onboard(ctx).await?;
     ctx.create(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync", "metadata": {"name": "shop"},
         "spec": {
             "repoURL": url, "ref": {"branch": "main"}, "path": "app", "interval": "2s", "timeout": "30s",
-            "serviceAccountName": "e2e-gitsync",
+            "serviceAccountName": "deployer",
             "rollback": {"onAnalysisFailure": "revert", "author": "Sluice e2e <e2e@sluice.dev>"},
         },
     }))
