@@ -32,11 +32,29 @@ pub enum Error {
         action: &'static str,
         source: kube::Error,
     },
+    /// A bug met this AnalysisRun (see `controller::isolate`).
+    #[error("analysis run {namespace}/{name}: reconcile panicked: {message}")]
+    Panicked {
+        namespace: String,
+        name: String,
+        message: String,
+    },
 }
 
 impl Error {
     pub fn metric_label(&self) -> &'static str {
-        "kube"
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::Panicked { .. } => "panic",
+        }
+    }
+
+    pub fn panicked(run: &AnalysisRun, message: String) -> Error {
+        Error::Panicked {
+            namespace: run.namespace().unwrap_or_default(),
+            name: run.name_any(),
+            message,
+        }
     }
 }
 

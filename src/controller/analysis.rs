@@ -8,13 +8,29 @@ use tokio_util::sync::CancellationToken;
 
 use crate::analysis::reconcile::{self, AnalysisContext};
 use crate::api::analysis::AnalysisRun;
+use crate::controller::isolate::{PanicReport, isolated};
 use crate::controller::rollouts::Scope;
 
 pub async fn run(ctx: AnalysisContext, scope: Scope, shutdown: CancellationToken) {
     let runs = scope.api::<AnalysisRun>(&ctx.client);
     Controller::new(runs, watcher::Config::default())
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile::reconcile, reconcile::error_policy, Arc::new(ctx))
+        .run(
+            |run, ctx| async move {
+                let report = PanicReport {
+                    controller: "analysisrun",
+                    metrics: &*ctx.metrics,
+                    recorder: None,
+                };
+                let reconciled = reconcile::reconcile(run.clone(), ctx.clone());
+                isolated(&*run, report, reconciled, |message| {
+                    reconcile::Error::panicked(&run, message)
+                })
+                .await
+            },
+            reconcile::error_policy,
+            Arc::new(ctx),
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "analysis controller event");

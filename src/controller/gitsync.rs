@@ -13,8 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::gitsync::GitSync;
 use crate::api::rollout::Rollout;
+use crate::controller::isolate::{PanicReport, isolated};
 use crate::controller::metrics::Metrics;
 use crate::controller::rollouts::Scope;
+use crate::controller::server::Health;
+use crate::controller::supervise::spawn_controller;
 use crate::gitsync::argocd::{self, ArgoCdAdapterConfig};
 use crate::gitsync::git::GitSource;
 use crate::gitsync::reconcile::{self, Context, Tenancy};
@@ -117,6 +120,7 @@ pub async fn start(
     scope: Scope,
     config: GitSyncConfig,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Started> {
     let cache_dir = config
@@ -168,29 +172,46 @@ pub async fn start(
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = webhook_task.into_iter().collect();
     if let Some(adapter) = config.argocd.adapter() {
         let namespace = scope.namespace.clone();
-        tasks.push(tokio::spawn(argocd::run(
-            client.clone(),
-            namespace,
-            adapter,
+        tasks.push(spawn_controller(
+            "argocd-adapter",
+            argocd::run(client.clone(), namespace, adapter, shutdown.clone()),
+            health.clone(),
             shutdown.clone(),
-        )));
+        ));
     }
     let gitsyncs = scope.api::<GitSync>(&client);
     let rollouts = scope.api::<Rollout>(&client);
-    tasks.push(tokio::spawn(async move {
+    let controller_shutdown = shutdown.clone();
+    let controller = async move {
         Controller::new(gitsyncs, watcher::Config::default())
             .watches(rollouts, watcher::Config::default().labels(GITSYNC_LABEL), |rollout| {
                 owner_of(&rollout.metadata.labels.clone().unwrap_or_default())
             })
             .reconcile_on(requests)
-            .graceful_shutdown_on(async move { shutdown.cancelled().await })
-            .run(reconcile::reconcile, reconcile::error_policy, ctx)
+            .graceful_shutdown_on(async move { controller_shutdown.cancelled().await })
+            .run(
+                |gitsync, ctx| async move {
+                    let report = PanicReport {
+                        controller: "gitsync",
+                        metrics: &*ctx.metrics,
+                        recorder: Some(&ctx.recorder),
+                    };
+                    let reconciled = reconcile::reconcile(gitsync.clone(), ctx.clone());
+                    isolated(&*gitsync, report, reconciled, |message| {
+                        reconcile::Error::panicked(&gitsync, message)
+                    })
+                    .await
+                },
+                reconcile::error_policy,
+                ctx,
+            )
             .for_each(|result| async move {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "gitsync controller event");
                 }
             })
             .await;
-    }));
+    };
+    tasks.push(spawn_controller("gitsync", controller, health, shutdown));
     Ok(Started { webhook_addr, tasks })
 }

@@ -68,6 +68,7 @@ pub struct Metrics {
     aborts: Family<RolloutLabels, Counter>,
     reconciles: Family<ControllerLabels, Counter>,
     reconcile_errors: Family<ErrorLabels, Counter>,
+    reconcile_panics: Family<ControllerLabels, Counter>,
     reconcile_duration: Family<ControllerLabels, Histogram>,
     analysis_run_phase: Family<AnalysisRunPhaseLabels, Gauge>,
     measurement_value: Family<MeasurementLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -96,6 +97,7 @@ impl Metrics {
         let aborts = Family::<RolloutLabels, Counter>::default();
         let reconciles = Family::<ControllerLabels, Counter>::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        let reconcile_panics = Family::<ControllerLabels, Counter>::default();
         let reconcile_duration = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 14))
         });
@@ -116,6 +118,11 @@ impl Metrics {
             "reconcile_errors",
             "Reconciles that failed, by error kind",
             reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_panics",
+            "Reconciles that panicked (a bug; the object is retried with backoff, the others go on)",
+            reconcile_panics.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
@@ -157,6 +164,7 @@ impl Metrics {
             aborts,
             reconciles,
             reconcile_errors,
+            reconcile_panics,
             reconcile_duration,
             analysis_run_phase,
             measurement_value,
@@ -319,6 +327,14 @@ impl Observer for Metrics {
             .get_or_create(&ErrorLabels {
                 controller: controller.into(),
                 error: error_kind.into(),
+            })
+            .inc();
+    }
+
+    fn count_reconcile_panic(&self, controller: &str) {
+        self.reconcile_panics
+            .get_or_create(&ControllerLabels {
+                controller: controller.into(),
             })
             .inc();
     }

@@ -1,10 +1,14 @@
 //! Wiring: starts the controllers, the metrics and health endpoints, and shuts them down cleanly.
 pub mod analysis;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod gitsync;
+pub mod isolate;
 pub mod leader;
 pub mod metrics;
 pub mod rollouts;
 pub mod server;
+pub mod supervise;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +64,22 @@ impl Running {
     /// Waits until the controllers stop (after `shutdown` is cancelled).
     pub async fn wait(self) {
         futures::future::join_all(self.tasks).await;
+    }
+
+    /// Runs until `stop` (then stops within `grace`), or until a controller task ends on its own: then
+    /// stops the others and returns the error the process exits non-zero with, to be restarted.
+    pub async fn run_until(self, stop: CancellationToken, grace: Duration) -> anyhow::Result<()> {
+        let health = self.health.clone();
+        tokio::select! {
+            _ = stop.cancelled() => {
+                self.stop(grace).await;
+                Ok(())
+            }
+            ended = health.until_a_controller_ends() => {
+                self.stop(grace).await;
+                Err(anyhow::anyhow!("{ended}; exiting so that the process is restarted"))
+            }
+        }
     }
 }
 
@@ -139,22 +159,32 @@ pub async fn start_controllers(
         namespace: config.namespace.clone(),
     };
     let factory = Arc::new(TemplateAnalysisRunFactory::new(client.clone()));
-    let rollout_task = tokio::spawn(rollouts::run(
-        client.clone(),
-        scope.clone(),
-        metrics.clone(),
-        health,
-        factory,
+    let rollout_task = supervise::spawn_controller(
+        "rollout",
+        rollouts::run(
+            client.clone(),
+            scope.clone(),
+            metrics.clone(),
+            health.clone(),
+            factory,
+            shutdown.clone(),
+        ),
+        health.clone(),
         shutdown.clone(),
-    ));
+    );
     let analysis_ctx = AnalysisContext {
         client: client.clone(),
         metrics: metrics.clone(),
         allowlist,
         default_prometheus: config.prometheus_address.clone(),
     };
-    let analysis_task = tokio::spawn(analysis::run(analysis_ctx, scope.clone(), shutdown.clone()));
-    let gitsync = gitsync::start(client, scope, config.gitsync.clone(), metrics, shutdown).await?;
+    let analysis_task = supervise::spawn_controller(
+        "analysisrun",
+        analysis::run(analysis_ctx, scope.clone(), shutdown.clone()),
+        health.clone(),
+        shutdown.clone(),
+    );
+    let gitsync = gitsync::start(client, scope, config.gitsync.clone(), metrics, health, shutdown).await?;
     let mut tasks = vec![rollout_task, analysis_task];
     tasks.extend(gitsync.tasks);
     Ok(Controllers {

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::analysis::AnalysisRun;
 use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
 use crate::api::rollout::Rollout;
+use crate::controller::isolate::{PanicReport, isolated};
 use crate::controller::metrics::Metrics;
 use crate::controller::server::Health;
 use crate::rollout::reconcile::{self, AnalysisRunFactory, Context};
@@ -124,7 +125,16 @@ pub async fn run(
                 async move {
                     // Err: the readiness task ended without syncing (shutting down); nothing to wait for.
                     let _ = synced.wait_for(|s| *s).await;
-                    reconcile::reconcile(rollout, ctx).await
+                    let report = PanicReport {
+                        controller: "rollout",
+                        metrics: &*ctx.metrics,
+                        recorder: Some(&ctx.recorder),
+                    };
+                    let reconciled = reconcile::reconcile(rollout.clone(), ctx.clone());
+                    isolated(&*rollout, report, reconciled, |message| {
+                        reconcile::Error::panicked(&rollout, message)
+                    })
+                    .await
                 }
             },
             reconcile::error_policy,

@@ -55,6 +55,9 @@ pub enum Error {
     Cleanup { gitsync: String, message: String },
     #[error("{0}")]
     Finalizer(String),
+    /// A bug met this GitSync (see `controller::isolate`).
+    #[error("gitsync {gitsync}: reconcile panicked: {message}")]
+    Panicked { gitsync: String, message: String },
 }
 
 impl Error {
@@ -63,6 +66,14 @@ impl Error {
             Error::Kube { .. } => "kube",
             Error::Cleanup { .. } => "cleanup",
             Error::Finalizer(_) => "finalizer",
+            Error::Panicked { .. } => "panic",
+        }
+    }
+
+    pub fn panicked(gitsync: &GitSync, message: String) -> Error {
+        Error::Panicked {
+            gitsync: format!("{}/{}", gitsync.namespace().unwrap_or_default(), gitsync.name_any()),
+            message,
         }
     }
 }

@@ -60,6 +60,13 @@ pub enum Error {
         name: String,
         message: String,
     },
+    /// A bug met this Rollout (see `controller::isolate`).
+    #[error("rollout {namespace}/{name}: reconcile panicked: {message}")]
+    Panicked {
+        namespace: String,
+        name: String,
+        message: String,
+    },
 }
 
 impl Error {
@@ -69,6 +76,15 @@ impl Error {
             Error::Analysis { .. } => "analysis",
             Error::Traffic { .. } => "traffic",
             Error::Rollback { .. } => "rollback",
+            Error::Panicked { .. } => "panic",
+        }
+    }
+
+    pub fn panicked(rollout: &Rollout, message: String) -> Error {
+        Error::Panicked {
+            namespace: rollout.namespace().unwrap_or_default(),
+            name: rollout.name_any(),
+            message,
         }
     }
 }
