@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use common::{RunningController, eventually, install_crds, start_sim};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::analysis::AnalysisRun;
+use sluice::api::gitsync::GitSync;
 use sluice::api::keys::FAULT_PANIC_ANNOTATION;
 use sluice::api::rollout::{CanaryStep, Rollout, RolloutPhase};
 use sluice::controller::faults::{PANIC_IN_CONTROLLER, PANIC_IN_RECONCILE};
+use sluice::controller::gitsync::GitSyncConfig;
 use sluice::controller::isolate::PANICKED_REASON;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -140,5 +142,98 @@ async fn a_controller_task_that_ends_fails_healthz_naming_it() {
         body.starts_with("controller rollout panicked outside a reconcile:") && body.contains("fault injected"),
         "{body}"
     );
+    controller.stop().await;
+}
+
+/// The per-object memories that hold something.
+fn non_empty(sizes: Vec<(&'static str, usize)>) -> Vec<(&'static str, usize)> {
+    sizes.into_iter().filter(|(_, n)| *n > 0).collect()
+}
+
+fn size_of(controller: &RunningController, what: &str) -> usize {
+    let sizes = controller.per_object_sizes();
+    sizes
+        .iter()
+        .find(|(name, _)| *name == what)
+        .map(|(_, n)| *n)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_objects_leave_no_per_object_state() {
+    const ROLLOUTS: usize = 5;
+    const RUNS: usize = 3;
+    const GITSYNCS: usize = 2;
+    let sim = start_sim().await;
+    install_crds(&sim);
+    let client = sim.client().unwrap();
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), "default");
+    let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), "default");
+    let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "default");
+    let cache = tempfile::tempdir().unwrap();
+    let config = GitSyncConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        allow_file_repos: true,
+        ..GitSyncConfig::default()
+    };
+    let controller = RunningController::start_with(&sim, None, config).await;
+    let post = PostParams::default();
+    for i in 0..ROLLOUTS {
+        rollouts.create(&post, &rollout(&format!("web-{i}"))).await.unwrap();
+    }
+    for i in 0..RUNS {
+        runs.create(&post, &AnalysisRun::example(&format!("run-{i}"), vec![]))
+            .await
+            .unwrap();
+    }
+    // Their fetch fails (no repository there), but every sync attempt is remembered all the same.
+    let missing_repo = format!("file://{}/missing", cache.path().display());
+    for i in 0..GITSYNCS {
+        let gitsync = GitSync::example(&format!("sync-{i}"), &missing_repo, "app");
+        gitsyncs.create(&post, &gitsync).await.unwrap();
+    }
+    for i in 0..ROLLOUTS {
+        let name = format!("web-{i}");
+        eventually(LONG, "every rollout healthy", || is_healthy(&rollouts, &name)).await;
+    }
+    eventually(LONG, "state kept for every object", || async {
+        (size_of(&controller, "rollout phases") == ROLLOUTS
+            && size_of(&controller, "analysis run phases") == RUNS
+            && size_of(&controller, "last syncs") == GITSYNCS)
+            .then_some(())
+    })
+    .await;
+
+    let delete = DeleteParams::default();
+    for i in 0..ROLLOUTS {
+        rollouts.delete(&format!("web-{i}"), &delete).await.unwrap();
+    }
+    for i in 0..RUNS {
+        runs.delete(&format!("run-{i}"), &delete).await.unwrap();
+    }
+    for i in 0..GITSYNCS {
+        gitsyncs.delete(&format!("sync-{i}"), &delete).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let (_, metrics) = get(&controller, "/metrics").await;
+        let series: Vec<&str> = metrics
+            .lines()
+            .filter(|line| {
+                ["web-", "run-", "sync-"]
+                    .iter()
+                    .any(|name| line.contains(&format!("=\"{name}")))
+            })
+            .collect();
+        let held = non_empty(controller.per_object_sizes());
+        if series.is_empty() && held.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deleted objects left series {series:#?} and state {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     controller.stop().await;
 }

@@ -67,6 +67,13 @@ pub struct AnalysisContext {
     pub default_prometheus: Option<String>,
 }
 
+impl AnalysisContext {
+    /// Drops everything kept about an AnalysisRun that is gone (its metrics series).
+    pub fn forget_run(&self, namespace: &str, name: &str) {
+        self.metrics.forget_analysis_run(namespace, name);
+    }
+}
+
 /// The spec with the controller's default Prometheus address filled in where a metric has none.
 fn with_default_address(spec: &AnalysisRunSpec, default: Option<&str>) -> AnalysisRunSpec {
     let mut spec = spec.clone();
@@ -130,7 +137,7 @@ pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
     let namespace = run.namespace().unwrap_or_default();
     let name = run.name_any();
     if run.metadata.deletion_timestamp.is_some() {
-        ctx.metrics.forget_analysis_run(&namespace, &name);
+        ctx.forget_run(&namespace, &name);
         return Ok(Requeue::await_change());
     }
     let spec = with_default_address(&run.spec, ctx.default_prometheus.as_deref());

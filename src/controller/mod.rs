@@ -1,5 +1,6 @@
 //! Wiring: starts the controllers, the metrics and health endpoints, and shuts them down cleanly.
 pub mod analysis;
+pub mod departures;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod gitsync;
@@ -50,6 +51,7 @@ pub struct Running {
     pub webhook_addr: Option<SocketAddr>,
     pub metrics: Arc<metrics::Metrics>,
     pub health: Arc<server::Health>,
+    pub per_object_state: PerObjectState,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
 }
@@ -98,6 +100,7 @@ pub async fn start(client: Client, config: ControllerConfig, shutdown: Cancellat
     let Controllers {
         mut tasks,
         webhook_addr,
+        per_object_state,
     } = match started {
         Ok(controllers) => controllers,
         Err(e) => {
@@ -111,6 +114,7 @@ pub async fn start(client: Client, config: ControllerConfig, shutdown: Cancellat
         webhook_addr,
         metrics: endpoints.metrics,
         health: endpoints.health,
+        per_object_state,
         tasks,
         shutdown,
     })
@@ -142,6 +146,25 @@ pub async fn serve_endpoints(addr: SocketAddr, shutdown: CancellationToken) -> a
 pub struct Controllers {
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
     pub webhook_addr: Option<SocketAddr>,
+    pub per_object_state: PerObjectState,
+}
+
+/// What the controllers keep per object (metrics series aside): a handle to tell its size by.
+pub struct PerObjectState {
+    rollouts: Arc<crate::rollout::reconcile::Context>,
+    gitsyncs: Arc<crate::gitsync::reconcile::Context>,
+    metrics: Arc<metrics::Metrics>,
+}
+
+impl PerObjectState {
+    /// How many objects each per-object memory holds, by what it is; all zero once every object is
+    /// deleted (tests look for leaks with it).
+    pub fn sizes(&self) -> Vec<(&'static str, usize)> {
+        let mut sizes = self.rollouts.per_object_sizes();
+        sizes.extend(self.gitsyncs.per_object_sizes());
+        sizes.extend(self.metrics.per_object_sizes());
+        sizes
+    }
 }
 
 /// Starts every controller (the writers); they run until `shutdown`. Under leader election this runs
@@ -159,16 +182,10 @@ pub async fn start_controllers(
         namespace: config.namespace.clone(),
     };
     let factory = Arc::new(TemplateAnalysisRunFactory::new(client.clone()));
+    let rollout_ctx = rollouts::context(client.clone(), metrics.clone(), factory);
     let rollout_task = supervise::spawn_controller(
         "rollout",
-        rollouts::run(
-            client.clone(),
-            scope.clone(),
-            metrics.clone(),
-            health.clone(),
-            factory,
-            shutdown.clone(),
-        ),
+        rollouts::run(rollout_ctx.clone(), scope.clone(), health.clone(), shutdown.clone()),
         health.clone(),
         shutdown.clone(),
     );
@@ -180,15 +197,20 @@ pub async fn start_controllers(
     };
     let analysis_task = supervise::spawn_controller(
         "analysisrun",
-        analysis::run(analysis_ctx, scope.clone(), shutdown.clone()),
+        analysis::run(Arc::new(analysis_ctx), scope.clone(), shutdown.clone()),
         health.clone(),
         shutdown.clone(),
     );
-    let gitsync = gitsync::start(client, scope, config.gitsync.clone(), metrics, health, shutdown).await?;
+    let gitsync = gitsync::start(client, scope, config.gitsync.clone(), metrics.clone(), health, shutdown).await?;
     let mut tasks = vec![rollout_task, analysis_task];
     tasks.extend(gitsync.tasks);
     Ok(Controllers {
         tasks,
         webhook_addr: gitsync.webhook_addr,
+        per_object_state: PerObjectState {
+            rollouts: rollout_ctx,
+            gitsyncs: gitsync.context,
+            metrics,
+        },
     })
 }

@@ -350,6 +350,11 @@ impl RunningController {
         self.running.metrics_addr
     }
 
+    /// How many objects each per-object memory of the controller holds, by what it is.
+    pub fn per_object_sizes(&self) -> Vec<(&'static str, usize)> {
+        self.running.per_object_state.sizes()
+    }
+
     /// Where the GitSync webhook listens, when started with one.
     pub fn webhook_addr(&self) -> Option<std::net::SocketAddr> {
         self.running.webhook_addr
