@@ -149,7 +149,8 @@ pub struct Controllers {
     pub per_object_state: PerObjectState,
 }
 
-/// What the controllers keep per object (metrics series aside): a handle to tell its size by.
+/// What the controllers keep in memory per object, the metrics exporter's bookkeeping included (the
+/// series themselves show in `/metrics`): a handle to tell its size by.
 pub struct PerObjectState {
     rollouts: Arc<crate::rollout::reconcile::Context>,
     gitsyncs: Arc<crate::gitsync::reconcile::Context>,
