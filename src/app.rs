@@ -119,9 +119,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     });
     if !args.leader_elect {
         let running = crate::controller::start(client, config, Default::default()).await?;
-        stop.cancelled().await;
-        running.stop(grace).await;
-        return Ok(());
+        return running.run_until(stop, grace).await;
     }
     let election = leader::LeaderElection {
         lease_name: args.leader_elect_lease_name,

@@ -22,4 +22,6 @@ pub trait Observer: Send + Sync {
     fn count_reconcile(&self, controller: &str, took: Duration);
     /// One failed reconcile, by the error's kind.
     fn count_reconcile_error(&self, controller: &str, error_kind: &str);
+    /// One reconcile of `controller` that panicked (a bug; the reconcile is retried with backoff).
+    fn count_reconcile_panic(&self, controller: &str);
 }

@@ -32,11 +32,29 @@ pub enum Error {
         action: &'static str,
         source: kube::Error,
     },
+    /// A bug met this AnalysisRun (see `controller::isolate`).
+    #[error("analysis run {namespace}/{name}: reconcile panicked: {message}")]
+    Panicked {
+        namespace: String,
+        name: String,
+        message: String,
+    },
 }
 
 impl Error {
     pub fn metric_label(&self) -> &'static str {
-        "kube"
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::Panicked { .. } => "panic",
+        }
+    }
+
+    pub fn panicked(run: &AnalysisRun, message: String) -> Error {
+        Error::Panicked {
+            namespace: run.namespace().unwrap_or_default(),
+            name: run.name_any(),
+            message,
+        }
     }
 }
 
@@ -47,6 +65,13 @@ pub struct AnalysisContext {
     pub allowlist: Allowlist,
     /// Prometheus address for metrics that leave theirs empty (`--prometheus-address`).
     pub default_prometheus: Option<String>,
+}
+
+impl AnalysisContext {
+    /// Drops everything kept about an AnalysisRun that is gone (its metrics series).
+    pub fn forget_run(&self, namespace: &str, name: &str) {
+        self.metrics.forget_analysis_run(namespace, name);
+    }
 }
 
 /// The spec with the controller's default Prometheus address filled in where a metric has none.
@@ -112,7 +137,7 @@ pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
     let namespace = run.namespace().unwrap_or_default();
     let name = run.name_any();
     if run.metadata.deletion_timestamp.is_some() {
-        ctx.metrics.forget_analysis_run(&namespace, &name);
+        ctx.forget_run(&namespace, &name);
         return Ok(Requeue::await_change());
     }
     let spec = with_default_address(&run.spec, ctx.default_prometheus.as_deref());

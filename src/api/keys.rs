@@ -48,6 +48,11 @@ pub const GITSYNC_FIELD_MANAGER: &str = "sluice-gitsync";
 /// The Argo CD adapter's Application patches; also the reporter of its events.
 pub const ARGOCD_ADAPTER_FIELD_MANAGER: &str = "sluice-argocd-adapter";
 
+/// Tests only (feature `fault-injection`): makes the controller panic on the annotated object
+/// (`sluice::controller::faults`).
+#[cfg(feature = "fault-injection")]
+pub const FAULT_PANIC_ANNOTATION: &str = "faults.sluice.dev/panic";
+
 /// Status condition types of every Sluice resource: Argo-style types plus the kstatus trio (Ready,
 /// Reconciling, Stalled) that Flux and Argo CD health checks read unmodified.
 pub mod condition {

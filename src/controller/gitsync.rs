@@ -4,17 +4,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::StreamExt;
-use kube::Client;
+use futures::{StreamExt, TryStreamExt};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::gitsync::GitSync;
 use crate::api::rollout::Rollout;
+use crate::controller::departures::{Departures, left_the_cache};
+use crate::controller::isolate::{PanicReport, isolated};
 use crate::controller::metrics::Metrics;
 use crate::controller::rollouts::Scope;
+use crate::controller::server::Health;
+use crate::controller::supervise::spawn_controller;
 use crate::gitsync::argocd::{self, ArgoCdAdapterConfig};
 use crate::gitsync::git::GitSource;
 use crate::gitsync::reconcile::{self, Context, Tenancy};
@@ -110,6 +114,8 @@ pub struct Started {
     /// The bound webhook address, if one was asked for.
     pub webhook_addr: Option<SocketAddr>,
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// What every GitSync reconcile shares, per-object state included.
+    pub context: Arc<Context>,
 }
 
 pub async fn start(
@@ -117,6 +123,7 @@ pub async fn start(
     scope: Scope,
     config: GitSyncConfig,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Started> {
     let cache_dir = config
@@ -168,29 +175,71 @@ pub async fn start(
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = webhook_task.into_iter().collect();
     if let Some(adapter) = config.argocd.adapter() {
         let namespace = scope.namespace.clone();
-        tasks.push(tokio::spawn(argocd::run(
-            client.clone(),
-            namespace,
-            adapter,
+        tasks.push(spawn_controller(
+            "argocd-adapter",
+            argocd::run(client.clone(), namespace, adapter, shutdown.clone()),
+            health.clone(),
             shutdown.clone(),
-        )));
+        ));
     }
-    let gitsyncs = scope.api::<GitSync>(&client);
+    let (store, writer) = reflector::store();
+    let departed_ctx = ctx.clone();
+    let mut departures = Departures::default();
+    // The finalizer's cleanup runs while the GitSync still exists; what is kept about it goes when the
+    // watch shows it gone.
+    let gitsyncs = watcher(scope.api::<GitSync>(&client), watcher::Config::default())
+        .reflect(writer)
+        .inspect_ok(move |event| {
+            for gone in departures.observe(event) {
+                departed_ctx.forget(&gone.namespace, &gone.name);
+            }
+        })
+        .applied_objects();
+    let cached = store.clone();
     let rollouts = scope.api::<Rollout>(&client);
-    tasks.push(tokio::spawn(async move {
-        Controller::new(gitsyncs, watcher::Config::default())
+    let controller_shutdown = shutdown.clone();
+    let controller_ctx = ctx.clone();
+    let controller = async move {
+        Controller::for_stream(gitsyncs, store)
             .watches(rollouts, watcher::Config::default().labels(GITSYNC_LABEL), |rollout| {
                 owner_of(&rollout.metadata.labels.clone().unwrap_or_default())
             })
             .reconcile_on(requests)
-            .graceful_shutdown_on(async move { shutdown.cancelled().await })
-            .run(reconcile::reconcile, reconcile::error_policy, ctx)
+            .graceful_shutdown_on(async move { controller_shutdown.cancelled().await })
+            .run(
+                move |gitsync, ctx| {
+                    let cached = cached.clone();
+                    async move {
+                        let report = PanicReport {
+                            controller: "gitsync",
+                            metrics: &*ctx.metrics,
+                            recorder: Some(&ctx.recorder),
+                        };
+                        let reconciled = reconcile::reconcile(gitsync.clone(), ctx.clone());
+                        let result = isolated(&*gitsync, report, reconciled, |message| {
+                            reconcile::Error::panicked(&gitsync, message)
+                        })
+                        .await;
+                        if left_the_cache(&cached, &gitsync) {
+                            ctx.forget(&gitsync.namespace().unwrap_or_default(), &gitsync.name_any());
+                        }
+                        result
+                    }
+                },
+                reconcile::error_policy,
+                controller_ctx,
+            )
             .for_each(|result| async move {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "gitsync controller event");
                 }
             })
             .await;
-    }));
-    Ok(Started { webhook_addr, tasks })
+    };
+    tasks.push(spawn_controller("gitsync", controller, health, shutdown));
+    Ok(Started {
+        webhook_addr,
+        tasks,
+        context: ctx,
+    })
 }

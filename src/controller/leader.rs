@@ -115,7 +115,7 @@ pub fn identity() -> String {
 enum Term {
     Shutdown,
     Lost(String),
-    /// The controllers could not start.
+    /// The controllers could not start, or one of them ended on its own.
     Failed(anyhow::Error),
 }
 
@@ -168,6 +168,11 @@ pub async fn run(
         let term = loop {
             tokio::select! {
                 term = &mut term => break term,
+                ended = endpoints.health.until_a_controller_ends() => {
+                    break Term::Failed(anyhow::anyhow!(
+                        "{ended}; exiting so that Kubernetes restarts this replica and a standby takes the lease"
+                    ));
+                }
                 changed = confirmed_rx.changed(), if controller_client.is_some() => {
                     if changed.is_err() || !*confirmed_rx.borrow() {
                         continue;
@@ -195,6 +200,12 @@ pub async fn run(
         match term {
             Term::Failed(e) => {
                 gate.set_open(false);
+                endpoints.metrics.set_leader(false);
+                controllers_shutdown.cancel();
+                for task in &tasks {
+                    task.abort();
+                }
+                // Released, a standby takes over at its next check instead of after the lease expires.
                 let _ = tokio::time::timeout(RELEASE_BUDGET, manager.release()).await;
                 Err(e)
             }

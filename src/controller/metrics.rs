@@ -68,6 +68,7 @@ pub struct Metrics {
     aborts: Family<RolloutLabels, Counter>,
     reconciles: Family<ControllerLabels, Counter>,
     reconcile_errors: Family<ErrorLabels, Counter>,
+    reconcile_panics: Family<ControllerLabels, Counter>,
     reconcile_duration: Family<ControllerLabels, Histogram>,
     analysis_run_phase: Family<AnalysisRunPhaseLabels, Gauge>,
     measurement_value: Family<MeasurementLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -77,6 +78,8 @@ pub struct Metrics {
     leader: Gauge,
     /// The phase each analysis run was last exported with.
     run_phases: Mutex<std::collections::HashMap<RolloutLabels, String>>,
+    /// The metrics each analysis run exported a measurement of, so a deleted run's series can go.
+    measured: Mutex<std::collections::HashMap<RolloutLabels, std::collections::BTreeSet<String>>>,
     /// The phase each rollout was last exported with, so a phase change replaces its info series.
     phases: Mutex<std::collections::HashMap<RolloutLabels, String>>,
 }
@@ -96,6 +99,7 @@ impl Metrics {
         let aborts = Family::<RolloutLabels, Counter>::default();
         let reconciles = Family::<ControllerLabels, Counter>::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        let reconcile_panics = Family::<ControllerLabels, Counter>::default();
         let reconcile_duration = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 14))
         });
@@ -116,6 +120,11 @@ impl Metrics {
             "reconcile_errors",
             "Reconciles that failed, by error kind",
             reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_panics",
+            "Reconciles that panicked (a bug; the object is retried with backoff, the others go on)",
+            reconcile_panics.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
@@ -157,10 +166,12 @@ impl Metrics {
             aborts,
             reconciles,
             reconcile_errors,
+            reconcile_panics,
             reconcile_duration,
             analysis_run_phase,
             measurement_value,
             run_phases: Mutex::new(Default::default()),
+            measured: Mutex::new(Default::default()),
             phases: Mutex::new(Default::default()),
         }
     }
@@ -168,6 +179,28 @@ impl Metrics {
     /// Exports whether this replica holds the Lease.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// How many objects each per-object memory of the exporter holds (tests look for leaks with it).
+    pub fn per_object_sizes(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            (
+                "rollout phases",
+                self.phases.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            ),
+            (
+                "analysis run phases",
+                self.run_phases.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            ),
+            (
+                "analysis runs measured",
+                self.measured.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            ),
+            (
+                "gitsync revisions",
+                self.gitsync_revisions.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            ),
+        ]
     }
 
     /// The exposition text for `/metrics`.
@@ -222,6 +255,7 @@ impl Observer for Metrics {
         }
         self.rollout_step.remove(&labels);
         self.rollout_canary_weight.remove(&labels);
+        self.aborts.remove(&labels);
     }
 
     /// Exports an AnalysisRun's phase (one series per run, replaced when the phase changes).
@@ -252,6 +286,12 @@ impl Observer for Metrics {
             metric: metric.into(),
         };
         self.measurement_value.get_or_create(&labels).set(value);
+        let run = RolloutLabels {
+            namespace: namespace.into(),
+            name: analysis_run.into(),
+        };
+        let mut measured = self.measured.lock().unwrap_or_else(|p| p.into_inner());
+        measured.entry(run).or_default().insert(metric.into());
     }
 
     /// Drops the series of a deleted AnalysisRun.
@@ -265,6 +305,14 @@ impl Observer for Metrics {
                 namespace: namespace.into(),
                 name: name.into(),
                 phase,
+            });
+        }
+        let measured = self.measured.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        for metric in measured.unwrap_or_default() {
+            self.measurement_value.remove(&MeasurementLabels {
+                namespace: namespace.into(),
+                analysis_run: name.into(),
+                metric,
             });
         }
     }
@@ -322,6 +370,14 @@ impl Observer for Metrics {
             })
             .inc();
     }
+
+    fn count_reconcile_panic(&self, controller: &str) {
+        self.reconcile_panics
+            .get_or_create(&ControllerLabels {
+                controller: controller.into(),
+            })
+            .inc();
+    }
 }
 
 #[cfg(test)]
@@ -345,6 +401,29 @@ mod tests {
         );
         metrics.forget_rollout("shop", "web");
         assert!(!metrics.render().contains("name=\"web\""));
+    }
+
+    #[test]
+    fn a_forgotten_object_leaves_no_series_and_no_memory() {
+        let metrics = Metrics::new();
+        metrics.observe_rollout("shop", "web", "Degraded", 1, 0);
+        metrics.count_abort("shop", "web");
+        metrics.observe_analysis_run("shop", "web-1", "Running");
+        metrics.observe_measurement("shop", "web-1", "error-rate", 0.02);
+        metrics.observe_measurement("shop", "web-1", "latency", 0.3);
+        metrics.observe_gitsync("shop", "app", Some("aaa"), Some("aaa"));
+        assert!(metrics.per_object_sizes().iter().all(|(_, n)| *n > 0));
+
+        metrics.forget_rollout("shop", "web");
+        metrics.forget_analysis_run("shop", "web-1");
+        metrics.observe_gitsync("shop", "app", None, None);
+        let text = metrics.render();
+        assert!(!text.contains(r#"namespace="shop""#), "{text}");
+        assert!(
+            metrics.per_object_sizes().iter().all(|(_, n)| *n == 0),
+            "{:?}",
+            metrics.per_object_sizes()
+        );
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! Wiring: starts the controllers, the metrics and health endpoints, and shuts them down cleanly.
 pub mod analysis;
+pub mod departures;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod gitsync;
+pub mod isolate;
 pub mod leader;
 pub mod metrics;
 pub mod rollouts;
 pub mod server;
+pub mod supervise;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +51,7 @@ pub struct Running {
     pub webhook_addr: Option<SocketAddr>,
     pub metrics: Arc<metrics::Metrics>,
     pub health: Arc<server::Health>,
+    pub per_object_state: PerObjectState,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
 }
@@ -60,6 +66,22 @@ impl Running {
     /// Waits until the controllers stop (after `shutdown` is cancelled).
     pub async fn wait(self) {
         futures::future::join_all(self.tasks).await;
+    }
+
+    /// Runs until `stop` (then stops within `grace`), or until a controller task ends on its own: then
+    /// stops the others and returns the error the process exits non-zero with, to be restarted.
+    pub async fn run_until(self, stop: CancellationToken, grace: Duration) -> anyhow::Result<()> {
+        let health = self.health.clone();
+        tokio::select! {
+            _ = stop.cancelled() => {
+                self.stop(grace).await;
+                Ok(())
+            }
+            ended = health.until_a_controller_ends() => {
+                self.stop(grace).await;
+                Err(anyhow::anyhow!("{ended}; exiting so that the process is restarted"))
+            }
+        }
     }
 }
 
@@ -78,6 +100,7 @@ pub async fn start(client: Client, config: ControllerConfig, shutdown: Cancellat
     let Controllers {
         mut tasks,
         webhook_addr,
+        per_object_state,
     } = match started {
         Ok(controllers) => controllers,
         Err(e) => {
@@ -91,6 +114,7 @@ pub async fn start(client: Client, config: ControllerConfig, shutdown: Cancellat
         webhook_addr,
         metrics: endpoints.metrics,
         health: endpoints.health,
+        per_object_state,
         tasks,
         shutdown,
     })
@@ -122,6 +146,26 @@ pub async fn serve_endpoints(addr: SocketAddr, shutdown: CancellationToken) -> a
 pub struct Controllers {
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
     pub webhook_addr: Option<SocketAddr>,
+    pub per_object_state: PerObjectState,
+}
+
+/// What the controllers keep in memory per object, the metrics exporter's bookkeeping included (the
+/// series themselves show in `/metrics`): a handle to tell its size by.
+pub struct PerObjectState {
+    rollouts: Arc<crate::rollout::reconcile::Context>,
+    gitsyncs: Arc<crate::gitsync::reconcile::Context>,
+    metrics: Arc<metrics::Metrics>,
+}
+
+impl PerObjectState {
+    /// How many objects each per-object memory holds, by what it is; all zero once every object is
+    /// deleted (tests look for leaks with it).
+    pub fn sizes(&self) -> Vec<(&'static str, usize)> {
+        let mut sizes = self.rollouts.per_object_sizes();
+        sizes.extend(self.gitsyncs.per_object_sizes());
+        sizes.extend(self.metrics.per_object_sizes());
+        sizes
+    }
 }
 
 /// Starts every controller (the writers); they run until `shutdown`. Under leader election this runs
@@ -139,26 +183,35 @@ pub async fn start_controllers(
         namespace: config.namespace.clone(),
     };
     let factory = Arc::new(TemplateAnalysisRunFactory::new(client.clone()));
-    let rollout_task = tokio::spawn(rollouts::run(
-        client.clone(),
-        scope.clone(),
-        metrics.clone(),
-        health,
-        factory,
+    let rollout_ctx = rollouts::context(client.clone(), metrics.clone(), factory);
+    let rollout_task = supervise::spawn_controller(
+        "rollout",
+        rollouts::run(rollout_ctx.clone(), scope.clone(), health.clone(), shutdown.clone()),
+        health.clone(),
         shutdown.clone(),
-    ));
+    );
     let analysis_ctx = AnalysisContext {
         client: client.clone(),
         metrics: metrics.clone(),
         allowlist,
         default_prometheus: config.prometheus_address.clone(),
     };
-    let analysis_task = tokio::spawn(analysis::run(analysis_ctx, scope.clone(), shutdown.clone()));
-    let gitsync = gitsync::start(client, scope, config.gitsync.clone(), metrics, shutdown).await?;
+    let analysis_task = supervise::spawn_controller(
+        "analysisrun",
+        analysis::run(Arc::new(analysis_ctx), scope.clone(), shutdown.clone()),
+        health.clone(),
+        shutdown.clone(),
+    );
+    let gitsync = gitsync::start(client, scope, config.gitsync.clone(), metrics.clone(), health, shutdown).await?;
     let mut tasks = vec![rollout_task, analysis_task];
     tasks.extend(gitsync.tasks);
     Ok(Controllers {
         tasks,
         webhook_addr: gitsync.webhook_addr,
+        per_object_state: PerObjectState {
+            rollouts: rollout_ctx,
+            gitsyncs: gitsync.context,
+            metrics,
+        },
     })
 }

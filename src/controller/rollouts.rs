@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::analysis::AnalysisRun;
 use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
 use crate::api::rollout::Rollout;
+use crate::controller::departures::{Departures, left_the_cache};
+use crate::controller::isolate::{PanicReport, isolated};
 use crate::controller::metrics::Metrics;
 use crate::controller::server::Health;
 use crate::rollout::reconcile::{self, AnalysisRunFactory, Context};
@@ -39,58 +41,10 @@ impl Scope {
     }
 }
 
-/// Runs until `shutdown`; marks `health` ready once every cache has synced, and holds reconciles
-/// until then (a reconcile on a partial ReplicaSet cache would recreate ReplicaSets and flap the
-/// status of Healthy rollouts after every restart).
-///
-/// Readiness comes from the watch streams' own InitDone events rather than `Store::wait_until_ready`:
-/// the kube-runtime Controller already waits on its store that way, and a second waiter on the same
-/// store from another task can miss the wake-up for good (the store's one-shot keeps one waker), which
-/// left `/readyz` at 503 forever in about one start in four.
-pub async fn run(
-    client: Client,
-    scope: Scope,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-    analysis: Arc<dyn AnalysisRunFactory>,
-    shutdown: CancellationToken,
-) {
-    let (rs_synced, rs_synced_rx) = tokio::sync::watch::channel(false);
-    let (runs_synced, runs_synced_rx) = tokio::sync::watch::channel(false);
-    let (rollouts_synced, rollouts_synced_rx) = tokio::sync::watch::channel(false);
-    // ReplicaSets and AnalysisRuns are kept as the plan reads them, indexed by their Rollout; the
-    // watched objects themselves only pass through to trigger reconciles. Only ReplicaSets Sluice
-    // made carry the hash label.
-    let replica_sets = reconcile::replica_set_index();
-    let rs_index = replica_sets.clone();
-    let rs_watch = watcher(
-        scope.api::<ReplicaSet>(&client),
-        watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL),
-    )
-    .default_backoff()
-    .inspect_ok(move |event| rs_index.apply(event))
-    .inspect(move |event| mark_synced(event, &rs_synced))
-    .touched_objects();
-    let analysis_runs = reconcile::analysis_run_index();
-    let run_index = analysis_runs.clone();
-    let run_watch = watcher(scope.api::<AnalysisRun>(&client), watcher::Config::default())
-        .default_backoff()
-        .inspect_ok(move |event| run_index.apply(event))
-        .inspect(move |event| mark_synced(event, &runs_synced))
-        .touched_objects();
-    let (rollout_store, rollout_writer) = reflector::store();
-    // managedFields are never read by the reconciler (status is a merge patch) and are often the
-    // largest part of a Rollout: dropping them keeps the cache small at 10,000 rollouts.
-    let rollout_watch = watcher(scope.api::<Rollout>(&client), watcher::Config::default())
-        .modify(|rollout: &mut Rollout| rollout.managed_fields_mut().clear())
-        .reflect(rollout_writer)
-        .inspect(move |event| mark_synced(event, &rollouts_synced))
-        .applied_objects();
-    let controller = Controller::for_stream(rollout_watch, rollout_store)
-        .owns_stream(rs_watch)
-        .owns_stream(run_watch)
-        .graceful_shutdown_on(async move { shutdown.cancelled().await });
-    let ctx = Arc::new(Context {
+/// What every Rollout reconcile shares; built apart from [`run`] so the caller keeps a handle on its
+/// per-object state.
+pub fn context(client: Client, metrics: Arc<Metrics>, analysis: Arc<dyn AnalysisRunFactory>) -> Arc<Context> {
+    Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -99,13 +53,74 @@ pub async fn run(
             },
         ),
         client,
-        replica_sets,
-        analysis_runs,
+        replica_sets: reconcile::replica_set_index(),
+        analysis_runs: reconcile::analysis_run_index(),
         metrics,
         analysis,
         expectations: Default::default(),
         count_updates: Default::default(),
-    });
+    })
+}
+
+/// Runs until `shutdown`; marks `health` ready once every cache has synced, and holds reconciles
+/// until then (a reconcile on a partial ReplicaSet cache would recreate ReplicaSets and flap the
+/// status of Healthy rollouts after every restart).
+///
+/// Readiness comes from the watch streams' own InitDone events rather than `Store::wait_until_ready`:
+/// the kube-runtime Controller already waits on its store that way, and a second waiter on the same
+/// store from another task can miss the wake-up for good (the store's one-shot keeps one waker), which
+/// left `/readyz` at 503 forever in about one start in four.
+///
+/// What is kept per Rollout and per ReplicaSet is dropped when their watch shows them gone.
+pub async fn run(ctx: Arc<Context>, scope: Scope, health: Arc<Health>, shutdown: CancellationToken) {
+    let client = ctx.client.clone();
+    let (rs_synced, rs_synced_rx) = tokio::sync::watch::channel(false);
+    let (runs_synced, runs_synced_rx) = tokio::sync::watch::channel(false);
+    let (rollouts_synced, rollouts_synced_rx) = tokio::sync::watch::channel(false);
+    // ReplicaSets and AnalysisRuns are kept as the plan reads them, indexed by their Rollout; the
+    // watched objects themselves only pass through to trigger reconciles. Only ReplicaSets Sluice
+    // made carry the hash label.
+    let rs_ctx = ctx.clone();
+    let mut rs_departures = Departures::default();
+    let rs_watch = watcher(
+        scope.api::<ReplicaSet>(&client),
+        watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL),
+    )
+    .default_backoff()
+    .inspect_ok(move |event| {
+        rs_ctx.replica_sets.apply(event);
+        for gone in rs_departures.observe(event) {
+            rs_ctx.forget_replica_set(&gone.namespace, &gone.name);
+        }
+    })
+    .inspect(move |event| mark_synced(event, &rs_synced))
+    .touched_objects();
+    let run_index = ctx.analysis_runs.clone();
+    let run_watch = watcher(scope.api::<AnalysisRun>(&client), watcher::Config::default())
+        .default_backoff()
+        .inspect_ok(move |event| run_index.apply(event))
+        .inspect(move |event| mark_synced(event, &runs_synced))
+        .touched_objects();
+    let (rollout_store, rollout_writer) = reflector::store();
+    let departed_ctx = ctx.clone();
+    let mut departures = Departures::default();
+    // managedFields are never read by the reconciler (status is a merge patch) and are often the
+    // largest part of a Rollout: dropping them keeps the cache small at 10,000 rollouts.
+    let rollout_watch = watcher(scope.api::<Rollout>(&client), watcher::Config::default())
+        .modify(|rollout: &mut Rollout| rollout.managed_fields_mut().clear())
+        .reflect(rollout_writer)
+        .inspect_ok(move |event| {
+            for gone in departures.observe(event) {
+                departed_ctx.forget_rollout(&gone.namespace, &gone.name, gone.uid.as_deref());
+            }
+        })
+        .inspect(move |event| mark_synced(event, &rollouts_synced))
+        .applied_objects();
+    let cached = rollout_store.clone();
+    let controller = Controller::for_stream(rollout_watch, rollout_store)
+        .owns_stream(rs_watch)
+        .owns_stream(run_watch)
+        .graceful_shutdown_on(async move { shutdown.cancelled().await });
     let (all_synced, all_synced_rx) = tokio::sync::watch::channel(false);
     let readiness = tokio::spawn(async move {
         for mut synced in [rs_synced_rx, runs_synced_rx, rollouts_synced_rx] {
@@ -121,10 +136,28 @@ pub async fn run(
         .run(
             move |rollout, ctx| {
                 let mut synced = all_synced_rx.clone();
+                let cached = cached.clone();
                 async move {
                     // Err: the readiness task ended without syncing (shutting down); nothing to wait for.
                     let _ = synced.wait_for(|s| *s).await;
-                    reconcile::reconcile(rollout, ctx).await
+                    let report = PanicReport {
+                        controller: "rollout",
+                        metrics: &*ctx.metrics,
+                        recorder: Some(&ctx.recorder),
+                    };
+                    let reconciled = reconcile::reconcile(rollout.clone(), ctx.clone());
+                    let result = isolated(&*rollout, report, reconciled, |message| {
+                        reconcile::Error::panicked(&rollout, message)
+                    })
+                    .await;
+                    if left_the_cache(&cached, &rollout) {
+                        ctx.forget_rollout(
+                            &rollout.namespace().unwrap_or_default(),
+                            &rollout.name_any(),
+                            rollout.uid().as_deref(),
+                        );
+                    }
+                    result
                 }
             },
             reconcile::error_policy,

@@ -1,4 +1,5 @@
-//! The controller's HTTP endpoints: `/metrics` for Prometheus, `/healthz` (the process answers) and
+//! The controller's HTTP endpoints: `/metrics` for Prometheus, `/healthz` (the process answers and
+//! no controller task has ended; one that did is named, and the process is on its way out) and
 //! `/readyz` (caches are synced, so decisions are made on a complete picture; a standby replica under
 //! leader election is ready too: it is healthy and able to take over, and marking it unready would
 //! stall every rolling update of a two-replica Deployment on the pod that can never become leader).
@@ -16,11 +17,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::controller::metrics::Metrics;
 
-/// Shared between the controllers (who report readiness) and the endpoints.
+/// Shared between the controllers (who report readiness and their own end) and the endpoints.
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
     standby: AtomicBool,
+    /// Which controller task ended before shutdown, and how (the first one).
+    controller_ended: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Health {
@@ -37,6 +40,32 @@ impl Health {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }
+
+    /// A controller task ended before shutdown: /healthz fails from now on. The first one is kept.
+    pub fn set_controller_ended(&self, what: String) {
+        self.controller_ended.send_if_modified(|ended| {
+            let first = ended.is_none();
+            if first {
+                *ended = Some(what);
+            }
+            first
+        });
+    }
+
+    /// The controller task that ended before shutdown, and how.
+    pub fn controller_ended(&self) -> Option<String> {
+        self.controller_ended.borrow().clone()
+    }
+
+    /// Resolves when a controller task ends before shutdown, with what ended and how.
+    pub async fn until_a_controller_ends(&self) -> String {
+        let mut ended = self.controller_ended.subscribe();
+        match ended.wait_for(Option::is_some).await {
+            Ok(what) => what.clone().unwrap_or_default(),
+            // The sender lives in `self`, so it is never dropped while this borrows it.
+            Err(_) => std::future::pending().await,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -48,7 +77,7 @@ struct Shared {
 pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(Shared { metrics, health })
 }
@@ -61,6 +90,13 @@ async fn render_metrics(State(shared): State<Shared>) -> impl IntoResponse {
         )],
         shared.metrics.render(),
     )
+}
+
+async fn healthz(State(shared): State<Shared>) -> impl IntoResponse {
+    match shared.health.controller_ended() {
+        Some(ended) => (StatusCode::SERVICE_UNAVAILABLE, ended),
+        None => (StatusCode::OK, "ok".to_string()),
+    }
 }
 
 async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {

@@ -55,6 +55,9 @@ pub enum Error {
     Cleanup { gitsync: String, message: String },
     #[error("{0}")]
     Finalizer(String),
+    /// A bug met this GitSync (see `controller::isolate`).
+    #[error("gitsync {gitsync}: reconcile panicked: {message}")]
+    Panicked { gitsync: String, message: String },
 }
 
 impl Error {
@@ -63,6 +66,14 @@ impl Error {
             Error::Kube { .. } => "kube",
             Error::Cleanup { .. } => "cleanup",
             Error::Finalizer(_) => "finalizer",
+            Error::Panicked { .. } => "panic",
+        }
+    }
+
+    pub fn panicked(gitsync: &GitSync, message: String) -> Error {
+        Error::Panicked {
+            gitsync: format!("{}/{}", gitsync.namespace().unwrap_or_default(), gitsync.name_any()),
+            message,
         }
     }
 }
@@ -186,6 +197,38 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(gitsync, at);
+    }
+
+    /// Drops everything kept about a GitSync that is gone: its sync time, a pending webhook request,
+    /// its webhook secret and its metrics series.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let gitsync = ObjectRef::<GitSync>::new(name).within(namespace);
+        self.last_sync
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&gitsync);
+        self.requested
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&gitsync);
+        self.webhook_secrets.forget(namespace, name);
+        self.metrics.observe_gitsync(namespace, name, None, None);
+    }
+
+    /// How many GitSyncs each per-object memory holds (tests look for leaks with it). The clients
+    /// impersonating ServiceAccounts are kept per ServiceAccount, shared by GitSyncs, and not counted.
+    pub fn per_object_sizes(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            (
+                "last syncs",
+                self.last_sync.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            ),
+            (
+                "requested syncs",
+                self.requested.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            ),
+            ("webhook secrets", self.webhook_secrets.len()),
+        ]
     }
 
     /// The client a GitSync applies with: its (or the default) ServiceAccount, else the controller's.

@@ -66,6 +66,15 @@ impl WebhookSecrets {
         self.record(namespace, name, None);
     }
 
+    /// How many GitSyncs have a secret recorded.
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn get(&self, namespace: &str, name: &str) -> Option<Vec<u8>> {
         let secrets = self.0.read().unwrap_or_else(|e| e.into_inner());
         secrets.get(&(namespace.to_string(), name.to_string())).cloned()

@@ -37,6 +37,15 @@ impl CountUpdates {
         let mut map = self.held_since.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&(namespace.to_string(), name.to_string()));
     }
+
+    /// How many Rollouts have counts held (tests look for leaks with it).
+    pub fn len(&self) -> usize {
+        self.held_since.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[cfg(test)]

@@ -112,6 +112,36 @@ impl Expectations {
         }
     }
 
+    /// Forgets a Rollout that is gone: the status we wrote, and (with its `uid`) the ReplicaSets we
+    /// created for it that the cache never showed.
+    pub fn forget_rollout(&self, namespace: &str, name: &str, uid: Option<&str>) {
+        let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        statuses.remove(&(namespace.to_string(), name.to_string()));
+        if let Some(uid) = uid {
+            let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+            created.retain(|(ns, _), expected| ns != namespace || expected.owner != uid);
+        }
+    }
+
+    /// Forgets a ReplicaSet that is gone: our scale and our create of it.
+    pub fn forget_replica_set(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        self.replicas.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.created.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    }
+
+    /// How many objects each memory holds (tests look for leaks with it).
+    pub fn sizes(&self) -> [(&'static str, usize); 3] {
+        fn len<V>(map: &Mutex<HashMap<Key, V>>) -> usize {
+            map.lock().unwrap_or_else(|p| p.into_inner()).len()
+        }
+        [
+            ("expected replica counts", len(&self.replicas)),
+            ("expected statuses", len(&self.statuses)),
+            ("expected creates", len(&self.created)),
+        ]
+    }
+
     /// Remembers the status we wrote for a Rollout, as of `resource_version`.
     pub fn wrote_status(&self, namespace: &str, name: &str, status: &RolloutStatus, resource_version: Option<&str>) {
         if let Some(rv) = version(resource_version) {
@@ -254,5 +284,28 @@ mod tests {
         );
         expectations.wrote_status("ns", "web", &RolloutStatus::default(), Some("not-a-number"));
         assert_eq!(expectations.status_for("ns", "web", Some("1")), None);
+    }
+
+    #[test]
+    fn a_deleted_rollout_and_its_replica_sets_leave_no_expectation() {
+        let expectations = Expectations::default();
+        let t0 = Instant::now();
+        expectations.wrote_status("ns", "web", &RolloutStatus::default(), Some("30"));
+        expectations.created("ns", "uid-web", rs("web-never-seen", 1), t0);
+        expectations.created("ns", "uid-web", rs("web-b", 1), t0);
+        expectations.scaled("ns", "web-b", 2, Some("40"));
+        expectations.created("ns", "uid-api", rs("api-a", 1), t0);
+        expectations.wrote_status("ns", "api", &RolloutStatus::default(), Some("31"));
+
+        expectations.forget_replica_set("ns", "web-b");
+        expectations.forget_rollout("ns", "web", Some("uid-web"));
+        assert_eq!(
+            expectations.sizes().map(|(_, n)| n),
+            [0, 1, 1],
+            "only the other Rollout's status and create are left"
+        );
+        expectations.forget_replica_set("ns", "api-a");
+        expectations.forget_rollout("ns", "api", None);
+        assert_eq!(expectations.sizes().map(|(_, n)| n), [0, 0, 0]);
     }
 }

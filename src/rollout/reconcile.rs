@@ -60,6 +60,13 @@ pub enum Error {
         name: String,
         message: String,
     },
+    /// A bug met this Rollout (see `controller::isolate`).
+    #[error("rollout {namespace}/{name}: reconcile panicked: {message}")]
+    Panicked {
+        namespace: String,
+        name: String,
+        message: String,
+    },
 }
 
 impl Error {
@@ -69,6 +76,15 @@ impl Error {
             Error::Analysis { .. } => "analysis",
             Error::Traffic { .. } => "traffic",
             Error::Rollback { .. } => "rollback",
+            Error::Panicked { .. } => "panic",
+        }
+    }
+
+    pub fn panicked(rollout: &Rollout, message: String) -> Error {
+        Error::Panicked {
+            namespace: rollout.namespace().unwrap_or_default(),
+            name: rollout.name_any(),
+            message,
         }
     }
 }
@@ -86,6 +102,28 @@ pub struct Context {
     pub expectations: Expectations,
     /// Count-only status changes held back for a moment.
     pub count_updates: CountUpdates,
+}
+
+impl Context {
+    /// Drops everything kept about a Rollout that is gone: its metrics series, held counts and
+    /// expectations (with its `uid`, also of ReplicaSets created for it that the cache never showed).
+    pub fn forget_rollout(&self, namespace: &str, name: &str, uid: Option<&str>) {
+        self.metrics.forget_rollout(namespace, name);
+        self.count_updates.release(namespace, name);
+        self.expectations.forget_rollout(namespace, name, uid);
+    }
+
+    /// Drops what is remembered of our writes to a ReplicaSet that is gone.
+    pub fn forget_replica_set(&self, namespace: &str, name: &str) {
+        self.expectations.forget_replica_set(namespace, name);
+    }
+
+    /// How many objects each per-object memory holds (tests look for leaks with it).
+    pub fn per_object_sizes(&self) -> Vec<(&'static str, usize)> {
+        let mut sizes = self.expectations.sizes().to_vec();
+        sizes.push(("held status counts", self.count_updates.len()));
+        sizes
+    }
 }
 
 /// Builds AnalysisRuns from a Rollout's analysis references (implemented by the analysis engine).
@@ -124,8 +162,7 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
     let namespace = rollout.namespace().unwrap_or_default();
     let name = rollout.name_any();
     if rollout.meta().deletion_timestamp.is_some() {
-        ctx.metrics.forget_rollout(&namespace, &name);
-        ctx.count_updates.release(&namespace, &name);
+        ctx.forget_rollout(&namespace, &name, rollout.uid().as_deref());
         return Ok(Requeue::await_change());
     }
     let now = Utc::now();

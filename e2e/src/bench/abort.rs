@@ -140,12 +140,15 @@ async fn abort_latency(
     // The Rollout controller alone.
     let controller_client = sim.client()?;
     let shutdown = CancellationToken::new();
-    let controller = tokio::spawn(sluice::controller::rollouts::run(
+    let ctx = sluice::controller::rollouts::context(
         controller_client.clone(),
-        Scope::default(),
         Arc::new(Metrics::new()),
-        Arc::new(Health::default()),
         Arc::new(TemplateAnalysisRunFactory::new(controller_client)),
+    );
+    let controller = tokio::spawn(sluice::controller::rollouts::run(
+        ctx,
+        Scope::default(),
+        Arc::new(Health::default()),
         shutdown.clone(),
     ));
     let result = abort_each(client, options, &rollouts).await;
@@ -310,7 +313,7 @@ async fn measurement_cost(
         default_prometheus: None,
     };
     let controller = tokio::spawn(sluice::controller::analysis::run(
-        ctx,
+        Arc::new(ctx),
         Scope::default(),
         shutdown.clone(),
     ));

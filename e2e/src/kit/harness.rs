@@ -395,6 +395,16 @@ impl RunningController {
         );
     }
 
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.running.metrics_addr
+    }
+
+    /// How many objects each per-object memory of the controller holds, by what it is.
+    pub fn per_object_sizes(&self) -> Vec<(&'static str, usize)> {
+        self.running.per_object_state.sizes()
+    }
+
     /// Where the GitSync webhook listens, when started with one.
     pub fn webhook_addr(&self) -> Option<std::net::SocketAddr> {
         self.running.webhook_addr
