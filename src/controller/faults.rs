@@ -1,5 +1,5 @@
-//! Fault injection for tests (feature `fault-injection`, which the e2e kit turns on; never in the
-//! controller image): an object annotated `faults.sluice.dev/panic` makes the controller reconciling it
+//! Fault injection for tests (feature `fault-injection`, turned on only by the e2e and app crates'
+//! dev-dependencies, so never in a binary built without its tests): an object annotated `faults.sluice.dev/panic` makes the controller reconciling it
 //! panic — `reconcile`: inside the reconcile, which the isolation turns into that object's error;
 //! `controller`: outside it, which ends the controller's task as a bug in the wiring would.
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
