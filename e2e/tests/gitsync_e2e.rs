@@ -463,6 +463,44 @@ async fn a_gitsync_without_a_service_account_stays_in_its_namespace() {
 
 /// A GitSync naming a ServiceAccount applies as that ServiceAccount (the `Impersonate-User` header
 /// on every server-side apply, dry run included); one naming none applies as the controller.
+/// Applies are `fieldValidation=Strict`, as kubectl's: a Rollout with a field its schema does not know
+/// (a typo here) fails the sync naming the object and the field, and nothing of that revision is
+/// applied — not the Rollout with the field dropped, not the valid ConfigMap next to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_field_fails_the_sync_naming_it_and_applies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/config.yaml", &config_map(1)).unwrap();
+    let mut rollout = serde_json::to_value(sluice::api::rollout::Rollout::example(
+        "web",
+        2,
+        vec![sluice::api::rollout::CanaryStep::set_weight(50)],
+    ))
+    .unwrap();
+    rollout["spec"]["strategy"]["canary"]["stepz"] = json!([{"setWeight": 100}]);
+    repo.write("app/rollout.yaml", &serde_saphyr::to_string(&rollout).unwrap())
+        .unwrap();
+    let revision = repo.commit("a Rollout with a typo").unwrap();
+    let cluster = Cluster::start_confined().await;
+    let mut gitsync = plain_gitsync("shop", &repo.url(), "app", "default");
+    gitsync["spec"]["serviceAccountName"] = json!("deployer");
+    cluster.create(gitsync).await;
+    let failed = cluster
+        .wait_gitsync("not ready on the unknown field", |g| {
+            status(g).last_attempted_revision.as_deref() == Some(revision.as_str())
+                && !conditions::is_true(&status(g).conditions, conditions::READY)
+                && ready_message(g).contains("stepz")
+        })
+        .await;
+    let message = ready_message(&failed);
+    assert!(message.contains("Rollout") && message.contains("web"), "{message}");
+    assert!(status(&failed).last_applied_revision.is_none(), "{:?}", failed.status);
+    assert!(!cluster.config_map_exists("web-config-v1").await, "nothing applied");
+    let rollouts: Api<sluice::api::rollout::Rollout> = Api::namespaced(cluster.sim.client().unwrap(), "default");
+    assert!(rollouts.get_opt("web").await.unwrap().is_none(), "nothing applied");
+    cluster.stop().await;
+}
+
 /// deploy/tenant/ lets the controller act as `deployer` only: a GitSync naming another ServiceAccount of
 /// its namespace (here one bound to more) is refused by the API server's impersonation check, stalls
 /// naming the account, and applies nothing.

@@ -198,8 +198,11 @@ async fn preserve_live_fields(
     Ok(())
 }
 
+/// Server-side apply, forced, with `fieldValidation=Strict` as kubectl applies by default: a field the
+/// schema does not know (a typo, a strategy this version lacks) fails the dry run, naming it, instead
+/// of being pruned silently while the rest of the object is applied.
 fn apply_params(dry_run: bool) -> PatchParams {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(FIELD_MANAGER).force().validation_strict();
     if dry_run { params.dry_run() } else { params }
 }
 

@@ -746,6 +746,18 @@ mod tests {
         assert_eq!(dot.len(), 5);
     }
 
+    #[test]
+    fn a_duplicate_key_is_an_error_naming_it_not_a_silent_last_wins() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  name: b\n";
+        let error = parse_documents(text, "app/config.yaml").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("app/config.yaml") && message.contains("name"),
+            "{message}"
+        );
+        assert!(message.to_lowercase().contains("duplicate"), "{message}");
+    }
+
     #[tokio::test]
     async fn parse_errors_name_the_file_document_and_line() {
         let repo = tempfile::tempdir().unwrap();
