@@ -392,7 +392,7 @@ async fn may_impersonate(client: &Client, namespace: &str, account: &str) -> Res
 
 async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Error> {
     let reference = ObjectRef::from_obj(gitsync);
-    let old_status = gitsync.status.clone().unwrap_or_default();
+    let mut old_status = gitsync.status.clone().unwrap_or_default();
     let mut status = old_status.clone();
     let now = Utc::now();
     let generation = gitsync.metadata.generation;
@@ -423,6 +423,7 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
         result: SyncResult::Synced,
         resync_soon: false,
         applied_new_revision: false,
+        recorded_inventory: None,
     };
     // The webhook's request is taken first, so it is consumed by this reconcile whatever else is due.
     let webhook_requested = ctx.take_request(&reference);
@@ -486,6 +487,9 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
         status.last_applied_revision.as_deref(),
         status.last_healthy_revision.as_deref(),
     );
+    if let Some(recorded) = sync.recorded_inventory.take() {
+        old_status.inventory = Some(recorded);
+    }
     write_status(gitsync, &old_status, &status, ctx).await?;
 
     Ok(Requeue::requeue(plan::requeue_after(
@@ -535,6 +539,9 @@ struct SyncRun<'a> {
     resync_soon: bool,
     /// This reconcile applied a revision other than the last applied one.
     applied_new_revision: bool,
+    /// The inventory stored ahead of the apply (see `record_inventory`): the final status write
+    /// compares against it, since that is what the API server holds now.
+    recorded_inventory: Option<crate::api::gitsync::Inventory>,
 }
 
 impl SyncRun<'_> {
@@ -741,7 +748,11 @@ impl SyncRun<'_> {
 
     /// Renders and applies `revision`; records the new inventory in `status`, and what left Git (in
     /// the old inventory or still pending, not in this revision) as pending prune.
-    async fn apply_revision(&self, revision: &str, status: &mut GitSyncStatus) -> Result<apply::ApplyReport, Failure> {
+    async fn apply_revision(
+        &mut self,
+        revision: &str,
+        status: &mut GitSyncStatus,
+    ) -> Result<apply::ApplyReport, Failure> {
         let spec = &self.gitsync.spec;
         let namespace = self.gitsync.namespace().unwrap_or_default();
         let checkout = self.ctx.source.checkout(&self.key(), revision, self.timeout).await?;
@@ -775,17 +786,41 @@ impl SyncRun<'_> {
         old_inventory.entries.extend(status.pending_prune.iter().cloned());
         let stale = manifest::stale(&old_inventory, &new_inventory);
         // Until the apply finishes, both generations are ours: a half-applied revision's objects
-        // must still be found (and pruned) later.
+        // must still be found (and pruned) later — even when the controller dies mid-apply, so the
+        // union is stored before the first object is applied.
         let mut both = old_inventory.clone();
         both.entries.extend(new_inventory.entries.iter().cloned());
         both.entries.sort();
         both.entries.dedup();
+        // Stored already when this revision adds nothing to what the status lists (inventory and
+        // pendingPrune): a re-apply of the same revision writes nothing extra.
+        let mut stored = old_inventory.entries.clone();
+        stored.sort();
+        stored.dedup();
+        if stored != both.entries {
+            self.record_inventory(&both).await?;
+            self.recorded_inventory = Some(both.clone());
+        }
         status.inventory = Some(both);
         let report =
             apply::apply_revision(&self.client, &self.ctx.discovery, &mut manifests, &target_namespace).await?;
         status.inventory = Some(new_inventory);
         status.pending_prune = stale.iter().map(ObjectId::to_inventory).collect();
         Ok(report)
+    }
+
+    /// Stores `inventory` as the GitSync's status.inventory now, ahead of the reconcile's status write.
+    async fn record_inventory(&self, inventory: &crate::api::gitsync::Inventory) -> Result<(), Failure> {
+        let api: Api<GitSync> = Api::namespaced(self.ctx.client.clone(), &self.gitsync.namespace().unwrap_or_default());
+        let patch = json!({"status": {"inventory": inventory}});
+        api.patch_status(&self.gitsync.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
+            .map_err(|e| Failure {
+                reason: "SyncFailed",
+                message: format!("recording the inventory before applying, nothing applied: {e}"),
+                transient: true,
+            })
     }
 
     async fn prepare(
