@@ -248,6 +248,40 @@ fn http_client(timeout: Duration, insecure: bool) -> Result<reqwest::Client, Str
         .map_err(|e| format!("cannot build an HTTP client: {}", e.without_url()))
 }
 
+/// Metric answers larger than this are refused, and read no further: a metric answers with a few
+/// numbers, so a bigger body is a wrong URL or a query matching far too many series, and reading it
+/// whole would let any endpoint make the controller buffer gigabytes.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Reads `response`'s body chunk by chunk, refusing it as soon as it passes [`MAX_RESPONSE_BYTES`] (or
+/// announces more in Content-Length), so an oversized body is never buffered whole.
+async fn read_body_limited(
+    response: &mut reqwest::Response,
+    address: &str,
+    fail: impl Fn(reqwest::Error) -> String,
+) -> Result<Vec<u8>, String> {
+    let too_big = || {
+        format!(
+            "{address}: response body exceeds {} MiB",
+            MAX_RESPONSE_BYTES / (1024 * 1024)
+        )
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(&fail)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Describes a transport error without its URL.
 fn describe_http_error(error: &reqwest::Error, address: &str, timeout: Duration) -> String {
     let address = display_address(address);
