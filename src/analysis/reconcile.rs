@@ -12,16 +12,68 @@ use kube::runtime::controller::Action as Requeue;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::analysis::ResultValue;
+use tokio::sync::Semaphore;
+
 use crate::analysis::allowlist::Allowlist;
 use crate::analysis::providers::{self, SecretValues};
-use crate::analysis::rules;
-use crate::api::analysis::{AnalysisRun, AnalysisRunSpec, Metric};
+use crate::analysis::rules::{self, MetricConditions};
+use crate::analysis::{MeasurementOutcome, ResultValue};
+use crate::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisRunSpec, Measurement, Metric};
 use crate::merge_patch::merge_diff;
 use crate::observe::Observer;
 
 /// Bound on reading one Secret.
 const SECRET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one measurement's conditions may take, waiting for an evaluation slot included. The `cel`
+/// crate has no cost limit, so a condition such as nested `exists` over long lists could run for hours.
+pub const CONDITION_BUDGET: Duration = Duration::from_secs(1);
+
+/// Conditions evaluated at once, each on a blocking thread so it never stalls the async runtime (the
+/// reconcilers, `/healthz`). A condition past its budget is abandoned but its thread runs on until the
+/// evaluation ends (see `condition::Condition::evaluate` for how it is cut short); the slot it holds
+/// is freed only then. This bounds runaway conditions to a few threads instead of exhausting tokio's
+/// blocking pool, which DNS lookups and file IO share.
+const CONDITION_EVALUATION_SLOTS: usize = 4;
+
+static CONDITION_SLOTS: Semaphore = Semaphore::const_new(CONDITION_EVALUATION_SLOTS);
+
+/// Judges a measurement ([`rules::judge`]) with its conditions evaluated off the async runtime within
+/// [`CONDITION_BUDGET`]. Overrunning the budget is an Error measurement saying so.
+pub async fn judge_within_budget(metric: &Metric, outcome: MeasurementOutcome) -> Measurement {
+    let needs_conditions = metric.success_condition.is_some() || metric.failure_condition.is_some();
+    if !needs_conditions || outcome.value.as_ref().is_ok_and(ResultValue::is_no_data) || outcome.value.is_err() {
+        // Provider errors and no data never reach the conditions: nothing expensive to bound.
+        return rules::judge(metric, &MetricConditions::default(), outcome);
+    }
+    let evaluation = {
+        let (metric, outcome) = (metric.clone(), outcome.clone());
+        async move {
+            let slot = CONDITION_SLOTS.acquire().await.expect("the semaphore is never closed");
+            tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                match MetricConditions::compile(&metric) {
+                    Ok(conditions) => rules::judge(&metric, &conditions, outcome),
+                    Err(error) => rules::judged(AnalysisPhase::Error, Some(error), outcome),
+                }
+            })
+            .await
+        }
+    };
+    let overrun = match tokio::time::timeout(CONDITION_BUDGET, evaluation).await {
+        Ok(Ok(measurement)) => return measurement,
+        Ok(Err(panic)) => format!("evaluating the conditions failed: {panic}"),
+        Err(_) if CONDITION_SLOTS.available_permits() == 0 => format!(
+            "the conditions were not evaluated within {CONDITION_BUDGET:?}: all {CONDITION_EVALUATION_SLOTS} \
+             evaluation slots are held by conditions still running past their budget"
+        ),
+        Err(_) => format!(
+            "the conditions did not finish within their {CONDITION_BUDGET:?} evaluation budget; simplify them \
+             (e.g. fewer nested all/exists/map over long lists)"
+        ),
+    };
+    rules::judged(AnalysisPhase::Error, Some(overrun), outcome)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -147,7 +199,18 @@ pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
     let plan = if outcomes.is_empty() {
         due
     } else {
-        rules::step(&spec, Some(&due.status), Utc::now(), outcomes)
+        let judged = join_all(outcomes.into_iter().map(|(metric, outcome)| {
+            let spec = &spec;
+            async move {
+                let measurement = match spec.metrics.iter().find(|m| m.name == metric) {
+                    Some(definition) => judge_within_budget(definition, outcome).await,
+                    None => rules::judged(AnalysisPhase::Error, None, outcome),
+                };
+                (metric, measurement)
+            }
+        }))
+        .await;
+        rules::step_judged(&spec, Some(&due.status), Utc::now(), judged)
     };
     let old = serde_json::to_value(run.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
     let new = serde_json::to_value(&plan.status).unwrap_or(Value::Null);
