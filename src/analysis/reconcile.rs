@@ -19,6 +19,7 @@ use crate::analysis::providers::{self, SecretValues};
 use crate::analysis::rules::{self, MetricConditions};
 use crate::analysis::{MeasurementOutcome, ResultValue};
 use crate::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisRunSpec, Measurement, Metric};
+use crate::bounds::{MAX_STATUS_BYTES, json_len};
 use crate::merge_patch::merge_diff;
 use crate::observe::Observer;
 
@@ -216,6 +217,12 @@ pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
     let new = serde_json::to_value(&plan.status).unwrap_or(Value::Null);
     let diff = merge_diff(&old, &new);
     if !diff.as_object().is_some_and(|d| d.is_empty()) {
+        let size = json_len(&new);
+        if size > MAX_STATUS_BYTES {
+            // `rules::fit_status` could not trim it enough (hundreds of metrics): written anyway, the
+            // API server has the last word; say why if it refuses.
+            tracing::warn!(analysis_run = %name, bytes = size, "status still over {MAX_STATUS_BYTES} bytes after trimming");
+        }
         let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": diff})))
             .await
@@ -275,6 +282,77 @@ mod tests {
             .map(|m| m.provider.prometheus.as_ref().unwrap().address.as_str())
             .collect();
         assert_eq!(addresses, ["http://prometheus:9090", "http://other:9090"]);
+    }
+
+    fn outcome(value: Result<ResultValue, String>) -> MeasurementOutcome {
+        MeasurementOutcome {
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            query: None,
+            value,
+        }
+    }
+
+    /// Nested `exists` eight deep over ten elements: 10^8 innermost tests, minutes of CPU.
+    fn runaway_condition() -> String {
+        let mut condition = "result < 0.0".to_string();
+        for level in 0..8 {
+            condition = format!("[0, 1, 2, 3, 4, 5, 6, 7, 8, 9].exists(x{level}, {condition})");
+        }
+        condition
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_runaway_condition_is_an_error_measurement_within_the_budget() {
+        let runaway = Metric::prometheus("m", "http://prometheus:9090", "up").with_success(&runaway_condition());
+        let started = Instant::now();
+        let measurement = judge_within_budget(&runaway, outcome(Ok(ResultValue::Scalar(1.0)))).await;
+        assert!(
+            started.elapsed() < CONDITION_BUDGET + Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(measurement.phase, AnalysisPhase::Error);
+        let message = measurement.message.unwrap();
+        assert!(message.contains("evaluation budget"), "{message}");
+
+        let cheap = Metric::prometheus("m", "http://prometheus:9090", "up").with_success("result == 1.0");
+        let measurement = judge_within_budget(&cheap, outcome(Ok(ResultValue::Scalar(1.0)))).await;
+        assert_eq!(measurement.phase, AnalysisPhase::Successful);
+        let measurement = judge_within_budget(&cheap, outcome(Err("cannot connect".into()))).await;
+        assert_eq!(
+            (measurement.phase, measurement.message.as_deref()),
+            (AnalysisPhase::Error, Some("cannot connect"))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runaway_conditions_hold_at_most_their_slots_and_the_runtime_stays_free() {
+        let runaway = Metric::prometheus("m", "http://prometheus:9090", "up").with_success(&runaway_condition());
+        let judging = (0..CONDITION_EVALUATION_SLOTS * 2)
+            .map(|_| judge_within_budget(&runaway, outcome(Ok(ResultValue::Scalar(1.0)))));
+        let ticker = tokio::spawn(async {
+            // A task that needs the runtime every 10 ms: it must never wait long.
+            let mut slowest = Duration::ZERO;
+            for _ in 0..150 {
+                let started = Instant::now();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                slowest = slowest.max(started.elapsed());
+            }
+            slowest
+        });
+        let measurements = join_all(judging).await;
+        assert!(measurements.iter().all(|m| m.phase == AnalysisPhase::Error));
+        let slots_full = measurements
+            .iter()
+            .filter(|m| m.message.as_deref().unwrap().contains("evaluation slots are held"))
+            .count();
+        assert!(slots_full >= CONDITION_EVALUATION_SLOTS, "{measurements:#?}");
+        let slowest = ticker.await.unwrap();
+        assert!(
+            slowest < Duration::from_millis(200),
+            "the runtime stalled for {slowest:?}"
+        );
     }
 
     #[test]
