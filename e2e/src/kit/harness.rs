@@ -345,6 +345,11 @@ impl RunningController {
         );
     }
 
+    /// Where `/metrics`, `/healthz` and `/readyz` listen.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.running.metrics_addr
+    }
+
     /// Where the GitSync webhook listens, when started with one.
     pub fn webhook_addr(&self) -> Option<std::net::SocketAddr> {
         self.running.webhook_addr
