@@ -245,6 +245,65 @@ mod tests {
         assert!(to_result(histogram).unwrap_err().contains("native histogram"));
     }
 
+    /// A fake Prometheus under `/prom`: the query `huge` matches 50,000 series (about 2 MiB of JSON),
+    /// `bad` is rejected as Prometheus does (400 + JSON), `down` is a proxy's 503 page; any other query
+    /// answers 0.5. Returns the address.
+    async fn fake_prometheus() -> String {
+        use axum::extract::Query;
+        use axum::response::IntoResponse;
+        let answer = |Query(params): Query<std::collections::HashMap<String, String>>| async move {
+            match params.get("query").map(String::as_str) {
+                Some("huge") => {
+                    let series: Vec<_> = (0..50_000)
+                        .map(|i| serde_json::json!({"metric": {"pod": format!("pod-{i}")}, "value": [1.7e9, "1"]}))
+                        .collect();
+                    let body = serde_json::json!({"status": "success",
+                        "data": {"resultType": "vector", "result": series}});
+                    axum::Json(body).into_response()
+                }
+                Some("bad") => (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"status": "error", "errorType": "bad_data",
+                        "error": "parse error"})),
+                )
+                    .into_response(),
+                Some("down") => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "<html>down</html>").into_response(),
+                _ => axum::Json(serde_json::json!({"status": "success",
+                    "data": {"resultType": "scalar", "result": [1.7e9, "0.5"]}}))
+                .into_response(),
+            }
+        };
+        let app = axum::Router::new().route("/prom/api/v1/query", axum::routing::get(answer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}/prom", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        address
+    }
+
+    #[tokio::test]
+    async fn answers_over_the_limit_are_refused_and_errors_explained() {
+        let address = fake_prometheus().await;
+        let query = |promql: &str| PrometheusQuery {
+            address: address.clone(),
+            query: promql.to_string(),
+            timeout: Duration::from_secs(5),
+            headers: vec![],
+            authentication: Authentication::None,
+            insecure: false,
+            sensitive: vec![],
+        };
+        assert_eq!(query("up").run(Utc::now()).await, Ok(ResultValue::Scalar(0.5)));
+        let error = query("huge").run(Utc::now()).await.unwrap_err();
+        assert!(error.ends_with("response body exceeds 1 MiB"), "{error}");
+        let error = query("bad").run(Utc::now()).await.unwrap_err();
+        assert!(
+            error.ends_with("Prometheus rejected the query: bad_data: parse error"),
+            "{error}"
+        );
+        let error = query("down").run(Utc::now()).await.unwrap_err();
+        assert!(error.ends_with("HTTP 503 Service Unavailable"), "{error}");
+    }
+
     #[test]
     fn the_query_path_keeps_a_prefix() {
         let url = |address: &str| query_url(address).map(|u| u.to_string());
