@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod api;
 pub mod app;
+pub mod bounds;
 pub mod cli;
 pub mod client;
 pub mod controller;

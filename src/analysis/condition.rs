@@ -10,12 +10,20 @@
 //! Errors: a condition that does not parse fails [`compile`] with the expression in the message; one
 //! that fails at evaluation (index out of range, comparing a list with a number, a non-boolean result)
 //! makes [`Condition::evaluate`] return `Err`, which the rules turn into an Error measurement.
+//!
+//! Cost: conditions are hostile input and the `cel` crate has no cost limit, so a short expression of
+//! nested `all`/`exists`/`map` over lists can run for hours. [`compile`] refuses expressions longer
+//! than [`MAX_CONDITION_BYTES`] (the parser caps nesting at 96), and every comprehension checks
+//! [`EVALUATION_BUDGET`] each time it starts a loop, so a runaway evaluation stops itself with an error.
+//! The controller also runs conditions off the async runtime under a timeout
+//! (`analysis::reconcile::judge_within_budget`).
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use cel::common::ast::{CallExpr, Expr, LiteralValue};
+use cel::common::ast::{CallExpr, EntryExpr, Expr, LiteralValue};
 use cel::extractors::Arguments;
 use cel::parser::{Expression, Macro};
-use cel::{Context, Env, ExecutionError, FunctionContext, Program, ResolveResult, Value};
+use cel::{Context, Env, ExecutionError, FunctionContext, ResolveResult, Value};
 
 use super::ResultValue;
 
@@ -23,10 +31,23 @@ use super::ResultValue;
 /// in the condition's table of `default` operands. Reserved: [`compile`] rejects expressions naming it.
 const DEFAULT_FUNCTION: &str = "__sluice_default";
 
+/// Wrapped around every comprehension's range at compile time: returns the range unchanged, or fails
+/// once the evaluation is past its budget. Reserved like [`DEFAULT_FUNCTION`].
+const BUDGET_FUNCTION: &str = "__sluice_budget";
+
+/// Conditions longer than this are refused at validation: Argo-style conditions are one line, and the
+/// length bounds the work one loop iteration can do.
+pub const MAX_CONDITION_BYTES: usize = 2048;
+
+/// How long one evaluation may run. Checked when a comprehension starts a loop (not per element, which
+/// would defeat the `cel` crate's fast paths for `map`/`filter`/`all`/`exists`): nested loops, the way
+/// a short expression gets slow, stop within about one inner loop of the budget.
+pub const EVALUATION_BUDGET: Duration = Duration::from_secs(1);
+
 /// A compiled condition, ready to be evaluated against any number of results.
 pub struct Condition {
     expression: String,
-    program: Program,
+    program: Expression,
     env: Arc<Env>,
     /// The `x` of every `default(x, y)`, evaluated lazily so an error in `x` can fall back to `y`.
     default_operands: Arc<Vec<Expression>>,
@@ -40,8 +61,17 @@ impl std::fmt::Debug for Condition {
 
 /// Compiles a condition. The error names the expression and says what is wrong with it.
 pub fn compile(expression: &str) -> Result<Condition, String> {
-    if expression.contains(DEFAULT_FUNCTION) {
-        return Err(format!("condition {expression:?}: {DEFAULT_FUNCTION} is reserved"));
+    if expression.len() > MAX_CONDITION_BYTES {
+        let start = crate::bounds::truncate(expression, 64);
+        return Err(format!(
+            "condition {start:?} is {} bytes long; at most {MAX_CONDITION_BYTES} are allowed",
+            expression.len()
+        ));
+    }
+    for reserved in [DEFAULT_FUNCTION, BUDGET_FUNCTION] {
+        if expression.contains(reserved) {
+            return Err(format!("condition {expression:?}: {reserved} is reserved"));
+        }
     }
     // CEL evaluates function arguments eagerly, so `default(result[0], 0)` would fail on `[]` before
     // `default` ran. A macro moves `x` out of the call into a table; the function evaluates it itself
@@ -63,10 +93,13 @@ pub fn compile(expression: &str) -> Result<Condition, String> {
     let mut env = Env::stdlib();
     env.add_macro(default_macro)
         .map_err(|e| format!("condition {expression:?}: {e}"))?;
-    let program = env
-        .compile(expression)
+    let mut program = env
+        .parser()
+        .parse(expression)
         .map_err(|e| format!("condition {expression:?} does not parse: {e}"))?;
-    let default_operands = std::mem::take(&mut *operands.lock().expect("macro table"));
+    let mut default_operands = std::mem::take(&mut *operands.lock().expect("macro table"));
+    meter_loops(&mut program);
+    default_operands.iter_mut().for_each(meter_loops);
     Ok(Condition {
         expression: expression.to_string(),
         program,
@@ -87,21 +120,93 @@ impl Condition {
         let mut context = Context::with_env(self.env.clone());
         context.add_variable_from_value("result", to_cel(value));
         register_helpers(&mut context, self.default_operands.clone());
-        match self.program.execute(&context) {
+        let deadline = Instant::now() + EVALUATION_BUDGET;
+        context
+            .add_function(
+                BUDGET_FUNCTION,
+                move |ftx: &FunctionContext, range: Value| -> ResolveResult {
+                    if Instant::now() > deadline {
+                        return Err(ftx.error(format!(
+                            "evaluation stopped: over its {EVALUATION_BUDGET:?} budget (too many nested loops?)"
+                        )));
+                    }
+                    Ok(range)
+                },
+            )
+            .expect("helper names are free");
+        // Messages quote the value; a huge one is cut (the measurement stores it cut anyway).
+        let shown = |text: String| crate::bounds::truncate(&text, 256).into_owned();
+        match Value::resolve(&self.program, &context) {
             Ok(Value::Bool(verdict)) => Ok(verdict),
             Ok(other) => Err(format!(
-                "condition {:?} evaluated to {other:?}, not true or false (result = {value})",
-                self.expression
+                "condition {:?} evaluated to {}, not true or false (result = {})",
+                self.expression,
+                shown(format!("{other:?}")),
+                shown(value.to_string())
             )),
             Err(error) => {
-                let error = error.to_string();
+                let error = crate::bounds::truncate(&error.to_string(), 1024).into_owned();
                 let hint = hint(value, &error);
                 Err(format!(
-                    "condition {:?} failed with result = {value}: {error}{hint}",
-                    self.expression
+                    "condition {:?} failed with result = {}: {error}{hint}",
+                    self.expression,
+                    shown(value.to_string())
                 ))
             }
         }
+    }
+}
+
+/// Wraps every comprehension's range in [`BUDGET_FUNCTION`], so each loop start checks the deadline.
+/// The loop's own step and condition are left alone: the `cel` crate recognises their shape to run
+/// `map`/`filter` by appending in place and `all`/`exists` with short-circuiting.
+fn meter_loops(expression: &mut Expression) {
+    match &mut expression.expr {
+        Expr::Comprehension(comprehension) => {
+            let c = &mut **comprehension;
+            for part in [
+                &mut c.iter_range,
+                &mut c.accu_init,
+                &mut c.loop_cond,
+                &mut c.loop_step,
+                &mut c.result,
+            ] {
+                meter_loops(part);
+            }
+            let range = std::mem::take(&mut c.iter_range);
+            c.iter_range = Expression {
+                id: range.id,
+                expr: Expr::Call(CallExpr {
+                    func_name: BUDGET_FUNCTION.to_string(),
+                    target: None,
+                    args: vec![range],
+                }),
+            };
+        }
+        Expr::Call(call) => {
+            if let Some(target) = call.target.as_deref_mut() {
+                meter_loops(target);
+            }
+            call.args.iter_mut().for_each(meter_loops);
+        }
+        Expr::List(list) => list.elements.iter_mut().for_each(meter_loops),
+        Expr::Map(map) => map.entries.iter_mut().for_each(|entry| meter_entry(&mut entry.expr)),
+        Expr::Struct(structure) => structure
+            .entries
+            .iter_mut()
+            .for_each(|entry| meter_entry(&mut entry.expr)),
+        Expr::Select(select) => meter_loops(&mut select.operand),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+fn meter_entry(entry: &mut EntryExpr) {
+    match entry {
+        EntryExpr::MapEntry(entry) => {
+            meter_loops(&mut entry.key);
+            meter_loops(&mut entry.value);
+        }
+        EntryExpr::StructField(field) => meter_loops(&mut field.value),
     }
 }
 
@@ -326,6 +431,62 @@ mod tests {
         assert!(error.contains("\"result[0] >=\""), "{error}");
         assert!(compile("__sluice_default(0, 1)").is_err());
         assert_eq!(compile("result > 1").unwrap().expression(), "result > 1");
+    }
+
+    #[test]
+    fn long_conditions_and_reserved_names_are_refused() {
+        let long = format!("result > 0.0{}", " && result > 0.0".repeat(200));
+        let error = compile(&long).unwrap_err();
+        assert!(error.contains(&format!("is {} bytes long", long.len())), "{error}");
+        assert!(error.len() < 300, "the message quotes only the start: {error}");
+        assert!(compile("__sluice_budget([1]).size() == 1").is_err());
+    }
+
+    /// Nested `exists` over ten-element lists, `depth` deep, whose innermost test is never true.
+    fn nested_loops(depth: usize) -> String {
+        let mut condition = "result < 0.0".to_string();
+        for level in 0..depth {
+            condition = format!("[0, 1, 2, 3, 4, 5, 6, 7, 8, 9].exists(x{level}, {condition})");
+        }
+        condition
+    }
+
+    #[test]
+    fn a_runaway_condition_stops_itself_at_its_budget() {
+        // 10^8 innermost tests: minutes without the budget.
+        let condition = compile(&nested_loops(8)).unwrap();
+        let started = std::time::Instant::now();
+        let error = condition.evaluate(&Scalar(1.0)).unwrap_err();
+        let took = started.elapsed();
+        assert!(error.contains("over its 1s budget"), "{error}");
+        assert!(took < EVALUATION_BUDGET * 2, "took {took:?}");
+        // The same shape, small enough, still evaluates: the budget wrapper changes no result.
+        assert_eq!(compile(&nested_loops(3)).unwrap().evaluate(&Scalar(1.0)), Ok(false));
+        assert_eq!(
+            eval(
+                "[[1.0], [2.0]].map(l, l.filter(x, x > 1.0)).exists(l, size(l) == 1)",
+                Scalar(0.0)
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            eval("default({'a': [1].all(x, x > 0)}['a'], false)", Scalar(0.0)),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn messages_quote_a_huge_value_cut() {
+        let huge = Text("w".repeat(1 << 20));
+        let error = eval("result > 1.0", huge.clone()).unwrap_err();
+        assert!(error.len() < 2048, "{}", error.len());
+        assert!(error.contains("[truncated, 1048578 bytes]"), "{error}");
+        let error = eval("result + \"\"", huge).unwrap_err();
+        assert!(
+            error.len() < 2048 && error.contains("not true or false"),
+            "{}",
+            error.len()
+        );
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! patch status = plan.status; requeue after plan.requeue_after
 //! ```
 //!
+//! The controller splits the second call: it judges each outcome off the async runtime under a time
+//! budget ([`reconcile::judge_within_budget`], conditions are hostile CEL) and records the judged
+//! measurements with [`rules::step_judged`], which also keeps the status under
+//! [`MAX_STATUS_BYTES`](crate::bounds::MAX_STATUS_BYTES).
+//!
 //! - [`template`] builds an AnalysisRun spec from templates and arguments,
 //! - [`condition`] compiles and evaluates successCondition / failureCondition (CEL),
 //! - [`rules`] holds the measurement → metric → run verdict rules and the scheduling,

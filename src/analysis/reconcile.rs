@@ -12,16 +12,69 @@ use kube::runtime::controller::Action as Requeue;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::analysis::ResultValue;
+use tokio::sync::Semaphore;
+
 use crate::analysis::allowlist::Allowlist;
 use crate::analysis::providers::{self, SecretValues};
-use crate::analysis::rules;
-use crate::api::analysis::{AnalysisRun, AnalysisRunSpec, Metric};
+use crate::analysis::rules::{self, MetricConditions};
+use crate::analysis::{MeasurementOutcome, ResultValue};
+use crate::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisRunSpec, Measurement, Metric};
+use crate::bounds::{MAX_STATUS_BYTES, json_len};
 use crate::merge_patch::merge_diff;
 use crate::observe::Observer;
 
 /// Bound on reading one Secret.
 const SECRET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one measurement's conditions may take, waiting for an evaluation slot included. The `cel`
+/// crate has no cost limit, so a condition such as nested `exists` over long lists could run for hours.
+pub const CONDITION_BUDGET: Duration = Duration::from_secs(1);
+
+/// Conditions evaluated at once, each on a blocking thread so it never stalls the async runtime (the
+/// reconcilers, `/healthz`). A condition past its budget is abandoned but its thread runs on until the
+/// evaluation ends (see `condition::Condition::evaluate` for how it is cut short); the slot it holds
+/// is freed only then. This bounds runaway conditions to a few threads instead of exhausting tokio's
+/// blocking pool, which DNS lookups and file IO share.
+const CONDITION_EVALUATION_SLOTS: usize = 4;
+
+static CONDITION_SLOTS: Semaphore = Semaphore::const_new(CONDITION_EVALUATION_SLOTS);
+
+/// Judges a measurement ([`rules::judge`]) with its conditions evaluated off the async runtime within
+/// [`CONDITION_BUDGET`]. Overrunning the budget is an Error measurement saying so.
+pub async fn judge_within_budget(metric: &Metric, outcome: MeasurementOutcome) -> Measurement {
+    let needs_conditions = metric.success_condition.is_some() || metric.failure_condition.is_some();
+    if !needs_conditions || outcome.value.as_ref().is_ok_and(ResultValue::is_no_data) || outcome.value.is_err() {
+        // Provider errors and no data never reach the conditions: nothing expensive to bound.
+        return rules::judge(metric, &MetricConditions::default(), outcome);
+    }
+    let evaluation = {
+        let (metric, outcome) = (metric.clone(), outcome.clone());
+        async move {
+            let slot = CONDITION_SLOTS.acquire().await.expect("the semaphore is never closed");
+            tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                match MetricConditions::compile(&metric) {
+                    Ok(conditions) => rules::judge(&metric, &conditions, outcome),
+                    Err(error) => rules::judged(AnalysisPhase::Error, Some(error), outcome),
+                }
+            })
+            .await
+        }
+    };
+    let overrun = match tokio::time::timeout(CONDITION_BUDGET, evaluation).await {
+        Ok(Ok(measurement)) => return measurement,
+        Ok(Err(panic)) => format!("evaluating the conditions failed: {panic}"),
+        Err(_) if CONDITION_SLOTS.available_permits() == 0 => format!(
+            "the conditions were not evaluated within {CONDITION_BUDGET:?}: all {CONDITION_EVALUATION_SLOTS} \
+             evaluation slots are held by conditions still running past their budget"
+        ),
+        Err(_) => format!(
+            "the conditions did not finish within their {CONDITION_BUDGET:?} evaluation budget; simplify them \
+             (e.g. fewer nested all/exists/map over long lists)"
+        ),
+    };
+    rules::judged(AnalysisPhase::Error, Some(overrun), outcome)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -172,12 +225,29 @@ pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
     let plan = if outcomes.is_empty() {
         due
     } else {
-        rules::step(&spec, Some(&due.status), Utc::now(), outcomes)
+        let judged = join_all(outcomes.into_iter().map(|(metric, outcome)| {
+            let spec = &spec;
+            async move {
+                let measurement = match spec.metrics.iter().find(|m| m.name == metric) {
+                    Some(definition) => judge_within_budget(definition, outcome).await,
+                    None => rules::judged(AnalysisPhase::Error, None, outcome),
+                };
+                (metric, measurement)
+            }
+        }))
+        .await;
+        rules::step_judged(&spec, Some(&due.status), Utc::now(), judged)
     };
     let old = serde_json::to_value(run.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
     let new = serde_json::to_value(&plan.status).unwrap_or(Value::Null);
     let diff = merge_diff(&old, &new);
     if !diff.as_object().is_some_and(|d| d.is_empty()) {
+        let size = json_len(&new);
+        if size > MAX_STATUS_BYTES {
+            // `rules::fit_status` could not trim it enough (hundreds of metrics): written anyway, the
+            // API server has the last word; say why if it refuses.
+            tracing::warn!(analysis_run = %name, bytes = size, "status still over {MAX_STATUS_BYTES} bytes after trimming");
+        }
         let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": diff})))
             .await
@@ -237,6 +307,77 @@ mod tests {
             .map(|m| m.provider.prometheus.as_ref().unwrap().address.as_str())
             .collect();
         assert_eq!(addresses, ["http://prometheus:9090", "http://other:9090"]);
+    }
+
+    fn outcome(value: Result<ResultValue, String>) -> MeasurementOutcome {
+        MeasurementOutcome {
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            query: None,
+            value,
+        }
+    }
+
+    /// Nested `exists` eight deep over ten elements: 10^8 innermost tests, minutes of CPU.
+    fn runaway_condition() -> String {
+        let mut condition = "result < 0.0".to_string();
+        for level in 0..8 {
+            condition = format!("[0, 1, 2, 3, 4, 5, 6, 7, 8, 9].exists(x{level}, {condition})");
+        }
+        condition
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_runaway_condition_is_an_error_measurement_within_the_budget() {
+        let runaway = Metric::prometheus("m", "http://prometheus:9090", "up").with_success(&runaway_condition());
+        let started = Instant::now();
+        let measurement = judge_within_budget(&runaway, outcome(Ok(ResultValue::Scalar(1.0)))).await;
+        assert!(
+            started.elapsed() < CONDITION_BUDGET + Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(measurement.phase, AnalysisPhase::Error);
+        let message = measurement.message.unwrap();
+        assert!(message.contains("evaluation budget"), "{message}");
+
+        let cheap = Metric::prometheus("m", "http://prometheus:9090", "up").with_success("result == 1.0");
+        let measurement = judge_within_budget(&cheap, outcome(Ok(ResultValue::Scalar(1.0)))).await;
+        assert_eq!(measurement.phase, AnalysisPhase::Successful);
+        let measurement = judge_within_budget(&cheap, outcome(Err("cannot connect".into()))).await;
+        assert_eq!(
+            (measurement.phase, measurement.message.as_deref()),
+            (AnalysisPhase::Error, Some("cannot connect"))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runaway_conditions_hold_at_most_their_slots_and_the_runtime_stays_free() {
+        let runaway = Metric::prometheus("m", "http://prometheus:9090", "up").with_success(&runaway_condition());
+        let judging = (0..CONDITION_EVALUATION_SLOTS * 2)
+            .map(|_| judge_within_budget(&runaway, outcome(Ok(ResultValue::Scalar(1.0)))));
+        let ticker = tokio::spawn(async {
+            // A task that needs the runtime every 10 ms: it must never wait long.
+            let mut slowest = Duration::ZERO;
+            for _ in 0..150 {
+                let started = Instant::now();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                slowest = slowest.max(started.elapsed());
+            }
+            slowest
+        });
+        let measurements = join_all(judging).await;
+        assert!(measurements.iter().all(|m| m.phase == AnalysisPhase::Error));
+        let slots_full = measurements
+            .iter()
+            .filter(|m| m.message.as_deref().unwrap().contains("evaluation slots are held"))
+            .count();
+        assert!(slots_full >= CONDITION_EVALUATION_SLOTS, "{measurements:#?}");
+        let slowest = ticker.await.unwrap();
+        assert!(
+            slowest < Duration::from_millis(200),
+            "the runtime stalled for {slowest:?}"
+        );
     }
 
     #[test]

@@ -30,9 +30,23 @@ use super::{MeasurementOutcome, ResultValue};
 use crate::api::analysis::{
     AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric, MetricResult, NoDataPolicy, RunSummary,
 };
+use crate::bounds::{MAX_STATUS_BYTES, json_len, truncate, truncate_in_place};
 
 /// After an Error measurement the next try comes this much later (Argo's fixed error retry).
 pub const ERROR_RETRY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A measurement's value, message and query are stored cut to this many bytes (with a marker naming the
+/// full length); the conditions still judge the whole value. A metric answers with a few numbers; a
+/// megabyte of JSON stored whole would make the AnalysisRun too big to write.
+pub const MAX_MEASUREMENT_TEXT_BYTES: usize = 4 * 1024;
+
+/// `measurementRetention` above this is lowered to it: each measurement may hold
+/// [`MAX_MEASUREMENT_TEXT_BYTES`] three times over, and the status must stay writable.
+pub const MAX_MEASUREMENT_RETENTION: i32 = 100;
+
+/// When a status is still over [`MAX_STATUS_BYTES`] with one measurement per metric, stored texts are cut
+/// to this instead.
+const SHORT_TEXT_BYTES: usize = 256;
 
 /// The compiled conditions of one metric.
 #[derive(Debug, Default)]
@@ -136,7 +150,7 @@ pub fn assess_measurement(
 
 /// Folds a finished measurement into the metric's result: counters (which keep counting for the whole
 /// run) and the measurement history, trimmed to the newest `retention` (at least 1: the schedule needs
-/// the latest one).
+/// the latest one; at most [`MAX_MEASUREMENT_RETENTION`]).
 ///
 /// `count` counts measurements that produced a verdict; Errors do not use up a metric's `count`, they
 /// are retried (as in Argo Rollouts). `consecutive_failure` is broken only by a Successful measurement.
@@ -165,7 +179,7 @@ pub fn record_measurement(result: &mut MetricResult, measurement: Measurement, r
         }
     }
     result.measurements.push(measurement);
-    let keep = retention.max(1) as usize;
+    let keep = retention.clamp(1, MAX_MEASUREMENT_RETENTION) as usize;
     if result.measurements.len() > keep {
         let excess = result.measurements.len() - keep;
         result.measurements.drain(..excess);
@@ -435,6 +449,64 @@ pub fn step(
     now: DateTime<Utc>,
     outcomes: Vec<(String, MeasurementOutcome)>,
 ) -> StepOutput {
+    let measurements = match prepare(spec) {
+        Ok(prepared) => outcomes
+            .into_iter()
+            .filter_map(|(name, outcome)| {
+                let p = prepared.iter().find(|p| p.metric.name == name)?;
+                Some((name, judge(p.metric, &p.conditions, outcome)))
+            })
+            .collect(),
+        // `step_judged` ends the run with the reason.
+        Err(_) => vec![],
+    };
+    step_judged(spec, status, now, measurements)
+}
+
+/// A finished measurement as the status stores it: its phase ([`assess_measurement`]) and its value,
+/// message and query cut to [`MAX_MEASUREMENT_TEXT_BYTES`]. The conditions judge the whole value.
+pub fn judge(metric: &Metric, conditions: &MetricConditions, outcome: MeasurementOutcome) -> Measurement {
+    let (phase, message) = assess_measurement(metric, conditions, &outcome.value);
+    judged(phase, message, outcome)
+}
+
+/// The stored form of `outcome` once judged `phase` for the reason `message` (see [`judge`]); for
+/// callers that judged it another way, e.g. a condition that ran out of its evaluation budget.
+pub fn judged(phase: AnalysisPhase, message: Option<String>, outcome: MeasurementOutcome) -> Measurement {
+    let cut = |text: String| truncate(&text, MAX_MEASUREMENT_TEXT_BYTES).into_owned();
+    Measurement {
+        phase,
+        value: outcome.value.as_ref().ok().map(|value| cut(value.to_string())),
+        started_at: Some(outcome.started_at),
+        finished_at: Some(outcome.finished_at),
+        message: message.map(cut),
+        query: outcome.query.map(cut),
+    }
+}
+
+/// [`step`] for measurements already judged ([`judge`]): the controller judges off the async runtime,
+/// under a time budget, and records here. The returned status fits [`MAX_STATUS_BYTES`] as far as
+/// [`fit_status`] can make it.
+pub fn step_judged(
+    spec: &AnalysisRunSpec,
+    status: Option<&AnalysisRunStatus>,
+    now: DateTime<Utc>,
+    measurements: Vec<(String, Measurement)>,
+) -> StepOutput {
+    let mut output = step_unfitted(spec, status, now, measurements);
+    // A completed run is final and already written; trimming it would only produce a needless write.
+    if status.is_none_or(|s| !s.phase.is_some_and(AnalysisPhase::is_completed)) {
+        fit_status(&mut output.status, MAX_STATUS_BYTES);
+    }
+    output
+}
+
+fn step_unfitted(
+    spec: &AnalysisRunSpec,
+    status: Option<&AnalysisRunStatus>,
+    now: DateTime<Utc>,
+    measurements: Vec<(String, Measurement)>,
+) -> StepOutput {
     let mut status = status.cloned().unwrap_or_default();
     let done = |status: AnalysisRunStatus| StepOutput {
         status,
@@ -449,7 +521,8 @@ pub fn step(
         Ok(prepared) => prepared,
         Err(error) => {
             status.phase = Some(AnalysisPhase::Error);
-            status.message = Some(format!("invalid analysis: {error}"));
+            let message = format!("invalid analysis: {error}");
+            status.message = Some(truncate(&message, MAX_MEASUREMENT_TEXT_BYTES).into_owned());
             return done(status);
         }
     };
@@ -472,7 +545,7 @@ pub fn step(
         })
         .collect();
 
-    for (name, outcome) in outcomes {
+    for (name, measurement) in measurements {
         let Some(index) = prepared.iter().position(|p| p.metric.name == name) else {
             continue;
         };
@@ -480,15 +553,6 @@ pub fn step(
         if result.phase.is_completed() {
             continue;
         }
-        let (phase, message) = assess_measurement(metric, &prepared[index].conditions, &outcome.value);
-        let measurement = Measurement {
-            phase,
-            value: outcome.value.as_ref().ok().map(ToString::to_string),
-            started_at: Some(outcome.started_at),
-            finished_at: Some(outcome.finished_at),
-            message,
-            query: outcome.query,
-        };
         record_measurement(result, measurement, spec.measurement_retention_for(metric));
     }
 
@@ -524,6 +588,47 @@ pub fn step(
         }
     }
     output
+}
+
+/// Makes `status` fit in `max_bytes` of JSON, dropping the least useful first: the oldest measurements
+/// of the metric holding the most (each metric keeps its newest: the schedule needs it), then every
+/// stored text cut to a few hundred bytes. Counters, phases and the run's verdict are never touched.
+/// Returns whether it fits; a status that still does not (hundreds of metrics) is written as it is and
+/// the API server decides.
+pub fn fit_status(status: &mut AnalysisRunStatus, max_bytes: usize) -> bool {
+    let mut size = json_len(status);
+    if size <= max_bytes {
+        return true;
+    }
+    // Sizes are counted once and subtracted: re-serializing after each drop would be quadratic.
+    let mut sizes: Vec<Vec<usize>> = status
+        .metric_results
+        .iter()
+        .map(|result| result.measurements.iter().map(|m| json_len(m) + 1).collect())
+        .collect();
+    while size > max_bytes {
+        let fullest = sizes
+            .iter()
+            .enumerate()
+            .filter(|(_, measurements)| measurements.len() > 1)
+            .max_by_key(|(_, measurements)| measurements.len());
+        let Some((index, _)) = fullest else { break };
+        size = size.saturating_sub(sizes[index].remove(0));
+        status.metric_results[index].measurements.remove(0);
+    }
+    if size <= max_bytes {
+        return true;
+    }
+    truncate_in_place(&mut status.message, SHORT_TEXT_BYTES);
+    for result in &mut status.metric_results {
+        truncate_in_place(&mut result.message, SHORT_TEXT_BYTES);
+        for measurement in &mut result.measurements {
+            truncate_in_place(&mut measurement.value, SHORT_TEXT_BYTES);
+            truncate_in_place(&mut measurement.message, SHORT_TEXT_BYTES);
+            truncate_in_place(&mut measurement.query, SHORT_TEXT_BYTES);
+        }
+    }
+    json_len(status) <= max_bytes
 }
 
 /// Non-dry-run metrics per phase (dry-run metrics are visible in `metricResults`).
@@ -1317,6 +1422,142 @@ mod tests {
         let result = &status.metric_results[0];
         assert_eq!((result.count, result.measurements.len()), (5, 2));
         assert_eq!(status.phase, Some(Successful));
+    }
+
+    #[test]
+    fn a_huge_value_is_judged_whole_and_stored_cut() {
+        let spec = run(vec![metric().with_success("size(result) == 2097152")]);
+        let due = step(&spec, None, t(0), vec![]);
+        let mut huge = outcome(0, Ok(Text("x".repeat(2 * 1024 * 1024))));
+        huge.query = Some("q".repeat(100_000));
+        let done = step(&spec, Some(&due.status), t(0), vec![("m".into(), huge)]);
+        assert_eq!(done.status.phase, Some(Successful), "the condition saw all 2 MiB");
+        let stored = &done.status.metric_results[0].measurements[0];
+        let value = stored.value.as_deref().unwrap();
+        assert!(value.len() <= MAX_MEASUREMENT_TEXT_BYTES, "{}", value.len());
+        // The stored text is the value's display form, quotes included: 2 MiB + 2.
+        assert!(
+            value.ends_with("…[truncated, 2097154 bytes]"),
+            "{}",
+            &value[value.len() - 40..]
+        );
+        let query = stored.query.as_deref().unwrap();
+        assert!(query.len() <= MAX_MEASUREMENT_TEXT_BYTES && query.ends_with("[truncated, 100000 bytes]"));
+    }
+
+    #[test]
+    fn an_error_message_quoting_a_huge_value_is_cut() {
+        let spec = run(vec![metric().with_success("result > 1.0")]);
+        let due = step(&spec, None, t(0), vec![]);
+        let huge = outcome(0, Ok(Text("y".repeat(1 << 20))));
+        let done = step(&spec, Some(&due.status), t(0), vec![("m".into(), huge)]);
+        let message = done.status.metric_results[0].measurements[0]
+            .message
+            .as_deref()
+            .unwrap();
+        assert!(message.len() <= MAX_MEASUREMENT_TEXT_BYTES, "{}", message.len());
+        assert!(message.contains("result > 1.0"), "{message}");
+    }
+
+    #[test]
+    fn retention_is_capped() {
+        let mut result = MetricResult::default();
+        for at in 0..MAX_MEASUREMENT_RETENTION + 20 {
+            let measurement = Measurement {
+                phase: Successful,
+                finished_at: Some(t(at.into())),
+                ..Measurement::default()
+            };
+            record_measurement(&mut result, measurement, 1_000_000);
+        }
+        assert_eq!(result.measurements.len(), MAX_MEASUREMENT_RETENTION as usize);
+        assert_eq!(
+            result.measurements.last().unwrap().finished_at,
+            Some(t((MAX_MEASUREMENT_RETENTION + 19).into())),
+            "the newest are kept"
+        );
+        assert_eq!(result.count, MAX_MEASUREMENT_RETENTION + 20, "counters count every one");
+    }
+
+    /// A status of `metrics` metrics holding `measurements` measurements each, every text at the cap.
+    fn bulky_status(metrics: usize, measurements: usize) -> AnalysisRunStatus {
+        let text = "z".repeat(MAX_MEASUREMENT_TEXT_BYTES);
+        AnalysisRunStatus {
+            phase: Some(Running),
+            message: Some(text.clone()),
+            metric_results: (0..metrics)
+                .map(|i| MetricResult {
+                    name: format!("m{i}"),
+                    count: measurements as i32,
+                    successful: measurements as i32,
+                    message: Some(text.clone()),
+                    measurements: (0..measurements)
+                        .map(|at| Measurement {
+                            phase: Successful,
+                            value: Some(text.clone()),
+                            message: Some(text.clone()),
+                            query: Some(text.clone()),
+                            finished_at: Some(t(at as i64)),
+                            ..Measurement::default()
+                        })
+                        .collect(),
+                    ..MetricResult::default()
+                })
+                .collect(),
+            ..AnalysisRunStatus::default()
+        }
+    }
+
+    #[test]
+    fn an_oversized_status_drops_the_oldest_measurements_first() {
+        let mut status = bulky_status(3, 40);
+        let before = json_len(&status);
+        assert!(before > MAX_STATUS_BYTES, "{before}");
+        assert!(fit_status(&mut status, MAX_STATUS_BYTES));
+        let after = json_len(&status);
+        assert!(after <= MAX_STATUS_BYTES, "{after}");
+        for result in &status.metric_results {
+            let kept = result.measurements.len();
+            assert!((1..40).contains(&kept), "{kept}");
+            assert_eq!(
+                result.measurements.last().unwrap().finished_at,
+                Some(t(39)),
+                "the newest stays"
+            );
+            assert_eq!(
+                result.measurements[0].value.as_ref().unwrap().len(),
+                MAX_MEASUREMENT_TEXT_BYTES
+            );
+            assert_eq!(
+                (result.count, result.successful),
+                (40, 40),
+                "counters are never trimmed"
+            );
+        }
+        let counts: Vec<usize> = status.metric_results.iter().map(|r| r.measurements.len()).collect();
+        assert!(
+            counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn a_status_too_big_even_with_one_measurement_per_metric_has_its_texts_cut() {
+        let mut status = bulky_status(30, 2);
+        assert!(fit_status(&mut status, MAX_STATUS_BYTES));
+        assert!(json_len(&status) <= MAX_STATUS_BYTES);
+        let result = &status.metric_results[7];
+        assert_eq!(result.measurements.len(), 1);
+        let value = result.measurements[0].value.as_deref().unwrap();
+        assert!(
+            value.len() <= SHORT_TEXT_BYTES && value.ends_with("[truncated, 4096 bytes]"),
+            "{value}"
+        );
+
+        // Hundreds of metrics do not fit whatever is cut: it says so, and keeps every verdict.
+        let mut status = bulky_status(2000, 1);
+        assert!(!fit_status(&mut status, MAX_STATUS_BYTES));
+        assert_eq!(status.metric_results.len(), 2000);
     }
 
     #[test]

@@ -20,6 +20,10 @@ impl From<bool> for ConditionStatus {
     }
 }
 
+/// A condition's message is cut to this many bytes (with a `…[truncated, N bytes]` marker): messages
+/// quote API server, Git and analysis errors, whose length nobody bounds.
+pub const MAX_CONDITION_MESSAGE_BYTES: usize = 4 * 1024;
+
 /// One observation about an object, in the shape of `metav1.Condition` (plus Argo's lastUpdateTime).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -52,11 +56,13 @@ pub struct Condition {
 impl Condition {
     /// A condition without timestamps; `set_condition` stamps them.
     pub fn new(type_: &str, status: impl Into<ConditionStatus>, reason: &str, message: impl Into<String>) -> Self {
+        let mut message = Some(message.into());
+        crate::bounds::truncate_in_place(&mut message, MAX_CONDITION_MESSAGE_BYTES);
         Condition {
             type_: type_.to_string(),
             status: status.into(),
             reason: Some(reason.to_string()),
-            message: Some(message.into()),
+            message,
             last_transition_time: None,
             last_update_time: None,
             observed_generation: None,
@@ -132,6 +138,20 @@ mod tests {
 
     fn at(seconds: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn a_long_message_is_cut() {
+        let condition = Condition::new(READY, false, "SyncFailed", "e".repeat(100_000));
+        let message = condition.message.unwrap();
+        assert!(message.len() <= MAX_CONDITION_MESSAGE_BYTES, "{}", message.len());
+        assert!(
+            message.ends_with("…[truncated, 100000 bytes]"),
+            "{}",
+            &message[message.len() - 40..]
+        );
+        let short = Condition::new(READY, true, "Succeeded", "applied revision abc");
+        assert_eq!(short.message.as_deref(), Some("applied revision abc"));
     }
 
     #[test]

@@ -10,12 +10,33 @@ use kube::ResourceExt;
 use crate::api::conditions::{self, Condition, ConditionStatus};
 use crate::api::gitsync::{BlockedRevision, GitSyncSpec, GitSyncStatus, RollbackAction, SyncHistoryEntry};
 use crate::api::rollout::{AbortReason, Rollout, RolloutPhase};
+use crate::bounds::{keep_newest, truncate, truncate_in_place};
 use crate::gitsync::GIT_REVISION_ANNOTATION;
 use crate::gitsync::health::Health;
 use crate::gitsync::manifest::ObjectId;
 
 /// How many sync attempts status.history keeps.
 pub const HISTORY_LIMIT: usize = 10;
+
+/// How many blocked commits status.blockedRevisions keeps; the oldest block is dropped first. A dropped
+/// block means nothing while the ref has moved past that commit (only the head is ever applied), but if
+/// the ref were reset back to it, it would be applied again. 100 failed canaries is far more than a
+/// branch accumulates between such resets, and each entry is bounded, so the list stays a few tens of
+/// KiB.
+pub const MAX_BLOCKED_REVISIONS: usize = 100;
+
+/// Messages and reasons stored in the GitSync status (history, blocked revisions) are cut to this many
+/// bytes: they quote API server and Git errors, whose length nobody bounds.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
+
+/// Records a blocked commit (its reason cut to [`MAX_STATUS_MESSAGE_BYTES`]), keeping the newest
+/// [`MAX_BLOCKED_REVISIONS`].
+pub fn record_blocked(status: &mut GitSyncStatus, mut blocked: BlockedRevision) {
+    blocked.reason = truncate(&blocked.reason, MAX_STATUS_MESSAGE_BYTES).into_owned();
+    truncate_in_place(&mut blocked.revert_message, MAX_STATUS_MESSAGE_BYTES);
+    status.blocked_revisions.push(blocked);
+    keep_newest(&mut status.blocked_revisions, MAX_BLOCKED_REVISIONS);
+}
 
 /// What the GitSync needs to know about one of the Rollouts it applied.
 #[derive(Clone, Debug, PartialEq)]
@@ -276,6 +297,7 @@ pub fn conclude_health(
 /// Appends one history entry per revision attempt; a repeated outcome for the same revision updates
 /// the newest entry instead, so self-heal every interval does not flush the history.
 fn push_history(status: &mut GitSyncStatus, revision: &str, result: &str, message: String, now: DateTime<Utc>) {
+    let message = truncate(&message, MAX_STATUS_MESSAGE_BYTES).into_owned();
     match status.history.last_mut() {
         Some(last) if last.revision == revision => {
             last.result = Some(result.to_string());
@@ -290,8 +312,7 @@ fn push_history(status: &mut GitSyncStatus, revision: &str, result: &str, messag
             message: Some(message),
         }),
     }
-    let excess = status.history.len().saturating_sub(HISTORY_LIMIT);
-    status.history.drain(..excess);
+    keep_newest(&mut status.history, HISTORY_LIMIT);
 }
 
 /// How the last sync went, for the kstatus conditions.

@@ -664,7 +664,7 @@ impl SyncRun<'_> {
                 }
             );
             warn(self.ctx, self.gitsync, "RevisionBlocked", &message).await;
-            status.blocked_revisions.push(blocked.clone());
+            plan::record_blocked(status, blocked.clone());
         }
     }
 

@@ -68,13 +68,32 @@ pub async fn measure(
     started_at: DateTime<Utc>,
 ) -> MeasurementOutcome {
     let clock = Instant::now();
-    let value = measure_value(spec, metric, secrets, allowlist, started_at).await;
+    let value = measure_value(spec, metric, secrets, allowlist, started_at)
+        .await
+        .and_then(within_value_limit);
     let elapsed = TimeDelta::from_std(clock.elapsed()).unwrap_or_default();
     MeasurementOutcome {
         started_at,
         finished_at: started_at + elapsed,
         query: recorded_query(metric),
         value,
+    }
+}
+
+/// Results holding more numbers than this are an error, never judged: a canary is judged on a few
+/// series, and a condition comparing the list with itself in a loop takes quadratic time between two
+/// budget checks (measured in a debug build: `result.exists(x, result != result)` 0.2 s over 1,000
+/// numbers, 10 s over 10,000; a 1 MiB answer alone could hold 500,000).
+pub const MAX_RESULT_VALUES: usize = 1_000;
+
+/// [`MAX_RESULT_VALUES`] enforced: the error names how many numbers there were.
+fn within_value_limit(value: ResultValue) -> Result<ResultValue, String> {
+    match &value {
+        ResultValue::Vector(values) if values.len() > MAX_RESULT_VALUES => Err(format!(
+            "the result holds {} numbers; at most {MAX_RESULT_VALUES} are judged (narrow the query or jsonPath)",
+            values.len()
+        )),
+        _ => Ok(value),
     }
 }
 
@@ -248,6 +267,40 @@ fn http_client(timeout: Duration, insecure: bool) -> Result<reqwest::Client, Str
         .map_err(|e| format!("cannot build an HTTP client: {}", e.without_url()))
 }
 
+/// Metric answers larger than this are refused, and read no further: a metric answers with a few
+/// numbers, so a bigger body is a wrong URL or a query matching far too many series, and reading it
+/// whole would let any endpoint make the controller buffer gigabytes.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Reads `response`'s body chunk by chunk, refusing it as soon as it passes [`MAX_RESPONSE_BYTES`] (or
+/// announces more in Content-Length), so an oversized body is never buffered whole.
+async fn read_body_limited(
+    response: &mut reqwest::Response,
+    address: &str,
+    fail: impl Fn(reqwest::Error) -> String,
+) -> Result<Vec<u8>, String> {
+    let too_big = || {
+        format!(
+            "{address}: response body exceeds {} MiB",
+            MAX_RESPONSE_BYTES / (1024 * 1024)
+        )
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(&fail)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Describes a transport error without its URL.
 fn describe_http_error(error: &reqwest::Error, address: &str, timeout: Duration) -> String {
     let address = display_address(address);
@@ -377,6 +430,20 @@ mod tests {
         let error = measure(&spec, metric, &secrets, &open, at).await.value.unwrap_err();
         assert!(error.contains("cannot connect"), "{error}");
         assert!(!error.contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn results_with_too_many_numbers_are_an_error() {
+        let many = ResultValue::Vector(vec![1.0; MAX_RESULT_VALUES + 1]);
+        let error = within_value_limit(many).unwrap_err();
+        assert!(
+            error.contains(&format!("holds {} numbers", MAX_RESULT_VALUES + 1)),
+            "{error}"
+        );
+        let enough = ResultValue::Vector(vec![1.0; MAX_RESULT_VALUES]);
+        assert_eq!(within_value_limit(enough.clone()), Ok(enough));
+        let text = ResultValue::Text("t".repeat(MAX_RESPONSE_BYTES));
+        assert_eq!(within_value_limit(text.clone()), Ok(text));
     }
 
     #[test]

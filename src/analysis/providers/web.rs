@@ -11,16 +11,12 @@ use jsonpath_rust::JsonPath;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{describe_http_error, display_address, http_client, redact, timeout_or};
+use super::{describe_http_error, display_address, http_client, read_body_limited, redact, timeout_or};
 use crate::analysis::ResultValue;
 use crate::api::analysis::WebMetric;
 
 /// How long a request may take when the metric does not say (Argo Rollouts' default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Responses larger than this are refused rather than buffered: a metric endpoint answers with a few
-/// numbers, a huge body means a wrong URL.
-pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A ready-to-send request. `Debug` hides header values and the body.
 #[derive(Clone)]
@@ -125,14 +121,7 @@ impl WebRequest {
             if !response.status().is_success() {
                 return Err(format!("{address}: HTTP {}", response.status()));
             }
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(fail)? {
-                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Err(format!("{address}: response larger than {MAX_RESPONSE_BYTES} bytes"));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(body)
+            read_body_limited(&mut response, &address, fail).await
         })
         .await
         .map_err(|_| format!("{address}: no answer within {:?}", self.timeout))??;
@@ -379,6 +368,46 @@ mod tests {
             hits.load(std::sync::atomic::Ordering::SeqCst),
             0,
             "the redirect target was called"
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused_without_being_read_whole() {
+        use crate::analysis::providers::MAX_RESPONSE_BYTES;
+        let sized = format!("{{\"v\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+        let app = axum::Router::new()
+            .route("/sized", axum::routing::get(move || async move { sized }))
+            // No Content-Length, and no end: only reading with a limit stops this one.
+            .route(
+                "/endless",
+                axum::routing::get(|| async {
+                    let chunk = axum::body::Bytes::from(vec![b' '; 64 * 1024]);
+                    let chunks = futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+                    axum::body::Body::from_stream(chunks)
+                }),
+            )
+            .route(
+                "/just-fits",
+                axum::routing::get(|| async {
+                    let padding = " ".repeat(MAX_RESPONSE_BYTES - 2);
+                    format!("{padding}42")
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let error = request(format!("{base}/sized"), Some("$.v")).run().await.unwrap_err();
+        assert!(error.ends_with("response body exceeds 1 MiB"), "{error}");
+        let mut endless = request(format!("{base}/endless"), None);
+        endless.timeout = Duration::from_secs(5);
+        let started = std::time::Instant::now();
+        let error = endless.run().await.unwrap_err();
+        assert!(error.ends_with("response body exceeds 1 MiB"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+        assert_eq!(
+            request(format!("{base}/just-fits"), None).run().await,
+            Ok(ResultValue::Scalar(42.0))
         );
     }
 

@@ -302,6 +302,45 @@ fn history_is_bounded_and_repeats_update_the_newest_entry() {
 }
 
 #[test]
+fn blocked_revisions_are_bounded_oldest_dropped_and_reasons_cut() {
+    let mut status = GitSyncStatus::default();
+    for i in 0..MAX_BLOCKED_REVISIONS + 5 {
+        record_blocked(
+            &mut status,
+            BlockedRevision {
+                revision: format!("{i:040}"),
+                reason: "x".repeat(10_000),
+                blocked_at: now(),
+                revert_commit: None,
+                revert_message: None,
+            },
+        );
+    }
+    assert_eq!(status.blocked_revisions.len(), MAX_BLOCKED_REVISIONS);
+    assert!(
+        !status.is_blocked(&format!("{:040}", 4)),
+        "the oldest blocks are dropped"
+    );
+    assert!(status.is_blocked(&format!("{:040}", 5)));
+    assert!(status.is_blocked(&format!("{:040}", MAX_BLOCKED_REVISIONS + 4)));
+    let reason = &status.blocked_revisions[0].reason;
+    assert!(reason.len() <= MAX_STATUS_MESSAGE_BYTES, "{}", reason.len());
+    assert!(reason.ends_with("[truncated, 10000 bytes]"), "{reason}");
+}
+
+#[test]
+fn history_messages_are_cut() {
+    let mut status = GitSyncStatus::default();
+    let target = Target::Apply {
+        revision: format!("{:040}", 1),
+        pinned_over: None,
+    };
+    record_applied(&mut status, &target, "e".repeat(1 << 20), now());
+    let message = status.history[0].message.as_deref().unwrap();
+    assert!(message.len() <= MAX_STATUS_MESSAGE_BYTES && message.contains("[truncated, 1048576 bytes]"));
+}
+
+#[test]
 fn conditions_follow_kstatus() {
     let mut status = healthy_on(V2);
     set_conditions(&mut status, Some(3), &SyncResult::Synced, Some(&Health::Healthy), now());
