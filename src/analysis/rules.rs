@@ -23,13 +23,14 @@
 //! - A limit of −1 (any negative value) means "never" for all three limits, not only failureLimit.
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
 use super::condition::{self, Condition};
 use super::{MeasurementOutcome, ResultValue};
 use crate::api::analysis::{
     AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric, MetricResult, NoDataPolicy, RunSummary,
 };
+use crate::api::duration::deadline_after as after;
 
 /// After an Error measurement the next try comes this much later (Argo's fixed error retry).
 pub const ERROR_RETRY_INTERVAL: Duration = Duration::from_secs(10);
@@ -332,15 +333,32 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
             (Some(_), None) | (None, Some(_)) => {}
             _ => return fail("set exactly one provider (prometheus or web)".to_string()),
         }
+        // Each duration error names its field path, as a Rollout's InvalidSpec does.
+        let at = format!("spec.metrics[{i}]");
         let interval = metric
             .interval_duration()
-            .map_err(|e| format!("metric {name:?}: interval: {e}"))?;
+            .map_err(|e| format!("metric {name:?}: {at}.interval: {e}"))?;
         if interval == Some(Duration::ZERO) {
-            return fail("interval must be positive".to_string());
+            return fail(format!("{at}.interval: must be positive"));
         }
         metric
             .initial_delay_duration()
-            .map_err(|e| format!("metric {name:?}: initialDelay: {e}"))?;
+            .map_err(|e| format!("metric {name:?}: {at}.initialDelay: {e}"))?;
+        let timeouts = [
+            (
+                "prometheus",
+                metric.provider.prometheus.as_ref().and_then(|p| p.timeout.as_deref()),
+            ),
+            ("web", metric.provider.web.as_ref().and_then(|w| w.timeout.as_deref())),
+        ];
+        for (provider, timeout) in timeouts {
+            let field = format!("{at}.provider.{provider}.timeout");
+            match timeout.map(crate::api::duration::parse) {
+                Some(Err(e)) => return fail(format!("{field}: {e}")),
+                Some(Ok(Duration::ZERO)) => return fail(format!("{field}: must be positive")),
+                _ => {}
+            }
+        }
         match metric.count_value()? {
             Some(count) if count < 0 => return fail(format!("count {count} is negative")),
             Some(count) if count > 1 && interval.is_none() => {
@@ -355,13 +373,6 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
         prepared.push(Prepared { metric, conditions });
     }
     Ok(prepared)
-}
-
-fn after(time: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
-    TimeDelta::from_std(duration)
-        .ok()
-        .and_then(|delta| time.checked_add_signed(delta))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// When the metric should next be measured, never earlier than `now` (so `Some(now)` means "due now");
@@ -382,13 +393,15 @@ pub fn next_measurement_at(
         return None;
     }
     let count = effective_count(metric).ok()?;
+    // Recorded times later than now (a skewed clock, an edited status) count as now, so no wait is
+    // ever longer than the spec's duration.
     let due = match result.measurements.last() {
         None => after(
-            run_started_at,
+            run_started_at.min(now),
             metric.initial_delay_duration().ok()?.unwrap_or_default(),
         ),
         Some(last) => {
-            let finished = last.finished_at.or(last.started_at).unwrap_or(now);
+            let finished = last.finished_at.or(last.started_at).unwrap_or(now).min(now);
             if last.phase == AnalysisPhase::Error {
                 after(finished, ERROR_RETRY_INTERVAL)
             } else if count.is_some_and(|count| result.count >= count) {
@@ -998,21 +1011,64 @@ mod tests {
                     interval: Some("soon".into()),
                     ..metric()
                 },
-                "interval",
+                "spec.metrics[0].interval: invalid duration \"soon\"",
             ),
             (
                 Metric {
                     interval: Some("0s".into()),
                     ..metric()
                 },
-                "interval must be positive",
+                "spec.metrics[0].interval: must be positive",
             ),
             (
                 Metric {
                     initial_delay: Some("x".into()),
                     ..metric()
                 },
-                "initialDelay",
+                "spec.metrics[0].initialDelay: invalid duration",
+            ),
+            (
+                Metric {
+                    interval: Some("100000000000000".into()),
+                    ..metric()
+                },
+                "spec.metrics[0].interval: invalid duration \"100000000000000\": longer than the maximum",
+            ),
+            (
+                Metric {
+                    initial_delay: Some("2562047788015216h".into()),
+                    ..metric()
+                },
+                "spec.metrics[0].initialDelay: invalid duration \"2562047788015216h\": longer than the maximum",
+            ),
+            (
+                Metric {
+                    provider: MetricProvider {
+                        web: Some(WebMetric {
+                            url: "http://x".into(),
+                            timeout: Some("99999999999999999999s".into()),
+                            ..WebMetric::default()
+                        }),
+                        ..MetricProvider::default()
+                    },
+                    ..metric()
+                },
+                "spec.metrics[0].provider.web.timeout: invalid duration",
+            ),
+            (
+                Metric {
+                    provider: MetricProvider {
+                        prometheus: Some(crate::api::analysis::PrometheusMetric {
+                            address: "http://p".into(),
+                            query: "up".into(),
+                            timeout: Some("0s".into()),
+                            ..Default::default()
+                        }),
+                        ..MetricProvider::default()
+                    },
+                    ..metric()
+                },
+                "spec.metrics[0].provider.prometheus.timeout: must be positive",
             ),
             (
                 Metric {
@@ -1330,5 +1386,72 @@ mod tests {
             vec![("other".into(), outcome(0, Ok(Scalar(1.0))))],
         );
         assert_eq!(out.status, status);
+    }
+
+    /// Any text in a duration field, at any time (chrono's whole range, the ends included): the run
+    /// either ends Error naming the field, or schedules within a year — never a panic.
+    mod hostile_durations {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn duration_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[ +]?([0-9.]{0,22}(ms|s|m|h|e)?){0,3}",
+                proptest::sample::select(vec![
+                    "100000000000000",
+                    "99999999999999999999s",
+                    "2562047788015216h",
+                    "8760h",
+                    "1ms"
+                ])
+                .prop_map(String::from),
+            ]
+        }
+
+        fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+            let (min, max) = (
+                DateTime::<Utc>::MIN_UTC.timestamp(),
+                DateTime::<Utc>::MAX_UTC.timestamp(),
+            );
+            prop_oneof![min..=max, (max - 100_000)..=max, min..=(min + 100_000)]
+                .prop_map(|seconds| Utc.timestamp_opt(seconds, 0).unwrap())
+        }
+
+        proptest! {
+            #[test]
+            fn any_duration_at_any_time_is_scheduled_or_an_error_naming_the_field(
+                field in 0..3usize,
+                text in duration_text(),
+                now in any_time(),
+                measured_at in any_time(),
+            ) {
+                let mut metric = Metric { count: Some(IntOrString::Int(3)), interval: Some("1m".into()), ..metric() };
+                let name = ["interval", "initialDelay", "provider.prometheus.timeout"][field];
+                match field {
+                    0 => metric.interval = Some(text.clone()),
+                    1 => metric.initial_delay = Some(text.clone()),
+                    _ => metric.provider.prometheus.as_mut().unwrap().timeout = Some(text.clone()),
+                }
+                let valid = crate::api::duration::parse(&text).is_ok_and(|d| field == 1 || !d.is_zero());
+                let spec = run(vec![metric]);
+                let first = step(&spec, None, now, vec![]);
+                if !valid {
+                    prop_assert_eq!(first.status.phase, Some(Error));
+                    let message = first.status.message.unwrap_or_default();
+                    let expected = format!("spec.metrics[0].{name}: ");
+                    prop_assert!(message.contains(&expected), "{}", message);
+                    return Ok(());
+                }
+                let outcome = MeasurementOutcome { started_at: measured_at, finished_at: measured_at, query: None, value: Ok(Scalar(1.0)) };
+                let second = step(&spec, Some(&first.status), now, vec![("m".into(), outcome)]);
+                for out in [first, second] {
+                    prop_assert_ne!(out.status.phase, Some(Error));
+                    if let Some(wait) = out.requeue_after {
+                        prop_assert!(wait <= crate::api::duration::MAX, "{:?}", wait);
+                    }
+                }
+            }
+        }
     }
 }
