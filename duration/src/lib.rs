@@ -19,11 +19,11 @@ pub const MAX_TEXT_LEN: usize = 64;
 /// shapes [`parse`] does (surrounding ASCII whitespace; a `+` only on a bare whole number); it cannot say
 /// "at most [`MAX`]", so the controller still checks the value and reports it as an invalid spec.
 pub const PATTERN: &str = concat!(
-    r"^[ \t\n\f\r]*(",
+    r"^[\t\n\f\r\x20]*(",
     r"\+[0-9]+",
     r"|([0-9]+(\.[0-9]*)?|\.[0-9]+)",
     r"|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ms|s|m|h))+",
-    r")[ \t\n\f\r]*$",
+    r")[\t\n\f\r\x20]*$",
 );
 
 /// Why a value is past [`MAX`]; public so callers and tests can tell this case apart.
