@@ -32,6 +32,10 @@ use crate::api::analysis::{
 };
 use crate::api::duration::deadline_after as after;
 
+/// The most measurements a metric keeps in the run's status: the status is one object, and etcd
+/// refuses objects past about 1.5 MiB, after which no verdict could be written.
+pub const MAX_MEASUREMENT_RETENTION: i32 = 1000;
+
 /// After an Error measurement the next try comes this much later (Argo's fixed error retry).
 pub const ERROR_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -141,25 +145,26 @@ pub fn assess_measurement(
 ///
 /// `count` counts measurements that produced a verdict; Errors do not use up a metric's `count`, they
 /// are retried (as in Argo Rollouts). `consecutive_failure` is broken only by a Successful measurement.
+/// Counters saturate: they come back from a status anyone with access may have edited.
 pub fn record_measurement(result: &mut MetricResult, measurement: Measurement, retention: i32) {
     match measurement.phase {
         AnalysisPhase::Error => {
-            result.error += 1;
-            result.consecutive_error += 1;
+            result.error = result.error.saturating_add(1);
+            result.consecutive_error = result.consecutive_error.saturating_add(1);
         }
         phase => {
-            result.count += 1;
+            result.count = result.count.saturating_add(1);
             result.consecutive_error = 0;
             match phase {
                 AnalysisPhase::Successful => {
-                    result.successful += 1;
+                    result.successful = result.successful.saturating_add(1);
                     result.consecutive_failure = 0;
                 }
                 AnalysisPhase::Failed => {
-                    result.failed += 1;
-                    result.consecutive_failure += 1;
+                    result.failed = result.failed.saturating_add(1);
+                    result.consecutive_failure = result.consecutive_failure.saturating_add(1);
                 }
-                AnalysisPhase::Inconclusive => result.inconclusive += 1,
+                AnalysisPhase::Inconclusive => result.inconclusive = result.inconclusive.saturating_add(1),
                 // Providers are synchronous, so a measurement is never recorded half-done.
                 AnalysisPhase::Pending | AnalysisPhase::Running | AnalysisPhase::Error => {}
             }
@@ -303,8 +308,9 @@ pub fn run_phase(spec: &AnalysisRunSpec, results: &[MetricResult]) -> (AnalysisP
 
 /// Checks what the rules rely on, so a broken spec ends the run as Error with a message instead of
 /// hanging or measuring nonsense: at least one metric, unique names, exactly one provider, durations
-/// that parse (a positive interval), a whole `count` ≥ 0 (more than 1 needs an interval), conditions
-/// that compile, consecutiveFailureLimit ≥ 1.
+/// that parse to at most a year (a positive interval and provider timeout), a whole `count` ≥ 0 (more
+/// than 1 needs an interval), conditions that compile, consecutiveFailureLimit ≥ 1, measurementRetention
+/// within 0..=[`MAX_MEASUREMENT_RETENTION`]. Duration and retention errors name their field path.
 pub fn validate(spec: &AnalysisRunSpec) -> Result<(), String> {
     prepare(spec).map(|_| ())
 }
@@ -318,6 +324,14 @@ struct Prepared<'a> {
 fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
     if spec.metrics.is_empty() {
         return Err("the run has no metrics".to_string());
+    }
+    if let Some(retention) = spec
+        .measurement_retention
+        .filter(|r| !(0..=MAX_MEASUREMENT_RETENTION).contains(r))
+    {
+        return Err(format!(
+            "spec.measurementRetention: must be between 0 and {MAX_MEASUREMENT_RETENTION}, got {retention}"
+        ));
     }
     let mut prepared = Vec::with_capacity(spec.metrics.len());
     for (i, metric) in spec.metrics.iter().enumerate() {
@@ -368,6 +382,14 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
         }
         if let Some(limit) = metric.consecutive_failure_limit.filter(|limit| *limit < 1) {
             return fail(format!("consecutiveFailureLimit {limit} must be at least 1"));
+        }
+        if let Some(retention) = metric
+            .measurement_retention
+            .filter(|r| !(0..=MAX_MEASUREMENT_RETENTION).contains(r))
+        {
+            return fail(format!(
+                "{at}.measurementRetention: must be between 0 and {MAX_MEASUREMENT_RETENTION}, got {retention}"
+            ));
         }
         let conditions = MetricConditions::compile(metric)?;
         prepared.push(Prepared { metric, conditions });
@@ -1102,6 +1124,13 @@ mod tests {
             (metric().with_success("result[0] >="), "does not parse"),
             (
                 Metric {
+                    measurement_retention: Some(i32::MAX),
+                    ..metric()
+                },
+                "spec.metrics[0].measurementRetention: must be between 0 and 1000",
+            ),
+            (
+                Metric {
                     name: String::new(),
                     ..metric()
                 },
@@ -1113,6 +1142,9 @@ mod tests {
             assert!(error.contains(expected), "{error:?} should contain {expected:?}");
         }
         assert_eq!(validate(&run(vec![])), Err("the run has no metrics".into()));
+        let mut spec = run(vec![metric()]);
+        spec.measurement_retention = Some(-1);
+        assert!(validate(&spec).unwrap_err().starts_with("spec.measurementRetention: "));
         assert_eq!(
             validate(&run(vec![
                 metric(),
@@ -1386,6 +1418,29 @@ mod tests {
             vec![("other".into(), outcome(0, Ok(Scalar(1.0))))],
         );
         assert_eq!(out.status, status);
+    }
+
+    #[test]
+    fn counters_from_an_edited_status_saturate() {
+        let mut result = MetricResult {
+            count: i32::MAX,
+            failed: i32::MAX,
+            consecutive_failure: i32::MAX,
+            error: i32::MAX,
+            consecutive_error: i32::MAX,
+            ..counters(0, 0, 0, 0)
+        };
+        let measured = |phase| Measurement {
+            phase,
+            ..Measurement::default()
+        };
+        record_measurement(&mut result, measured(Error), 10);
+        assert_eq!((result.error, result.consecutive_error), (i32::MAX, i32::MAX));
+        record_measurement(&mut result, measured(Failed), 10);
+        assert_eq!(
+            (result.count, result.failed, result.consecutive_failure),
+            (i32::MAX, i32::MAX, i32::MAX)
+        );
     }
 
     /// Any text in a duration field, at any time (chrono's whole range, the ends included): the run

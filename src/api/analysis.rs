@@ -173,9 +173,9 @@ pub struct Metric {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "Inconclusive"))]
     pub on_no_data: Option<NoDataPolicy>,
-    /// Measurements kept in the AnalysisRun status (default 10).
+    /// Measurements kept in the AnalysisRun status (default 10, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = 10))]
+    #[schemars(extend("default" = 10, "minimum" = 0, "maximum" = 1000))]
     pub measurement_retention: Option<i32>,
     /// Measure and report, but leave the run's verdict alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -381,8 +381,9 @@ pub struct AnalysisRunSpec {
     /// Stop measuring; metrics without a count end Successful unless a limit was crossed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminate: Option<bool>,
-    /// Measurements kept per metric when the metric does not say (default 10).
+    /// Measurements kept per metric when the metric does not say (default 10, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0, "maximum" = 1000))]
     pub measurement_retention: Option<i32>,
 }
 

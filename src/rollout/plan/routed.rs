@@ -55,7 +55,8 @@ impl Planner<'_> {
     }
 
     fn percent(&self, weight: i32) -> i32 {
-        (i64::from(weight) * 100 / i64::from(self.max_weight.max(1))) as i32
+        // Clamped: a weight read back from a router may be anything someone wrote there.
+        (i64::from(weight) * 100 / i64::from(self.max_weight.max(1))).clamp(0, 100) as i32
     }
 
     /// (canary, stable) replica targets at step `index` with traffic `weight`.
