@@ -108,7 +108,7 @@ fn seconds(number: &str, seconds_per_unit: f64) -> Result<Duration, &'static str
     // Digits and dots never parse to a negative or NaN value; a huge one parses to infinity.
     let value: f64 = number.parse().map_err(|_| "bad number")?;
     let seconds = value * seconds_per_unit;
-    if !(seconds <= MAX.as_secs_f64()) {
+    if seconds.is_nan() || seconds > MAX.as_secs_f64() {
         return Err(TOO_LONG);
     }
     Duration::try_from_secs_f64(seconds).map_err(|_| "bad number")
