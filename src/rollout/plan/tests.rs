@@ -29,6 +29,8 @@ struct World {
     services: Vec<ObservedService>,
     /// The template each ReplicaSet was created from, by hash (for RestoreStableTemplate).
     templates: std::collections::HashMap<String, crate::api::PodTemplate>,
+    /// Pods, for restartAt (the other cases count pods on the ReplicaSets).
+    pods: Vec<ObservedPod>,
 }
 
 impl World {
@@ -43,6 +45,7 @@ impl World {
             traffic: None,
             services: vec![],
             templates: Default::default(),
+            pods: vec![],
         }
     }
 
@@ -91,7 +94,7 @@ impl World {
         Observed {
             rollout: &self.rollout,
             replica_sets: &self.replica_sets,
-            pods: &[],
+            pods: &self.pods,
             analysis_runs: &self.runs,
             reference_errors: vec![],
             traffic: self.traffic,
@@ -1065,4 +1068,34 @@ proptest! {
         world.edit_status(|s| { s.abort = Some(true); s.aborted_at = Some(aborted_at); });
         world.converge();
     }
+}
+
+/// restartAt with maxUnavailable at i32::MAX: the room to restart is figured in i64 (it used to
+/// overflow i32 as ready − (replicas − maxUnavailable)), so every stale pod may go at once.
+#[test]
+fn restart_room_does_not_overflow_with_a_huge_max_unavailable() {
+    // One replica with two ready pods (a surge pod still there): ready − (1 − i32::MAX) > i32::MAX.
+    let mut world = deployed(1, vec![]);
+    world.rollout = world
+        .rollout
+        .clone()
+        .with_canary(|c| c.max_unavailable = Some(IntOrString::Int(i32::MAX)));
+    let hash = world.status().stable_rs.clone().unwrap();
+    world.pods = (0..2)
+        .map(|i| ObservedPod {
+            name: format!("web-{i}"),
+            hash: hash.clone(),
+            created_at: t0(),
+            ready: true,
+        })
+        .collect();
+    world.now = t0() + chrono::TimeDelta::seconds(60);
+    world.rollout.spec.restart_at = Some(t0() + chrono::TimeDelta::seconds(30));
+    let plan = world.plan();
+    let deleted: Vec<_> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::DeletePod { .. }))
+        .collect();
+    assert_eq!(deleted.len(), 2, "{:?}", plan.actions);
 }
