@@ -152,7 +152,8 @@ impl Bucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.qps))
+            // A qps so small the wait is not a Duration waits an hour and looks again, not a panic.
+            Err(Duration::try_from_secs_f64((1.0 - self.tokens) / self.qps).unwrap_or(Duration::from_secs(3600)))
         }
     }
 }
@@ -163,9 +164,10 @@ pub struct RateLimitLayer {
 }
 
 impl RateLimitLayer {
-    /// `qps <= 0` disables the limit.
+    /// `qps <= 0` disables the limit, as does a qps that is not a finite number.
     pub fn new(qps: f64, burst: u32) -> Self {
-        let bucket = (qps > 0.0).then(|| Arc::new(Mutex::new(Bucket::new(qps, f64::from(burst.max(1))))));
+        let bucket =
+            (qps.is_finite() && qps > 0.0).then(|| Arc::new(Mutex::new(Bucket::new(qps, f64::from(burst.max(1))))));
         RateLimitLayer { bucket }
     }
 }
@@ -249,6 +251,17 @@ mod tests {
             assert!(bucket.take(later).is_ok());
         }
         assert!(bucket.take(later).is_err());
+    }
+
+    #[test]
+    fn a_hostile_qps_never_panics() {
+        for qps in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 0.0] {
+            assert!(RateLimitLayer::new(qps, 10).bucket.is_none(), "{qps}: no limit");
+        }
+        let start = Instant::now();
+        let mut bucket = Bucket::new(f64::MIN_POSITIVE, 1.0);
+        assert!(bucket.take(start).is_ok());
+        assert_eq!(bucket.take(start), Err(Duration::from_secs(3600)));
     }
 
     #[tokio::test(start_paused = true)]

@@ -230,3 +230,97 @@ async fn rollback_on_abort_restores_the_stable_template() {
     controller.stop().await;
     sim.shutdown().await;
 }
+
+/// Issue 13: pause durations the schema lets through but no clock can add (they used to panic the
+/// planner and kill the Rollout controller task). Each Rollout, healthy, gets one as a new canary's
+/// pause: it must end InvalidSpec naming the step's pause.duration with no canary scaled, and the
+/// controller must still carry another Rollout through a whole canary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_past_the_maximum_are_invalid_specs_and_the_controller_keeps_working() {
+    let sim = start_sim().await;
+    install_crds(&sim);
+    let harness = Harness::new(&sim);
+    let rollouts = harness.rollouts.clone();
+    let poison = ["100000000000000", "99999999999999999999s", "2562047788015216h", "8761h"];
+    let steps = || vec![CanaryStep::set_weight(50), CanaryStep::pause_for("1s")];
+    for i in 0..poison.len() {
+        let rollout = Rollout::example(&format!("poison-{i}"), 2, steps());
+        rollouts.create(&PostParams::default(), &rollout).await.unwrap();
+    }
+    let _controller = RunningController::start(&sim, None).await;
+    let long = Duration::from_secs(30);
+    for i in 0..poison.len() {
+        let name = format!("poison-{i}");
+        eventually(long, &format!("{name} healthy"), || async {
+            let rollout = rollouts.get(&name).await.ok()?;
+            (phase(&rollout) == Some(RolloutPhase::Healthy)).then_some(())
+        })
+        .await;
+    }
+
+    // Given healthy Rollouts, when a new version comes with a poisoned pause …
+    for (i, duration) in poison.iter().enumerate() {
+        let patch = json!({"spec": {
+            "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": duration}}]}},
+            "template": {"spec": {"containers": [{"name": "web", "image": "example.com/web:2"}]}},
+        }});
+        rollouts
+            .patch(&format!("poison-{i}"), &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .expect("the schema accepts the grammar's shape; the controller judges the value");
+    }
+    // … then each is InvalidSpec at the step's pause.duration, quoting the value.
+    for (i, duration) in poison.iter().enumerate() {
+        let name = format!("poison-{i}");
+        let message = eventually(long, &format!("{name} InvalidSpec"), || async {
+            let rollout = rollouts.get(&name).await.ok()?;
+            let status = rollout.status?;
+            let invalid = sluice::api::conditions::find(&status.conditions, sluice::api::conditions::INVALID_SPEC)?;
+            invalid.is_true().then(|| invalid.message.clone().unwrap_or_default())
+        })
+        .await;
+        assert!(
+            message.starts_with("spec.strategy.canary.steps[1].pause.duration: ")
+                && message.contains(&format!("{duration:?}"))
+                && message.contains(sluice::api::duration::TOO_LONG),
+            "{name}: {message}"
+        );
+        let rollout = rollouts.get(&name).await.unwrap();
+        assert_eq!(phase(&rollout), Some(RolloutPhase::Degraded), "{name}");
+    }
+    // No canary ReplicaSet was made for an invalid spec: each poisoned Rollout still has only its v1.
+    let replica_sets = harness.replica_sets.list(&ListParams::default()).await.unwrap();
+    for i in 0..poison.len() {
+        let owned = replica_sets
+            .items
+            .iter()
+            .filter(|rs| {
+                rs.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(&format!("poison-{i}-")))
+            })
+            .count();
+        assert_eq!(owned, 1, "poison-{i}: only the stable ReplicaSet");
+    }
+
+    // The controller is alive: another Rollout goes through a whole canary.
+    let web = Rollout::example("web", 4, steps());
+    rollouts.create(&PostParams::default(), &web).await.unwrap();
+    harness
+        .wait_for("web v1 healthy", long, |r, c| {
+            phase(r) == Some(RolloutPhase::Healthy) && c == (4, 0, 4)
+        })
+        .await;
+    let v1 = harness.rollout().await.status.unwrap().stable_rs;
+    harness.set_image("example.com/web:2").await;
+    harness
+        .wait_for("web v2 promoted through setWeight and the pause", long, |r, c| {
+            let status = r.status.as_ref().unwrap();
+            phase(r) == Some(RolloutPhase::Healthy)
+                && status.stable_rs != v1
+                && status.stable_rs == status.current_pod_hash
+                && c == (4, 0, 4)
+        })
+        .await;
+}

@@ -23,13 +23,14 @@
 //! - A limit of −1 (any negative value) means "never" for all three limits, not only failureLimit.
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
 use super::condition::{self, Condition};
 use super::{MeasurementOutcome, ResultValue};
 use crate::api::analysis::{
     AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric, MetricResult, NoDataPolicy, RunSummary,
 };
+use crate::api::duration::deadline_after as after;
 use crate::bounds::{MAX_STATUS_BYTES, json_len, truncate, truncate_in_place};
 
 /// After an Error measurement the next try comes this much later (Argo's fixed error retry).
@@ -154,25 +155,26 @@ pub fn assess_measurement(
 ///
 /// `count` counts measurements that produced a verdict; Errors do not use up a metric's `count`, they
 /// are retried (as in Argo Rollouts). `consecutive_failure` is broken only by a Successful measurement.
+/// Counters saturate: they come back from a status anyone with access may have edited.
 pub fn record_measurement(result: &mut MetricResult, measurement: Measurement, retention: i32) {
     match measurement.phase {
         AnalysisPhase::Error => {
-            result.error += 1;
-            result.consecutive_error += 1;
+            result.error = result.error.saturating_add(1);
+            result.consecutive_error = result.consecutive_error.saturating_add(1);
         }
         phase => {
-            result.count += 1;
+            result.count = result.count.saturating_add(1);
             result.consecutive_error = 0;
             match phase {
                 AnalysisPhase::Successful => {
-                    result.successful += 1;
+                    result.successful = result.successful.saturating_add(1);
                     result.consecutive_failure = 0;
                 }
                 AnalysisPhase::Failed => {
-                    result.failed += 1;
-                    result.consecutive_failure += 1;
+                    result.failed = result.failed.saturating_add(1);
+                    result.consecutive_failure = result.consecutive_failure.saturating_add(1);
                 }
-                AnalysisPhase::Inconclusive => result.inconclusive += 1,
+                AnalysisPhase::Inconclusive => result.inconclusive = result.inconclusive.saturating_add(1),
                 // Providers are synchronous, so a measurement is never recorded half-done.
                 AnalysisPhase::Pending | AnalysisPhase::Running | AnalysisPhase::Error => {}
             }
@@ -316,8 +318,9 @@ pub fn run_phase(spec: &AnalysisRunSpec, results: &[MetricResult]) -> (AnalysisP
 
 /// Checks what the rules rely on, so a broken spec ends the run as Error with a message instead of
 /// hanging or measuring nonsense: at least one metric, unique names, exactly one provider, durations
-/// that parse (a positive interval), a whole `count` ≥ 0 (more than 1 needs an interval), conditions
-/// that compile, consecutiveFailureLimit ≥ 1.
+/// that parse to at most a year (a positive interval and provider timeout), a whole `count` ≥ 0 (more
+/// than 1 needs an interval), conditions that compile, consecutiveFailureLimit ≥ 1, measurementRetention
+/// within 0..=[`MAX_MEASUREMENT_RETENTION`]. Duration and retention errors name their field path.
 pub fn validate(spec: &AnalysisRunSpec) -> Result<(), String> {
     prepare(spec).map(|_| ())
 }
@@ -331,6 +334,14 @@ struct Prepared<'a> {
 fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
     if spec.metrics.is_empty() {
         return Err("the run has no metrics".to_string());
+    }
+    if let Some(retention) = spec
+        .measurement_retention
+        .filter(|r| !(0..=MAX_MEASUREMENT_RETENTION).contains(r))
+    {
+        return Err(format!(
+            "spec.measurementRetention: must be between 0 and {MAX_MEASUREMENT_RETENTION}, got {retention}"
+        ));
     }
     let mut prepared = Vec::with_capacity(spec.metrics.len());
     for (i, metric) in spec.metrics.iter().enumerate() {
@@ -346,15 +357,32 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
             (Some(_), None) | (None, Some(_)) => {}
             _ => return fail("set exactly one provider (prometheus or web)".to_string()),
         }
+        // Each duration error names its field path, as a Rollout's InvalidSpec does.
+        let at = format!("spec.metrics[{i}]");
         let interval = metric
             .interval_duration()
-            .map_err(|e| format!("metric {name:?}: interval: {e}"))?;
+            .map_err(|e| format!("metric {name:?}: {at}.interval: {e}"))?;
         if interval == Some(Duration::ZERO) {
-            return fail("interval must be positive".to_string());
+            return fail(format!("{at}.interval: must be positive"));
         }
         metric
             .initial_delay_duration()
-            .map_err(|e| format!("metric {name:?}: initialDelay: {e}"))?;
+            .map_err(|e| format!("metric {name:?}: {at}.initialDelay: {e}"))?;
+        let timeouts = [
+            (
+                "prometheus",
+                metric.provider.prometheus.as_ref().and_then(|p| p.timeout.as_deref()),
+            ),
+            ("web", metric.provider.web.as_ref().and_then(|w| w.timeout.as_deref())),
+        ];
+        for (provider, timeout) in timeouts {
+            let field = format!("{at}.provider.{provider}.timeout");
+            match timeout.map(crate::api::duration::parse) {
+                Some(Err(e)) => return fail(format!("{field}: {e}")),
+                Some(Ok(Duration::ZERO)) => return fail(format!("{field}: must be positive")),
+                _ => {}
+            }
+        }
         match metric.count_value()? {
             Some(count) if count < 0 => return fail(format!("count {count} is negative")),
             Some(count) if count > 1 && interval.is_none() => {
@@ -365,17 +393,18 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
         if let Some(limit) = metric.consecutive_failure_limit.filter(|limit| *limit < 1) {
             return fail(format!("consecutiveFailureLimit {limit} must be at least 1"));
         }
+        if let Some(retention) = metric
+            .measurement_retention
+            .filter(|r| !(0..=MAX_MEASUREMENT_RETENTION).contains(r))
+        {
+            return fail(format!(
+                "{at}.measurementRetention: must be between 0 and {MAX_MEASUREMENT_RETENTION}, got {retention}"
+            ));
+        }
         let conditions = MetricConditions::compile(metric)?;
         prepared.push(Prepared { metric, conditions });
     }
     Ok(prepared)
-}
-
-fn after(time: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
-    TimeDelta::from_std(duration)
-        .ok()
-        .and_then(|delta| time.checked_add_signed(delta))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// When the metric should next be measured, never earlier than `now` (so `Some(now)` means "due now");
@@ -396,13 +425,15 @@ pub fn next_measurement_at(
         return None;
     }
     let count = effective_count(metric).ok()?;
+    // Recorded times later than now (a skewed clock, an edited status) count as now, so no wait is
+    // ever longer than the spec's duration.
     let due = match result.measurements.last() {
         None => after(
-            run_started_at,
+            run_started_at.min(now),
             metric.initial_delay_duration().ok()?.unwrap_or_default(),
         ),
         Some(last) => {
-            let finished = last.finished_at.or(last.started_at).unwrap_or(now);
+            let finished = last.finished_at.or(last.started_at).unwrap_or(now).min(now);
             if last.phase == AnalysisPhase::Error {
                 after(finished, ERROR_RETRY_INTERVAL)
             } else if count.is_some_and(|count| result.count >= count) {
@@ -1103,21 +1134,64 @@ mod tests {
                     interval: Some("soon".into()),
                     ..metric()
                 },
-                "interval",
+                "spec.metrics[0].interval: invalid duration \"soon\"",
             ),
             (
                 Metric {
                     interval: Some("0s".into()),
                     ..metric()
                 },
-                "interval must be positive",
+                "spec.metrics[0].interval: must be positive",
             ),
             (
                 Metric {
                     initial_delay: Some("x".into()),
                     ..metric()
                 },
-                "initialDelay",
+                "spec.metrics[0].initialDelay: invalid duration",
+            ),
+            (
+                Metric {
+                    interval: Some("100000000000000".into()),
+                    ..metric()
+                },
+                "spec.metrics[0].interval: invalid duration \"100000000000000\": longer than the maximum",
+            ),
+            (
+                Metric {
+                    initial_delay: Some("2562047788015216h".into()),
+                    ..metric()
+                },
+                "spec.metrics[0].initialDelay: invalid duration \"2562047788015216h\": longer than the maximum",
+            ),
+            (
+                Metric {
+                    provider: MetricProvider {
+                        web: Some(WebMetric {
+                            url: "http://x".into(),
+                            timeout: Some("99999999999999999999s".into()),
+                            ..WebMetric::default()
+                        }),
+                        ..MetricProvider::default()
+                    },
+                    ..metric()
+                },
+                "spec.metrics[0].provider.web.timeout: invalid duration",
+            ),
+            (
+                Metric {
+                    provider: MetricProvider {
+                        prometheus: Some(crate::api::analysis::PrometheusMetric {
+                            address: "http://p".into(),
+                            query: "up".into(),
+                            timeout: Some("0s".into()),
+                            ..Default::default()
+                        }),
+                        ..MetricProvider::default()
+                    },
+                    ..metric()
+                },
+                "spec.metrics[0].provider.prometheus.timeout: must be positive",
             ),
             (
                 Metric {
@@ -1151,6 +1225,13 @@ mod tests {
             (metric().with_success("result[0] >="), "does not parse"),
             (
                 Metric {
+                    measurement_retention: Some(i32::MAX),
+                    ..metric()
+                },
+                "spec.metrics[0].measurementRetention: must be between 0 and 100",
+            ),
+            (
+                Metric {
                     name: String::new(),
                     ..metric()
                 },
@@ -1162,6 +1243,9 @@ mod tests {
             assert!(error.contains(expected), "{error:?} should contain {expected:?}");
         }
         assert_eq!(validate(&run(vec![])), Err("the run has no metrics".into()));
+        let mut spec = run(vec![metric()]);
+        spec.measurement_retention = Some(-1);
+        assert!(validate(&spec).unwrap_err().starts_with("spec.measurementRetention: "));
         assert_eq!(
             validate(&run(vec![
                 metric(),
@@ -1571,5 +1655,95 @@ mod tests {
             vec![("other".into(), outcome(0, Ok(Scalar(1.0))))],
         );
         assert_eq!(out.status, status);
+    }
+
+    #[test]
+    fn counters_from_an_edited_status_saturate() {
+        let mut result = MetricResult {
+            count: i32::MAX,
+            failed: i32::MAX,
+            consecutive_failure: i32::MAX,
+            error: i32::MAX,
+            consecutive_error: i32::MAX,
+            ..counters(0, 0, 0, 0)
+        };
+        let measured = |phase| Measurement {
+            phase,
+            ..Measurement::default()
+        };
+        record_measurement(&mut result, measured(Error), 10);
+        assert_eq!((result.error, result.consecutive_error), (i32::MAX, i32::MAX));
+        record_measurement(&mut result, measured(Failed), 10);
+        assert_eq!(
+            (result.count, result.failed, result.consecutive_failure),
+            (i32::MAX, i32::MAX, i32::MAX)
+        );
+    }
+
+    /// Any text in a duration field, at any time (chrono's whole range, the ends included): the run
+    /// either ends Error naming the field, or schedules within a year — never a panic.
+    mod hostile_durations {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn duration_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[ +]?([0-9.]{0,22}(ms|s|m|h|e)?){0,3}",
+                proptest::sample::select(vec![
+                    "100000000000000",
+                    "99999999999999999999s",
+                    "2562047788015216h",
+                    "8760h",
+                    "1ms"
+                ])
+                .prop_map(String::from),
+            ]
+        }
+
+        fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+            let (min, max) = (
+                DateTime::<Utc>::MIN_UTC.timestamp(),
+                DateTime::<Utc>::MAX_UTC.timestamp(),
+            );
+            prop_oneof![min..=max, (max - 100_000)..=max, min..=(min + 100_000)]
+                .prop_map(|seconds| Utc.timestamp_opt(seconds, 0).unwrap())
+        }
+
+        proptest! {
+            #[test]
+            fn any_duration_at_any_time_is_scheduled_or_an_error_naming_the_field(
+                field in 0..3usize,
+                text in duration_text(),
+                now in any_time(),
+                measured_at in any_time(),
+            ) {
+                let mut metric = Metric { count: Some(IntOrString::Int(3)), interval: Some("1m".into()), ..metric() };
+                let name = ["interval", "initialDelay", "provider.prometheus.timeout"][field];
+                match field {
+                    0 => metric.interval = Some(text.clone()),
+                    1 => metric.initial_delay = Some(text.clone()),
+                    _ => metric.provider.prometheus.as_mut().unwrap().timeout = Some(text.clone()),
+                }
+                let valid = crate::api::duration::parse(&text).is_ok_and(|d| field == 1 || !d.is_zero());
+                let spec = run(vec![metric]);
+                let first = step(&spec, None, now, vec![]);
+                if !valid {
+                    prop_assert_eq!(first.status.phase, Some(Error));
+                    let message = first.status.message.unwrap_or_default();
+                    let expected = format!("spec.metrics[0].{name}: ");
+                    prop_assert!(message.contains(&expected), "{}", message);
+                    return Ok(());
+                }
+                let outcome = MeasurementOutcome { started_at: measured_at, finished_at: measured_at, query: None, value: Ok(Scalar(1.0)) };
+                let second = step(&spec, Some(&first.status), now, vec![("m".into(), outcome)]);
+                for out in [first, second] {
+                    prop_assert_ne!(out.status.phase, Some(Error));
+                    if let Some(wait) = out.requeue_after {
+                        prop_assert!(wait <= crate::api::duration::MAX, "{:?}", wait);
+                    }
+                }
+            }
+        }
     }
 }

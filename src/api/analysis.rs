@@ -135,13 +135,16 @@ pub struct Metric {
     pub name: String,
     /// Time between measurements, e.g. `1m`. Without interval and count: a single measurement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = duration::metric_string_schema)]
     pub interval: Option<String>,
     /// Wait this long before the first measurement, e.g. `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = duration::metric_string_schema)]
     pub initial_delay: Option<String>,
     /// Number of measurements to take; unset with an interval: measure until the run is terminated.
     /// A string may hold an `{{args.NAME}}` placeholder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0))]
     pub count: Option<IntOrString>,
     /// Expression over `result` that must hold for a measurement to succeed, e.g. `result[0] >= 0.95`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,14 +167,15 @@ pub struct Metric {
     /// Sluice extension: fail only after this many failed measurements in a row (unset: count all
     /// failures against failureLimit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 1))]
     pub consecutive_failure_limit: Option<i32>,
     /// What an empty or NaN result counts as; it never counts as success (default Inconclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "Inconclusive"))]
     pub on_no_data: Option<NoDataPolicy>,
-    /// Measurements kept in the AnalysisRun status (default 10).
+    /// Measurements kept in the AnalysisRun status (default 10, at most 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = 10))]
+    #[schemars(extend("default" = 10, "minimum" = 0, "maximum" = 100))]
     pub measurement_retention: Option<i32>,
     /// Measure and report, but leave the run's verdict alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -270,6 +274,7 @@ pub struct PrometheusMetric {
     pub query: String,
     /// Give up on a query after this long, e.g. `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = duration::metric_string_schema)]
     pub timeout: Option<String>,
     /// Extra HTTP headers sent with the query.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -342,6 +347,7 @@ pub struct WebMetric {
     pub json_path: Option<String>,
     /// Give up on a request after this long, e.g. `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = duration::metric_string_schema)]
     pub timeout: Option<String>,
     /// Skip TLS certificate verification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -375,8 +381,9 @@ pub struct AnalysisRunSpec {
     /// Stop measuring; metrics without a count end Successful unless a limit was crossed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminate: Option<bool>,
-    /// Measurements kept per metric when the metric does not say (default 10).
+    /// Measurements kept per metric when the metric does not say (default 10, at most 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0, "maximum" = 100))]
     pub measurement_retention: Option<i32>,
 }
 

@@ -47,10 +47,11 @@ pub struct GitSyncSpec {
     pub path: Option<String>,
     /// How often to fetch and re-apply, e.g. `1m` (default 1m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "1m"))]
+    #[schemars(extend("default" = "1m"), transform = duration::string_schema)]
     pub interval: Option<String>,
     /// Give up on a fetch, render or apply after this long, e.g. `2m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = duration::string_schema)]
     pub timeout: Option<String>,
     /// Secret with Git credentials (username/password, or identity/known_hosts for SSH).
     #[serde(default, skip_serializing_if = "Option::is_none")]

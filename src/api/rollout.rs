@@ -88,6 +88,7 @@ pub struct RolloutSpec {
     /// Number of desired pods (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 1))]
+    #[schemars(extend("minimum" = 0))]
     pub replicas: Option<i32>,
     /// Label selector for the Rollout's pods; must match the template's labels.
     pub selector: LabelSelector,
@@ -96,11 +97,13 @@ pub struct RolloutSpec {
     /// Old ReplicaSets kept for rollback (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 10))]
+    #[schemars(extend("minimum" = 0))]
     pub revision_history_limit: Option<i32>,
     /// Seconds a step may take to make progress before the Rollout is marked ProgressDeadlineExceeded
     /// (default 600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 600))]
+    #[schemars(extend("minimum" = 1, "maximum" = duration::MAX_SECONDS))]
     pub progress_deadline_seconds: Option<i32>,
     /// Abort the canary when the progress deadline passes, instead of only reporting it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,10 +163,12 @@ pub struct AnalysisRunHistory {
     /// Successful runs kept (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 5))]
+    #[schemars(extend("minimum" = 0))]
     pub successful_run_history_limit: Option<i32>,
     /// Failed, Error and Inconclusive runs kept (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 5))]
+    #[schemars(extend("minimum" = 0))]
     pub unsuccessful_run_history_limit: Option<i32>,
 }
 
@@ -213,19 +218,23 @@ pub struct CanaryStrategy {
     /// Pods above replicas allowed during the update: a number or a percentage (default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "25%"))]
+    #[schemars(transform = duration::int_or_percent_schema)]
     pub max_surge: Option<IntOrString>,
     /// Pods below replicas allowed to be unavailable during the update: a number or a percentage
     /// (default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "25%"))]
+    #[schemars(transform = duration::int_or_percent_schema)]
     pub max_unavailable: Option<IntOrString>,
     /// Seconds before an aborted canary is scaled to zero (default 30; 0: at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 30))]
+    #[schemars(extend("minimum" = 0, "maximum" = duration::MAX_SECONDS))]
     pub abort_scale_down_delay_seconds: Option<i32>,
     /// Seconds before the old stable ReplicaSet is scaled down after promotion (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 30))]
+    #[schemars(extend("minimum" = 0, "maximum" = duration::MAX_SECONDS))]
     pub scale_down_delay_seconds: Option<i32>,
     /// With a traffic router, scale the stable ReplicaSet down as traffic moves to the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -233,6 +242,7 @@ pub struct CanaryStrategy {
     /// The total weight the router splits (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 100))]
+    #[schemars(extend("minimum" = 1))]
     pub max_traffic_weight: Option<i32>,
     /// What a Failed or Error analysis does: abort (default) or pause.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -312,6 +322,7 @@ pub enum AnalysisFailureAction {
 pub struct CanaryStep {
     /// Send this percent of traffic to the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0))]
     pub set_weight: Option<i32>,
     /// Wait: for a duration, or until promoted when no duration is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -349,8 +360,10 @@ impl CanaryStep {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PauseStep {
-    /// How long to wait: `30s`, `5m`, `1h`, or a number of seconds. Unset: until promoted.
+    /// How long to wait: `30s`, `5m`, `1h`, or a number of seconds, at most a year. Unset: until
+    /// promoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = duration::int_or_string_schema)]
     pub duration: Option<IntOrString>,
 }
 
@@ -359,14 +372,7 @@ impl PauseStep {
     pub fn duration(&self) -> Result<Option<Duration>, InvalidDuration> {
         match &self.duration {
             None => Ok(None),
-            Some(IntOrString::Int(seconds)) => {
-                u64::try_from(*seconds)
-                    .map(|s| Some(Duration::from_secs(s)))
-                    .map_err(|_| InvalidDuration {
-                        text: seconds.to_string(),
-                        why: "negative",
-                    })
-            }
+            Some(IntOrString::Int(seconds)) => duration::from_seconds(i64::from(*seconds)).map(Some),
             Some(IntOrString::String(text)) => duration::parse(text).map(Some),
         }
     }
@@ -378,9 +384,11 @@ impl PauseStep {
 pub struct SetCanaryScale {
     /// An explicit number of canary pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0))]
     pub replicas: Option<i32>,
     /// Canary pods as a percent of spec.replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0, "maximum" = 100))]
     pub weight: Option<i32>,
     /// Go back to scaling the canary with its traffic weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -399,6 +407,7 @@ pub struct RolloutAnalysis {
     pub args: Vec<Argument>,
     /// Background analysis only: start when this step index is reached (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0))]
     pub starting_step: Option<i32>,
 }
 

@@ -456,6 +456,9 @@ pub fn timings(spec: &GitSyncSpec) -> Result<Timings, SyncResult> {
     if interval.is_zero() {
         return Err(SyncResult::Stalled("spec.interval: must be more than 0s".into()));
     }
+    if timeout.is_zero() {
+        return Err(SyncResult::Stalled("spec.timeout: must be more than 0s".into()));
+    }
     if spec.is_suspended() {
         return Err(SyncResult::Suspended);
     }

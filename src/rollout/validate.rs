@@ -1,11 +1,13 @@
 //! Spec validation: every problem with a Rollout's spec, each with the field path a user needs to
 //! fix it. An invalid spec gets an InvalidSpec condition and an event, and nothing is scaled.
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::api::duration::MAX_SECONDS;
 use crate::api::rollout::{CanaryStep, CanaryStrategy, Rollout, RolloutAnalysis, SetCanaryScale};
 use crate::rollout::replicas::{IntOrPercent, ScaleLimits};
 
@@ -21,6 +23,20 @@ impl Findings {
             message: message.into(),
         });
     }
+
+    /// An optional integer field outside `range` (an unbounded end is `i32::MAX`).
+    fn check_range(&mut self, field: &str, value: Option<i32>, range: RangeInclusive<i32>) {
+        let Some(value) = value else { return };
+        if range.contains(&value) {
+            return;
+        }
+        let message = if *range.end() == i32::MAX {
+            format!("must be at least {}, got {value}", range.start())
+        } else {
+            format!("must be between {} and {}, got {value}", range.start(), range.end())
+        };
+        self.add(field, message);
+    }
 }
 
 /// Every problem with the spec (empty when valid). Checks only what the spec itself says; whether
@@ -28,29 +44,25 @@ impl Findings {
 pub fn validate(rollout: &Rollout) -> Vec<SpecError> {
     let spec = &rollout.spec;
     let mut found = Findings::default();
-    if let Some(replicas) = spec.replicas
-        && replicas < 0
-    {
-        found.add("spec.replicas", format!("must be at least 0, got {replicas}"));
-    }
+    found.check_range("spec.replicas", spec.replicas, 0..=i32::MAX);
     let template = spec.template.spec();
     check_selector(&spec.selector, template_labels(&template), &mut found);
     let containers = template.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
     if containers == 0 {
         found.add("spec.template.spec.containers", "at least one container is required");
     }
-    for (field, value) in [
-        ("spec.revisionHistoryLimit", spec.revision_history_limit),
-        (
-            "spec.progressDeadlineSeconds",
-            spec.progress_deadline_seconds.map(|s| s - 1),
-        ),
-    ] {
-        if let Some(value) = value
-            && value < 0
-        {
-            let minimum = if field.ends_with("Seconds") { 1 } else { 0 };
-            found.add(field, format!("must be at least {minimum}"));
+    found.check_range("spec.revisionHistoryLimit", spec.revision_history_limit, 0..=i32::MAX);
+    found.check_range(
+        "spec.progressDeadlineSeconds",
+        spec.progress_deadline_seconds,
+        1..=MAX_SECONDS,
+    );
+    if let Some(history) = &spec.analysis {
+        for (field, value) in [
+            ("successfulRunHistoryLimit", history.successful_run_history_limit),
+            ("unsuccessfulRunHistoryLimit", history.unsuccessful_run_history_limit),
+        ] {
+            found.check_range(&format!("spec.analysis.{field}"), value, 0..=i32::MAX);
         }
     }
     check_canary(&spec.canary(), spec.replicas_or_default(), &mut found);
@@ -141,11 +153,7 @@ fn check_canary(canary: &CanaryStrategy, replicas: i32, found: &mut Findings) {
         ("abortScaleDownDelaySeconds", canary.abort_scale_down_delay_seconds),
         ("scaleDownDelaySeconds", canary.scale_down_delay_seconds),
     ] {
-        if let Some(value) = value
-            && value < 0
-        {
-            found.add(format!("{CANARY}.{field}"), format!("must be at least 0, got {value}"));
-        }
+        found.check_range(&format!("{CANARY}.{field}"), value, 0..=MAX_SECONDS);
     }
     match (&canary.canary_service, &canary.stable_service) {
         (Some(c), Some(s)) if c == s => {
@@ -290,22 +298,8 @@ fn check_canary_scale(scale: &SetCanaryScale, field: &str, found: &mut Findings)
             ),
         );
     }
-    if let Some(replicas) = scale.replicas
-        && replicas < 0
-    {
-        found.add(
-            format!("{field}.replicas"),
-            format!("must be at least 0, got {replicas}"),
-        );
-    }
-    if let Some(weight) = scale.weight
-        && !(0..=100).contains(&weight)
-    {
-        found.add(
-            format!("{field}.weight"),
-            format!("must be between 0 and 100, got {weight}"),
-        );
-    }
+    found.check_range(&format!("{field}.replicas"), scale.replicas, 0..=i32::MAX);
+    found.check_range(&format!("{field}.weight"), scale.weight, 0..=100);
 }
 
 fn check_analysis(analysis: &RolloutAnalysis, field: &str, found: &mut Findings) {
@@ -424,5 +418,123 @@ mod tests {
         let errors = validate(&rollout);
         assert_eq!(errors[0].field, "spec.strategy.canary.steps[0].experiment");
         assert!(summary(&errors).contains("unknown step kind"));
+    }
+
+    /// The pause durations of the bug report (issue 13) and their kin: InvalidSpec at the step's
+    /// pause.duration, never a panic further on.
+    #[test]
+    fn pauses_past_the_maximum_name_their_field() {
+        let poison = [
+            IntOrString::String("100000000000000".into()),
+            IntOrString::String("99999999999999999999s".into()),
+            IntOrString::String("2562047788015216h".into()),
+            IntOrString::String("8761h".into()),
+            IntOrString::String("1e400s".into()),
+            IntOrString::String("-5s".into()),
+            IntOrString::String(String::new()),
+            IntOrString::String("0.0000000001ns".into()),
+            IntOrString::String("9".repeat(100_000)),
+            IntOrString::Int(i32::MAX),
+            IntOrString::Int(MAX_SECONDS + 1),
+            IntOrString::Int(-1),
+            IntOrString::Int(i32::MIN),
+        ];
+        for duration in poison {
+            let pause = CanaryStep {
+                pause: Some(PauseStep {
+                    duration: Some(duration.clone()),
+                }),
+                ..Default::default()
+            };
+            let rollout = Rollout::example("w", 1, vec![CanaryStep::set_weight(10), pause]);
+            let errors = validate(&rollout);
+            assert_eq!(
+                fields(&rollout),
+                vec!["spec.strategy.canary.steps[1].pause.duration"],
+                "{duration:?}"
+            );
+            assert!(summary(&errors).len() < 400, "a huge value is not echoed whole");
+        }
+        for fine in ["8760h", "31536000", "5"] {
+            let rollout = Rollout::example("w", 1, vec![CanaryStep::pause_for(fine)]);
+            assert_eq!(validate(&rollout), vec![], "{fine}");
+        }
+    }
+
+    /// Every bounded integer field, at and past its ends: each out-of-range value is one error at its
+    /// path, i32::MIN and i32::MAX included (no wrapping arithmetic on the way).
+    #[test]
+    fn integer_fields_are_bounded_at_both_ends() {
+        type Edit = fn(&mut Rollout, i32);
+        let cases: Vec<(&str, Edit, i32, i32)> = vec![
+            ("spec.replicas", |r, v| r.spec.replicas = Some(v), 0, i32::MAX),
+            (
+                "spec.revisionHistoryLimit",
+                |r, v| r.spec.revision_history_limit = Some(v),
+                0,
+                i32::MAX,
+            ),
+            (
+                "spec.progressDeadlineSeconds",
+                |r, v| r.spec.progress_deadline_seconds = Some(v),
+                1,
+                MAX_SECONDS,
+            ),
+            (
+                "spec.analysis.successfulRunHistoryLimit",
+                |r, v| {
+                    r.spec.analysis = Some(crate::api::rollout::AnalysisRunHistory {
+                        successful_run_history_limit: Some(v),
+                        ..Default::default()
+                    })
+                },
+                0,
+                i32::MAX,
+            ),
+            (
+                "spec.strategy.canary.scaleDownDelaySeconds",
+                |r, v| r.spec.strategy.canary.as_mut().unwrap().scale_down_delay_seconds = Some(v),
+                0,
+                MAX_SECONDS,
+            ),
+            (
+                "spec.strategy.canary.abortScaleDownDelaySeconds",
+                |r, v| r.spec.strategy.canary.as_mut().unwrap().abort_scale_down_delay_seconds = Some(v),
+                0,
+                MAX_SECONDS,
+            ),
+            (
+                "spec.strategy.canary.steps[0].setWeight",
+                |r, v| r.spec.strategy.canary.as_mut().unwrap().steps[0].set_weight = Some(v),
+                0,
+                100,
+            ),
+        ];
+        for (field, edit, min, max) in cases {
+            for value in [i32::MIN, min - 1, min, max, max.saturating_add(1), i32::MAX] {
+                let mut rollout = Rollout::example("w", 1, vec![CanaryStep::set_weight(10)]);
+                edit(&mut rollout, value);
+                let found = fields(&rollout);
+                if (min..=max).contains(&value) {
+                    assert_eq!(found, Vec::<String>::new(), "{field} = {value}");
+                } else {
+                    assert_eq!(found, vec![field.to_string()], "{field} = {value}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn max_unavailable_may_not_pass_100_percent() {
+        let rollout = Rollout::example("w", 4, vec![])
+            .with_canary(|c| c.max_unavailable = Some(IntOrString::String("101%".into())));
+        assert_eq!(fields(&rollout), vec!["spec.strategy.canary.maxUnavailable"]);
+        let rollout =
+            Rollout::example("w", 4, vec![]).with_canary(|c| c.max_surge = Some(IntOrString::String("300%".into())));
+        assert_eq!(
+            validate(&rollout),
+            vec![],
+            "a surge past 100% is allowed, as in Kubernetes"
+        );
     }
 }

@@ -510,11 +510,38 @@ fn timings_default_the_timeout_and_stall_on_a_bad_field_before_suspend() {
         (Some("0s"), None, "spec.interval"),
         (Some("soon"), None, "spec.interval"),
         (Some("1m"), Some("never"), "spec.timeout"),
+        (Some("1m"), Some("0s"), "spec.timeout"),
+        (Some("100000000000000"), None, "spec.interval"),
+        (Some("2562047788015216h"), None, "spec.interval"),
+        (Some("1m"), Some("99999999999999999999s"), "spec.timeout"),
     ] {
         // A bad field is reported even while suspended: the spec needs fixing either way.
         match timings_of(interval, timeout, Some(true)) {
             Err(SyncResult::Stalled(message)) => assert!(message.starts_with(field), "{message}"),
             other => panic!("{interval:?} {timeout:?}: {other:?}"),
+        }
+    }
+}
+
+proptest! {
+    /// Any text in spec.interval or spec.timeout: timings within a year, or Stalled naming the field.
+    #[test]
+    fn any_interval_or_timeout_gives_bounded_timings_or_names_the_field(
+        in_timeout in any::<bool>(),
+        text in prop_oneof![any::<String>(), "[ +]?([0-9.]{0,22}(ms|s|m|h)?){0,3}"],
+    ) {
+        let (interval, timeout, field) = if in_timeout {
+            (Some("1m"), Some(text.as_str()), "spec.timeout: ")
+        } else {
+            (Some(text.as_str()), None, "spec.interval: ")
+        };
+        match timings_of(interval, timeout, None) {
+            Ok(timings) => {
+                prop_assert!(timings.interval <= crate::api::duration::MAX && timings.timeout <= crate::api::duration::MAX);
+                prop_assert!(!timings.interval.is_zero() && !timings.timeout.is_zero());
+            }
+            Err(SyncResult::Stalled(message)) => prop_assert!(message.starts_with(field), "{}", message),
+            Err(other) => prop_assert!(false, "{:?}", other),
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::{AnalysisKind, ObservedReplicaSet, Planner, humantime};
+use crate::api::duration::deadline_after;
 use crate::api::rollout::{PauseCondition, PauseReason};
 use crate::rollout::replicas::ScaleLimits;
 
@@ -62,7 +63,9 @@ impl Planner<'_> {
             }
         };
         if let Some(duration) = duration {
-            let ends = started + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::zero());
+            // A start later than now (a skewed clock, an edited status) counts as now: the pause is
+            // never longer than its duration.
+            let ends = deadline_after(started.min(self.now), duration);
             if self.now >= ends {
                 self.status.pause_conditions.clear();
                 self.event(

@@ -16,7 +16,8 @@ impl Planner<'_> {
 
     /// The revision a new (or revived) ReplicaSet gets: one past the newest.
     pub(super) fn next_revision(&self, live: &[&ObservedReplicaSet]) -> i64 {
-        live.iter().map(|rs| rs.revision).max().unwrap_or(0) + 1
+        // Saturating: the revision comes from an annotation anyone may write.
+        live.iter().map(|rs| rs.revision).max().unwrap_or(0).saturating_add(1)
     }
 
     /// Makes sure the ReplicaSet of the current template exists with `replicas` pods, returning it if

@@ -26,15 +26,16 @@ impl Planner<'_> {
             self.event("RolloutRestarted", "every pod was restarted");
             return;
         }
-        let ready = self.observed.pods.iter().filter(|p| p.ready).count() as i32;
-        let room = ready - (self.replicas - limits.max_unavailable);
+        let ready = i64::try_from(self.observed.pods.iter().filter(|p| p.ready).count()).unwrap_or(i64::MAX);
+        // In i64: maxUnavailable may be any i32, and replicas − maxUnavailable − ready overflows i32.
+        let room = ready.saturating_sub(i64::from(self.replicas) - i64::from(limits.max_unavailable));
         let not_ready_stale = stale.iter().filter(|p| !p.ready).count();
         if not_ready_stale > 0 {
             return; // wait for replacements to become ready before taking more down
         }
         let mut stale = stale;
         stale.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.name.cmp(&b.name)));
-        for pod in stale.into_iter().take(room.max(0) as usize) {
+        for pod in stale.into_iter().take(usize::try_from(room).unwrap_or(0)) {
             self.actions.push(Action::DeletePod { name: pod.name.clone() });
         }
     }

@@ -2,13 +2,15 @@
 //! step (or setCanaryScale) and the stable stays at full scale unless dynamicStableScale. Weights move
 //! only when the pods that will receive them are available; abort sets weight 0 before any scaling;
 //! completion gives the promoted version all traffic before the old ReplicaSet scales down.
-use chrono::Duration as ChronoDuration;
+
+use std::time::Duration;
 
 use super::{Action, ObservedReplicaSet, Planner};
+use crate::api::duration::deadline_after;
 use crate::rollout::replicas::{self, CanaryScale};
 
 /// How often to look again while the router applies a change (routes are not watched).
-const ROUTER_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+const ROUTER_POLL: Duration = Duration::from_secs(1);
 
 impl Planner<'_> {
     fn traffic_weight(&self) -> Option<i32> {
@@ -53,7 +55,8 @@ impl Planner<'_> {
     }
 
     fn percent(&self, weight: i32) -> i32 {
-        (i64::from(weight) * 100 / i64::from(self.max_weight.max(1))) as i32
+        // Clamped: a weight read back from a router may be anything someone wrote there.
+        (i64::from(weight) * 100 / i64::from(self.max_weight.max(1))).clamp(0, 100) as i32
     }
 
     /// (canary, stable) replica targets at step `index` with traffic `weight`.
@@ -193,11 +196,9 @@ impl Planner<'_> {
             self.scale(rs, 0);
         }
         let Some(canary) = canary else { return };
-        let delay = ChronoDuration::seconds(i64::from(
-            self.rollout.spec.canary().abort_scale_down_delay_seconds_or_default(),
-        ));
-        let aborted_at = self.status.aborted_at.unwrap_or(self.now);
-        let deadline = aborted_at + delay;
+        let delay = delay_seconds(self.rollout.spec.canary().abort_scale_down_delay_seconds_or_default());
+        let aborted_at = self.status.aborted_at.unwrap_or(self.now).min(self.now);
+        let deadline = deadline_after(aborted_at, delay);
         if weight == 0 && self.traffic_weight() == Some(0) && self.now >= deadline {
             self.scale(canary, 0);
         } else if self.now < deadline {
@@ -255,12 +256,10 @@ impl Planner<'_> {
             self.requeue_in(ROUTER_POLL);
             return false;
         }
-        let delay = ChronoDuration::seconds(i64::from(
-            self.rollout.spec.canary().scale_down_delay_seconds_or_default(),
-        ));
+        let delay = delay_seconds(self.rollout.spec.canary().scale_down_delay_seconds_or_default());
         self.actions.push(Action::SetScaleDownDeadline {
             name: stable.name.clone(),
-            at: self.now + delay,
+            at: deadline_after(self.now, delay),
         });
         true
     }
@@ -270,9 +269,7 @@ impl Planner<'_> {
     pub(super) fn steady_routed(&mut self, live: &[&ObservedReplicaSet], stable: &ObservedReplicaSet) {
         self.request_weight(0, true);
         self.scale(stable, self.replicas);
-        let delay = ChronoDuration::seconds(i64::from(
-            self.rollout.spec.canary().scale_down_delay_seconds_or_default(),
-        ));
+        let delay = delay_seconds(self.rollout.spec.canary().scale_down_delay_seconds_or_default());
         for rs in live.iter().filter(|rs| rs.hash != stable.hash && rs.spec_replicas > 0) {
             match rs.scale_down_at {
                 Some(at) if self.now >= at => self.scale(rs, 0),
@@ -280,11 +277,16 @@ impl Planner<'_> {
                 None => {
                     self.actions.push(Action::SetScaleDownDeadline {
                         name: rs.name.clone(),
-                        at: self.now + delay,
+                        at: deadline_after(self.now, delay),
                     });
-                    self.requeue_in(delay.to_std().unwrap_or_default());
+                    self.requeue_in(delay);
                 }
             }
         }
     }
+}
+
+/// A `*DelaySeconds` field as a wait; negative (an invalid spec, never planned) counts as none.
+fn delay_seconds(seconds: i32) -> Duration {
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
 }

@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
 
 use super::*;
 use crate::api::conditions;
 use crate::api::rollout::{
-    AbortReason, AnalysisRunHistory, CanaryStep, GatewayApiTrafficRouting, RolloutPhase, TrafficRouting,
+    AbortReason, AnalysisRunHistory, CanaryStep, GatewayApiTrafficRouting, PauseStep, RolloutPhase, TrafficRouting,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -28,6 +29,8 @@ struct World {
     services: Vec<ObservedService>,
     /// The template each ReplicaSet was created from, by hash (for RestoreStableTemplate).
     templates: std::collections::HashMap<String, crate::api::PodTemplate>,
+    /// Pods, for restartAt (the other cases count pods on the ReplicaSets).
+    pods: Vec<ObservedPod>,
 }
 
 impl World {
@@ -42,6 +45,7 @@ impl World {
             traffic: None,
             services: vec![],
             templates: Default::default(),
+            pods: vec![],
         }
     }
 
@@ -90,7 +94,7 @@ impl World {
         Observed {
             rollout: &self.rollout,
             replica_sets: &self.replica_sets,
-            pods: &[],
+            pods: &self.pods,
             analysis_runs: &self.runs,
             reference_errors: vec![],
             traffic: self.traffic,
@@ -972,4 +976,126 @@ proptest! {
             prop_assert_eq!(world.phase(), RolloutPhase::Degraded);
         }
     }
+}
+
+/// The pause durations of the bug report (issue 13): each is an InvalidSpec naming the step's
+/// pause.duration, nothing is scaled, and fixing the step resumes the canary.
+#[test]
+fn a_pause_past_the_maximum_is_an_invalid_spec_naming_its_field() {
+    for poison in ["100000000000000", "99999999999999999999s", "2562047788015216h", "8761h"] {
+        let mut world = deployed(4, issue_steps());
+        world.rollout.spec.strategy.canary.as_mut().unwrap().steps[1] = CanaryStep::pause_for(poison);
+        world.new_template("web:v2");
+        let plan = world.reconcile();
+        assert!(plan.actions.is_empty(), "{poison}: {:?}", plan.actions);
+        let invalid = conditions::find(&world.status().conditions, conditions::INVALID_SPEC).unwrap();
+        let message = invalid.message.as_deref().unwrap();
+        assert!(
+            message.starts_with("spec.strategy.canary.steps[1].pause.duration: ")
+                && message.contains(crate::api::duration::TOO_LONG),
+            "{poison}: {message}"
+        );
+        world.rollout.spec.strategy.canary.as_mut().unwrap().steps[1] = CanaryStep::pause_for("2s");
+        world.converge();
+        assert_eq!(world.phase(), RolloutPhase::Paused, "{poison}");
+    }
+}
+
+fn pause_durations() -> impl Strategy<Value = IntOrString> {
+    prop_oneof![
+        any::<String>().prop_map(IntOrString::String),
+        "[ +]?([0-9.]{0,22}(ms|s|m|h|e)?){0,3}".prop_map(IntOrString::String),
+        proptest::sample::select(vec![
+            "100000000000000",
+            "99999999999999999999s",
+            "2562047788015216h",
+            "8760h",
+            "1s"
+        ])
+        .prop_map(|text| IntOrString::String(text.into())),
+        any::<i32>().prop_map(IntOrString::Int),
+    ]
+}
+
+/// Any second in chrono's range, with its two ends well represented.
+fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+    let (min, max) = (
+        DateTime::<Utc>::MIN_UTC.timestamp(),
+        DateTime::<Utc>::MAX_UTC.timestamp(),
+    );
+    prop_oneof![min..=max, (max - 100_000)..=max, min..=(min + 100_000)]
+        .prop_map(|seconds| Utc.timestamp_opt(seconds, 0).unwrap())
+}
+
+proptest! {
+    /// For any pause duration, any clock and any recorded step start, planning never panics: an
+    /// invalid duration is an InvalidSpec at the step's pause.duration, a valid one pauses for at
+    /// most its duration.
+    #[test]
+    fn any_pause_at_any_time_plans_or_is_an_invalid_spec(
+        duration in pause_durations(),
+        now in any_time(),
+        step_started_at in any_time(),
+        aborted_at in any_time(),
+        routed in any::<bool>(),
+    ) {
+        let steps = vec![CanaryStep::set_weight(25), CanaryStep::pause_for("1s"), CanaryStep::set_weight(50)];
+        let mut world = if routed { World::routed(4, steps) } else { World::new(4, steps) };
+        world.converge();
+        let pause = PauseStep { duration: Some(duration.clone()) };
+        let valid = pause.duration();
+        world.rollout.spec.strategy.canary.as_mut().unwrap().steps[1] = CanaryStep { pause: Some(pause), ..Default::default() };
+        world.new_template("web:v2");
+        world.now = now;
+        world.converge();
+        world.edit_status(|s| s.step_started_at = Some(step_started_at));
+        let plan = world.reconcile();
+        let invalid = conditions::find(&world.status().conditions, conditions::INVALID_SPEC);
+        match valid {
+            Err(_) => {
+                let message = invalid.and_then(|c| c.message.clone()).unwrap_or_default();
+                prop_assert!(message.starts_with("spec.strategy.canary.steps[1].pause.duration: "), "{}", message);
+                prop_assert!(plan.actions.is_empty());
+            }
+            Ok(wait) => {
+                prop_assert!(invalid.is_none(), "{:?}", invalid);
+                if let Some(requeue) = plan.requeue_after {
+                    prop_assert!(requeue <= wait.unwrap_or_default().max(Duration::from_secs(600)), "{:?}", requeue);
+                }
+            }
+        }
+        // An abort recorded at any time scales the canary down without overflowing its deadline.
+        world.edit_status(|s| { s.abort = Some(true); s.aborted_at = Some(aborted_at); });
+        world.converge();
+    }
+}
+
+/// restartAt with maxUnavailable at i32::MAX: the room to restart is figured in i64 (it used to
+/// overflow i32 as ready − (replicas − maxUnavailable)), so every stale pod may go at once.
+#[test]
+fn restart_room_does_not_overflow_with_a_huge_max_unavailable() {
+    // One replica with two ready pods (a surge pod still there): ready − (1 − i32::MAX) > i32::MAX.
+    let mut world = deployed(1, vec![]);
+    world.rollout = world
+        .rollout
+        .clone()
+        .with_canary(|c| c.max_unavailable = Some(IntOrString::Int(i32::MAX)));
+    let hash = world.status().stable_rs.clone().unwrap();
+    world.pods = (0..2)
+        .map(|i| ObservedPod {
+            name: format!("web-{i}"),
+            hash: hash.clone(),
+            created_at: t0(),
+            ready: true,
+        })
+        .collect();
+    world.now = t0() + chrono::TimeDelta::seconds(60);
+    world.rollout.spec.restart_at = Some(t0() + chrono::TimeDelta::seconds(30));
+    let plan = world.plan();
+    let deleted: Vec<_> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::DeletePod { .. }))
+        .collect();
+    assert_eq!(deleted.len(), 2, "{:?}", plan.actions);
 }
