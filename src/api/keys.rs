@@ -68,6 +68,9 @@ pub mod condition {
     pub const HEALTHY: &str = "Healthy";
     /// The spec cannot be acted on; the message names the field and what is wrong.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// `spec.strategy` names no strategy (`{}`, or one this version does not know that the API server
+    /// pruned): it keeps its meaning, a canary without steps, and this condition says so.
+    pub const STRATEGY_DEFAULTED: &str = "StrategyDefaulted";
     /// kstatus: the object reached its desired state.
     pub const READY: &str = "Ready";
     /// kstatus: the controller is working towards the desired state.

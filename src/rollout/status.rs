@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::api::conditions::{
     self, AVAILABLE, COMPLETED, Condition, ConditionStatus, HEALTHY, INVALID_SPEC, PAUSED, PROGRESSING, READY,
-    RECONCILING, STALLED,
+    RECONCILING, STALLED, STRATEGY_DEFAULTED,
 };
 use crate::api::rollout::{PauseReason, RolloutPhase, RolloutStatus};
 
@@ -39,6 +39,23 @@ pub struct Outcome {
 
 const DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 const ABORTED: &str = "RolloutAborted: ";
+
+/// Reports a `spec.strategy` that names no strategy: every new template is then promoted at once (a
+/// canary without steps), which a user who wrote a strategy this version does not know — pruned by
+/// the API server on its way in — should learn from the status, not from an outage.
+pub fn report_strategy(status: &mut RolloutStatus, names_a_strategy: bool, now: DateTime<Utc>) {
+    if names_a_strategy {
+        conditions::remove_condition(&mut status.conditions, STRATEGY_DEFAULTED);
+    } else {
+        let message = "spec.strategy names no strategy: each new template is promoted at once, as a canary \
+                       without steps; set spec.strategy.canary";
+        set(
+            status,
+            Condition::new(STRATEGY_DEFAULTED, true, "EmptyStrategy", message),
+            now,
+        );
+    }
+}
 
 /// An invalid spec: Degraded with the reasons, nothing else changes.
 pub fn mark_invalid(status: &mut RolloutStatus, message: &str, now: DateTime<Utc>) {

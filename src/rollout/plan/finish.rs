@@ -107,6 +107,8 @@ impl Planner<'_> {
     fn conclude(&mut self, progress: &Progress) {
         let deadline = Duration::from_secs(self.rollout.spec.progress_deadline_seconds_or_default().max(1) as u64);
         let outcome = status::conclude(&mut self.status, progress, deadline, self.now);
+        let names_a_strategy = self.rollout.spec.strategy.canary.is_some();
+        status::report_strategy(&mut self.status, names_a_strategy, self.now);
         if let Some(wait) = outcome.check_deadline_in {
             self.requeue_in(wait);
         }

@@ -1099,3 +1099,28 @@ fn restart_room_does_not_overflow_with_a_huge_max_unavailable() {
         .collect();
     assert_eq!(deleted.len(), 2, "{:?}", plan.actions);
 }
+
+/// `strategy: {}` (or a strategy the API server pruned because this version does not know it) keeps
+/// its meaning — the new template is promoted at once — and the status says so until a strategy is set.
+#[test]
+fn an_empty_strategy_promotes_at_once_and_is_reported() {
+    let mut world = deployed(4, issue_steps());
+    let defaulted =
+        |world: &World| conditions::find(&world.status().conditions, conditions::STRATEGY_DEFAULTED).cloned();
+    assert!(defaulted(&world).is_none());
+    world.rollout.spec.strategy.canary = None;
+    world.new_template("web:v2");
+    world.converge();
+    assert_eq!(world.phase(), RolloutPhase::Healthy);
+    assert!(world.status().pause_conditions.is_empty(), "no steps: nothing paused");
+    let condition = defaulted(&world).expect("reported");
+    assert!(condition.is_true());
+    assert!(
+        condition.message.as_deref().unwrap().contains("spec.strategy"),
+        "{condition:?}"
+    );
+
+    world.rollout.spec.strategy.canary = Some(Default::default());
+    world.converge();
+    assert!(defaulted(&world).is_none(), "gone once a strategy is named");
+}
