@@ -26,9 +26,14 @@ use crate::observe::Observer;
 /// Bound on reading one Secret.
 const SECRET_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long one measurement's conditions may take, waiting for an evaluation slot included. The `cel`
-/// crate has no cost limit, so a condition such as nested `exists` over long lists could run for hours.
+/// How long one measurement's conditions may take once they run. The `cel` crate has no cost limit, so
+/// a condition such as nested `exists` over long lists could run for hours.
 pub const CONDITION_BUDGET: Duration = Duration::from_secs(1);
+
+/// How long a measurement waits for an evaluation slot. Waiting is not the condition's fault — another
+/// run's (maybe another tenant's) runaway conditions hold the slots — so it is not charged to the
+/// budget; a runaway evaluation stops itself about a budget later, so slots free up within seconds.
+const SLOT_WAIT: Duration = Duration::from_secs(10);
 
 /// Conditions evaluated at once, each on a blocking thread so it never stalls the async runtime (the
 /// reconcilers, `/healthz`). A condition past its budget is abandoned but its thread runs on until the
@@ -40,34 +45,34 @@ const CONDITION_EVALUATION_SLOTS: usize = 4;
 static CONDITION_SLOTS: Semaphore = Semaphore::const_new(CONDITION_EVALUATION_SLOTS);
 
 /// Judges a measurement ([`rules::judge`]) with its conditions evaluated off the async runtime within
-/// [`CONDITION_BUDGET`]. Overrunning the budget is an Error measurement saying so.
+/// [`CONDITION_BUDGET`] once a slot is free. Overrunning the budget, or finding no slot for
+/// [`SLOT_WAIT`], is an Error measurement saying so.
 pub async fn judge_within_budget(metric: &Metric, outcome: MeasurementOutcome) -> Measurement {
     let needs_conditions = metric.success_condition.is_some() || metric.failure_condition.is_some();
     if !needs_conditions || outcome.value.as_ref().is_ok_and(ResultValue::is_no_data) || outcome.value.is_err() {
         // Provider errors and no data never reach the conditions: nothing expensive to bound.
         return rules::judge(metric, &MetricConditions::default(), outcome);
     }
+    let Ok(Ok(slot)) = tokio::time::timeout(SLOT_WAIT, CONDITION_SLOTS.acquire()).await else {
+        let why = format!(
+            "the conditions were not evaluated: all {CONDITION_EVALUATION_SLOTS} evaluation slots stayed held \
+             for {SLOT_WAIT:?} by conditions running past their budget"
+        );
+        return rules::judged(AnalysisPhase::Error, Some(why), outcome);
+    };
     let evaluation = {
         let (metric, outcome) = (metric.clone(), outcome.clone());
-        async move {
-            let slot = CONDITION_SLOTS.acquire().await.expect("the semaphore is never closed");
-            tokio::task::spawn_blocking(move || {
-                let _slot = slot;
-                match MetricConditions::compile(&metric) {
-                    Ok(conditions) => rules::judge(&metric, &conditions, outcome),
-                    Err(error) => rules::judged(AnalysisPhase::Error, Some(error), outcome),
-                }
-            })
-            .await
-        }
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            match MetricConditions::compile(&metric) {
+                Ok(conditions) => rules::judge(&metric, &conditions, outcome),
+                Err(error) => rules::judged(AnalysisPhase::Error, Some(error), outcome),
+            }
+        })
     };
     let overrun = match tokio::time::timeout(CONDITION_BUDGET, evaluation).await {
         Ok(Ok(measurement)) => return measurement,
         Ok(Err(panic)) => format!("evaluating the conditions failed: {panic}"),
-        Err(_) if CONDITION_SLOTS.available_permits() == 0 => format!(
-            "the conditions were not evaluated within {CONDITION_BUDGET:?}: all {CONDITION_EVALUATION_SLOTS} \
-             evaluation slots are held by conditions still running past their budget"
-        ),
         Err(_) => format!(
             "the conditions did not finish within their {CONDITION_BUDGET:?} evaluation budget; simplify them \
              (e.g. fewer nested all/exists/map over long lists)"
@@ -366,13 +371,16 @@ mod tests {
             }
             slowest
         });
+        let started = Instant::now();
         let measurements = join_all(judging).await;
-        assert!(measurements.iter().all(|m| m.phase == AnalysisPhase::Error));
-        let slots_full = measurements
-            .iter()
-            .filter(|m| m.message.as_deref().unwrap().contains("evaluation slots are held"))
-            .count();
-        assert!(slots_full >= CONDITION_EVALUATION_SLOTS, "{measurements:#?}");
+        // Twice as many as there are slots: the second half waited for the first to stop itself, and
+        // then had its own full budget — the wait is not charged to it.
+        assert!(started.elapsed() >= CONDITION_BUDGET * 2, "{:?}", started.elapsed());
+        for measurement in &measurements {
+            assert_eq!(measurement.phase, AnalysisPhase::Error);
+            let message = measurement.message.as_deref().unwrap();
+            assert!(message.contains("evaluation budget"), "{message}");
+        }
         let slowest = ticker.await.unwrap();
         assert!(
             slowest < Duration::from_millis(200),
