@@ -43,6 +43,8 @@ where
 {
     #[cfg(feature = "fault-injection")]
     super::faults::panic_outside_reconcile_if_asked(object.meta());
+    // Without the test hook the wrapper is the reconcile itself.
+    #[allow(clippy::redundant_async_block)]
     let outcome = AssertUnwindSafe(async {
         #[cfg(feature = "fault-injection")]
         super::faults::panic_in_reconcile_if_asked(object.meta());
