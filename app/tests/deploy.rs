@@ -162,20 +162,9 @@ fn deploy_renders_the_whole_install() {
 
 #[test]
 fn gitsync_admin_component_adds_only_its_grant() {
-    // Kustomize loads bases by relative path only: lay out crds/, deploy/ and an overlay side by side.
-    let dir = tempfile::tempdir().unwrap();
-    for tree in ["crds", "deploy"] {
-        copy_tree(&repo(tree), &dir.path().join(tree));
-    }
-    let overlay = dir.path().join("overlay");
-    std::fs::create_dir(&overlay).unwrap();
-    std::fs::write(
-        overlay.join("kustomization.yaml"),
-        "resources: [../deploy]\ncomponents: [../deploy/gitsync-admin]\n",
-    )
-    .unwrap();
     let base = kinds(&kustomize(&repo("deploy")));
-    let with_admin = kinds(&kustomize(&overlay));
+    let with_admin_docs = with_component("gitsync-admin");
+    let with_admin = kinds(&with_admin_docs);
     let added: Vec<_> = with_admin.difference(&base).cloned().collect();
     assert_eq!(
         added,
@@ -191,7 +180,24 @@ fn gitsync_admin_component_adds_only_its_grant() {
     };
     let flag = "--gitsync-apply-as-controller".to_string();
     assert!(!controller_args(&kustomize(&repo("deploy"))).contains(&flag));
-    assert!(controller_args(&kustomize(&overlay)).contains(&flag));
+    assert!(controller_args(&with_admin_docs).contains(&flag));
+}
+
+/// `kubectl kustomize` of an overlay of deploy/ with one of its components. Kustomize loads bases by
+/// relative path only: crds/, deploy/ and the overlay are laid out side by side.
+fn with_component(component: &str) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    for tree in ["crds", "deploy"] {
+        copy_tree(&repo(tree), &dir.path().join(tree));
+    }
+    let overlay = dir.path().join("overlay");
+    std::fs::create_dir(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!("resources: [../deploy]\ncomponents: [../deploy/{component}]\n"),
+    )
+    .unwrap();
+    kustomize(&overlay)
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -297,18 +303,7 @@ fn secrets_and_impersonation_are_granted_per_namespace() {
     assert_eq!(strings(&secret_rules[0]["resourceNames"]), ["git-credentials"]);
 
     // The single-tenant component: the same two grants, cluster-wide, and nothing else.
-    let dir = tempfile::tempdir().unwrap();
-    for tree in ["crds", "deploy"] {
-        copy_tree(&repo(tree), &dir.path().join(tree));
-    }
-    let overlay = dir.path().join("overlay");
-    std::fs::create_dir(&overlay).unwrap();
-    std::fs::write(
-        overlay.join("kustomization.yaml"),
-        "resources: [../deploy]\ncomponents: [../deploy/single-tenant]\n",
-    )
-    .unwrap();
-    let single = kustomize(&overlay);
+    let single = with_component("single-tenant");
     let added: Vec<_> = kinds(&single)
         .difference(&kinds(&kustomize(&repo("deploy"))))
         .cloned()

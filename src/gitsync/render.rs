@@ -956,8 +956,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_release_name_that_is_not_a_dns_label_never_reaches_helm() {
+    /// A repository holding a chart at `chart/`, and a helm that records whether it ran (in
+    /// `tools_dir/calls`).
+    fn chart_and_recording_helm() -> (tempfile::TempDir, tempfile::TempDir, Tools) {
         let repo = tempfile::tempdir().unwrap();
         write(
             repo.path(),
@@ -970,6 +971,12 @@ mod tests {
             helm: recording_tool(tools_dir.path(), "helm", "exit 0"),
             allow_remote_bases: false,
         };
+        (repo, tools_dir, tools)
+    }
+
+    #[tokio::test]
+    async fn a_release_name_that_is_not_a_dns_label_never_reaches_helm() {
+        let (repo, tools_dir, tools) = chart_and_recording_helm();
         for bad in [
             "--dry-run=server",
             "--post-renderer=/bin/sh",
@@ -992,18 +999,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_target_namespace_that_is_not_a_dns_label_never_reaches_helm() {
-        let repo = tempfile::tempdir().unwrap();
-        write(
-            repo.path(),
-            "chart/Chart.yaml",
-            "apiVersion: v2\nname: web\nversion: 1.0.0\n",
-        );
-        let tools_dir = tempfile::tempdir().unwrap();
-        let tools = Tools {
-            kubectl: PathBuf::from("/nonexistent/kubectl"),
-            helm: recording_tool(tools_dir.path(), "helm", "exit 0"),
-            allow_remote_bases: false,
-        };
+        let (repo, tools_dir, tools) = chart_and_recording_helm();
         let spec = helm_spec("shop");
         for bad in ["--kube-context=prod", "Shop", "shop.prod", "-shop", &"a".repeat(64), ""] {
             let mut input = input(repo.path(), "chart", Some(&spec));
