@@ -9,6 +9,12 @@ use serde_json::{Map, Value};
 use super::{GIT_REVISION_ANNOTATION, GITSYNC_LABEL, gitsync_label_value};
 use crate::api::gitsync::{Inventory, InventoryEntry};
 
+/// The most bytes one revision's inventory may take in the GitSync's status. The status holds the old
+/// and the new inventory together while a revision is applied (and pendingPrune besides), and an API
+/// server refuses objects past about 1.5 MiB: a revision past this could never be recorded, and so
+/// never pruned. About 6,000 objects of ordinary names.
+pub const MAX_INVENTORY_BYTES: usize = 512 * 1024;
+
 const CRD_GROUP: &str = "apiextensions.k8s.io";
 const CRD_KIND: &str = "CustomResourceDefinition";
 /// Metadata the API server owns: applying it is refused or meaningless.
@@ -285,6 +291,20 @@ pub fn prepare(objects: Vec<Value>, ctx: &PrepareContext<'_>) -> Result<Vec<Mani
     }
     if let Some(namespace) = ctx.confine_to {
         errors.extend(manifests.iter().filter_map(|m| outside_of(&m.id, namespace)));
+    }
+    // Each entry as stored: {"id":"…","v":"…"}, plus a comma.
+    let inventory_bytes: usize = manifests
+        .iter()
+        .map(|m| m.id.inventory_id().len() + m.id.version.len() + 16)
+        .sum();
+    if inventory_bytes > MAX_INVENTORY_BYTES {
+        errors.push(format!(
+            "{} objects would take {} KiB of the GitSync's status inventory, more than {} KiB: split the \
+             repository's path over several GitSyncs",
+            manifests.len(),
+            inventory_bytes / 1024,
+            MAX_INVENTORY_BYTES / 1024
+        ));
     }
     if !errors.is_empty() {
         return Err(ManifestErrors(errors));
@@ -798,6 +818,22 @@ mod tests {
         );
         assert_eq!(object["spec"], input["spec"], "the pod template is untouched");
         assert!(object.get("status").is_none());
+    }
+
+    #[test]
+    fn a_revision_whose_inventory_would_not_fit_the_status_is_refused_whole() {
+        let config_maps = |count: usize| -> Vec<Value> {
+            (0..count)
+                .map(|i| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("config-{i:05}")}}))
+                .collect()
+        };
+        // 46 bytes an entry as counted: 10,000 fit in 512 KiB, 20,000 do not.
+        assert_eq!(prepare(config_maps(10_000), &ctx()).unwrap().len(), 10_000);
+        let refused = prepare(config_maps(20_000), &ctx()).unwrap_err().to_string();
+        assert!(
+            refused.contains("20000 objects") && refused.contains("split"),
+            "{refused}"
+        );
     }
 
     #[test]
