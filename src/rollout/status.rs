@@ -26,6 +26,10 @@ pub struct Progress {
     /// spec.paused
     pub paused: bool,
     pub max_unavailable: i32,
+    /// The current step is an analysis and every ReplicaSet has the pods it asks for, all available:
+    /// the rollout waits for a verdict, not for pods, so the progress deadline (which measures pods
+    /// failing to come up) does not run — an analysis longer than progressDeadlineSeconds is normal.
+    pub awaiting_analysis: bool,
 }
 
 /// What `conclude` found about the deadline.
@@ -81,7 +85,7 @@ pub fn conclude(status: &mut RolloutStatus, progress: &Progress, deadline: Durat
         && progress.updated_available >= progress.replicas
         && progress.all_replica_sets_settled;
     let fingerprint = fingerprint(progress);
-    let in_progress = !complete && !paused && !aborted;
+    let in_progress = !complete && !paused && !aborted && !progress.awaiting_analysis;
     let (exceeded, outcome) = if in_progress {
         let previous = conditions::find(&status.conditions, PROGRESSING);
         watch_deadline(previous, &fingerprint, deadline, now)
@@ -375,6 +379,7 @@ mod tests {
             steps: 5,
             paused: false,
             max_unavailable: 1,
+            awaiting_analysis: false,
         }
     }
 

@@ -99,6 +99,13 @@ impl Planner<'_> {
             steps: self.steps.len(),
             paused: self.rollout.spec.is_paused(),
             max_unavailable: limits.max_unavailable,
+            awaiting_analysis: self
+                .steps
+                .get(self.step_index())
+                .is_some_and(|step| step.analysis.is_some())
+                && live
+                    .iter()
+                    .all(|rs| rs.pods == rs.spec_replicas && rs.available == rs.spec_replicas),
         }
     }
 

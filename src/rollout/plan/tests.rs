@@ -545,6 +545,37 @@ fn no_progress_past_the_deadline_degrades_and_can_abort() {
     assert_eq!(world.phase(), RolloutPhase::Degraded);
 }
 
+/// The progress deadline measures pods failing to come up. An analysis step whose pods are all up
+/// waits for a verdict, however long the analysis runs; once the step moves on the deadline runs again.
+#[test]
+fn a_long_analysis_step_is_not_a_missed_progress_deadline() {
+    let steps = vec![
+        CanaryStep::set_weight(20),
+        CanaryStep::analysis("success-rate"),
+        CanaryStep::set_weight(60),
+    ];
+    let mut world = deployed(10, steps);
+    world.rollout.spec.progress_deadline_seconds = Some(60);
+    world.rollout.spec.progress_deadline_abort = Some(true);
+    world.new_template("web:v2");
+    world.converge();
+    assert_eq!(world.status().current_step_index, Some(1));
+    world.advance(Duration::from_secs(3600));
+    let plan = world.reconcile();
+    assert!(
+        !plan.events.iter().any(|e| e.reason == "ProgressDeadlineExceeded"),
+        "{:?}",
+        plan.events
+    );
+    assert!(!plan.aborted_now);
+    assert_eq!(world.phase(), RolloutPhase::Progressing);
+
+    world.runs[0].phase = AnalysisPhase::Successful;
+    world.converge();
+    assert_eq!(world.status().current_step_index, Some(3));
+    assert_eq!(world.phase(), RolloutPhase::Healthy);
+}
+
 #[test]
 fn analysis_steps_follow_the_run_verdict() {
     let steps = vec![
