@@ -59,12 +59,17 @@ impl Planner<'_> {
         (i64::from(weight) * 100 / i64::from(self.max_weight.max(1))).clamp(0, 100) as i32
     }
 
-    /// (canary, stable) replica targets at step `index` with traffic `weight`.
+    /// (canary, stable) replica targets at step `index` with traffic `weight`. With dynamicStableScale,
+    /// stable keeps the pods for the larger of the share it is to serve and the share the router still
+    /// sends it: traffic moves only once the canary's pods are up, so scaling stable down first would
+    /// leave its share of the traffic with too few pods.
     pub(super) fn routed_targets(&self, index: usize, weight: i32) -> (i32, i32) {
         let percent = self.percent(weight);
         let canary = replicas::set_canary_scale_replicas(self.replicas, percent, self.canary_scale_at(index));
         let dynamic = self.rollout.spec.canary().is_dynamic_stable_scale();
-        let stable = replicas::routed_stable_replicas(self.replicas, 100 - percent, dynamic);
+        let canary_share_in_force = self.percent(self.traffic_weight().unwrap_or(0));
+        let stable_share = 100 - percent.min(canary_share_in_force);
+        let stable = replicas::routed_stable_replicas(self.replicas, stable_share, dynamic);
         (canary, stable)
     }
 

@@ -864,6 +864,33 @@ fn dynamic_stable_scale_shrinks_stable_as_traffic_leaves_it() {
     assert_eq!((world.counts(), world.weight()), ((4, 6), Some(60)));
 }
 
+/// dynamicStableScale removes stable pods only once the traffic they serve has moved: while the canary's
+/// pods are not up, the router still sends stable everything, and stable keeps the pods for it.
+#[test]
+fn dynamic_stable_scale_keeps_stable_pods_until_traffic_has_left_them() {
+    let mut world = World::routed(10, vec![CanaryStep::set_weight(60), CanaryStep::pause()]);
+    world
+        .rollout
+        .spec
+        .strategy
+        .canary
+        .as_mut()
+        .unwrap()
+        .dynamic_stable_scale = Some(true);
+    world.converge();
+    let stable = world.status().stable_rs.clone().unwrap();
+    world.new_template("web:v2");
+    for _ in 0..5 {
+        // The canary's pods never come up: no reconcile moves traffic, so stable keeps all its pods.
+        world.reconcile();
+        let stable_rs = world.replica_sets.iter().find(|rs| rs.hash == stable).unwrap();
+        assert_eq!(world.weight().unwrap_or(0), 0);
+        assert_eq!(stable_rs.spec_replicas, 10, "stable scaled down before traffic left it");
+    }
+    world.converge();
+    assert_eq!((world.counts(), world.weight()), ((4, 6), Some(60)));
+}
+
 #[test]
 fn finished_analysis_runs_are_kept_within_the_history_limits() {
     let mut world = deployed(2, vec![CanaryStep::analysis("success-rate")]);
