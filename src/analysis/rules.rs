@@ -390,6 +390,9 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
             }
             _ => {}
         }
+        if let Some(error) = metric.limit_errors().into_iter().next() {
+            return fail(format!("{at}.{error}"));
+        }
         if let Some(limit) = metric.consecutive_failure_limit.filter(|limit| *limit < 1) {
             return fail(format!("consecutiveFailureLimit {limit} must be at least 1"));
         }
@@ -896,11 +899,11 @@ mod tests {
         let never_fail = metric().with_schedule("1m", 5).with_failure_limit(-1);
         let inconclusive_2 = with(|m| {
             *m = m.clone().with_schedule("1m", 5);
-            m.inconclusive_limit = Some(2);
+            m.inconclusive_limit = Some(IntOrString::Int(2));
         });
         let errors_1 = with(|m| {
             *m = m.clone().with_schedule("1m", 5);
-            m.consecutive_error_limit = Some(1);
+            m.consecutive_error_limit = Some(IntOrString::Int(1));
         });
         let streak_3 = with(|m| {
             *m = m.clone().with_schedule("1m", 10);
@@ -1214,6 +1217,20 @@ mod tests {
                     ..metric()
                 },
                 "negative",
+            ),
+            (
+                Metric {
+                    failure_limit: Some(IntOrString::String("{{args.limit}}".into())),
+                    ..metric()
+                },
+                "spec.metrics[0].failureLimit: \"{{args.limit}}\" is not a whole number",
+            ),
+            (
+                Metric {
+                    inconclusive_limit: Some(IntOrString::String("many".into())),
+                    ..metric()
+                },
+                "spec.metrics[0].inconclusiveLimit: \"many\" is not a whole number",
             ),
             (
                 Metric {

@@ -8,7 +8,6 @@
 //! the namespace can see. [`recorded_query`] gives the text to keep in the status, placeholders intact.
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
 use crate::api::analysis::{
@@ -228,12 +227,8 @@ fn substitute_metric(metric: &Metric, values: &BTreeMap<String, Substitution>) -
     })
     .map_err(fail)?;
     let mut metric: Metric = serde_json::from_value(json).map_err(|e| fail(format!("after substitution: {e}")))?;
-    // `count: "{{args.count}}"` is a number from now on.
-    if let Some(IntOrString::String(text)) = &metric.count
-        && let Ok(count) = text.trim().parse::<i32>()
-    {
-        metric.count = Some(IntOrString::Int(count));
-    }
+    // `count: "{{args.count}}"`, `failureLimit: "{{args.limit}}"` are numbers from now on.
+    metric.normalize_numbers();
     Ok(metric)
 }
 
@@ -348,6 +343,7 @@ pub fn recorded_query(metric: &Metric) -> Option<String> {
 mod tests {
     use super::*;
     use crate::api::analysis::{FieldRef, Header, MetricProvider, WebMetric};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use serde_json::json;
 
     fn rollout() -> Value {
@@ -536,6 +532,9 @@ mod tests {
             },
             count: Some(IntOrString::String("{{args.count}}".into())),
             interval: Some("{{args.interval}}".into()),
+            // Argo's limits are int-or-string so a Rollout's args can set them.
+            failure_limit: Some(IntOrString::String("{{args.count}}".into())),
+            consecutive_error_limit: Some(IntOrString::String(" 2 ".into())),
             ..metric
         };
         let token = named(
@@ -569,6 +568,9 @@ mod tests {
         let run = build_run_spec(&[("rate", &spec)], &args, &sources(&rollout)).unwrap();
         let metric = &run.metrics[0];
         assert_eq!(metric.count, Some(IntOrString::Int(3)));
+        assert_eq!(metric.failure_limit, Some(IntOrString::Int(3)));
+        assert_eq!(metric.failure_limit_or_default(), 3);
+        assert_eq!(metric.consecutive_error_limit_or_default(), 2);
         assert_eq!(metric.interval.as_deref(), Some("1m"));
         let query = &metric.provider.prometheus.as_ref().unwrap().query;
         assert_eq!(query, "rate{svc=\"checkout\",token=\"{{args.token}}\"}");

@@ -152,18 +152,21 @@ pub struct Metric {
     /// Expression over `result` that makes a measurement fail, e.g. `result[0] > 0.05`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_condition: Option<String>,
-    /// The metric fails when more measurements than this failed (default 0; -1: never).
+    /// The metric fails when more measurements than this failed (default 0; -1: never). A string may
+    /// hold an `{{args.NAME}}` placeholder (as in Argo, so a Rollout's args can set it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 0))]
-    pub failure_limit: Option<i32>,
-    /// The metric is Inconclusive when more measurements than this were inconclusive (default 0).
+    pub failure_limit: Option<IntOrString>,
+    /// The metric is Inconclusive when more measurements than this were inconclusive (default 0). A
+    /// string may hold an `{{args.NAME}}` placeholder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 0))]
-    pub inconclusive_limit: Option<i32>,
-    /// The metric is Error when more measurements than this errored in a row (default 4).
+    pub inconclusive_limit: Option<IntOrString>,
+    /// The metric is Error when more measurements than this errored in a row (default 4). A string may
+    /// hold an `{{args.NAME}}` placeholder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 4))]
-    pub consecutive_error_limit: Option<i32>,
+    pub consecutive_error_limit: Option<IntOrString>,
     /// Sluice extension: fail only after this many failed measurements in a row (unset: count all
     /// failures against failureLimit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,19 +188,52 @@ pub struct Metric {
 }
 
 impl Metric {
-    /// failureLimit, or 0 when unset; -1 means failures never fail the metric.
+    /// failureLimit, or 0 when unset; -1 means failures never fail the metric. A limit that is not a
+    /// whole number ([`Metric::limit_values`] reports it) counts as the default: the strict one.
     pub fn failure_limit_or_default(&self) -> i32 {
-        self.failure_limit.unwrap_or(DEFAULT_FAILURE_LIMIT)
+        whole_number(self.failure_limit.as_ref()).unwrap_or(DEFAULT_FAILURE_LIMIT)
     }
 
     /// inconclusiveLimit, or 0 when unset.
     pub fn inconclusive_limit_or_default(&self) -> i32 {
-        self.inconclusive_limit.unwrap_or(DEFAULT_INCONCLUSIVE_LIMIT)
+        whole_number(self.inconclusive_limit.as_ref()).unwrap_or(DEFAULT_INCONCLUSIVE_LIMIT)
     }
 
     /// consecutiveErrorLimit, or 4 when unset.
     pub fn consecutive_error_limit_or_default(&self) -> i32 {
-        self.consecutive_error_limit.unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT)
+        whole_number(self.consecutive_error_limit.as_ref()).unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT)
+    }
+
+    /// Every int-or-string limit that is set but not a whole number (placeholders are substituted
+    /// when the run is created, so by then each must be one), as "field: why".
+    pub fn limit_errors(&self) -> Vec<String> {
+        [
+            ("failureLimit", &self.failure_limit),
+            ("inconclusiveLimit", &self.inconclusive_limit),
+            ("consecutiveErrorLimit", &self.consecutive_error_limit),
+        ]
+        .into_iter()
+        .filter_map(|(field, value)| match value {
+            Some(IntOrString::String(text)) if whole_number(value.as_ref()).is_none() => {
+                Some(format!("{field}: {:?} is not a whole number", truncated(text)))
+            }
+            _ => None,
+        })
+        .collect()
+    }
+
+    /// Turns limits and count written as strings (`"{{args.limit}}"` once substituted) into numbers.
+    pub fn normalize_numbers(&mut self) {
+        for value in [
+            &mut self.count,
+            &mut self.failure_limit,
+            &mut self.inconclusive_limit,
+            &mut self.consecutive_error_limit,
+        ] {
+            if let Some(number) = whole_number(value.as_ref()) {
+                *value = Some(IntOrString::Int(number));
+            }
+        }
     }
 
     /// onNoData, or Inconclusive when unset.
@@ -238,6 +274,19 @@ impl Metric {
                 .map_err(|_| format!("metric {:?}: count {s:?} is not a whole number", self.name)),
         }
     }
+}
+
+/// An int-or-string as a whole number: the int, or a string holding one (surrounding spaces allowed).
+fn whole_number(value: Option<&IntOrString>) -> Option<i32> {
+    match value? {
+        IntOrString::Int(n) => Some(*n),
+        IntOrString::String(text) => text.trim().parse().ok(),
+    }
+}
+
+/// A user's text quoted in an error: at most 64 characters of it.
+fn truncated(text: &str) -> String {
+    text.chars().take(64).collect()
 }
 
 /// What an empty or NaN query result counts as.
@@ -648,11 +697,12 @@ spec:
         let defaulted: AnalysisTemplate = serde_json::from_value(object).unwrap();
         let metric = &defaulted.spec.metrics[0];
         let bare = Metric::default();
-        assert_eq!(metric.failure_limit, Some(bare.failure_limit_or_default()));
-        assert_eq!(metric.inconclusive_limit, Some(bare.inconclusive_limit_or_default()));
+        let int = |n: i32| Some(IntOrString::Int(n));
+        assert_eq!(metric.failure_limit, int(bare.failure_limit_or_default()));
+        assert_eq!(metric.inconclusive_limit, int(bare.inconclusive_limit_or_default()));
         assert_eq!(
             metric.consecutive_error_limit,
-            Some(bare.consecutive_error_limit_or_default())
+            int(bare.consecutive_error_limit_or_default())
         );
         assert_eq!(metric.on_no_data, Some(bare.on_no_data_or_default()));
         assert_eq!(

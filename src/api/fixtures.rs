@@ -241,7 +241,7 @@ impl Metric {
 
     /// Sets failureLimit.
     pub fn with_failure_limit(mut self, limit: i32) -> Self {
-        self.failure_limit = Some(limit);
+        self.failure_limit = Some(IntOrString::Int(limit));
         self
     }
 }
