@@ -570,7 +570,7 @@ async fn rollouts_analyses_and_a_gitsync_survive_faults_watch_loss_and_repeated_
             .filter(|r| r.verb == "create" && r.resource == resource && !r.dry_run && !r.injected && r.code == code)
             .count()
     };
-    let observations = observations.lock().unwrap();
+    let observations = std::mem::take(&mut *observations.lock().unwrap());
 
     eprintln!("--- chaos figures (seed {seed}) ---");
     eprintln!(
