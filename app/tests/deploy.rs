@@ -1117,9 +1117,9 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
     controller.terminate();
 
     let seen = assert_granted(&sim, &rules).await;
-    // The webhook checked its signed calls without reading anything.
-    assert!(!seen.contains("get sluice.dev/gitsyncs"), "{seen:#?}");
     for expected in [
+        // Each reconcile reads its GitSync live (the cache can lag the controller's own status writes).
+        "get sluice.dev/gitsyncs",
         "patch sluice.dev/gitsyncs",
         "get /serviceaccounts",
         "list sluice.dev/gitsyncs",

@@ -863,3 +863,90 @@ async fn deleting_a_gitsync_deletes_what_it_applied_unless_prune_is_off() {
     );
     cluster.stop().await;
 }
+
+/// How often GitSync `name` was announced `Applied`. One recorder folds repeats of an event into its
+/// series (keeping the first note), so this counts series, whatever revision the notes name.
+async fn applied_announcements(client: &kube::Client, name: &str) -> usize {
+    use k8s_openapi::api::events::v1::Event;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("Applied"))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count.max(1) as usize))
+        .sum()
+}
+
+/// Found by the chaos suite (app/tests/chaos.rs): the reconcile that the sync's own status writes
+/// trigger could start on a cached GitSync that did not show the last write yet, take the revision
+/// just applied for a new one, and apply and announce it a second time. The reconcile is handed
+/// such a stale copy here; it must go by what the API has recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_cached_gitsync_does_not_apply_a_recorded_revision_again() {
+    use std::sync::Arc;
+
+    use kube::runtime::events::{Recorder, Reporter};
+    use kube::runtime::reflector::ObjectRef;
+    use sluice::controller::metrics::Metrics;
+    use sluice::gitsync::git::GitSource;
+    use sluice::gitsync::reconcile::{Context, Tenancy, reconcile};
+    use sluice::gitsync::render::Tools;
+
+    let git = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(git.path()).unwrap();
+    repo.write("app/cm.yaml", &config_map(1)).unwrap();
+    let first = repo.commit("v1").unwrap();
+    let sim = start_sim().await;
+    install_crds(&sim);
+    let client = sim.client().unwrap();
+    let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "default");
+    let gitsync = serde_json::from_value(plain_gitsync("app", &repo.url(), "app", "default")).unwrap();
+    gitsyncs.create(&PostParams::default(), &gitsync).await.unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            None,
+            None,
+            GitSource::new(cache.path().to_path_buf()).allow_file_repos(true),
+            Tools::discover(),
+            Recorder::new(client.clone(), Reporter::from("sluice-test")),
+            Arc::new(Metrics::new()),
+        )
+        .with_tenancy(Tenancy {
+            apply_as_controller: true,
+            ..Tenancy::default()
+        }),
+    );
+    let reference = ObjectRef::new("app").within("default");
+    let sync_now = |gitsync: GitSync| {
+        let ctx = ctx.clone();
+        ctx.request_sync(reference.clone());
+        async move { reconcile(Arc::new(gitsync), ctx).await.unwrap() }
+    };
+
+    // The finalizer, then v1 applied.
+    sync_now(gitsyncs.get("app").await.unwrap()).await;
+    sync_now(gitsyncs.get("app").await.unwrap()).await;
+    assert!(applied(&gitsyncs.get("app").await.unwrap(), &first));
+
+    // v2 applied and recorded; the cache still shows the GitSync as it was before (v1 applied).
+    repo.write("app/cm.yaml", &config_map(2)).unwrap();
+    let second = repo.commit("v2").unwrap();
+    let stale = gitsyncs.get("app").await.unwrap();
+    sync_now(stale.clone()).await;
+    assert!(applied(&gitsyncs.get("app").await.unwrap(), &second));
+    assert_eq!(applied_announcements(&client, "app").await, 2, "v1 and v2 applied");
+
+    // The next reconcile runs on that stale copy: v2 is recorded, so it is not applied again.
+    sync_now(stale).await;
+    assert_eq!(
+        applied_announcements(&client, "app").await,
+        2,
+        "the recorded v2 was applied and announced again"
+    );
+    sim.shutdown().await;
+}

@@ -1,6 +1,6 @@
 //! Fault injection for reliability tests: error answers and extra latency per verb and resource,
 //! dropped watches and compacted history. Configured by flags and changed at run time under `/sim/faults`.
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,8 @@ pub struct Verdict {
 #[derive(Debug, Default)]
 pub struct Faults {
     rules: RwLock<Vec<FaultRule>>,
+    /// Draws the rolls of [`Faults::roll`]; seeded when a test wants its faults replayable.
+    rng: Mutex<fastrand::Rng>,
 }
 
 impl Faults {
@@ -62,6 +64,18 @@ impl Faults {
         let faults = Faults::default();
         faults.set(rules)?;
         Ok(faults)
+    }
+
+    /// Fault rolls drawn from `seed`: the same sequence of requests suffers the same faults.
+    pub fn seeded(rules: Vec<FaultRule>, seed: u64) -> Result<Self, String> {
+        let faults = Faults::new(rules)?;
+        *faults.rng.lock().unwrap_or_else(|p| p.into_inner()) = fastrand::Rng::with_seed(seed);
+        Ok(faults)
+    }
+
+    /// The next uniform draw in [0, 1) for [`Faults::judge`].
+    pub fn roll(&self) -> f64 {
+        self.rng.lock().unwrap_or_else(|p| p.into_inner()).f64()
     }
 
     pub fn set(&self, rules: Vec<FaultRule>) -> Result<(), String> {

@@ -73,6 +73,8 @@ pub struct RequestRecord {
     /// `?dryRun=All`: validated, nothing stored.
     pub dry_run: bool,
     pub code: u16,
+    /// The answer was an injected fault (`/sim/faults`), not the API's own.
+    pub injected: bool,
 }
 
 /// A bounded log of API requests.
@@ -194,6 +196,7 @@ async fn guard(State(state): State<Arc<HttpState>>, mut request: Request, next: 
                 headers,
                 &context,
                 response.status().as_u16(),
+                false,
             ));
         }
         response
@@ -254,6 +257,7 @@ fn record(
     headers: &HeaderMap,
     context: &AuthContext,
     code: u16,
+    injected: bool,
 ) -> RequestRecord {
     RequestRecord {
         verb: verb.as_str().to_string(),
@@ -274,6 +278,7 @@ fn record(
         field_manager: query.get("fieldManager").unwrap_or_default().to_string(),
         dry_run: query.get("dryRun") == Some("All"),
         code,
+        injected,
     }
 }
 
@@ -561,7 +566,8 @@ async fn api_request(State(state): State<Arc<HttpState>>, request: Request) -> R
     } else {
         format!("{}.{}", target.plural, target.group)
     };
-    let verdict = state.faults.judge(verb.as_str(), &resource_name, fastrand::f64());
+    let verdict = state.faults.judge(verb.as_str(), &resource_name, state.faults.roll());
+    let injected = verdict.error.is_some();
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
     }
@@ -592,7 +598,7 @@ async fn api_request(State(state): State<Arc<HttpState>>, request: Request) -> R
     let code = response.status().as_u16();
     state
         .requests
-        .push(record(&target, verb, &query, &parts.headers, &auth, code));
+        .push(record(&target, verb, &query, &parts.headers, &auth, code, injected));
     response
 }
 

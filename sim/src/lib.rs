@@ -51,6 +51,8 @@ pub struct SimConfig {
     /// Changes kept for watches that resume; older resourceVersions get 410.
     pub watch_history: usize,
     pub faults: Vec<FaultRule>,
+    /// Seeds the fault rolls (random when unset), so a chaos run can be replayed.
+    pub fault_seed: Option<u64>,
     /// API requests kept in the request log (`GET /sim/requests`).
     pub request_log_capacity: usize,
     /// How often simulated traffic is generated and counted.
@@ -68,6 +70,7 @@ impl Default for SimConfig {
             bookmark_interval: Duration::from_secs(5),
             watch_history: 20_000,
             faults: vec![],
+            fault_seed: None,
             request_log_capacity: 100_000,
             traffic_tick: Duration::from_millis(100),
             authorization: Authorization::default(),
@@ -96,7 +99,11 @@ impl Simulator {
             history_limit: config.watch_history,
             ..Default::default()
         });
-        let faults = Arc::new(Faults::new(config.faults.clone()).map_err(|e| anyhow::anyhow!("faults: {e}"))?);
+        let faults = match config.fault_seed {
+            Some(seed) => Faults::seeded(config.faults.clone(), seed),
+            None => Faults::new(config.faults.clone()),
+        };
+        let faults = Arc::new(faults.map_err(|e| anyhow::anyhow!("faults: {e}"))?);
         let (drop_watches, _) = tokio::sync::watch::channel(0u64);
         let http = Arc::new(HttpState {
             api: api.clone(),

@@ -275,6 +275,20 @@ pub fn error_policy(gitsync: Arc<GitSync>, error: &Error, ctx: Arc<Context>) -> 
 pub async fn reconcile(gitsync: Arc<GitSync>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = Instant::now();
     let api: Api<GitSync> = Api::namespaced(ctx.client.clone(), &gitsync.namespace().unwrap_or_default());
+    // The cache lags the controller's own status writes (the inventory stored mid-sync, the status at
+    // the end), and the reconcile those writes trigger can start before the watch delivers the last
+    // one: on that copy an applied revision looks new and would be applied (and announced) again.
+    // So a reconcile decides on the GitSync as the API has it now.
+    let gitsync = match api.get_opt(&gitsync.name_any()).await {
+        Ok(Some(live)) => Arc::new(live),
+        Ok(None) => return Ok(Requeue::await_change()),
+        Err(source) => {
+            return Err(Error::Kube {
+                what: format!("reading GitSync {}", gitsync.name_any()),
+                source,
+            });
+        }
+    };
     // The finalizer is added before the first sync applies anything, so a deletion always gets its cleanup.
     let result = finalizer(&api, CLEANUP_FINALIZER, gitsync, |event| async {
         match event {
