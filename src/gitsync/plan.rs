@@ -254,7 +254,15 @@ pub fn record_applied(status: &mut GitSyncStatus, target: &Target, message: Stri
         return;
     };
     let result = if pinned_over.is_some() { "Pinned" } else { "Applied" };
-    if status.last_healthy_revision.as_deref() != Some(revision) || pinned_over.is_none() {
+    let healthy = status.last_healthy_revision.as_deref() == Some(revision.as_str());
+    // Self-heal re-applies the running revision every interval: once it is Healthy, its newest history
+    // entry stays Healthy (health is concluded once per revision, so nothing would set it back).
+    let healthy_entry = healthy && status.history.last().is_some_and(|entry| entry.revision == *revision);
+    let record = match pinned_over {
+        Some(_) => !healthy,
+        None => !healthy_entry,
+    };
+    if record {
         push_history(status, revision, result, message, now);
     }
     status.last_applied_revision = Some(revision.clone());

@@ -301,6 +301,29 @@ fn history_is_bounded_and_repeats_update_the_newest_entry() {
     assert_eq!(status.history.last().unwrap().message.as_deref(), Some("self-heal"));
 }
 
+/// Self-heal re-applies a Healthy revision every interval; its history entry stays Healthy.
+#[test]
+fn re_applying_a_healthy_revision_keeps_its_history_healthy() {
+    let mut status = GitSyncStatus::default();
+    let revision = format!("{:040}", 7);
+    let target = Target::Apply {
+        revision: revision.clone(),
+        pinned_over: None,
+    };
+    record_applied(&mut status, &target, "applied".into(), now());
+    assert_eq!(
+        conclude_health(&mut status, &Health::Healthy, &[], now()),
+        Some(revision.clone())
+    );
+    record_applied(&mut status, &target, "self-heal".into(), now());
+    let last = status.history.last().unwrap();
+    assert_eq!(
+        (last.revision.as_str(), last.result.as_deref()),
+        (revision.as_str(), Some("Healthy"))
+    );
+    assert_eq!(status.history.len(), 1);
+}
+
 #[test]
 fn blocked_revisions_are_bounded_oldest_dropped_and_reasons_cut() {
     let mut status = GitSyncStatus::default();
