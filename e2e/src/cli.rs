@@ -34,6 +34,8 @@ pub enum BenchCommand {
     Steps(bench::steps::StepsBenchOptions),
     /// Failed analysis → canary weight 0: latency over several rollouts, and controller cost per measurement.
     Abort(bench::abort::AbortBenchOptions),
+    /// Hostile objects generated from the CRD schemas through deserialize → validate → plan: zero panics.
+    Fuzz(bench::fuzz::FuzzBenchOptions),
 }
 
 #[derive(Args)]
@@ -94,6 +96,17 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Rollouts(options) => print_report(&bench::rollouts::run(options).await?),
         BenchCommand::Steps(options) => print_report(&bench::steps::run(options).await?),
         BenchCommand::Abort(options) => print_report(&bench::abort::run(options).await?),
+        BenchCommand::Fuzz(options) => {
+            let report = bench::fuzz::run(&options);
+            if options.json {
+                print_report(&report);
+            } else {
+                bench::fuzz::print_table(&report);
+            }
+            if report.panics > 0 {
+                anyhow::bail!("{} case(s) panicked", report.panics);
+            }
+        }
     }
     Ok(())
 }
