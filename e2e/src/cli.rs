@@ -34,6 +34,8 @@ pub enum BenchCommand {
     Steps(bench::steps::StepsBenchOptions),
     /// Failed analysis → canary weight 0: latency over several rollouts, and controller cost per measurement.
     Abort(bench::abort::AbortBenchOptions),
+    /// Hostile objects generated from the CRD schemas through deserialize → validate → plan: zero panics.
+    Fuzz(bench::fuzz::FuzzBenchOptions),
 }
 
 #[derive(Args)]
@@ -78,6 +80,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Sim(args) => sluice_sim::cli::serve(args, sluice::app::shutdown_signal()).await,
         // Benchmarks start child processes that their guards kill on drop: on Ctrl-C or SIGTERM,
         // drop the benchmark instead of exiting past the guards.
+        // Fuzzing is CPU-bound and starts no processes: it runs outside the select below, so no signal
+        // handler is installed and Ctrl-C ends it at once (the select could not preempt it).
+        Command::Bench(BenchCommand::Fuzz(options)) => fuzz(&options),
         Command::Bench(command) => tokio::select! {
             result = run_bench(command) => result,
             _ = sluice::app::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
@@ -94,6 +99,20 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Rollouts(options) => print_report(&bench::rollouts::run(options).await?),
         BenchCommand::Steps(options) => print_report(&bench::steps::run(options).await?),
         BenchCommand::Abort(options) => print_report(&bench::abort::run(options).await?),
+        BenchCommand::Fuzz(options) => fuzz(&options)?,
+    }
+    Ok(())
+}
+
+fn fuzz(options: &bench::fuzz::FuzzBenchOptions) -> anyhow::Result<()> {
+    let report = bench::fuzz::run(options);
+    if options.json {
+        print_report(&report);
+    } else {
+        bench::fuzz::print_table(&report);
+    }
+    if report.panics > 0 {
+        anyhow::bail!("{} case(s) panicked", report.panics);
     }
     Ok(())
 }

@@ -4,5 +4,6 @@
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod fuzz;
 pub mod kit;
 pub mod scenarios;

@@ -1,6 +1,7 @@
 //! Benchmarks behind `sluice bench`: measured figures for the README and issue notes, never asserted
 //! in tests (timing on shared CI machines is noise).
 pub mod abort;
+pub mod fuzz;
 pub mod plan;
 pub mod rollouts;
 pub mod sim;

@@ -40,10 +40,14 @@ impl Planner<'_> {
     /// Pod counts over every live ReplicaSet, and the selector (for the scale subresource).
     fn record_counts(&mut self, live: &[&ObservedReplicaSet]) {
         let current = self.current_rs(live);
-        self.status.replicas = Some(live.iter().map(|rs| rs.pods).sum());
+        // Each count fits an i32, their sum need not (two ReplicaSets near i32::MAX mid-canary): the
+        // status saturates rather than the controller panicking.
+        let total =
+            |count: fn(&ObservedReplicaSet) -> i32| live.iter().fold(0i32, |sum, rs| sum.saturating_add(count(rs)));
+        self.status.replicas = Some(total(|rs| rs.pods));
         self.status.updated_replicas = Some(current.map_or(0, |rs| rs.pods));
-        self.status.ready_replicas = Some(live.iter().map(|rs| rs.ready).sum());
-        self.status.available_replicas = Some(live.iter().map(|rs| rs.available).sum());
+        self.status.ready_replicas = Some(total(|rs| rs.ready));
+        self.status.available_replicas = Some(total(|rs| rs.available));
         self.status.selector = Some(selector_string(self.rollout));
     }
 

@@ -1182,3 +1182,32 @@ fn an_empty_strategy_promotes_at_once_and_is_reported() {
     world.converge();
     assert!(defaulted(&world).is_none(), "gone once a strategy is named");
 }
+
+/// Found by `sluice bench fuzz`: mid-canary at `replicas: 2147483647`, stable's pods plus the canary's
+/// overflowed the i32 status counts. They saturate now.
+#[test]
+fn status_pod_counts_saturate_when_the_replica_sets_sum_past_i32_max() {
+    let mut world = World::new(i32::MAX, issue_steps());
+    let replica_set = |hash: &str, revision: i64, replicas: i32| ObservedReplicaSet {
+        name: format!("web-{hash}"),
+        hash: hash.to_string(),
+        revision,
+        spec_replicas: replicas,
+        pods: replicas,
+        ready: replicas,
+        available: replicas,
+        git_revision: None,
+        created_at: Some(t0()),
+        deleting: false,
+        scale_down_at: None,
+    };
+    let canary_hash = current_hash(&world.rollout);
+    world.replica_sets = vec![
+        replica_set("stable0000", 1, i32::MAX),
+        replica_set(&canary_hash, 2, i32::MAX / 2),
+    ];
+    let status = world.plan().status;
+    assert_eq!(status.replicas, Some(i32::MAX));
+    assert_eq!(status.ready_replicas, Some(i32::MAX));
+    assert_eq!(status.available_replicas, Some(i32::MAX));
+}
