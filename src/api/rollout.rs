@@ -99,6 +99,10 @@ pub struct RolloutSpec {
     #[schemars(extend("default" = 10))]
     #[schemars(extend("minimum" = 0))]
     pub revision_history_limit: Option<i32>,
+    /// A template equal to one of the last `revisions` revisions before the stable one is a rollback:
+    /// it skips the steps, as a return to the stable template does (Argo's field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_window: Option<RollbackWindow>,
     /// Seconds a step may take to make progress before the Rollout is marked ProgressDeadlineExceeded
     /// (default 600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,6 +197,16 @@ pub struct RolloutStrategy {
     /// Shift traffic to the new version in steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryStrategy>,
+}
+
+/// How far back a rollback skips the steps.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackWindow {
+    /// Revisions before the stable one a template may return to without steps (0: none).
+    #[serde(default)]
+    #[schemars(extend("minimum" = 0))]
+    pub revisions: i32,
 }
 
 /// Canary strategy: steps, the Services and router that carry the traffic, and background analysis.

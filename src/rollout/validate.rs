@@ -53,6 +53,11 @@ pub fn validate(rollout: &Rollout) -> Vec<SpecError> {
     }
     found.check_range("spec.revisionHistoryLimit", spec.revision_history_limit, 0..=i32::MAX);
     found.check_range(
+        "spec.rollbackWindow.revisions",
+        spec.rollback_window.as_ref().map(|w| w.revisions),
+        0..=i32::MAX,
+    );
+    found.check_range(
         "spec.progressDeadlineSeconds",
         spec.progress_deadline_seconds,
         1..=MAX_SECONDS,
@@ -471,6 +476,12 @@ mod tests {
             (
                 "spec.revisionHistoryLimit",
                 |r, v| r.spec.revision_history_limit = Some(v),
+                0,
+                i32::MAX,
+            ),
+            (
+                "spec.rollbackWindow.revisions",
+                |r, v| r.spec.rollback_window = Some(crate::api::rollout::RollbackWindow { revisions: v }),
                 0,
                 i32::MAX,
             ),

@@ -21,11 +21,21 @@ impl Planner<'_> {
         }
         self.clear_progress_state();
         self.status.current_step_index = Some(0);
-        let revision = live
-            .iter()
-            .find(|rs| rs.hash == self.current_hash)
+        let existing = live.iter().find(|rs| rs.hash == self.current_hash);
+        let revision = existing
             .map(|rs| rs.revision)
             .unwrap_or_else(|| self.next_revision(live));
+        if let Some(back) = existing.filter(|rs| self.within_rollback_window(live, rs.revision)) {
+            self.status.current_step_index = Some(self.steps.len() as i32);
+            self.event(
+                "RolledBack",
+                format!(
+                    "revision {} ({}) is within the rollback window: promoted without steps",
+                    back.revision, self.current_hash
+                ),
+            );
+            return;
+        }
         self.event(
             "NewRevision",
             format!(
@@ -34,6 +44,26 @@ impl Planner<'_> {
                 self.steps.len()
             ),
         );
+    }
+
+    /// Whether a template of an older ReplicaSet at `revision` is a rollback that skips the steps:
+    /// it is older than the stable one, and at most `rollbackWindow.revisions` live ReplicaSets lie
+    /// between them (the stable included), as Argo counts.
+    fn within_rollback_window(&self, live: &[&ObservedReplicaSet], revision: i64) -> bool {
+        let window = self.rollout.spec.rollback_window.as_ref().map_or(0, |w| w.revisions);
+        let stable = self.old.stable_rs.as_deref();
+        let Some(stable_revision) = live
+            .iter()
+            .find(|rs| Some(rs.hash.as_str()) == stable)
+            .map(|rs| rs.revision)
+        else {
+            return false;
+        };
+        let newer = live
+            .iter()
+            .filter(|rs| rs.revision > revision && rs.revision <= stable_revision)
+            .count();
+        window > 0 && revision < stable_revision && i64::try_from(newer).unwrap_or(i64::MAX) <= i64::from(window)
     }
 
     /// The current step, at most the number of steps (all done).

@@ -9,7 +9,8 @@ use proptest::prelude::*;
 use super::*;
 use crate::api::conditions;
 use crate::api::rollout::{
-    AbortReason, AnalysisRunHistory, CanaryStep, GatewayApiTrafficRouting, PauseStep, RolloutPhase, TrafficRouting,
+    AbortReason, AnalysisRunHistory, CanaryStep, GatewayApiTrafficRouting, PauseStep, RollbackWindow, RolloutPhase,
+    TrafficRouting,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -574,6 +575,42 @@ fn a_long_analysis_step_is_not_a_missed_progress_deadline() {
     world.converge();
     assert_eq!(world.status().current_step_index, Some(3));
     assert_eq!(world.phase(), RolloutPhase::Healthy);
+}
+
+/// Returning to a template of the last `rollbackWindow.revisions` revisions skips the steps (Argo's
+/// rollbackWindow); without the window, or further back than it, the steps run.
+#[test]
+fn a_rollback_within_the_window_skips_the_steps() {
+    let steps = vec![CanaryStep::set_weight(50), CanaryStep::pause()];
+    let rolled_back = |window: Option<i32>, back_to: &str| {
+        let mut world = deployed(4, steps.clone());
+        world.rollout.spec.rollback_window = window.map(|revisions| RollbackWindow { revisions });
+        for version in ["web:v2", "web:v3"] {
+            world.new_template(version);
+            world.converge();
+            world.promote();
+            world.converge();
+            assert_eq!(world.phase(), RolloutPhase::Healthy, "{version} promoted");
+        }
+        world.new_template(back_to);
+        let plan = world.reconcile();
+        world.converge();
+        (world.phase(), plan.events.iter().any(|e| e.reason == "RolledBack"))
+    };
+    assert_eq!(rolled_back(Some(1), "web:v2"), (RolloutPhase::Healthy, true));
+    assert_eq!(
+        rolled_back(None, "web:v2"),
+        (RolloutPhase::Paused, false),
+        "no window: steps"
+    );
+    // The first template (revision 1) is two revisions before the stable one (revision 3).
+    let first = "example.com/web:1";
+    assert_eq!(
+        rolled_back(Some(1), first),
+        (RolloutPhase::Paused, false),
+        "outside a window of 1"
+    );
+    assert_eq!(rolled_back(Some(2), first), (RolloutPhase::Healthy, true));
 }
 
 #[test]
