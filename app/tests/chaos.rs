@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,8 +25,9 @@ use sluice::api::analysis::{AnalysisRun, AnalysisTemplate};
 use sluice::api::gitsync::GitSync;
 use sluice::api::rollout::{Rollout, RolloutPhase};
 use sluice_e2e::kit::local_repo::LocalRepo;
+use sluice_e2e::kit::process::{ControllerProcess, set_faults};
 use sluice_e2e::kit::{self, eventually};
-use sluice_sim::{SimConfig, Simulator};
+use sluice_sim::SimConfig;
 
 const NAMESPACE: &str = "default";
 const HASH_LABEL: &str = "sluice.dev/pod-template-hash";
@@ -38,37 +38,13 @@ const SETTLE: Duration = Duration::from_secs(60);
 const KILLS: usize = 8;
 
 /// The real controller process; SIGKILLed on drop. Its log goes to a file that survives the test.
-struct Controller(Child);
-
-impl Controller {
-    fn start(kubeconfig: &Path, cache: &Path, log: &Path) -> Controller {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("controller log");
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["controller", "--metrics-addr=127.0.0.1:0", "--allow-file-repos"])
-            .arg(format!("--git-cache-dir={}", cache.display()))
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("sluice controller starts");
-        Controller(child)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill(); // SIGKILL
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.kill();
-    }
+fn start_controller(kubeconfig: &Path, cache: &Path, log: &Path) -> ControllerProcess {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("controller log");
+    ControllerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_sluice")), kubeconfig, cache, log.into())
 }
 
 /// A web metric server on 127.0.0.1: `/pass` answers 1, `/fail` answers 0. Three measurements 2 s
@@ -282,17 +258,6 @@ async fn sample(client: &Client, seen: &Mutex<Observations>) -> anyhow::Result<(
     Ok(())
 }
 
-async fn set_faults(sim: &Simulator, rules: Value) {
-    sim.http_client()
-        .put(format!("{}/sim/faults", sim.url()))
-        .json(&json!({"rules": rules}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
-}
-
 fn phase(rollout: &Rollout) -> Option<RolloutPhase> {
     rollout.status.as_ref().and_then(|s| s.phase)
 }
@@ -385,7 +350,7 @@ async fn rollouts_analyses_and_a_gitsync_survive_faults_watch_loss_and_repeated_
         })
     };
 
-    let mut controller = Controller::start(&kubeconfig, &cache, &log);
+    let mut controller = start_controller(&kubeconfig, &cache, &log);
     let healthy_on = |name: &'static str| {
         let rollouts = rollouts.clone();
         async move {
@@ -476,7 +441,7 @@ async fn rollouts_analyses_and_a_gitsync_survive_faults_watch_loss_and_repeated_
             last_revision = Some(repo.commit("d instead of b").unwrap());
         }
         tokio::time::sleep(Duration::from_millis(rng.u64(100..1500))).await;
-        controller = Controller::start(&kubeconfig, &cache, &log);
+        controller = start_controller(&kubeconfig, &cache, &log);
     }
     let storm = storm_started.elapsed();
     set_faults(&sim, json!([])).await;

@@ -2,7 +2,7 @@
 //! revision, after some of its new objects exist; once Git moves on, the restarted controller prunes
 //! them, because the union of the old and new inventory was stored before the first apply.
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -10,6 +10,7 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 use sluice::api::gitsync::GitSync;
 use sluice_e2e::kit::local_repo::LocalRepo;
+use sluice_e2e::kit::process::{ControllerProcess, set_faults};
 use sluice_e2e::kit::{self, eventually};
 use sluice_sim::Simulator;
 
@@ -19,32 +20,13 @@ fn config_map(name: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{a: \"1\"}}\n")
 }
 
-/// The real `sluice controller` as deploy/'s ServiceAccount; killed with SIGKILL on drop.
-struct Controller(Child);
-
-impl Controller {
-    fn start(kubeconfig: &Path, cache: &Path) -> Controller {
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["controller", "--metrics-addr=127.0.0.1:0", "--allow-file-repos"])
-            .arg(format!("--git-cache-dir={}", cache.display()))
-            .env("KUBECONFIG", kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sluice controller starts");
-        Controller(child)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.kill();
-    }
+fn start_controller(kubeconfig: &Path, cache: &Path) -> ControllerProcess {
+    ControllerProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_sluice")),
+        kubeconfig,
+        cache,
+        Stdio::null(),
+    )
 }
 
 async fn set_patch_latency(sim: &Simulator, millis: u64) {
@@ -53,14 +35,7 @@ async fn set_patch_latency(sim: &Simulator, millis: u64) {
     } else {
         json!([{"verbs": ["patch"], "resources": ["configmaps"], "extraLatencyMs": millis}])
     };
-    sim.http_client()
-        .put(format!("{}/sim/faults", sim.url()))
-        .json(&json!({"rules": rules}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    set_faults(sim, rules).await;
 }
 
 fn inventory_names(gitsync: &GitSync) -> Vec<String> {
@@ -105,7 +80,7 @@ async fn a_controller_killed_mid_apply_still_prunes_what_it_half_applied() {
         }
     };
 
-    let mut controller = Controller::start(&kubeconfig, &cache);
+    let mut controller = start_controller(&kubeconfig, &cache);
     eventually(LONG, "a and b applied", || applied(first.clone())).await;
 
     // The next revision replaces b by c and d. Every ConfigMap patch (dry runs and applies) now takes
@@ -142,7 +117,7 @@ async fn a_controller_killed_mid_apply_still_prunes_what_it_half_applied() {
     repo.remove("app/c.yaml").unwrap();
     repo.remove("app/d.yaml").unwrap();
     let third = repo.commit("only a").unwrap();
-    let _controller = Controller::start(&kubeconfig, &cache);
+    let _controller = start_controller(&kubeconfig, &cache);
     eventually(LONG, "the third revision applied", || applied(third.clone())).await;
     for name in ["b", "c", "d"] {
         eventually(LONG, &format!("{name} pruned"), || async {

@@ -4,6 +4,7 @@
 pub mod git_servers;
 pub mod harness;
 pub mod local_repo;
+pub mod process;
 pub mod prometheus;
 
 pub use harness::*;
