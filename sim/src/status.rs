@@ -3,14 +3,7 @@
 use serde_json::{Value, json};
 
 /// One invalid field, as reported in `Status.details.causes`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FieldCause {
-    /// e.g. `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotSupported`, `FieldValueTypeInvalid`.
-    pub reason: &'static str,
-    /// Dotted path such as `spec.strategy.canary.steps[0].setWeight`.
-    pub field: String,
-    pub message: String,
-}
+pub use sluice_crd_schema::FieldCause;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {

@@ -3,15 +3,7 @@
 //! Built-in kinds use the merge keys Kubernetes declares; custom resources use their schema's
 //! `x-kubernetes-list-type` / `x-kubernetes-list-map-keys` (atomic when unset).
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListType {
-    /// Replaced as a whole.
-    Atomic,
-    /// A set of scalars, merged by value.
-    Set,
-    /// Items are maps identified by these keys (merged item by item).
-    Map(Vec<String>),
-}
+pub use sluice_crd_schema::ListType;
 
 /// Answers the list type of the list found at `path`: the chain of map keys from the object root to
 /// the list. Items of lists along the way contribute no segment: `spec.template.spec.containers[*].ports`
