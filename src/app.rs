@@ -28,6 +28,13 @@ pub enum Command {
     Controller(Box<ControllerArgs>),
     /// Print the CustomResourceDefinitions as YAML (apply with `kubectl apply --server-side -f -`).
     Crds,
+    /// Convert Argo Rollouts manifests (Rollouts, AnalysisTemplates, ClusterAnalysisTemplates,
+    /// AnalysisRuns) to Sluice's, printed on stdout; each field that could not be carried over is
+    /// reported on stderr with the reason.
+    Convert(ManifestArgs),
+    /// Check manifests offline as the API server and the controller would (schema, then InvalidSpec
+    /// rules); exits non-zero naming each problem's field, for CI.
+    Lint(ManifestArgs),
     // The rollout commands (promote, abort, retry, pause, resume, undo, restart, set, get, list).
     #[command(flatten)]
     Rollouts(crate::cli::Command),
@@ -49,7 +56,17 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             print!("{}", crate::api::crds::to_yaml());
             Ok(())
         }
+        Command::Convert(args) => crate::cli::manifests::convert(&args.files),
+        Command::Lint(args) => crate::cli::manifests::lint(&args.files),
     }
+}
+
+/// The manifests a command reads.
+#[derive(Args)]
+pub struct ManifestArgs {
+    /// A YAML (or JSON) file of one or more documents; `-` reads stdin. Repeat for several files.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Args)]

@@ -14,6 +14,7 @@ pub mod controller;
 pub mod gitsync;
 pub mod memory;
 pub mod merge_patch;
+pub mod migrate;
 pub mod observe;
 pub mod rollout;
 pub mod traffic;

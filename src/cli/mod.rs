@@ -15,6 +15,7 @@ use crate::rollout::plan::humantime;
 
 pub mod actions;
 pub mod get;
+pub mod manifests;
 pub mod undo;
 pub mod view;
 
