@@ -7,7 +7,6 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use regex::Regex;
 use serde_json::{Map, Number, Value};
 
-
 /// One invalid field, as reported in `Status.details.causes`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldCause {
@@ -391,7 +390,10 @@ fn check_string(s: &Value, v: &Value, text: &str, path: &str, out: &mut Vec<Fiel
     if let Some(pattern) = s.get("pattern").and_then(Value::as_str)
         && !matches_pattern(pattern, text)
     {
-        let msg = format!("Invalid value: {}: {path} in body should match '{pattern}'", quote(text));
+        let msg = format!(
+            "Invalid value: {}: {path} in body should match '{pattern}'",
+            quote(text)
+        );
         out.push(cause("FieldValueInvalid", path, msg));
     }
     if let Some(format) = s.get("format").and_then(Value::as_str)
@@ -1233,5 +1235,4 @@ mod tests {
         assert_eq!(prune(&schema, &mut obj), vec!["spec.known.b"]);
         assert_eq!(obj, json!({"spec": {"free": {"z": 1}, "known": {"a": "x"}}}));
     }
-
 }
