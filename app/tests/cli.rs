@@ -24,7 +24,7 @@ struct Cluster {
     sim: Simulator,
     client: kube::Client,
     kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 struct Run {
@@ -55,7 +55,7 @@ impl Cluster {
             sim,
             client,
             kubeconfig,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -508,5 +508,51 @@ async fn the_kubectl_plugin_names_itself_kubectl_sluice() {
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success());
     assert!(help.contains("Usage: kubectl sluice promote"), "{help}");
+    cluster.shutdown().await;
+}
+
+/// Argo's own canary example, converted, applies with kubectl and lints clean; a manifest with a typo
+/// fails the lint naming the field, without a cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_argo_manifest_converts_to_one_that_applies_and_lints_clean() {
+    let cluster = Cluster::start().await;
+    let argo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../e2e/testdata/argo-rollouts/examples/rollout-canary.yaml"
+    );
+    let converted = cluster.ok(&["convert", "-f", argo]).await;
+    assert!(converted.contains("apiVersion: sluice.dev/v1alpha1"), "{converted}");
+    assert!(!converted.contains("argoproj.io"), "{converted}");
+    let file = cluster.dir.path().join("converted.yaml");
+    std::fs::write(&file, &converted).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    cluster.ok(&["lint", "-f", &file]).await;
+
+    let mut kubectl = cluster.command(
+        common::kubectl_binary().to_str().unwrap(),
+        &["apply", "--server-side", "-n", "default", "-f", &file],
+    );
+    let output = tokio::task::spawn_blocking(move || kubectl.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rollouts: Api<Rollout> = Api::namespaced(cluster.client.clone(), "default");
+    assert!(rollouts.get("rollout-canary").await.is_ok());
+
+    let typo = cluster.dir.path().join("typo.yaml");
+    std::fs::write(&typo, converted.replace("setWeight:", "setWieght:")).unwrap();
+    let stderr = cluster.fails(&["lint", "-f", typo.to_str().unwrap()]).await;
+    assert!(stderr.contains("problem(s) found"), "{stderr}");
+    let run = cluster.sluice(&["lint", "-f", typo.to_str().unwrap()]).await;
+    assert!(
+        run.stdout
+            .contains("spec.strategy.canary.steps[0].setWieght: unknown field"),
+        "{}",
+        run.stdout
+    );
     cluster.shutdown().await;
 }

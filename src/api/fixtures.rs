@@ -179,7 +179,7 @@ impl RolloutAnalysis {
         RolloutAnalysis {
             templates: vec![AnalysisTemplateRef {
                 template_name: name.to_string(),
-                cluster_scope: None,
+                ..AnalysisTemplateRef::default()
             }],
             ..RolloutAnalysis::default()
         }

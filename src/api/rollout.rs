@@ -94,6 +94,12 @@ pub struct RolloutSpec {
     pub selector: LabelSelector,
     /// The pods to run. A change here starts a new canary.
     pub template: PodTemplate,
+    /// Seconds a new pod must be ready, without any container crashing, to count as available
+    /// (default 0), as for Deployments: steps wait for available pods. Applies to ReplicaSets created
+    /// after it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0, "maximum" = duration::MAX_SECONDS))]
+    pub min_ready_seconds: Option<i32>,
     /// Old ReplicaSets kept for rollback (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 10))]
@@ -425,21 +431,31 @@ pub struct RolloutAnalysis {
     pub starting_step: Option<i32>,
 }
 
-/// A reference to an AnalysisTemplate (or a ClusterAnalysisTemplate with clusterScope).
+/// A reference to an AnalysisTemplate, or a ClusterAnalysisTemplate (`templateName` with
+/// `clusterScope: true`, or `clusterTemplateName`, as Argo allows both). Set one name.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisTemplateRef {
     /// Name of the template.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub template_name: String,
     /// The template is a ClusterAnalysisTemplate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_scope: Option<bool>,
+    /// Name of a ClusterAnalysisTemplate (instead of templateName with clusterScope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_template_name: Option<String>,
 }
 
 impl AnalysisTemplateRef {
+    /// The template's name, whichever field holds it.
+    pub fn name(&self) -> &str {
+        self.cluster_template_name.as_deref().unwrap_or(&self.template_name)
+    }
+
     /// Whether the reference names a ClusterAnalysisTemplate.
     pub fn is_cluster_scope(&self) -> bool {
-        self.cluster_scope.unwrap_or(false)
+        self.cluster_scope.unwrap_or(false) || self.cluster_template_name.is_some()
     }
 }
 

@@ -91,10 +91,10 @@ impl AnalysisRunFactory for TemplateAnalysisRunFactory {
         for reference in &request.analysis.templates {
             let cluster = reference.is_cluster_scope();
             let spec = self
-                .template(&namespace, &reference.template_name, cluster)
+                .template(&namespace, reference.name(), cluster)
                 .await?
-                .ok_or_else(|| format!("{} {:?} not found", kind(cluster), reference.template_name))?;
-            templates.push((reference.template_name.clone(), spec));
+                .ok_or_else(|| format!("{} {:?} not found", kind(cluster), reference.name()))?;
+            templates.push((reference.name().to_string(), spec));
         }
         let named: Vec<(&str, &AnalysisTemplateSpec)> = templates.iter().map(|(n, s)| (n.as_str(), s)).collect();
         let rollout_json = serde_json::to_value(rollout).map_err(|e| e.to_string())?;
@@ -127,7 +127,7 @@ impl AnalysisRunFactory for TemplateAnalysisRunFactory {
             for (i, reference) in analysis.templates.iter().enumerate() {
                 let cluster = reference.is_cluster_scope();
                 let field = format!("{field}.templates[{i}].templateName");
-                match self.template(&namespace, &reference.template_name, cluster).await {
+                match self.template(&namespace, reference.name(), cluster).await {
                     Ok(Some(_)) => {}
                     Ok(None) => {
                         let scope = if cluster {
@@ -137,7 +137,7 @@ impl AnalysisRunFactory for TemplateAnalysisRunFactory {
                         };
                         errors.push(SpecError {
                             field,
-                            message: format!("{} {:?} not found{scope}", kind(cluster), reference.template_name),
+                            message: format!("{} {:?} not found{scope}", kind(cluster), reference.name()),
                         });
                     }
                     // Unreachable API: not the user's fault; the reconcile retries when it builds the run.

@@ -456,9 +456,9 @@ pub fn build_replica_set(
         },
         spec: Some(ReplicaSetSpec {
             replicas: Some(replicas),
+            min_ready_seconds: rollout.spec.min_ready_seconds,
             selector,
             template: Some(template),
-            ..Default::default()
         }),
         status: None,
     }
@@ -817,8 +817,14 @@ mod tests {
     fn replica_sets_carry_the_hash_on_selector_and_template_and_are_owned() {
         let mut rollout = Rollout::example("web", 3, vec![CanaryStep::set_weight(20)]);
         rollout.metadata.uid = Some("uid-1".into());
+        rollout.spec.min_ready_seconds = Some(7);
         let rs = build_replica_set(&rollout, "web-abc", "abc", 2, 1, Some("deadbeef"));
         let spec = rs.spec.unwrap();
+        assert_eq!(
+            spec.min_ready_seconds,
+            Some(7),
+            "pods count as available as the Rollout says"
+        );
         assert_eq!(spec.selector.match_labels.unwrap()[POD_TEMPLATE_HASH_LABEL], "abc");
         assert_eq!(
             spec.template.unwrap().metadata.unwrap().labels.unwrap()[POD_TEMPLATE_HASH_LABEL],

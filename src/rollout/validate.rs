@@ -62,6 +62,7 @@ pub fn validate(rollout: &Rollout) -> Vec<SpecError> {
         spec.progress_deadline_seconds,
         1..=MAX_SECONDS,
     );
+    found.check_range("spec.minReadySeconds", spec.min_ready_seconds, 0..=MAX_SECONDS);
     if let Some(history) = &spec.analysis {
         for (field, value) in [
             ("successfulRunHistoryLimit", history.successful_run_history_limit),
@@ -312,8 +313,16 @@ fn check_analysis(analysis: &RolloutAnalysis, field: &str, found: &mut Findings)
         found.add(format!("{field}.templates"), "name at least one template");
     }
     for (i, template) in analysis.templates.iter().enumerate() {
-        if template.template_name.trim().is_empty() {
-            found.add(format!("{field}.templates[{i}].templateName"), "must not be empty");
+        let at = format!("{field}.templates[{i}]");
+        match (
+            template.template_name.trim(),
+            template.cluster_template_name.as_deref().map(str::trim),
+        ) {
+            ("", None) => found.add(format!("{at}.templateName"), "must not be empty"),
+            (_, Some("")) => found.add(format!("{at}.clusterTemplateName"), "must not be empty"),
+            ("", Some(_)) => {}
+            (_, Some(_)) => found.add(at, "set templateName or clusterTemplateName, not both"),
+            (_, None) => {}
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -492,6 +501,12 @@ mod tests {
                 MAX_SECONDS,
             ),
             (
+                "spec.minReadySeconds",
+                |r, v| r.spec.min_ready_seconds = Some(v),
+                0,
+                MAX_SECONDS,
+            ),
+            (
                 "spec.analysis.successfulRunHistoryLimit",
                 |r, v| {
                     r.spec.analysis = Some(crate::api::rollout::AnalysisRunHistory {
@@ -533,6 +548,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_template_is_named_once_by_either_field() {
+        use crate::api::rollout::{AnalysisTemplateRef, RolloutAnalysis};
+        let with_ref = |template_name: &str, cluster_template_name: Option<&str>| {
+            let step = CanaryStep {
+                analysis: Some(RolloutAnalysis {
+                    templates: vec![AnalysisTemplateRef {
+                        template_name: template_name.into(),
+                        cluster_template_name: cluster_template_name.map(Into::into),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            fields(&Rollout::example("w", 1, vec![step]))
+        };
+        let at = "spec.strategy.canary.steps[0].analysis.templates[0]";
+        assert_eq!(with_ref("t", None), Vec::<String>::new());
+        assert_eq!(with_ref("", Some("t")), Vec::<String>::new());
+        assert_eq!(with_ref("", None), vec![format!("{at}.templateName")]);
+        assert_eq!(with_ref("", Some(" ")), vec![format!("{at}.clusterTemplateName")]);
+        assert_eq!(with_ref("a", Some("b")), vec![at.to_string()]);
+        let cluster = AnalysisTemplateRef {
+            cluster_template_name: Some("t".into()),
+            ..Default::default()
+        };
+        assert!(cluster.is_cluster_scope());
+        assert_eq!(cluster.name(), "t");
     }
 
     #[test]

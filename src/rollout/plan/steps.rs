@@ -243,7 +243,7 @@ pub fn describe_step(step: &CanaryStep) -> String {
         };
     }
     if let Some(analysis) = &step.analysis {
-        let names: Vec<&str> = analysis.templates.iter().map(|t| t.template_name.as_str()).collect();
+        let names: Vec<&str> = analysis.templates.iter().map(|t| t.name()).collect();
         return format!("analysis {}", names.join(", "));
     }
     if step.set_canary_scale.is_some() {
