@@ -544,7 +544,10 @@ async fn an_argo_manifest_converts_to_one_that_applies_and_lints_clean() {
     assert!(rollouts.get("rollout-canary").await.is_ok());
 
     let typo = cluster.dir.path().join("typo.yaml");
-    std::fs::write(&typo, converted.replace("setWeight:", "setWieght:")).unwrap();
+    let typos = converted
+        .replace("revisionHistoryLimit:", "revisionHistoryLimt:")
+        .replacen("setWeight:", "setWieght:", 1);
+    std::fs::write(&typo, typos).unwrap();
     let stderr = cluster.fails(&["lint", "-f", typo.to_str().unwrap()]).await;
     assert!(stderr.contains("problem(s) found"), "{stderr}");
     let run = cluster.sluice(&["lint", "-f", typo.to_str().unwrap()]).await;
