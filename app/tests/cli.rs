@@ -552,8 +552,16 @@ async fn an_argo_manifest_converts_to_one_that_applies_and_lints_clean() {
     assert!(stderr.contains("problem(s) found"), "{stderr}");
     let run = cluster.sluice(&["lint", "-f", typo.to_str().unwrap()]).await;
     assert!(
+        run.stdout.contains("spec.revisionHistoryLimt: unknown field"),
+        "{}",
         run.stdout
-            .contains("spec.strategy.canary.steps[0].setWieght: unknown field"),
+    );
+    // Once the schema passes, the step is judged by the controller's rules.
+    std::fs::write(&typo, converted.replacen("setWeight:", "setWieght:", 1)).unwrap();
+    let run = cluster.sluice(&["lint", "-f", typo.to_str().unwrap()]).await;
+    assert!(
+        run.stdout
+            .contains("spec.strategy.canary.steps[0].setWieght: unknown step kind"),
         "{}",
         run.stdout
     );
