@@ -431,31 +431,26 @@ pub struct RolloutAnalysis {
     pub starting_step: Option<i32>,
 }
 
-/// A reference to an AnalysisTemplate, or a ClusterAnalysisTemplate (`templateName` with
-/// `clusterScope: true`, or `clusterTemplateName`, as Argo allows both). Set one name.
+/// A reference to an AnalysisTemplate (or a ClusterAnalysisTemplate with clusterScope).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisTemplateRef {
     /// Name of the template.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub template_name: String,
     /// The template is a ClusterAnalysisTemplate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_scope: Option<bool>,
-    /// Name of a ClusterAnalysisTemplate (instead of templateName with clusterScope).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_template_name: Option<String>,
 }
 
 impl AnalysisTemplateRef {
-    /// The template's name, whichever field holds it.
+    /// The template's name.
     pub fn name(&self) -> &str {
-        self.cluster_template_name.as_deref().unwrap_or(&self.template_name)
+        &self.template_name
     }
 
     /// Whether the reference names a ClusterAnalysisTemplate.
     pub fn is_cluster_scope(&self) -> bool {
-        self.cluster_scope.unwrap_or(false) || self.cluster_template_name.is_some()
+        self.cluster_scope.unwrap_or(false)
     }
 }
 

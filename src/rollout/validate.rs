@@ -551,37 +551,6 @@ mod tests {
     }
 
     #[test]
-    fn a_template_is_named_once_by_either_field() {
-        use crate::api::rollout::{AnalysisTemplateRef, RolloutAnalysis};
-        let with_ref = |template_name: &str, cluster_template_name: Option<&str>| {
-            let step = CanaryStep {
-                analysis: Some(RolloutAnalysis {
-                    templates: vec![AnalysisTemplateRef {
-                        template_name: template_name.into(),
-                        cluster_template_name: cluster_template_name.map(Into::into),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            fields(&Rollout::example("w", 1, vec![step]))
-        };
-        let at = "spec.strategy.canary.steps[0].analysis.templates[0]";
-        assert_eq!(with_ref("t", None), Vec::<String>::new());
-        assert_eq!(with_ref("", Some("t")), Vec::<String>::new());
-        assert_eq!(with_ref("", None), vec![format!("{at}.templateName")]);
-        assert_eq!(with_ref("", Some(" ")), vec![format!("{at}.clusterTemplateName")]);
-        assert_eq!(with_ref("a", Some("b")), vec![at.to_string()]);
-        let cluster = AnalysisTemplateRef {
-            cluster_template_name: Some("t".into()),
-            ..Default::default()
-        };
-        assert!(cluster.is_cluster_scope());
-        assert_eq!(cluster.name(), "t");
-    }
-
-    #[test]
     fn max_unavailable_may_not_pass_100_percent() {
         let rollout = Rollout::example("w", 4, vec![])
             .with_canary(|c| c.max_unavailable = Some(IntOrString::String("101%".into())));
