@@ -313,16 +313,8 @@ fn check_analysis(analysis: &RolloutAnalysis, field: &str, found: &mut Findings)
         found.add(format!("{field}.templates"), "name at least one template");
     }
     for (i, template) in analysis.templates.iter().enumerate() {
-        let at = format!("{field}.templates[{i}]");
-        match (
-            template.template_name.trim(),
-            template.cluster_template_name.as_deref().map(str::trim),
-        ) {
-            ("", None) => found.add(format!("{at}.templateName"), "must not be empty"),
-            (_, Some("")) => found.add(format!("{at}.clusterTemplateName"), "must not be empty"),
-            ("", Some(_)) => {}
-            (_, Some(_)) => found.add(at, "set templateName or clusterTemplateName, not both"),
-            (_, None) => {}
+        if template.template_name.trim().is_empty() {
+            found.add(format!("{field}.templates[{i}].templateName"), "must not be empty");
         }
     }
     let mut seen = std::collections::HashSet::new();
