@@ -44,11 +44,14 @@ impl ControllerFields {
                 let canary = rollout.pointer("/spec/strategy/canary")?;
                 let text = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
                 let rule = canary.pointer("/trafficRouting/istio/destinationRule");
+                let subsets = rule.and_then(|r| Some((text(r, "/canarySubsetName")?, text(r, "/stableSubsetName")?)));
+                // A subset-level split names no Service: its subsets identify the split.
+                let service = |p: &str| text(canary, p).or_else(|| subsets.is_some().then(String::new));
                 Some(CanarySplit {
                     namespace: text(rollout, "/metadata/namespace").unwrap_or_else(|| default_namespace.to_string()),
-                    canary_service: text(canary, "/canaryService")?,
-                    stable_service: text(canary, "/stableService")?,
-                    subsets: rule.and_then(|r| Some((text(r, "/canarySubsetName")?, text(r, "/stableSubsetName")?))),
+                    canary_service: service("/canaryService")?,
+                    stable_service: service("/stableService")?,
+                    subsets,
                 })
             })
             .collect();

@@ -165,12 +165,6 @@ fn check_canary(canary: &CanaryStrategy, replicas: i32, found: &mut Findings) {
         (Some(c), Some(s)) if c == s => {
             found.add(format!("{CANARY}.stableService"), "must differ from canaryService");
         }
-        (Some(_), None) | (None, Some(_)) if canary.traffic_routing.is_some() => {
-            found.add(
-                format!("{CANARY}.canaryService"),
-                "canaryService and stableService are both required with trafficRouting",
-            );
-        }
         _ => {}
     }
     if let Some(routing) = &canary.traffic_routing {
@@ -193,10 +187,14 @@ fn check_canary(canary: &CanaryStrategy, replicas: i32, found: &mut Findings) {
                 ),
             );
         }
-        if canary.canary_service.is_none() || canary.stable_service.is_none() {
+        // Istio's subset-level split routes to DestinationRule subsets of one host: no Services needed.
+        let subset_split = routing.istio.as_ref().is_some_and(|i| i.destination_rule.is_some());
+        let neither = canary.canary_service.is_none() && canary.stable_service.is_none();
+        if (canary.canary_service.is_none() || canary.stable_service.is_none()) && !(subset_split && neither) {
             found.add(
                 format!("{CANARY}.canaryService"),
-                "canaryService and stableService are both required with trafficRouting",
+                "canaryService and stableService are both required with trafficRouting \
+                 (except with an Istio destinationRule, which needs neither)",
             );
         }
         if let Some(nginx) = &routing.nginx {

@@ -62,15 +62,22 @@ pub struct RouteTarget {
 
 impl RouteTarget {
     /// The target of a Rollout with a traffic router: None when canaryService or stableService is unset
-    /// (validation reports that), or the Rollout has no name yet.
+    /// (validation reports that) — except for Istio's subset-level split, which routes by DestinationRule
+    /// subset and names no Service (empty names) — or the Rollout has no name yet.
     pub fn from_rollout(rollout: &Rollout) -> Option<RouteTarget> {
         let canary = rollout.spec.canary();
+        let subset_split = canary
+            .traffic_routing
+            .as_ref()
+            .and_then(|r| r.istio.as_ref())
+            .is_some_and(|istio| istio.destination_rule.is_some());
+        let service = |name: &Option<String>| name.clone().or_else(|| subset_split.then(String::new));
         Some(RouteTarget {
             namespace: rollout.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
             rollout: rollout.metadata.name.clone()?,
             rollout_uid: rollout.metadata.uid.clone().unwrap_or_default(),
-            canary_service: canary.canary_service.clone()?,
-            stable_service: canary.stable_service.clone()?,
+            canary_service: service(&canary.canary_service)?,
+            stable_service: service(&canary.stable_service)?,
             max_weight: canary.max_traffic_weight_or_default(),
             canary_hash: None,
             stable_hash: None,
@@ -589,6 +596,44 @@ pub(crate) mod tests {
         );
         assert_eq!(target.stable_weight(30), 70);
         assert!(RouteTarget::from_rollout(&Rollout::example("web", 3, vec![])).is_none());
+    }
+
+    #[test]
+    fn a_subset_split_needs_no_services() {
+        use crate::api::rollout::{IstioDestinationRule, IstioTrafficRouting, IstioVirtualService};
+        let istio = |destination_rule: Option<IstioDestinationRule>| {
+            Rollout::example("web", 3, vec![]).with_canary(|c| {
+                c.traffic_routing = Some(TrafficRouting {
+                    istio: Some(IstioTrafficRouting {
+                        virtual_service: Some(IstioVirtualService {
+                            name: "vs".into(),
+                            ..Default::default()
+                        }),
+                        destination_rule,
+                    }),
+                    ..Default::default()
+                })
+            })
+        };
+        let subsets = IstioDestinationRule {
+            name: "dr".into(),
+            canary_subset_name: "canary".into(),
+            stable_subset_name: "stable".into(),
+        };
+        let by_subset = istio(Some(subsets));
+        let target = RouteTarget::from_rollout(&by_subset).unwrap();
+        assert_eq!(
+            (target.canary_service.as_str(), target.stable_service.as_str()),
+            ("", "")
+        );
+        assert!(crate::rollout::validate::validate(&by_subset).is_empty());
+        let by_host = istio(None);
+        assert!(RouteTarget::from_rollout(&by_host).is_none());
+        let fields: Vec<String> = crate::rollout::validate::validate(&by_host)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, vec!["spec.strategy.canary.canaryService"]);
     }
 
     #[test]
