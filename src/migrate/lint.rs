@@ -140,11 +140,11 @@ fn template_errors(spec: &AnalysisTemplateSpec) -> Vec<(String, String)> {
         .args
         .iter()
         .filter(|arg| {
-            arg.value.is_none()
-                && !arg
-                    .value_from
-                    .as_ref()
-                    .is_some_and(|from| from.secret_key_ref.is_some())
+            let secret = arg
+                .value_from
+                .as_ref()
+                .is_some_and(|from| from.secret_key_ref.is_some());
+            arg.value.is_none() && !secret
         })
         .map(|arg| Argument {
             name: arg.name.clone(),
