@@ -214,7 +214,7 @@ impl Metric {
                     query: query.to_string(),
                     ..PrometheusMetric::default()
                 }),
-                web: None,
+                ..MetricProvider::default()
             },
             ..Metric::default()
         }
