@@ -627,6 +627,7 @@ pub fn judged(phase: AnalysisPhase, message: Option<String>, outcome: Measuremen
         finished_at: Some(outcome.finished_at),
         message: message.map(cut),
         query: outcome.query.map(cut),
+        metadata: Default::default(),
     }
 }
 

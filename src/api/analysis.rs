@@ -643,6 +643,9 @@ pub struct Measurement {
     /// The query as sent, placeholders substituted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// Provider details, as Argo: a job measurement records `job-name` and `job-namespace`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// Metrics per phase.
