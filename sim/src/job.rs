@@ -125,7 +125,10 @@ impl JobController {
             run_started: None,
             failed: None,
         });
-        let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending");
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("Pending");
         let (exit_code, run) = outcome(pod);
         match phase {
             "Pending" => {
@@ -190,7 +193,12 @@ impl JobController {
             return;
         }
         let pods = owned_pods(api, stored);
-        let phase = |p: &Value| p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending").to_string();
+        let phase = |p: &Value| {
+            p.pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or("Pending")
+                .to_string()
+        };
         let succeeded = pods.iter().filter(|p| phase(p) == "Succeeded").count() as i64;
         let failed = pods.iter().filter(|p| phase(p) == "Failed").count() as i64;
         let active: Vec<&Value> = pods
@@ -232,11 +240,23 @@ impl JobController {
             .filter(|s| *s > 0)
             .map(|s| started_at + Duration::from_secs(s.unsigned_abs()));
         let terminal = if done {
-            Some(("Complete", "CompletionsReached", "Reached expected number of succeeded pods"))
+            Some((
+                "Complete",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            ))
         } else if failed.saturating_add(restarts) > backoff_limit {
-            Some(("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"))
+            Some((
+                "Failed",
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            ))
         } else if deadline.is_some_and(|d| now >= d) {
-            Some(("Failed", "DeadlineExceeded", "Job was active longer than specified deadline"))
+            Some((
+                "Failed",
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+            ))
         } else {
             None
         };
@@ -248,7 +268,11 @@ impl JobController {
                 json!({"type": kind, "status": "True", "reason": reason, "message": message,
                        "lastProbeTime": time, "lastTransitionTime": time})
             };
-            let first = if kind == "Complete" { "SuccessCriteriaMet" } else { "FailureTarget" };
+            let first = if kind == "Complete" {
+                "SuccessCriteriaMet"
+            } else {
+                "FailureTarget"
+            };
             status.insert("conditions".into(), json!([condition(first), condition(kind)]));
             if kind == "Complete" {
                 status.insert("completionTime".into(), json!(time));
@@ -408,9 +432,7 @@ fn pod_status(pod: &Value, phase: &str, exit_code: Option<i64>, restarts: i64) -
         .map_or(now.clone(), str::to_string);
     let running = phase == "Running";
     let ready = if running { "True" } else { "False" };
-    let condition = |kind: &str, status: &str| {
-        json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now})
-    };
+    let condition = |kind: &str, status: &str| json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now});
     let containers = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -513,7 +535,13 @@ mod tests {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|c| format!("{}={}", c["type"].as_str().unwrap(), c["reason"].as_str().unwrap_or_default()))
+            .map(|c| {
+                format!(
+                    "{}={}",
+                    c["type"].as_str().unwrap(),
+                    c["reason"].as_str().unwrap_or_default()
+                )
+            })
             .collect()
     }
 
@@ -621,7 +649,10 @@ mod tests {
     async fn completions_and_parallelism() {
         let sim = start().await;
         let annotations = json!({RUN_DURATION_ANNOTATION: "100ms"});
-        create(&sim, job("many", annotations, json!({"completions": 3, "parallelism": 2})));
+        create(
+            &sim,
+            job("many", annotations, json!({"completions": 3, "parallelism": 2})),
+        );
         eventually(Duration::from_secs(5), "two pods at once", || {
             (status(&sim, "many")["active"] == 2).then_some(())
         })
@@ -636,7 +667,9 @@ mod tests {
         let pod = |annotations: Value| json!({"metadata": {"annotations": annotations}});
         assert_eq!(outcome(&pod(json!({}))), (0, DEFAULT_RUN_DURATION));
         assert_eq!(
-            outcome(&pod(json!({EXIT_CODE_ANNOTATION: "999", RUN_DURATION_ANNOTATION: "1000h"}))),
+            outcome(&pod(
+                json!({EXIT_CODE_ANNOTATION: "999", RUN_DURATION_ANNOTATION: "1000h"})
+            )),
             (255, MAX_RUN_DURATION)
         );
         assert_eq!(outcome(&pod(json!({EXIT_CODE_ANNOTATION: "nope"}))).0, 0);

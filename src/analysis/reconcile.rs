@@ -301,17 +301,29 @@ async fn job_measurements(
     spec: &AnalysisRunSpec,
     due: &rules::StepOutput,
 ) -> Vec<(String, Measurement)> {
-    let job_metric = |name: &String| spec.metrics.iter().find(|m| m.name == *name && m.provider.job.is_some());
+    let job_metric = |name: &String| {
+        spec.metrics
+            .iter()
+            .find(|m| m.name == *name && m.provider.job.is_some())
+    };
     let result_of = |name: &str| due.status.metric_results.iter().find(|r| r.name == name);
     let started = due.measure.iter().filter_map(job_metric).map(|metric| async move {
         let index = result_of(&metric.name)
             .map_or(0, |r| r.count.saturating_add(r.error))
             .saturating_add(1);
-        (metric.name.clone(), job::start(client, run, metric, index, Utc::now()).await)
+        (
+            metric.name.clone(),
+            job::start(client, run, metric, index, Utc::now()).await,
+        )
     });
     let resumed = due.resume.iter().filter_map(job_metric).filter_map(|metric| {
         let in_flight = result_of(&metric.name).and_then(rules::in_flight)?.clone();
-        Some(async move { (metric.name.clone(), job::resume(client, run, &in_flight, Utc::now()).await) })
+        Some(async move {
+            (
+                metric.name.clone(),
+                job::resume(client, run, &in_flight, Utc::now()).await,
+            )
+        })
     });
     let mut measurements = join_all(started).await;
     measurements.extend(join_all(resumed).await);

@@ -312,7 +312,9 @@ pub fn metric_phase(metric: &Metric, result: &MetricResult, terminated: bool) ->
             (false, _) => (AnalysisPhase::Successful, (!reached).then(|| end.to_string())),
             (true, false) => (
                 AnalysisPhase::Failed,
-                Some(format!("{end} before {success_limit} successes in a row (consecutiveSuccessLimit)")),
+                Some(format!(
+                    "{end} before {success_limit} successes in a row (consecutiveSuccessLimit)"
+                )),
             ),
             (true, true) => (
                 AnalysisPhase::Inconclusive,
@@ -450,7 +452,13 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
                     "spec.metrics[{i}].provider.job.spec: {size} bytes of JSON; at most {MAX_JOB_SPEC_BYTES}"
                 ));
             }
-            if job.spec.template.spec.as_ref().is_none_or(|pod| pod.containers.is_empty()) {
+            if job
+                .spec
+                .template
+                .spec
+                .as_ref()
+                .is_none_or(|pod| pod.containers.is_empty())
+            {
                 return fail(format!(
                     "spec.metrics[{i}].provider.job.spec.template.spec.containers: at least one container"
                 ));
@@ -1257,6 +1265,7 @@ mod tests {
             provider: MetricProvider {
                 prometheus: None,
                 web: Some(WebMetric::default()),
+                ..MetricProvider::default()
             },
             ..metric()
         };

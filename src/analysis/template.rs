@@ -507,7 +507,11 @@ mod tests {
     }
 
     fn template(args: Vec<Argument>, metrics: Vec<Metric>) -> AnalysisTemplateSpec {
-        AnalysisTemplateSpec { args, metrics }
+        AnalysisTemplateSpec {
+            args,
+            metrics,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -590,6 +594,7 @@ mod tests {
                     body: Some("{\"app\": \"{{args.app}}\", \"raw\": \"{{not.ours}}\"}".into()),
                     ..WebMetric::default()
                 }),
+                ..MetricProvider::default()
             },
             ..Metric::prometheus("smoke", "", "")
         }
@@ -659,6 +664,7 @@ mod tests {
                     p
                 }),
                 web: None,
+                ..MetricProvider::default()
             },
             count: Some(IntOrString::String("{{args.count}}".into())),
             interval: Some("{{args.interval}}".into()),
@@ -792,7 +798,13 @@ mod tests {
                 ..Default::default()
             }),
         );
-        let error = build_run_spec(&[("t", &template(vec![latest], vec![]))], &[], &no_hash, MetricLists::default()).unwrap_err();
+        let error = build_run_spec(
+            &[("t", &template(vec![latest], vec![]))],
+            &[],
+            &no_hash,
+            MetricLists::default(),
+        )
+        .unwrap_err();
         assert!(
             error.contains("argument \"hash\"") && error.contains("Latest"),
             "{error}"

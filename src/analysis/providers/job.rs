@@ -43,7 +43,13 @@ pub fn job_name(run_name: &str, run_uid: &str, metric: &str, index: i32) -> Stri
     let suffix = format!("-{index}-{hash}");
     let cleaned: String = format!("{run_name}-{metric}")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let room = MAX_JOB_NAME.saturating_sub(suffix.len());
     let prefix = cleaned.get(..room.min(cleaned.len())).unwrap_or_default();
@@ -58,7 +64,9 @@ pub fn job_name(run_name: &str, run_uid: &str, metric: &str, index: i32) -> Stri
 fn is_dns_label(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
@@ -141,7 +149,11 @@ pub fn job_state(job: &Job) -> JobState {
     if let Some(failed) = holds("Failed") {
         let reason = failed.reason.clone().unwrap_or_else(|| "Failed".to_string());
         let message = failed.message.clone().unwrap_or_default();
-        return JobState::Failed(if message.is_empty() { reason } else { format!("{reason}: {message}") });
+        return JobState::Failed(if message.is_empty() {
+            reason
+        } else {
+            format!("{reason}: {message}")
+        });
     }
     if holds("Complete").is_some() {
         return JobState::Complete;
@@ -232,7 +244,11 @@ pub async fn start(client: &Client, run: &AnalysisRun, metric: &Metric, index: i
 pub async fn resume(client: &Client, run: &AnalysisRun, in_flight: &Measurement, now: DateTime<Utc>) -> Measurement {
     let started = in_flight.started_at.unwrap_or(now);
     let Some(name) = in_flight.metadata.get(JOB_NAME_KEY) else {
-        return error(started, now, "the running measurement does not name its Job".to_string());
+        return error(
+            started,
+            now,
+            "the running measurement does not name its Job".to_string(),
+        );
     };
     let namespace = run.namespace().unwrap_or_default();
     let api: Api<Job> = Api::namespaced(client.clone(), &namespace);
