@@ -124,6 +124,22 @@ impl Scenario {
         }
     }
 
+    /// Waits for an AnalysisRun to end in `phase`, and returns it.
+    async fn wait_run(&self, phase: AnalysisPhase) -> AnalysisRun {
+        let deadline = tokio::time::Instant::now() + LONG;
+        loop {
+            let runs = self.runs().await;
+            if let Some(run) = runs
+                .iter()
+                .find(|r| r.status.as_ref().and_then(|s| s.phase) == Some(phase))
+            {
+                return run.clone();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no {phase:?} run: {runs:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn runs(&self) -> Vec<AnalysisRun> {
         let runs: Api<AnalysisRun> = Api::namespaced(self.sim.client().unwrap(), "default");
         runs.list(&Default::default())
@@ -156,17 +172,14 @@ impl Scenario {
 async fn a_job_that_exits_0_passes_the_analysis_step() {
     let s = scenario("0").await;
     s.deploy_v2().await;
-    s.wait("v2 healthy", |r| {
-        phase(r) == Some(RolloutPhase::Healthy) && r.status.as_ref().and_then(|st| st.current_step_index) == Some(2)
+    let run = s.wait_run(AnalysisPhase::Successful).await;
+    s.wait("v2 promoted", |r| {
+        let status = r.status.as_ref();
+        let promoted = status.is_some_and(|st| st.stable_rs.is_some() && st.stable_rs == st.current_pod_hash);
+        phase(r) == Some(RolloutPhase::Healthy) && promoted
     })
     .await;
-    let runs = s.runs().await;
-    let run = runs
-        .iter()
-        .find(|r| r.spec.metrics.iter().any(|m| m.name == "smoke"))
-        .unwrap();
     let status = run.status.as_ref().unwrap();
-    assert_eq!(status.phase, Some(AnalysisPhase::Successful), "{status:#?}");
     let result = &status.metric_results[0];
     assert_eq!((result.count, result.successful), (1, 1), "{result:#?}");
     let jobs = s.jobs().await;
