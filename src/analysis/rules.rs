@@ -1912,4 +1912,259 @@ mod tests {
             }
         }
     }
+
+    /// A metric with count 10 (interval 1m), the given limits (`None`: unset).
+    fn limited(failure: i32, success: Option<i32>) -> Metric {
+        Metric {
+            consecutive_success_limit: success.map(IntOrString::Int),
+            inconclusive_limit: Some(IntOrString::Int(-1)),
+            ..metric().with_schedule("1m", 10).with_failure_limit(failure)
+        }
+    }
+
+    /// Records `phases` one by one, stopping at the first completed metric phase: (phase, after how many).
+    fn play(metric: &Metric, phases: &[AnalysisPhase], terminated_at_end: bool) -> (AnalysisPhase, usize) {
+        let mut result = MetricResult::default();
+        for (i, phase) in phases.iter().enumerate() {
+            let measurement = Measurement {
+                phase: *phase,
+                finished_at: Some(t(i as i64)),
+                ..Measurement::default()
+            };
+            record_measurement(&mut result, measurement, 10);
+            let (got, _) = metric_phase(metric, &result, false);
+            if got.is_completed() {
+                return (got, i + 1);
+            }
+        }
+        (metric_phase(metric, &result, terminated_at_end).0, phases.len())
+    }
+
+    #[test]
+    fn consecutive_success_limit_table() {
+        let only_success = limited(-1, Some(3));
+        let both = limited(1, Some(3));
+        let sfs = [Successful, Failed, Successful, Successful, Successful];
+        // Only consecutiveSuccessLimit: a failure breaks the streak, three in a row succeed.
+        assert_eq!(play(&only_success, &sfs, false), (Successful, 5));
+        // Never three in a row by the end (terminated): Failed, as Argo.
+        assert_eq!(play(&only_success, &[Successful, Failed, Successful], true).0, Failed);
+        // The count reached without the streak: Failed.
+        let ten = [Successful, Failed].repeat(5);
+        assert_eq!(play(&only_success, &ten, false), (Failed, 10));
+        // Both: the streak first wins …
+        assert_eq!(play(&both, &sfs, false), (Successful, 5));
+        // … the failure limit first wins …
+        assert_eq!(play(&both, &[Failed, Successful, Failed], false), (Failed, 3));
+        // … neither by the count: Inconclusive.
+        let tolerant = limited(3, Some(3));
+        assert_eq!(
+            play(&tolerant, &[Successful, Successful, Failed].repeat(4)[..10], false),
+            (Inconclusive, 10)
+        );
+        // An Error or Inconclusive measurement breaks the streak too.
+        let lenient = Metric {
+            consecutive_error_limit: Some(IntOrString::Int(-1)),
+            ..only_success.clone()
+        };
+        assert_eq!(
+            play(&lenient, &[Successful, Successful, Error, Successful, Successful], true).0,
+            Failed
+        );
+        // Unset: the old rule, Successful at the count.
+        assert_eq!(play(&limited(0, None), &[Successful; 10], false), (Successful, 10));
+        // "{{args.n}}" substituted into a string: a number like any other.
+        let mut from_args = limited(-1, None);
+        from_args.consecutive_success_limit = Some(IntOrString::String(" 2 ".into()));
+        from_args.normalize_numbers();
+        assert_eq!(from_args.consecutive_success_limit, Some(IntOrString::Int(2)));
+        assert_eq!(play(&from_args, &[Successful; 3], false), (Successful, 2));
+    }
+
+    #[test]
+    fn consecutive_success_limit_is_validated() {
+        let mut negative = limited(0, Some(-1));
+        assert!(
+            validate(&run(vec![negative.clone()]))
+                .unwrap_err()
+                .contains("consecutiveSuccessLimit")
+        );
+        negative.consecutive_success_limit = Some(IntOrString::String("{{args.n}}".into()));
+        let error = validate(&run(vec![negative])).unwrap_err();
+        assert!(
+            error.contains("consecutiveSuccessLimit") && error.contains("not a whole number"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_in_flight_measurement_is_polled_counted_once_and_closed_on_termination() {
+        let job_metric = Metric {
+            name: "m".into(),
+            provider: MetricProvider {
+                job: Some(crate::api::analysis::JobMetric {
+                    metadata: None,
+                    spec: serde_json::from_value(serde_json::json!({
+                        "template": {"spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}}
+                    }))
+                    .unwrap(),
+                }),
+                ..MetricProvider::default()
+            },
+            ..Metric::default()
+        };
+        let spec = run(vec![job_metric]);
+        let first = step(&spec, None, t(0), vec![]);
+        assert_eq!(first.measure, ["m"]);
+        let running = Measurement {
+            phase: Running,
+            started_at: Some(t(0)),
+            ..Measurement::default()
+        };
+        let second = step_judged(&spec, Some(&first.status), t(0), vec![("m".into(), running.clone())]);
+        assert_eq!(second.status.phase, Some(Running));
+        assert_eq!(second.requeue_after, Some(IN_FLIGHT_POLL_INTERVAL));
+        let third = step(&spec, Some(&second.status), t(5), vec![]);
+        assert!(third.measure.is_empty(), "never a second Job while one runs");
+        assert_eq!(third.resume, ["m"]);
+        let result = &third.status.metric_results[0];
+        assert_eq!((result.count, result.phase, result.measurements.len()), (0, Running, 1));
+
+        // The Job completes: the same measurement, now finished, counted once.
+        let done = Measurement {
+            phase: Successful,
+            finished_at: Some(t(9)),
+            ..running.clone()
+        };
+        let fourth = step_judged(&spec, Some(&third.status), t(9), vec![("m".into(), done)]);
+        let result = &fourth.status.metric_results[0];
+        assert_eq!((result.count, result.successful, result.measurements.len()), (1, 1, 1));
+        assert_eq!(fourth.status.phase, Some(Successful));
+
+        // Terminated while running: the measurement is closed, the metric ends, nothing is left Running.
+        let terminated = AnalysisRunSpec {
+            terminate: Some(true),
+            ..spec.clone()
+        };
+        let ended = step(&terminated, Some(&second.status), t(5), vec![]);
+        assert_eq!(ended.status.phase, Some(Successful));
+        let measurement = &ended.status.metric_results[0].measurements[0];
+        assert_eq!(measurement.phase, Successful);
+        assert!(measurement.finished_at.is_some() && ended.resume.is_empty());
+        assert_eq!(
+            ended.status.metric_results[0].count, 0,
+            "not counted: the Job never finished"
+        );
+    }
+
+    #[test]
+    fn run_level_dry_run_list_keeps_a_metric_from_deciding() {
+        let failing = Metric {
+            name: "error-rate".into(),
+            ..metric()
+        };
+        let mut spec = run(vec![failing, metric()]);
+        spec.dry_run = vec![crate::api::analysis::DryRun {
+            metric_name: "^error-.*".into(),
+        }];
+        let failed = outcome(0, Ok(Vector(vec![0.0])));
+        let spec_fail = AnalysisRunSpec {
+            metrics: vec![
+                spec.metrics[0].clone().with_success("result[0] > 1.0"),
+                spec.metrics[1].clone(),
+            ],
+            ..spec.clone()
+        };
+        let first = step(&spec_fail, None, t(0), vec![]);
+        let out = step(
+            &spec_fail,
+            Some(&first.status),
+            t(0),
+            vec![("error-rate".into(), failed.clone()), ("m".into(), failed)],
+        );
+        assert_eq!(out.status.metric_results[0].phase, Failed);
+        assert_eq!(out.status.metric_results[0].dry_run, Some(true));
+        assert_eq!(
+            out.status.phase,
+            Some(Successful),
+            "the dry-run failure does not decide"
+        );
+        // The metric's own dryRun: false wins over the list.
+        let mut own = spec_fail.clone();
+        own.metrics[0].dry_run = Some(false);
+        let first = step(&own, None, t(0), vec![]);
+        let out = step(
+            &own,
+            Some(&first.status),
+            t(0),
+            vec![("error-rate".into(), outcome(0, Ok(Vector(vec![0.0]))))],
+        );
+        assert_eq!(out.status.phase, Some(Failed));
+        // A hostile pattern is refused with its field path, not compiled without bound.
+        spec.dry_run[0].metric_name = "(a{1000}){1000}".into();
+        let error = validate(&spec).unwrap_err();
+        assert!(error.contains("spec.dryRun[0]"), "{error}");
+        spec.dry_run[0].metric_name = "x".repeat(300);
+        assert!(validate(&spec).unwrap_err().contains("at most 253"));
+    }
+
+    mod limit_properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn phases() -> impl Strategy<Value = Vec<AnalysisPhase>> {
+            proptest::collection::vec(
+                proptest::sample::select(vec![Successful, Failed, Inconclusive, Error]),
+                0..14,
+            )
+        }
+
+        fn with(failure: i32, success: i32, inconclusive: i32, errors: i32) -> Metric {
+            Metric {
+                consecutive_success_limit: Some(IntOrString::Int(success)),
+                inconclusive_limit: Some(IntOrString::Int(inconclusive)),
+                consecutive_error_limit: Some(IntOrString::Int(errors)),
+                ..metric().with_schedule("1m", 10).with_failure_limit(failure)
+            }
+        }
+
+        proptest! {
+            /// A metric that ends Successful never had its failures past failureLimit, one that ends
+            /// Failed never had its success streak reached: the first limit reached decides, alone.
+            #[test]
+            fn never_both_succeeds_and_fails(
+                seq in phases(), failure in -1i32..4, success in 0i32..5, inconclusive in -1i32..3, errors in -1i32..3,
+            ) {
+                let metric = with(failure, success, inconclusive, errors);
+                let mut result = MetricResult::default();
+                for phase in seq {
+                    record_measurement(&mut result, Measurement { phase, ..Measurement::default() }, 10);
+                    let (got, _) = metric_phase(&metric, &result, false);
+                    let failed = failure >= 0 && result.failed > failure;
+                    let succeeded = success > 0 && result.consecutive_success >= success;
+                    prop_assert!(!(failed && succeeded), "a measurement moves one counter");
+                    if got == Successful { prop_assert!(!failed); }
+                    if got == Failed { prop_assert!(!succeeded); }
+                    if got.is_completed() { break; }
+                }
+            }
+
+            /// Lowering a limit never makes a metric finish later (a stricter limit only adds ways to end).
+            #[test]
+            fn limits_are_monotone(
+                seq in phases(), failure in 0i32..4, success in 1i32..5, lower_failure in any::<bool>(),
+            ) {
+                let (low, high) = if lower_failure {
+                    (with(failure, success, -1, -1), with(failure + 1, success, -1, -1))
+                } else {
+                    (with(failure, success, -1, -1), with(failure, success + 1, -1, -1))
+                };
+                let finish = |metric: &Metric| {
+                    let (phase, at) = play(metric, &seq, false);
+                    if phase.is_completed() { at } else { usize::MAX }
+                };
+                prop_assert!(finish(&low) <= finish(&high));
+            }
+        }
+    }
 }

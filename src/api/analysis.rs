@@ -790,10 +790,11 @@ spec:
             int(bare.consecutive_error_limit_or_default())
         );
         assert_eq!(metric.on_no_data, Some(bare.on_no_data_or_default()));
-        assert_eq!(
-            metric.measurement_retention,
-            Some(bare.measurement_retention_or_default())
-        );
+        // No schema default: a defaulted 10 would hide the dryRun/measurementRetention lists and the
+        // run's own measurementRetention (the accessor still answers 10).
+        assert_eq!(metric.measurement_retention, None);
+        assert_eq!(bare.measurement_retention_or_default(), DEFAULT_MEASUREMENT_RETENTION);
+        assert_eq!(metric.consecutive_success_limit, None, "0 (off) needs no default");
     }
 
     #[test]
