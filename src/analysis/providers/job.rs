@@ -403,4 +403,196 @@ mod tests {
         let done = measurement_for(&with_condition("Complete", "True"), &in_flight, now);
         assert_eq!(done.phase, AnalysisPhase::Successful);
     }
+
+    /// Templates written the way Argo's e2e job templates are (sleep-job, multiple-job-fail, an invalid
+    /// image, a long-running background job), the API group changed: each must pass the CRD schema,
+    /// build into a run with its defaults and the Rollout's arguments, and validate.
+    const ARGO_SHAPED: &[(&str, &str)] = &[
+        (
+            "sleep",
+            r#"
+kind: AnalysisTemplate
+apiVersion: sluice.dev/v1alpha1
+metadata: {name: sleep}
+spec:
+  args:
+  - {name: duration, value: "1"}
+  - {name: exit-code, value: "0"}
+  - {name: count, value: "1"}
+  - {name: rev, value: notset}
+  metrics:
+  - name: sleep
+    count: "{{args.count}}"
+    provider:
+      job:
+        spec:
+          template:
+            metadata:
+              labels: {rev: "{{ args.rev }}"}
+            spec:
+              containers:
+              - name: sleep
+                image: nginx:1.19-alpine
+                command: [sh, -c, -x]
+                args: ["sleep {{args.duration}} && exit {{args.exit-code}}"]
+              restartPolicy: Never
+          backoffLimit: 0
+"#,
+        ),
+        (
+            "two-jobs",
+            r#"
+kind: AnalysisTemplate
+apiVersion: sluice.dev/v1alpha1
+metadata: {name: two-jobs}
+spec:
+  args:
+  - {name: duration, value: 0s}
+  metrics:
+  - name: first
+    initialDelay: 10000s
+    count: 1
+    provider:
+      job:
+        spec:
+          template:
+            spec:
+              containers: [{name: c, image: nginx:1.19-alpine, command: [sh, -c], args: ["sleep {{args.duration}}"]}]
+              restartPolicy: Never
+          backoffLimit: 0
+  - name: repeated
+    count: 2
+    interval: 1s
+    failureLimit: 1
+    provider:
+      job:
+        metadata:
+          labels: {purpose: e2e}
+          annotations: {note: repeated}
+        spec:
+          template:
+            spec:
+              containers: [{name: c, image: nginx:1.19-alpine, command: [sh, -c], args: ["exit 1"]}]
+              restartPolicy: Never
+          backoffLimit: 0
+"#,
+        ),
+        (
+            "bad-image",
+            r#"
+kind: ClusterAnalysisTemplate
+apiVersion: sluice.dev/v1alpha1
+metadata: {name: bad-image}
+spec:
+  metrics:
+  - name: bad-image
+    provider:
+      job:
+        spec:
+          activeDeadlineSeconds: 60
+          template:
+            spec:
+              containers: [{name: c, image: "registry.invalid/does-not-exist:0"}]
+              restartPolicy: Never
+          backoffLimit: 0
+"#,
+        ),
+        (
+            "long-running",
+            r#"
+kind: AnalysisTemplate
+apiVersion: sluice.dev/v1alpha1
+metadata: {name: long-running}
+spec:
+  dryRun: [{metricName: ".*"}]
+  measurementRetention: [{metricName: long, limit: 3}]
+  metrics:
+  - name: long-running
+    consecutiveSuccessLimit: "{{args.streak}}"
+    failureLimit: -1
+    interval: 5s
+    provider:
+      job:
+        spec:
+          template:
+            spec:
+              containers: [{name: c, image: nginx:1.19-alpine, command: [sleep, "3600"]}]
+              restartPolicy: Never
+  args:
+  - {name: streak, value: "2"}
+"#,
+        ),
+    ];
+
+    #[test]
+    fn argo_shaped_job_templates_parse_validate_and_build() {
+        use crate::analysis::rules;
+        use crate::analysis::template::{ArgumentSources, MetricLists, build_run_spec};
+        use crate::api::analysis::{AnalysisTemplateSpec, ClusterAnalysisTemplate};
+        use kube::CustomResourceExt;
+
+        let rollout = serde_json::json!({"metadata": {"name": "web"}});
+        let sources = ArgumentSources {
+            rollout: &rollout,
+            stable_hash: Some("s"),
+            latest_hash: Some("l"),
+        };
+        for (name, yaml) in ARGO_SHAPED {
+            let object: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
+            let crd = if object["kind"] == "ClusterAnalysisTemplate" {
+                ClusterAnalysisTemplate::crd()
+            } else {
+                crate::api::analysis::AnalysisTemplate::crd()
+            };
+            let crd = serde_json::to_value(crd).unwrap();
+            let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+            let causes = sluice_sim::schema::validate(schema, &object);
+            assert!(causes.is_empty(), "{name}: the CRD refuses it: {causes:?}");
+            let spec: AnalysisTemplateSpec = serde_json::from_value(object["spec"].clone()).unwrap();
+            let run = build_run_spec(&[(name, &spec)], &[], &sources, MetricLists::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            rules::validate(&run).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let text = serde_json::to_string(&run).unwrap();
+            assert!(!text.contains("{{"), "{name}: every placeholder substituted: {text}");
+        }
+        // What the lists and limits became.
+        let object: serde_json::Value = serde_saphyr::from_str(ARGO_SHAPED[3].1).unwrap();
+        let spec: AnalysisTemplateSpec = serde_json::from_value(object["spec"].clone()).unwrap();
+        let run = build_run_spec(&[("long-running", &spec)], &[], &sources, MetricLists::default()).unwrap();
+        let metric = &run.metrics[0];
+        assert_eq!((metric.dry_run, metric.measurement_retention), (Some(true), Some(3)));
+        assert_eq!(metric.consecutive_success_limit_or_default(), 2);
+        let object: serde_json::Value = serde_saphyr::from_str(ARGO_SHAPED[0].1).unwrap();
+        let spec: AnalysisTemplateSpec = serde_json::from_value(object["spec"].clone()).unwrap();
+        let args = [crate::api::analysis::Argument::literal("exit-code", "1")];
+        let run = build_run_spec(&[("sleep", &spec)], &args, &sources, MetricLists::default()).unwrap();
+        let job = run.metrics[0].provider.job.as_ref().unwrap();
+        let pod = job.spec.template.spec.as_ref().unwrap();
+        assert_eq!(pod.containers[0].args.as_ref().unwrap()[0], "sleep 1 && exit 1");
+        let labels = job.spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        assert_eq!(labels["rev"], "notset");
+    }
+
+    #[test]
+    fn an_oversized_job_spec_is_refused() {
+        let mut metric = job_metric();
+        metric.spec.template.spec.as_mut().unwrap().containers[0].args =
+            Some(vec!["x".repeat(crate::analysis::rules::MAX_JOB_SPEC_BYTES)]);
+        let spec = crate::api::analysis::AnalysisRunSpec {
+            metrics: vec![Metric {
+                name: "big".into(),
+                provider: crate::api::analysis::MetricProvider {
+                    job: Some(metric),
+                    ..Default::default()
+                },
+                ..Metric::default()
+            }],
+            ..Default::default()
+        };
+        let error = crate::analysis::rules::validate(&spec).unwrap_err();
+        assert!(
+            error.contains("provider.job.spec") && error.contains("at most"),
+            "{error}"
+        );
+    }
 }
