@@ -91,7 +91,7 @@ fn build(
         stable_hash: Some(STABLE_HASH),
         latest_hash: Some(CANARY_HASH),
     };
-    let run = build_run_spec(&specs, args, &sources).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let run = build_run_spec(&specs, args, &sources, Default::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
     rules::validate(&run).unwrap_or_else(|e| panic!("{file}: the run is invalid: {e}"));
     run
 }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod faults;
 pub mod gateway;
 pub mod http;
+pub mod job;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;

@@ -28,9 +28,10 @@ const CRASH_RESTART_INTERVAL: Duration = Duration::from_secs(3);
 /// Safety net: everything is reconciled at least this often, whatever the change feed says.
 const RESYNC: Duration = Duration::from_millis(500);
 /// Resources whose changes can require work from the controller.
-const WATCHED: [(&str, &str); 5] = [
+const WATCHED: [(&str, &str); 6] = [
     ("", "pods"),
     ("apps", "replicasets"),
+    ("batch", "jobs"),
     ("", "services"),
     (gateway::GATEWAY_GROUP, gateway::HTTPROUTES),
     ("apiextensions.k8s.io", "customresourcedefinitions"),
@@ -115,12 +116,14 @@ struct Controller {
     default_ready_delay: Duration,
     clocks: HashMap<String, PodClock>,
     next_ip: u32,
+    jobs: crate::job::JobController,
 }
 
 impl Controller {
     fn new(api: Arc<ApiServer>, default_ready_delay: Duration) -> Self {
         let pods_rt = api.resource("", "pods").expect("pods are built in");
         let replicasets_rt = api.resource("apps", "replicasets").expect("replicasets are built in");
+        let jobs = crate::job::JobController::new(&api);
         Controller {
             api,
             pods_rt,
@@ -128,6 +131,7 @@ impl Controller {
             default_ready_delay,
             clocks: HashMap::new(),
             next_ip: 0,
+            jobs,
         }
     }
 
@@ -156,6 +160,9 @@ impl Controller {
         let mut wakeup = Wakeup::default();
         self.progress_pods(now, &mut wakeup);
         self.sync_replicasets(now, &mut wakeup);
+        if let Some(when) = self.jobs.sync(&self.api, self.default_ready_delay, now) {
+            wakeup.at(when);
+        }
         gateway::sync_route_status(&self.api);
         wakeup
     }
@@ -174,6 +181,9 @@ impl Controller {
         self.clocks.retain(|uid, _| live.contains(uid.as_str()));
         for stored in pods.iter().filter(|p| !p.deleting) {
             let pod = stored.to_value();
+            if crate::job::owned_by_job(&pod) {
+                continue; // the Job controller runs its pods to completion
+            }
             let clock = *self.clocks.entry(stored.uid.clone()).or_insert(PodClock {
                 seen: now,
                 running: None,

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::analysis::allowlist::Allowlist;
-use crate::analysis::providers::{self, SecretValues};
+use crate::analysis::providers::{self, SecretValues, job};
 use crate::analysis::rules::{self, MetricConditions};
 use crate::analysis::{MeasurementOutcome, ResultValue};
 use crate::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisRunSpec, Measurement, Metric};
@@ -200,10 +200,13 @@ pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
     }
     let spec = with_default_address(&run.spec, ctx.default_prometheus.as_deref());
     let due = rules::step(&spec, run.status.as_ref(), Utc::now(), vec![]);
+    // Job metrics start (or look at) a Job; the others query a provider and are judged.
+    let jobs = job_measurements(&ctx.client, &run, &spec, &due).await;
     let metrics: Vec<&Metric> = due
         .measure
         .iter()
         .filter_map(|n| spec.metrics.iter().find(|m| m.name == *n))
+        .filter(|m| m.provider.job.is_none())
         .collect();
     let secrets = if metrics.is_empty() {
         SecretValues::new()
@@ -227,10 +230,10 @@ pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
             ctx.metrics.observe_measurement(&namespace, &name, metric, number);
         }
     }
-    let plan = if outcomes.is_empty() {
+    let plan = if outcomes.is_empty() && jobs.is_empty() {
         due
     } else {
-        let judged = join_all(outcomes.into_iter().map(|(metric, outcome)| {
+        let mut judged = join_all(outcomes.into_iter().map(|(metric, outcome)| {
             let spec = &spec;
             async move {
                 let measurement = match spec.metrics.iter().find(|m| m.name == metric) {
@@ -241,8 +244,21 @@ pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
             }
         }))
         .await;
+        judged.extend(jobs);
         rules::step_judged(&spec, Some(&due.status), Utc::now(), judged)
     };
+    let has_jobs = spec.metrics.iter().any(|m| m.provider.job.is_some());
+    if has_jobs && (spec.is_terminated() || plan.status.phase.is_some_and(AnalysisPhase::is_completed)) {
+        // Before the final status is written: if this fails, the next reconcile tries again.
+        job::delete_running(&ctx.client, &run)
+            .await
+            .map_err(|source| Error::Kube {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                action: "deleting running analysis Jobs",
+                source,
+            })?;
+    }
     let old = serde_json::to_value(run.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
     let new = serde_json::to_value(&plan.status).unwrap_or(Value::Null);
     let diff = merge_diff(&old, &new);
@@ -274,6 +290,44 @@ pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
         Some(after) => Requeue::requeue(after.max(Duration::from_millis(50))),
         None => Requeue::await_change(),
     })
+}
+
+/// Starts the Jobs of the job metrics that are due and looks at those already running, as measurements
+/// for [`rules::step_judged`]. The index of a new measurement is one past those counted so far, so a
+/// restart before the status is written names the same Job.
+async fn job_measurements(
+    client: &Client,
+    run: &AnalysisRun,
+    spec: &AnalysisRunSpec,
+    due: &rules::StepOutput,
+) -> Vec<(String, Measurement)> {
+    let job_metric = |name: &String| {
+        spec.metrics
+            .iter()
+            .find(|m| m.name == *name && m.provider.job.is_some())
+    };
+    let result_of = |name: &str| due.status.metric_results.iter().find(|r| r.name == name);
+    let started = due.measure.iter().filter_map(job_metric).map(|metric| async move {
+        let index = result_of(&metric.name)
+            .map_or(0, |r| r.count.saturating_add(r.error))
+            .saturating_add(1);
+        (
+            metric.name.clone(),
+            job::start(client, run, metric, index, Utc::now()).await,
+        )
+    });
+    let resumed = due.resume.iter().filter_map(job_metric).filter_map(|metric| {
+        let in_flight = result_of(&metric.name).and_then(rules::in_flight)?.clone();
+        Some(async move {
+            (
+                metric.name.clone(),
+                job::resume(client, run, &in_flight, Utc::now()).await,
+            )
+        })
+    });
+    let mut measurements = join_all(started).await;
+    measurements.extend(join_all(resumed).await);
+    measurements
 }
 
 pub fn error_policy(run: Arc<AnalysisRun>, error: &Error, ctx: Arc<AnalysisContext>) -> Requeue {

@@ -21,6 +21,13 @@
 //!   would fail on the first failure and defeat the streak. Only a Successful measurement breaks a
 //!   streak: an Error or an Inconclusive measurement is no evidence of recovery.
 //! - A limit of −1 (any negative value) means "never" for all three limits, not only failureLimit.
+//! - Argo rejects a metric on which neither failureLimit (≥ 0) nor consecutiveSuccessLimit (> 0)
+//!   applies; Sluice keeps its documented `failureLimit: -1` ("never fail on failures": the metric
+//!   succeeds once its count is reached).
+//!
+//! A measurement may stay Running across reconciles (a Job): it is the metric's last measurement, with
+//! no `finishedAt`, and counts for nothing until it finishes; [`step`] lists it in
+//! [`StepOutput::resume`] and polls it every [`IN_FLIGHT_POLL_INTERVAL`].
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -35,6 +42,22 @@ use crate::bounds::{MAX_STATUS_BYTES, json_len, truncate, truncate_in_place};
 
 /// After an Error measurement the next try comes this much later (Argo's fixed error retry).
 pub const ERROR_RETRY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often a measurement that is still running (a Job) is looked at again.
+pub const IN_FLIGHT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A job metric's spec larger than this (as JSON) is refused: every measurement copies it into a Job.
+pub const MAX_JOB_SPEC_BYTES: usize = 64 * 1024;
+
+/// Whether `measurement` is still under way (a Job not yet finished).
+pub fn is_in_flight(measurement: &Measurement) -> bool {
+    measurement.phase == AnalysisPhase::Running && measurement.finished_at.is_none()
+}
+
+/// The metric's in-flight measurement: its last one, if still running.
+pub fn in_flight(result: &MetricResult) -> Option<&Measurement> {
+    result.measurements.last().filter(|m| is_in_flight(m))
+}
 
 /// A measurement's value, message and query are stored cut to this many bytes (with a marker naming the
 /// full length); the conditions still judge the whole value. A metric answers with a few numbers; a
@@ -149,18 +172,27 @@ pub fn assess_measurement(
     (phase, message)
 }
 
-/// Folds a finished measurement into the metric's result: counters (which keep counting for the whole
-/// run) and the measurement history, trimmed to the newest `retention` (at least 1: the schedule needs
-/// the latest one; at most [`MAX_MEASUREMENT_RETENTION`]).
+/// Folds a measurement into the metric's result: counters (which keep counting for the whole run) and
+/// the measurement history, trimmed to the newest `retention` (at least 1: the schedule needs the
+/// latest one; at most [`MAX_MEASUREMENT_RETENTION`]).
+///
+/// A measurement that is still running ([`is_in_flight`]) is stored but counted for nothing; a later
+/// one replaces it (the same Job, looked at again) and is counted once it finishes.
 ///
 /// `count` counts measurements that produced a verdict; Errors do not use up a metric's `count`, they
-/// are retried (as in Argo Rollouts). `consecutive_failure` is broken only by a Successful measurement.
+/// are retried (as in Argo Rollouts). `consecutive_failure` is broken only by a Successful measurement;
+/// `consecutive_success` by anything else (an Error is no evidence of health either).
 /// Counters saturate: they come back from a status anyone with access may have edited.
 pub fn record_measurement(result: &mut MetricResult, measurement: Measurement, retention: i32) {
+    if result.measurements.last().is_some_and(is_in_flight) {
+        result.measurements.pop();
+    }
     match measurement.phase {
+        AnalysisPhase::Pending | AnalysisPhase::Running => {}
         AnalysisPhase::Error => {
             result.error = result.error.saturating_add(1);
             result.consecutive_error = result.consecutive_error.saturating_add(1);
+            result.consecutive_success = 0;
         }
         phase => {
             result.count = result.count.saturating_add(1);
@@ -169,13 +201,17 @@ pub fn record_measurement(result: &mut MetricResult, measurement: Measurement, r
                 AnalysisPhase::Successful => {
                     result.successful = result.successful.saturating_add(1);
                     result.consecutive_failure = 0;
+                    result.consecutive_success = result.consecutive_success.saturating_add(1);
                 }
                 AnalysisPhase::Failed => {
                     result.failed = result.failed.saturating_add(1);
                     result.consecutive_failure = result.consecutive_failure.saturating_add(1);
+                    result.consecutive_success = 0;
                 }
-                AnalysisPhase::Inconclusive => result.inconclusive = result.inconclusive.saturating_add(1),
-                // Providers are synchronous, so a measurement is never recorded half-done.
+                AnalysisPhase::Inconclusive => {
+                    result.inconclusive = result.inconclusive.saturating_add(1);
+                    result.consecutive_success = 0;
+                }
                 AnalysisPhase::Pending | AnalysisPhase::Running | AnalysisPhase::Error => {}
             }
         }
@@ -208,10 +244,16 @@ pub fn effective_count(metric: &Metric) -> Result<Option<i32>, String> {
 /// 2. Inconclusive: inconclusive > inconclusiveLimit (default 0);
 /// 3. Failed: failed > failureLimit (default 0), or — when consecutiveFailureLimit is set, instead —
 ///    failures in a row ≥ consecutiveFailureLimit;
-/// 4. Successful: [`effective_count`] measurements taken, or the run is `terminated`;
-/// 5. Running once anything was measured, else Pending.
+/// 4. Successful: successes in a row ≥ consecutiveSuccessLimit (when > 0);
+/// 5. Running while a measurement is in flight;
+/// 6. the end — [`effective_count`] measurements taken, or the run is `terminated`: Successful, except
+///    with consecutiveSuccessLimit set (Argo): Failed when it was the only limit that applies
+///    (failureLimit −1), Inconclusive when failureLimit applies too (neither was reached);
+/// 7. Running once anything was measured, else Pending.
 ///
-/// Negative limits never trip. A metric whose spec is invalid is Error (see [`validate`]).
+/// Each measurement moves one counter, and a completed metric is never assessed again, so with both
+/// limits whichever is reached first decides. Negative limits never trip. A metric whose spec is
+/// invalid is Error (see [`validate`]).
 pub fn metric_phase(metric: &Metric, result: &MetricResult, terminated: bool) -> (AnalysisPhase, Option<String>) {
     let count = match effective_count(metric) {
         Ok(count) => count,
@@ -234,7 +276,7 @@ pub fn metric_phase(metric: &Metric, result: &MetricResult, terminated: bool) ->
         );
         return (AnalysisPhase::Inconclusive, Some(why));
     }
-    match metric.consecutive_failure_limit {
+    let failure_applies = match metric.consecutive_failure_limit {
         Some(limit) if limit >= 0 && result.consecutive_failure >= limit.max(1) => {
             let why = format!(
                 "failures in a row ({}) reached consecutiveFailureLimit ({limit})",
@@ -242,26 +284,62 @@ pub fn metric_phase(metric: &Metric, result: &MetricResult, terminated: bool) ->
             );
             return (AnalysisPhase::Failed, Some(why));
         }
-        Some(_) => {}
+        Some(limit) => limit >= 0,
         None => {
             let failure_limit = metric.failure_limit_or_default();
             if exceeded(result.failed, failure_limit) {
                 let why = format!("failed ({}) > failureLimit ({failure_limit})", result.failed);
                 return (AnalysisPhase::Failed, Some(why));
             }
+            failure_limit >= 0
         }
+    };
+    let success_limit = metric.consecutive_success_limit_or_default();
+    if success_limit > 0 && result.consecutive_success >= success_limit {
+        let why = format!(
+            "successes in a row ({}) reached consecutiveSuccessLimit ({success_limit})",
+            result.consecutive_success
+        );
+        return (AnalysisPhase::Successful, Some(why));
     }
-    if count.is_some_and(|count| result.count >= count) {
-        return (AnalysisPhase::Successful, None);
+    if in_flight(result).is_some() {
+        return (AnalysisPhase::Running, None);
     }
-    if terminated {
-        return (AnalysisPhase::Successful, Some("run terminated".to_string()));
+    let reached = count.is_some_and(|count| result.count >= count);
+    if reached || terminated {
+        let end = if reached { "count reached" } else { "run terminated" };
+        return match (success_limit > 0, failure_applies) {
+            (false, _) => (AnalysisPhase::Successful, (!reached).then(|| end.to_string())),
+            (true, false) => (
+                AnalysisPhase::Failed,
+                Some(format!(
+                    "{end} before {success_limit} successes in a row (consecutiveSuccessLimit)"
+                )),
+            ),
+            (true, true) => (
+                AnalysisPhase::Inconclusive,
+                Some(format!(
+                    "{end} with neither consecutiveSuccessLimit ({success_limit}) nor the failure limit reached"
+                )),
+            ),
+        };
     }
     if result.count == 0 && result.error == 0 {
         (AnalysisPhase::Pending, None)
     } else {
         (AnalysisPhase::Running, None)
     }
+}
+
+/// Whether `metric` is dry-run in `spec`: its own `dryRun` when set, else whether an entry of the run's
+/// `dryRun` list selects it (an invalid pattern selects nothing; [`validate`] reports it).
+pub fn is_dry_run(spec: &AnalysisRunSpec, metric: &Metric) -> bool {
+    metric.dry_run.unwrap_or_else(|| {
+        spec.dry_run
+            .iter()
+            .take(super::template::MAX_METRIC_LIST_ENTRIES)
+            .any(|entry| super::template::metric_name_matches(&entry.metric_name, &metric.name).unwrap_or(false))
+    })
 }
 
 /// How bad a completed phase is for the run: Successful < Inconclusive < Error < Failed.
@@ -295,7 +373,7 @@ pub fn run_phase(spec: &AnalysisRunSpec, results: &[MetricResult]) -> (AnalysisP
     let worst = spec
         .metrics
         .iter()
-        .filter(|metric| !metric.is_dry_run())
+        .filter(|metric| !is_dry_run(spec, metric))
         .map(|metric| (metric, phase_of(metric)))
         .filter(|(_, phase)| phase.is_completed() && *phase != AnalysisPhase::Successful)
         .max_by_key(|(_, phase)| severity(*phase));
@@ -329,6 +407,7 @@ pub fn validate(spec: &AnalysisRunSpec) -> Result<(), String> {
 struct Prepared<'a> {
     metric: &'a Metric,
     conditions: MetricConditions,
+    dry_run: bool,
 }
 
 fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
@@ -343,6 +422,16 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
             "spec.measurementRetention: must be between 0 and {MAX_MEASUREMENT_RETENTION}, got {retention}"
         ));
     }
+    if spec.dry_run.len() > super::template::MAX_METRIC_LIST_ENTRIES {
+        return Err(format!(
+            "spec.dryRun: {} entries; at most {}",
+            spec.dry_run.len(),
+            super::template::MAX_METRIC_LIST_ENTRIES
+        ));
+    }
+    for (i, entry) in spec.dry_run.iter().enumerate() {
+        super::template::metric_name_pattern(&entry.metric_name).map_err(|e| format!("spec.dryRun[{i}]: {e}"))?;
+    }
     let mut prepared = Vec::with_capacity(spec.metrics.len());
     for (i, metric) in spec.metrics.iter().enumerate() {
         let name = &metric.name;
@@ -353,9 +442,27 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
         if spec.metrics[..i].iter().any(|earlier| earlier.name == *name) {
             return fail("the name is used by another metric".to_string());
         }
-        match (&metric.provider.prometheus, &metric.provider.web) {
-            (Some(_), None) | (None, Some(_)) => {}
-            _ => return fail("set exactly one provider (prometheus or web)".to_string()),
+        if metric.provider.count() != 1 {
+            return fail("set exactly one provider (prometheus, web or job)".to_string());
+        }
+        if let Some(job) = &metric.provider.job {
+            let size = json_len(&job.spec);
+            if size > MAX_JOB_SPEC_BYTES {
+                return fail(format!(
+                    "spec.metrics[{i}].provider.job.spec: {size} bytes of JSON; at most {MAX_JOB_SPEC_BYTES}"
+                ));
+            }
+            if job
+                .spec
+                .template
+                .spec
+                .as_ref()
+                .is_none_or(|pod| pod.containers.is_empty())
+            {
+                return fail(format!(
+                    "spec.metrics[{i}].provider.job.spec.template.spec.containers: at least one container"
+                ));
+            }
         }
         // Each duration error names its field path, as a Rollout's InvalidSpec does.
         let at = format!("spec.metrics[{i}]");
@@ -393,6 +500,12 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
         if let Some(error) = metric.limit_errors().into_iter().next() {
             return fail(format!("{at}.{error}"));
         }
+        if metric.consecutive_success_limit_or_default() < 0 {
+            return fail(format!(
+                "{at}.consecutiveSuccessLimit: {} is negative (0 turns it off)",
+                metric.consecutive_success_limit_or_default()
+            ));
+        }
         if let Some(limit) = metric.consecutive_failure_limit.filter(|limit| *limit < 1) {
             return fail(format!("consecutiveFailureLimit {limit} must be at least 1"));
         }
@@ -405,7 +518,12 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
             ));
         }
         let conditions = MetricConditions::compile(metric)?;
-        prepared.push(Prepared { metric, conditions });
+        let dry_run = is_dry_run(spec, metric);
+        prepared.push(Prepared {
+            metric,
+            conditions,
+            dry_run,
+        });
     }
     Ok(prepared)
 }
@@ -424,7 +542,7 @@ pub fn next_measurement_at(
     run_started_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    if result.phase.is_completed() {
+    if result.phase.is_completed() || in_flight(result).is_some() {
         return None;
     }
     let count = effective_count(metric).ok()?;
@@ -461,6 +579,8 @@ pub struct StepOutput {
     pub status: AnalysisRunStatus,
     /// Metrics to measure now, by name, in spec order. Empty once the run is completed.
     pub measure: Vec<String>,
+    /// Metrics whose measurement is still running (a Job) and should be looked at now.
+    pub resume: Vec<String>,
     /// When to reconcile again for the next measurement not yet due (`None`: nothing scheduled — the
     /// run is completed, or every pending metric is in `measure`).
     pub requeue_after: Option<Duration>,
@@ -515,6 +635,7 @@ pub fn judged(phase: AnalysisPhase, message: Option<String>, outcome: Measuremen
         finished_at: Some(outcome.finished_at),
         message: message.map(cut),
         query: outcome.query.map(cut),
+        metadata: Default::default(),
     }
 }
 
@@ -545,6 +666,7 @@ fn step_unfitted(
     let done = |status: AnalysisRunStatus| StepOutput {
         status,
         measure: vec![],
+        resume: vec![],
         requeue_after: None,
     };
     if status.phase.is_some_and(AnalysisPhase::is_completed) {
@@ -574,7 +696,7 @@ fn step_unfitted(
                     name: p.metric.name.clone(),
                     ..MetricResult::default()
                 });
-            result.dry_run = p.metric.is_dry_run().then_some(true);
+            result.dry_run = p.dry_run.then_some(true);
             result
         })
         .collect();
@@ -590,6 +712,9 @@ fn step_unfitted(
         record_measurement(result, measurement, spec.measurement_retention_for(metric));
     }
 
+    if spec.is_terminated() {
+        close_in_flight(&mut results, now, "the run was terminated while this measurement ran");
+    }
     for (p, result) in prepared.iter().zip(results.iter_mut()) {
         if !result.phase.is_completed() {
             (result.phase, result.message) = metric_phase(p.metric, result, spec.is_terminated());
@@ -597,11 +722,16 @@ fn step_unfitted(
     }
 
     let (phase, message) = run_phase(spec, &results);
+    if phase.is_completed() {
+        // Their Jobs are deleted by the controller; the record says why they never finished.
+        close_in_flight(&mut results, now, "the run ended while this measurement ran");
+    }
     status.phase = Some(phase);
     status.message = message;
     status.run_summary = Some(summary(&prepared, &results));
     let mut output = StepOutput {
         measure: vec![],
+        resume: vec![],
         requeue_after: None,
         status: AnalysisRunStatus {
             metric_results: results,
@@ -612,6 +742,12 @@ fn step_unfitted(
         return output;
     }
     for (p, result) in prepared.iter().zip(&output.status.metric_results) {
+        if !result.phase.is_completed() && in_flight(result).is_some() {
+            output.resume.push(p.metric.name.clone());
+            let poll = IN_FLIGHT_POLL_INTERVAL;
+            output.requeue_after = Some(output.requeue_after.map_or(poll, |w| w.min(poll)));
+            continue;
+        }
         match next_measurement_at(p.metric, result, started_at, now) {
             Some(due) if due <= now => output.measure.push(p.metric.name.clone()),
             Some(due) => {
@@ -622,6 +758,18 @@ fn step_unfitted(
         }
     }
     output
+}
+
+/// Ends every in-flight measurement as Successful-but-uncounted with `why` (as Argo ends a terminated
+/// Job measurement): nothing is left Running in a status that will not be looked at again.
+fn close_in_flight(results: &mut [MetricResult], now: DateTime<Utc>, why: &str) {
+    for result in results {
+        if let Some(last) = result.measurements.last_mut().filter(|m| is_in_flight(m)) {
+            last.phase = AnalysisPhase::Successful;
+            last.finished_at = Some(now);
+            last.message = Some(why.to_string());
+        }
+    }
 }
 
 /// Makes `status` fit in `max_bytes` of JSON, dropping the least useful first: the oldest measurements
@@ -668,7 +816,7 @@ pub fn fit_status(status: &mut AnalysisRunStatus, max_bytes: usize) -> bool {
 /// Non-dry-run metrics per phase (dry-run metrics are visible in `metricResults`).
 fn summary(prepared: &[Prepared<'_>], results: &[MetricResult]) -> RunSummary {
     let mut summary = RunSummary::default();
-    for (_, result) in prepared.iter().zip(results).filter(|(p, _)| !p.metric.is_dry_run()) {
+    for (_, result) in prepared.iter().zip(results).filter(|(p, _)| !p.dry_run) {
         summary.count += 1;
         match result.phase {
             AnalysisPhase::Successful => summary.successful += 1,
@@ -1117,6 +1265,7 @@ mod tests {
             provider: MetricProvider {
                 prometheus: None,
                 web: Some(WebMetric::default()),
+                ..MetricProvider::default()
             },
             ..metric()
         };
@@ -1760,6 +1909,261 @@ mod tests {
                         prop_assert!(wait <= crate::api::duration::MAX, "{:?}", wait);
                     }
                 }
+            }
+        }
+    }
+
+    /// A metric with count 10 (interval 1m), the given limits (`None`: unset).
+    fn limited(failure: i32, success: Option<i32>) -> Metric {
+        Metric {
+            consecutive_success_limit: success.map(IntOrString::Int),
+            inconclusive_limit: Some(IntOrString::Int(-1)),
+            ..metric().with_schedule("1m", 10).with_failure_limit(failure)
+        }
+    }
+
+    /// Records `phases` one by one, stopping at the first completed metric phase: (phase, after how many).
+    fn play(metric: &Metric, phases: &[AnalysisPhase], terminated_at_end: bool) -> (AnalysisPhase, usize) {
+        let mut result = MetricResult::default();
+        for (i, phase) in phases.iter().enumerate() {
+            let measurement = Measurement {
+                phase: *phase,
+                finished_at: Some(t(i as i64)),
+                ..Measurement::default()
+            };
+            record_measurement(&mut result, measurement, 10);
+            let (got, _) = metric_phase(metric, &result, false);
+            if got.is_completed() {
+                return (got, i + 1);
+            }
+        }
+        (metric_phase(metric, &result, terminated_at_end).0, phases.len())
+    }
+
+    #[test]
+    fn consecutive_success_limit_table() {
+        let only_success = limited(-1, Some(3));
+        let both = limited(1, Some(3));
+        let sfs = [Successful, Failed, Successful, Successful, Successful];
+        // Only consecutiveSuccessLimit: a failure breaks the streak, three in a row succeed.
+        assert_eq!(play(&only_success, &sfs, false), (Successful, 5));
+        // Never three in a row by the end (terminated): Failed, as Argo.
+        assert_eq!(play(&only_success, &[Successful, Failed, Successful], true).0, Failed);
+        // The count reached without the streak: Failed.
+        let ten = [Successful, Failed].repeat(5);
+        assert_eq!(play(&only_success, &ten, false), (Failed, 10));
+        // Both: the streak first wins …
+        assert_eq!(play(&both, &sfs, false), (Successful, 5));
+        // … the failure limit first wins …
+        assert_eq!(play(&both, &[Failed, Successful, Failed], false), (Failed, 3));
+        // … neither by the count: Inconclusive.
+        let tolerant = limited(3, Some(3));
+        assert_eq!(
+            play(&tolerant, &[Successful, Successful, Failed].repeat(4)[..10], false),
+            (Inconclusive, 10)
+        );
+        // An Error or Inconclusive measurement breaks the streak too.
+        let lenient = Metric {
+            consecutive_error_limit: Some(IntOrString::Int(-1)),
+            ..only_success.clone()
+        };
+        assert_eq!(
+            play(&lenient, &[Successful, Successful, Error, Successful, Successful], true).0,
+            Failed
+        );
+        // Unset: the old rule, Successful at the count.
+        assert_eq!(play(&limited(0, None), &[Successful; 10], false), (Successful, 10));
+        // "{{args.n}}" substituted into a string: a number like any other.
+        let mut from_args = limited(-1, None);
+        from_args.consecutive_success_limit = Some(IntOrString::String(" 2 ".into()));
+        from_args.normalize_numbers();
+        assert_eq!(from_args.consecutive_success_limit, Some(IntOrString::Int(2)));
+        assert_eq!(play(&from_args, &[Successful; 3], false), (Successful, 2));
+    }
+
+    #[test]
+    fn consecutive_success_limit_is_validated() {
+        let mut negative = limited(0, Some(-1));
+        assert!(
+            validate(&run(vec![negative.clone()]))
+                .unwrap_err()
+                .contains("consecutiveSuccessLimit")
+        );
+        negative.consecutive_success_limit = Some(IntOrString::String("{{args.n}}".into()));
+        let error = validate(&run(vec![negative])).unwrap_err();
+        assert!(
+            error.contains("consecutiveSuccessLimit") && error.contains("not a whole number"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_in_flight_measurement_is_polled_counted_once_and_closed_on_termination() {
+        let job_metric = Metric {
+            name: "m".into(),
+            provider: MetricProvider {
+                job: Some(crate::api::analysis::JobMetric {
+                    metadata: None,
+                    spec: serde_json::from_value(serde_json::json!({
+                        "template": {"spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}}
+                    }))
+                    .unwrap(),
+                }),
+                ..MetricProvider::default()
+            },
+            ..Metric::default()
+        };
+        let spec = run(vec![job_metric]);
+        let first = step(&spec, None, t(0), vec![]);
+        assert_eq!(first.measure, ["m"]);
+        let running = Measurement {
+            phase: Running,
+            started_at: Some(t(0)),
+            ..Measurement::default()
+        };
+        let second = step_judged(&spec, Some(&first.status), t(0), vec![("m".into(), running.clone())]);
+        assert_eq!(second.status.phase, Some(Running));
+        assert_eq!(second.requeue_after, Some(IN_FLIGHT_POLL_INTERVAL));
+        let third = step(&spec, Some(&second.status), t(5), vec![]);
+        assert!(third.measure.is_empty(), "never a second Job while one runs");
+        assert_eq!(third.resume, ["m"]);
+        let result = &third.status.metric_results[0];
+        assert_eq!((result.count, result.phase, result.measurements.len()), (0, Running, 1));
+
+        // The Job completes: the same measurement, now finished, counted once.
+        let done = Measurement {
+            phase: Successful,
+            finished_at: Some(t(9)),
+            ..running.clone()
+        };
+        let fourth = step_judged(&spec, Some(&third.status), t(9), vec![("m".into(), done)]);
+        let result = &fourth.status.metric_results[0];
+        assert_eq!((result.count, result.successful, result.measurements.len()), (1, 1, 1));
+        assert_eq!(fourth.status.phase, Some(Successful));
+
+        // Terminated while running: the measurement is closed, the metric ends, nothing is left Running.
+        let terminated = AnalysisRunSpec {
+            terminate: Some(true),
+            ..spec.clone()
+        };
+        let ended = step(&terminated, Some(&second.status), t(5), vec![]);
+        assert_eq!(ended.status.phase, Some(Successful));
+        let measurement = &ended.status.metric_results[0].measurements[0];
+        assert_eq!(measurement.phase, Successful);
+        assert!(measurement.finished_at.is_some() && ended.resume.is_empty());
+        assert_eq!(
+            ended.status.metric_results[0].count, 0,
+            "not counted: the Job never finished"
+        );
+    }
+
+    #[test]
+    fn run_level_dry_run_list_keeps_a_metric_from_deciding() {
+        let failing = Metric {
+            name: "error-rate".into(),
+            ..metric()
+        };
+        let mut spec = run(vec![failing, metric()]);
+        spec.dry_run = vec![crate::api::analysis::DryRun {
+            metric_name: "^error-.*".into(),
+        }];
+        let failed = outcome(0, Ok(Vector(vec![0.0])));
+        let spec_fail = AnalysisRunSpec {
+            metrics: vec![
+                spec.metrics[0].clone().with_success("result[0] > 1.0"),
+                spec.metrics[1].clone(),
+            ],
+            ..spec.clone()
+        };
+        let first = step(&spec_fail, None, t(0), vec![]);
+        let out = step(
+            &spec_fail,
+            Some(&first.status),
+            t(0),
+            vec![("error-rate".into(), failed.clone()), ("m".into(), failed)],
+        );
+        assert_eq!(out.status.metric_results[0].phase, Failed);
+        assert_eq!(out.status.metric_results[0].dry_run, Some(true));
+        assert_eq!(
+            out.status.phase,
+            Some(Successful),
+            "the dry-run failure does not decide"
+        );
+        // The metric's own dryRun: false wins over the list.
+        let mut own = spec_fail.clone();
+        own.metrics[0].dry_run = Some(false);
+        let first = step(&own, None, t(0), vec![]);
+        let out = step(
+            &own,
+            Some(&first.status),
+            t(0),
+            vec![("error-rate".into(), outcome(0, Ok(Vector(vec![0.0]))))],
+        );
+        assert_eq!(out.status.phase, Some(Failed));
+        // A hostile pattern is refused with its field path, not compiled without bound.
+        spec.dry_run[0].metric_name = "(a{1000}){1000}".into();
+        let error = validate(&spec).unwrap_err();
+        assert!(error.contains("spec.dryRun[0]"), "{error}");
+        spec.dry_run[0].metric_name = "x".repeat(300);
+        assert!(validate(&spec).unwrap_err().contains("at most 253"));
+    }
+
+    mod limit_properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn phases() -> impl Strategy<Value = Vec<AnalysisPhase>> {
+            proptest::collection::vec(
+                proptest::sample::select(vec![Successful, Failed, Inconclusive, Error]),
+                0..14,
+            )
+        }
+
+        fn with(failure: i32, success: i32, inconclusive: i32, errors: i32) -> Metric {
+            Metric {
+                consecutive_success_limit: Some(IntOrString::Int(success)),
+                inconclusive_limit: Some(IntOrString::Int(inconclusive)),
+                consecutive_error_limit: Some(IntOrString::Int(errors)),
+                ..metric().with_schedule("1m", 10).with_failure_limit(failure)
+            }
+        }
+
+        proptest! {
+            /// A metric that ends Successful never had its failures past failureLimit, one that ends
+            /// Failed never had its success streak reached: the first limit reached decides, alone.
+            #[test]
+            fn never_both_succeeds_and_fails(
+                seq in phases(), failure in -1i32..4, success in 0i32..5, inconclusive in -1i32..3, errors in -1i32..3,
+            ) {
+                let metric = with(failure, success, inconclusive, errors);
+                let mut result = MetricResult::default();
+                for phase in seq {
+                    record_measurement(&mut result, Measurement { phase, ..Measurement::default() }, 10);
+                    let (got, _) = metric_phase(&metric, &result, false);
+                    let failed = failure >= 0 && result.failed > failure;
+                    let succeeded = success > 0 && result.consecutive_success >= success;
+                    prop_assert!(!(failed && succeeded), "a measurement moves one counter");
+                    if got == Successful { prop_assert!(!failed); }
+                    if got == Failed { prop_assert!(!succeeded); }
+                    if got.is_completed() { break; }
+                }
+            }
+
+            /// Lowering a limit never makes a metric finish later (a stricter limit only adds ways to end).
+            #[test]
+            fn limits_are_monotone(
+                seq in phases(), failure in 0i32..4, success in 1i32..5, lower_failure in any::<bool>(),
+            ) {
+                let (low, high) = if lower_failure {
+                    (with(failure, success, -1, -1), with(failure + 1, success, -1, -1))
+                } else {
+                    (with(failure, success, -1, -1), with(failure, success + 1, -1, -1))
+                };
+                let finish = |metric: &Metric| {
+                    let (phase, at) = play(metric, &seq, false);
+                    if phase.is_completed() { at } else { usize::MAX }
+                };
+                prop_assert!(finish(&low) <= finish(&high));
             }
         }
     }

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::api::analysis::{
-    AnalysisRunSpec, AnalysisTemplateSpec, Argument, ArgumentValueFrom, Metric, PodTemplateHashValue, SecretKeyRef,
+    AnalysisRunSpec, AnalysisTemplateSpec, Argument, ArgumentValueFrom, DryRun, MeasurementRetention, Metric,
+    PodTemplateHashValue, SecretKeyRef,
 };
 
 /// What `valueFrom` arguments other than Secrets are read from.
@@ -36,10 +37,14 @@ pub struct ArgumentSources<'a> {
 /// - `{{args.NAME}}` is replaced in every string of every metric (query, address, url, headers, body,
 ///   conditions, interval, count …); an undeclared name is an error naming the argument and the metric.
 /// - Two metrics with the same name (across templates) are an error naming both templates.
+/// - `lists` (the Rollout's `dryRun` / `measurementRetention`) and then each template's lists are
+///   resolved into the metrics ([`apply_metric_lists`]): a metric's own field wins, then the Rollout's
+///   entries, then the templates' (Argo applies a template's lists to every metric of the run).
 pub fn build_run_spec(
     templates: &[(&str, &AnalysisTemplateSpec)],
     args: &[Argument],
     sources: &ArgumentSources<'_>,
+    lists: MetricLists<'_>,
 ) -> Result<AnalysisRunSpec, String> {
     let mut declared: Vec<Argument> = Vec::new();
     for (template, spec) in templates {
@@ -97,6 +102,14 @@ pub fn build_run_spec(
             metrics.push(substitute_metric(metric, &values)?);
             origin.push(template);
         }
+    }
+    apply_metric_lists(&mut metrics, lists, "analysis")?;
+    for (template, spec) in templates {
+        let lists = MetricLists {
+            dry_run: &spec.dry_run,
+            measurement_retention: &spec.measurement_retention,
+        };
+        apply_metric_lists(&mut metrics, lists, &format!("AnalysisTemplate {template:?}"))?;
     }
     Ok(AnalysisRunSpec {
         metrics,
@@ -296,6 +309,123 @@ fn replace_placeholders(
     Ok(out)
 }
 
+/// Longest `metricName` pattern accepted in a `dryRun` or `measurementRetention` list (a metric name is
+/// at most a DNS subdomain; a pattern has no reason to be longer).
+pub const MAX_METRIC_NAME_PATTERN: usize = 253;
+
+/// Entries accepted in one `dryRun` or `measurementRetention` list.
+pub const MAX_METRIC_LIST_ENTRIES: usize = 64;
+
+/// Compiled-program budget of one pattern: the `regex` crate matches in linear time, this caps the
+/// memory a hostile pattern (`(a{100}){100}`) may make it build.
+const PATTERN_SIZE_LIMIT: usize = 256 * 1024;
+
+/// Whether list entry `pattern` selects metric `name`, as Argo does: the pattern is a regular
+/// expression matched anywhere in the name (`.*` selects all; `error` also selects `error-rate`).
+pub fn metric_name_matches(pattern: &str, name: &str) -> Result<bool, String> {
+    Ok(metric_name_pattern(pattern)?.is_match(name))
+}
+
+/// `pattern` compiled, bounded in length, nesting and program size.
+pub fn metric_name_pattern(pattern: &str) -> Result<regex::Regex, String> {
+    if pattern.is_empty() {
+        return Err("metricName is empty".to_string());
+    }
+    if pattern.len() > MAX_METRIC_NAME_PATTERN {
+        return Err(format!(
+            "metricName is {} bytes long; at most {MAX_METRIC_NAME_PATTERN}",
+            pattern.len()
+        ));
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_SIZE_LIMIT)
+        .nest_limit(32)
+        .build()
+        .map_err(|e| {
+            let why = e.to_string();
+            format!(
+                "metricName {:?} is not a valid regular expression: {}",
+                crate::bounds::truncate(pattern, 64),
+                crate::bounds::truncate(why.lines().last().unwrap_or_default(), 200)
+            )
+        })
+}
+
+/// The `dryRun` and `measurementRetention` lists of a Rollout's analysis or of a template, resolved into
+/// each metric's own `dryRun` / `measurementRetention` when the run is built.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MetricLists<'a> {
+    /// `dryRun` entries.
+    pub dry_run: &'a [DryRun],
+    /// `measurementRetention` entries.
+    pub measurement_retention: &'a [MeasurementRetention],
+}
+
+/// Applies `lists` (named `origin` in errors) to `metrics`. Precedence: a metric's own field is never
+/// overwritten — so lists applied earlier win over later ones — and within a list the first matching
+/// retention entry wins. An entry matching no metric is an error, as in Argo (a typo would otherwise
+/// silently leave a metric deciding the run).
+pub fn apply_metric_lists(metrics: &mut [Metric], lists: MetricLists<'_>, origin: &str) -> Result<(), String> {
+    let total = lists.dry_run.len() + lists.measurement_retention.len();
+    if total > MAX_METRIC_LIST_ENTRIES {
+        return Err(format!(
+            "{origin}: {total} dryRun/measurementRetention entries; at most {MAX_METRIC_LIST_ENTRIES}"
+        ));
+    }
+    let mut dry_run = vec![false; metrics.len()];
+    for (i, entry) in lists.dry_run.iter().enumerate() {
+        let pattern = metric_name_pattern(&entry.metric_name).map_err(|e| format!("{origin}: dryRun[{i}]: {e}"))?;
+        let mut matched = false;
+        for (flag, metric) in dry_run.iter_mut().zip(metrics.iter()) {
+            if pattern.is_match(&metric.name) {
+                *flag = true;
+                matched = true;
+            }
+        }
+        if !matched {
+            return Err(format!(
+                "{origin}: dryRun[{i}]: metricName {:?} matches no metric",
+                crate::bounds::truncate(&entry.metric_name, 64)
+            ));
+        }
+    }
+    let mut retention: Vec<Option<i32>> = vec![None; metrics.len()];
+    for (i, entry) in lists.measurement_retention.iter().enumerate() {
+        let at = format!("{origin}: measurementRetention[{i}]");
+        if !(0..=super::rules::MAX_MEASUREMENT_RETENTION).contains(&entry.limit) {
+            return Err(format!(
+                "{at}: limit must be between 0 and {}, got {}",
+                super::rules::MAX_MEASUREMENT_RETENTION,
+                entry.limit
+            ));
+        }
+        let pattern = metric_name_pattern(&entry.metric_name).map_err(|e| format!("{at}: {e}"))?;
+        let mut matched = false;
+        for (limit, metric) in retention.iter_mut().zip(metrics.iter()) {
+            if pattern.is_match(&metric.name) {
+                limit.get_or_insert(entry.limit);
+                matched = true;
+            }
+        }
+        if !matched {
+            return Err(format!(
+                "{at}: metricName {:?} matches no metric",
+                crate::bounds::truncate(&entry.metric_name, 64)
+            ));
+        }
+    }
+    for ((metric, dry), limit) in metrics.iter_mut().zip(dry_run).zip(retention) {
+        if dry && metric.dry_run.is_none() {
+            metric.dry_run = Some(true);
+        }
+        if metric.measurement_retention.is_none() {
+            metric.measurement_retention = limit;
+        }
+    }
+    Ok(())
+}
+
 /// The Secret-backed arguments of a run: (argument name, Secret key). The controller reads these
 /// Secrets (in the run's namespace) before measuring and passes the values to [`substitute_secrets`].
 pub fn secret_arguments(spec: &AnalysisRunSpec) -> Vec<(&str, &SecretKeyRef)> {
@@ -377,7 +507,11 @@ mod tests {
     }
 
     fn template(args: Vec<Argument>, metrics: Vec<Metric>) -> AnalysisTemplateSpec {
-        AnalysisTemplateSpec { args, metrics }
+        AnalysisTemplateSpec {
+            args,
+            metrics,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -460,6 +594,7 @@ mod tests {
                     body: Some("{\"app\": \"{{args.app}}\", \"raw\": \"{{not.ours}}\"}".into()),
                     ..WebMetric::default()
                 }),
+                ..MetricProvider::default()
             },
             ..Metric::prometheus("smoke", "", "")
         }
@@ -475,7 +610,7 @@ mod tests {
             .collect();
         declared.push(Argument::literal("threshold", "0.95"));
         let spec = template(declared, vec![metric]);
-        let run = build_run_spec(&[("smoke", &spec)], &args, &sources(&rollout)).unwrap();
+        let run = build_run_spec(&[("smoke", &spec)], &args, &sources(&rollout), MetricLists::default()).unwrap();
         let web = run.metrics[0].provider.web.as_ref().unwrap();
         assert_eq!(web.url, "http://checkout-canary/check?hash=bbb222&vs=aaa111");
         assert_eq!(
@@ -529,6 +664,7 @@ mod tests {
                     p
                 }),
                 web: None,
+                ..MetricProvider::default()
             },
             count: Some(IntOrString::String("{{args.count}}".into())),
             interval: Some("{{args.interval}}".into()),
@@ -565,7 +701,7 @@ mod tests {
             Argument::literal("count", "3"),
             Argument::literal("unused", "x"),
         ];
-        let run = build_run_spec(&[("rate", &spec)], &args, &sources(&rollout)).unwrap();
+        let run = build_run_spec(&[("rate", &spec)], &args, &sources(&rollout), MetricLists::default()).unwrap();
         let metric = &run.metrics[0];
         assert_eq!(metric.count, Some(IntOrString::Int(3)));
         assert_eq!(metric.failure_limit, Some(IntOrString::Int(3)));
@@ -605,7 +741,7 @@ mod tests {
     fn errors_name_the_argument_and_the_metric() {
         let rollout = rollout();
         let run = |templates: &[(&str, &AnalysisTemplateSpec)], args: &[Argument]| {
-            build_run_spec(templates, args, &sources(&rollout)).unwrap_err()
+            build_run_spec(templates, args, &sources(&rollout), MetricLists::default()).unwrap_err()
         };
         let uses = |name: &str, query: &str| Metric::prometheus(name, "http://p:9090", query);
         let undeclared = template(vec![], vec![uses("rate", "up{svc=\"{{args.service}}\"}")]);
@@ -662,7 +798,13 @@ mod tests {
                 ..Default::default()
             }),
         );
-        let error = build_run_spec(&[("t", &template(vec![latest], vec![]))], &[], &no_hash).unwrap_err();
+        let error = build_run_spec(
+            &[("t", &template(vec![latest], vec![]))],
+            &[],
+            &no_hash,
+            MetricLists::default(),
+        )
+        .unwrap_err();
         assert!(
             error.contains("argument \"hash\"") && error.contains("Latest"),
             "{error}"
@@ -694,7 +836,7 @@ mod tests {
             vec![Argument::literal("svc", "web")],
             vec![Metric::prometheus("b", "http://p", "b{s=\"{{args.svc}}\"}")],
         );
-        let run = build_run_spec(&[("a", &a), ("b", &b)], &[], &sources(&rollout)).unwrap();
+        let run = build_run_spec(&[("a", &a), ("b", &b)], &[], &sources(&rollout), MetricLists::default()).unwrap();
         let queries: Vec<_> = run.metrics.iter().map(|m| recorded_query(m).unwrap()).collect();
         assert_eq!(queries, vec!["a{s=\"web\"}", "b{s=\"web\"}"]);
     }

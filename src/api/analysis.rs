@@ -39,6 +39,35 @@ pub struct AnalysisTemplateSpec {
     /// The metrics to measure; the run's verdict is the worst metric's.
     #[serde(default)]
     pub metrics: Vec<Metric>,
+    /// Argo's template-level dry-run list: metrics whose name matches an entry are measured and shown
+    /// but never decide the run (a metric's own `dryRun` wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run: Vec<DryRun>,
+    /// Argo's template-level retention list: measurements kept per matching metric (a metric's own
+    /// `measurementRetention` wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurement_retention: Vec<MeasurementRetention>,
+}
+
+/// One entry of a `dryRun` list (Argo's shape).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRun {
+    /// A metric name, or a regular expression matched anywhere in the name as Argo does (`.*`: all).
+    #[schemars(length(max = 253))]
+    pub metric_name: String,
+}
+
+/// One entry of a `measurementRetention` list (Argo's shape).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasurementRetention {
+    /// A metric name, or a regular expression matched anywhere in the name as Argo does (`.*`: all).
+    #[schemars(length(max = 253))]
+    pub metric_name: String,
+    /// Measurements kept for the matching metrics (at most 100).
+    #[schemars(extend("minimum" = 0, "maximum" = 100))]
+    pub limit: i32,
 }
 
 /// The cluster-scoped twin of AnalysisTemplate, usable from every namespace.
@@ -167,6 +196,11 @@ pub struct Metric {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 4))]
     pub consecutive_error_limit: Option<IntOrString>,
+    /// The metric succeeds once this many measurements in a row succeeded (default 0: off). With
+    /// failureLimit too, whichever is reached first decides; see docs/analysis-verdicts.md. A string
+    /// may hold an `{{args.NAME}}` placeholder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_success_limit: Option<IntOrString>,
     /// Sluice extension: fail only after this many failed measurements in a row (unset: count all
     /// failures against failureLimit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,9 +210,10 @@ pub struct Metric {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "Inconclusive"))]
     pub on_no_data: Option<NoDataPolicy>,
-    /// Measurements kept in the AnalysisRun status (default 10, at most 100).
+    /// Measurements kept in the AnalysisRun status (at most 100). Unset: a matching
+    /// `measurementRetention` list entry, else the run's, else 10 — so no schema default here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = 10, "minimum" = 0, "maximum" = 100))]
+    #[schemars(extend("minimum" = 0, "maximum" = 100))]
     pub measurement_retention: Option<i32>,
     /// Measure and report, but leave the run's verdict alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,6 +239,11 @@ impl Metric {
         whole_number(self.consecutive_error_limit.as_ref()).unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT)
     }
 
+    /// consecutiveSuccessLimit, or 0 (off) when unset; only a value above 0 applies, as in Argo.
+    pub fn consecutive_success_limit_or_default(&self) -> i32 {
+        whole_number(self.consecutive_success_limit.as_ref()).unwrap_or(0)
+    }
+
     /// Every int-or-string limit that is set but not a whole number (placeholders are substituted
     /// when the run is created, so by then each must be one), as "field: why".
     pub fn limit_errors(&self) -> Vec<String> {
@@ -211,6 +251,7 @@ impl Metric {
             ("failureLimit", &self.failure_limit),
             ("inconclusiveLimit", &self.inconclusive_limit),
             ("consecutiveErrorLimit", &self.consecutive_error_limit),
+            ("consecutiveSuccessLimit", &self.consecutive_success_limit),
         ]
         .into_iter()
         .filter_map(|(field, value)| match value {
@@ -229,6 +270,7 @@ impl Metric {
             &mut self.failure_limit,
             &mut self.inconclusive_limit,
             &mut self.consecutive_error_limit,
+            &mut self.consecutive_success_limit,
         ] {
             if let Some(number) = whole_number(value.as_ref()) {
                 *value = Some(IntOrString::Int(number));
@@ -311,6 +353,39 @@ pub struct MetricProvider {
     /// Call an HTTP endpoint and read a number from its JSON response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web: Option<WebMetric>,
+    /// Run a Kubernetes Job: the measurement succeeds when it completes, fails when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobMetric>,
+}
+
+impl MetricProvider {
+    /// How many providers are set (a valid metric has exactly one).
+    pub fn count(&self) -> usize {
+        usize::from(self.prometheus.is_some()) + usize::from(self.web.is_some()) + usize::from(self.job.is_some())
+    }
+}
+
+/// A Job per measurement (Argo's `provider.job`): created in the run's namespace, owned by the run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMetric {
+    /// Labels and annotations for the Job (the controller adds its own labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<JobMetadata>,
+    /// The Job's spec (batch/v1 JobSpec); may contain `{{args.NAME}}` placeholders.
+    pub spec: k8s_openapi::api::batch::v1::JobSpec,
+}
+
+/// The metadata a job metric may set on its Job.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMetadata {
+    /// Labels added to the Job.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Annotations added to the Job.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// A PromQL query; its result is `result` in the conditions.
@@ -430,10 +505,14 @@ pub struct AnalysisRunSpec {
     /// Stop measuring; metrics without a count end Successful unless a limit was crossed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminate: Option<bool>,
-    /// Measurements kept per metric when the metric does not say (default 10, at most 100).
+    /// Measurements kept per metric when the metric does not say (default 10, at most 100). Sluice's
+    /// run-wide number; Argo's per-metric list is resolved into each metric when the run is built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("minimum" = 0, "maximum" = 100))]
     pub measurement_retention: Option<i32>,
+    /// Argo's dry-run list: matching metrics are measured and shown but never decide the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run: Vec<DryRun>,
 }
 
 impl AnalysisRunSpec {
@@ -530,6 +609,9 @@ pub struct MetricResult {
     /// Failures in a row, reset by any other outcome.
     #[serde(default)]
     pub consecutive_failure: i32,
+    /// Successes in a row, reset by any other outcome (Argo's field).
+    #[serde(default)]
+    pub consecutive_success: i32,
     /// Why the metric is in its phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -561,6 +643,9 @@ pub struct Measurement {
     /// The query as sent, placeholders substituted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// Provider details, as Argo: a job measurement records `job-name` and `job-namespace`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// Metrics per phase.
@@ -705,10 +790,11 @@ spec:
             int(bare.consecutive_error_limit_or_default())
         );
         assert_eq!(metric.on_no_data, Some(bare.on_no_data_or_default()));
-        assert_eq!(
-            metric.measurement_retention,
-            Some(bare.measurement_retention_or_default())
-        );
+        // No schema default: a defaulted 10 would hide the dryRun/measurementRetention lists and the
+        // run's own measurementRetention (the accessor still answers 10).
+        assert_eq!(metric.measurement_retention, None);
+        assert_eq!(bare.measurement_retention_or_default(), DEFAULT_MEASUREMENT_RETENTION);
+        assert_eq!(metric.consecutive_success_limit, None, "0 (off) needs no default");
     }
 
     #[test]

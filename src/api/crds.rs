@@ -10,9 +10,9 @@ use super::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, GitSync, Rol
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
         rollout_crd(),
-        AnalysisTemplate::crd(),
-        ClusterAnalysisTemplate::crd(),
-        AnalysisRun::crd(),
+        analysis_crd(AnalysisTemplate::crd()),
+        analysis_crd(ClusterAnalysisTemplate::crd()),
+        analysis_crd(AnalysisRun::crd()),
         GitSync::crd(),
     ]
     .into_iter()
@@ -40,6 +40,23 @@ fn rollout_crd() -> CustomResourceDefinition {
             .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/template/properties")
             .expect("the Rollout schema has spec.template");
         if let Value::Object(fields) = template {
+            fields.values_mut().for_each(strip_descriptions);
+        }
+    })
+}
+
+/// An analysis CRD without the descriptions inside a job metric's embedded JobSpec, for the reason
+/// given at [`rollout_crd`]: with them each analysis CRD is ~750 kB of YAML. `kubectl explain job.spec`
+/// documents those fields.
+fn analysis_crd(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    edit(crd, |crd| {
+        let job_spec = crd
+            .pointer_mut(
+                "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/metrics/items/properties/provider\
+                 /properties/job/properties/spec/properties",
+            )
+            .expect("the analysis schemas have spec.metrics[].provider.job.spec");
+        if let Value::Object(fields) = job_spec {
             fields.values_mut().for_each(strip_descriptions);
         }
     })

@@ -214,7 +214,7 @@ impl Metric {
                     query: query.to_string(),
                     ..PrometheusMetric::default()
                 }),
-                web: None,
+                ..MetricProvider::default()
             },
             ..Metric::default()
         }
@@ -249,7 +249,14 @@ impl Metric {
 impl AnalysisTemplate {
     /// A template with these metrics.
     pub fn example(name: &str, metrics: Vec<Metric>) -> Self {
-        let mut template = AnalysisTemplate::new(name, AnalysisTemplateSpec { args: vec![], metrics });
+        let mut template = AnalysisTemplate::new(
+            name,
+            AnalysisTemplateSpec {
+                args: vec![],
+                metrics,
+                ..Default::default()
+            },
+        );
         template.metadata = meta(name);
         template
     }
@@ -259,7 +266,11 @@ impl ClusterAnalysisTemplate {
     /// A cluster-scoped template with these metrics.
     pub fn example(name: &str, metrics: Vec<Metric>) -> Self {
         let spec = ClusterAnalysisTemplateSpec {
-            template: AnalysisTemplateSpec { args: vec![], metrics },
+            template: AnalysisTemplateSpec {
+                args: vec![],
+                metrics,
+                ..Default::default()
+            },
         };
         let mut template = ClusterAnalysisTemplate::new(name, spec);
         template.metadata.generation = Some(1);

@@ -429,6 +429,12 @@ pub struct RolloutAnalysis {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("minimum" = 0))]
     pub starting_step: Option<i32>,
+    /// Metrics (by name or pattern) measured but never deciding the run; beats the templates' lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run: Vec<super::analysis::DryRun>,
+    /// Measurements kept per matching metric; beats the templates' lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurement_retention: Vec<super::analysis::MeasurementRetention>,
 }
 
 /// A reference to an AnalysisTemplate (or a ClusterAnalysisTemplate with clusterScope).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kube::api::Api;
 use kube::{Client, Resource, ResourceExt};
 
-use crate::analysis::template::{self, ArgumentSources};
+use crate::analysis::template::{self, ArgumentSources, MetricLists};
 use crate::api::analysis::{AnalysisRun, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate};
 use crate::api::rollout::{Rollout, RolloutAnalysis};
 use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
@@ -103,7 +103,11 @@ impl AnalysisRunFactory for TemplateAnalysisRunFactory {
             stable_hash: request.stable_hash.as_deref(),
             latest_hash: Some(request.hash.as_str()),
         };
-        let spec = template::build_run_spec(&named, &request.analysis.args, &sources)?;
+        let lists = MetricLists {
+            dry_run: &request.analysis.dry_run,
+            measurement_retention: &request.analysis.measurement_retention,
+        };
+        let spec = template::build_run_spec(&named, &request.analysis.args, &sources, lists)?;
         let which = match request.kind {
             AnalysisKind::Step(i) => format!("step-{i}"),
             AnalysisKind::Background => "background".into(),

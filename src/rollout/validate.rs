@@ -326,6 +326,38 @@ fn check_analysis(analysis: &RolloutAnalysis, field: &str, found: &mut Findings)
             );
         }
     }
+    // Argo's lists by metric name: patterns bounded and compiled here; "matches no metric" needs the
+    // templates and is reported when the run is built.
+    let lists = analysis.dry_run.len() + analysis.measurement_retention.len();
+    if lists > crate::analysis::template::MAX_METRIC_LIST_ENTRIES {
+        found.add(
+            format!("{field}.dryRun"),
+            format!(
+                "{lists} dryRun/measurementRetention entries; at most {}",
+                crate::analysis::template::MAX_METRIC_LIST_ENTRIES
+            ),
+        );
+        return;
+    }
+    let patterns = (analysis.dry_run.iter().map(|d| ("dryRun", &d.metric_name)).enumerate()).chain(
+        analysis
+            .measurement_retention
+            .iter()
+            .map(|m| ("measurementRetention", &m.metric_name))
+            .enumerate(),
+    );
+    for (i, (list, pattern)) in patterns {
+        if let Err(why) = crate::analysis::template::metric_name_pattern(pattern) {
+            found.add(format!("{field}.{list}[{i}].metricName"), why);
+        }
+    }
+    for (i, retention) in analysis.measurement_retention.iter().enumerate() {
+        found.check_range(
+            &format!("{field}.measurementRetention[{i}].limit"),
+            Some(retention.limit),
+            0..=crate::analysis::rules::MAX_MEASUREMENT_RETENTION,
+        );
+    }
 }
 
 #[cfg(test)]
@@ -335,6 +367,39 @@ mod tests {
 
     fn fields(rollout: &Rollout) -> Vec<String> {
         validate(rollout).into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn analysis_lists_by_metric_name_are_checked() {
+        use crate::api::analysis::{DryRun, MeasurementRetention};
+        let rollout = Rollout::example(
+            "web",
+            1,
+            vec![CanaryStep {
+                analysis: Some(RolloutAnalysis {
+                    dry_run: vec![DryRun {
+                        metric_name: "(unclosed".into(),
+                    }],
+                    measurement_retention: vec![MeasurementRetention {
+                        metric_name: ".*".into(),
+                        limit: 1000,
+                    }],
+                    ..RolloutAnalysis::template("t")
+                }),
+                ..CanaryStep::default()
+            }],
+        );
+        let errors = fields(&rollout);
+        assert!(
+            errors.iter().any(|f| f.ends_with("analysis.dryRun[0].metricName")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|f| f.ends_with("analysis.measurementRetention[0].limit")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -328,6 +328,7 @@ async fn measurement_cost(
                     json_path: Some("{$.value}".into()),
                     ..WebMetric::default()
                 }),
+                ..MetricProvider::default()
             },
             ..Metric::default()
         }

@@ -421,7 +421,7 @@ fn analysis_template(case: &Case) -> Outcome {
         .map(|arg| Argument::literal(&arg.name, &case.text))
         .into_iter()
         .collect();
-    let Ok(spec) = template::build_run_spec(&[("fuzzed", &template.spec)], &args, &sources) else {
+    let Ok(spec) = template::build_run_spec(&[("fuzzed", &template.spec)], &args, &sources, Default::default()) else {
         return Outcome {
             deserialized: true,
             ..Outcome::default()

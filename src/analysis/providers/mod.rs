@@ -19,6 +19,7 @@ use super::template::{recorded_query, secret_arguments, substitute_secrets};
 use super::{MeasurementOutcome, ResultValue};
 use crate::api::analysis::{AnalysisRunSpec, Metric, PrometheusAuthentication, SecretKeyRef};
 
+pub mod job;
 pub mod prometheus;
 pub mod web;
 
@@ -149,6 +150,7 @@ async fn measure_value(
                 .map_err(|e| format!("{}: {e}", display_address(&request.url)))?;
             request.run().await
         }
+        // Job metrics are measured by `job::start` / `job::resume`, never through here.
         _ => Err("set exactly one provider (prometheus or web)".to_string()),
     }
 }
