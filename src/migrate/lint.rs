@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{ARGO_GROUP, Finding, group_of, object_label, sluice_schema};
 use crate::analysis::rules;
-use crate::analysis::template::{ArgumentSources, build_run_spec};
+use crate::analysis::template::{ArgumentSources, MetricLists, build_run_spec};
 use crate::api::analysis::{AnalysisRun, AnalysisTemplateSpec, Argument};
 use crate::api::rollout::Rollout;
 use crate::rollout::validate;
@@ -157,7 +157,8 @@ fn template_errors(spec: &AnalysisTemplateSpec) -> Vec<(String, String)> {
         stable_hash: None,
         latest_hash: None,
     };
-    let result = build_run_spec(&[("template", spec)], &args, &sources).and_then(|run| rules::validate(&run));
+    let result = build_run_spec(&[("template", spec)], &args, &sources, MetricLists::default())
+        .and_then(|run| rules::validate(&run));
     result.err().map(|e| ("spec".to_string(), e)).into_iter().collect()
 }
 
