@@ -11,3 +11,4 @@ pub mod replicas;
 pub mod restore;
 pub mod status;
 pub mod validate;
+pub mod workload_ref;

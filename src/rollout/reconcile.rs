@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -178,6 +178,9 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
         }
         None => rollout,
     };
+    // workloadRef: plan with the Deployment's template in spec.template.
+    let mut workload_errors = Vec::new();
+    let (rollout, deployment) = resolve_workload(&ctx.client, rollout, &mut workload_errors).await?;
     let uid = rollout.uid().unwrap_or_default();
     let mut replica_sets = ctx.replica_sets.owned_by(&namespace, &uid);
     let versions: std::collections::HashMap<String, String> = replica_sets
@@ -203,6 +206,8 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
     } else {
         vec![]
     };
+    let resolved = workload_errors.is_empty();
+    reference_errors.extend(workload_errors);
     let services = observe_services(&ctx.client, &rollout, &mut reference_errors).await?;
     let router = Router::for_rollout(&rollout);
     let traffic = match &router {
@@ -224,7 +229,13 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
         now,
     };
     let plan = plan::plan(&observed);
-    let result = apply(&rollout, &plan, router.as_ref(), &ctx).await;
+    let mut result = apply(&rollout, &plan, router.as_ref(), &ctx).await;
+    if result.is_ok()
+        && resolved
+        && let Some(deployment) = &deployment
+    {
+        result = scale_down_workload(&rollout, &plan, deployment, &ctx).await.and(result);
+    }
     let status = &plan.status;
     ctx.metrics.observe_rollout(
         &namespace,
@@ -472,6 +483,96 @@ fn tolerate<T>(result: Result<T, kube::Error>, code: u16) -> Result<(), kube::Er
         Err(kube::Error::Api(e)) if e.code == code => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// With a valid workloadRef, the Rollout with the Deployment's template (and selector, when it sets
+/// none) and the Deployment read; problems (missing Deployment, template next to the reference) go to
+/// `errors` and leave the Rollout as written. Read live, not cached: only the Deployment's metadata
+/// is watched, and the template is needed only here.
+async fn resolve_workload(
+    client: &Client,
+    rollout: Arc<Rollout>,
+    errors: &mut Vec<SpecError>,
+) -> Result<(Arc<Rollout>, Option<Deployment>), Error> {
+    let Some(reference) = &rollout.spec.workload_ref else {
+        return Ok((rollout, None));
+    };
+    // An invalid reference is reported by validation; nothing to read.
+    if !crate::rollout::workload_ref::check_reference(reference).is_empty() {
+        return Ok((rollout, None));
+    }
+    let namespace = rollout.namespace().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let name = reference.name.clone();
+    let deployment = deployments
+        .get_opt(&name)
+        .await
+        .map_err(kube_error(&rollout, format!("reading Deployment {name}")))?;
+    match crate::rollout::workload_ref::resolve(&rollout, deployment.as_ref()) {
+        Ok(resolved) => Ok((Arc::new(resolved), deployment)),
+        Err(problems) => {
+            errors.extend(problems);
+            Ok((rollout, None))
+        }
+    }
+}
+
+/// workloadRef.scaleDown: scales the referenced Deployment as the mode says (patch of its scale
+/// subresource, field manager `sluice`), never while the spec is invalid.
+async fn scale_down_workload(
+    rollout: &Rollout,
+    plan: &Plan,
+    deployment: &Deployment,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let Some(reference) = &rollout.spec.workload_ref else {
+        return Ok(());
+    };
+    let invalid = crate::api::conditions::find(&plan.status.conditions, crate::api::conditions::INVALID_SPEC)
+        .is_some_and(|c| c.is_true());
+    let current = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let target = crate::rollout::workload_ref::deployment_replicas(
+        reference.scale_down_or_default(),
+        &plan.status,
+        rollout.spec.replicas_or_default(),
+        current,
+    );
+    let Some(target) = target.filter(|_| !invalid) else {
+        return Ok(());
+    };
+    let namespace = rollout.namespace().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let patch = json!({"spec": {"replicas": target}});
+    let name = &reference.name;
+    tolerate(
+        deployments
+            .patch_scale(name, &params, &Patch::Merge(&patch))
+            .await
+            .map(|_| ()),
+        404,
+    )
+    .map_err(kube_error(rollout, format!("scaling Deployment {name} to {target}")))?;
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "ScaledDownWorkload".into(),
+        note: Some(format!(
+            "workloadRef.scaleDown {}: Deployment {name} scaled from {current} to {target}",
+            serde_json::to_value(reference.scale_down_or_default())
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        )),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
+        tracing::debug!(error = %e, "could not record event");
+    }
+    Ok(())
 }
 
 /// Applies the plan: actions in order, then status (only when it changed), then events. Returns how
