@@ -32,12 +32,13 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 6] = [
+const TESTED: [&str; 7] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
     "analysis-fail",
     "gateway-api",
+    "workload-ref",
     "gitsync-rollback",
 ];
 
@@ -75,4 +76,9 @@ async fn gateway_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitsync_rollback() {
     run("gitsync-rollback").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_ref() {
+    run("workload-ref").await;
 }

@@ -8,6 +8,7 @@ mod gitsync;
 mod rollout;
 pub mod target;
 mod traffic;
+mod workload_ref;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -63,6 +64,11 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "gateway-api",
             checks: "HTTPRoute weights follow the steps (30/70), abort sets the canary to 0 at once, completion gives the new version 100%",
             run: |ctx| Box::pin(traffic::gateway_api(ctx)),
+        },
+        Scenario {
+            name: "workload-ref",
+            checks: "Argo's rollout-template-ref.yaml Healthy with 5 available; a Deployment template change runs a canary; missing Deployment → InvalidSpec until created; scaleDown progressively/onsuccess scale the Deployment to 0, never leaves it",
+            run: |ctx| Box::pin(workload_ref::workload_ref(ctx)),
         },
         Scenario {
             name: "gitsync-rollback",
