@@ -15,6 +15,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::api::analysis::AnalysisRun;
+use crate::api::pod_metadata::PodMetadata;
 use crate::api::rollout::{Rollout, RolloutStatus};
 use crate::merge_patch::merge_diff;
 use crate::observe::Observer;
@@ -25,6 +26,7 @@ use crate::rollout::owned::OwnedIndex;
 use crate::rollout::plan::{
     self, Action, AnalysisKind, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, ObservedService, Plan,
 };
+use crate::rollout::pod_metadata;
 use crate::rollout::status::only_counts_changed;
 use crate::rollout::validate::SpecError;
 use crate::traffic::{RouteTarget, RouterError, TrafficRouter, router_for};
@@ -230,6 +232,11 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
     };
     let plan = plan::plan(&observed);
     let mut result = apply(&rollout, &plan, router.as_ref(), &ctx).await;
+    if result.is_ok() {
+        result = sync_pod_metadata(&rollout, &plan, &replica_sets, &ctx)
+            .await
+            .and(result);
+    }
     if result.is_ok()
         && resolved
         && let Some(deployment) = &deployment
@@ -307,6 +314,7 @@ fn observed_replica_set(rs: &ReplicaSet) -> Option<ObservedReplicaSet> {
             .get(plan::SCALE_DOWN_DEADLINE_ANNOTATION)
             .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
             .map(|at| at.with_timezone(&Utc)),
+        pod_metadata: crate::rollout::pod_metadata::recorded(rs.annotations()),
     })
 }
 
@@ -575,6 +583,93 @@ async fn scale_down_workload(
     Ok(())
 }
 
+/// The canary strategy's roles for ephemeral pod metadata: the canary (while it differs from stable),
+/// then stable.
+fn canary_roles<'a>(rollout: &'a Rollout, status: &'a RolloutStatus) -> Vec<(&'a str, Option<&'a PodMetadata>)> {
+    let Some(canary) = rollout.spec.strategy.canary.as_ref() else {
+        return vec![];
+    };
+    let stable = status.stable_rs.as_deref();
+    let mut roles = Vec::new();
+    if let Some(current) = status.current_pod_hash.as_deref().filter(|h| Some(*h) != stable) {
+        roles.push((current, canary.canary_metadata.as_ref()));
+    }
+    if let Some(stable) = stable {
+        roles.push((stable, canary.stable_metadata.as_ref()));
+    }
+    roles
+}
+
+/// A new ReplicaSet of the canary strategy: its role's metadata (recorded on it), and for the canary
+/// the anti-affinity against the stable pods.
+fn add_canary_pod_extras(rollout: &Rollout, status: &RolloutStatus, hash: &str, rs: &mut ReplicaSet) {
+    let Some(canary) = rollout.spec.strategy.canary.as_ref() else {
+        return;
+    };
+    let Some(template) = rs.spec.as_mut().and_then(|s| s.template.as_mut()) else {
+        return;
+    };
+    let role = canary_roles(rollout, status)
+        .into_iter()
+        .find(|(role_hash, _)| *role_hash == hash)
+        .and_then(|(_, metadata)| metadata);
+    if let Some(metadata) = role.filter(|m| !m.is_empty()) {
+        pod_metadata::apply_to_template(template, metadata);
+        let record = serde_json::to_string(metadata).unwrap_or_default();
+        rs.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(pod_metadata::POD_METADATA_ANNOTATION.into(), record);
+    }
+    let stable = status.stable_rs.as_deref().filter(|stable| *stable != hash);
+    if let (Some(anti_affinity), Some(stable)) = (&canary.anti_affinity, stable) {
+        crate::rollout::anti_affinity::inject(template, anti_affinity, stable);
+    }
+}
+
+/// Moves ephemeral pod metadata to where the roles now are (promotion: canary metadata off, stable
+/// on), on each ReplicaSet's template and its existing pods. Not while the spec is invalid.
+async fn sync_pod_metadata(
+    rollout: &Rollout,
+    plan: &Plan,
+    replica_sets: &[ObservedReplicaSet],
+    ctx: &Context,
+) -> Result<(), Error> {
+    let invalid = crate::api::conditions::find(&plan.status.conditions, crate::api::conditions::INVALID_SPEC)
+        .is_some_and(|c| c.is_true());
+    if invalid {
+        return Ok(());
+    }
+    let changes = pod_metadata::changes(replica_sets, &canary_roles(rollout, &plan.status));
+    let namespace = rollout.namespace().unwrap_or_default();
+    let merge = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    for change in changes {
+        let name = &change.replica_set;
+        let patch = pod_metadata::replica_set_patch(&change);
+        tolerate(rs_api.patch(name, &merge, &Patch::Merge(&patch)).await, 404).map_err(kube_error(
+            rollout,
+            format!("updating the pod metadata of ReplicaSet {name}"),
+        ))?;
+        let selector = format!("{POD_TEMPLATE_HASH_LABEL}={}", change.hash);
+        let listed = pods
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+            .map_err(kube_error(rollout, format!("listing the pods of ReplicaSet {name}")))?;
+        let patch = json!({"metadata": pod_metadata::metadata_patch(&change.from, &change.to)});
+        for pod in listed.items {
+            let pod_name = pod.name_any();
+            tolerate(pods.patch(&pod_name, &merge, &Patch::Merge(&patch)).await, 404)
+                .map_err(kube_error(rollout, format!("updating the metadata of pod {pod_name}")))?;
+        }
+    }
+    Ok(())
+}
+
 /// Applies the plan: actions in order, then status (only when it changed), then events. Returns how
 /// long a held-back count-only status change may still wait.
 async fn apply(
@@ -618,7 +713,8 @@ async fn apply_action(
             replicas,
             git_revision,
         } => {
-            let rs = build_replica_set(rollout, name, hash, *revision, *replicas, git_revision.as_deref());
+            let mut rs = build_replica_set(rollout, name, hash, *revision, *replicas, git_revision.as_deref());
+            add_canary_pod_extras(rollout, &plan.status, hash, &mut rs);
             create_replica_set(rollout, &replica_sets, &rs, ctx).await?;
         }
         Action::ScaleReplicaSet { name, replicas } => {
@@ -769,6 +865,10 @@ async fn restore_template(
     };
     if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove(POD_TEMPLATE_HASH_LABEL);
+    }
+    // Nor the role's ephemeral metadata it carries now.
+    if let Some(carried) = rs.metadata.annotations.as_ref().and_then(pod_metadata::recorded) {
+        pod_metadata::strip_from_template(&mut template, &carried);
     }
     // A JSON patch replaces the whole template (a merge patch would keep labels the stable one lacks).
     // Sent by hand: kube's Patch::Json wants its own json-patch major version.

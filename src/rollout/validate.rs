@@ -79,6 +79,9 @@ pub fn validate(rollout: &Rollout) -> Vec<SpecError> {
         }
     }
     check_canary(&spec.canary(), spec.replicas_or_default(), &mut found);
+    if !unresolved {
+        check_canary_pod_extras(&spec.canary(), &spec.template.spec(), &mut found);
+    }
     found.0
 }
 
@@ -146,6 +149,38 @@ fn int_or_string_text(value: &IntOrString) -> String {
         IntOrString::Int(i) => i.to_string(),
         IntOrString::String(s) => s.clone(),
     }
+}
+
+/// canaryMetadata, stableMetadata, antiAffinity, scaleDownDelayRevisionLimit, minPodsPerReplicaSet.
+fn check_canary_pod_extras(canary: &CanaryStrategy, template: &PodTemplateSpec, found: &mut Findings) {
+    const CANARY: &str = "spec.strategy.canary";
+    for (field, metadata) in [
+        ("canaryMetadata", &canary.canary_metadata),
+        ("stableMetadata", &canary.stable_metadata),
+    ] {
+        if let Some(metadata) = metadata {
+            let field = format!("{CANARY}.{field}");
+            found
+                .0
+                .extend(crate::rollout::pod_metadata::check(&field, metadata, template));
+        }
+    }
+    if let Some(anti_affinity) = &canary.anti_affinity {
+        found.0.extend(crate::rollout::anti_affinity::check(
+            &format!("{CANARY}.antiAffinity"),
+            anti_affinity,
+        ));
+    }
+    found.check_range(
+        &format!("{CANARY}.scaleDownDelayRevisionLimit"),
+        canary.scale_down_delay_revision_limit,
+        0..=i32::MAX,
+    );
+    found.check_range(
+        &format!("{CANARY}.minPodsPerReplicaSet"),
+        canary.min_pods_per_replica_set,
+        1..=i32::MAX,
+    );
 }
 
 fn check_canary(canary: &CanaryStrategy, replicas: i32, found: &mut Findings) {
