@@ -32,12 +32,13 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 7] = [
+const TESTED: [&str; 8] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
     "analysis-fail",
     "gateway-api",
+    "canary-metadata",
     "workload-ref",
     "gitsync-rollback",
 ];
@@ -81,4 +82,9 @@ async fn gitsync_rollback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_ref() {
     run("workload-ref").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_metadata() {
+    run("canary-metadata").await;
 }

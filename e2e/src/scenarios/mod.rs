@@ -5,6 +5,7 @@
 mod analysis;
 mod context;
 mod gitsync;
+mod pod_metadata;
 mod rollout;
 pub mod target;
 mod traffic;
@@ -64,6 +65,11 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "gateway-api",
             checks: "HTTPRoute weights follow the steps (30/70), abort sets the canary to 0 at once, completion gives the new version 100%",
             run: |ctx| Box::pin(traffic::gateway_api(ctx)),
+        },
+        Scenario {
+            name: "canary-metadata",
+            checks: "canaryMetadata/stableMetadata on the pods of each role, moved in place on promote; the canary ReplicaSet's anti-affinity avoids the stable pods",
+            run: |ctx| Box::pin(pod_metadata::canary_metadata(ctx)),
         },
         Scenario {
             name: "workload-ref",
