@@ -655,7 +655,17 @@ async fn sync_pod_metadata(
             rollout,
             format!("updating the pod metadata of ReplicaSet {name}"),
         ))?;
-        let selector = format!("{POD_TEMPLATE_HASH_LABEL}={}", change.hash);
+        // The Rollout's own labels too: two Rollouts with one template share a hash.
+        let selector = rollout
+            .spec
+            .selector
+            .match_labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v}"))
+            .chain([format!("{POD_TEMPLATE_HASH_LABEL}={}", change.hash)])
+            .collect::<Vec<_>>()
+            .join(",");
         let listed = pods
             .list_metadata(&ListParams::default().labels(&selector))
             .await
