@@ -32,12 +32,14 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 6] = [
+const TESTED: [&str; 8] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
     "analysis-fail",
     "gateway-api",
+    "canary-metadata",
+    "workload-ref",
     "gitsync-rollback",
 ];
 
@@ -75,4 +77,14 @@ async fn gateway_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitsync_rollback() {
     run("gitsync-rollback").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_ref() {
+    run("workload-ref").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_metadata() {
+    run("canary-metadata").await;
 }

@@ -19,6 +19,9 @@ pub const GITSYNC_LABEL: &str = "sluice.dev/gitsync";
 // Annotations.
 /// On a ReplicaSet: its revision number (1, 2, 3…).
 pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
+/// On a ReplicaSet: the ephemeral pod metadata (canaryMetadata, stableMetadata, …) its pod template
+/// and pods carry, as JSON, so a role change removes exactly those keys.
+pub const POD_METADATA_ANNOTATION: &str = "sluice.dev/pod-metadata";
 /// On an old ReplicaSet: when it may be scaled down (scaleDownDelaySeconds after promotion).
 pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "sluice.dev/scale-down-deadline";
 /// On every object a GitSync applied (and so on a Rollout: the commit that produced its template).

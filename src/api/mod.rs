@@ -10,9 +10,11 @@ pub mod duration;
 pub mod fixtures;
 pub mod gitsync;
 pub mod keys;
+pub mod pod_metadata;
 pub mod pod_template;
 pub mod rollout;
 pub mod spec_error;
+pub mod workload_ref;
 
 pub use analysis::{
     AnalysisRun, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate,

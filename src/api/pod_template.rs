@@ -42,6 +42,11 @@ impl PodTemplate {
         *self = spec.into();
     }
 
+    /// Whether this is the empty template `{}` (left out, as with workloadRef).
+    pub fn is_empty(&self) -> bool {
+        &*self.0 == "{}"
+    }
+
     /// The canonical JSON text.
     pub fn as_json(&self) -> &str {
         &self.0

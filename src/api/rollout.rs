@@ -90,9 +90,12 @@ pub struct RolloutSpec {
     #[schemars(extend("default" = 1))]
     #[schemars(extend("minimum" = 0))]
     pub replicas: Option<i32>,
-    /// Label selector for the Rollout's pods; must match the template's labels.
+    /// Label selector for the Rollout's pods; must match the template's labels. With workloadRef it
+    /// may be left out: the Deployment's selector is used.
+    #[serde(default, skip_serializing_if = "is_empty_selector")]
     pub selector: LabelSelector,
-    /// The pods to run. A change here starts a new canary.
+    /// The pods to run. A change here starts a new canary. Left out with workloadRef.
+    #[serde(default, skip_serializing_if = "PodTemplate::is_empty")]
     pub template: PodTemplate,
     /// Seconds a new pod must be ready, without any container crashing, to count as available
     /// (default 0), as for Deployments: steps wait for available pods. Applies to ReplicaSets created
@@ -100,6 +103,10 @@ pub struct RolloutSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("minimum" = 0, "maximum" = duration::MAX_SECONDS))]
     pub min_ready_seconds: Option<i32>,
+    /// Take the pod template (and, without spec.selector, the selector) from this Deployment instead
+    /// of spec.template; a change of its template starts a new canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_ref: Option<super::workload_ref::WorkloadRef>,
     /// Old ReplicaSets kept for rollback (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 10))]
@@ -131,6 +138,10 @@ pub struct RolloutSpec {
     /// How many finished AnalysisRuns of this Rollout are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisRunHistory>,
+}
+
+fn is_empty_selector(selector: &LabelSelector) -> bool {
+    *selector == LabelSelector::default()
 }
 
 impl RolloutSpec {
@@ -274,6 +285,25 @@ pub struct CanaryStrategy {
     /// written back into spec.template and returns to Healthy without steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_on_abort: Option<bool>,
+    /// Labels and annotations on the canary's pods while they are the canary (Argo's field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_metadata: Option<super::pod_metadata::PodMetadata>,
+    /// Labels and annotations on the stable pods while they are stable (Argo's field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_metadata: Option<super::pod_metadata::PodMetadata>,
+    /// Keep the canary's pods off the nodes running stable pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anti_affinity: Option<super::pod_metadata::AntiAffinity>,
+    /// How many old ReplicaSets may stay up waiting for their scale-down deadline; older ones are
+    /// scaled to zero at once (unset: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0))]
+    pub scale_down_delay_revision_limit: Option<i32>,
+    /// With a traffic router: the fewest pods each of canary and stable keeps while both take traffic,
+    /// so a small weight still has a pod to go to (Argo's field; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 1))]
+    pub min_pods_per_replica_set: Option<i32>,
 }
 
 impl CanaryStrategy {

@@ -332,6 +332,13 @@ pub fn set_image_patch(rollout_name: &str, template: &PodTemplateSpec, updates: 
 /// `sluice set image`.
 pub fn plan_set_image(rollout: &Rollout, updates: &[ImageUpdate]) -> Result<Planned> {
     let name = rollout.metadata.name.as_deref().unwrap_or_default();
+    if let Some(reference) = &rollout.spec.workload_ref {
+        return Err(Error::Invalid(format!(
+            "rollout \"{name}\" runs the template of Deployment \"{}\" (spec.workloadRef): set the image there \
+             (kubectl set image deployment/{} ...)",
+            reference.name, reference.name
+        )));
+    }
     let patch = set_image_patch(name, &rollout.spec.template.spec(), updates)?;
     let asked: Vec<String> = updates.iter().map(|u| format!("{}={}", u.container, u.image)).collect();
     if patch.as_array().is_some_and(Vec::is_empty) {
@@ -660,6 +667,19 @@ mod tests {
             e.to_string(),
             "container \"db\" not found in rollout \"web\"; its containers: app, proxy, migrate"
         );
+    }
+
+    #[test]
+    fn set_image_on_a_workload_ref_rollout_points_at_the_deployment() {
+        let mut rollout = with_sidecar_and_init();
+        rollout.spec.workload_ref = Some(crate::api::workload_ref::WorkloadRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: "web-deploy".into(),
+            scale_down: None,
+        });
+        let e = plan_set_image(&rollout, &[update("app", "x:2")]).unwrap_err();
+        assert!(e.to_string().contains("deployment/web-deploy"), "{e}");
     }
 
     #[test]

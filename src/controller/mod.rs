@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod rollouts;
 pub mod server;
 pub mod supervise;
+pub mod workload_refs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

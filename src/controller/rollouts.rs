@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
@@ -17,6 +18,7 @@ use crate::controller::departures::{Departures, left_the_cache};
 use crate::controller::isolate::{PanicReport, isolated};
 use crate::controller::metrics::Metrics;
 use crate::controller::server::Health;
+use crate::controller::workload_refs::WorkloadRefs;
 use crate::rollout::reconcile::{self, AnalysisRunFactory, Context};
 
 /// Where the controller looks: one namespace or all of them.
@@ -106,20 +108,34 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, health: Arc<Health>, shutdown:
     let mut departures = Departures::default();
     // managedFields are never read by the reconciler (status is a merge patch) and are often the
     // largest part of a Rollout: dropping them keeps the cache small at 10,000 rollouts.
+    let workload_refs = WorkloadRefs::default();
+    let refs_writer = workload_refs.clone();
     let rollout_watch = watcher(scope.api::<Rollout>(&client), watcher::Config::default())
         .modify(|rollout: &mut Rollout| rollout.managed_fields_mut().clear())
         .reflect(rollout_writer)
         .inspect_ok(move |event| {
+            refs_writer.apply(event);
             for gone in departures.observe(event) {
                 departed_ctx.forget_rollout(&gone.namespace, &gone.name, gone.uid.as_deref());
             }
         })
         .inspect(move |event| mark_synced(event, &rollouts_synced))
         .applied_objects();
+    // Deployments named by a workloadRef: only their metadata is watched (a template change bumps the
+    // generation and resourceVersion); the reconcile reads the one it needs.
+    let deployment_watch = watcher(
+        scope.api::<PartialObjectMeta<Deployment>>(&client),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
     let cached = rollout_store.clone();
     let controller = Controller::for_stream(rollout_watch, rollout_store)
         .owns_stream(rs_watch)
         .owns_stream(run_watch)
+        .watches_stream(deployment_watch, move |deployment| {
+            workload_refs.rollouts_of(&deployment.namespace().unwrap_or_default(), &deployment.name_any())
+        })
         .graceful_shutdown_on(async move { shutdown.cancelled().await });
     let (all_synced, all_synced_rx) = tokio::sync::watch::channel(false);
     let readiness = tokio::spawn(async move {

@@ -164,15 +164,18 @@ fn resources_for(discovery: &Discovery, manifests: &[Manifest]) -> Result<Vec<Ap
 }
 
 /// Kinds whose live objects carry fields the rollout controller writes (weights, selectors).
-fn may_carry_controller_fields(id: &ObjectId) -> bool {
-    matches!(
-        (id.group.as_str(), id.kind.as_str()),
-        ("", "Service")
-            | ("gateway.networking.k8s.io", "HTTPRoute" | "GRPCRoute")
-            | ("split.smi-spec.io", "TrafficSplit")
-            | ("networking.istio.io", "VirtualService" | "DestinationRule")
-            | ("networking.k8s.io", "Ingress")
-    )
+fn may_carry_controller_fields(id: &ObjectId, fields: &ControllerFields) -> bool {
+    let scaled = (id.group.as_str(), id.kind.as_str()) == ("apps", "Deployment")
+        && fields.scales_deployment(id.namespace.as_deref().unwrap_or_default(), &id.name);
+    scaled
+        || matches!(
+            (id.group.as_str(), id.kind.as_str()),
+            ("", "Service")
+                | ("gateway.networking.k8s.io", "HTTPRoute" | "GRPCRoute")
+                | ("split.smi-spec.io", "TrafficSplit")
+                | ("networking.istio.io", "VirtualService" | "DestinationRule")
+                | ("networking.k8s.io", "Ingress")
+        )
 }
 
 async fn preserve_live_fields(
@@ -182,7 +185,7 @@ async fn preserve_live_fields(
     fields: &ControllerFields,
 ) -> Result<(), ApplyError> {
     for (manifest, resource) in manifests.iter_mut().zip(resources) {
-        if !may_carry_controller_fields(&manifest.id) {
+        if !may_carry_controller_fields(&manifest.id, fields) {
             continue;
         }
         let api = api_for(client, resource, manifest.id.namespace.as_deref());

@@ -72,6 +72,44 @@ pub fn object_health(object: &Value) -> Health {
     }
 }
 
+/// The Deployments, as (namespace, name), that a sluice.dev Rollout among `objects` runs through
+/// spec.workloadRef. Their own health is not the revision's: the Rollout runs their template, may
+/// scale them to 0 (workloadRef.scaleDown), and is judged itself.
+pub fn workload_ref_deployments<'a>(
+    objects: impl IntoIterator<Item = &'a Value>,
+) -> std::collections::HashSet<(String, String)> {
+    objects
+        .into_iter()
+        .filter(|o| o["kind"] == "Rollout" && o["apiVersion"].as_str().is_some_and(|v| v.starts_with("sluice.dev/")))
+        .filter_map(|rollout| {
+            let reference = rollout.pointer("/spec/workloadRef")?;
+            if reference["kind"] != "Deployment" || reference["apiVersion"] != "apps/v1" {
+                return None;
+            }
+            Some((
+                text(rollout, "/metadata/namespace").unwrap_or_default().to_string(),
+                reference["name"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// [`object_health`], except that a Deployment in `managed` (see [`workload_ref_deployments`]) is
+/// Healthy once it exists: a Rollout runs its pods.
+pub fn object_health_managed(object: &Value, managed: &std::collections::HashSet<(String, String)>) -> Health {
+    let is_deployment = object["kind"] == "Deployment" && object["apiVersion"] == "apps/v1";
+    let key = || {
+        (
+            text(object, "/metadata/namespace").unwrap_or_default().to_string(),
+            text(object, "/metadata/name").unwrap_or_default().to_string(),
+        )
+    };
+    if is_deployment && managed.contains(&key()) {
+        return Health::Healthy;
+    }
+    object_health(object)
+}
+
 /// The worst of `items` (Degraded > Progressing > Unknown > Healthy), its message naming the first
 /// objects in that state (at most three, then "+N more"). Nothing at all is Healthy.
 pub fn aggregate<'a>(items: impl IntoIterator<Item = (&'a ObjectId, Health)>) -> Health {
@@ -371,6 +409,27 @@ mod tests {
             Health::Degraded(message) => message,
             other => panic!("expected Degraded, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_deployment_a_rollout_references_is_managed_by_it() {
+        let rollout = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "scaleDown": "onsuccess"}}});
+        let elsewhere = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "x", "namespace": "other"},
+            "spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db"}}});
+        let managed = workload_ref_deployments([&rollout, &elsewhere]);
+        assert_eq!(managed.len(), 1);
+        // Scaled to 0 by the Rollout, never observed by a deployment controller: still Healthy.
+        let scaled_down = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop", "generation": 3},
+            "spec": {"replicas": 0}, "status": {"observedGeneration": 1, "replicas": 5}});
+        assert!(!object_health(&scaled_down).is_healthy());
+        assert_eq!(object_health_managed(&scaled_down, &managed), Health::Healthy);
+        let unrelated = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "other", "generation": 3}, "spec": {"replicas": 0}});
+        assert!(!object_health_managed(&unrelated, &managed).is_healthy());
     }
 
     fn rollout(status: Value) -> Value {

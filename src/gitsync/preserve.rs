@@ -6,6 +6,8 @@
 //!
 //! What is copied, per kind (matching entries by identity, not position, wherever there is one):
 //! - Service: the `sluice.dev/pod-template-hash` selector key (here);
+//! - Deployment named by a Rollout's workloadRef with scaleDown `onsuccess` or `progressively`: its
+//!   `spec.replicas` (here, with [`ControllerFields`] only);
 //! - the objects a traffic router writes into: what the router owns, as its rule in
 //!   [`traffic::owned_fields`] says — HTTPRoute and GRPCRoute backendRef weights (`gateway_api`),
 //!   TrafficSplit backend weights (`smi`), VirtualService destination weights and DestinationRule subset
@@ -25,6 +27,9 @@ use crate::traffic::{self, CanarySplit, object_entry, pointer_escape};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ControllerFields {
     splits: Vec<CanarySplit>,
+    /// (namespace, name) of the Deployments a Rollout scales down (workloadRef.scaleDown other than
+    /// never): their spec.replicas is Sluice's.
+    scaled_deployments: Vec<(String, String)>,
 }
 
 impl ControllerFields {
@@ -32,7 +37,7 @@ impl ControllerFields {
     /// without both canaryService and stableService writes no weights). `default_namespace` is used for
     /// Rollouts that set no namespace.
     pub fn from_objects<'a>(objects: impl IntoIterator<Item = &'a Value>, default_namespace: &str) -> Self {
-        let splits = objects
+        let rollouts: Vec<&Value> = objects
             .into_iter()
             .filter(|o| {
                 o["kind"] == "Rollout"
@@ -40,6 +45,9 @@ impl ControllerFields {
                         .as_str()
                         .is_some_and(|v| v.starts_with(&format!("{}/", crate::api::GROUP)))
             })
+            .collect();
+        let splits = rollouts
+            .iter()
             .filter_map(|rollout| {
                 let canary = rollout.pointer("/spec/strategy/canary")?;
                 let text = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
@@ -55,7 +63,31 @@ impl ControllerFields {
                 })
             })
             .collect();
-        ControllerFields { splits }
+        let scaled_deployments = rollouts
+            .iter()
+            .filter_map(|rollout| {
+                let reference = rollout.pointer("/spec/workloadRef")?;
+                let scales = reference["apiVersion"] == "apps/v1"
+                    && reference["kind"] == "Deployment"
+                    && matches!(reference["scaleDown"].as_str(), Some("onsuccess" | "progressively"));
+                let namespace = rollout.pointer("/metadata/namespace").and_then(Value::as_str);
+                scales.then(|| {
+                    (
+                        namespace.unwrap_or(default_namespace).to_string(),
+                        reference["name"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+            })
+            .collect();
+        ControllerFields {
+            splits,
+            scaled_deployments,
+        }
+    }
+
+    /// Whether a Rollout scales Deployment `name` in `namespace` (its spec.replicas is Sluice's).
+    pub fn scales_deployment(&self, namespace: &str, name: &str) -> bool {
+        self.scaled_deployments.iter().any(|(n, d)| n == namespace && d == name)
     }
 }
 
@@ -70,6 +102,31 @@ pub fn preserve_controller_fields(desired: &mut Value, live: &Value) {
 /// and stable Services of the Rollouts in `fields`.
 pub fn preserve_controller_fields_with(desired: &mut Value, live: &Value, fields: &ControllerFields) {
     preserve(desired, live, Some(&fields.splits));
+    preserve_scaled_deployment(desired, live, fields);
+}
+
+/// Keeps the live spec.replicas of a Deployment a Rollout scales down (workloadRef.scaleDown), so
+/// self-heal does not scale it back up under the Rollout. Git's value applies again once no Rollout
+/// of the revision scales it.
+fn preserve_scaled_deployment(desired: &mut Value, live: &Value, fields: &ControllerFields) {
+    let is_deployment = desired["apiVersion"] == "apps/v1" && desired["kind"] == "Deployment";
+    let namespace = live
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = live
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !is_deployment || !fields.scales_deployment(namespace, name) {
+        return;
+    }
+    let Some(replicas) = live.pointer("/spec/replicas") else {
+        return;
+    };
+    if let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("replicas".into(), replicas.clone());
+    }
 }
 
 /// Applies the rule of `desired`'s kind: the generic one of a Service, else the rule of the router
@@ -170,6 +227,33 @@ mod tests {
         let mut untouched = service(json!({"app": "web"}), 80);
         preserve_controller_fields(&mut untouched, &service(json!({"app": "web"}), 80));
         assert_eq!(untouched, service(json!({"app": "web"}), 80));
+    }
+
+    #[test]
+    fn a_deployment_a_rollout_scales_down_keeps_its_live_replicas() {
+        let rollout = |scale_down: &str| {
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+                "spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "scaleDown": scale_down}}})
+        };
+        let live = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop"}, "spec": {"replicas": 0}});
+        let git = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"}, "spec": {"replicas": 5, "template": {}}});
+        let progressively = rollout("progressively");
+        let fields = ControllerFields::from_objects([&progressively], "shop");
+        let mut desired = git.clone();
+        preserve_controller_fields_with(&mut desired, &live, &fields);
+        assert_eq!(desired["spec"]["replicas"], 0);
+        assert_eq!(desired["spec"]["template"], json!({}));
+        // scaleDown never, or another namespace: Git's replicas.
+        for fields in [
+            ControllerFields::from_objects([&rollout("never")], "shop"),
+            ControllerFields::from_objects([&progressively], "other"),
+        ] {
+            let mut desired = git.clone();
+            preserve_controller_fields_with(&mut desired, &live, &fields);
+            assert_eq!(desired["spec"]["replicas"], 5);
+        }
     }
 
     #[test]

@@ -970,6 +970,7 @@ impl SyncRun<'_> {
             Err(e) => return Some(Health::Unknown(e.to_string())),
         };
         let mut rollouts = Vec::new();
+        let managed = health::workload_ref_deployments(live.iter().filter_map(|(_, object)| object.as_ref()));
         let items: Vec<(ObjectId, Health)> = live
             .into_iter()
             .map(|(id, object)| {
@@ -981,7 +982,7 @@ impl SyncRun<'_> {
                         {
                             rollouts.push(RolloutState::observe(&rollout));
                         }
-                        health::object_health(&object)
+                        health::object_health_managed(&object, &managed)
                     }
                     None => Health::Progressing("not found".into()),
                 };

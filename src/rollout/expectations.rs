@@ -182,6 +182,7 @@ mod tests {
             created_at: None,
             deleting: false,
             scale_down_at: None,
+            pod_metadata: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -15,6 +15,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::api::analysis::AnalysisRun;
+use crate::api::pod_metadata::PodMetadata;
 use crate::api::rollout::{Rollout, RolloutStatus};
 use crate::merge_patch::merge_diff;
 use crate::observe::Observer;
@@ -25,6 +26,7 @@ use crate::rollout::owned::OwnedIndex;
 use crate::rollout::plan::{
     self, Action, AnalysisKind, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, ObservedService, Plan,
 };
+use crate::rollout::pod_metadata;
 use crate::rollout::status::only_counts_changed;
 use crate::rollout::validate::SpecError;
 use crate::traffic::{RouteTarget, RouterError, TrafficRouter, router_for};
@@ -178,6 +180,9 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
         }
         None => rollout,
     };
+    // workloadRef: plan with the Deployment's template in spec.template.
+    let mut workload_errors = Vec::new();
+    let (rollout, deployment) = resolve_workload(&ctx.client, rollout, &mut workload_errors).await?;
     let uid = rollout.uid().unwrap_or_default();
     let mut replica_sets = ctx.replica_sets.owned_by(&namespace, &uid);
     let versions: std::collections::HashMap<String, String> = replica_sets
@@ -203,6 +208,8 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
     } else {
         vec![]
     };
+    let resolved = workload_errors.is_empty();
+    reference_errors.extend(workload_errors);
     let services = observe_services(&ctx.client, &rollout, &mut reference_errors).await?;
     let router = Router::for_rollout(&rollout);
     let traffic = match &router {
@@ -224,7 +231,18 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
         now,
     };
     let plan = plan::plan(&observed);
-    let result = apply(&rollout, &plan, router.as_ref(), &ctx).await;
+    let mut result = apply(&rollout, &plan, router.as_ref(), &ctx).await;
+    if result.is_ok() {
+        result = sync_pod_metadata(&rollout, &plan, &replica_sets, &ctx)
+            .await
+            .and(result);
+    }
+    if result.is_ok()
+        && resolved
+        && let Some(deployment) = &deployment
+    {
+        result = scale_down_workload(&rollout, &plan, deployment, &ctx).await.and(result);
+    }
     let status = &plan.status;
     ctx.metrics.observe_rollout(
         &namespace,
@@ -296,6 +314,7 @@ fn observed_replica_set(rs: &ReplicaSet) -> Option<ObservedReplicaSet> {
             .get(plan::SCALE_DOWN_DEADLINE_ANNOTATION)
             .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
             .map(|at| at.with_timezone(&Utc)),
+        pod_metadata: crate::rollout::pod_metadata::recorded(rs.annotations()),
     })
 }
 
@@ -474,6 +493,193 @@ fn tolerate<T>(result: Result<T, kube::Error>, code: u16) -> Result<(), kube::Er
     }
 }
 
+/// With a valid workloadRef, the Rollout with the Deployment's template (and selector, when it sets
+/// none) and the Deployment read; problems (missing Deployment, template next to the reference) go to
+/// `errors` and leave the Rollout as written. Read live, not cached: only the Deployment's metadata
+/// is watched, and the template is needed only here.
+async fn resolve_workload(
+    client: &Client,
+    rollout: Arc<Rollout>,
+    errors: &mut Vec<SpecError>,
+) -> Result<(Arc<Rollout>, Option<Deployment>), Error> {
+    let Some(reference) = &rollout.spec.workload_ref else {
+        return Ok((rollout, None));
+    };
+    // An invalid reference is reported by validation; nothing to read.
+    if !crate::rollout::workload_ref::check_reference(reference).is_empty() {
+        return Ok((rollout, None));
+    }
+    let namespace = rollout.namespace().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let name = reference.name.clone();
+    let deployment = deployments
+        .get_opt(&name)
+        .await
+        .map_err(kube_error(&rollout, format!("reading Deployment {name}")))?;
+    match crate::rollout::workload_ref::resolve(&rollout, deployment.as_ref()) {
+        Ok(resolved) => Ok((Arc::new(resolved), deployment)),
+        Err(problems) => {
+            errors.extend(problems);
+            Ok((rollout, None))
+        }
+    }
+}
+
+/// workloadRef.scaleDown: scales the referenced Deployment as the mode says (patch of its scale
+/// subresource, field manager `sluice`), never while the spec is invalid.
+async fn scale_down_workload(
+    rollout: &Rollout,
+    plan: &Plan,
+    deployment: &Deployment,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let Some(reference) = &rollout.spec.workload_ref else {
+        return Ok(());
+    };
+    let invalid = crate::api::conditions::find(&plan.status.conditions, crate::api::conditions::INVALID_SPEC)
+        .is_some_and(|c| c.is_true());
+    let current = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let target = crate::rollout::workload_ref::deployment_replicas(
+        reference.scale_down_or_default(),
+        &plan.status,
+        rollout.spec.replicas_or_default(),
+        current,
+    );
+    let Some(target) = target.filter(|_| !invalid) else {
+        return Ok(());
+    };
+    let namespace = rollout.namespace().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let patch = json!({"spec": {"replicas": target}});
+    let name = &reference.name;
+    tolerate(
+        deployments
+            .patch_scale(name, &params, &Patch::Merge(&patch))
+            .await
+            .map(|_| ()),
+        404,
+    )
+    .map_err(kube_error(rollout, format!("scaling Deployment {name} to {target}")))?;
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "ScaledDownWorkload".into(),
+        note: Some(format!(
+            "workloadRef.scaleDown {}: Deployment {name} scaled from {current} to {target}",
+            serde_json::to_value(reference.scale_down_or_default())
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        )),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
+        tracing::debug!(error = %e, "could not record event");
+    }
+    Ok(())
+}
+
+/// The canary strategy's roles for ephemeral pod metadata: the canary (while it differs from stable),
+/// then stable.
+fn canary_roles<'a>(rollout: &'a Rollout, status: &'a RolloutStatus) -> Vec<(&'a str, Option<&'a PodMetadata>)> {
+    let Some(canary) = rollout.spec.strategy.canary.as_ref() else {
+        return vec![];
+    };
+    let stable = status.stable_rs.as_deref();
+    let mut roles = Vec::new();
+    if let Some(current) = status.current_pod_hash.as_deref().filter(|h| Some(*h) != stable) {
+        roles.push((current, canary.canary_metadata.as_ref()));
+    }
+    if let Some(stable) = stable {
+        roles.push((stable, canary.stable_metadata.as_ref()));
+    }
+    roles
+}
+
+/// A new ReplicaSet of the canary strategy: its role's metadata (recorded on it), and for the canary
+/// the anti-affinity against the stable pods.
+fn add_canary_pod_extras(rollout: &Rollout, status: &RolloutStatus, hash: &str, rs: &mut ReplicaSet) {
+    let Some(canary) = rollout.spec.strategy.canary.as_ref() else {
+        return;
+    };
+    let Some(template) = rs.spec.as_mut().and_then(|s| s.template.as_mut()) else {
+        return;
+    };
+    let role = canary_roles(rollout, status)
+        .into_iter()
+        .find(|(role_hash, _)| *role_hash == hash)
+        .and_then(|(_, metadata)| metadata);
+    if let Some(metadata) = role.filter(|m| !m.is_empty()) {
+        pod_metadata::apply_to_template(template, metadata);
+        let record = serde_json::to_string(metadata).unwrap_or_default();
+        rs.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(pod_metadata::POD_METADATA_ANNOTATION.into(), record);
+    }
+    let stable = status.stable_rs.as_deref().filter(|stable| *stable != hash);
+    if let (Some(anti_affinity), Some(stable)) = (&canary.anti_affinity, stable) {
+        crate::rollout::anti_affinity::inject(template, anti_affinity, stable);
+    }
+}
+
+/// Moves ephemeral pod metadata to where the roles now are (promotion: canary metadata off, stable
+/// on), on each ReplicaSet's template and its existing pods. Not while the spec is invalid.
+async fn sync_pod_metadata(
+    rollout: &Rollout,
+    plan: &Plan,
+    replica_sets: &[ObservedReplicaSet],
+    ctx: &Context,
+) -> Result<(), Error> {
+    let invalid = crate::api::conditions::find(&plan.status.conditions, crate::api::conditions::INVALID_SPEC)
+        .is_some_and(|c| c.is_true());
+    if invalid {
+        return Ok(());
+    }
+    let changes = pod_metadata::changes(replica_sets, &canary_roles(rollout, &plan.status));
+    let namespace = rollout.namespace().unwrap_or_default();
+    let merge = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    for change in changes {
+        let name = &change.replica_set;
+        let patch = pod_metadata::replica_set_patch(&change);
+        tolerate(rs_api.patch(name, &merge, &Patch::Merge(&patch)).await, 404).map_err(kube_error(
+            rollout,
+            format!("updating the pod metadata of ReplicaSet {name}"),
+        ))?;
+        // The Rollout's own labels too: two Rollouts with one template share a hash.
+        let selector = rollout
+            .spec
+            .selector
+            .match_labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v}"))
+            .chain([format!("{POD_TEMPLATE_HASH_LABEL}={}", change.hash)])
+            .collect::<Vec<_>>()
+            .join(",");
+        let listed = pods
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+            .map_err(kube_error(rollout, format!("listing the pods of ReplicaSet {name}")))?;
+        let patch = json!({"metadata": pod_metadata::metadata_patch(&change.from, &change.to)});
+        for pod in listed.items {
+            let pod_name = pod.name_any();
+            tolerate(pods.patch(&pod_name, &merge, &Patch::Merge(&patch)).await, 404)
+                .map_err(kube_error(rollout, format!("updating the metadata of pod {pod_name}")))?;
+        }
+    }
+    Ok(())
+}
+
 /// Applies the plan: actions in order, then status (only when it changed), then events. Returns how
 /// long a held-back count-only status change may still wait.
 async fn apply(
@@ -517,7 +723,8 @@ async fn apply_action(
             replicas,
             git_revision,
         } => {
-            let rs = build_replica_set(rollout, name, hash, *revision, *replicas, git_revision.as_deref());
+            let mut rs = build_replica_set(rollout, name, hash, *revision, *replicas, git_revision.as_deref());
+            add_canary_pod_extras(rollout, &plan.status, hash, &mut rs);
             create_replica_set(rollout, &replica_sets, &rs, ctx).await?;
         }
         Action::ScaleReplicaSet { name, replicas } => {
@@ -668,6 +875,10 @@ async fn restore_template(
     };
     if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove(POD_TEMPLATE_HASH_LABEL);
+    }
+    // Nor the role's ephemeral metadata it carries now.
+    if let Some(carried) = rs.metadata.annotations.as_ref().and_then(pod_metadata::recorded) {
+        pod_metadata::strip_from_template(&mut template, &carried);
     }
     // A JSON patch replaces the whole template (a merge patch would keep labels the stable one lacks).
     // Sent by hand: kube's Patch::Json wants its own json-patch major version.

@@ -45,11 +45,19 @@ pub fn validate(rollout: &Rollout) -> Vec<SpecError> {
     let spec = &rollout.spec;
     let mut found = Findings::default();
     found.check_range("spec.replicas", spec.replicas, 0..=i32::MAX);
-    let template = spec.template.spec();
-    check_selector(&spec.selector, template_labels(&template), &mut found);
-    let containers = template.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
-    if containers == 0 {
-        found.add("spec.template.spec.containers", "at least one container is required");
+    if let Some(reference) = &spec.workload_ref {
+        found.0.extend(crate::rollout::workload_ref::check_reference(reference));
+    }
+    // With workloadRef and no template yet (the spec as written), the template and selector are the
+    // Deployment's: they are checked once resolved (`workload_ref::resolve`).
+    let unresolved = spec.workload_ref.is_some() && spec.template.is_empty();
+    if !unresolved {
+        let template = spec.template.spec();
+        check_selector(&spec.selector, template_labels(&template), &mut found);
+        let containers = template.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
+        if containers == 0 {
+            found.add("spec.template.spec.containers", "at least one container is required");
+        }
     }
     found.check_range("spec.revisionHistoryLimit", spec.revision_history_limit, 0..=i32::MAX);
     found.check_range(
@@ -72,7 +80,18 @@ pub fn validate(rollout: &Rollout) -> Vec<SpecError> {
         }
     }
     check_canary(&spec.canary(), spec.replicas_or_default(), &mut found);
+    if !unresolved {
+        check_canary_pod_extras(&spec.canary(), &spec.template.spec(), &mut found);
+    }
     found.0
+}
+
+/// The spec as a user wrote it, before workloadRef is resolved (`sluice lint`, admission): also
+/// reports a template set next to workloadRef.
+pub fn validate_as_written(rollout: &Rollout) -> Vec<SpecError> {
+    let mut errors = crate::rollout::workload_ref::check_unresolved(rollout);
+    errors.extend(validate(rollout));
+    errors
 }
 
 fn template_labels(template: &PodTemplateSpec) -> BTreeMap<String, String> {
@@ -131,6 +150,38 @@ fn int_or_string_text(value: &IntOrString) -> String {
         IntOrString::Int(i) => i.to_string(),
         IntOrString::String(s) => s.clone(),
     }
+}
+
+/// canaryMetadata, stableMetadata, antiAffinity, scaleDownDelayRevisionLimit, minPodsPerReplicaSet.
+fn check_canary_pod_extras(canary: &CanaryStrategy, template: &PodTemplateSpec, found: &mut Findings) {
+    const CANARY: &str = "spec.strategy.canary";
+    for (field, metadata) in [
+        ("canaryMetadata", &canary.canary_metadata),
+        ("stableMetadata", &canary.stable_metadata),
+    ] {
+        if let Some(metadata) = metadata {
+            let field = format!("{CANARY}.{field}");
+            found
+                .0
+                .extend(crate::rollout::pod_metadata::check(&field, metadata, template));
+        }
+    }
+    if let Some(anti_affinity) = &canary.anti_affinity {
+        found.0.extend(crate::rollout::anti_affinity::check(
+            &format!("{CANARY}.antiAffinity"),
+            anti_affinity,
+        ));
+    }
+    found.check_range(
+        &format!("{CANARY}.scaleDownDelayRevisionLimit"),
+        canary.scale_down_delay_revision_limit,
+        0..=i32::MAX,
+    );
+    found.check_range(
+        &format!("{CANARY}.minPodsPerReplicaSet"),
+        canary.min_pods_per_replica_set,
+        1..=i32::MAX,
+    );
 }
 
 fn check_canary(canary: &CanaryStrategy, replicas: i32, found: &mut Findings) {

@@ -30,6 +30,7 @@ fn replica_set(name: &str, hash: &str, revision: i64, replicas: i32) -> Observed
         created_at: None,
         deleting: false,
         scale_down_at: None,
+        pod_metadata: None,
     }
 }
 

@@ -324,6 +324,7 @@ fn replica_set(hash: &str, revision: i64, replicas: i32, now: DateTime<Utc>) -> 
         created_at: Some(now),
         deleting: false,
         scale_down_at: Some(now),
+        pod_metadata: None,
     }
 }
 

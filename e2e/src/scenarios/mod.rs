@@ -5,9 +5,11 @@
 mod analysis;
 mod context;
 mod gitsync;
+mod pod_metadata;
 mod rollout;
 pub mod target;
 mod traffic;
+mod workload_ref;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -63,6 +65,16 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "gateway-api",
             checks: "HTTPRoute weights follow the steps (30/70), abort sets the canary to 0 at once, completion gives the new version 100%",
             run: |ctx| Box::pin(traffic::gateway_api(ctx)),
+        },
+        Scenario {
+            name: "canary-metadata",
+            checks: "canaryMetadata/stableMetadata on the pods of each role, moved in place on promote; the canary ReplicaSet's anti-affinity avoids the stable pods",
+            run: |ctx| Box::pin(pod_metadata::canary_metadata(ctx)),
+        },
+        Scenario {
+            name: "workload-ref",
+            checks: "Argo's rollout-template-ref.yaml Healthy with 5 available; a Deployment template change runs a canary; missing Deployment → InvalidSpec until created; scaleDown progressively/onsuccess scale the Deployment to 0, never leaves it",
+            run: |ctx| Box::pin(workload_ref::workload_ref(ctx)),
         },
         Scenario {
             name: "gitsync-rollback",

@@ -68,7 +68,9 @@ impl Planner<'_> {
             .labels
             .as_ref()
             .is_some_and(|l| l.contains_key(crate::api::keys::GITSYNC_LABEL));
-        if !blamed || git_owned || !self.rollout.spec.canary().is_rollback_on_abort() {
+        // With workloadRef the template is the Deployment's, which Sluice does not write.
+        let referenced = self.rollout.spec.workload_ref.is_some();
+        if !blamed || git_owned || referenced || !self.rollout.spec.canary().is_rollback_on_abort() {
             return;
         }
         self.actions.push(Action::RestoreStableTemplate {

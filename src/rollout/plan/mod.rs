@@ -48,6 +48,8 @@ pub struct ObservedReplicaSet {
     pub deleting: bool,
     /// When this (old) ReplicaSet may be scaled to zero (annotation `sluice.dev/scale-down-deadline`).
     pub scale_down_at: Option<DateTime<Utc>>,
+    /// The ephemeral pod metadata it carries (annotation `sluice.dev/pod-metadata`).
+    pub pod_metadata: Option<crate::api::pod_metadata::PodMetadata>,
 }
 
 /// What the traffic router currently does.

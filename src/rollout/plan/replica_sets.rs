@@ -190,6 +190,7 @@ impl Planner<'_> {
             created_at: None,
             deleting: false,
             scale_down_at: None,
+            pod_metadata: None,
         }
     }
 }

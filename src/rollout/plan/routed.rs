@@ -70,7 +70,8 @@ impl Planner<'_> {
         let canary_share_in_force = self.percent(self.traffic_weight().unwrap_or(0));
         let stable_share = 100 - percent.min(canary_share_in_force);
         let stable = replicas::routed_stable_replicas(self.replicas, stable_share, dynamic);
-        (canary, stable)
+        let min_pods = self.rollout.spec.canary().min_pods_per_replica_set;
+        (at_least_min_pods(canary, min_pods), at_least_min_pods(stable, min_pods))
     }
 
     /// Scales to the targets; older ReplicaSets get no traffic through the router and go at once.
@@ -275,7 +276,17 @@ impl Planner<'_> {
         self.request_weight(0, true);
         self.scale(stable, self.replicas);
         let delay = delay_seconds(self.rollout.spec.canary().scale_down_delay_seconds_or_default());
-        for rs in live.iter().filter(|rs| rs.hash != stable.hash && rs.spec_replicas > 0) {
+        let waiting: Vec<&ObservedReplicaSet> = live
+            .iter()
+            .filter(|rs| rs.hash != stable.hash && rs.spec_replicas > 0)
+            .copied()
+            .collect();
+        let past_limit = past_revision_limit(&waiting, self.rollout.spec.canary().scale_down_delay_revision_limit);
+        for rs in waiting {
+            if past_limit.contains(&rs.name) {
+                self.scale(rs, 0);
+                continue;
+            }
             match rs.scale_down_at {
                 Some(at) if self.now >= at => self.scale(rs, 0),
                 Some(at) => self.requeue_in((at - self.now).to_std().unwrap_or_default()),
@@ -289,6 +300,29 @@ impl Planner<'_> {
             }
         }
     }
+}
+
+/// minPodsPerReplicaSet (Argo's semantics): a ReplicaSet that is to have pods has at least this many,
+/// so a small weight still has a pod to go to; one that is to have none keeps none.
+pub(super) fn at_least_min_pods(count: i32, min_pods: Option<i32>) -> i32 {
+    match min_pods {
+        Some(min) if count > 0 => count.max(min),
+        _ => count,
+    }
+}
+
+/// scaleDownDelayRevisionLimit: of the old ReplicaSets still up waiting for their scale-down
+/// deadline, the names of those beyond the newest `limit` revisions, which go to 0 at once (no limit:
+/// none; a negative limit is an invalid spec, never planned, and counts as 0).
+pub(super) fn past_revision_limit(waiting: &[&ObservedReplicaSet], limit: Option<i32>) -> Vec<String> {
+    let Some(limit) = limit else { return vec![] };
+    let mut newest_first: Vec<&ObservedReplicaSet> = waiting.to_vec();
+    newest_first.sort_by_key(|rs| std::cmp::Reverse(rs.revision));
+    newest_first
+        .into_iter()
+        .skip(usize::try_from(limit).unwrap_or(0))
+        .map(|rs| rs.name.clone())
+        .collect()
 }
 
 /// A `*DelaySeconds` field as a wait; negative (an invalid spec, never planned) counts as none.

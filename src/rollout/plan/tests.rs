@@ -134,6 +134,7 @@ impl World {
                         created_at: Some(self.now),
                         deleting: false,
                         scale_down_at: None,
+                        pod_metadata: None,
                     });
                 }
                 Action::ScaleReplicaSet { name, replicas } => {
@@ -1237,6 +1238,7 @@ fn status_pod_counts_saturate_when_the_replica_sets_sum_past_i32_max() {
         created_at: Some(t0()),
         deleting: false,
         scale_down_at: None,
+        pod_metadata: None,
     };
     let canary_hash = current_hash(&world.rollout);
     world.replica_sets = vec![
@@ -1247,4 +1249,117 @@ fn status_pod_counts_saturate_when_the_replica_sets_sum_past_i32_max() {
     assert_eq!(status.replicas, Some(i32::MAX));
     assert_eq!(status.ready_replicas, Some(i32::MAX));
     assert_eq!(status.available_replicas, Some(i32::MAX));
+}
+
+fn routed_with(
+    replicas: i32,
+    steps: Vec<CanaryStep>,
+    edit: impl FnOnce(&mut crate::api::rollout::CanaryStrategy),
+) -> World {
+    let mut world = World::routed(replicas, steps);
+    edit(world.rollout.spec.strategy.canary.as_mut().unwrap());
+    world
+}
+
+#[test]
+fn min_pods_per_replica_set_gives_a_small_weight_its_pods() {
+    let steps = vec![CanaryStep::set_weight(1), CanaryStep::pause()];
+    let mut world = routed_with(10, steps.clone(), |c| c.min_pods_per_replica_set = Some(3));
+    world.converge();
+    world.new_template("web:v2");
+    world.converge();
+    assert_eq!((world.counts(), world.weight()), ((10, 3), Some(1)));
+    // Without it, 1% of 10 is one pod.
+    let mut world = World::routed(10, steps);
+    world.converge();
+    world.new_template("web:v2");
+    world.converge();
+    assert_eq!(world.counts(), (10, 1));
+}
+
+#[test]
+fn old_replica_sets_past_the_scale_down_revision_limit_go_at_once() {
+    let mut world = routed_with(4, vec![], |c| c.scale_down_delay_revision_limit = Some(1));
+    world.converge();
+    let v1 = world.status().stable_rs.clone().unwrap();
+    world.new_template("web:v2");
+    world.converge();
+    let v2 = world.status().stable_rs.clone().unwrap();
+    let spec_of = |world: &World, hash: &str| {
+        world
+            .replica_sets
+            .iter()
+            .find(|rs| rs.hash == hash)
+            .unwrap()
+            .spec_replicas
+    };
+    assert_eq!(spec_of(&world, &v1), 4, "one old revision waits for its delay");
+    world.advance(Duration::from_secs(5));
+    world.new_template("web:v3");
+    world.converge();
+    assert_ne!(world.status().stable_rs.as_deref(), Some(v2.as_str()));
+    assert_eq!(spec_of(&world, &v2), 4, "the newest old revision waits for its delay");
+    assert_eq!(spec_of(&world, &v1), 0, "beyond the limit: scaled down at once");
+    world.advance(Duration::from_secs(31));
+    world.converge();
+    assert_eq!(spec_of(&world, &v2), 0);
+}
+
+fn replica_set_named(name: &str, revision: i64) -> ObservedReplicaSet {
+    ObservedReplicaSet {
+        name: name.into(),
+        hash: name.into(),
+        revision,
+        spec_replicas: 1,
+        pods: 1,
+        ready: 1,
+        available: 1,
+        git_revision: None,
+        created_at: None,
+        deleting: false,
+        scale_down_at: None,
+        pod_metadata: None,
+    }
+}
+
+proptest! {
+    /// minPodsPerReplicaSet is never violated: a ReplicaSet given pods at a step gets at least that
+    /// many, and one given none keeps none.
+    #[test]
+    fn min_pods_per_replica_set_is_never_violated(
+        replicas in 0..200i32,
+        weight in 0..=100i32,
+        min_pods in 1..50i32,
+        dynamic in any::<bool>(),
+    ) {
+        let world = routed_with(replicas, vec![CanaryStep::set_weight(weight)], |c| {
+            c.min_pods_per_replica_set = Some(min_pods);
+            c.dynamic_stable_scale = Some(dynamic);
+        });
+        let observed = world.observed();
+        let (canary, stable) = Planner::new(&observed).routed_targets(0, weight);
+        let without = routed_with(replicas, vec![CanaryStep::set_weight(weight)], |c| c.dynamic_stable_scale = Some(dynamic));
+        let observed_without = without.observed();
+        let (canary_without, stable_without) = Planner::new(&observed_without).routed_targets(0, weight);
+        for (with, without) in [(canary, canary_without), (stable, stable_without)] {
+            prop_assert!(with >= without);
+            prop_assert!(without == 0 || with >= min_pods);
+            prop_assert!(without != 0 || with == 0);
+        }
+    }
+
+    /// The revision limit keeps exactly the newest `limit` waiting ReplicaSets.
+    #[test]
+    fn the_revision_limit_keeps_the_newest(revisions in proptest::collection::btree_set(1..1000i64, 0..12), limit in 0..15i32) {
+        let sets: Vec<ObservedReplicaSet> = revisions.iter().map(|r| replica_set_named(&format!("rs-{r}"), *r)).collect();
+        let waiting: Vec<&ObservedReplicaSet> = sets.iter().rev().collect();
+        let past = routed::past_revision_limit(&waiting, Some(limit));
+        prop_assert_eq!(past.len(), sets.len().saturating_sub(limit as usize));
+        let kept_oldest = sets.iter().filter(|rs| !past.contains(&rs.name)).map(|rs| rs.revision).min();
+        let past_newest = sets.iter().filter(|rs| past.contains(&rs.name)).map(|rs| rs.revision).max();
+        if let (Some(kept), Some(gone)) = (kept_oldest, past_newest) {
+            prop_assert!(gone < kept);
+        }
+        prop_assert!(routed::past_revision_limit(&waiting, None).is_empty());
+    }
 }
