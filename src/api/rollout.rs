@@ -158,6 +158,11 @@ impl RolloutSpec {
     pub fn canary(&self) -> CanaryStrategy {
         self.strategy.canary.clone().unwrap_or_default()
     }
+
+    /// The blue-green strategy, when that is the one set.
+    pub fn blue_green(&self) -> Option<&BlueGreenStrategy> {
+        self.strategy.blue_green.as_ref()
+    }
 }
 
 /// How many finished AnalysisRuns a Rollout keeps (older ones are deleted, so runs do not pile up).
@@ -190,13 +195,135 @@ impl AnalysisRunHistory {
 /// Finished AnalysisRuns of each kind kept by default.
 pub const DEFAULT_RUN_HISTORY_LIMIT: i32 = 5;
 
-/// The rollout strategy. Only canary is supported.
+/// The rollout strategy: set exactly one of canary and blueGreen.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutStrategy {
     /// Shift traffic to the new version in steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryStrategy>,
+    /// Run the new version beside the old one behind a preview Service, then switch the active
+    /// Service over at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStrategy>,
+}
+
+/// Blue-green strategy (Argo Rollouts' field names and semantics): the new version comes up beside the
+/// stable one, is reachable through previewService, and activeService switches to it once it is fully
+/// available, its pre-promotion analysis passed and (without autoPromotionEnabled) it was promoted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenStrategy {
+    /// Service whose selector Sluice points at the live version; it switches at promotion.
+    pub active_service: String,
+    /// Service whose selector Sluice points at the new version before promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_service: Option<String>,
+    /// Pods of the new version before promotion (default: spec.replicas); scaled to full before the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0))]
+    pub preview_replica_count: Option<i32>,
+    /// Switch as soon as the new version is ready (default true); false pauses before the switch until
+    /// `sluice promote` (or autoPromotionSeconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub auto_promotion_enabled: Option<bool>,
+    /// With autoPromotionEnabled false: promote by itself this many seconds after pausing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0, "maximum" = duration::MAX_SECONDS))]
+    pub auto_promotion_seconds: Option<i32>,
+    /// Seconds the previous version keeps its pods after the switch, for a fast rollback (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 30))]
+    #[schemars(extend("minimum" = 0, "maximum" = duration::MAX_SECONDS))]
+    pub scale_down_delay_seconds: Option<i32>,
+    /// How many old ReplicaSets may wait out their scale-down delay; older ones scale to zero at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0))]
+    pub scale_down_delay_revision_limit: Option<i32>,
+    /// Seconds before the new version's pods go after an abort (default 30; 0: at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 30))]
+    #[schemars(extend("minimum" = 0, "maximum" = duration::MAX_SECONDS))]
+    pub abort_scale_down_delay_seconds: Option<i32>,
+    /// Analysis before the switch: failing it aborts, and the active Service never leaves the stable version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promotion_analysis: Option<RolloutAnalysis>,
+    /// Analysis after the switch: failing it switches the active Service back and aborts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion_analysis: Option<RolloutAnalysis>,
+    /// Keep the new version's pods off the nodes of the previous version's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anti_affinity: Option<AntiAffinity>,
+    /// Labels and annotations for the pods the active Service selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_metadata: Option<PodMetadata>,
+    /// Labels and annotations for the pods the preview Service selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_metadata: Option<PodMetadata>,
+}
+
+impl BlueGreenStrategy {
+    /// autoPromotionEnabled, or true when unset.
+    pub fn is_auto_promotion_enabled(&self) -> bool {
+        self.auto_promotion_enabled.unwrap_or(true)
+    }
+
+    /// scaleDownDelaySeconds, or 30 when unset.
+    pub fn scale_down_delay_seconds_or_default(&self) -> i32 {
+        self.scale_down_delay_seconds
+            .unwrap_or(DEFAULT_SCALE_DOWN_DELAY_SECONDS)
+    }
+
+    /// abortScaleDownDelaySeconds, or 30 when unset.
+    pub fn abort_scale_down_delay_seconds_or_default(&self) -> i32 {
+        self.abort_scale_down_delay_seconds
+            .unwrap_or(DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS)
+    }
+}
+
+/// Argo's anti-affinity between versions: set exactly one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AntiAffinity {
+    /// A preferred podAntiAffinity term of this weight (1–100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_during_scheduling_ignored_during_execution: Option<PreferredAntiAffinity>,
+    /// A required podAntiAffinity term.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_during_scheduling_ignored_during_execution: Option<RequiredAntiAffinity>,
+}
+
+/// The weight of a preferred anti-affinity term.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PreferredAntiAffinity {
+    /// 1–100, as in a PodAffinityTerm.
+    #[schemars(extend("minimum" = 1, "maximum" = 100))]
+    pub weight: i32,
+}
+
+/// A required anti-affinity term (no fields, as in Argo).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+pub struct RequiredAntiAffinity {}
+
+/// Labels and annotations added to the pods of one role (active, preview).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodMetadata {
+    /// Labels to add.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations to add.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl PodMetadata {
+    /// Whether it adds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.annotations.is_empty()
+    }
 }
 
 /// How far back a rollback skips the steps.
@@ -585,6 +712,8 @@ pub enum PauseReason {
     CanaryPauseStep,
     /// An analysis was Inconclusive.
     InconclusiveAnalysisRun,
+    /// Blue-green without autoPromotionEnabled: waiting for `sluice promote` before the switch.
+    BlueGreenPause,
 }
 
 /// A reason the Rollout is paused and since when.
@@ -649,6 +778,9 @@ pub struct RolloutStatus {
     /// Canary traffic and analysis state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryStatus>,
+    /// Blue-green Services and analysis state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStatus>,
     /// Percent of traffic on the canary (for `kubectl get`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_weight: Option<i32>,
@@ -744,6 +876,24 @@ pub struct CanaryStatus {
     /// The background AnalysisRun.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_background_analysis_run: Option<AnalysisRunRef>,
+}
+
+/// Where a blue-green rollout's Services point and the promotion analyses it follows (Argo's names).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenStatus {
+    /// The pod template hash the active Service selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_selector: Option<String>,
+    /// The pod template hash the preview Service selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_selector: Option<String>,
+    /// The AnalysisRun of prePromotionAnalysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promotion_analysis_run: Option<AnalysisRunRef>,
+    /// The AnalysisRun of postPromotionAnalysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion_analysis_run: Option<AnalysisRunRef>,
 }
 
 /// The weights of canary and stable.

@@ -32,6 +32,10 @@ use crate::traffic::{RouteTarget, RouterError, TrafficRouter, router_for};
 pub use crate::api::keys::CONTROLLER_FIELD_MANAGER as FIELD_MANAGER;
 pub use crate::api::keys::{ANALYSIS_LABEL, REVISION_ANNOTATION, ROLLOUT_LABEL};
 
+/// The `ANALYSIS_LABEL` values of blue-green's promotion analyses.
+pub const PRE_PROMOTION: &str = "pre-promotion";
+pub const POST_PROMOTION: &str = "post-promotion";
+
 /// Why a reconcile failed; the error policy requeues with backoff and counts it by kind.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -304,6 +308,8 @@ fn observed_analysis_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {
     let labels = run.labels();
     let kind = match labels.get(ANALYSIS_LABEL).map(String::as_str) {
         Some("background") => AnalysisKind::Background,
+        Some(PRE_PROMOTION) => AnalysisKind::PrePromotion,
+        Some(POST_PROMOTION) => AnalysisKind::PostPromotion,
         Some(step) => AnalysisKind::Step(step.strip_prefix("step-")?.parse().ok()?),
         None => return None,
     };
@@ -330,12 +336,17 @@ async fn observe_services(
     let namespace = rollout.namespace().unwrap_or_default();
     let api: Api<Service> = Api::namespaced(client.clone(), &namespace);
     let mut observed = Vec::new();
-    for (field, name) in [
-        ("canaryService", canary.canary_service),
-        ("stableService", canary.stable_service),
-    ] {
+    let mut services = vec![
+        ("canary.canaryService", canary.canary_service),
+        ("canary.stableService", canary.stable_service),
+    ];
+    if let Some(blue_green) = rollout.spec.blue_green() {
+        services.push(("blueGreen.activeService", Some(blue_green.active_service.clone())));
+        services.push(("blueGreen.previewService", blue_green.preview_service.clone()));
+    }
+    for (field, name) in services {
         let Some(name) = name else { continue };
-        let field = format!("spec.strategy.canary.{field}");
+        let field = format!("spec.strategy.{field}");
         match api
             .get_opt(&name)
             .await
@@ -517,7 +528,8 @@ async fn apply_action(
             replicas,
             git_revision,
         } => {
-            let rs = build_replica_set(rollout, name, hash, *revision, *replicas, git_revision.as_deref());
+            let mut rs = build_replica_set(rollout, name, hash, *revision, *replicas, git_revision.as_deref());
+            blue_green_pod_template(rollout, &plan.status, hash, &mut rs);
             create_replica_set(rollout, &replica_sets, &rs, ctx).await?;
         }
         Action::ScaleReplicaSet { name, replicas } => {
@@ -582,6 +594,13 @@ async fn apply_action(
                 .await
                 .map_err(kube_error(rollout, format!("annotating ReplicaSet {name}")))?;
         }
+        Action::SetPodMetadata {
+            replica_set,
+            hash,
+            change,
+        } => {
+            set_pod_metadata(rollout, &replica_sets, replica_set, hash, change, ctx).await?;
+        }
         Action::SetCanaryWeight { weight } => {
             let Some(router) = router else { return Ok(()) };
             router
@@ -601,6 +620,53 @@ async fn apply_action(
             tolerate(runs.patch(name, &merge, &Patch::Merge(&patch)).await, 404)
                 .map_err(kube_error(rollout, format!("terminating AnalysisRun {name}")))?;
         }
+    }
+    Ok(())
+}
+
+/// Blue-green: a new ReplicaSet's pods carry the metadata of the role it is created in, and with
+/// antiAffinity avoid the nodes of the stable version's pods.
+fn blue_green_pod_template(rollout: &Rollout, status: &RolloutStatus, hash: &str, rs: &mut ReplicaSet) {
+    let Some(strategy) = rollout.spec.blue_green() else { return };
+    let Some(template) = rs.spec.as_mut().and_then(|s| s.template.as_mut()) else {
+        return;
+    };
+    let metadata = plan::role_metadata(strategy, status.blue_green.as_ref(), hash);
+    crate::rollout::pod_metadata::apply(template.metadata.get_or_insert_with(Default::default), &metadata);
+    if let (Some(anti), Some(stable)) = (&strategy.anti_affinity, status.stable_rs.as_deref())
+        && stable != hash
+    {
+        crate::rollout::anti_affinity::inject(template, anti, stable);
+    }
+}
+
+/// Writes a role's metadata to a ReplicaSet's pod template, then to each of its pods (a template
+/// change reaches only pods created later).
+async fn set_pod_metadata(
+    rollout: &Rollout,
+    replica_sets: &Api<ReplicaSet>,
+    name: &str,
+    hash: &str,
+    change: &crate::rollout::pod_metadata::MetadataChange,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let merge = PatchParams::default();
+    let template_meta = rollout.spec.template.spec().metadata;
+    let metadata = change.merge_patch(template_meta.as_ref());
+    let patch = json!({"spec": {"template": {"metadata": metadata}}});
+    tolerate(replica_sets.patch(name, &merge, &Patch::Merge(&patch)).await, 404)
+        .map_err(kube_error(rollout, format!("writing pod metadata to ReplicaSet {name}")))?;
+    let namespace = rollout.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("{POD_TEMPLATE_HASH_LABEL}={hash}")))
+        .await
+        .map_err(kube_error(rollout, format!("listing pods of ReplicaSet {name}")))?;
+    let patch = json!({ "metadata": metadata });
+    for pod in list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+        let pod_name = pod.name_any();
+        tolerate(pods.patch(&pod_name, &merge, &Patch::Merge(&patch)).await, 404)
+            .map_err(kube_error(rollout, format!("writing pod metadata to pod {pod_name}")))?;
     }
     Ok(())
 }

@@ -353,8 +353,13 @@ fn pause_message(status: &RolloutStatus, progress: &Progress) -> String {
         .map(|c| match c.reason {
             PauseReason::CanaryPauseStep => "CanaryPauseStep",
             PauseReason::InconclusiveAnalysisRun => "InconclusiveAnalysisRun",
+            PauseReason::BlueGreenPause => "BlueGreenPause",
         })
         .collect();
+    if progress.steps == 0 {
+        // Blue-green (or a canary without steps): there is no step to name.
+        return format!("paused ({})", reasons.join(", "));
+    }
     format!(
         "paused at step {}/{} ({})",
         progress.step + 1,

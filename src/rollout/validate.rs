@@ -8,7 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::duration::MAX_SECONDS;
-use crate::api::rollout::{CanaryStep, CanaryStrategy, Rollout, RolloutAnalysis, SetCanaryScale};
+use crate::api::rollout::{
+    AntiAffinity, BlueGreenStrategy, CanaryStep, CanaryStrategy, PodMetadata, Rollout, RolloutAnalysis, SetCanaryScale,
+};
 use crate::rollout::replicas::{IntOrPercent, ScaleLimits};
 
 pub use crate::api::spec_error::{SpecError, summary};
@@ -71,7 +73,147 @@ pub fn validate(rollout: &Rollout) -> Vec<SpecError> {
         }
     }
     check_canary(&spec.canary(), spec.replicas_or_default(), &mut found);
+    if let Some(blue_green) = spec.blue_green() {
+        if spec.strategy.canary.is_some() {
+            found.add("spec.strategy", "set exactly one of canary and blueGreen, not both");
+        }
+        check_blue_green(blue_green, &spec.selector, &mut found);
+    }
     found.0
+}
+
+fn check_blue_green(blue_green: &BlueGreenStrategy, selector: &LabelSelector, found: &mut Findings) {
+    const BLUE_GREEN: &str = "spec.strategy.blueGreen";
+    if blue_green.active_service.trim().is_empty() {
+        found.add(format!("{BLUE_GREEN}.activeService"), "is required");
+    }
+    if blue_green.preview_service.as_deref() == Some(blue_green.active_service.as_str()) {
+        found.add(format!("{BLUE_GREEN}.previewService"), "must differ from activeService");
+    } else if blue_green.preview_service.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        found.add(format!("{BLUE_GREEN}.previewService"), "must not be empty");
+    }
+    found.check_range(
+        &format!("{BLUE_GREEN}.previewReplicaCount"),
+        blue_green.preview_replica_count,
+        1..=i32::MAX,
+    );
+    found.check_range(
+        &format!("{BLUE_GREEN}.scaleDownDelayRevisionLimit"),
+        blue_green.scale_down_delay_revision_limit,
+        0..=i32::MAX,
+    );
+    for (field, value) in [
+        ("autoPromotionSeconds", blue_green.auto_promotion_seconds),
+        ("scaleDownDelaySeconds", blue_green.scale_down_delay_seconds),
+        ("abortScaleDownDelaySeconds", blue_green.abort_scale_down_delay_seconds),
+    ] {
+        found.check_range(&format!("{BLUE_GREEN}.{field}"), value, 0..=MAX_SECONDS);
+    }
+    for (field, analysis) in [
+        ("prePromotionAnalysis", &blue_green.pre_promotion_analysis),
+        ("postPromotionAnalysis", &blue_green.post_promotion_analysis),
+    ] {
+        if let Some(analysis) = analysis {
+            check_analysis(analysis, &format!("{BLUE_GREEN}.{field}"), found);
+        }
+    }
+    if let Some(anti) = &blue_green.anti_affinity {
+        check_anti_affinity(anti, &format!("{BLUE_GREEN}.antiAffinity"), found);
+    }
+    for (field, metadata) in [
+        ("activeMetadata", &blue_green.active_metadata),
+        ("previewMetadata", &blue_green.preview_metadata),
+    ] {
+        if let Some(metadata) = metadata {
+            check_pod_metadata(metadata, selector, &format!("{BLUE_GREEN}.{field}"), found);
+        }
+    }
+}
+
+/// Argo's antiAffinity: exactly one kind, a preferred weight of 1–100.
+fn check_anti_affinity(anti: &AntiAffinity, field: &str, found: &mut Findings) {
+    let preferred = &anti.preferred_during_scheduling_ignored_during_execution;
+    let required = &anti.required_during_scheduling_ignored_during_execution;
+    if preferred.is_some() == required.is_some() {
+        found.add(
+            field,
+            "set exactly one of preferredDuringSchedulingIgnoredDuringExecution and \
+             requiredDuringSchedulingIgnoredDuringExecution",
+        );
+    }
+    if let Some(preferred) = preferred {
+        found.check_range(
+            &format!("{field}.preferredDuringSchedulingIgnoredDuringExecution.weight"),
+            Some(preferred.weight),
+            1..=100,
+        );
+    }
+}
+
+/// Role labels and annotations: they are added to and removed from running pods, so they may not
+/// touch the labels that select those pods, and must be keys and values Kubernetes accepts.
+fn check_pod_metadata(metadata: &PodMetadata, selector: &LabelSelector, field: &str, found: &mut Findings) {
+    let selected = selector.match_labels.clone().unwrap_or_default();
+    for (key, value) in &metadata.labels {
+        let at = format!("{field}.labels");
+        if selected.contains_key(key) || key == crate::api::keys::POD_TEMPLATE_HASH_LABEL {
+            found.add(&at, format!("{} selects the Rollout's pods and may not be changed", clip(key)));
+        } else if !valid_key(key) {
+            found.add(&at, format!("{} is not a valid label key", clip(key)));
+        } else if !valid_label_value(value) {
+            found.add(&at, format!("the value of {key} is not a valid label value"));
+        }
+    }
+    for key in metadata.annotations.keys() {
+        if !valid_key(key) {
+            found.add(format!("{field}.annotations"), format!("{} is not a valid annotation key", clip(key)));
+        }
+    }
+    let size: usize = metadata.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > 256 * 1024 {
+        found.add(format!("{field}.annotations"), "may total at most 256 KiB");
+    }
+}
+
+/// At most 40 characters of a user's value in a message.
+fn clip(text: &str) -> String {
+    let clipped: String = text.chars().take(40).collect();
+    if clipped.len() < text.len() {
+        format!("{clipped:?}…")
+    } else {
+        format!("{clipped:?}")
+    }
+}
+
+/// `[prefix/]name`: a DNS-subdomain prefix of at most 253 characters, a name of 1–63 alphanumerics,
+/// `-`, `_`, `.`, starting and ending alphanumeric.
+fn valid_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            })
+    });
+    prefix_ok && !name.is_empty() && valid_label_value(name)
+}
+
+/// At most 63 alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric (or empty).
+fn valid_label_value(value: &str) -> bool {
+    let alnum = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
+    value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && alnum(value.chars().next())
+        && alnum(value.chars().last())
 }
 
 fn template_labels(template: &PodTemplateSpec) -> BTreeMap<String, String> {

@@ -5,7 +5,8 @@
 //! One plan's state is a `Planner`. This file holds the types, the entry point and the top-level flow
 //! (first deployment, steady state, canary); each concern has its own file of `impl Planner` methods:
 //! `replica_sets` (creating and scaling), `steps`, `pause` (pauses and promotion), `analysis`, `abort`,
-//! `routed` (with a traffic router), `restart`, `history` (pruning) and `finish` (status composition).
+//! `routed` (with a traffic router), `restart`, `history` (pruning) and `finish` (status composition);
+//! `blue_green` holds the blue-green strategy's flow.
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +20,7 @@ use crate::rollout::validate::{self, SpecError};
 
 mod abort;
 mod analysis;
+mod blue_green;
 mod finish;
 mod history;
 mod pause;
@@ -27,6 +29,7 @@ mod restart;
 mod routed;
 mod steps;
 
+pub use blue_green::role_metadata;
 pub use steps::describe_step;
 
 /// A ReplicaSet of the Rollout, as observed.
@@ -83,6 +86,10 @@ pub enum AnalysisKind {
     Step(i32),
     /// The background analysis (`strategy.canary.analysis`).
     Background,
+    /// Blue-green `prePromotionAnalysis` (before the active Service switches).
+    PrePromotion,
+    /// Blue-green `postPromotionAnalysis` (after the switch, before the new version becomes stable).
+    PostPromotion,
 }
 
 /// An AnalysisRun owned by the Rollout.
@@ -172,6 +179,13 @@ pub enum Action {
     SetScaleDownDeadline {
         name: String,
         at: DateTime<Utc>,
+    },
+    /// A role moved (blue-green active/preview): write its metadata to the pod template of the
+    /// ReplicaSet of `hash` and to its existing pods. Goes before the selector change that moves the role.
+    SetPodMetadata {
+        replica_set: String,
+        hash: String,
+        change: crate::rollout::pod_metadata::MetadataChange,
     },
 }
 
@@ -270,6 +284,7 @@ impl<'a> Planner<'a> {
             .clone()
             .filter(|hash| live.iter().any(|rs| rs.hash == *hash));
         match stable {
+            _ if self.rollout.spec.blue_green().is_some() => self.blue_green(&live, stable),
             None => self.first_deployment(&live),
             Some(stable) if stable == self.current_hash => self.steady(&live, &stable, limits),
             Some(stable) => self.canary(&live, &stable, limits),
@@ -380,6 +395,10 @@ impl<'a> Planner<'a> {
         if let Some(canary) = self.status.canary.as_mut() {
             canary.current_step_analysis_run = None;
             canary.current_background_analysis_run = None;
+        }
+        if let Some(blue_green) = self.status.blue_green.as_mut() {
+            blue_green.pre_promotion_analysis_run = None;
+            blue_green.post_promotion_analysis_run = None;
         }
     }
 
