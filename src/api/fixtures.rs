@@ -12,8 +12,8 @@ use super::analysis::{
 };
 use super::gitsync::{GitRef, GitSync, GitSyncSpec};
 use super::rollout::{
-    AnalysisTemplateRef, BlueGreenStrategy, CanaryStep, CanaryStrategy, PauseStep, Rollout, RolloutAnalysis, RolloutSpec, RolloutStatus,
-    RolloutStrategy, SetCanaryScale, TrafficRouting,
+    AnalysisTemplateRef, BlueGreenStrategy, CanaryStep, CanaryStrategy, PauseStep, Rollout, RolloutAnalysis,
+    RolloutSpec, RolloutStatus, RolloutStrategy, SetCanaryScale, TrafficRouting,
 };
 
 /// Namespace the fixtures live in unless told otherwise.
@@ -84,7 +84,12 @@ impl Rollout {
 
     /// Edits the blue-green strategy in place (creating it, without Services, when there is none).
     pub fn with_blue_green(mut self, edit: impl FnOnce(&mut BlueGreenStrategy)) -> Self {
-        edit(self.spec.strategy.blue_green.get_or_insert_with(BlueGreenStrategy::default));
+        edit(
+            self.spec
+                .strategy
+                .blue_green
+                .get_or_insert_with(BlueGreenStrategy::default),
+        );
         self
     }
 

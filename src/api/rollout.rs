@@ -1027,6 +1027,87 @@ spec:
         assert!(steps.iter().all(|s| s.kinds().len() == 1));
     }
 
+    /// Argo's examples/rollout-bluegreen.yaml (group changed) and the fields of its blue-green e2e
+    /// manifests.
+    const ARGO_BLUE_GREEN: &str = r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: rollout-bluegreen
+spec:
+  replicas: 2
+  revisionHistoryLimit: 2
+  selector:
+    matchLabels:
+      app: rollout-bluegreen
+  template:
+    metadata:
+      labels:
+        app: rollout-bluegreen
+    spec:
+      containers:
+      - name: rollouts-demo
+        image: argoproj/rollouts-demo:blue
+        imagePullPolicy: Always
+        ports:
+        - containerPort: 8080
+  strategy:
+    blueGreen:
+      activeService: rollout-bluegreen-active
+      previewService: rollout-bluegreen-preview
+      autoPromotionEnabled: false
+      autoPromotionSeconds: 20
+      previewReplicaCount: 1
+      scaleDownDelaySeconds: 10
+      scaleDownDelayRevisionLimit: 2
+      abortScaleDownDelaySeconds: 5
+      prePromotionAnalysis:
+        templates: [{templateName: smoke}]
+        args: [{name: service, value: rollout-bluegreen-preview}]
+      postPromotionAnalysis:
+        templates: [{templateName: smoke}]
+      antiAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution: {}
+      activeMetadata:
+        labels: {role: active}
+      previewMetadata:
+        labels: {role: preview}
+        annotations: {note: preview}
+"#;
+
+    #[test]
+    fn argo_blue_green_parses_and_round_trips() {
+        let rollout: Rollout = serde_saphyr::from_str(ARGO_BLUE_GREEN).unwrap();
+        let blue_green = rollout.spec.blue_green().unwrap();
+        assert_eq!(blue_green.active_service, "rollout-bluegreen-active");
+        assert!(!blue_green.is_auto_promotion_enabled());
+        assert_eq!(blue_green.preview_replica_count, Some(1));
+        assert!(
+            blue_green
+                .anti_affinity
+                .as_ref()
+                .unwrap()
+                .required_during_scheduling_ignored_during_execution
+                .is_some()
+        );
+        assert_eq!(
+            blue_green.preview_metadata.as_ref().unwrap().annotations["note"],
+            "preview"
+        );
+        assert!(rollout.spec.strategy.canary.is_none());
+        let json = serde_json::to_value(&rollout).unwrap();
+        assert_eq!(
+            json["spec"]["strategy"]["blueGreen"]["antiAffinity"],
+            serde_json::json!({"requiredDuringSchedulingIgnoredDuringExecution": {}})
+        );
+        let again: Rollout = serde_json::from_value(json).unwrap();
+        assert_eq!(again, rollout);
+        let defaults: BlueGreenStrategy = serde_saphyr::from_str("activeService: a").unwrap();
+        assert!(defaults.is_auto_promotion_enabled());
+        assert_eq!(defaults.scale_down_delay_seconds_or_default(), 30);
+        assert_eq!(defaults.abort_scale_down_delay_seconds_or_default(), 30);
+    }
+
     #[test]
     fn round_trip_keeps_unset_fields_absent() {
         let rollout: Rollout = serde_saphyr::from_str(ARGO_STYLE).unwrap();

@@ -180,7 +180,11 @@ pub fn plan_promote(rollout: &Rollout, full: bool) -> Result<Planned> {
 /// all its pods available the active Service switches.
 fn plan_promote_blue_green(rollout: &Rollout, full: bool) -> Planned {
     let name = rollout.metadata.name.as_deref().unwrap_or_default();
-    let active = rollout.spec.blue_green().map(|b| b.active_service.as_str()).unwrap_or_default();
+    let active = rollout
+        .spec
+        .blue_green()
+        .map(|b| b.active_service.as_str())
+        .unwrap_or_default();
     if full {
         return Planned::write(
             Change::Status(promote_full_patch()),

@@ -208,7 +208,11 @@ pub fn render(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
         let selectors = status.blue_green.clone().unwrap_or_default();
         field(
             "  Active",
-            format!("Service {} → {}", blue_green.active_service, or_dash(selectors.active_selector)),
+            format!(
+                "Service {} → {}",
+                blue_green.active_service,
+                or_dash(selectors.active_selector)
+            ),
         );
         if let Some(preview) = &blue_green.preview_service {
             field(
@@ -217,7 +221,13 @@ pub fn render(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
             );
         }
         let run = |run: Option<&crate::api::rollout::AnalysisRunRef>| {
-            run.map(|r| format!("{} ({})", r.name, r.status.map_or("-".to_string(), |p| format!("{p:?}"))))
+            run.map(|r| {
+                format!(
+                    "{} ({})",
+                    r.name,
+                    r.status.map_or("-".to_string(), |p| format!("{p:?}"))
+                )
+            })
         };
         if let Some(pre) = run(selectors.pre_promotion_analysis_run.as_ref()) {
             field("  Pre-promotion", pre);
@@ -264,7 +274,11 @@ pub fn render(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
         );
     }
     if status.current_pod_hash.is_some() && status.current_pod_hash != status.stable_rs {
-        let role = if rollout.spec.blue_green().is_some() { "New" } else { "Canary" };
+        let role = if rollout.spec.blue_green().is_some() {
+            "New"
+        } else {
+            "Canary"
+        };
         field(
             role,
             describe_revision(status.canary_revision.as_ref(), status.current_pod_hash.as_deref()),

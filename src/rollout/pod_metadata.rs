@@ -49,7 +49,10 @@ impl MetadataChange {
         let section = |set: &BTreeMap<String, String>, remove: &BTreeSet<String>, own: &BTreeMap<String, String>| {
             let mut map = Map::new();
             for key in remove {
-                map.insert(key.clone(), own.get(key).map_or(Value::Null, |v| Value::String(v.clone())));
+                map.insert(
+                    key.clone(),
+                    own.get(key).map_or(Value::Null, |v| Value::String(v.clone())),
+                );
             }
             for (key, value) in set {
                 map.insert(key.clone(), Value::String(value.clone()));

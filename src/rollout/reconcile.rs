@@ -627,7 +627,9 @@ async fn apply_action(
 /// Blue-green: a new ReplicaSet's pods carry the metadata of the role it is created in, and with
 /// antiAffinity avoid the nodes of the stable version's pods.
 fn blue_green_pod_template(rollout: &Rollout, status: &RolloutStatus, hash: &str, rs: &mut ReplicaSet) {
-    let Some(strategy) = rollout.spec.blue_green() else { return };
+    let Some(strategy) = rollout.spec.blue_green() else {
+        return;
+    };
     let Some(template) = rs.spec.as_mut().and_then(|s| s.template.as_mut()) else {
         return;
     };
@@ -654,8 +656,10 @@ async fn set_pod_metadata(
     let template_meta = rollout.spec.template.spec().metadata;
     let metadata = change.merge_patch(template_meta.as_ref());
     let patch = json!({"spec": {"template": {"metadata": metadata}}});
-    tolerate(replica_sets.patch(name, &merge, &Patch::Merge(&patch)).await, 404)
-        .map_err(kube_error(rollout, format!("writing pod metadata to ReplicaSet {name}")))?;
+    tolerate(replica_sets.patch(name, &merge, &Patch::Merge(&patch)).await, 404).map_err(kube_error(
+        rollout,
+        format!("writing pod metadata to ReplicaSet {name}"),
+    ))?;
     let namespace = rollout.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let list = pods

@@ -89,7 +89,11 @@ fn check_blue_green(blue_green: &BlueGreenStrategy, selector: &LabelSelector, fo
     }
     if blue_green.preview_service.as_deref() == Some(blue_green.active_service.as_str()) {
         found.add(format!("{BLUE_GREEN}.previewService"), "must differ from activeService");
-    } else if blue_green.preview_service.as_deref().is_some_and(|p| p.trim().is_empty()) {
+    } else if blue_green
+        .preview_service
+        .as_deref()
+        .is_some_and(|p| p.trim().is_empty())
+    {
         found.add(format!("{BLUE_GREEN}.previewService"), "must not be empty");
     }
     found.check_range(
@@ -157,7 +161,10 @@ fn check_pod_metadata(metadata: &PodMetadata, selector: &LabelSelector, field: &
     for (key, value) in &metadata.labels {
         let at = format!("{field}.labels");
         if selected.contains_key(key) || key == crate::api::keys::POD_TEMPLATE_HASH_LABEL {
-            found.add(&at, format!("{} selects the Rollout's pods and may not be changed", clip(key)));
+            found.add(
+                &at,
+                format!("{} selects the Rollout's pods and may not be changed", clip(key)),
+            );
         } else if !valid_key(key) {
             found.add(&at, format!("{} is not a valid label key", clip(key)));
         } else if !valid_label_value(value) {
@@ -166,7 +173,10 @@ fn check_pod_metadata(metadata: &PodMetadata, selector: &LabelSelector, field: &
     }
     for key in metadata.annotations.keys() {
         if !valid_key(key) {
-            found.add(format!("{field}.annotations"), format!("{} is not a valid annotation key", clip(key)));
+            found.add(
+                format!("{field}.annotations"),
+                format!("{} is not a valid annotation key", clip(key)),
+            );
         }
     }
     let size: usize = metadata.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -197,7 +207,9 @@ fn valid_key(key: &str) -> bool {
             && p.len() <= 253
             && p.split('.').all(|part| {
                 !part.is_empty()
-                    && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                     && !part.starts_with('-')
                     && !part.ends_with('-')
             })
@@ -675,6 +687,127 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn blue_green_fields_are_checked_and_name_their_paths() {
+        use crate::api::rollout::{AntiAffinity, PodMetadata, PreferredAntiAffinity, RequiredAntiAffinity};
+        assert_eq!(validate(&Rollout::blue_green_example("w", 2)), vec![]);
+        let mut both = Rollout::blue_green_example("w", 2);
+        both.spec.strategy.canary = Some(Default::default());
+        assert_eq!(fields(&both), vec!["spec.strategy"]);
+        type Edit = fn(&mut crate::api::rollout::BlueGreenStrategy);
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                |b| b.active_service = String::new(),
+                "spec.strategy.blueGreen.activeService",
+            ),
+            (
+                |b| b.preview_service = Some(b.active_service.clone()),
+                "spec.strategy.blueGreen.previewService",
+            ),
+            (
+                |b| b.preview_replica_count = Some(0),
+                "spec.strategy.blueGreen.previewReplicaCount",
+            ),
+            (
+                |b| b.preview_replica_count = Some(i32::MIN),
+                "spec.strategy.blueGreen.previewReplicaCount",
+            ),
+            (
+                |b| b.scale_down_delay_revision_limit = Some(-1),
+                "spec.strategy.blueGreen.scaleDownDelayRevisionLimit",
+            ),
+            (
+                |b| b.auto_promotion_seconds = Some(-1),
+                "spec.strategy.blueGreen.autoPromotionSeconds",
+            ),
+            (
+                |b| b.auto_promotion_seconds = Some(MAX_SECONDS + 1),
+                "spec.strategy.blueGreen.autoPromotionSeconds",
+            ),
+            (
+                |b| b.scale_down_delay_seconds = Some(i32::MAX),
+                "spec.strategy.blueGreen.scaleDownDelaySeconds",
+            ),
+            (
+                |b| b.abort_scale_down_delay_seconds = Some(i32::MIN),
+                "spec.strategy.blueGreen.abortScaleDownDelaySeconds",
+            ),
+            (
+                |b| b.pre_promotion_analysis = Some(RolloutAnalysis::default()),
+                "spec.strategy.blueGreen.prePromotionAnalysis.templates",
+            ),
+            (
+                |b| b.post_promotion_analysis = Some(RolloutAnalysis::default()),
+                "spec.strategy.blueGreen.postPromotionAnalysis.templates",
+            ),
+            (
+                |b| b.anti_affinity = Some(AntiAffinity::default()),
+                "spec.strategy.blueGreen.antiAffinity",
+            ),
+            (
+                |b| {
+                    b.anti_affinity = Some(AntiAffinity {
+                        preferred_during_scheduling_ignored_during_execution: Some(PreferredAntiAffinity {
+                            weight: 101,
+                        }),
+                        ..AntiAffinity::default()
+                    })
+                },
+                "spec.strategy.blueGreen.antiAffinity.preferredDuringSchedulingIgnoredDuringExecution.weight",
+            ),
+            (
+                |b| {
+                    b.anti_affinity = Some(AntiAffinity {
+                        preferred_during_scheduling_ignored_during_execution: Some(PreferredAntiAffinity { weight: 1 }),
+                        required_during_scheduling_ignored_during_execution: Some(RequiredAntiAffinity {}),
+                    })
+                },
+                "spec.strategy.blueGreen.antiAffinity",
+            ),
+            (
+                |b| {
+                    b.active_metadata = Some(PodMetadata {
+                        labels: [("app".to_string(), "other".to_string())].into(),
+                        ..PodMetadata::default()
+                    })
+                },
+                "spec.strategy.blueGreen.activeMetadata.labels",
+            ),
+            (
+                |b| {
+                    b.preview_metadata = Some(PodMetadata {
+                        labels: [("role".to_string(), "x".repeat(64))].into(),
+                        ..PodMetadata::default()
+                    })
+                },
+                "spec.strategy.blueGreen.previewMetadata.labels",
+            ),
+            (
+                |b| {
+                    b.preview_metadata = Some(PodMetadata {
+                        annotations: [("not a key".to_string(), String::new())].into(),
+                        ..PodMetadata::default()
+                    })
+                },
+                "spec.strategy.blueGreen.previewMetadata.annotations",
+            ),
+        ];
+        for (edit, field) in cases {
+            let rollout = Rollout::blue_green_example("w", 2).with_blue_green(edit);
+            assert_eq!(fields(&rollout), vec![field.to_string()], "{field}");
+            assert!(summary(&validate(&rollout)).len() < 400);
+        }
+        let fine = Rollout::blue_green_example("w", 2).with_blue_green(|b| {
+            b.auto_promotion_seconds = Some(MAX_SECONDS);
+            b.scale_down_delay_revision_limit = Some(0);
+            b.active_metadata = Some(PodMetadata {
+                labels: [("example.com/role".to_string(), "active".to_string())].into(),
+                annotations: [("note".to_string(), "any text at all".to_string())].into(),
+            });
+        });
+        assert_eq!(validate(&fine), vec![]);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use super::routed::delay_seconds;
 use super::{Action, AnalysisKind, ObservedReplicaSet, Planner};
 use crate::api::analysis::AnalysisPhase;
 use crate::api::duration::deadline_after;
-use crate::api::rollout::{BlueGreenStatus, BlueGreenStrategy, PauseCondition, PauseReason, PodMetadata, RolloutAnalysis};
+use crate::api::rollout::{
+    BlueGreenStatus, BlueGreenStrategy, PauseCondition, PauseReason, PodMetadata, RolloutAnalysis,
+};
 use crate::rollout::pod_metadata::MetadataChange;
 
 impl Planner<'_> {
@@ -385,17 +387,25 @@ impl Planner<'_> {
         let was_active = observed(&strategy.active_service);
         let was_preview = strategy.preview_service.as_deref().and_then(observed);
         let preview_now = strategy.preview_service.as_ref().map(|_| preview.to_string());
-        let mut moved = self.point_service(strategy.active_service.clone(), active);
+        // Each goes to the front: preview first, so active ends up moving first.
+        let mut moved = false;
         if let Some(service) = strategy.preview_service.clone() {
             moved |= self.point_service(service, preview);
         }
+        moved |= self.point_service(strategy.active_service.clone(), active);
         let blue_green = self.status.blue_green.get_or_insert_with(BlueGreenStatus::default);
         blue_green.active_selector = Some(active.to_string());
         blue_green.preview_selector = preview_now.clone();
         if !moved {
             return;
         }
-        let changes = self.metadata_changes(strategy, live, [was_active, was_preview], active, preview_now.as_deref());
+        let changes = self.metadata_changes(
+            strategy,
+            live,
+            [was_active, was_preview],
+            active,
+            preview_now.as_deref(),
+        );
         // The selector actions were inserted at the front (after any weight change); the metadata goes
         // just before them.
         let at = self

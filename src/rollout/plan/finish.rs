@@ -148,9 +148,10 @@ impl Planner<'_> {
         if self.rollout.spec.blue_green().is_none() || rs.hash == self.current_hash {
             return false;
         }
-        let planned = self.actions.iter().any(|a| {
-            matches!(a, Action::SetScaleDownDeadline { name, at } if *name == rs.name && *at > self.now)
-        });
+        let planned = self
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::SetScaleDownDeadline { name, at } if *name == rs.name && *at > self.now));
         let scaled_now = self
             .actions
             .iter()

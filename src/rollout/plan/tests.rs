@@ -194,6 +194,7 @@ impl World {
                         .unwrap()
                         .scale_down_at = Some(*at);
                 }
+                Action::SetPodMetadata { .. } => {}
                 Action::TerminateAnalysisRun { name } => {
                     let run = self.runs.iter_mut().find(|r| r.name == *name).unwrap();
                     run.terminated = true;
@@ -1248,3 +1249,5 @@ fn status_pod_counts_saturate_when_the_replica_sets_sum_past_i32_max() {
     assert_eq!(status.ready_replicas, Some(i32::MAX));
     assert_eq!(status.available_replicas, Some(i32::MAX));
 }
+
+mod blue_green;
