@@ -32,12 +32,17 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 6] = [
+const TESTED: [&str; 11] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
     "analysis-fail",
     "gateway-api",
+    "blue-green-promote",
+    "blue-green-auto",
+    "blue-green-pre-analysis-fail",
+    "blue-green-post-analysis-fail",
+    "blue-green-abort",
     "gitsync-rollback",
 ];
 
@@ -75,4 +80,29 @@ async fn gateway_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitsync_rollback() {
     run("gitsync-rollback").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_promote() {
+    run("blue-green-promote").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_auto() {
+    run("blue-green-auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_pre_analysis_fail() {
+    run("blue-green-pre-analysis-fail").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_post_analysis_fail() {
+    run("blue-green-post-analysis-fail").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_abort() {
+    run("blue-green-abort").await;
 }
