@@ -543,6 +543,34 @@ mod tests {
     }
 
     #[test]
+    fn promote_of_a_blue_green_releases_its_pause_and_full_skips_the_analyses() {
+        let rollout = Rollout::blue_green_example("web", 2).with_image("example.com/web:2");
+        let hash = hash_of(&rollout);
+        let rollout = rollout.with_status(RolloutStatus {
+            stable_rs: Some("stable1".into()),
+            current_pod_hash: Some(hash),
+            current_step_index: Some(0),
+            ..RolloutStatus::default()
+        });
+        let planned = plan_promote(&rollout, false).unwrap();
+        assert_eq!(
+            planned.change,
+            Some(Change::Status(json!({"status": {"promotedStep": 0}})))
+        );
+        assert!(
+            planned.message.contains("Service web-active switches"),
+            "{}",
+            planned.message
+        );
+        let full = plan_promote(&rollout, true).unwrap();
+        assert_eq!(
+            full.change,
+            Some(Change::Status(json!({"status": {"promoteFull": true}})))
+        );
+        assert!(plan_abort(&rollout).unwrap().change.is_some());
+    }
+
+    #[test]
     fn promote_refuses_steady_and_aborted_rollouts() {
         let e = plan_promote(&steady(), false).unwrap_err();
         assert!(e.to_string().contains("not mid-rollout"), "{e}");

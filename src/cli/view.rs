@@ -650,6 +650,44 @@ mod tests {
     }
 
     #[test]
+    fn summary_of_a_blue_green_waiting_for_promotion() {
+        let mut snapshot = paused_canary();
+        let status = snapshot.rollout.status.clone().unwrap();
+        let (stable, new) = (
+            status.stable_rs.clone().unwrap(),
+            status.current_pod_hash.clone().unwrap(),
+        );
+        let mut rollout = snapshot.rollout.clone();
+        rollout.spec.strategy = Rollout::blue_green_example("web", 4).spec.strategy;
+        let mut status = status;
+        status.pause_conditions[0].reason = PauseReason::BlueGreenPause;
+        status.blue_green = Some(crate::api::rollout::BlueGreenStatus {
+            active_selector: Some(stable.clone()),
+            preview_selector: Some(new.clone()),
+            ..Default::default()
+        });
+        snapshot.rollout = rollout.with_status(status);
+        let text = render(&snapshot, now());
+        for line in [
+            "Waiting:         before the switch since",
+            "Strategy:        BlueGreen\n",
+            &format!("  Active:        Service web-active → {stable}\n"),
+            &format!("  Preview:       Service web-preview → {new}\n"),
+            &format!("New:             revision 2, hash {new}"),
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+        assert!(!text.contains("Set weight"), "{text}");
+        let row = |hash: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("web-{hash}")))
+                .map(|l| l.split_whitespace().last().unwrap_or_default().to_string())
+        };
+        assert_eq!(row(&new).as_deref(), Some("new,preview"));
+        assert_eq!(row(&stable).as_deref(), Some("stable,active"));
+    }
+
+    #[test]
     fn summary_of_a_paused_canary() {
         let snapshot = paused_canary();
         let text = render(&snapshot, now());

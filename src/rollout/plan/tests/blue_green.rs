@@ -334,6 +334,9 @@ fn a_failed_post_promotion_analysis_switches_active_back() {
     assert_eq!(world.phase(), RolloutPhase::Degraded);
     assert_eq!(world.status().abort_reason, Some(AbortReason::AnalysisFailed));
     assert_eq!(world.stable(), v1);
+    // What a GitSync reads to block the revision and pin the last healthy one, as for a canary.
+    let state = crate::gitsync::plan::RolloutState::observe(&world.rollout);
+    assert!(state.aborted && state.abort_reason == Some(AbortReason::AnalysisFailed) && !state.healthy);
 }
 
 #[test]
