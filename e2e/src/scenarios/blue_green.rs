@@ -93,18 +93,16 @@ async fn wait_never_active(
     what: &str,
     done: impl Fn(&Rollout) -> bool,
 ) -> anyhow::Result<Rollout> {
-    let outcome = ctx
-        .eventually(what, || async {
-            if selects(ctx, active).await?.as_deref() == Some(forbidden) {
-                return Ok(Some(Err(anyhow::anyhow!(
-                    "the active Service {active} selected {forbidden} while waiting for {what}"
-                ))));
-            }
-            let rollout = ctx.rollout(name).await?;
-            Ok(done(&rollout).then_some(Ok(rollout)))
-        })
-        .await?;
-    outcome
+    ctx.eventually(what, || async {
+        if selects(ctx, active).await?.as_deref() == Some(forbidden) {
+            return Ok(Some(Err(anyhow::anyhow!(
+                "the active Service {active} selected {forbidden} while waiting for {what}"
+            ))));
+        }
+        let rollout = ctx.rollout(name).await?;
+        Ok(done(&rollout).then_some(Ok(rollout)))
+    })
+    .await?
 }
 
 /// Argo's examples/rollout-bluegreen.yaml: v1 Healthy with active on it; a new image → Paused, preview

@@ -165,7 +165,7 @@ impl Planner<'_> {
     /// being removed (only a weight change goes earlier).
     pub(super) fn point_service(&mut self, service: String, hash: &str) -> bool {
         let observed = self.observed.services.iter().find(|s| s.name == service);
-        if !observed.is_some_and(|s| s.selector_hash.as_deref() != Some(hash)) {
+        if observed.is_none_or(|s| s.selector_hash.as_deref() == Some(hash)) {
             return false;
         }
         let at = self
