@@ -516,6 +516,28 @@ fn a_superseded_preview_goes_at_once_and_the_newest_template_is_previewed() {
     assert!(world.reasons().contains(&"Superseded"));
 }
 
+/// Argo's test/e2e/functional/rollout-bluegreen.yaml: an active Service only, scaleDownDelaySeconds 10.
+#[test]
+fn without_a_preview_service_only_active_moves() {
+    let mut world = World::blue_green(3, |b| {
+        b.preview_service = None;
+        b.scale_down_delay_seconds = Some(10);
+    });
+    world.services.retain(|s| s.name == ACTIVE);
+    world.converge();
+    let v1 = world.stable();
+    assert_eq!(world.status().blue_green.as_ref().unwrap().preview_selector, None);
+    world.new_template("web:v2");
+    let v2 = world.current();
+    world.reconcile();
+    assert_eq!(world.active(), Some(v1.clone()));
+    world.converge();
+    assert_eq!((world.active(), world.stable()), (Some(v2.clone()), v2));
+    world.advance(Duration::from_secs(10));
+    world.converge();
+    assert_eq!(world.rs(&v1).spec_replicas, 0);
+}
+
 #[derive(Debug, Clone)]
 enum BlueGreenEvent {
     Reconcile,
