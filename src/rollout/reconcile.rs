@@ -884,6 +884,48 @@ mod tests {
     use crate::api::rollout::CanaryStep;
 
     #[test]
+    fn a_blue_green_preview_replica_set_gets_its_role_metadata_and_anti_affinity() {
+        use crate::api::rollout::{AntiAffinity, BlueGreenStatus, PodMetadata, PreferredAntiAffinity};
+        let mut rollout = Rollout::blue_green_example("web", 2).with_blue_green(|b| {
+            b.preview_metadata = Some(PodMetadata {
+                labels: [("role".to_string(), "preview".to_string())].into(),
+                ..PodMetadata::default()
+            });
+            b.anti_affinity = Some(AntiAffinity {
+                preferred_during_scheduling_ignored_during_execution: Some(PreferredAntiAffinity { weight: 50 }),
+                ..AntiAffinity::default()
+            });
+        });
+        rollout.metadata.uid = Some("uid-1".into());
+        let status = RolloutStatus {
+            stable_rs: Some("stable1".into()),
+            blue_green: Some(BlueGreenStatus {
+                active_selector: Some("stable1".into()),
+                preview_selector: Some("new1".into()),
+                ..BlueGreenStatus::default()
+            }),
+            ..RolloutStatus::default()
+        };
+        let mut rs = build_replica_set(&rollout, "web-new1", "new1", 2, 2, None);
+        blue_green_pod_template(&rollout, &status, "new1", &mut rs);
+        let template = rs.spec.unwrap().template.unwrap();
+        let labels = template.metadata.unwrap().labels.unwrap();
+        assert_eq!((labels["role"].as_str(), labels["app"].as_str()), ("preview", "web"));
+        let anti = template.spec.unwrap().affinity.unwrap().pod_anti_affinity.unwrap();
+        let term = &anti.preferred_during_scheduling_ignored_during_execution.unwrap()[0];
+        assert_eq!(term.weight, 50);
+        assert_eq!(
+            term.pod_affinity_term
+                .label_selector
+                .clone()
+                .unwrap()
+                .match_labels
+                .unwrap()[POD_TEMPLATE_HASH_LABEL],
+            "stable1"
+        );
+    }
+
+    #[test]
     fn replica_sets_carry_the_hash_on_selector_and_template_and_are_owned() {
         let mut rollout = Rollout::example("web", 3, vec![CanaryStep::set_weight(20)]);
         rollout.metadata.uid = Some("uid-1".into());
