@@ -32,7 +32,7 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 8] = [
+const TESTED: [&str; 13] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
@@ -40,6 +40,11 @@ const TESTED: [&str; 8] = [
     "gateway-api",
     "canary-metadata",
     "workload-ref",
+    "blue-green-promote",
+    "blue-green-auto",
+    "blue-green-pre-analysis-fail",
+    "blue-green-post-analysis-fail",
+    "blue-green-abort",
     "gitsync-rollback",
 ];
 
@@ -87,4 +92,29 @@ async fn workload_ref() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_metadata() {
     run("canary-metadata").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_promote() {
+    run("blue-green-promote").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_auto() {
+    run("blue-green-auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_pre_analysis_fail() {
+    run("blue-green-pre-analysis-fail").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_post_analysis_fail() {
+    run("blue-green-post-analysis-fail").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_abort() {
+    run("blue-green-abort").await;
 }

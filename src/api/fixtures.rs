@@ -12,8 +12,8 @@ use super::analysis::{
 };
 use super::gitsync::{GitRef, GitSync, GitSyncSpec};
 use super::rollout::{
-    AnalysisTemplateRef, CanaryStep, CanaryStrategy, PauseStep, Rollout, RolloutAnalysis, RolloutSpec, RolloutStatus,
-    RolloutStrategy, SetCanaryScale, TrafficRouting,
+    AnalysisTemplateRef, BlueGreenStrategy, CanaryStep, CanaryStrategy, PauseStep, Rollout, RolloutAnalysis,
+    RolloutSpec, RolloutStatus, RolloutStrategy, SetCanaryScale, TrafficRouting,
 };
 
 /// Namespace the fixtures live in unless told otherwise.
@@ -59,12 +59,38 @@ impl Rollout {
                     steps,
                     ..CanaryStrategy::default()
                 }),
+                blue_green: None,
             },
             ..RolloutSpec::default()
         };
         let mut rollout = Rollout::new(name, spec);
         rollout.metadata = meta(name);
         rollout
+    }
+
+    /// A blue-green Rollout like `example`: active Service `NAME-active`, preview Service `NAME-preview`.
+    pub fn blue_green_example(name: &str, replicas: i32) -> Rollout {
+        let mut rollout = Rollout::example(name, replicas, vec![]);
+        rollout.spec.strategy = RolloutStrategy {
+            canary: None,
+            blue_green: Some(BlueGreenStrategy {
+                active_service: format!("{name}-active"),
+                preview_service: Some(format!("{name}-preview")),
+                ..BlueGreenStrategy::default()
+            }),
+        };
+        rollout
+    }
+
+    /// Edits the blue-green strategy in place (creating it, without Services, when there is none).
+    pub fn with_blue_green(mut self, edit: impl FnOnce(&mut BlueGreenStrategy)) -> Self {
+        edit(
+            self.spec
+                .strategy
+                .blue_green
+                .get_or_insert_with(BlueGreenStrategy::default),
+        );
+        self
     }
 
     /// The same Rollout in another namespace.

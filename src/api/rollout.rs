@@ -175,6 +175,11 @@ impl RolloutSpec {
     pub fn canary(&self) -> CanaryStrategy {
         self.strategy.canary.clone().unwrap_or_default()
     }
+
+    /// The blue-green strategy, when that is the one set.
+    pub fn blue_green(&self) -> Option<&BlueGreenStrategy> {
+        self.strategy.blue_green.as_ref()
+    }
 }
 
 /// How many finished AnalysisRuns a Rollout keeps (older ones are deleted, so runs do not pile up).
@@ -207,14 +212,94 @@ impl AnalysisRunHistory {
 /// Finished AnalysisRuns of each kind kept by default.
 pub const DEFAULT_RUN_HISTORY_LIMIT: i32 = 5;
 
-/// The rollout strategy. Only canary is supported.
+/// The rollout strategy: set exactly one of canary and blueGreen.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutStrategy {
     /// Shift traffic to the new version in steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryStrategy>,
+    /// Run the new version beside the old one behind a preview Service, then switch the active
+    /// Service over at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStrategy>,
 }
+
+/// Blue-green strategy (Argo Rollouts' field names and semantics): the new version comes up beside the
+/// stable one, is reachable through previewService, and activeService switches to it once it is fully
+/// available, its pre-promotion analysis passed and (without autoPromotionEnabled) it was promoted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenStrategy {
+    /// Service whose selector Sluice points at the live version; it switches at promotion.
+    pub active_service: String,
+    /// Service whose selector Sluice points at the new version before promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_service: Option<String>,
+    /// Pods of the new version before promotion (default: spec.replicas); scaled to full before the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0))]
+    pub preview_replica_count: Option<i32>,
+    /// Switch as soon as the new version is ready (default true); false pauses before the switch until
+    /// `sluice promote` (or autoPromotionSeconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub auto_promotion_enabled: Option<bool>,
+    /// With autoPromotionEnabled false: promote by itself this many seconds after pausing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0, "maximum" = duration::MAX_SECONDS))]
+    pub auto_promotion_seconds: Option<i32>,
+    /// Seconds the previous version keeps its pods after the switch, for a fast rollback (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 30))]
+    #[schemars(extend("minimum" = 0, "maximum" = duration::MAX_SECONDS))]
+    pub scale_down_delay_seconds: Option<i32>,
+    /// How many old ReplicaSets may wait out their scale-down delay; older ones scale to zero at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0))]
+    pub scale_down_delay_revision_limit: Option<i32>,
+    /// Seconds before the new version's pods go after an abort (default 30; 0: at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 30))]
+    #[schemars(extend("minimum" = 0, "maximum" = duration::MAX_SECONDS))]
+    pub abort_scale_down_delay_seconds: Option<i32>,
+    /// Analysis before the switch: failing it aborts, and the active Service never leaves the stable version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promotion_analysis: Option<RolloutAnalysis>,
+    /// Analysis after the switch: failing it switches the active Service back and aborts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion_analysis: Option<RolloutAnalysis>,
+    /// Keep the new version's pods off the nodes of the previous version's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anti_affinity: Option<AntiAffinity>,
+    /// Labels and annotations for the pods the active Service selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_metadata: Option<PodMetadata>,
+    /// Labels and annotations for the pods the preview Service selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_metadata: Option<PodMetadata>,
+}
+
+impl BlueGreenStrategy {
+    /// autoPromotionEnabled, or true when unset.
+    pub fn is_auto_promotion_enabled(&self) -> bool {
+        self.auto_promotion_enabled.unwrap_or(true)
+    }
+
+    /// scaleDownDelaySeconds, or 30 when unset.
+    pub fn scale_down_delay_seconds_or_default(&self) -> i32 {
+        self.scale_down_delay_seconds
+            .unwrap_or(DEFAULT_SCALE_DOWN_DELAY_SECONDS)
+    }
+
+    /// abortScaleDownDelaySeconds, or 30 when unset.
+    pub fn abort_scale_down_delay_seconds_or_default(&self) -> i32 {
+        self.abort_scale_down_delay_seconds
+            .unwrap_or(DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS)
+    }
+}
+
+pub use super::pod_metadata::{AntiAffinity, PodMetadata, PreferredAntiAffinity, RequiredAntiAffinity};
 
 /// How far back a rollback skips the steps.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
@@ -632,6 +717,8 @@ pub enum PauseReason {
     CanaryPauseStep,
     /// An analysis was Inconclusive.
     InconclusiveAnalysisRun,
+    /// Blue-green without autoPromotionEnabled: waiting for `sluice promote` before the switch.
+    BlueGreenPause,
 }
 
 /// A reason the Rollout is paused and since when.
@@ -696,6 +783,9 @@ pub struct RolloutStatus {
     /// Canary traffic and analysis state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryStatus>,
+    /// Blue-green Services and analysis state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStatus>,
     /// Percent of traffic on the canary (for `kubectl get`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_weight: Option<i32>,
@@ -791,6 +881,24 @@ pub struct CanaryStatus {
     /// The background AnalysisRun.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_background_analysis_run: Option<AnalysisRunRef>,
+}
+
+/// Where a blue-green rollout's Services point and the promotion analyses it follows (Argo's names).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenStatus {
+    /// The pod template hash the active Service selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_selector: Option<String>,
+    /// The pod template hash the preview Service selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_selector: Option<String>,
+    /// The AnalysisRun of prePromotionAnalysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promotion_analysis_run: Option<AnalysisRunRef>,
+    /// The AnalysisRun of postPromotionAnalysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion_analysis_run: Option<AnalysisRunRef>,
 }
 
 /// The weights of canary and stable.
@@ -922,6 +1030,87 @@ spec:
         assert_eq!(steps[6], CanaryStep::pause());
         assert_eq!(steps[6].pause.as_ref().unwrap().duration(), Ok(None));
         assert!(steps.iter().all(|s| s.kinds().len() == 1));
+    }
+
+    /// Argo's examples/rollout-bluegreen.yaml (group changed) and the fields of its blue-green e2e
+    /// manifests.
+    const ARGO_BLUE_GREEN: &str = r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: rollout-bluegreen
+spec:
+  replicas: 2
+  revisionHistoryLimit: 2
+  selector:
+    matchLabels:
+      app: rollout-bluegreen
+  template:
+    metadata:
+      labels:
+        app: rollout-bluegreen
+    spec:
+      containers:
+      - name: rollouts-demo
+        image: argoproj/rollouts-demo:blue
+        imagePullPolicy: Always
+        ports:
+        - containerPort: 8080
+  strategy:
+    blueGreen:
+      activeService: rollout-bluegreen-active
+      previewService: rollout-bluegreen-preview
+      autoPromotionEnabled: false
+      autoPromotionSeconds: 20
+      previewReplicaCount: 1
+      scaleDownDelaySeconds: 10
+      scaleDownDelayRevisionLimit: 2
+      abortScaleDownDelaySeconds: 5
+      prePromotionAnalysis:
+        templates: [{templateName: smoke}]
+        args: [{name: service, value: rollout-bluegreen-preview}]
+      postPromotionAnalysis:
+        templates: [{templateName: smoke}]
+      antiAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution: {}
+      activeMetadata:
+        labels: {role: active}
+      previewMetadata:
+        labels: {role: preview}
+        annotations: {note: preview}
+"#;
+
+    #[test]
+    fn argo_blue_green_parses_and_round_trips() {
+        let rollout: Rollout = serde_saphyr::from_str(ARGO_BLUE_GREEN).unwrap();
+        let blue_green = rollout.spec.blue_green().unwrap();
+        assert_eq!(blue_green.active_service, "rollout-bluegreen-active");
+        assert!(!blue_green.is_auto_promotion_enabled());
+        assert_eq!(blue_green.preview_replica_count, Some(1));
+        assert!(
+            blue_green
+                .anti_affinity
+                .as_ref()
+                .unwrap()
+                .required_during_scheduling_ignored_during_execution
+                .is_some()
+        );
+        assert_eq!(
+            blue_green.preview_metadata.as_ref().unwrap().annotations["note"],
+            "preview"
+        );
+        assert!(rollout.spec.strategy.canary.is_none());
+        let json = serde_json::to_value(&rollout).unwrap();
+        assert_eq!(
+            json["spec"]["strategy"]["blueGreen"]["antiAffinity"],
+            serde_json::json!({"requiredDuringSchedulingIgnoredDuringExecution": {}})
+        );
+        let again: Rollout = serde_json::from_value(json).unwrap();
+        assert_eq!(again, rollout);
+        let defaults: BlueGreenStrategy = serde_saphyr::from_str("activeService: a").unwrap();
+        assert!(defaults.is_auto_promotion_enabled());
+        assert_eq!(defaults.scale_down_delay_seconds_or_default(), 30);
+        assert_eq!(defaults.abort_scale_down_delay_seconds_or_default(), 30);
     }
 
     #[test]

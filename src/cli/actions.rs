@@ -156,6 +156,7 @@ pub fn plan_promote(rollout: &Rollout, full: bool) -> Result<Planned> {
         Stage::Aborted => Err(Error::Refused(format!(
             "rollout \"{name}\" is aborted; run `sluice retry {name}` to start its steps again"
         ))),
+        Stage::Canary { .. } if rollout.spec.blue_green().is_some() => Ok(plan_promote_blue_green(rollout, full)),
         Stage::Canary { steps, .. } if full => Ok(Planned::write(
             Change::Status(promote_full_patch()),
             format!("rollout \"{name}\" fully promoted: skipping the remaining steps of {steps}"),
@@ -172,6 +173,30 @@ pub fn plan_promote(rollout: &Rollout, full: bool) -> Result<Planned> {
         )),
         Stage::Pending { .. } => unreachable!("refused above"),
     }
+}
+
+/// `sluice promote` of a blue-green rollout in progress: its pause (or an inconclusive promotion
+/// analysis) counts as passed; `--full` also skips the promotion analyses. Once the new version has
+/// all its pods available the active Service switches.
+fn plan_promote_blue_green(rollout: &Rollout, full: bool) -> Planned {
+    let name = rollout.metadata.name.as_deref().unwrap_or_default();
+    let active = rollout
+        .spec
+        .blue_green()
+        .map(|b| b.active_service.as_str())
+        .unwrap_or_default();
+    if full {
+        return Planned::write(
+            Change::Status(promote_full_patch()),
+            format!(
+                "rollout \"{name}\" fully promoted: skipping the promotion analyses; Service {active} switches once every new pod is available"
+            ),
+        );
+    }
+    Planned::write(
+        Change::Status(promote_step_patch(0)),
+        format!("rollout \"{name}\" promoted: Service {active} switches once every new pod is available"),
+    )
 }
 
 /// `sluice abort`: idempotent; a rollout with no canary has nothing to abort.
@@ -242,6 +267,7 @@ pub fn plan_resume(rollout: &Rollout) -> Planned {
         let why = match condition.reason {
             PauseReason::CanaryPauseStep => "at a pause step",
             PauseReason::InconclusiveAnalysisRun => "after an inconclusive analysis",
+            PauseReason::BlueGreenPause => "before switching the active Service",
         };
         planned.message.push_str(&format!(
             "\nnote: the controller has paused it {why} since {}; run `sluice promote {name}` to continue",
@@ -521,6 +547,34 @@ mod tests {
             full.change,
             Some(Change::Status(json!({"status": {"promoteFull": true}})))
         );
+    }
+
+    #[test]
+    fn promote_of_a_blue_green_releases_its_pause_and_full_skips_the_analyses() {
+        let rollout = Rollout::blue_green_example("web", 2).with_image("example.com/web:2");
+        let hash = hash_of(&rollout);
+        let rollout = rollout.with_status(RolloutStatus {
+            stable_rs: Some("stable1".into()),
+            current_pod_hash: Some(hash),
+            current_step_index: Some(0),
+            ..RolloutStatus::default()
+        });
+        let planned = plan_promote(&rollout, false).unwrap();
+        assert_eq!(
+            planned.change,
+            Some(Change::Status(json!({"status": {"promotedStep": 0}})))
+        );
+        assert!(
+            planned.message.contains("Service web-active switches"),
+            "{}",
+            planned.message
+        );
+        let full = plan_promote(&rollout, true).unwrap();
+        assert_eq!(
+            full.change,
+            Some(Change::Status(json!({"status": {"promoteFull": true}})))
+        );
+        assert!(plan_abort(&rollout).unwrap().change.is_some());
     }
 
     #[test]

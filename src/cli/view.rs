@@ -185,6 +185,7 @@ pub fn render(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
         let why = match condition.reason {
             PauseReason::CanaryPauseStep => "pause step",
             PauseReason::InconclusiveAnalysisRun => "inconclusive analysis",
+            PauseReason::BlueGreenPause => "before the switch",
         };
         field(
             "Waiting",
@@ -202,18 +203,52 @@ pub fn render(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
             .unwrap_or_default();
         field("Aborted", format!("yes{when}; `sluice retry` starts the steps again"));
     }
-    field("Strategy", "Canary".into());
-    let step = match status.current_step_index {
-        _ if steps.is_empty() => "- (no steps: new versions are promoted at once)".to_string(),
-        None => "-".into(),
-        Some(index) => match steps.get(index.max(0) as usize) {
-            Some(current) => format!("{}/{}: {}", index + 1, steps.len(), describe_step(current)),
-            None => format!("{}/{} done", steps.len(), steps.len()),
-        },
-    };
-    field("  Step", step);
-    field("  Set weight", or_dash(set_weight(rollout)));
-    field("  Actual weight", or_dash(actual_weight(rollout)));
+    if let Some(blue_green) = rollout.spec.blue_green() {
+        field("Strategy", "BlueGreen".into());
+        let selectors = status.blue_green.clone().unwrap_or_default();
+        field(
+            "  Active",
+            format!(
+                "Service {} → {}",
+                blue_green.active_service,
+                or_dash(selectors.active_selector)
+            ),
+        );
+        if let Some(preview) = &blue_green.preview_service {
+            field(
+                "  Preview",
+                format!("Service {preview} → {}", or_dash(selectors.preview_selector)),
+            );
+        }
+        let run = |run: Option<&crate::api::rollout::AnalysisRunRef>| {
+            run.map(|r| {
+                format!(
+                    "{} ({})",
+                    r.name,
+                    r.status.map_or("-".to_string(), |p| format!("{p:?}"))
+                )
+            })
+        };
+        if let Some(pre) = run(selectors.pre_promotion_analysis_run.as_ref()) {
+            field("  Pre-promotion", pre);
+        }
+        if let Some(post) = run(selectors.post_promotion_analysis_run.as_ref()) {
+            field("  Post-promotion", post);
+        }
+    } else {
+        field("Strategy", "Canary".into());
+        let step = match status.current_step_index {
+            _ if steps.is_empty() => "- (no steps: new versions are promoted at once)".to_string(),
+            None => "-".into(),
+            Some(index) => match steps.get(index.max(0) as usize) {
+                Some(current) => format!("{}/{}: {}", index + 1, steps.len(), describe_step(current)),
+                None => format!("{}/{} done", steps.len(), steps.len()),
+            },
+        };
+        field("  Step", step);
+        field("  Set weight", or_dash(set_weight(rollout)));
+        field("  Actual weight", or_dash(actual_weight(rollout)));
+    }
     let revision_number = |hash: Option<&str>| {
         snapshot
             .replica_sets
@@ -239,8 +274,13 @@ pub fn render(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
         );
     }
     if status.current_pod_hash.is_some() && status.current_pod_hash != status.stable_rs {
+        let role = if rollout.spec.blue_green().is_some() {
+            "New"
+        } else {
+            "Canary"
+        };
         field(
-            "Canary",
+            role,
             describe_revision(status.canary_revision.as_ref(), status.current_pod_hash.as_deref()),
         );
     }
@@ -322,8 +362,16 @@ fn replica_set_table(snapshot: &Snapshot) -> String {
         if hash.is_some() && hash == status.stable_rs.as_deref() {
             tags.push("stable");
         }
+        let blue_green = snapshot.rollout.spec.blue_green().is_some();
         if hash.is_some() && hash == status.current_pod_hash.as_deref() && status.current_pod_hash != status.stable_rs {
-            tags.push("canary");
+            tags.push(if blue_green { "new" } else { "canary" });
+        }
+        let selectors = status.blue_green.clone().unwrap_or_default();
+        if blue_green && hash.is_some() && hash == selectors.active_selector.as_deref() {
+            tags.push("active");
+        }
+        if blue_green && hash.is_some() && hash == selectors.preview_selector.as_deref() {
+            tags.push("preview");
         }
         let (ready, total) = hash.and_then(|h| pods.get(h)).copied().unwrap_or_default();
         rows.push(vec![
@@ -599,6 +647,44 @@ mod tests {
                 event(200, "StepCompleted", "step 1/4 completed: setWeight 25%"),
             ],
         }
+    }
+
+    #[test]
+    fn summary_of_a_blue_green_waiting_for_promotion() {
+        let mut snapshot = paused_canary();
+        let status = snapshot.rollout.status.clone().unwrap();
+        let (stable, new) = (
+            status.stable_rs.clone().unwrap(),
+            status.current_pod_hash.clone().unwrap(),
+        );
+        let mut rollout = snapshot.rollout.clone();
+        rollout.spec.strategy = Rollout::blue_green_example("web", 4).spec.strategy;
+        let mut status = status;
+        status.pause_conditions[0].reason = PauseReason::BlueGreenPause;
+        status.blue_green = Some(crate::api::rollout::BlueGreenStatus {
+            active_selector: Some(stable.clone()),
+            preview_selector: Some(new.clone()),
+            ..Default::default()
+        });
+        snapshot.rollout = rollout.with_status(status);
+        let text = render(&snapshot, now());
+        for line in [
+            "Waiting:         before the switch since",
+            "Strategy:        BlueGreen\n",
+            &format!("  Active:        Service web-active → {stable}\n"),
+            &format!("  Preview:       Service web-preview → {new}\n"),
+            &format!("New:             revision 2, hash {new}"),
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+        assert!(!text.contains("Set weight"), "{text}");
+        let row = |hash: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("web-{hash}")))
+                .map(|l| l.split_whitespace().last().unwrap_or_default().to_string())
+        };
+        assert_eq!(row(&new).as_deref(), Some("new,preview"));
+        assert_eq!(row(&stable).as_deref(), Some("stable,active"));
     }
 
     #[test]

@@ -12,7 +12,9 @@ use crate::api::analysis::{AnalysisRun, AnalysisTemplate, AnalysisTemplateSpec, 
 use crate::api::rollout::{Rollout, RolloutAnalysis};
 use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
 use crate::rollout::plan::AnalysisKind;
-use crate::rollout::reconcile::{ANALYSIS_LABEL, AnalysisRequest, AnalysisRunFactory, ROLLOUT_LABEL};
+use crate::rollout::reconcile::{
+    ANALYSIS_LABEL, AnalysisRequest, AnalysisRunFactory, POST_PROMOTION, PRE_PROMOTION, ROLLOUT_LABEL,
+};
 use crate::rollout::validate::SpecError;
 
 /// Reads templates through the API server (each call bounded by a timeout).
@@ -80,6 +82,16 @@ fn analyses(rollout: &Rollout) -> Vec<(String, RolloutAnalysis)> {
     if let Some(background) = canary.analysis {
         found.push(("spec.strategy.canary.analysis".into(), background));
     }
+    if let Some(blue_green) = rollout.spec.blue_green() {
+        for (field, analysis) in [
+            ("prePromotionAnalysis", &blue_green.pre_promotion_analysis),
+            ("postPromotionAnalysis", &blue_green.post_promotion_analysis),
+        ] {
+            if let Some(analysis) = analysis {
+                found.push((format!("spec.strategy.blueGreen.{field}"), analysis.clone()));
+            }
+        }
+    }
     found
 }
 
@@ -111,6 +123,8 @@ impl AnalysisRunFactory for TemplateAnalysisRunFactory {
         let which = match request.kind {
             AnalysisKind::Step(i) => format!("step-{i}"),
             AnalysisKind::Background => "background".into(),
+            AnalysisKind::PrePromotion => PRE_PROMOTION.into(),
+            AnalysisKind::PostPromotion => POST_PROMOTION.into(),
         };
         let labels = BTreeMap::from([
             (ROLLOUT_LABEL.to_string(), rollout.name_any()),

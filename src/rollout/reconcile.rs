@@ -34,6 +34,10 @@ use crate::traffic::{RouteTarget, RouterError, TrafficRouter, router_for};
 pub use crate::api::keys::CONTROLLER_FIELD_MANAGER as FIELD_MANAGER;
 pub use crate::api::keys::{ANALYSIS_LABEL, REVISION_ANNOTATION, ROLLOUT_LABEL};
 
+/// The `ANALYSIS_LABEL` values of blue-green's promotion analyses.
+pub const PRE_PROMOTION: &str = "pre-promotion";
+pub const POST_PROMOTION: &str = "post-promotion";
+
 /// Why a reconcile failed; the error policy requeues with backoff and counts it by kind.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -323,6 +327,8 @@ fn observed_analysis_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {
     let labels = run.labels();
     let kind = match labels.get(ANALYSIS_LABEL).map(String::as_str) {
         Some("background") => AnalysisKind::Background,
+        Some(PRE_PROMOTION) => AnalysisKind::PrePromotion,
+        Some(POST_PROMOTION) => AnalysisKind::PostPromotion,
         Some(step) => AnalysisKind::Step(step.strip_prefix("step-")?.parse().ok()?),
         None => return None,
     };
@@ -349,12 +355,17 @@ async fn observe_services(
     let namespace = rollout.namespace().unwrap_or_default();
     let api: Api<Service> = Api::namespaced(client.clone(), &namespace);
     let mut observed = Vec::new();
-    for (field, name) in [
-        ("canaryService", canary.canary_service),
-        ("stableService", canary.stable_service),
-    ] {
+    let mut services = vec![
+        ("canary.canaryService", canary.canary_service),
+        ("canary.stableService", canary.stable_service),
+    ];
+    if let Some(blue_green) = rollout.spec.blue_green() {
+        services.push(("blueGreen.activeService", Some(blue_green.active_service.clone())));
+        services.push(("blueGreen.previewService", blue_green.preview_service.clone()));
+    }
+    for (field, name) in services {
         let Some(name) = name else { continue };
-        let field = format!("spec.strategy.canary.{field}");
+        let field = format!("spec.strategy.{field}");
         match api
             .get_opt(&name)
             .await
@@ -585,7 +596,17 @@ async fn scale_down_workload(
 
 /// The canary strategy's roles for ephemeral pod metadata: the canary (while it differs from stable),
 /// then stable.
-fn canary_roles<'a>(rollout: &'a Rollout, status: &'a RolloutStatus) -> Vec<(&'a str, Option<&'a PodMetadata>)> {
+fn roles<'a>(rollout: &'a Rollout, status: &'a RolloutStatus) -> Vec<(&'a str, Option<&'a PodMetadata>)> {
+    if let Some(blue_green) = rollout.spec.blue_green() {
+        // The ReplicaSets the Services select, active first (a ReplicaSet both select is active).
+        let selectors = status.blue_green.as_ref();
+        let active = selectors.and_then(|s| s.active_selector.as_deref());
+        let preview = selectors.and_then(|s| s.preview_selector.as_deref());
+        let mut roles = Vec::new();
+        roles.extend(active.map(|hash| (hash, blue_green.active_metadata.as_ref())));
+        roles.extend(preview.map(|hash| (hash, blue_green.preview_metadata.as_ref())));
+        return roles;
+    }
     let Some(canary) = rollout.spec.strategy.canary.as_ref() else {
         return vec![];
     };
@@ -600,16 +621,18 @@ fn canary_roles<'a>(rollout: &'a Rollout, status: &'a RolloutStatus) -> Vec<(&'a
     roles
 }
 
-/// A new ReplicaSet of the canary strategy: its role's metadata (recorded on it), and for the canary
-/// the anti-affinity against the stable pods.
-fn add_canary_pod_extras(rollout: &Rollout, status: &RolloutStatus, hash: &str, rs: &mut ReplicaSet) {
-    let Some(canary) = rollout.spec.strategy.canary.as_ref() else {
-        return;
+/// A new ReplicaSet: its role's metadata (recorded on it), and for the new version the anti-affinity
+/// against the stable pods (canary and blue-green alike).
+fn add_pod_extras(rollout: &Rollout, status: &RolloutStatus, hash: &str, rs: &mut ReplicaSet) {
+    let anti_affinity = match (&rollout.spec.strategy.canary, rollout.spec.blue_green()) {
+        (Some(canary), _) => canary.anti_affinity.as_ref(),
+        (None, Some(blue_green)) => blue_green.anti_affinity.as_ref(),
+        (None, None) => None,
     };
     let Some(template) = rs.spec.as_mut().and_then(|s| s.template.as_mut()) else {
         return;
     };
-    let role = canary_roles(rollout, status)
+    let role = roles(rollout, status)
         .into_iter()
         .find(|(role_hash, _)| *role_hash == hash)
         .and_then(|(_, metadata)| metadata);
@@ -622,7 +645,7 @@ fn add_canary_pod_extras(rollout: &Rollout, status: &RolloutStatus, hash: &str, 
             .insert(pod_metadata::POD_METADATA_ANNOTATION.into(), record);
     }
     let stable = status.stable_rs.as_deref().filter(|stable| *stable != hash);
-    if let (Some(anti_affinity), Some(stable)) = (&canary.anti_affinity, stable) {
+    if let (Some(anti_affinity), Some(stable)) = (anti_affinity, stable) {
         crate::rollout::anti_affinity::inject(template, anti_affinity, stable);
     }
 }
@@ -640,7 +663,7 @@ async fn sync_pod_metadata(
     if invalid {
         return Ok(());
     }
-    let changes = pod_metadata::changes(replica_sets, &canary_roles(rollout, &plan.status));
+    let changes = pod_metadata::changes(replica_sets, &roles(rollout, &plan.status));
     let namespace = rollout.namespace().unwrap_or_default();
     let merge = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
@@ -724,7 +747,7 @@ async fn apply_action(
             git_revision,
         } => {
             let mut rs = build_replica_set(rollout, name, hash, *revision, *replicas, git_revision.as_deref());
-            add_canary_pod_extras(rollout, &plan.status, hash, &mut rs);
+            add_pod_extras(rollout, &plan.status, hash, &mut rs);
             create_replica_set(rollout, &replica_sets, &rs, ctx).await?;
         }
         Action::ScaleReplicaSet { name, replicas } => {
@@ -1023,6 +1046,102 @@ async fn publish_events(rollout: &Rollout, plan: &Plan, ctx: &Context) {
 mod tests {
     use super::*;
     use crate::api::rollout::CanaryStep;
+
+    #[test]
+    fn a_blue_green_preview_replica_set_gets_its_role_metadata_and_anti_affinity() {
+        use crate::api::rollout::{AntiAffinity, BlueGreenStatus, PodMetadata, PreferredAntiAffinity};
+        let mut rollout = Rollout::blue_green_example("web", 2).with_blue_green(|b| {
+            b.preview_metadata = Some(PodMetadata {
+                labels: [("role".to_string(), "preview".to_string())].into(),
+                ..PodMetadata::default()
+            });
+            b.anti_affinity = Some(AntiAffinity {
+                preferred_during_scheduling_ignored_during_execution: Some(PreferredAntiAffinity { weight: 50 }),
+                ..AntiAffinity::default()
+            });
+        });
+        rollout.metadata.uid = Some("uid-1".into());
+        let status = RolloutStatus {
+            stable_rs: Some("stable1".into()),
+            blue_green: Some(BlueGreenStatus {
+                active_selector: Some("stable1".into()),
+                preview_selector: Some("new1".into()),
+                ..BlueGreenStatus::default()
+            }),
+            ..RolloutStatus::default()
+        };
+        let mut rs = build_replica_set(&rollout, "web-new1", "new1", 2, 2, None);
+        add_pod_extras(&rollout, &status, "new1", &mut rs);
+        let recorded = rs.metadata.annotations.as_ref().and_then(pod_metadata::recorded);
+        assert_eq!(recorded, b_preview_metadata(&rollout));
+        let template = rs.spec.unwrap().template.unwrap();
+        let labels = template.metadata.unwrap().labels.unwrap();
+        assert_eq!((labels["role"].as_str(), labels["app"].as_str()), ("preview", "web"));
+        let anti = template.spec.unwrap().affinity.unwrap().pod_anti_affinity.unwrap();
+        let term = &anti.preferred_during_scheduling_ignored_during_execution.unwrap()[0];
+        assert_eq!(term.weight, 50);
+        let requirement = &term
+            .pod_affinity_term
+            .label_selector
+            .clone()
+            .unwrap()
+            .match_expressions
+            .unwrap()[0];
+        assert_eq!(requirement.key, POD_TEMPLATE_HASH_LABEL);
+        assert_eq!(requirement.values, Some(vec!["stable1".to_string()]));
+    }
+
+    fn b_preview_metadata(rollout: &Rollout) -> Option<crate::api::rollout::PodMetadata> {
+        rollout.spec.blue_green().and_then(|b| b.preview_metadata.clone())
+    }
+
+    #[test]
+    fn blue_green_roles_follow_the_service_selectors_active_first() {
+        use crate::api::rollout::{BlueGreenStatus, PodMetadata};
+        let role = |name: &str| PodMetadata {
+            labels: [("role".to_string(), name.to_string())].into(),
+            ..PodMetadata::default()
+        };
+        let rollout = Rollout::blue_green_example("web", 2).with_blue_green(|b| {
+            b.active_metadata = Some(role("active"));
+            b.preview_metadata = Some(role("preview"));
+        });
+        let status = |active: &str, preview: &str| RolloutStatus {
+            blue_green: Some(BlueGreenStatus {
+                active_selector: Some(active.into()),
+                preview_selector: Some(preview.into()),
+                ..BlueGreenStatus::default()
+            }),
+            ..RolloutStatus::default()
+        };
+        let (active, preview) = (role("active"), role("preview"));
+        let during = status("v1", "v2");
+        assert_eq!(
+            roles(&rollout, &during),
+            vec![("v1", Some(&active)), ("v2", Some(&preview))]
+        );
+        // After the switch both select v2: it is active, and v1 has no role left.
+        let after = status("v2", "v2");
+        let found = roles(&rollout, &after);
+        assert_eq!(found[0], ("v2", Some(&active)));
+        let observed = |hash: &str, carried: Option<PodMetadata>| ObservedReplicaSet {
+            name: format!("web-{hash}"),
+            hash: hash.into(),
+            pod_metadata: carried,
+            ..ObservedReplicaSet::default()
+        };
+        let replica_sets = [
+            observed("v1", Some(active.clone())),
+            observed("v2", Some(preview.clone())),
+        ];
+        let changes = pod_metadata::changes(&replica_sets, &found);
+        let moves: Vec<(&str, &PodMetadata, &PodMetadata)> =
+            changes.iter().map(|c| (c.hash.as_str(), &c.from, &c.to)).collect();
+        assert_eq!(
+            moves,
+            vec![("v1", &active, &PodMetadata::default()), ("v2", &preview, &active)]
+        );
+    }
 
     #[test]
     fn replica_sets_carry_the_hash_on_selector_and_template_and_are_owned() {

@@ -52,7 +52,7 @@ pub fn report_strategy(status: &mut RolloutStatus, names_a_strategy: bool, now: 
         conditions::remove_condition(&mut status.conditions, STRATEGY_DEFAULTED);
     } else {
         let message = "spec.strategy names no strategy: each new template is promoted at once, as a canary \
-                       without steps; set spec.strategy.canary";
+                       without steps; set spec.strategy.canary or spec.strategy.blueGreen";
         set(
             status,
             Condition::new(STRATEGY_DEFAULTED, true, "EmptyStrategy", message),
@@ -353,8 +353,13 @@ fn pause_message(status: &RolloutStatus, progress: &Progress) -> String {
         .map(|c| match c.reason {
             PauseReason::CanaryPauseStep => "CanaryPauseStep",
             PauseReason::InconclusiveAnalysisRun => "InconclusiveAnalysisRun",
+            PauseReason::BlueGreenPause => "BlueGreenPause",
         })
         .collect();
+    if progress.steps == 0 {
+        // Blue-green (or a canary without steps): there is no step to name.
+        return format!("paused ({})", reasons.join(", "));
+    }
     format!(
         "paused at step {}/{} ({})",
         progress.step + 1,

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::duration::MAX_SECONDS;
-use crate::api::rollout::{CanaryStep, CanaryStrategy, Rollout, RolloutAnalysis, SetCanaryScale};
+use crate::api::rollout::{BlueGreenStrategy, CanaryStep, CanaryStrategy, Rollout, RolloutAnalysis, SetCanaryScale};
 use crate::rollout::replicas::{IntOrPercent, ScaleLimits};
 
 pub use crate::api::spec_error::{SpecError, summary};
@@ -83,6 +83,13 @@ pub fn validate(rollout: &Rollout) -> Vec<SpecError> {
     if !unresolved {
         check_canary_pod_extras(&spec.canary(), &spec.template.spec(), &mut found);
     }
+    if let Some(blue_green) = spec.blue_green() {
+        if spec.strategy.canary.is_some() {
+            found.add("spec.strategy", "set exactly one of canary and blueGreen, not both");
+        }
+        let template = (!unresolved).then(|| spec.template.spec());
+        check_blue_green(blue_green, template.as_ref(), &mut found);
+    }
     found.0
 }
 
@@ -92,6 +99,66 @@ pub fn validate_as_written(rollout: &Rollout) -> Vec<SpecError> {
     let mut errors = crate::rollout::workload_ref::check_unresolved(rollout);
     errors.extend(validate(rollout));
     errors
+}
+
+/// The blue-green strategy's fields. Role metadata is checked against the pod template, which is
+/// unknown while a workloadRef is unresolved (`template` None): it is checked once resolved.
+fn check_blue_green(blue_green: &BlueGreenStrategy, template: Option<&PodTemplateSpec>, found: &mut Findings) {
+    const BLUE_GREEN: &str = "spec.strategy.blueGreen";
+    if blue_green.active_service.trim().is_empty() {
+        found.add(format!("{BLUE_GREEN}.activeService"), "is required");
+    }
+    if blue_green.preview_service.as_deref() == Some(blue_green.active_service.as_str()) {
+        found.add(format!("{BLUE_GREEN}.previewService"), "must differ from activeService");
+    } else if blue_green
+        .preview_service
+        .as_deref()
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        found.add(format!("{BLUE_GREEN}.previewService"), "must not be empty");
+    }
+    found.check_range(
+        &format!("{BLUE_GREEN}.previewReplicaCount"),
+        blue_green.preview_replica_count,
+        1..=i32::MAX,
+    );
+    found.check_range(
+        &format!("{BLUE_GREEN}.scaleDownDelayRevisionLimit"),
+        blue_green.scale_down_delay_revision_limit,
+        0..=i32::MAX,
+    );
+    for (field, value) in [
+        ("autoPromotionSeconds", blue_green.auto_promotion_seconds),
+        ("scaleDownDelaySeconds", blue_green.scale_down_delay_seconds),
+        ("abortScaleDownDelaySeconds", blue_green.abort_scale_down_delay_seconds),
+    ] {
+        found.check_range(&format!("{BLUE_GREEN}.{field}"), value, 0..=MAX_SECONDS);
+    }
+    for (field, analysis) in [
+        ("prePromotionAnalysis", &blue_green.pre_promotion_analysis),
+        ("postPromotionAnalysis", &blue_green.post_promotion_analysis),
+    ] {
+        if let Some(analysis) = analysis {
+            check_analysis(analysis, &format!("{BLUE_GREEN}.{field}"), found);
+        }
+    }
+    if let Some(anti_affinity) = &blue_green.anti_affinity {
+        let field = format!("{BLUE_GREEN}.antiAffinity");
+        found
+            .0
+            .extend(crate::rollout::anti_affinity::check(&field, anti_affinity));
+    }
+    for (field, metadata) in [
+        ("activeMetadata", &blue_green.active_metadata),
+        ("previewMetadata", &blue_green.preview_metadata),
+    ] {
+        if let (Some(metadata), Some(template)) = (metadata, template) {
+            let field = format!("{BLUE_GREEN}.{field}");
+            found
+                .0
+                .extend(crate::rollout::pod_metadata::check(&field, metadata, template));
+        }
+    }
 }
 
 fn template_labels(template: &PodTemplateSpec) -> BTreeMap<String, String> {
@@ -654,6 +721,127 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn blue_green_fields_are_checked_and_name_their_paths() {
+        use crate::api::rollout::{AntiAffinity, PodMetadata, PreferredAntiAffinity, RequiredAntiAffinity};
+        assert_eq!(validate(&Rollout::blue_green_example("w", 2)), vec![]);
+        let mut both = Rollout::blue_green_example("w", 2);
+        both.spec.strategy.canary = Some(Default::default());
+        assert_eq!(fields(&both), vec!["spec.strategy"]);
+        type Edit = fn(&mut crate::api::rollout::BlueGreenStrategy);
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                |b| b.active_service = String::new(),
+                "spec.strategy.blueGreen.activeService",
+            ),
+            (
+                |b| b.preview_service = Some(b.active_service.clone()),
+                "spec.strategy.blueGreen.previewService",
+            ),
+            (
+                |b| b.preview_replica_count = Some(0),
+                "spec.strategy.blueGreen.previewReplicaCount",
+            ),
+            (
+                |b| b.preview_replica_count = Some(i32::MIN),
+                "spec.strategy.blueGreen.previewReplicaCount",
+            ),
+            (
+                |b| b.scale_down_delay_revision_limit = Some(-1),
+                "spec.strategy.blueGreen.scaleDownDelayRevisionLimit",
+            ),
+            (
+                |b| b.auto_promotion_seconds = Some(-1),
+                "spec.strategy.blueGreen.autoPromotionSeconds",
+            ),
+            (
+                |b| b.auto_promotion_seconds = Some(MAX_SECONDS + 1),
+                "spec.strategy.blueGreen.autoPromotionSeconds",
+            ),
+            (
+                |b| b.scale_down_delay_seconds = Some(i32::MAX),
+                "spec.strategy.blueGreen.scaleDownDelaySeconds",
+            ),
+            (
+                |b| b.abort_scale_down_delay_seconds = Some(i32::MIN),
+                "spec.strategy.blueGreen.abortScaleDownDelaySeconds",
+            ),
+            (
+                |b| b.pre_promotion_analysis = Some(RolloutAnalysis::default()),
+                "spec.strategy.blueGreen.prePromotionAnalysis.templates",
+            ),
+            (
+                |b| b.post_promotion_analysis = Some(RolloutAnalysis::default()),
+                "spec.strategy.blueGreen.postPromotionAnalysis.templates",
+            ),
+            (
+                |b| b.anti_affinity = Some(AntiAffinity::default()),
+                "spec.strategy.blueGreen.antiAffinity",
+            ),
+            (
+                |b| {
+                    b.anti_affinity = Some(AntiAffinity {
+                        preferred_during_scheduling_ignored_during_execution: Some(PreferredAntiAffinity {
+                            weight: 101,
+                        }),
+                        ..AntiAffinity::default()
+                    })
+                },
+                "spec.strategy.blueGreen.antiAffinity.preferredDuringSchedulingIgnoredDuringExecution.weight",
+            ),
+            (
+                |b| {
+                    b.anti_affinity = Some(AntiAffinity {
+                        preferred_during_scheduling_ignored_during_execution: Some(PreferredAntiAffinity { weight: 1 }),
+                        required_during_scheduling_ignored_during_execution: Some(RequiredAntiAffinity {}),
+                    })
+                },
+                "spec.strategy.blueGreen.antiAffinity",
+            ),
+            (
+                |b| {
+                    b.active_metadata = Some(PodMetadata {
+                        labels: [("app".to_string(), "other".to_string())].into(),
+                        ..PodMetadata::default()
+                    })
+                },
+                "spec.strategy.blueGreen.activeMetadata.labels",
+            ),
+            (
+                |b| {
+                    b.preview_metadata = Some(PodMetadata {
+                        labels: [("role".to_string(), "x".repeat(64))].into(),
+                        ..PodMetadata::default()
+                    })
+                },
+                "spec.strategy.blueGreen.previewMetadata.labels",
+            ),
+            (
+                |b| {
+                    b.preview_metadata = Some(PodMetadata {
+                        annotations: [("not a key".to_string(), String::new())].into(),
+                        ..PodMetadata::default()
+                    })
+                },
+                "spec.strategy.blueGreen.previewMetadata.annotations",
+            ),
+        ];
+        for (edit, field) in cases {
+            let rollout = Rollout::blue_green_example("w", 2).with_blue_green(edit);
+            assert_eq!(fields(&rollout), vec![field.to_string()], "{field}");
+            assert!(summary(&validate(&rollout)).len() < 400);
+        }
+        let fine = Rollout::blue_green_example("w", 2).with_blue_green(|b| {
+            b.auto_promotion_seconds = Some(MAX_SECONDS);
+            b.scale_down_delay_revision_limit = Some(0);
+            b.active_metadata = Some(PodMetadata {
+                labels: [("example.com/role".to_string(), "active".to_string())].into(),
+                annotations: [("note".to_string(), "any text at all".to_string())].into(),
+            });
+        });
+        assert_eq!(validate(&fine), vec![]);
     }
 
     #[test]

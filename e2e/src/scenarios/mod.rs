@@ -3,6 +3,7 @@
 //! or a real cluster through KUBECONFIG. Each scenario gets a fresh namespace and a time limit, and
 //! ends PASS, FAIL (with the reason) or SKIP (what the target lacks).
 mod analysis;
+mod blue_green;
 mod context;
 mod gitsync;
 mod pod_metadata;
@@ -75,6 +76,31 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "workload-ref",
             checks: "Argo's rollout-template-ref.yaml Healthy with 5 available; a Deployment template change runs a canary; missing Deployment → InvalidSpec until created; scaleDown progressively/onsuccess scale the Deployment to 0, never leaves it",
             run: |ctx| Box::pin(workload_ref::workload_ref(ctx)),
+        },
+        Scenario {
+            name: "blue-green-promote",
+            checks: "Argo's examples/rollout-bluegreen.yaml: v1 Healthy, active on v1; new image → Paused, preview v2, active v1; promote → active v2, Healthy; v1 scaled to 0 after the delay",
+            run: |ctx| Box::pin(blue_green::promote(ctx)),
+        },
+        Scenario {
+            name: "blue-green-auto",
+            checks: "blue-green with auto-promotion: no pause, active switches to v2 once available, activeMetadata moves to v2's running pods",
+            run: |ctx| Box::pin(blue_green::auto_promotion(ctx)),
+        },
+        Scenario {
+            name: "blue-green-pre-analysis-fail",
+            checks: "a failing prePromotionAnalysis (40% errors on preview): Degraded, AnalysisFailed, active never left v1, v2 scaled to 0",
+            run: |ctx| Box::pin(blue_green::pre_promotion_fails(ctx)),
+        },
+        Scenario {
+            name: "blue-green-post-analysis-fail",
+            checks: "a failing postPromotionAnalysis: active switches to v2, then back to v1; Degraded, v2 scaled to 0",
+            run: |ctx| Box::pin(blue_green::post_promotion_fails(ctx)),
+        },
+        Scenario {
+            name: "blue-green-abort",
+            checks: "abort while paused before the switch: active and preview on v1, Degraded, v2 scaled to 0",
+            run: |ctx| Box::pin(blue_green::abort(ctx)),
         },
         Scenario {
             name: "gitsync-rollback",

@@ -2,7 +2,9 @@
 //! attempt, followed to their verdict, and terminated when the revision they judge moves on.
 use super::{Action, AnalysisKind, ObservedAnalysisRun, Planner};
 use crate::api::analysis::AnalysisPhase;
-use crate::api::rollout::{AbortReason, AnalysisFailureAction, AnalysisRunRef, CanaryStatus, RolloutAnalysis};
+use crate::api::rollout::{
+    AbortReason, AnalysisFailureAction, AnalysisRunRef, BlueGreenStatus, CanaryStatus, RolloutAnalysis,
+};
 
 impl Planner<'_> {
     /// An analysis step: create its AnalysisRun and follow its verdict.
@@ -48,7 +50,7 @@ impl Planner<'_> {
 
     /// Creates the next AnalysisRun of `kind` for the current revision and follows it (Pending),
     /// returning its name.
-    fn start_run(&mut self, kind: AnalysisKind, analysis: RolloutAnalysis) -> String {
+    pub(super) fn start_run(&mut self, kind: AnalysisKind, analysis: RolloutAnalysis) -> String {
         let name = self.new_run_name(kind);
         self.actions.push(Action::CreateAnalysisRun {
             name: name.clone(),
@@ -68,16 +70,32 @@ impl Planner<'_> {
     }
 
     /// Names the run the rollout follows for `kind` in status.canary.
-    fn set_run_ref(&mut self, kind: AnalysisKind, run: AnalysisRunRef) {
-        let canary = self.status.canary.get_or_insert_with(CanaryStatus::default);
+    pub(super) fn set_run_ref(&mut self, kind: AnalysisKind, run: AnalysisRunRef) {
         match kind {
-            AnalysisKind::Step(_) => canary.current_step_analysis_run = Some(run),
-            AnalysisKind::Background => canary.current_background_analysis_run = Some(run),
+            AnalysisKind::Step(_) | AnalysisKind::Background => {
+                let canary = self.status.canary.get_or_insert_with(CanaryStatus::default);
+                match kind {
+                    AnalysisKind::Step(_) => canary.current_step_analysis_run = Some(run),
+                    _ => canary.current_background_analysis_run = Some(run),
+                }
+            }
+            AnalysisKind::PrePromotion => {
+                self.status
+                    .blue_green
+                    .get_or_insert_with(BlueGreenStatus::default)
+                    .pre_promotion_analysis_run = Some(run)
+            }
+            AnalysisKind::PostPromotion => {
+                self.status
+                    .blue_green
+                    .get_or_insert_with(BlueGreenStatus::default)
+                    .post_promotion_analysis_run = Some(run)
+            }
         }
     }
 
     /// Successful → done; Failed/Error → abort (or pause); Inconclusive → pause for a human.
-    fn follow_verdict(&mut self, run: &ObservedAnalysisRun, what: &str) -> bool {
+    pub(super) fn follow_verdict(&mut self, run: &ObservedAnalysisRun, what: &str) -> bool {
         let why = run.message.clone().map(|m| format!(": {m}")).unwrap_or_default();
         match run.phase {
             AnalysisPhase::Pending | AnalysisPhase::Running => false,
@@ -116,11 +134,23 @@ impl Planner<'_> {
 
     /// The run the rollout follows for `kind`: the one named in status, else (after a crash between
     /// creating it and writing status) the newest unfinished one of this revision.
-    fn current_run(&self, kind: AnalysisKind) -> Option<ObservedAnalysisRun> {
-        let named = self.status.canary.as_ref().and_then(|c| match kind {
-            AnalysisKind::Background => c.current_background_analysis_run.as_ref(),
-            AnalysisKind::Step(_) => c.current_step_analysis_run.as_ref(),
-        });
+    pub(super) fn current_run(&self, kind: AnalysisKind) -> Option<ObservedAnalysisRun> {
+        let named = match kind {
+            AnalysisKind::Background | AnalysisKind::Step(_) => self.status.canary.as_ref().and_then(|c| match kind {
+                AnalysisKind::Background => c.current_background_analysis_run.as_ref(),
+                _ => c.current_step_analysis_run.as_ref(),
+            }),
+            AnalysisKind::PrePromotion => self
+                .status
+                .blue_green
+                .as_ref()
+                .and_then(|b| b.pre_promotion_analysis_run.as_ref()),
+            AnalysisKind::PostPromotion => self
+                .status
+                .blue_green
+                .as_ref()
+                .and_then(|b| b.post_promotion_analysis_run.as_ref()),
+        };
         let runs = self
             .observed
             .analysis_runs
@@ -147,6 +177,8 @@ impl Planner<'_> {
         let which = match kind {
             AnalysisKind::Step(i) => format!("s{i}"),
             AnalysisKind::Background => "bg".into(),
+            AnalysisKind::PrePromotion => "pre".into(),
+            AnalysisKind::PostPromotion => "post".into(),
         };
         format!("{}-{}-{attempts}", self.rs_name(&self.current_hash), which)
     }
@@ -163,7 +195,7 @@ impl Planner<'_> {
 }
 
 /// How status names an observed run: its name, phase and message.
-fn run_ref(run: &ObservedAnalysisRun) -> AnalysisRunRef {
+pub(super) fn run_ref(run: &ObservedAnalysisRun) -> AnalysisRunRef {
     AnalysisRunRef {
         name: run.name.clone(),
         status: Some(run.phase),

@@ -97,16 +97,17 @@ impl Planner<'_> {
             stable_is_current: self.status.stable_rs.as_deref() == Some(self.current_hash.as_str()),
             all_replica_sets_settled: live.iter().all(|rs| {
                 let target = if rs.hash == self.current_hash { self.replicas } else { 0 };
-                rs.spec_replicas == target && rs.pods == target
+                rs.spec_replicas == target && rs.pods == target || self.waits_out_scale_down_delay(rs)
             }),
             step: self.step_index(),
             steps: self.steps.len(),
             paused: self.rollout.spec.is_paused(),
             max_unavailable: limits.max_unavailable,
-            awaiting_analysis: self
+            awaiting_analysis: (self
                 .steps
                 .get(self.step_index())
                 .is_some_and(|step| step.analysis.is_some())
+                || self.awaiting_promotion_analysis())
                 && live
                     .iter()
                     .all(|rs| rs.pods == rs.spec_replicas && rs.available == rs.spec_replicas),
@@ -118,7 +119,8 @@ impl Planner<'_> {
     fn conclude(&mut self, progress: &Progress) {
         let deadline = Duration::from_secs(self.rollout.spec.progress_deadline_seconds_or_default().max(1) as u64);
         let outcome = status::conclude(&mut self.status, progress, deadline, self.now);
-        let names_a_strategy = self.rollout.spec.strategy.canary.is_some();
+        let names_a_strategy =
+            self.rollout.spec.strategy.canary.is_some() || self.rollout.spec.strategy.blue_green.is_some();
         status::report_strategy(&mut self.status, names_a_strategy, self.now);
         if let Some(wait) = outcome.check_deadline_in {
             self.requeue_in(wait);
@@ -136,6 +138,35 @@ impl Planner<'_> {
                 status::conclude(&mut self.status, progress, deadline, self.now);
             }
         }
+    }
+}
+
+impl Planner<'_> {
+    /// Blue-green: an old version kept for a fast rollback until its scale-down deadline (set now or
+    /// before) does not keep the rollout from being Healthy, as in Argo.
+    fn waits_out_scale_down_delay(&self, rs: &ObservedReplicaSet) -> bool {
+        if self.rollout.spec.blue_green().is_none() || rs.hash == self.current_hash {
+            return false;
+        }
+        let planned = self
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::SetScaleDownDeadline { name, at } if *name == rs.name && *at > self.now));
+        let scaled_now = self
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ScaleReplicaSet { name, .. } if *name == rs.name));
+        !scaled_now && (planned || super::blue_green::pending(rs.scale_down_at, self.now))
+    }
+
+    /// Blue-green: a pre- or post-promotion AnalysisRun is running (a verdict, not pods, is awaited).
+    fn awaiting_promotion_analysis(&self) -> bool {
+        self.status.blue_green.as_ref().is_some_and(|b| {
+            [&b.pre_promotion_analysis_run, &b.post_promotion_analysis_run]
+                .into_iter()
+                .flatten()
+                .any(|run| run.status.is_none_or(|phase| !phase.is_completed()))
+        })
     }
 }
 

@@ -19,6 +19,12 @@ impl Planner<'_> {
                     c.current_background_analysis_run.as_ref(),
                 ]
             })
+            .chain(self.status.blue_green.iter().flat_map(|b| {
+                [
+                    b.pre_promotion_analysis_run.as_ref(),
+                    b.post_promotion_analysis_run.as_ref(),
+                ]
+            }))
             .flatten()
             .map(|r| r.name.clone())
             .collect();

@@ -5,7 +5,8 @@
 //! One plan's state is a `Planner`. This file holds the types, the entry point and the top-level flow
 //! (first deployment, steady state, canary); each concern has its own file of `impl Planner` methods:
 //! `replica_sets` (creating and scaling), `steps`, `pause` (pauses and promotion), `analysis`, `abort`,
-//! `routed` (with a traffic router), `restart`, `history` (pruning) and `finish` (status composition).
+//! `routed` (with a traffic router), `restart`, `history` (pruning) and `finish` (status composition);
+//! `blue_green` holds the blue-green strategy's flow.
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +20,7 @@ use crate::rollout::validate::{self, SpecError};
 
 mod abort;
 mod analysis;
+mod blue_green;
 mod finish;
 mod history;
 mod pause;
@@ -30,7 +32,7 @@ mod steps;
 pub use steps::describe_step;
 
 /// A ReplicaSet of the Rollout, as observed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObservedReplicaSet {
     pub name: String,
     /// Its `sluice.dev/pod-template-hash` label.
@@ -85,6 +87,10 @@ pub enum AnalysisKind {
     Step(i32),
     /// The background analysis (`strategy.canary.analysis`).
     Background,
+    /// Blue-green `prePromotionAnalysis` (before the active Service switches).
+    PrePromotion,
+    /// Blue-green `postPromotionAnalysis` (after the switch, before the new version becomes stable).
+    PostPromotion,
 }
 
 /// An AnalysisRun owned by the Rollout.
@@ -272,6 +278,7 @@ impl<'a> Planner<'a> {
             .clone()
             .filter(|hash| live.iter().any(|rs| rs.hash == *hash));
         match stable {
+            _ if self.rollout.spec.blue_green().is_some() => self.blue_green(&live, stable),
             None => self.first_deployment(&live),
             Some(stable) if stable == self.current_hash => self.steady(&live, &stable, limits),
             Some(stable) => self.canary(&live, &stable, limits),
@@ -382,6 +389,10 @@ impl<'a> Planner<'a> {
         if let Some(canary) = self.status.canary.as_mut() {
             canary.current_step_analysis_run = None;
             canary.current_background_analysis_run = None;
+        }
+        if let Some(blue_green) = self.status.blue_green.as_mut() {
+            blue_green.pre_promotion_analysis_run = None;
+            blue_green.post_promotion_analysis_run = None;
         }
     }
 

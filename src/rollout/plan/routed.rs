@@ -157,24 +157,30 @@ impl Planner<'_> {
         ];
         for (service, hash) in wanted {
             let Some(service) = service else { continue };
-            let observed = self.observed.services.iter().find(|s| s.name == service);
-            if observed.is_some_and(|s| s.selector_hash.as_deref() != Some(hash)) {
-                // Selectors move before any scaling in this reconcile, so no Service ever points at
-                // pods being removed (only a weight change goes earlier).
-                let at = self
-                    .actions
-                    .iter()
-                    .take_while(|a| matches!(a, Action::SetCanaryWeight { .. }))
-                    .count();
-                self.actions.insert(
-                    at,
-                    Action::SetServiceSelector {
-                        service,
-                        hash: hash.to_string(),
-                    },
-                );
-            }
+            self.point_service(service, hash);
         }
+    }
+
+    /// Points one observed Service's selector at `hash` unless it is there already. Selectors move
+    /// before any scaling in this reconcile, so no Service ever points at pods being removed (only a
+    /// weight change goes earlier).
+    pub(super) fn point_service(&mut self, service: String, hash: &str) {
+        let observed = self.observed.services.iter().find(|s| s.name == service);
+        if observed.is_none_or(|s| s.selector_hash.as_deref() == Some(hash)) {
+            return;
+        }
+        let at = self
+            .actions
+            .iter()
+            .take_while(|a| matches!(a, Action::SetCanaryWeight { .. }))
+            .count();
+        self.actions.insert(
+            at,
+            Action::SetServiceSelector {
+                service,
+                hash: hash.to_string(),
+            },
+        );
     }
 
     /// Aborted with a router: weight 0 first (or, with dynamicStableScale, only as fast as stable pods
@@ -326,6 +332,6 @@ pub(super) fn past_revision_limit(waiting: &[&ObservedReplicaSet], limit: Option
 }
 
 /// A `*DelaySeconds` field as a wait; negative (an invalid spec, never planned) counts as none.
-fn delay_seconds(seconds: i32) -> Duration {
+pub(super) fn delay_seconds(seconds: i32) -> Duration {
     Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
 }

@@ -7,18 +7,7 @@ use crate::rollout::replicas::ScaleLimits;
 impl Planner<'_> {
     /// A new template appeared (or superseded an in-flight canary): start the steps from the beginning.
     pub(super) fn start_revision(&mut self, live: &[&ObservedReplicaSet]) {
-        let superseded = self
-            .old
-            .current_pod_hash
-            .clone()
-            .filter(|h| Some(h) != self.old.stable_rs.as_ref());
-        if let Some(old) = superseded {
-            self.event(
-                "Superseded",
-                format!("revision {} superseded by a newer template", self.rs_name(&old)),
-            );
-            self.terminate_analysis_runs(|run| run.hash == old);
-        }
+        self.supersede_in_flight();
         self.clear_progress_state();
         self.status.current_step_index = Some(0);
         let existing = live.iter().find(|rs| rs.hash == self.current_hash);
@@ -44,6 +33,23 @@ impl Planner<'_> {
                 self.steps.len()
             ),
         );
+    }
+
+    /// The revision in flight before this template (if any, and not the stable one) is superseded: its
+    /// analyses stop.
+    pub(super) fn supersede_in_flight(&mut self) {
+        let superseded = self
+            .old
+            .current_pod_hash
+            .clone()
+            .filter(|h| Some(h) != self.old.stable_rs.as_ref());
+        if let Some(old) = superseded {
+            self.event(
+                "Superseded",
+                format!("revision {} superseded by a newer template", self.rs_name(&old)),
+            );
+            self.terminate_analysis_runs(|run| run.hash == old);
+        }
     }
 
     /// Whether a template of an older ReplicaSet at `revision` is a rollback that skips the steps:

@@ -1363,3 +1363,5 @@ proptest! {
         prop_assert!(routed::past_revision_limit(&waiting, None).is_empty());
     }
 }
+
+mod blue_green;
