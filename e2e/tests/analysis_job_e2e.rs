@@ -102,10 +102,7 @@ async fn scenario_with(rollout: Value) -> Scenario {
     let controller = RunningController::start(&sim, None).await;
     let rollouts: Api<Rollout> = Api::namespaced(client, "default");
     rollouts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(rollout).unwrap(),
-        )
+        .create(&PostParams::default(), &serde_json::from_value(rollout).unwrap())
         .await
         .unwrap();
     let s = Scenario {
