@@ -22,7 +22,7 @@ fn job_template() -> Value {
     json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "smoke-job"},
         "spec": {
-            "args": [{"name": "exit-code", "value": "0"}],
+            "args": [{"name": "exit-code", "value": "0"}, {"name": "run-duration", "value": "1s"}],
             "metrics": [{
                 "name": "smoke",
                 "provider": {"job": {
@@ -32,7 +32,7 @@ fn job_template() -> Value {
                         "template": {
                             "metadata": {"annotations": {
                                 "sim.sluice.dev/exit-code": "{{args.exit-code}}",
-                                "sim.sluice.dev/run-duration": "1s",
+                                "sim.sluice.dev/run-duration": "{{args.run-duration}}",
                             }},
                             "spec": {
                                 "containers": [{"name": "smoke", "image": "busybox", "command": ["sh", "-c", "exit {{args.exit-code}}"]}],
@@ -42,6 +42,23 @@ fn job_template() -> Value {
                     },
                 }},
             }],
+        },
+    })
+}
+
+/// A background analysis whose Job never ends on its own, and two steps.
+fn background_rollout() -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web:1"}]}},
+            "strategy": {"canary": {
+                "analysis": {"templates": [{"templateName": "smoke-job"}],
+                             "args": [{"name": "run-duration", "value": "1h"}]},
+                "steps": [{"setWeight": 50}, {"pause": {"duration": "3s"}}],
+            }},
         },
     })
 }
@@ -69,6 +86,10 @@ struct Scenario {
 }
 
 async fn scenario(exit_code: &str) -> Scenario {
+    scenario_with(rollout(exit_code)).await
+}
+
+async fn scenario_with(rollout: Value) -> Scenario {
     let sim = start_sim().await;
     install_crds(&sim);
     onboard_tenant(&sim, "default").unwrap();
@@ -81,10 +102,7 @@ async fn scenario(exit_code: &str) -> Scenario {
     let controller = RunningController::start(&sim, None).await;
     let rollouts: Api<Rollout> = Api::namespaced(client, "default");
     rollouts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(rollout(exit_code)).unwrap(),
-        )
+        .create(&PostParams::default(), &serde_json::from_value(rollout).unwrap())
         .await
         .unwrap();
     let s = Scenario {
@@ -228,5 +246,40 @@ async fn a_job_that_exits_1_aborts_the_rollout() {
     let measurement = &run.status.as_ref().unwrap().metric_results[0].measurements[0];
     let message = measurement.message.as_deref().unwrap_or_default();
     assert!(message.contains("BackoffLimitExceeded"), "{message}");
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_job_of_a_terminated_background_run_is_deleted() {
+    let s = scenario_with(background_rollout()).await;
+    s.deploy_v2().await;
+    let deadline = tokio::time::Instant::now() + LONG;
+    while s.jobs().await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Job started: {:#?}",
+            s.runs().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.wait("v2 promoted", |r| {
+        let status = r.status.as_ref();
+        let promoted = status.is_some_and(|st| st.stable_rs.is_some() && st.stable_rs == st.current_pod_hash);
+        phase(r) == Some(RolloutPhase::Healthy) && promoted
+    })
+    .await;
+    // The rollout completed: the background run is terminated and its still-running Job deleted.
+    let run = s.wait_run(AnalysisPhase::Successful).await;
+    let measurement = &run.status.as_ref().unwrap().metric_results[0].measurements[0];
+    assert!(measurement.finished_at.is_some(), "{measurement:#?}");
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let jobs = s.jobs().await;
+        if jobs.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the Job stayed: {jobs:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     s.finish().await;
 }

@@ -248,7 +248,13 @@ pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
         rules::step_judged(&spec, Some(&due.status), Utc::now(), judged)
     };
     let has_jobs = spec.metrics.iter().any(|m| m.provider.job.is_some());
-    if has_jobs && (spec.is_terminated() || plan.status.phase.is_some_and(AnalysisPhase::is_completed)) {
+    let was_completed = run
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(AnalysisPhase::is_completed);
+    let ending = spec.is_terminated() || plan.status.phase.is_some_and(AnalysisPhase::is_completed);
+    if has_jobs && !was_completed && ending {
         // Before the final status is written: if this fails, the next reconcile tries again.
         job::delete_running(&ctx.client, &run)
             .await

@@ -335,11 +335,32 @@ pub fn metric_phase(metric: &Metric, result: &MetricResult, terminated: bool) ->
 /// `dryRun` list selects it (an invalid pattern selects nothing; [`validate`] reports it).
 pub fn is_dry_run(spec: &AnalysisRunSpec, metric: &Metric) -> bool {
     metric.dry_run.unwrap_or_else(|| {
-        spec.dry_run
+        dry_run_patterns(spec)
             .iter()
-            .take(super::template::MAX_METRIC_LIST_ENTRIES)
-            .any(|entry| super::template::metric_name_matches(&entry.metric_name, &metric.name).unwrap_or(false))
+            .any(|pattern| pattern.is_match(&metric.name))
     })
+}
+
+/// [`is_dry_run`] for every metric of `spec`, in order, each pattern compiled once.
+fn dry_run_flags(spec: &AnalysisRunSpec) -> Vec<bool> {
+    let patterns = dry_run_patterns(spec);
+    spec.metrics
+        .iter()
+        .map(|metric| {
+            metric
+                .dry_run
+                .unwrap_or_else(|| patterns.iter().any(|pattern| pattern.is_match(&metric.name)))
+        })
+        .collect()
+}
+
+/// The run's `dryRun` patterns that compile (at most the bounded number of entries).
+fn dry_run_patterns(spec: &AnalysisRunSpec) -> Vec<regex::Regex> {
+    spec.dry_run
+        .iter()
+        .take(super::template::MAX_METRIC_LIST_ENTRIES)
+        .filter_map(|entry| super::template::metric_name_pattern(&entry.metric_name).ok())
+        .collect()
 }
 
 /// How bad a completed phase is for the run: Successful < Inconclusive < Error < Failed.
@@ -370,11 +391,13 @@ pub fn run_phase(spec: &AnalysisRunSpec, results: &[MetricResult]) -> (AnalysisP
             .find(|r| r.name == metric.name)
             .map_or(AnalysisPhase::Pending, |r| r.phase)
     };
+    let dry_run = dry_run_flags(spec);
     let worst = spec
         .metrics
         .iter()
-        .filter(|metric| !is_dry_run(spec, metric))
-        .map(|metric| (metric, phase_of(metric)))
+        .zip(dry_run)
+        .filter(|(_, dry_run)| !dry_run)
+        .map(|(metric, _)| (metric, phase_of(metric)))
         .filter(|(_, phase)| phase.is_completed() && *phase != AnalysisPhase::Successful)
         .max_by_key(|(_, phase)| severity(*phase));
     if let Some((metric, phase)) = worst {
@@ -432,6 +455,7 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
     for (i, entry) in spec.dry_run.iter().enumerate() {
         super::template::metric_name_pattern(&entry.metric_name).map_err(|e| format!("spec.dryRun[{i}]: {e}"))?;
     }
+    let dry_run = dry_run_flags(spec);
     let mut prepared = Vec::with_capacity(spec.metrics.len());
     for (i, metric) in spec.metrics.iter().enumerate() {
         let name = &metric.name;
@@ -518,11 +542,10 @@ fn prepare(spec: &AnalysisRunSpec) -> Result<Vec<Prepared<'_>>, String> {
             ));
         }
         let conditions = MetricConditions::compile(metric)?;
-        let dry_run = is_dry_run(spec, metric);
         prepared.push(Prepared {
             metric,
             conditions,
-            dry_run,
+            dry_run: dry_run[i],
         });
     }
     Ok(prepared)

@@ -422,7 +422,16 @@ fn analysis_template(case: &Case) -> Outcome {
         .map(|arg| Argument::literal(&arg.name, &case.text))
         .into_iter()
         .collect();
-    let Ok(spec) = template::build_run_spec(&[("fuzzed", &template.spec)], &args, &sources, Default::default()) else {
+    let built = template::build_run_spec(&[("fuzzed", &template.spec)], &args, &sources, Default::default());
+    // Generated `dryRun` / `measurementRetention` patterns rarely select a metric (an error, as in Argo):
+    // once they have been through the build, plan without them so the rest is still exercised.
+    let built = built.or_else(|_| {
+        let mut spec = template.spec.clone();
+        spec.dry_run.clear();
+        spec.measurement_retention.clear();
+        template::build_run_spec(&[("fuzzed", &spec)], &args, &sources, Default::default())
+    });
+    let Ok(spec) = built else {
         return Outcome {
             deserialized: true,
             ..Outcome::default()

@@ -221,7 +221,14 @@ pub async fn start(client: &Client, run: &AnalysisRun, metric: &Metric, index: i
     let outcome = match created {
         Err(_) => Err(format!("creating Job {name:?}: no answer within {CALL_TIMEOUT:?}")),
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(kube::Error::Api(status))) if status.code == 409 => Ok(()),
+        // Created before a restart: adopt it only if it is this run's, never a stranger's of that name.
+        Ok(Err(kube::Error::Api(status))) if status.code == 409 => {
+            match tokio::time::timeout(CALL_TIMEOUT, api.get_opt(&name)).await {
+                Ok(Ok(Some(existing))) if existing.owner_references().iter().any(|o| o.uid == uid) => Ok(()),
+                Ok(Ok(Some(_))) => Err(format!("a Job named {name:?} exists and is not this run's")),
+                _ => Err(format!("Job {name:?} exists but could not be read")),
+            }
+        }
         Ok(Err(e)) => Err(format!("creating Job {name:?}: {}", describe(&e))),
     };
     if let Err(why) = outcome {
