@@ -1,4 +1,5 @@
-//! The workloads a rollout acts on: a ReplicaSet controller creating Pods, pods turning ready (or
+//! The workloads a rollout acts on: a Deployment controller (simplified, `deployments`), a ReplicaSet
+//! controller creating Pods, pods turning ready (or
 //! crash-looping), ReplicaSet status, plus the traffic generator and HTTPRoute status behind one facade.
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -28,9 +29,10 @@ const CRASH_RESTART_INTERVAL: Duration = Duration::from_secs(3);
 /// Safety net: everything is reconciled at least this often, whatever the change feed says.
 const RESYNC: Duration = Duration::from_millis(500);
 /// Resources whose changes can require work from the controller.
-const WATCHED: [(&str, &str); 5] = [
+const WATCHED: [(&str, &str); 6] = [
     ("", "pods"),
     ("apps", "replicasets"),
+    ("apps", "deployments"),
     ("", "services"),
     (gateway::GATEWAY_GROUP, gateway::HTTPROUTES),
     ("apiextensions.k8s.io", "customresourcedefinitions"),
@@ -112,6 +114,7 @@ struct Controller {
     api: Arc<ApiServer>,
     pods_rt: Arc<ResourceType>,
     replicasets_rt: Arc<ResourceType>,
+    deployments_rt: Arc<ResourceType>,
     default_ready_delay: Duration,
     clocks: HashMap<String, PodClock>,
     next_ip: u32,
@@ -121,10 +124,12 @@ impl Controller {
     fn new(api: Arc<ApiServer>, default_ready_delay: Duration) -> Self {
         let pods_rt = api.resource("", "pods").expect("pods are built in");
         let replicasets_rt = api.resource("apps", "replicasets").expect("replicasets are built in");
+        let deployments_rt = api.resource("apps", "deployments").expect("deployments are built in");
         Controller {
             api,
             pods_rt,
             replicasets_rt,
+            deployments_rt,
             default_ready_delay,
             clocks: HashMap::new(),
             next_ip: 0,
@@ -155,6 +160,7 @@ impl Controller {
         let now = Instant::now();
         let mut wakeup = Wakeup::default();
         self.progress_pods(now, &mut wakeup);
+        crate::deployments::sync(&self.api, &self.deployments_rt, &self.replicasets_rt);
         self.sync_replicasets(now, &mut wakeup);
         gateway::sync_route_status(&self.api);
         wakeup
@@ -569,7 +575,7 @@ pub(crate) fn is_ready(pod: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-fn controller_uid(object: &Value) -> Option<&str> {
+pub(crate) fn controller_uid(object: &Value) -> Option<&str> {
     let refs = object.pointer("/metadata/ownerReferences").and_then(Value::as_array)?;
     let controller = refs
         .iter()
