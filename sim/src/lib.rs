@@ -6,6 +6,7 @@ pub mod apply;
 pub mod auth;
 pub mod cli;
 pub mod crds;
+pub mod deployments;
 pub mod discovery;
 pub mod events;
 pub mod faults;

@@ -1,4 +1,5 @@
-//! The workloads a rollout acts on: a ReplicaSet controller creating Pods, pods turning ready (or
+//! The workloads a rollout acts on: a Deployment controller (simplified, `deployments`), a ReplicaSet
+//! controller creating Pods, pods turning ready (or
 //! crash-looping), ReplicaSet status, plus the traffic generator and HTTPRoute status behind one facade.
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -28,10 +29,11 @@ const CRASH_RESTART_INTERVAL: Duration = Duration::from_secs(3);
 /// Safety net: everything is reconciled at least this often, whatever the change feed says.
 const RESYNC: Duration = Duration::from_millis(500);
 /// Resources whose changes can require work from the controller.
-const WATCHED: [(&str, &str); 6] = [
+const WATCHED: [(&str, &str); 7] = [
     ("", "pods"),
     ("apps", "replicasets"),
     ("batch", "jobs"),
+    ("apps", "deployments"),
     ("", "services"),
     (gateway::GATEWAY_GROUP, gateway::HTTPROUTES),
     ("apiextensions.k8s.io", "customresourcedefinitions"),
@@ -113,6 +115,7 @@ struct Controller {
     api: Arc<ApiServer>,
     pods_rt: Arc<ResourceType>,
     replicasets_rt: Arc<ResourceType>,
+    deployments_rt: Arc<ResourceType>,
     default_ready_delay: Duration,
     clocks: HashMap<String, PodClock>,
     next_ip: u32,
@@ -124,10 +127,12 @@ impl Controller {
         let pods_rt = api.resource("", "pods").expect("pods are built in");
         let replicasets_rt = api.resource("apps", "replicasets").expect("replicasets are built in");
         let jobs = crate::job::JobController::new(&api);
+        let deployments_rt = api.resource("apps", "deployments").expect("deployments are built in");
         Controller {
             api,
             pods_rt,
             replicasets_rt,
+            deployments_rt,
             default_ready_delay,
             clocks: HashMap::new(),
             next_ip: 0,
@@ -159,6 +164,7 @@ impl Controller {
         let now = Instant::now();
         let mut wakeup = Wakeup::default();
         self.progress_pods(now, &mut wakeup);
+        crate::deployments::sync(&self.api, &self.deployments_rt, &self.replicasets_rt);
         self.sync_replicasets(now, &mut wakeup);
         if let Some(when) = self.jobs.sync(&self.api, self.default_ready_delay, now) {
             wakeup.at(when);
@@ -579,7 +585,7 @@ pub(crate) fn is_ready(pod: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-fn controller_uid(object: &Value) -> Option<&str> {
+pub(crate) fn controller_uid(object: &Value) -> Option<&str> {
     let refs = object.pointer("/metadata/ownerReferences").and_then(Value::as_array)?;
     let controller = refs
         .iter()

@@ -146,9 +146,14 @@ pub async fn workload_ref(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         |r, c| phase(r) == Some(RolloutPhase::Healthy) && invalid_message(r).is_none() && c == (4, 0, 4),
     )
     .await?;
-    ctx.eventually("scaleDown progressively: Deployment legacy at 0", || async {
-        Ok((deployment_replicas(ctx, legacy).await? == 0).then_some(()))
-    })
+    ctx.eventually(
+        "scaleDown progressively: Deployment legacy at 0, its pods gone",
+        || async {
+            let deployment = deployments(ctx).get(legacy).await?;
+            let pods = deployment.status.and_then(|s| s.replicas).unwrap_or(0);
+            Ok((deployment_replicas(ctx, legacy).await? == 0 && pods == 0).then_some(()))
+        },
+    )
     .await?;
 
     // onsuccess: a Deployment scaled up again by hand goes back to 0 while the Rollout is Healthy.
