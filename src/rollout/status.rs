@@ -245,8 +245,14 @@ fn set_progress_conditions(status: &mut RolloutStatus, progress: &Progress, stat
         ),
         now,
     );
+    let blue_green_pause = status
+        .pause_conditions
+        .iter()
+        .any(|c| c.reason == PauseReason::BlueGreenPause);
     let pause_reason = if progress.paused {
         "PausedBySpec"
+    } else if blue_green_pause {
+        "BlueGreenPause"
     } else {
         "CanaryPauseStep"
     };

@@ -118,6 +118,9 @@ fn a_new_version_waits_in_preview_until_promoted_then_switches_and_the_old_one_l
     world.converge();
     assert_eq!(world.phase(), RolloutPhase::Paused);
     assert!(world.paused_for_promotion());
+    let paused = conditions::find(&world.status().conditions, conditions::PAUSED).unwrap();
+    assert_eq!(paused.reason.as_deref(), Some("BlueGreenPause"));
+    assert_eq!(world.status().message.as_deref(), Some("paused (BlueGreenPause)"));
     assert_eq!((world.active(), world.preview()), (Some(v1.clone()), Some(v2.clone())));
     assert_eq!((world.rs(&v1).spec_replicas, world.rs(&v2).spec_replicas), (2, 2));
     world.advance(Duration::from_secs(3600));
