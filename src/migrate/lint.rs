@@ -85,11 +85,23 @@ fn schema_errors(schema: &Value, document: &Value) -> Option<Vec<(String, String
         .into_iter()
         .map(|field| (field.clone(), format!("unknown field \"{field}\"")))
         .collect();
-    match object.pointer("/metadata/name").and_then(Value::as_str) {
-        None => errors.push(("metadata.name".into(), "Required value: name is required".into())),
-        Some(name) => {
+    // `kubectl create` names an object from generateName when it has no name (a random suffix is
+    // added, so the prefix is what can be checked).
+    let name = object.pointer("/metadata/name").and_then(Value::as_str);
+    let generate_name = object.pointer("/metadata/generateName").and_then(Value::as_str);
+    match (name, generate_name) {
+        (None, None) => errors.push((
+            "metadata.name".into(),
+            "Required value: name or generateName is required".into(),
+        )),
+        (Some(name), _) => {
             if let Some(message) = sluice_crd_schema::validate_object_name(name) {
                 errors.push(("metadata.name".into(), message));
+            }
+        }
+        (None, Some(prefix)) => {
+            if let Some(message) = sluice_crd_schema::validate_object_name(&format!("{prefix}x")) {
+                errors.push(("metadata.generateName".into(), message));
             }
         }
     }
@@ -108,7 +120,7 @@ fn controller_errors(kind: &str, document: &Value) -> Vec<(String, String)> {
     let decode_error = |e: serde_json::Error| vec![("spec".to_string(), format!("cannot be read: {e}"))];
     match kind {
         "Rollout" => match serde_json::from_value::<Rollout>(document.clone()) {
-            Ok(rollout) => validate::validate(&rollout)
+            Ok(rollout) => validate::validate_as_written(&rollout)
                 .into_iter()
                 .map(|e| (e.field, e.message))
                 .collect(),
