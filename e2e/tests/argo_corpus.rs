@@ -17,7 +17,232 @@ use sluice::migrate::lint::lint;
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/argo-rollouts");
 
 /// Files Sluice does not accept, and why.
-const EXCEPTIONS: &[(&str, &str)] = &[];
+const EXCEPTIONS: &[(&str, &str)] = &[
+    (
+        "examples/ambassador/rollout.yaml",
+        "needs Ambassador, which Sluice does not route with",
+    ),
+    (
+        "examples/analysis-templates.yaml",
+        "written for an older Argo API (fields Argo's own CRD no longer declares): maxFailures",
+    ),
+    (
+        "examples/apisix/rollout.yaml",
+        "needs Apache APISIX, which Sluice does not route with",
+    ),
+    (
+        "examples/appmesh/canary-rollout.yaml",
+        "needs AWS App Mesh, which Sluice does not route with",
+    ),
+    (
+        "examples/example-experiment.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "examples/example-rollout-canary-run-tmp-canary.yaml",
+        "broken upstream: pause's duration is not indented under pause, so the step has two kinds",
+    ),
+    (
+        "examples/example-rollout-canary.yaml",
+        "broken upstream: spec.selector (app: rollout) does not match the template's labels (app: guestbook); Argo refuses it too",
+    ),
+    (
+        "examples/example-rollout.yaml",
+        "written for an older Argo API (fields Argo's own CRD no longer declares): strategy.type, pause: true",
+    ),
+    (
+        "examples/experiment-with-analysis.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "examples/helm-blue-green/templates/rollout.yaml",
+        "a text template, not a manifest: placeholders (REPLACEME, ROLLOUT_NAME, Helm or unquoted {{args}}) must be filled in first",
+    ),
+    (
+        "examples/helm-blue-green/templates/services.yaml",
+        "a text template, not a manifest: placeholders (REPLACEME, ROLLOUT_NAME, Helm or unquoted {{args}}) must be filled in first",
+    ),
+    (
+        "examples/istio/istio-mirror.yaml",
+        "trafficRouting.managedRoutes and setMirrorRoute (issue 15)",
+    ),
+    (
+        "examples/rollout-analysis-step.yaml",
+        "written for an older Argo API (fields Argo's own CRD no longer declares): analysis.name, analysis.templateName",
+    ),
+    (
+        "examples/rollout-background-analysis.yaml",
+        "written for an older Argo API (fields Argo's own CRD no longer declares): analysis.name, analysis.templateName",
+    ),
+    (
+        "examples/rollout-baseline-vs-canary.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "examples/rollout-canary-preview.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "examples/rollout-canary-with-analysis.yaml",
+        "written for an older Argo API (fields Argo's own CRD no longer declares): templates[].clusterTemplateName",
+    ),
+    (
+        "examples/rollout-experiment-step.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "examples/rollout-with-analysis.yaml",
+        "written for an older Argo API (fields Argo's own CRD no longer declares): analysis.name, analysis.templateName",
+    ),
+    (
+        "examples/traffic-management/rollout-linkerd.yaml",
+        "a text template, not a manifest: placeholders (REPLACEME, ROLLOUT_NAME, Helm or unquoted {{args}}) must be filled in first",
+    ),
+    (
+        "examples/traffic-routing-experiment-step/rollout-alb-experiment-step.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
+    ),
+    (
+        "examples/traffic-routing-experiment-step/rollout-smi-experiment-step.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "examples/traffic-routing/istio-mirror.yaml",
+        "trafficRouting.managedRoutes and setMirrorRoute (issue 15)",
+    ),
+    (
+        "test/e2e/functional/alb-canary-multi-ingress-rollout.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
+    ),
+    (
+        "test/e2e/functional/alb-canary-rollout-with-delay.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
+    ),
+    (
+        "test/e2e/functional/alb-canary-rollout.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
+    ),
+    (
+        "test/e2e/functional/alb-pingpong-multi-ingress-rollout.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with (ping-pong)",
+    ),
+    (
+        "test/e2e/functional/alb-pingpong-rollout.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with (ping-pong)",
+    ),
+    (
+        "test/e2e/functional/alb-rollout.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
+    ),
+    (
+        "test/e2e/functional/alb-template.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with; also a text template, not a manifest: placeholders (REPLACEME, ROLLOUT_NAME, Helm or unquoted {{args}}) must be filled in first",
+    ),
+    (
+        "test/e2e/functional/albmesh-pingpong-stablecanary-rollout.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with (ping-pong)",
+    ),
+    (
+        "test/e2e/functional/bluegreen-duration-template.yaml",
+        "a text template, not a manifest: placeholders (REPLACEME, ROLLOUT_NAME, Helm or unquoted {{args}}) must be filled in first",
+    ),
+    (
+        "test/e2e/functional/canary-duration-template.yaml",
+        "a text template, not a manifest: placeholders (REPLACEME, ROLLOUT_NAME, Helm or unquoted {{args}}) must be filled in first",
+    ),
+    (
+        "test/e2e/functional/canary-dynamic-stable-scale-abort-delay.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
+    ),
+    (
+        "test/e2e/functional/canary-dynamic-stable-scale.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
+    ),
+    (
+        "test/e2e/functional/canary-scale-reporting.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
+    ),
+    (
+        "test/e2e/functional/canary-scaledowndelay.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
+    ),
+    (
+        "test/e2e/functional/canary-scaledownonabort.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
+    ),
+    (
+        "test/e2e/functional/canary-unscaledownonabort.yaml",
+        "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
+    ),
+    (
+        "test/e2e/functional/experiment-basic.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/experiment-dry-run-analysis.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/experiment-mann-whitney-u.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/experiment-measurement-retention-analysis.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/experiment-same-template.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/experiment-with-analysis.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/experiment-with-multiport-service.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/experiment-with-service-and-named-target-port.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/experiment-with-service-name.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/experiment-with-service-ports.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/experiment-with-service.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/nginx-template.yaml",
+        "a text template, not a manifest: placeholders (REPLACEME, ROLLOUT_NAME, Helm or unquoted {{args}}) must be filled in first",
+    ),
+    (
+        "test/e2e/functional/rollout-container-resource-formats.yaml",
+        "a CPU quantity written as a YAML number (0.001): Sluice's CRD types quantities int-or-string as CRD schemas can; write '0.001' or 1m",
+    ),
+    (
+        "test/e2e/functional/rollout-experiment-analysis.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/rollout-experiment.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+    (
+        "test/e2e/functional/rollout-shared-secret.yaml",
+        "secretKeyRef.sharedSecret reads a Secret from the controller's namespace; Sluice reads analysis Secrets only from the run's own namespace (trust boundary)",
+    ),
+    (
+        "test/e2e/functional/rollout-with-experiment.yaml",
+        "an Argo Experiment or experiment step (issue 15)",
+    ),
+];
 
 /// Every .yaml/.yml file under `dir`, sorted.
 fn yaml_files(dir: &Path, into: &mut Vec<PathBuf>) {
