@@ -73,23 +73,18 @@ impl Rollout {
         let mut rollout = Rollout::example(name, replicas, vec![]);
         rollout.spec.strategy = RolloutStrategy {
             canary: None,
-            blue_green: Some(BlueGreenStrategy {
+            blue_green: Some(Box::new(BlueGreenStrategy {
                 active_service: format!("{name}-active"),
                 preview_service: Some(format!("{name}-preview")),
                 ..BlueGreenStrategy::default()
-            }),
+            })),
         };
         rollout
     }
 
     /// Edits the blue-green strategy in place (creating it, without Services, when there is none).
     pub fn with_blue_green(mut self, edit: impl FnOnce(&mut BlueGreenStrategy)) -> Self {
-        edit(
-            self.spec
-                .strategy
-                .blue_green
-                .get_or_insert_with(BlueGreenStrategy::default),
-        );
+        edit(self.spec.strategy.blue_green.get_or_insert_with(Box::default));
         self
     }
 

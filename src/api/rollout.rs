@@ -178,7 +178,7 @@ impl RolloutSpec {
 
     /// The blue-green strategy, when that is the one set.
     pub fn blue_green(&self) -> Option<&BlueGreenStrategy> {
-        self.strategy.blue_green.as_ref()
+        self.strategy.blue_green.as_deref()
     }
 }
 
@@ -221,8 +221,9 @@ pub struct RolloutStrategy {
     pub canary: Option<CanaryStrategy>,
     /// Run the new version beside the old one behind a preview Service, then switch the active
     /// Service over at once.
+    // Boxed: most Rollouts are canaries, and every cached Rollout would carry the unboxed size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blue_green: Option<BlueGreenStrategy>,
+    pub blue_green: Option<Box<BlueGreenStrategy>>,
 }
 
 /// Blue-green strategy (Argo Rollouts' field names and semantics): the new version comes up beside the

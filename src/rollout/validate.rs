@@ -807,7 +807,7 @@ mod tests {
                         ..PodMetadata::default()
                     })
                 },
-                "spec.strategy.blueGreen.activeMetadata.labels",
+                "spec.strategy.blueGreen.activeMetadata.labels[app]",
             ),
             (
                 |b| {
@@ -816,7 +816,7 @@ mod tests {
                         ..PodMetadata::default()
                     })
                 },
-                "spec.strategy.blueGreen.previewMetadata.labels",
+                "spec.strategy.blueGreen.previewMetadata.labels[role]",
             ),
             (
                 |b| {
@@ -825,7 +825,7 @@ mod tests {
                         ..PodMetadata::default()
                     })
                 },
-                "spec.strategy.blueGreen.previewMetadata.annotations",
+                "spec.strategy.blueGreen.previewMetadata.annotations[not a key]",
             ),
         ];
         for (edit, field) in cases {
