@@ -1,4 +1,5 @@
-//! The Rollout: a Deployment-like workload whose new versions go out as a canary in weighted steps.
+//! The Rollout: a Deployment-like workload whose new versions go out as a canary in weighted steps or
+//! blue-green behind a preview Service.
 //! Spec fields follow Argo Rollouts; `*_or_default` accessors apply defaults the API server may not have.
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub const DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS: i32 = 30;
 pub const DEFAULT_SCALE_DOWN_DELAY_SECONDS: i32 = 30;
 pub const DEFAULT_MAX_TRAFFIC_WEIGHT: i32 = 100;
 
-/// A workload rolled out as a canary: replicas of a pod template, and the strategy that moves traffic
+/// A workload rolled out progressively: replicas of a pod template, and the strategy that moves traffic
 /// from the stable version to a new one.
 // Each printcolumn(...) repeats the same keys, which clippy mistakes for duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
@@ -81,7 +82,7 @@ pub const DEFAULT_MAX_TRAFFIC_WEIGHT: i32 = 100;
         description = "Traffic percent on the canary"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    doc = "A workload whose new versions are rolled out as a canary in weighted, metric-gated steps."
+    doc = "A workload whose new versions are rolled out progressively (canary steps or blue-green), gated by metrics."
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutSpec {

@@ -244,19 +244,25 @@ pub async fn pre_promotion_fails(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         phase(r) == Some(RolloutPhase::Degraded)
     })
     .await?;
-    let status = aborted.status.unwrap_or_default();
-    ensure(status.abort_reason == Some(AbortReason::AnalysisFailed), || {
-        format!("abort reason {:?}", status.abort_reason)
-    })?;
-    ensure(status.stable_rs.as_deref() == Some(v1.as_str()), || {
-        "stable changed".into()
-    })?;
+    aborted_on_analysis(aborted, &v1)?;
     ctx.eventually("v2 scaled to 0, active and preview on v1", || async {
         let (active, preview) = (selects(ctx, "web-active").await?, selects(ctx, "web-preview").await?);
         let on_v1 = active.as_deref() == Some(v1.as_str()) && preview.as_deref() == Some(v1.as_str());
         Ok((on_v1 && ctx.replicas("web", &v2).await?.0 == 0).then_some(()))
     })
     .await
+}
+
+/// The rollout aborted because an analysis failed, and `stable` is still the stable version (what a
+/// GitSync reads to block the revision).
+fn aborted_on_analysis(rollout: Rollout, stable: &str) -> anyhow::Result<()> {
+    let status = rollout.status.unwrap_or_default();
+    ensure(status.abort_reason == Some(AbortReason::AnalysisFailed), || {
+        format!("abort reason {:?}", status.abort_reason)
+    })?;
+    ensure(status.stable_rs.as_deref() == Some(stable), || {
+        format!("stable is {:?}, not {stable}", status.stable_rs)
+    })
 }
 
 /// A failing postPromotionAnalysis: the active Service switches to v2, then back to v1; Degraded.
@@ -274,13 +280,7 @@ pub async fn post_promotion_fails(ctx: &Ctx<'_>) -> anyhow::Result<()> {
             phase(r) == Some(RolloutPhase::Degraded)
         })
         .await?;
-    let status = aborted.status.unwrap_or_default();
-    ensure(status.abort_reason == Some(AbortReason::AnalysisFailed), || {
-        format!("abort reason {:?}", status.abort_reason)
-    })?;
-    ensure(status.stable_rs.as_deref() == Some(v1.as_str()), || {
-        "v2 became stable".into()
-    })?;
+    aborted_on_analysis(aborted, &v1)?;
     ctx.eventually("the active Service back on v1, v2 scaled to 0", || async {
         let back = selects(ctx, "web-active").await?.as_deref() == Some(v1.as_str());
         Ok((back && ctx.replicas("web", &switched).await?.0 == 0).then_some(()))
