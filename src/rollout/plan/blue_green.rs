@@ -66,13 +66,27 @@ impl Planner<'_> {
             self.supersede_in_flight();
             self.clear_progress_state();
             self.status.current_step_index = Some(0);
-            self.event(
-                "NewRevision",
-                format!(
-                    "rolling out revision {} blue-green: preview first, the active Service switches on promotion",
-                    self.current_hash
-                ),
-            );
+            let existing = live.iter().find(|rs| rs.hash == self.current_hash);
+            if let Some(back) = existing.filter(|rs| self.within_rollback_window(live, rs.revision)) {
+                // As for a canary's steps: a return to a recent revision skips the analyses and the
+                // pause. The switch still waits for every pod to be available.
+                self.status.promote_full = Some(true);
+                self.event(
+                    "RolledBack",
+                    format!(
+                        "revision {} ({}) is within the rollback window: promoted without analysis or pause",
+                        back.revision, self.current_hash
+                    ),
+                );
+            } else {
+                self.event(
+                    "NewRevision",
+                    format!(
+                        "rolling out revision {} blue-green: preview first, the active Service switches on promotion",
+                        self.current_hash
+                    ),
+                );
+            }
         }
         self.status.current_pod_hash = Some(self.current_hash.clone());
         self.handle_manual_controls();

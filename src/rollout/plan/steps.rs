@@ -55,7 +55,7 @@ impl Planner<'_> {
     /// Whether a template of an older ReplicaSet at `revision` is a rollback that skips the steps:
     /// it is older than the stable one, and at most `rollbackWindow.revisions` live ReplicaSets lie
     /// between them (the stable included), as Argo counts.
-    fn within_rollback_window(&self, live: &[&ObservedReplicaSet], revision: i64) -> bool {
+    pub(super) fn within_rollback_window(&self, live: &[&ObservedReplicaSet], revision: i64) -> bool {
         let window = self.rollout.spec.rollback_window.as_ref().map_or(0, |w| w.revisions);
         let stable = self.old.stable_rs.as_deref();
         let Some(stable_revision) = live

@@ -265,6 +265,11 @@ impl World {
 
     fn new_template(&mut self, image: &str) {
         self.rollout = self.rollout.clone().with_image(image);
+        self.new_template_generation();
+    }
+
+    /// The spec changed (a template edited in place): the next generation.
+    fn new_template_generation(&mut self) {
         let generation = self.rollout.metadata.generation.unwrap_or(1) + 1;
         self.rollout.metadata.generation = Some(generation);
     }

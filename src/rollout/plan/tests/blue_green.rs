@@ -457,6 +457,36 @@ fn a_superseded_preview_goes_at_once_and_the_newest_template_is_previewed() {
     assert!(world.reasons().contains(&"Superseded"));
 }
 
+#[test]
+fn a_return_within_the_rollback_window_skips_analysis_and_pause_but_not_availability() {
+    let mut world = deployed_blue_green(2, |b| {
+        manual(b);
+        b.pre_promotion_analysis = Some(RolloutAnalysis::template("smoke"));
+    });
+    world.rollout.spec.rollback_window = Some(crate::api::rollout::RollbackWindow { revisions: 1 });
+    let v1 = world.stable();
+    let v1_template = world.rollout.spec.template.clone();
+    world.new_template("web:v2");
+    let v2 = world.current();
+    world.converge();
+    world.verdict(AnalysisKind::PrePromotion, AnalysisPhase::Successful);
+    world.converge();
+    assert!(world.paused_for_promotion(), "v2 waits for a person");
+    world.promote();
+    world.converge();
+    assert_eq!(world.stable(), v2);
+
+    // Back to v1's template: within the window, so no analysis and no pause.
+    world.rollout.spec.template = v1_template;
+    world.new_template_generation();
+    world.converge();
+    assert_eq!(world.stable(), v1);
+    assert_eq!(world.active(), Some(v1.clone()));
+    assert_eq!(world.phase(), RolloutPhase::Healthy);
+    assert!(world.reasons().contains(&"RolledBack"));
+    assert_eq!(world.rs(&v1).available, 2, "the switch still waited for every pod");
+}
+
 /// Argo's test/e2e/functional/rollout-bluegreen.yaml: an active Service only, scaleDownDelaySeconds 10.
 #[test]
 fn without_a_preview_service_only_active_moves() {
