@@ -20,6 +20,28 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     .collect()
 }
 
+/// The `openAPIV3Schema` of the Sluice CRD serving `kind` (as in `crds/sluice.dev.yaml`), if Sluice has
+/// that kind.
+pub fn schema(kind: &str) -> Option<Value> {
+    all()
+        .iter()
+        .find(|crd| crd.spec.names.kind == kind)
+        .and_then(open_api_schema)
+}
+
+/// A CRD's (first and only version's) `openAPIV3Schema` as JSON.
+pub fn open_api_schema(crd: &CustomResourceDefinition) -> Option<Value> {
+    let schema = crd
+        .spec
+        .versions
+        .first()?
+        .schema
+        .as_ref()?
+        .open_api_v3_schema
+        .as_ref()?;
+    serde_json::to_value(schema).ok()
+}
+
 /// One CRD as a YAML document (without the `---` separator).
 pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
     serde_saphyr::to_string(crd).expect("CRDs serialize to YAML")

@@ -61,10 +61,7 @@ fn sluice_schema(kind: &str) -> Option<&'static Value> {
     let schemas = SCHEMAS.get_or_init(|| {
         crate::api::crds::all()
             .into_iter()
-            .filter_map(|crd| {
-                let schema = crd.spec.versions.into_iter().next()?.schema?.open_api_v3_schema?;
-                Some((crd.spec.names.kind, serde_json::to_value(schema).ok()?))
-            })
+            .filter_map(|crd| Some((crd.spec.names.kind.clone(), crate::api::crds::open_api_schema(&crd)?)))
             .collect()
     });
     schemas.iter().find(|(k, _)| k == kind).map(|(_, schema)| schema)

@@ -121,15 +121,7 @@ pub struct Outcome {
 
 /// The `openAPIV3Schema` of the kind's CRD, generated from the types as `crds/sluice.dev.yaml` is.
 pub fn crd_schema(kind: Kind) -> Value {
-    let crd = sluice::api::crds::all()
-        .into_iter()
-        .find(|crd| crd.spec.names.kind == kind.crd_kind())
-        .expect("every fuzzed kind has a CRD");
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref());
-    serde_json::to_value(schema).expect("schemas serialize")
+    sluice::api::crds::schema(kind.crd_kind()).expect("every fuzzed kind has a CRD")
 }
 
 /// Whole objects of `kind`: spec and status from the CRD schema, laid over a valid example half the time.

@@ -9,47 +9,11 @@ use super::context::{Ctx, canary_hash, ensure, phase, stable_hash};
 use sluice::api::conditions::{INVALID_SPEC, find};
 use sluice::api::rollout::{Rollout, RolloutPhase};
 
-/// argoproj/argo-rollouts `examples/rollout-template-ref.yaml`, `argoproj.io` replaced by `sluice.dev`.
-const ARGO_TEMPLATE_REF: &str = r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  labels:
-    app.kubernetes.io/instance: rollout-canary
-  name: rollout-ref-deployment
-spec:
-  replicas: 0
-  selector:
-    matchLabels:
-      app: rollout-ref-deployment
-  template:
-    metadata:
-      labels:
-        app: rollout-ref-deployment
-    spec:
-      containers:
-        - name: rollouts-demo
-          image: argoproj/rollouts-demo:blue
-          imagePullPolicy: Always
-          ports:
-            - containerPort: 8080
----
-apiVersion: sluice.dev/v1alpha1
-kind: Rollout
-metadata:
-  name: rollout-ref-deployment
-spec:
-  replicas: 5
-  revisionHistoryLimit: 2
-  workloadRef:
-    apiVersion: apps/v1
-    kind: Deployment
-    name: rollout-ref-deployment
-  strategy:
-    canary:
-      steps:
-        - setWeight: 20
-        - pause: {duration: 10s}
-"#;
+/// argoproj/argo-rollouts `examples/rollout-template-ref.yaml`, as vendored in the Argo corpus.
+const ARGO_TEMPLATE_REF: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/testdata/argo-rollouts/examples/rollout-template-ref.yaml"
+));
 
 const NAME: &str = "rollout-ref-deployment";
 
@@ -79,7 +43,9 @@ fn invalid_message(rollout: &Rollout) -> Option<String> {
 
 pub async fn workload_ref(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     // Given Argo's example, as Argo ships it.
-    for document in serde_saphyr::from_multiple::<Value>(ARGO_TEMPLATE_REF)? {
+    for document in serde_saphyr::from_multiple::<Value>(
+        &ARGO_TEMPLATE_REF.replace("apiVersion: argoproj.io/", "apiVersion: sluice.dev/"),
+    )? {
         ctx.create(document).await?;
     }
     let v1 = ctx
