@@ -36,9 +36,19 @@ pub const DEFAULT_INTERVAL: &str = "1m";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GitSyncSpec {
-    /// URL of the repository (https://, ssh:// or a local path).
-    #[serde(rename = "repoURL")]
+    /// URL of the repository (https://, ssh:// or a local path). May be omitted when
+    /// `source.fromGitSync` is set: the repository is then the upstream's.
+    #[serde(rename = "repoURL", default, skip_serializing_if = "String::is_empty")]
     pub repo_url: String,
+    /// Follow another GitSync instead of a ref: apply the revisions it proved healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SyncSource>,
+    /// How revisions are promoted into this GitSync from its upstreams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+    /// GitSyncs that must be Ready at their latest revision before this one applies anything new.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<GitSyncReference>,
     /// What to check out (default: the repository's default branch).
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ref")]
     pub git_ref: Option<GitRef>,
@@ -117,6 +127,39 @@ impl GitSyncSpec {
         self.render.as_ref().and_then(|r| r.type_).unwrap_or_default()
     }
 
+    /// The upstream GitSync this one follows, if any.
+    pub fn upstream(&self) -> Option<&UpstreamGitSync> {
+        self.source.as_ref().and_then(|s| s.from_git_sync.as_ref())
+    }
+
+    /// Every upstream a promotion waits for: `source.fromGitSync` first, then `promotion.requires`.
+    pub fn upstreams(&self) -> impl Iterator<Item = &UpstreamGitSync> {
+        let required = self
+            .promotion
+            .iter()
+            .flat_map(|p| p.requires.iter().map(|r| &r.git_sync));
+        self.upstream().into_iter().chain(required)
+    }
+
+    /// Whether promotions into this GitSync are held.
+    pub fn is_promotion_held(&self) -> bool {
+        self.promotion.as_ref().and_then(|p| p.hold).unwrap_or(false)
+    }
+
+    /// `(namespace, name)` of every GitSync this one refers to (upstreams and dependencies), with
+    /// `namespace` the GitSync's own where the reference names none: a change of any of them may
+    /// change what this one does.
+    pub fn referenced_gitsyncs<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let upstreams = self
+            .upstreams()
+            .map(move |u| (u.namespace.as_deref().unwrap_or(namespace), u.name.as_str()));
+        let dependencies = self
+            .depends_on
+            .iter()
+            .map(move |d| (d.namespace.as_deref().unwrap_or(namespace), d.name.as_str()));
+        upstreams.chain(dependencies)
+    }
+
     /// The rollback action on a failed analysis (default pin).
     pub fn rollback_action_or_default(&self) -> RollbackAction {
         self.rollback
@@ -124,6 +167,61 @@ impl GitSyncSpec {
             .and_then(|r| r.on_analysis_failure)
             .unwrap_or_default()
     }
+}
+
+/// Where a GitSync's revisions come from when not from its own ref.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSource {
+    /// The upstream stage: its `lastHealthyRevision`, once healthy there for `soak`, is applied here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_git_sync: Option<UpstreamGitSync>,
+}
+
+/// An upstream stage and how long a revision must stay healthy there before it is promoted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamGitSync {
+    /// Name of the upstream GitSync.
+    pub name: String,
+    /// Its namespace (default: this GitSync's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// How long the revision must have been healthy upstream, e.g. `10m` (default 0s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = duration::string_schema)]
+    pub soak: Option<String>,
+}
+
+/// Promotion settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Promotion {
+    /// More upstreams that must all have a revision healthy (for their soak) before it is promoted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<PromotionRequirement>,
+    /// Stop promotions into this GitSync (what runs stays); `sluice hold gitsync` sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<bool>,
+}
+
+/// One more upstream a promotion waits for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionRequirement {
+    /// The upstream GitSync.
+    pub git_sync: UpstreamGitSync,
+}
+
+/// A GitSync, by name and namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSyncReference {
+    /// Name of the GitSync.
+    pub name: String,
+    /// Its namespace (default: the referring GitSync's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A branch, tag or commit (the most specific one set wins: commit, then tag, then branch).
@@ -246,6 +344,13 @@ pub struct GitSyncStatus {
     /// The last commit whose Rollouts all became Healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_healthy_revision: Option<String>,
+    /// When `lastHealthyRevision` became healthy (downstream stages soak from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::api::Timestamp>")]
+    pub last_healthy_time: Option<DateTime<Utc>>,
+    /// Where the revisions of a GitSync following upstream stages come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionStatus>,
     /// Objects that left Git, deleted once no Rollout of this GitSync is mid-rollout (so a rollback
     /// still finds the stable version's ConfigMaps and Secrets).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -272,6 +377,57 @@ impl GitSyncStatus {
     pub fn is_blocked(&self, revision: &str) -> bool {
         self.blocked_revisions.iter().any(|b| b.revision == revision)
     }
+}
+
+/// The promotion state of a GitSync that follows upstream stages.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionStatus {
+    /// The revision promoted into this stage, which it applies (unless it blocked it here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Where it came from: `namespace/name` of the upstream, or `sluice promote` for a forced one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// When it was promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::api::Timestamp>")]
+    pub promoted_at: Option<DateTime<Utc>>,
+    /// The upstreams' healthy revision waiting to be promoted, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<String>,
+    /// When the candidate's soak ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::api::Timestamp>")]
+    pub soak_until: Option<DateTime<Utc>>,
+    /// Why the candidate is not promoted yet (soaking, held, blocked, upstreams disagree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+    /// The `sluice.dev/promote` annotation value last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_promote_request: Option<String>,
+    /// Recent promotions, newest last (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<PromotionRecord>,
+}
+
+/// One promotion into a stage.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionRecord {
+    /// The commit SHA.
+    pub revision: String,
+    /// `namespace/name` of the upstream, or `sluice promote`.
+    pub from: String,
+    /// When.
+    #[schemars(with = "crate::api::Timestamp")]
+    pub at: DateTime<Utc>,
+    /// Promoted by hand (`sluice promote gitsync`), skipping the soak.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
+    /// Details (who asked, how long it was healthy upstream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A commit that is not applied again.
@@ -410,6 +566,41 @@ spec:
         assert_eq!(
             spec.rollback.as_ref().unwrap().on_analysis_failure,
             Some(bare.rollback_action_or_default())
+        );
+    }
+
+    #[test]
+    fn referenced_gitsyncs_name_upstreams_then_dependencies_in_their_namespaces() {
+        let sync: GitSync = serde_saphyr::from_str(
+            r#"
+apiVersion: sluice.dev/v1alpha1
+kind: GitSync
+metadata: {name: prod, namespace: shop-prod}
+spec:
+  source: {fromGitSync: {name: staging, namespace: shop-staging, soak: 10m}}
+  promotion:
+    requires: [{gitSync: {name: staging-eu, namespace: shop-staging}}]
+    hold: true
+  dependsOn: [{name: db}]
+"#,
+        )
+        .unwrap();
+        let referenced: Vec<_> = sync.spec.referenced_gitsyncs("shop-prod").collect();
+        assert_eq!(
+            referenced,
+            [
+                ("shop-staging", "staging"),
+                ("shop-staging", "staging-eu"),
+                ("shop-prod", "db")
+            ]
+        );
+        assert!(sync.spec.is_promotion_held());
+        assert_eq!(sync.spec.upstream().unwrap().soak.as_deref(), Some("10m"));
+        assert!(sync.spec.repo_url.is_empty());
+        let json = serde_json::to_value(&sync).unwrap();
+        assert!(
+            json["spec"].get("repoURL").is_none(),
+            "an omitted repoURL stays omitted"
         );
     }
 

@@ -1,5 +1,6 @@
 //! Runs the GitSync controller: a kube-runtime Controller over GitSyncs, woken also by changes of the
-//! Rollouts they applied (label `sluice.dev/gitsync`) and by signed webhook calls.
+//! Rollouts they applied (label `sluice.dev/gitsync`), by signed webhook calls, and by changes of the
+//! GitSyncs they follow or depend on.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +25,35 @@ use crate::gitsync::git::GitSource;
 use crate::gitsync::reconcile::{self, Context, Tenancy};
 use crate::gitsync::render::Tools;
 use crate::gitsync::{GITSYNC_LABEL, webhook};
+
+/// How many wake-ups of referring GitSyncs may wait; beyond that one is dropped (logged), and the
+/// GitSync it was for looks again at its own requeue (soak end, interval).
+const REFERRER_WAKEUPS: usize = 1024;
+
+/// Wakes the GitSyncs that follow or depend on the one this watch event is about: its status (a
+/// new healthy revision, Ready) decides what they do. A scan of the cache: GitSyncs number in the
+/// hundreds, not the thousands, and the scan is a comparison of a few strings each.
+fn wake_referrers(
+    cache: &reflector::Store<GitSync>,
+    event: &watcher::Event<GitSync>,
+    wake: &tokio::sync::mpsc::Sender<ObjectRef<GitSync>>,
+) {
+    let changed = match event {
+        watcher::Event::Apply(object) | watcher::Event::InitApply(object) | watcher::Event::Delete(object) => object,
+        watcher::Event::Init | watcher::Event::InitDone => return,
+    };
+    let (namespace, name) = (changed.namespace().unwrap_or_default(), changed.name_any());
+    for referrer in cache.state() {
+        let own_namespace = referrer.namespace().unwrap_or_default();
+        let refers = referrer
+            .spec
+            .referenced_gitsyncs(&own_namespace)
+            .any(|(ns, n)| ns == namespace && n == name);
+        if refers && wake.try_send(ObjectRef::from_obj(&*referrer)).is_err() {
+            tracing::debug!(gitsync = %referrer.name_any(), "too many waiting wake-ups: dropped one");
+        }
+    }
+}
 
 /// GitSync settings of `sluice controller`; its flags are these fields (the client fields are set by
 /// the process, not by flags).
@@ -183,6 +213,8 @@ pub async fn start(
         ));
     }
     let (store, writer) = reflector::store();
+    let (wake, woken) = tokio::sync::mpsc::channel::<ObjectRef<GitSync>>(REFERRER_WAKEUPS);
+    let referrers_of = store.clone();
     let departed_ctx = ctx.clone();
     let mut departures = Departures::default();
     // The finalizer's cleanup runs while the GitSync still exists; what is kept about it goes when the
@@ -193,6 +225,7 @@ pub async fn start(
             for gone in departures.observe(event) {
                 departed_ctx.forget(&gone.namespace, &gone.name);
             }
+            wake_referrers(&referrers_of, event, &wake);
         })
         .applied_objects();
     let cached = store.clone();
@@ -204,7 +237,13 @@ pub async fn start(
             .watches(rollouts, watcher::Config::default().labels(GITSYNC_LABEL), |rollout| {
                 owner_of(&rollout.metadata.labels.clone().unwrap_or_default())
             })
-            .reconcile_on(requests)
+            .reconcile_on(futures::stream::select(
+                requests,
+                futures::stream::unfold(woken, |mut woken| async move {
+                    let gitsync = woken.recv().await?;
+                    Some((gitsync, woken))
+                }),
+            ))
             .graceful_shutdown_on(async move { controller_shutdown.cancelled().await })
             .run(
                 move |gitsync, ctx| {

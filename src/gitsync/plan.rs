@@ -292,6 +292,7 @@ pub fn conclude_health(
         return None;
     }
     status.last_healthy_revision = Some(applied.clone());
+    status.last_healthy_time = Some(now);
     push_history(
         status,
         &applied,
@@ -336,6 +337,8 @@ pub enum SyncResult {
     Failed(String),
     /// Nothing applied on purpose.
     Held(String),
+    /// Nothing new applied until something else is ready (a dependency); not an error.
+    Waiting { reason: &'static str, message: String },
 }
 
 /// The failure the conditions record from the last sync, for reconciles that do not sync (woken by
@@ -385,6 +388,11 @@ pub fn set_conditions(
             (False, "NothingApplied", message.clone()),
             None,
             Some(("NothingApplied", message.clone())),
+        ),
+        (SyncResult::Waiting { reason, message }, _) => (
+            (False, *reason, message.clone()),
+            Some((*reason, message.clone())),
+            None,
         ),
         (SyncResult::Suspended, _) => (
             (False, "Suspended", "spec.suspend is true: not syncing".into()),
