@@ -16,8 +16,9 @@ pub trait Observer: Send + Sync {
     fn observe_measurement(&self, namespace: &str, analysis_run: &str, metric: &str, value: f64);
     /// The AnalysisRun is gone: drop what was reported about it.
     fn forget_analysis_run(&self, namespace: &str, name: &str);
-    /// A GitSync's applied and healthy revisions (None: gone or not known yet).
-    fn observe_gitsync(&self, namespace: &str, name: &str, applied: Option<&str>, healthy: Option<&str>);
+    /// A GitSync's stage after a reconcile: the revisions it applied, found healthy and may promote
+    /// next, and since when (None: gone, drop what was reported).
+    fn observe_gitsync(&self, namespace: &str, name: &str, status: Option<&crate::api::gitsync::GitSyncStatus>);
     /// One reconcile of `controller` ("rollout", "analysisrun", "gitsync") and how long it took.
     fn count_reconcile(&self, controller: &str, took: Duration);
     /// One failed reconcile, by the error's kind.

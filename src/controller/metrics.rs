@@ -42,7 +42,7 @@ pub struct MeasurementLabels {
 pub struct GitSyncRevisionLabels {
     pub namespace: String,
     pub name: String,
-    /// applied or healthy.
+    /// applied, healthy, or candidate (healthy upstream, not promoted here yet).
     pub state: String,
     pub revision: String,
 }
@@ -73,6 +73,8 @@ pub struct Metrics {
     analysis_run_phase: Family<AnalysisRunPhaseLabels, Gauge>,
     measurement_value: Family<MeasurementLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     gitsync_revision_info: Family<GitSyncRevisionLabels, Gauge>,
+    gitsync_healthy_since: Family<RolloutLabels, Gauge>,
+    gitsync_promoted_at: Family<RolloutLabels, Gauge>,
     /// The revisions each GitSync was last exported with, so a new revision replaces its series.
     gitsync_revisions: Mutex<std::collections::HashMap<(String, String, String), String>>,
     leader: Gauge,
@@ -146,8 +148,20 @@ impl Metrics {
         let gitsync_revision_info = Family::<GitSyncRevisionLabels, Gauge>::default();
         registry.register(
             "gitsync_revision_info",
-            "The Git revision a GitSync last applied and last found healthy (always 1)",
+            "The Git revision a GitSync last applied, last found healthy, and may promote next from its upstream stage (always 1)",
             gitsync_revision_info.clone(),
+        );
+        let gitsync_healthy_since = Family::<RolloutLabels, Gauge>::default();
+        registry.register(
+            "gitsync_healthy_since_timestamp_seconds",
+            "When a GitSync's last healthy revision became healthy (Unix time): downstream stages soak from here",
+            gitsync_healthy_since.clone(),
+        );
+        let gitsync_promoted_at = Family::<RolloutLabels, Gauge>::default();
+        registry.register(
+            "gitsync_promoted_timestamp_seconds",
+            "When the revision a stage follows was promoted into it (Unix time)",
+            gitsync_promoted_at.clone(),
         );
         let leader = Gauge::default();
         registry.register(
@@ -159,6 +173,8 @@ impl Metrics {
             leader,
             registry,
             gitsync_revision_info,
+            gitsync_healthy_since,
+            gitsync_promoted_at,
             gitsync_revisions: Mutex::new(Default::default()),
             rollout_info,
             rollout_step,
@@ -336,10 +352,33 @@ impl Observer for Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Exports the revisions a GitSync applied and found healthy (one series per state).
-    fn observe_gitsync(&self, namespace: &str, name: &str, applied: Option<&str>, healthy: Option<&str>) {
+    /// Exports the revisions a GitSync applied, found healthy and may promote next (one series per
+    /// state), and when its healthy revision became healthy and its revision was promoted.
+    fn observe_gitsync(&self, namespace: &str, name: &str, status: Option<&crate::api::gitsync::GitSyncStatus>) {
+        let applied = status.and_then(|s| s.last_applied_revision.as_deref());
+        let healthy = status.and_then(|s| s.last_healthy_revision.as_deref());
+        let promotion = status.and_then(|s| s.promotion.as_ref());
+        let candidate = promotion.and_then(|p| p.candidate.as_deref());
+        let object = RolloutLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let times = [
+            (&self.gitsync_healthy_since, status.and_then(|s| s.last_healthy_time)),
+            (&self.gitsync_promoted_at, promotion.and_then(|p| p.promoted_at)),
+        ];
+        for (family, time) in times {
+            match time {
+                Some(time) => {
+                    family.get_or_create(&object).set(time.timestamp());
+                }
+                None => {
+                    family.remove(&object);
+                }
+            }
+        }
         let mut last = self.gitsync_revisions.lock().unwrap_or_else(|p| p.into_inner());
-        for (state, revision) in [("applied", applied), ("healthy", healthy)] {
+        for (state, revision) in [("applied", applied), ("healthy", healthy), ("candidate", candidate)] {
             let key = (namespace.to_string(), name.to_string(), state.to_string());
             let labels = |revision: String| GitSyncRevisionLabels {
                 namespace: namespace.into(),
@@ -383,6 +422,23 @@ impl Observer for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::gitsync::{GitSyncStatus, PromotionStatus};
+
+    /// A GitSync status healthy since t=1000 whose revision was promoted at t=2000.
+    fn gitsync_status(applied: Option<&str>, healthy: Option<&str>, candidate: Option<&str>) -> GitSyncStatus {
+        let at = |secs| chrono::DateTime::from_timestamp(secs, 0);
+        GitSyncStatus {
+            last_applied_revision: applied.map(Into::into),
+            last_healthy_revision: healthy.map(Into::into),
+            last_healthy_time: healthy.and(at(1000)),
+            promotion: candidate.map(|c| PromotionStatus {
+                candidate: Some(c.into()),
+                promoted_at: at(2000),
+                ..PromotionStatus::default()
+            }),
+            ..GitSyncStatus::default()
+        }
+    }
 
     #[test]
     fn a_phase_change_replaces_the_info_series() {
@@ -411,12 +467,16 @@ mod tests {
         metrics.observe_analysis_run("shop", "web-1", "Running");
         metrics.observe_measurement("shop", "web-1", "error-rate", 0.02);
         metrics.observe_measurement("shop", "web-1", "latency", 0.3);
-        metrics.observe_gitsync("shop", "app", Some("aaa"), Some("aaa"));
+        metrics.observe_gitsync(
+            "shop",
+            "app",
+            Some(&gitsync_status(Some("aaa"), Some("aaa"), Some("bbb"))),
+        );
         assert!(metrics.per_object_sizes().iter().all(|(_, n)| *n > 0));
 
         metrics.forget_rollout("shop", "web");
         metrics.forget_analysis_run("shop", "web-1");
-        metrics.observe_gitsync("shop", "app", None, None);
+        metrics.observe_gitsync("shop", "app", None);
         let text = metrics.render();
         assert!(!text.contains(r#"namespace="shop""#), "{text}");
         assert!(
@@ -432,8 +492,12 @@ mod tests {
         metrics.count_reconcile("rollout", Duration::from_millis(3));
         metrics.count_reconcile_error("rollout", "kube");
         metrics.count_abort("shop", "web");
-        metrics.observe_gitsync("shop", "app", Some("aaa"), None);
-        metrics.observe_gitsync("shop", "app", Some("bbb"), Some("aaa"));
+        metrics.observe_gitsync("shop", "app", Some(&gitsync_status(Some("aaa"), None, None)));
+        metrics.observe_gitsync(
+            "shop",
+            "app",
+            Some(&gitsync_status(Some("bbb"), Some("aaa"), Some("ccc"))),
+        );
         let text = metrics.render();
         assert!(
             text.contains(
@@ -448,6 +512,20 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains(r#"state="applied",revision="aaa""#), "{text}");
+        assert!(
+            text.contains(
+                r#"sluice_gitsync_revision_info{namespace="shop",name="app",state="candidate",revision="ccc"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_gitsync_healthy_since_timestamp_seconds{namespace="shop",name="app"} 1000"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_gitsync_promoted_timestamp_seconds{namespace="shop",name="app"} 2000"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"sluice_reconcile_total{controller="rollout"} 1"#),
             "{text}"

@@ -212,7 +212,7 @@ impl Context {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&gitsync);
         self.webhook_secrets.forget(namespace, name);
-        self.metrics.observe_gitsync(namespace, name, None, None);
+        self.metrics.observe_gitsync(namespace, name, None);
     }
 
     /// How many GitSyncs each per-object memory holds (tests look for leaks with it). The clients
@@ -308,7 +308,7 @@ pub async fn reconcile(gitsync: Arc<GitSync>, ctx: Arc<Context>) -> Result<Reque
 async fn cleanup(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Error> {
     let (namespace, name) = (gitsync.namespace().unwrap_or_default(), gitsync.name_any());
     ctx.webhook_secrets.forget(&namespace, &name);
-    ctx.metrics.observe_gitsync(&namespace, &name, None, None);
+    ctx.metrics.observe_gitsync(&namespace, &name, None);
     let status = gitsync.status.clone().unwrap_or_default();
     let targets = match plan::cleanup_targets(&gitsync.spec, &status) {
         Ok(targets) => targets,
@@ -498,8 +498,7 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
     ctx.metrics.observe_gitsync(
         &gitsync.namespace().unwrap_or_default(),
         &gitsync.name_any(),
-        status.last_applied_revision.as_deref(),
-        status.last_healthy_revision.as_deref(),
+        Some(&status),
     );
     if let Some(recorded) = sync.recorded_inventory.take() {
         old_status.inventory = Some(recorded);
