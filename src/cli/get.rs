@@ -104,7 +104,7 @@ pub async fn snapshot(target: &Target, name: &str) -> Result<Snapshot> {
 }
 
 /// Serializes as `kubectl get -o` does: without managedFields, which only add noise.
-fn print_object(value: &impl Serialize, format: OutputFormat) -> Result<()> {
+pub(crate) fn print_object(value: &impl Serialize, format: OutputFormat) -> Result<()> {
     let mut value = serde_json::to_value(value).map_err(|e| Error::Output(e.to_string()))?;
     strip_managed_fields(&mut value);
     let text = match format {

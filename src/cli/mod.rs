@@ -15,6 +15,8 @@ use crate::rollout::plan::humantime;
 
 pub mod actions;
 pub mod get;
+pub mod gitsync_get;
+pub mod gitsync_view;
 pub mod manifests;
 pub mod undo;
 pub mod view;
@@ -112,6 +114,40 @@ pub enum GetCommand {
     /// Without a name, list the rollouts.
     #[command(visible_aliases = ["rollouts", "ro"])]
     Rollout(GetRolloutArgs),
+    /// Show a GitSync: its source or upstream stage, applied and healthy revisions, promotion, stage
+    /// chain, blocked revisions and history. Without a name, list the GitSyncs (--chain: as pipelines).
+    #[command(visible_aliases = ["gitsyncs", "gs"])]
+    Gitsync(GetGitSyncArgs),
+    /// Print every chain of stages (GitSyncs following each other) as dev → staging → prod with the
+    /// revision at each stage.
+    #[command(visible_aliases = ["pipelines"])]
+    Pipeline(PipelineArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GetGitSyncArgs {
+    /// Name of the GitSync (omit to list).
+    pub name: Option<String>,
+    /// Print the GitSync object instead of the summary.
+    #[arg(short, long, value_enum, conflicts_with = "chain")]
+    pub output: Option<OutputFormat>,
+    /// List the GitSyncs of every namespace (without a name).
+    #[arg(short = 'A', long, conflicts_with = "name")]
+    pub all_namespaces: bool,
+    /// List as pipelines (same as `sluice get pipeline`).
+    #[arg(long, conflicts_with = "name")]
+    pub chain: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// The pipelines of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -223,6 +259,18 @@ pub async fn run(command: Command) -> Result<()> {
                 Some(name) => get::show(&target, name, args.output).await,
                 None => get::list(&target, args.all_namespaces, args.output).await,
             };
+        }
+        Command::Get(GetCommand::Gitsync(args)) => {
+            let target = Target::connect(&args.cluster).await?;
+            return match &args.name {
+                Some(name) => gitsync_get::show(&target, name, args.output).await,
+                None if args.chain => gitsync_get::pipeline(&target, args.all_namespaces).await,
+                None => gitsync_get::list(&target, args.all_namespaces, args.output).await,
+            };
+        }
+        Command::Get(GetCommand::Pipeline(args)) => {
+            let target = Target::connect(&args.cluster).await?;
+            return gitsync_get::pipeline(&target, args.all_namespaces).await;
         }
         Command::List(ListCommand::Rollouts(args)) => {
             let target = Target::connect(&args.cluster).await?;
@@ -466,6 +514,19 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(nonsense).is_err(), "{nonsense:?}");
         }
+    }
+
+    #[test]
+    fn get_gitsync_and_pipeline_parse() {
+        let Command::Get(GetCommand::Gitsync(get)) = parse(&["get", "gs", "prod", "-n", "shop"]) else {
+            panic!("get gs")
+        };
+        assert_eq!(get.name.as_deref(), Some("prod"));
+        let Command::Get(GetCommand::Gitsync(get)) = parse(&["get", "gitsyncs", "--chain", "-A"]) else {
+            panic!("get gitsyncs --chain")
+        };
+        assert!(get.chain && get.all_namespaces && get.name.is_none());
+        assert!(matches!(parse(&["get", "pipeline", "-A"]), Command::Get(GetCommand::Pipeline(p)) if p.all_namespaces));
     }
 
     #[test]
