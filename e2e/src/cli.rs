@@ -87,6 +87,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             result = run_bench(command) => result,
             _ = sluice::app::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
         },
+        Command::Demo(options) if options.stages => crate::demo::stages::run(options).await.map(|_| ()),
         Command::Demo(options) => crate::demo::run(options).await.map(|_| ()),
         Command::E2e(args) => run_e2e(args).await,
     }

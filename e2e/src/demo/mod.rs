@@ -3,6 +3,7 @@
 //! with a GitSync following it. Only commits drive the story (see `story`); a live timeline shows what
 //! Git, the GitSync and the Rollout do, and the demo succeeds only if the story happened as told.
 mod app;
+pub mod stages;
 mod story;
 mod timeline;
 
@@ -34,102 +35,45 @@ pub struct DemoOptions {
     /// The Prometheus binary (default: `prometheus` on PATH).
     #[arg(long)]
     pub prometheus: Option<PathBuf>,
+    /// The multistage story instead: a commit promoted dev → staging → prod on evidence, a bad one
+    /// stopped in dev.
+    #[arg(long)]
+    pub stages: bool,
 }
 
 pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
     let timeline = Timeline::start();
-    let prometheus_binary = options
-        .prometheus
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("prometheus"));
-    prometheus::check_installed(&prometheus_binary, "the demo")?;
-    let sim = Simulator::start(SimConfig {
-        pod_ready_delay: Duration::from_millis(500),
-        ..SimConfig::default()
-    })
-    .await?;
-    let workdir = tempfile::Builder::new().prefix("sluice-demo-").tempdir()?;
-    let kubeconfig = workdir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig)?;
-    timeline.say(
-        "setup",
-        format!(
-            "simulated cluster at {} (kubeconfig {})",
-            sim.url(),
-            kubeconfig.display()
-        ),
-    );
-    install_platform(&sim)?;
-    timeline.say(
-        "setup",
-        "platform: Sluice CRDs, the ClusterAnalysisTemplate sim-success-rate (canary success rate ≥ 95%, 3 measurements), \
-         the ServiceAccount deployer the GitSync applies as",
-    );
-    let prometheus = prometheus::start(&prometheus_binary, workdir.path(), &sim).await?;
-    timeline.say(
-        "setup",
-        format!(
-            "Prometheus at {}, scraping the simulated traffic every second",
-            prometheus.address
-        ),
-    );
-    let repo = LocalRepo::create(workdir.path().join("git"))
-        .context("creating the demo's Git repository (the demo needs git on PATH)")?;
-    app::write_base(&repo)?;
+    let stack = Stack::start(&options, timeline).await?;
+    app::write_base(&stack.repo)?;
     timeline.say(
         "setup",
         format!(
             "Git repository {} (work clone {}): {}/service.yaml, {}/rollout.yaml",
-            repo.bare_path().display(),
-            repo.work_path().display(),
+            stack.repo.bare_path().display(),
+            stack.repo.work_path().display(),
             app::APP_PATH,
             app::APP_PATH
         ),
     );
-
-    let client = sim.client()?;
-    // The controller runs as deploy/'s ServiceAccount; `client` (the admin) plays the user.
-    let controller_config = crate::kit::controller_kube_config(&sim).await?;
-    let config = sluice::controller::ControllerConfig {
-        namespace: None,
-        metrics_addr: "127.0.0.1:0".parse()?,
-        prometheus_address: Some(prometheus.address.clone()),
-        analysis_address_allowlist: vec!["127.0.0.1/32".into()],
-        gitsync: GitSyncConfig {
-            kube_config: Some(controller_config.clone()),
-            client_options: None,
-            cache_dir: Some(workdir.path().join("git-cache")),
-            webhook_addr: None,
-            argocd: Default::default(),
-            allow_remote_bases: false,
-            // The scenarios' and the demo's repositories are local folders.
-            allow_file_repos: true,
-            gitsync_default_service_account: None,
-            gitsync_apply_as_controller: false,
-        },
-    };
-    let controller =
-        sluice::controller::start(kube::Client::try_from(controller_config)?, config, Default::default()).await?;
-    timeline.say(
-        "setup",
-        format!(
-            "Sluice controller running (metrics at http://{}/metrics)",
-            controller.metrics_addr
-        ),
-    );
+    let client = stack.client.clone();
     let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "default");
-
-    let commits = Commits(repo.clone());
+    let commits = Commits(stack.repo.clone());
     let printers = [
-        tokio::spawn(timeline::print_gitsync(gitsyncs.clone(), commits.clone(), timeline)),
+        tokio::spawn(timeline::print_gitsync(
+            gitsyncs.clone(),
+            commits.clone(),
+            timeline,
+            |_| "gitsync".into(),
+        )),
         tokio::spawn(timeline::print_rollout(
             client.clone(),
-            prometheus.address.clone(),
+            stack.prometheus.address.clone(),
             timeline,
+            |_| "rollout".into(),
         )),
     ];
     let story = Story {
-        repo: repo.clone(),
+        repo: stack.repo.clone(),
         commits,
         gitsyncs,
         rollouts: Api::namespaced(client, "default"),
@@ -139,15 +83,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
         Ok(outcome) => story.conclude(&outcome).await.map(|()| outcome),
         Err(e) => Err(e),
     };
-    // The controller runs as deploy/'s ServiceAccount: a refused call is a gap in deploy/'s RBAC.
-    let denied = crate::kit::denied_to_controller(&sim.url()).await;
-    let result = match result {
-        Ok(_) if !denied.is_empty() => Err(anyhow::anyhow!(
-            "deploy/'s RBAC refused the controller: {}",
-            denied.join(", ")
-        )),
-        result => result,
-    };
+    let result = stack.check_rbac(result).await;
     match &result {
         Ok(_) => timeline.say(
             "demo",
@@ -156,16 +92,128 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
         Err(e) => timeline.say("demo", format!("the story did NOT happen as told: {e:#}")),
     }
     if options.keep {
-        print_keep_instructions(&kubeconfig, &repo, &prometheus.address);
+        print_keep_instructions(&stack.kubeconfig, &stack.repo, &stack.prometheus.address);
         let _ = tokio::signal::ctrl_c().await;
     }
     for printer in printers {
         printer.abort();
     }
-    controller.stop(Duration::from_secs(5)).await;
-    drop(prometheus);
-    sim.shutdown().await;
+    stack.stop().await;
     result
+}
+
+/// What every demo runs on: the simulated cluster with the platform installed, a real Prometheus
+/// scraping it, an empty Git repository, and the controller running as deploy/'s ServiceAccount.
+struct Stack {
+    sim: Simulator,
+    prometheus: prometheus::Prometheus,
+    controller: sluice::controller::Running,
+    repo: LocalRepo,
+    kubeconfig: PathBuf,
+    /// The admin: plays the user.
+    client: kube::Client,
+    /// Holds the kubeconfig, the repository and the caches until the demo ends.
+    _workdir: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start(options: &DemoOptions, timeline: Timeline) -> anyhow::Result<Stack> {
+        let prometheus_binary = options
+            .prometheus
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("prometheus"));
+        prometheus::check_installed(&prometheus_binary, "the demo")?;
+        let sim = Simulator::start(SimConfig {
+            pod_ready_delay: Duration::from_millis(500),
+            ..SimConfig::default()
+        })
+        .await?;
+        let workdir = tempfile::Builder::new().prefix("sluice-demo-").tempdir()?;
+        let kubeconfig = workdir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig)?;
+        timeline.say(
+            "setup",
+            format!(
+                "simulated cluster at {} (kubeconfig {})",
+                sim.url(),
+                kubeconfig.display()
+            ),
+        );
+        install_platform(&sim)?;
+        timeline.say(
+            "setup",
+            "platform: Sluice CRDs, the ClusterAnalysisTemplate sim-success-rate (canary success rate ≥ 95%, 3 measurements), \
+             the ServiceAccount deployer the GitSync applies as",
+        );
+        let prometheus = prometheus::start(&prometheus_binary, workdir.path(), &sim).await?;
+        timeline.say(
+            "setup",
+            format!(
+                "Prometheus at {}, scraping the simulated traffic every second",
+                prometheus.address
+            ),
+        );
+        let repo = LocalRepo::create(workdir.path().join("git"))
+            .context("creating the demo's Git repository (the demo needs git on PATH)")?;
+        let client = sim.client()?;
+        // The controller runs as deploy/'s ServiceAccount; `client` (the admin) plays the user.
+        let controller_config = crate::kit::controller_kube_config(&sim).await?;
+        let config = sluice::controller::ControllerConfig {
+            namespace: None,
+            metrics_addr: "127.0.0.1:0".parse()?,
+            prometheus_address: Some(prometheus.address.clone()),
+            analysis_address_allowlist: vec!["127.0.0.1/32".into()],
+            gitsync: GitSyncConfig {
+                kube_config: Some(controller_config.clone()),
+                client_options: None,
+                cache_dir: Some(workdir.path().join("git-cache")),
+                webhook_addr: None,
+                argocd: Default::default(),
+                allow_remote_bases: false,
+                // The scenarios' and the demo's repositories are local folders.
+                allow_file_repos: true,
+                gitsync_default_service_account: None,
+                gitsync_apply_as_controller: false,
+            },
+        };
+        let controller =
+            sluice::controller::start(kube::Client::try_from(controller_config)?, config, Default::default()).await?;
+        timeline.say(
+            "setup",
+            format!(
+                "Sluice controller running (metrics at http://{}/metrics)",
+                controller.metrics_addr
+            ),
+        );
+        Ok(Stack {
+            sim,
+            prometheus,
+            controller,
+            repo,
+            kubeconfig,
+            client,
+            _workdir: workdir,
+        })
+    }
+
+    /// The story's result, failed when deploy/'s RBAC refused the controller anything: the
+    /// controller runs as deploy/'s ServiceAccount, so a refused call is a gap in deploy/.
+    async fn check_rbac<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        let denied = crate::kit::denied_to_controller(&self.sim.url()).await;
+        match result {
+            Ok(_) if !denied.is_empty() => Err(anyhow::anyhow!(
+                "deploy/'s RBAC refused the controller: {}",
+                denied.join(", ")
+            )),
+            result => result,
+        }
+    }
+
+    async fn stop(self) {
+        self.controller.stop(Duration::from_secs(5)).await;
+        drop(self.prometheus);
+        self.sim.shutdown().await;
+    }
 }
 
 /// The ServiceAccount in `default` the demo's GitSync applies as: deploy/tenant/'s.

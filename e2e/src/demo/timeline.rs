@@ -1,9 +1,11 @@
 //! The demo's live timeline: one line per thing a reader should notice, tagged with who did it —
 //! `git` (a person committing), `gitsync` (what the GitSync fetched, applied, blocked, pinned, judged
 //! healthy) and `rollout` (step, weights, the success rate Prometheus measures, the analysis verdict).
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 
@@ -42,18 +44,20 @@ impl Commits {
     }
 }
 
-/// Prints what changed in the GitSync's status, as it happens.
-pub async fn print_gitsync(gitsyncs: Api<GitSync>, commits: Commits, timeline: Timeline) {
-    let mut previous = GitSyncStatus::default();
+/// Prints what changed in each GitSync's status, as it happens; `who` tags a GitSync's lines by its name.
+pub async fn print_gitsync(gitsyncs: Api<GitSync>, commits: Commits, timeline: Timeline, who: fn(&str) -> String) {
+    let mut previous: HashMap<String, GitSyncStatus> = HashMap::new();
     let mut changes = watcher(gitsyncs, watcher::Config::default()).applied_objects().boxed();
     while let Some(next) = changes.next().await {
         // A watch error is retried by the watcher; the next event carries the whole status anyway.
         let Ok(gitsync) = next else { continue };
+        let name = gitsync.name_any();
         let status = gitsync.status.unwrap_or_default();
-        for line in gitsync_news(&previous, &status, |sha| commits.describe(sha)) {
-            timeline.say("gitsync", line);
+        let old = previous.remove(&name).unwrap_or_default();
+        for line in gitsync_news(&old, &status, |sha| commits.describe(sha)) {
+            timeline.say(&who(&name), line);
         }
-        previous = status;
+        previous.insert(name, status);
     }
 }
 
@@ -61,8 +65,22 @@ pub async fn print_gitsync(gitsyncs: Api<GitSync>, commits: Commits, timeline: T
 /// sync: fetched, blocked, applied (or pinned), healthy, and the Ready condition when its reason changes.
 pub fn gitsync_news(old: &GitSyncStatus, new: &GitSyncStatus, describe: impl Fn(&str) -> String) -> Vec<String> {
     let mut news = Vec::new();
+    let promotion = new.promotion.as_ref();
+    if let Some(candidate) = changed(
+        &old.promotion.as_ref().and_then(|p| p.candidate.clone()),
+        &promotion.and_then(|p| p.candidate.clone()),
+    ) {
+        let soak = promotion
+            .and_then(|p| p.soak_until)
+            .map(|until| format!(", soaking until {}", until.format("%H:%M:%S")))
+            .unwrap_or_default();
+        news.push(format!("healthy upstream: {}{soak}", describe(candidate)));
+    }
     if let Some(head) = changed(&old.last_attempted_revision, &new.last_attempted_revision) {
-        news.push(format!("fetched main: {}", describe(head)));
+        match promotion.and_then(|p| p.from.as_deref()) {
+            Some(from) => news.push(format!("PROMOTED from {from}: {}", describe(head))),
+            None => news.push(format!("fetched main: {}", describe(head))),
+        }
     }
     for blocked in &new.blocked_revisions {
         if !old.is_blocked(&blocked.revision) {
@@ -120,49 +138,71 @@ fn changed<'a>(old: &Option<String>, new: &'a Option<String>) -> Option<&'a str>
     new.as_deref().filter(|new| old.as_deref() != Some(*new))
 }
 
-/// Prints a line whenever the Rollout's phase, step, weights, revisions or analysis verdict change,
-/// with the success rate Prometheus measures for the canary and stable pods at that moment.
-pub async fn print_rollout(client: kube::Client, prometheus_address: String, timeline: Timeline) {
+/// Prints a line whenever a Rollout's phase, step, weights, revisions or analysis verdict change,
+/// with the success rate Prometheus measures for the canary and stable pods at that moment (behind
+/// the Service named as the Rollout); `who` tags a Rollout's lines by its name.
+pub async fn print_rollout(
+    client: kube::Client,
+    prometheus_address: String,
+    timeline: Timeline,
+    who: fn(&str) -> String,
+) {
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), "default");
     let runs: Api<AnalysisRun> = Api::namespaced(client, "default");
-    let mut last = String::new();
+    let mut last: HashMap<String, String> = HashMap::new();
     let mut changes = watcher(rollouts, watcher::Config::default()).applied_objects().boxed();
     // Analysis verdicts change the AnalysisRun, not the Rollout: look again now and then.
     let mut tick = tokio::time::interval(Duration::from_secs(2));
-    let mut latest: Option<Rollout> = None;
+    let mut latest: BTreeMap<String, Rollout> = BTreeMap::new();
     loop {
         tokio::select! {
-            Some(Ok(rollout)) = changes.next() => latest = Some(rollout),
+            Some(Ok(rollout)) = changes.next() => {
+                latest.insert(rollout.name_any(), rollout);
+            }
             _ = tick.tick() => {}
         }
-        let Some(rollout) = &latest else { continue };
-        let Some(status) = &rollout.status else { continue };
-        let analysis = match status.canary.as_ref().and_then(|c| c.current_step_analysis_run.clone()) {
-            Some(run) => match runs
-                .get(&run.name)
-                .await
-                .ok()
-                .and_then(|r| r.status)
-                .and_then(|s| s.phase)
-            {
-                Some(phase) => format!(" · analysis {phase:?}"),
-                None => " · analysis Pending".into(),
-            },
-            None => String::new(),
-        };
-        let state = RolloutLine::of(rollout, status);
-        let key = format!("{state:?}{analysis}");
-        if key == last {
-            continue;
+        for (name, rollout) in &latest {
+            report_rollout(rollout, &runs, &prometheus_address, &mut last, timeline, &who(name)).await;
         }
-        last = key;
-        let stable_rate = success_rate(&prometheus_address, status.stable_rs.as_deref()).await;
-        let canary_rate = match state.canary_hash {
-            Some(hash) => success_rate(&prometheus_address, Some(hash)).await,
-            None => None,
-        };
-        timeline.say("rollout", state.render(stable_rate, canary_rate, &analysis));
     }
+}
+
+/// One timeline line for `rollout` when what it shows changed since the last one (`last`, by name).
+async fn report_rollout(
+    rollout: &Rollout,
+    runs: &Api<AnalysisRun>,
+    prometheus_address: &str,
+    last: &mut HashMap<String, String>,
+    timeline: Timeline,
+    who: &str,
+) {
+    let Some(status) = &rollout.status else { return };
+    let analysis = match status.canary.as_ref().and_then(|c| c.current_step_analysis_run.clone()) {
+        Some(run) => match runs
+            .get(&run.name)
+            .await
+            .ok()
+            .and_then(|r| r.status)
+            .and_then(|s| s.phase)
+        {
+            Some(phase) => format!(" · analysis {phase:?}"),
+            None => " · analysis Pending".into(),
+        },
+        None => String::new(),
+    };
+    let state = RolloutLine::of(rollout, status);
+    let key = format!("{state:?}{analysis}");
+    let name = rollout.name_any();
+    if last.get(&name) == Some(&key) {
+        return;
+    }
+    last.insert(name.clone(), key);
+    let stable_rate = success_rate(prometheus_address, &name, status.stable_rs.as_deref()).await;
+    let canary_rate = match state.canary_hash {
+        Some(hash) => success_rate(prometheus_address, &name, Some(hash)).await,
+        None => None,
+    };
+    timeline.say(who, state.render(stable_rate, canary_rate, &analysis));
 }
 
 /// The part of a Rollout's status a timeline line shows.
@@ -231,9 +271,9 @@ impl<'a> RolloutLine<'a> {
     }
 }
 
-/// The share of non-5xx responses of the pods with this template hash over the last 10 s.
-async fn success_rate(prometheus_address: &str, hash: Option<&str>) -> Option<f64> {
-    let selector = format!(r#"service="web",pod_template_hash="{}""#, hash?);
+/// The share of non-5xx responses of the pods with this template hash behind `service` over the last 10 s.
+async fn success_rate(prometheus_address: &str, service: &str, hash: Option<&str>) -> Option<f64> {
+    let selector = format!(r#"service="{service}",pod_template_hash="{}""#, hash?);
     let promql = format!(
         r#"sum(rate(sim_http_requests_total{{{selector},code!~"5.."}}[10s])) / sum(rate(sim_http_requests_total{{{selector}}}[10s]))"#
     );
