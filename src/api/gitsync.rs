@@ -183,9 +183,11 @@ pub struct SyncSource {
 #[serde(rename_all = "camelCase")]
 pub struct UpstreamGitSync {
     /// Name of the upstream GitSync.
+    #[schemars(length(max = 253))]
     pub name: String,
     /// Its namespace (default: this GitSync's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub namespace: Option<String>,
     /// How long the revision must have been healthy upstream, e.g. `10m` (default 0s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,9 +220,11 @@ pub struct PromotionRequirement {
 #[serde(rename_all = "camelCase")]
 pub struct GitSyncReference {
     /// Name of the GitSync.
+    #[schemars(length(max = 253))]
     pub name: String,
     /// Its namespace (default: the referring GitSync's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub namespace: Option<String>,
 }
 

@@ -20,6 +20,7 @@ pub struct WorkloadRef {
     pub kind: String,
     /// Name of the Deployment.
     #[serde(default)]
+    #[schemars(length(max = 253))]
     pub name: String,
     /// What happens to the Deployment's own pods: `never` (default), `onsuccess`, `progressively`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
