@@ -129,6 +129,7 @@ fn canary_share(sim: &Simulator, services: (&str, &str)) -> f64 {
             namespace: "default".into(),
             service: service.into(),
             pod_template_hash: hash.into(),
+            mirrored: false,
         };
         metrics.requests(&series, 200)
     };

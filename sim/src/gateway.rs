@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::{Value, json};
 
 use crate::api::{ApiServer, ListOptions, PatchBody, PatchKind, WriteOptions, now_rfc3339};
+use crate::routing::{self, Rule};
 
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 pub const HTTPROUTES: &str = "httproutes";
@@ -70,6 +71,29 @@ pub fn route_rules(route: &Value) -> Vec<Vec<BackendRef>> {
         .collect()
 }
 
+/// The rules of an HTTPRoute as the data plane follows them: backends, header conditions (each entry
+/// of `matches` an alternative; no `matches` matches everything) and RequestMirror filters.
+pub fn http_route(route: &Value) -> Vec<Rule> {
+    let namespace = text(route, "/metadata/namespace").unwrap_or("default");
+    let rules = route.pointer("/spec/rules").and_then(Value::as_array);
+    rules
+        .into_iter()
+        .flatten()
+        .zip(route_rules(route))
+        .map(|(rule, backends)| Rule {
+            backends,
+            matches: rule
+                .get("matches")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(routing::gateway_header_matches)
+                .collect(),
+            mirrors: routing::gateway_mirrors(rule, namespace),
+        })
+        .collect()
+}
+
 fn backend_ref(r: &Value, route_namespace: &str) -> BackendRef {
     let text = |field: &str| r.get(field).and_then(Value::as_str);
     BackendRef {
@@ -117,26 +141,22 @@ pub fn istio_host_service(host: &str, namespace: &str) -> (String, String) {
 }
 
 /// Istio: the weighted destinations a plain request to the VirtualService reaches. Istio takes the
-/// first HTTP route that matches; a simulated request carries no headers, so that is the first route
-/// without `match` conditions (or the first route when all have some). A destination's subset is looked
+/// first HTTP route that matches; a request without headers takes the first route without header
+/// conditions (or the first route when all have some). A destination's subset is looked
 /// up in the DestinationRules of its host; an unknown subset cannot serve. Unset weights: a lone
 /// destination gets everything, several all unset split evenly, otherwise unset is 0.
 pub fn virtual_service_backends(vs: &Value, destination_rules: &[Value]) -> Vec<BackendRef> {
-    let namespace = text(vs, "/metadata/namespace").unwrap_or("default");
-    let http = vs
-        .pointer("/spec/http")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let catch_all = http
-        .iter()
-        .find(|r| r.get("match").and_then(Value::as_array).is_none_or(|m| m.is_empty()))
-        .or(http.first());
-    let destinations = catch_all
-        .and_then(|r| r.get("route"))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let rules = virtual_service_rules(vs, destination_rules);
+    let plain = rules.iter().position(Rule::is_plain).unwrap_or(0);
+    rules
+        .into_iter()
+        .nth(plain)
+        .map(|rule| rule.backends)
+        .unwrap_or_default()
+}
+
+/// The weighted backends of an Istio route's destinations.
+fn istio_destinations(destinations: &[Value], namespace: &str, destination_rules: &[Value]) -> Vec<BackendRef> {
     let all_unset = destinations.iter().all(|d| d.get("weight").is_none());
     destinations
         .iter()
@@ -151,6 +171,52 @@ pub fn virtual_service_backends(vs: &Value, destination_rules: &[Value]) -> Vec<
                 }
             }
             backend
+        })
+        .collect()
+}
+
+/// Istio: every HTTP route of a VirtualService in order, with its header conditions (a match entry
+/// without headers matches every request) and its `mirror` (`mirrorPercentage`, default 100%).
+pub fn virtual_service_rules(vs: &Value, destination_rules: &[Value]) -> Vec<Rule> {
+    let namespace = text(vs, "/metadata/namespace").unwrap_or("default");
+    let http = vs.pointer("/spec/http").and_then(Value::as_array);
+    http.into_iter()
+        .flatten()
+        .map(|route| {
+            let destinations = route
+                .get("route")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mirrors = route.get("mirror").map(|mirror| {
+                let (ns, name) = istio_host_service(text(mirror, "/host").unwrap_or_default(), namespace);
+                let mut backend = BackendRef::service(&ns, &name);
+                if let Some(subset) = text(mirror, "/subset") {
+                    match subset_labels(destination_rules, &ns, &name, subset) {
+                        Some(labels) => backend.subset = Some(labels),
+                        None => backend.is_service = false,
+                    }
+                }
+                let percent = route
+                    .pointer("/mirrorPercentage/value")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(100.0);
+                routing::Mirror {
+                    backend,
+                    percent: percent.clamp(0.0, 100.0),
+                }
+            });
+            Rule {
+                backends: istio_destinations(&destinations, namespace, destination_rules),
+                matches: route
+                    .get("match")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(routing::istio_header_matches)
+                    .collect(),
+                mirrors: mirrors.into_iter().collect(),
+            }
         })
         .collect()
 }
@@ -203,18 +269,22 @@ pub fn ingress_canary_weight(ingress: &Value) -> Option<(u64, u64)> {
     Some((canary_weight.min(total), total))
 }
 
-/// NGINX: the split of requests to a stable Ingress: all to its backend, except canary-weight of
-/// canary-weight-total to the backend of the first canary Ingress (by name) with the same host.
-pub fn ingress_backends(stable: &Value, ingresses: &[Value]) -> Option<Vec<BackendRef>> {
-    let (host, backend) = ingress_backend(stable)?;
+/// NGINX: the canary Ingress that takes a share of a stable one's host: the first by name.
+fn first_canary<'a>(stable: &Value, ingresses: &'a [Value]) -> Option<&'a Value> {
+    let (host, _) = ingress_backend(stable)?;
     let namespace = text(stable, "/metadata/namespace");
-    let mut canaries: Vec<&Value> = ingresses
+    ingresses
         .iter()
         .filter(|i| text(i, "/metadata/namespace") == namespace && ingress_canary_weight(i).is_some())
         .filter(|i| ingress_backend(i).is_some_and(|(h, _)| h == host))
-        .collect();
-    canaries.sort_by_key(|i| text(i, "/metadata/name").unwrap_or_default().to_string());
-    let Some(canary) = canaries.first() else {
+        .min_by_key(|i| text(i, "/metadata/name").unwrap_or_default())
+}
+
+/// NGINX: the split of requests to a stable Ingress: all to its backend, except canary-weight of
+/// canary-weight-total to the backend of the first canary Ingress (by name) with the same host.
+pub fn ingress_backends(stable: &Value, ingresses: &[Value]) -> Option<Vec<BackendRef>> {
+    let (_, backend) = ingress_backend(stable)?;
+    let Some(canary) = first_canary(stable, ingresses) else {
         return Some(vec![backend]);
     };
     let (canary_weight, total) = ingress_canary_weight(canary)?;
@@ -223,6 +293,25 @@ pub fn ingress_backends(stable: &Value, ingresses: &[Value]) -> Option<Vec<Backe
         backend.weighted(total - canary_weight),
         canary_backend.weighted(canary_weight),
     ])
+}
+
+/// NGINX: the rules of a stable Ingress: its weighted split, preceded (when the first canary Ingress
+/// of its host routes by header) by a rule sending matching requests to the canary.
+pub fn ingress_rules(stable: &Value, ingresses: &[Value]) -> Option<Vec<Rule>> {
+    let split = ingress_backends(stable, ingresses)?;
+    let by_header = first_canary(stable, ingresses).and_then(|canary| {
+        let annotations = canary.pointer("/metadata/annotations").and_then(Value::as_object)?;
+        let (key, _) = annotations
+            .iter()
+            .find(|(k, v)| k.ends_with("/canary") && v.as_str() == Some("true"))?;
+        let header = routing::nginx_canary_header(annotations, key.trim_end_matches("canary"))?;
+        let (_, canary_backend) = ingress_backend(canary)?;
+        Some(Rule {
+            matches: vec![vec![header]],
+            ..Rule::plain(vec![canary_backend])
+        })
+    });
+    Some(by_header.into_iter().chain([Rule::plain(split)]).collect())
 }
 
 /// Brings every HTTPRoute's status up to date; a no-op when the HTTPRoute CRD is not installed.

@@ -2,7 +2,9 @@
 //! with a request rate get requests each tick, split deterministically by the weights of the routing
 //! objects a real data plane would follow (HTTPRoute backendRefs, the SMI TrafficSplit of a root
 //! Service, VirtualService destinations and DestinationRule subsets, NGINX canary Ingresses) and by ready
-//! pods, and counted as Prometheus metrics. Routing kinds whose CRD is not installed are simply absent.
+//! pods, and counted as Prometheus metrics. A share of a source's requests may carry headers, which
+//! header rules route, and mirrors copy requests (see `routing`). Routing kinds whose CRD is not
+//! installed are simply absent.
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::api::{ApiServer, ListOptions};
 use crate::gateway::{self, BackendRef};
+use crate::routing::{self, Headers, Precedence, Rule};
 use crate::workload::{annotation, is_ready, labels_match};
 
 /// Requests per second a Service, HTTPRoute, VirtualService or Ingress receives.
@@ -83,11 +86,14 @@ impl ErrorAccumulator {
 }
 
 /// The labels of one metric series (histograms use it without a code).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Series {
     pub namespace: String,
     pub service: String,
     pub pod_template_hash: String,
+    /// A mirrored copy (its answer discarded): labelled `mirrored="true"`, so queries can leave
+    /// mirrored requests out (`mirrored!="true"`) or count only them.
+    pub mirrored: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -99,7 +105,7 @@ struct Histogram {
 }
 
 /// Counters of simulated requests. They only grow while the simulator lives, as Prometheus expects.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Metrics {
     requests: BTreeMap<(Series, u16), u64>,
     durations: BTreeMap<Series, Histogram>,
@@ -157,10 +163,11 @@ fn render_histogram(out: &mut String, labels: &str, histogram: &Histogram) {
 
 fn series_labels(series: &Series) -> String {
     format!(
-        "namespace=\"{}\",service=\"{}\",pod_template_hash=\"{}\"",
+        "namespace=\"{}\",service=\"{}\",pod_template_hash=\"{}\"{}",
         escape(&series.namespace),
         escape(&series.service),
-        escape(&series.pod_template_hash)
+        escape(&series.pod_template_hash),
+        if series.mirrored { ",mirrored=\"true\"" } else { "" }
     )
 }
 
@@ -168,49 +175,83 @@ fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// Where a source's requests go: one Service, or weighted backends grouped in rules (an HTTPRoute's
-/// rules; the other routing objects yield one rule).
+/// Where a source's requests go: one Service, or the rules of a routing object.
 enum Target {
     Service(BackendRef),
-    Route(Vec<Vec<BackendRef>>),
+    Route(Route),
 }
 
-/// Something receiving traffic, with its rate.
+/// The rules of a routing object and how a request is matched to one (see `routing`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub rules: Vec<Rule>,
+    pub precedence: Precedence,
+}
+
+impl Route {
+    /// Weighted backends in one rule every request takes (SMI TrafficSplit).
+    fn split(backends: Vec<BackendRef>) -> Self {
+        Route {
+            rules: vec![Rule::plain(backends)],
+            precedence: Precedence::MostSpecific,
+        }
+    }
+}
+
+/// Something receiving traffic, with its rate and the headers a share of its requests carry.
 struct Source {
     key: String,
     rps: f64,
     target: Target,
+    headers: Headers,
+    /// Share (0–1) of the requests carrying `headers`.
+    header_fraction: f64,
 }
 
-/// Per-route split state; reset whenever the route's backends or weights change.
+/// Per-route split state; reset whenever the route's rules change.
 struct RouteSplit {
-    rules: Vec<Vec<BackendRef>>,
+    route: Route,
+    /// Plain traffic: evenly across the plain rules with weight (Gateway API), or all to the first
+    /// plain rule (Istio, NGINX: first match).
     rule_picker: SmoothWeighted,
     ref_pickers: Vec<SmoothWeighted>,
 }
 
 impl RouteSplit {
-    fn new(rules: Vec<Vec<BackendRef>>) -> Self {
-        // Rules whose backends all weigh zero take no share: evenly across the others.
+    fn new(route: Route) -> Self {
+        let rules = &route.rules;
+        let first_plain = rules.iter().position(Rule::is_plain).unwrap_or(0);
+        // Rules whose backends all weigh zero take no share.
         let rule_weights = rules
             .iter()
-            .map(|r| u64::from(r.iter().any(|b| b.weight > 0)))
+            .enumerate()
+            .map(|(i, r)| {
+                let takes_plain = match route.precedence {
+                    Precedence::MostSpecific => r.is_plain(),
+                    Precedence::FirstMatch => i == first_plain,
+                };
+                u64::from(takes_plain && r.backends.iter().any(|b| b.weight > 0))
+            })
             .collect();
         let ref_pickers = rules
             .iter()
-            .map(|r| SmoothWeighted::new(r.iter().map(|b| b.weight).collect()))
+            .map(|r| SmoothWeighted::new(r.backends.iter().map(|b| b.weight).collect()))
             .collect();
         RouteSplit {
             rule_picker: SmoothWeighted::new(rule_weights),
             ref_pickers,
-            rules,
+            route,
         }
     }
 
-    fn pick(&mut self) -> Option<&BackendRef> {
-        let rule = self.rule_picker.pick()?;
+    /// The rule (by index) and backend a request with `headers` goes to.
+    fn pick(&mut self, headers: &Headers) -> Option<(usize, &BackendRef)> {
+        let rule = match routing::header_rule(&self.route.rules, headers, self.route.precedence) {
+            Some(rule) => rule,
+            None => self.rule_picker.pick()?,
+        };
         let backend = self.ref_pickers[rule].pick()?;
-        Some(&self.rules[rule][backend])
+        Some((rule, &self.route.rules[rule].backends[backend]))
     }
 }
 
@@ -220,6 +261,10 @@ struct TrafficState {
     /// Fractional requests carried to the next tick, per source.
     carry: HashMap<String, f64>,
     splits: HashMap<String, RouteSplit>,
+    /// Which requests carry the source's headers, per source (exact over time, like errors).
+    header_shares: HashMap<String, ErrorAccumulator>,
+    /// Which requests are mirrored, per (source, rule, mirror).
+    mirror_shares: HashMap<(String, usize, usize), ErrorAccumulator>,
     /// Round-robin position per Service and subset.
     cursors: HashMap<EndpointsKey, usize>,
     errors: HashMap<Series, ErrorAccumulator>,
@@ -275,14 +320,35 @@ impl Traffic {
         let live: Vec<&str> = sources.iter().map(|s| s.key.as_str()).collect();
         state.carry.retain(|k, _| live.contains(&k.as_str()));
         state.splits.retain(|k, _| live.contains(&k.as_str()));
+        state.header_shares.retain(|k, _| live.contains(&k.as_str()));
+        state.mirror_shares.retain(|(k, _, _), _| live.contains(&k.as_str()));
+        let no_headers = Headers::new();
         for source in sources {
             let carry = state.carry.entry(source.key.clone()).or_default();
             *carry += source.rps * seconds;
             let count = carry.floor();
             *carry -= count;
             for _ in 0..count as u64 {
-                let Some(backend) = state.route(&source) else { break };
-                state.serve(&snapshot, &backend, &mut metrics);
+                let carries_headers = !source.headers.is_empty()
+                    && state
+                        .header_shares
+                        .entry(source.key.clone())
+                        .or_default()
+                        .fails(source.header_fraction);
+                let headers = if carries_headers { &source.headers } else { &no_headers };
+                let Some((rule, backend, mirrors)) = state.route(&source, headers) else {
+                    break;
+                };
+                state.serve(&snapshot, &backend, false, &mut metrics);
+                for (index, mirror) in mirrors.iter().enumerate() {
+                    let share = state
+                        .mirror_shares
+                        .entry((source.key.clone(), rule, index))
+                        .or_default();
+                    if share.fails(mirror.percent / 100.0) {
+                        state.serve(&snapshot, &mirror.backend, true, &mut metrics);
+                    }
+                }
             }
         }
     }
@@ -321,6 +387,13 @@ impl Traffic {
                     key: format!("{kind}/{ns}/{name}"),
                     rps,
                     target,
+                    headers: annotation(object, routing::REQUEST_HEADERS_ANNOTATION)
+                        .map(routing::parse_headers)
+                        .unwrap_or_default(),
+                    header_fraction: annotation(object, routing::REQUEST_HEADERS_FRACTION_ANNOTATION)
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .filter(|f| f.is_finite())
+                        .map_or(1.0, |f| f.clamp(0.0, 1.0)),
                 });
             }
         };
@@ -331,23 +404,25 @@ impl Traffic {
                 namespaced_name(s).0 == key.0 && s.pointer("/spec/service").and_then(Value::as_str) == Some(&key.1)
             });
             let target = match split {
-                Some(split) => Target::Route(vec![gateway::split_backends(split)]),
+                Some(split) => Target::Route(Route::split(gateway::split_backends(split))),
                 None => Target::Service(BackendRef::service(&key.0, &key.1)),
             };
             add("svc", service, target);
             endpoints.insert(key, ready_endpoints(service, &pods));
         }
-        for route in &routes {
-            add("route", route, Target::Route(gateway::route_rules(route)));
+        let route = |rules, precedence| Target::Route(Route { rules, precedence });
+        for http_route in &routes {
+            let rules = gateway::http_route(http_route);
+            add("route", http_route, route(rules, Precedence::MostSpecific));
         }
         for vs in &virtual_services {
-            let backends = gateway::virtual_service_backends(vs, &destination_rules);
-            add("vs", vs, Target::Route(vec![backends]));
+            let rules = gateway::virtual_service_rules(vs, &destination_rules);
+            add("vs", vs, route(rules, Precedence::FirstMatch));
         }
         // NGINX: only stable Ingresses are entry points; canary ones take their share of a stable's host.
         for ingress in ingresses.iter().filter(|i| gateway::ingress_canary_weight(i).is_none()) {
-            if let Some(backends) = gateway::ingress_backends(ingress, &ingresses) {
-                add("ingress", ingress, Target::Route(vec![backends]));
+            if let Some(rules) = gateway::ingress_rules(ingress, &ingresses) {
+                add("ingress", ingress, route(rules, Precedence::FirstMatch));
             }
         }
         (Snapshot { services: endpoints }, sources)
@@ -355,29 +430,33 @@ impl Traffic {
 }
 
 impl TrafficState {
-    /// The Service the next request of `source` goes to.
-    fn route(&mut self, source: &Source) -> Option<BackendRef> {
+    /// Where the next request of `source` (carrying `headers`) goes: the rule taken (by index), the
+    /// Service, and the mirrors of that rule.
+    fn route(&mut self, source: &Source, headers: &Headers) -> Option<(usize, BackendRef, Vec<routing::Mirror>)> {
         match &source.target {
-            Target::Service(backend) => Some(backend.clone()),
-            Target::Route(rules) => {
+            Target::Service(backend) => Some((0, backend.clone(), Vec::new())),
+            Target::Route(route) => {
                 let split = self
                     .splits
                     .entry(source.key.clone())
-                    .or_insert_with(|| RouteSplit::new(rules.clone()));
-                if split.rules != *rules {
-                    *split = RouteSplit::new(rules.clone());
+                    .or_insert_with(|| RouteSplit::new(route.clone()));
+                if split.route != *route {
+                    *split = RouteSplit::new(route.clone());
                 }
-                split.pick().cloned()
+                let (rule, backend) = split.pick(headers)?;
+                let backend = backend.clone();
+                Some((rule, backend, split.route.rules[rule].mirrors.clone()))
             }
         }
     }
 
     /// One request to a backend Service: picks a ready pod round-robin and records the outcome.
-    fn serve(&mut self, snapshot: &Snapshot, backend: &BackendRef, metrics: &mut Metrics) {
+    fn serve(&mut self, snapshot: &Snapshot, backend: &BackendRef, mirrored: bool, metrics: &mut Metrics) {
         let mut series = Series {
             namespace: backend.namespace.clone(),
             service: backend.name.clone(),
             pod_template_hash: String::new(),
+            mirrored,
         };
         let key = (backend.namespace.clone(), backend.name.clone());
         let endpoints = snapshot.services.get(&key).filter(|_| backend.is_service);
@@ -549,14 +628,19 @@ mod tests {
             subset: None,
         };
         let rules = vec![
-            vec![backend("a", 1), backend("b", 3)],
-            vec![backend("c", 1)],
-            vec![backend("d", 0)],
+            Rule::plain(vec![backend("a", 1), backend("b", 3)]),
+            Rule::plain(vec![backend("c", 1)]),
+            Rule::plain(vec![backend("d", 0)]),
         ];
-        let mut split = RouteSplit::new(rules);
+        let mut split = RouteSplit::new(Route {
+            rules,
+            precedence: Precedence::MostSpecific,
+        });
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for _ in 0..800 {
-            *counts.entry(split.pick().unwrap().name.clone()).or_default() += 1;
+            *counts
+                .entry(split.pick(&Headers::new()).unwrap().1.name.clone())
+                .or_default() += 1;
         }
         let expected: BTreeMap<String, usize> = [("a", 100), ("b", 300), ("c", 400)].map(|(k, v)| (k.into(), v)).into();
         assert_eq!(counts, expected);
@@ -569,6 +653,7 @@ mod tests {
             namespace: "shop".into(),
             service: "web".into(),
             pod_template_hash: "abc".into(),
+            mirrored: false,
         };
         metrics.record(&series, 200, 0.02);
         metrics.record(&series, 200, 0.3);
@@ -623,6 +708,7 @@ mod tests {
             namespace: "default".into(),
             service: service.into(),
             pod_template_hash: hash.into(),
+            mirrored: false,
         }
     }
 
@@ -802,6 +888,116 @@ mod tests {
             // The root Service itself serves nothing directly while its TrafficSplit exists.
             assert_eq!(count("web", ""), 0);
         }
+        sim.shutdown().await;
+    }
+
+    /// A share of a source's requests carries headers: header rules take exactly those (weight 0 on the
+    /// plain split notwithstanding), mirrors copy their share to another Service with
+    /// `mirrored="true"`, on Gateway API, Istio and NGINX.
+    #[tokio::test]
+    async fn header_routes_take_their_share_and_mirrors_copy_requests() {
+        let sim = start().await;
+        install_httproute_crd(&sim.api);
+        for crd in [crate::crds::VIRTUALSERVICE, crate::crds::DESTINATIONRULE] {
+            gateway::install_crd_yaml(&sim.api, crd);
+        }
+        create_rs(&sim, replicaset("web-stable", 2, json!({})));
+        create_rs(&sim, replicaset("web-canary", 1, json!({})));
+        let hash = |h: &str| json!({"sluice.dev/pod-template-hash": h});
+        // One pair of Services per router, so each router's requests are counted apart.
+        for router in ["gw", "vs", "ng"] {
+            for role in ["stable", "canary"] {
+                let name = format!("{router}-{role}");
+                create(&sim, "", "services", service(&name, hash(&format!("web-{role}")), None));
+            }
+        }
+        let headers = json!({RPS_ANNOTATION: "100", routing::REQUEST_HEADERS_ANNOTATION: "X-Canary: yes",
+                             routing::REQUEST_HEADERS_FRACTION_ANNOTATION: "0.3"});
+        // Gateway API: weight 0 on the canary, a header rule, and a 50% mirror on the plain rule.
+        let http_route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "web", "annotations": headers},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [
+                {"backendRefs": [{"name": "gw-stable", "weight": 100}, {"name": "gw-canary", "weight": 0}],
+                 "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "gw-canary"}, "percent": 50}}]},
+                {"matches": [{"headers": [{"name": "x-canary", "value": "yes"}]}],
+                 "backendRefs": [{"name": "gw-canary", "port": 80}]}]}});
+        create(&sim, gateway::GATEWAY_GROUP, "httproutes", http_route);
+        // Istio: the first route matching the header wins; the catch-all mirrors 10%.
+        let routes = json!({"hosts": ["vs-stable"], "http": [
+            {"match": [{"headers": {"x-canary": {"exact": "yes"}}}],
+             "route": [{"destination": {"host": "vs-canary"}}]},
+            {"route": [{"destination": {"host": "vs-stable"}, "weight": 100},
+                       {"destination": {"host": "vs-canary"}, "weight": 0}],
+             "mirror": {"host": "vs-canary"}, "mirrorPercentage": {"value": 10.0}}]});
+        let vs = object(
+            "networking.istio.io/v1beta1",
+            "VirtualService",
+            "web",
+            headers.clone(),
+            routes,
+        );
+        create(&sim, "networking.istio.io", "virtualservices", vs);
+        // NGINX: canary-by-header sends the header's requests to the canary; the weight (0) the rest.
+        let ingress = |service: &str| {
+            json!({"rules": [{"host": "shop.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]})
+        };
+        let stable = object("networking.k8s.io/v1", "Ingress", "shop", headers, ingress("ng-stable"));
+        let canary_annotations = json!({"nginx.ingress.kubernetes.io/canary": "true",
+            "nginx.ingress.kubernetes.io/canary-weight": "0",
+            "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary",
+            "nginx.ingress.kubernetes.io/canary-by-header-pattern": "y.s"});
+        let canary = object(
+            "networking.k8s.io/v1",
+            "Ingress",
+            "shop-canary",
+            canary_annotations,
+            ingress("ng-canary"),
+        );
+        create(&sim, "networking.k8s.io", "ingresses", stable);
+        create(&sim, "networking.k8s.io", "ingresses", canary);
+        eventually(Duration::from_secs(3), "ready pods", || {
+            let pods = [pods_of(&sim, "web-stable"), pods_of(&sim, "web-canary")].concat();
+            (pods.len() == 3 && pods.iter().all(is_ready)).then_some(())
+        })
+        .await;
+
+        let traffic = Traffic::new(sim.api.clone());
+        for _ in 0..10 {
+            traffic.tick(Duration::from_secs(1));
+        }
+        let metrics = traffic.metrics.lock().unwrap().clone();
+        // (stable, canary, mirrored to the canary) of 1000 requests, 300 of which carry the header.
+        let counts = |router: &str| {
+            let count = |role: &str, mirrored| {
+                let series = Series {
+                    mirrored,
+                    ..series(&format!("{router}-{role}"), &format!("web-{role}"))
+                };
+                metrics.requests(&series, 200)
+            };
+            (count("stable", false), count("canary", false), count("canary", true))
+        };
+        assert_eq!(
+            counts("gw"),
+            (700, 300, 350),
+            "Gateway API: half the plain requests mirrored"
+        );
+        assert_eq!(
+            counts("vs"),
+            (700, 300, 70),
+            "Istio: 10% of the plain requests mirrored"
+        );
+        assert_eq!(
+            counts("ng"),
+            (700, 300, 0),
+            "NGINX: header pattern matched, no mirroring"
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"service="gw-canary",pod_template_hash="web-canary",mirrored="true",code="200"} 350"#),
+            "{text}"
+        );
         sim.shutdown().await;
     }
 
