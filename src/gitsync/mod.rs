@@ -10,6 +10,7 @@ pub mod plan;
 pub mod preserve;
 pub mod reconcile;
 pub mod render;
+pub mod upstream;
 pub mod webhook;
 
 pub use crate::api::keys::GITSYNC_FIELD_MANAGER as FIELD_MANAGER;

@@ -141,7 +141,7 @@ pub fn upstreams(spec: &GitSyncSpec, namespace: &str) -> Result<Vec<Upstream>, S
 }
 
 /// Kubernetes object names: lower-case alphanumerics, '-' and '.', alphanumeric at both ends.
-fn check_name(name: &str, max: usize) -> Result<(), String> {
+pub fn check_name(name: &str, max: usize) -> Result<(), String> {
     let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     if name.is_empty() || name.len() > max {
         return Err(format!("must be 1 to {max} characters"));
@@ -591,6 +591,18 @@ pub fn plan(input: &PromotionInput<'_>) -> PromotionPlan {
         status: next,
         events,
     }
+}
+
+/// Whether a Stalled message is one [`plan`] gives (so it ends when the plan no longer stalls).
+pub fn is_promotion_stall(message: &str) -> bool {
+    [
+        "spec.source.",
+        "spec.promotion",
+        "spec.repoURL: ",
+        "spec.ref: must not be set with",
+    ]
+    .iter()
+    .any(|prefix| message.starts_with(prefix))
 }
 
 fn promote(
