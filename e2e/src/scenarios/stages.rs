@@ -73,7 +73,9 @@ impl Stages<'_> {
     async fn wait(&self, stage: &str, what: &str, check: impl Fn(&GitSync) -> bool) -> anyhow::Result<GitSync> {
         let result = self
             .ctx
-            .eventually(what, || async { Ok(self.api.get_opt(stage).await?.filter(|g| check(g))) })
+            .eventually(what, || async {
+                Ok(self.api.get_opt(stage).await?.filter(|g| check(g)))
+            })
             .await;
         match result {
             Ok(gitsync) => Ok(gitsync),
@@ -81,7 +83,10 @@ impl Stages<'_> {
                 let mut report = String::new();
                 for stage in STAGES {
                     let last = self.api.get_opt(stage).await.ok().flatten().and_then(|g| g.status);
-                    report.push_str(&format!("\n{stage}: {}", serde_json::to_string(&last).unwrap_or_default()));
+                    report.push_str(&format!(
+                        "\n{stage}: {}",
+                        serde_json::to_string(&last).unwrap_or_default()
+                    ));
                 }
                 Err(e.context(format!("GitSync statuses:{report}")))
             }
@@ -121,8 +126,9 @@ impl Stages<'_> {
             format!("{stage}: {record:?}, expected an automatic promotion from {from}")
         })?;
         let upstream_status = status(&self.get(upstream).await?);
-        let healthy_since: Option<DateTime<Utc>> =
-            (upstream_status.last_healthy_revision.as_deref() == Some(revision)).then_some(upstream_status.last_healthy_time).flatten();
+        let healthy_since: Option<DateTime<Utc>> = (upstream_status.last_healthy_revision.as_deref() == Some(revision))
+            .then_some(upstream_status.last_healthy_time)
+            .flatten();
         let since = healthy_since.ok_or_else(|| anyhow::anyhow!("{upstream} no longer has {revision} healthy"))?;
         let soaked = record.at - since;
         ensure(soaked >= SOAK, || {
@@ -169,18 +175,19 @@ pub async fn promotion_chain(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     let v2 = commit_version(ctx, &repo, 2, 0.0)?;
     stages.wait_healthy("dev", &v2, "v2 healthy in dev").await?;
     let staging = stages.get("staging").await?;
-    ensure(status(&staging).last_applied_revision.as_deref() == Some(v1.as_str()), || {
-        "staging applied v2 before dev's soak".into()
-    })?;
+    ensure(
+        status(&staging).last_applied_revision.as_deref() == Some(v1.as_str()),
+        || "staging applied v2 before dev's soak".into(),
+    )?;
     stages.wait_healthy("prod", &v2, "v2 healthy in prod").await?;
     let staging_soak = stages.check_soaked("staging", "dev", &v2).await?;
     let prod_soak = stages.check_soaked("prod", "staging", &v2).await?;
-    ctx.note(format!(
-        "v2 promoted into staging {staging_soak} and into prod {prod_soak} after their upstream had it healthy"
-    ));
+    tracing::info!(%staging_soak, %prod_soak, "v2 promoted into staging and prod this long after their upstream had it healthy");
     for stage in STAGES {
         let version = stages.version(stage).await?;
-        ensure(version.as_deref() == Some("2"), || format!("{stage} runs version {version:?}"))?;
+        ensure(version.as_deref() == Some("2"), || {
+            format!("{stage} runs version {version:?}")
+        })?;
     }
 
     // v3 fails analysis in dev: blocked there, never applied to staging or prod.
@@ -198,11 +205,18 @@ pub async fn promotion_chain(ctx: &Ctx<'_>) -> anyhow::Result<()> {
                 format!("{stage} promoted {:?} after v3 was blocked in dev", p.revision)
             })?;
             ensure(s.last_applied_revision.as_deref() == Some(v2.as_str()), || {
-                format!("{stage} applied {:?} after v3 was blocked in dev", s.last_applied_revision)
+                format!(
+                    "{stage} applied {:?} after v3 was blocked in dev",
+                    s.last_applied_revision
+                )
             })?;
-            ensure(!s.history.iter().any(|h| h.revision == v3), || format!("{stage} tried v3: {:?}", s.history))?;
+            ensure(!s.history.iter().any(|h| h.revision == v3), || {
+                format!("{stage} tried v3: {:?}", s.history)
+            })?;
             let version = stages.version(stage).await?;
-            ensure(version.as_deref() == Some("2"), || format!("{stage} runs version {version:?}"))?;
+            ensure(version.as_deref() == Some("2"), || {
+                format!("{stage} runs version {version:?}")
+            })?;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -239,11 +253,17 @@ pub async fn promotion_chain(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     sluice::cli::gitsync::promote(&cli, "prod", Some(&v3), Utc::now()).await?;
     let refused = stages
         .wait("prod", "the forced promotion of blocked v3 handled", |g| {
-            promotion(g).last_handled_promote_request.as_deref().is_some_and(|r| r.ends_with(&v3))
+            promotion(g)
+                .last_handled_promote_request
+                .as_deref()
+                .is_some_and(|r| r.ends_with(&v3))
         })
         .await?;
     ensure(promotion(&refused).revision.as_deref() == Some(v4.as_str()), || {
-        format!("prod promoted {:?} on a forced request for blocked v3", promotion(&refused).revision)
+        format!(
+            "prod promoted {:?} on a forced request for blocked v3",
+            promotion(&refused).revision
+        )
     })?;
     sluice::cli::gitsync::promote(&cli, "prod", Some(&v1[..10]), Utc::now()).await?;
     let forced = stages
@@ -253,9 +273,12 @@ pub async fn promotion_chain(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         })
         .await?;
     let record = promotion(&forced).history.last().cloned();
-    ensure(record.as_ref().is_some_and(|r| r.forced && r.from == "sluice promote" && r.revision == v1), || {
-        format!("the forced promotion's record: {record:?}")
-    })?;
+    ensure(
+        record
+            .as_ref()
+            .is_some_and(|r| r.forced && r.from == "sluice promote" && r.revision == v1),
+        || format!("the forced promotion's record: {record:?}"),
+    )?;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let prod = stages.get("prod").await?;
     ensure(promotion(&prod).revision.as_deref() == Some(v1.as_str()), || {
