@@ -148,7 +148,7 @@ pub async fn promotion_chain(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         ctx.create(object).await?;
     }
     let common = json!({"interval": "2s", "timeout": "30s", "serviceAccountName": "deployer"});
-    let mut specs = vec![
+    let mut specs = [
         json!({"repoURL": url, "ref": {"branch": "main"}, "path": "overlays/dev"}),
         json!({"source": {"fromGitSync": {"name": "dev", "soak": "5s"}}, "path": "overlays/staging"}),
         json!({"source": {"fromGitSync": {"name": "staging", "soak": "5s"}}, "path": "overlays/prod"}),

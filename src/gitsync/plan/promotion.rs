@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::api::gitsync::{GitSyncSpec, GitSyncStatus, PromotionRecord, PromotionStatus};
+use crate::api::gitsync::{GitSyncSpec, GitSyncStatus, PromotionRecord, PromotionStatus, RollbackAction};
 use crate::bounds::{keep_newest, truncate};
 use crate::gitsync::plan::{MAX_STATUS_MESSAGE_BYTES, short};
 use crate::rollout::plan::humantime;
@@ -99,6 +99,13 @@ pub fn upstreams(spec: &GitSyncSpec, namespace: &str) -> Result<Vec<Upstream>, S
     if spec.git_ref.is_some() {
         return Err(
             "spec.ref: must not be set with spec.source.fromGitSync (the revision comes from the upstream)".into(),
+        );
+    }
+    if spec.rollback_action_or_default() == RollbackAction::Revert {
+        return Err(
+            "spec.rollback.onAnalysisFailure: revert pushes to the followed branch, and a stage following \
+                    another GitSync follows none: use pin (the default)"
+                .into(),
         );
     }
     let requires = spec
@@ -600,6 +607,7 @@ pub fn is_promotion_stall(message: &str) -> bool {
         "spec.promotion",
         "spec.repoURL: ",
         "spec.ref: must not be set with",
+        "spec.rollback.onAnalysisFailure: revert pushes to the followed branch",
     ]
     .iter()
     .any(|prefix| message.starts_with(prefix))

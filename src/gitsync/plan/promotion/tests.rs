@@ -2,7 +2,9 @@ use chrono::TimeZone;
 use proptest::prelude::*;
 
 use super::*;
-use crate::api::gitsync::{BlockedRevision, GitRef, Promotion, PromotionRequirement, SyncSource, UpstreamGitSync};
+use crate::api::gitsync::{
+    BlockedRevision, GitRef, Promotion, PromotionRequirement, RollbackPolicy, SyncSource, UpstreamGitSync,
+};
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -424,6 +426,12 @@ fn invalid_specs_stall_naming_the_field() {
         stalled(&requiring("5s", &["staging"]))
             .starts_with("spec.promotion.requires[0].gitSync: names shop/staging again")
     );
+    let mut reverting = follower("5s");
+    reverting.rollback = Some(RollbackPolicy {
+        on_analysis_failure: Some(RollbackAction::Revert),
+        ..RollbackPolicy::default()
+    });
+    assert!(stalled(&reverting).starts_with("spec.rollback.onAnalysisFailure: revert"));
     let many: Vec<String> = (0..=MAX_REQUIRES).map(|i| format!("s{i}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
     assert!(stalled(&requiring("5s", &many)).starts_with("spec.promotion.requires: 9 entries"));
