@@ -567,3 +567,75 @@ async fn an_argo_manifest_converts_to_one_that_applies_and_lints_clean() {
     );
     cluster.shutdown().await;
 }
+
+/// `sluice promote gitsync` and `sluice hold gitsync` write what the GitSync controller acts on (the
+/// `sluice.dev/promote` annotation, spec.promotion.hold) and refuse what cannot work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_and_hold_gitsync_write_the_annotation_and_the_hold() {
+    use sluice::api::gitsync::GitSync;
+    let cluster = Cluster::start().await;
+    let gitsyncs: Api<GitSync> = Api::namespaced(cluster.client.clone(), "default");
+    for object in [
+        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync", "metadata": {"name": "dev"},
+               "spec": {"repoURL": "https://git.example/shop.git", "ref": {"branch": "main"}}}),
+        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync", "metadata": {"name": "prod"},
+               "spec": {"source": {"fromGitSync": {"name": "dev", "soak": "10m"}}}}),
+    ] {
+        let gitsync: GitSync = serde_json::from_value(object).unwrap();
+        gitsyncs.create(&PostParams::default(), &gitsync).await.unwrap();
+    }
+    let annotation = |g: &GitSync| {
+        g.metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .get("sluice.dev/promote")
+            .cloned()
+    };
+
+    let err = cluster.fails(&["promote", "gitsync", "dev"]).await;
+    assert!(err.contains("gitsync \"dev\" follows no upstream GitSync"), "{err}");
+    let err = cluster.fails(&["promote", "gitsync", "nope"]).await;
+    assert!(
+        err.contains("gitsync \"nope\" not found in namespace \"default\""),
+        "{err}"
+    );
+    let err = cluster
+        .fails(&["promote", "gitsync", "prod", "--revision", "not-a-sha"])
+        .await;
+    assert!(err.contains("--revision: \"not-a-sha\" is not a commit SHA"), "{err}");
+    assert_eq!(annotation(&gitsyncs.get("prod").await.unwrap()), None);
+
+    let out = cluster
+        .ok(&["promote", "gitsync", "prod", "--revision", "ABCDEF12"])
+        .await;
+    assert!(out.contains("promotion of revision abcdef12 requested"), "{out}");
+    let first = annotation(&gitsyncs.get("prod").await.unwrap()).unwrap();
+    assert!(first.ends_with("@abcdef12"), "{first}");
+    cluster.ok(&["promote", "gitsync", "prod"]).await;
+    let second = annotation(&gitsyncs.get("prod").await.unwrap()).unwrap();
+    assert!(
+        second != first && !second.contains('@'),
+        "a new request each time: {first} then {second}"
+    );
+
+    let out = cluster.ok(&["hold", "gitsync", "prod"]).await;
+    assert!(out.contains("promotions held"), "{out}");
+    assert!(gitsyncs.get("prod").await.unwrap().spec.is_promotion_held());
+    let err = cluster.fails(&["promote", "gs", "prod"]).await;
+    assert!(err.contains("sluice hold gitsync prod --release"), "{err}");
+    cluster.ok(&["hold", "gitsync", "prod", "--release"]).await;
+    let released = gitsyncs.get("prod").await.unwrap();
+    assert!(!released.spec.is_promotion_held());
+    assert_eq!(
+        released.spec.upstream().unwrap().name,
+        "dev",
+        "the rest of the spec stays"
+    );
+    let err = cluster.fails(&["hold", "gitsync", "dev"]).await;
+    assert!(err.contains("follows no upstream"), "{err}");
+    // `sluice promote NAME` still means a rollout.
+    let err = cluster.fails(&["promote", "web", "extra"]).await;
+    assert!(err.contains("`sluice promote gitsync NAME` a GitSync"), "{err}");
+    cluster.shutdown().await;
+}

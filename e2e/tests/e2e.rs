@@ -32,7 +32,7 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 13] = [
+const TESTED: [&str; 14] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
@@ -46,6 +46,7 @@ const TESTED: [&str; 13] = [
     "blue-green-post-analysis-fail",
     "blue-green-abort",
     "gitsync-rollback",
+    "gitsync-stages",
 ];
 
 #[test]
@@ -82,6 +83,11 @@ async fn gateway_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitsync_rollback() {
     run("gitsync-rollback").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitsync_stages() {
+    run("gitsync-stages").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -950,3 +950,109 @@ async fn a_stale_cached_gitsync_does_not_apply_a_recorded_revision_again() {
     );
     sim.shutdown().await;
 }
+
+/// A stage whose upstream is missing, in a namespace its identity may not read, or part of a cycle
+/// says so and applies nothing; once the upstream it names exists and is healthy, it follows it (its
+/// own path at the upstream's revision, read as the `deployer` it applies as: deploy/tenant/ grants
+/// `get` on the namespace's GitSyncs, and nothing more is refused than the other namespace's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_waits_for_an_upstream_it_cannot_read_and_stalls_on_a_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/config.yaml", &config_map(1)).unwrap();
+    repo.write(
+        "prod/config.yaml",
+        &config_map(1).replace("web-config-v1", "prod-config-v1"),
+    )
+    .unwrap();
+    let revision = repo.commit("v1 for dev and prod").unwrap();
+    let cluster = Cluster::start_confined().await;
+    create_namespaces(&cluster.sim, &["team-b"]).await;
+    let follower = |name: &str, spec: Value| {
+        let mut spec = spec;
+        spec["interval"] = json!("1s");
+        spec["timeout"] = json!("10s");
+        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync",
+               "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+    };
+    cluster
+        .create(follower(
+            "prod",
+            json!({"source": {"fromGitSync": {"name": "dev", "soak": "0s"}}, "path": "prod",
+                   "serviceAccountName": "deployer"}),
+        ))
+        .await;
+    cluster
+        .create(follower(
+            "other",
+            json!({"source": {"fromGitSync": {"name": "dev", "namespace": "team-b"}}, "path": "prod",
+                   "serviceAccountName": "deployer"}),
+        ))
+        .await;
+    cluster
+        .create(follower(
+            "confined",
+            json!({"source": {"fromGitSync": {"name": "dev", "namespace": "team-b"}}, "path": "prod"}),
+        ))
+        .await;
+    cluster
+        .create(follower("a", json!({"source": {"fromGitSync": {"name": "b"}}})))
+        .await;
+    cluster
+        .create(follower("b", json!({"source": {"fromGitSync": {"name": "a"}}})))
+        .await;
+    let waiting = |g: &GitSync| {
+        conditions::find(&status(g).conditions, conditions::READY)
+            .is_some_and(|c| c.reason.as_deref() == Some("WaitingForUpstream"))
+    };
+    let prod = cluster.wait_named("prod", "prod waiting for dev", waiting).await;
+    assert_eq!(ready_message(&prod), "upstream default/dev: not found");
+    let other = cluster
+        .wait_named("other", "other waiting for team-b/dev", waiting)
+        .await;
+    let message = ready_message(&other);
+    assert!(
+        message.contains("upstream team-b/dev: not readable as this GitSync's identity (forbidden)"),
+        "{message}"
+    );
+    let confined = cluster.wait_named("confined", "confined waiting", waiting).await;
+    let message = ready_message(&confined);
+    assert!(
+        message.contains("follows only GitSyncs of its own namespace (default)"),
+        "{message}"
+    );
+    let cycle = cluster
+        .wait_named("a", "a stalled on the cycle", |g| {
+            conditions::is_true(&status(g).conditions, conditions::STALLED)
+        })
+        .await;
+    assert_eq!(
+        ready_message(&cycle),
+        "spec.source.fromGitSync: the upstreams form a cycle: default/a → default/b → default/a"
+    );
+    assert!(
+        !cluster.config_map_exists("prod-config-v1").await,
+        "nothing applied while waiting"
+    );
+
+    // dev appears and gets healthy: prod follows it, rendering its own path at dev's revision.
+    cluster
+        .create(plain_gitsync("dev", &repo.url(), "app", "default"))
+        .await;
+    let prod = cluster
+        .wait_named("prod", "prod applied dev's healthy revision", |g| {
+            healthy_at(g, &revision)
+        })
+        .await;
+    let promotion = status(&prod).promotion.unwrap_or_default();
+    assert_eq!(promotion.revision.as_deref(), Some(revision.as_str()));
+    assert_eq!(promotion.from.as_deref(), Some("default/dev"));
+    assert!(cluster.config_map_exists("prod-config-v1").await);
+    let Cluster { sim, controller, .. } = cluster;
+    controller
+        .stop_expecting_denied(|call| {
+            call.contains(" as system:serviceaccount:default:deployer ") && call.contains("team-b")
+        })
+        .await;
+    sim.shutdown().await;
+}

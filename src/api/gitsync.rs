@@ -410,6 +410,11 @@ pub struct PromotionStatus {
     /// The `sluice.dev/promote` annotation value last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_promote_request: Option<String>,
+    /// The upstreams' soaked revision last promoted or passed over (a forced promotion passes over
+    /// the one upstream then): only a different one is promoted automatically, so a stage does not
+    /// snap back from a forced revision to an older upstream one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_candidate: Option<String>,
     /// Recent promotions, newest last (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<PromotionRecord>,

@@ -28,6 +28,9 @@ pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "sluice.dev/scale-down-deadline
 pub const GIT_REVISION_ANNOTATION: &str = "sluice.dev/git-revision";
 /// On a GitSync: setting it to any new value (e.g. a timestamp) syncs at once.
 pub const REQUESTED_AT_ANNOTATION: &str = "sluice.dev/requested-at";
+/// On a GitSync following upstream stages: `<request id>` or `<request id>@<commit SHA>` forces a
+/// promotion (skipping the soak) once per new request id; `sluice promote gitsync` writes it.
+pub const PROMOTE_ANNOTATION: &str = "sluice.dev/promote";
 /// `sluice.dev/prune: disabled` on an object keeps it when it leaves Git.
 pub const PRUNE_ANNOTATION: &str = "sluice.dev/prune";
 /// On an Argo CD Application: the revision to go back to.

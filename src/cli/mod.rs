@@ -15,6 +15,7 @@ use crate::rollout::plan::humantime;
 
 pub mod actions;
 pub mod get;
+pub mod gitsync;
 pub mod gitsync_get;
 pub mod gitsync_view;
 pub mod manifests;
@@ -47,6 +48,9 @@ pub enum Command {
     /// List rollouts.
     #[command(subcommand)]
     List(ListCommand),
+    /// Stop promotions into a GitSync that follows another (`sluice hold gitsync NAME`).
+    #[command(subcommand)]
+    Hold(HoldCommand),
 }
 
 /// Where the cluster is and which namespace to use.
@@ -80,9 +84,37 @@ pub struct PromoteArgs {
     #[command(flatten)]
     pub rollout: RolloutArgs,
     /// Skip every remaining step and analysis.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "revision")]
     pub full: bool,
+    /// `sluice promote gitsync NAME`: the GitSync to promote into (the first argument is then `gitsync`).
+    #[arg(value_name = "GITSYNC")]
+    pub gitsync: Option<String>,
+    /// With `promote gitsync`: the commit to promote (default: the upstream's healthy revision); the
+    /// soak is skipped, a revision blocked here or upstream is refused.
+    #[arg(long, requires = "gitsync")]
+    pub revision: Option<String>,
 }
+
+#[derive(Subcommand, Debug)]
+pub enum HoldCommand {
+    /// Hold promotions into a GitSync (what runs stays); `--release` lets them go on.
+    #[command(name = "gitsync", visible_aliases = ["gitsyncs", "gs"])]
+    GitSync(HoldArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HoldArgs {
+    /// Name of the GitSync.
+    pub name: String,
+    /// Release the hold.
+    #[arg(long)]
+    pub release: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// The words that make `sluice promote KIND NAME` mean a GitSync.
+const GITSYNC_KIND: [&str; 3] = ["gitsync", "gitsyncs", "gs"];
 
 #[derive(Args, Debug, Clone)]
 pub struct UndoArgs {
@@ -233,9 +265,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Runs one command, printing its result on stdout.
 pub async fn run(command: Command) -> Result<()> {
     let message = match command {
-        Command::Promote(args) => {
-            let target = Target::connect(&args.rollout.cluster).await?;
-            actions::promote(&target, &args.rollout.name, args.full).await?
+        Command::Promote(args) => match &args.gitsync {
+            Some(name) if GITSYNC_KIND.contains(&args.rollout.name.as_str()) => {
+                let target = Target::connect(&args.rollout.cluster).await?;
+                gitsync::promote(&target, name, args.revision.as_deref(), chrono::Utc::now()).await?
+            }
+            Some(extra) => {
+                return Err(Error::Invalid(format!(
+                    "unexpected argument \"{extra}\": `sluice promote NAME` promotes a rollout, \
+                     `sluice promote gitsync NAME` a GitSync"
+                )));
+            }
+            None => {
+                let target = Target::connect(&args.rollout.cluster).await?;
+                actions::promote(&target, &args.rollout.name, args.full).await?
+            }
+        },
+        Command::Hold(HoldCommand::GitSync(args)) => {
+            gitsync::hold(&Target::connect(&args.cluster).await?, &args.name, args.release).await?
         }
         Command::Abort(args) => actions::abort(&Target::connect(&args.cluster).await?, &args.name).await?,
         Command::Retry(args) => actions::retry(&Target::connect(&args.cluster).await?, &args.name).await?,
@@ -481,6 +528,32 @@ mod tests {
         };
         assert_eq!(args.to_revision, Some(3));
         assert_eq!(args.rollout.cluster.request_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn promote_and_hold_take_gitsync_as_a_kind() {
+        let Command::Promote(args) = parse(&["promote", "gitsync", "prod", "--revision", "abc123", "-n", "shop"])
+        else {
+            panic!("promote gitsync")
+        };
+        assert_eq!(args.rollout.name, "gitsync");
+        assert_eq!(args.gitsync.as_deref(), Some("prod"));
+        assert_eq!(args.revision.as_deref(), Some("abc123"));
+        let Command::Promote(args) = parse(&["promote", "web"]) else {
+            panic!("promote")
+        };
+        assert_eq!((args.rollout.name.as_str(), args.gitsync), ("web", None));
+        let Command::Hold(HoldCommand::GitSync(hold)) = parse(&["hold", "gs", "prod", "--release"]) else {
+            panic!("hold")
+        };
+        assert_eq!(hold.name, "prod");
+        assert!(hold.release);
+        for nonsense in [
+            &["sluice", "promote", "web", "--revision", "abcd"][..],
+            &["sluice", "promote", "gitsync", "prod", "--full", "--revision", "abcd"],
+        ] {
+            assert!(Cli::try_parse_from(nonsense).is_err(), "{nonsense:?}");
+        }
     }
 
     #[test]

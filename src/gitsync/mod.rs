@@ -10,10 +10,13 @@ pub mod plan;
 pub mod preserve;
 pub mod reconcile;
 pub mod render;
+pub mod upstream;
 pub mod webhook;
 
 pub use crate::api::keys::GITSYNC_FIELD_MANAGER as FIELD_MANAGER;
-pub use crate::api::keys::{GIT_REVISION_ANNOTATION, GITSYNC_LABEL, PRUNE_ANNOTATION, REQUESTED_AT_ANNOTATION};
+pub use crate::api::keys::{
+    GIT_REVISION_ANNOTATION, GITSYNC_LABEL, PROMOTE_ANNOTATION, PRUNE_ANNOTATION, REQUESTED_AT_ANNOTATION,
+};
 
 /// The label value that ties an object to its GitSync.
 pub fn gitsync_label_value(namespace: &str, name: &str) -> String {

@@ -15,6 +15,8 @@ use crate::gitsync::GIT_REVISION_ANNOTATION;
 use crate::gitsync::health::Health;
 use crate::gitsync::manifest::ObjectId;
 
+pub mod promotion;
+
 /// How many sync attempts status.history keeps.
 pub const HISTORY_LIMIT: usize = 10;
 

@@ -18,19 +18,20 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::api::gitsync::{GitSync, GitSyncStatus};
+use crate::api::gitsync::{GitRef, GitSync, GitSyncStatus};
 use crate::api::rollout::Rollout;
 use crate::client::{self, ClientOptions};
 use crate::gitsync::apply::{self, ApplyError, DiscoveredScope, DiscoveryCache};
 use crate::gitsync::git::{Credentials, GitSource, RevertRequest, SourceError};
 use crate::gitsync::health::{self, Health};
 use crate::gitsync::manifest::{self, ObjectId, PrepareContext};
+use crate::gitsync::plan::promotion::{self, PromotionInput, PromotionPlan};
 use crate::gitsync::plan::{
     self, Decision, Observed, Prune, RolloutState, SyncAttempt, SyncResult, SyncTrigger, Target, Timings, short,
 };
 use crate::gitsync::render::{self, RenderInput, Tools};
 use crate::gitsync::webhook::{WEBHOOK_SECRET_KEY, WebhookSecrets};
-use crate::gitsync::{REQUESTED_AT_ANNOTATION, gitsync_label_value};
+use crate::gitsync::{PROMOTE_ANNOTATION, REQUESTED_AT_ANNOTATION, gitsync_label_value, upstream};
 use crate::merge_patch::merge_diff;
 use crate::observe::Observer;
 
@@ -439,6 +440,22 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
         applied_new_revision: false,
         recorded_inventory: None,
     };
+    // A stage following upstream GitSyncs: promotion decides its head (see `plan::promotion`).
+    let promotion = if gitsync.spec.upstreams().next().is_some() {
+        let plan = sync.promotion(&mut status, now).await;
+        if let Some(message) = &plan.stalled {
+            let result = SyncResult::Stalled(message.clone());
+            if plan::previous_result(&status).as_ref() != Some(&result) {
+                warn(ctx, gitsync, "InvalidSpec", message).await;
+            }
+            plan::set_conditions(&mut status, generation, &result, None, now);
+            write_status(gitsync, &old_status, &status, ctx).await?;
+            return Ok(Requeue::requeue(interval));
+        }
+        Some(plan)
+    } else {
+        None
+    };
     // The webhook's request is taken first, so it is consumed by this reconcile whatever else is due.
     let webhook_requested = ctx.take_request(&reference);
     let trigger = SyncTrigger {
@@ -450,12 +467,30 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
     };
     let due = plan::sync_due(&trigger, &status);
     let mut fetched = false;
-    let head = if due {
+    let promoted = promotion.as_ref().map(|p| p.head.clone());
+    // A stage fetches its promoted revision when it is new or a sync is due; nothing before one is.
+    let fetch_due = match &promoted {
+        Some(None) => false,
+        Some(Some(revision)) => due || status.last_attempted_revision.as_ref() != Some(revision),
+        None => due,
+    };
+    if due && !fetch_due {
         ctx.mark_synced(reference.clone(), Instant::now());
         status.last_handled_requested_at = gitsync.annotations().get(REQUESTED_AT_ANNOTATION).cloned();
-        match sync.fetch().await {
+    }
+    let head = if fetch_due {
+        ctx.mark_synced(reference.clone(), Instant::now());
+        status.last_handled_requested_at = gitsync.annotations().get(REQUESTED_AT_ANNOTATION).cloned();
+        let fetch = match (&promotion, promoted.clone().flatten()) {
+            (Some(plan), Some(revision)) => sync.fetch_promoted(plan.repo_url.as_deref(), &revision).await,
+            _ => sync.fetch().await,
+        };
+        match fetch {
             Ok(head) => {
                 fetched = true;
+                if let Some(promotion) = status.promotion.as_mut() {
+                    plan::promotion::resolve_revision(promotion, &head);
+                }
                 status.last_attempted_revision = Some(head.clone());
                 Some(head)
             }
@@ -471,6 +506,22 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
         }
         status.last_attempted_revision.clone()
     };
+    if let Some(plan) = &promotion {
+        // A stall of an earlier promotion decision (a cycle since broken elsewhere) no longer stands.
+        if let SyncResult::Stalled(message) = &sync.result
+            && promotion::is_promotion_stall(message)
+        {
+            sync.result = SyncResult::Synced;
+        }
+        // Nothing promoted yet: waiting, not an error and not held by hand.
+        if plan.head.is_none() {
+            let (reason, message) = plan
+                .waiting
+                .clone()
+                .unwrap_or((promotion::WAITING_FOR_UPSTREAM, "nothing promoted yet".into()));
+            sync.result = SyncResult::Waiting { reason, message };
+        }
+    }
 
     let rollouts = sync.rollout_states(&status).await;
     let decision = plan::decide(&Observed {
@@ -505,12 +556,17 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
     }
     write_status(gitsync, &old_status, &status, ctx).await?;
 
-    Ok(Requeue::requeue(plan::requeue_after(
+    let requeue = plan::requeue_after(
         interval,
         ctx.since_last_sync(&reference),
         health.as_ref(),
         sync.resync_soon,
-    )))
+    );
+    // A soaking candidate is looked at again as its soak ends.
+    let soak_end = promotion
+        .and_then(|p| p.recheck_in)
+        .map(|left| left.saturating_add(plan::MIN_REQUEUE));
+    Ok(Requeue::requeue(soak_end.map_or(requeue, |end| end.min(requeue))))
 }
 
 /// Why a sync step failed, and whether retrying alone can fix it.
@@ -624,6 +680,64 @@ impl SyncRun<'_> {
                 self.timeout,
             )
             .await?)
+    }
+
+    /// Fetches a promoted revision of the upstreams' repository into this GitSync's mirror (with this
+    /// GitSync's own credentials, if it names any).
+    async fn fetch_promoted(&self, repo_url: Option<&str>, revision: &str) -> Result<String, Failure> {
+        let Some(url) = repo_url else {
+            return Err(Failure {
+                reason: "FetchFailed",
+                message: format!(
+                    "revision {}: the upstreams' repository is not known right now (an upstream is not readable)",
+                    short(revision)
+                ),
+                transient: true,
+            });
+        };
+        let credentials = self.credentials().await?;
+        let wanted = GitRef {
+            commit: Some(revision.to_string()),
+            ..GitRef::default()
+        };
+        Ok(self
+            .ctx
+            .source
+            .fetch(&self.key(), url, Some(&wanted), credentials.as_ref(), self.timeout)
+            .await?)
+    }
+
+    /// Reads the upstream chain and decides the promotion; records it in `status.promotion` and
+    /// publishes its events (a forced promotion, a refusal, an automatic promotion).
+    async fn promotion(&self, status: &mut GitSyncStatus, now: chrono::DateTime<Utc>) -> PromotionPlan {
+        let chain = upstream::read_chain(
+            &self.client,
+            self.gitsync,
+            self.ctx.confinement(self.gitsync),
+            self.timeout,
+        )
+        .await;
+        let namespace = self.gitsync.namespace().unwrap_or_default();
+        let name = self.gitsync.name_any();
+        let plan = promotion::plan(&PromotionInput {
+            namespace: &namespace,
+            name: &name,
+            spec: &self.gitsync.spec,
+            status,
+            chain: &chain,
+            request: self.gitsync.annotations().get(PROMOTE_ANNOTATION).map(String::as_str),
+            now,
+        });
+        for event in &plan.events {
+            match event.warning {
+                true => warn(self.ctx, self.gitsync, event.reason, &event.note).await,
+                false => info(self.ctx, self.gitsync, event.reason, &event.note).await,
+            }
+        }
+        if plan.stalled.is_none() {
+            status.promotion = Some(plan.status.clone());
+        }
+        plan
     }
 
     async fn fail(&mut self, status: &mut GitSyncStatus, revision: Option<&str>, failure: Failure) {

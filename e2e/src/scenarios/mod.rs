@@ -8,6 +8,7 @@ mod context;
 mod gitsync;
 mod pod_metadata;
 mod rollout;
+mod stages;
 pub mod target;
 mod traffic;
 mod workload_ref;
@@ -106,6 +107,11 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "gitsync-rollback",
             checks: "GitSync applies v1 and v2 from Git; v3 (40% errors) fails analysis → blocked, revert commit pushed, v2 back and v3 not re-applied",
             run: |ctx| Box::pin(gitsync::rollback(ctx)),
+        },
+        Scenario {
+            name: "gitsync-stages",
+            checks: "dev (main) → staging → prod, soak 5s each: a healthy commit reaches each stage only after its upstream had it healthy ≥ 5 s; a commit failing analysis in dev is blocked there, staging and prod keep the previous one; hold stops a promotion until released; a forced promotion of a blocked revision is refused, of an older one applied without snapping back",
+            run: |ctx| Box::pin(stages::promotion_chain(ctx)),
         },
     ]
 }
