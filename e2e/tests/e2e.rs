@@ -32,7 +32,7 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 13] = [
+const TESTED: [&str; 15] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
@@ -46,6 +46,8 @@ const TESTED: [&str; 13] = [
     "blue-green-post-analysis-fail",
     "blue-green-abort",
     "gitsync-rollback",
+    "gitsync-depends-on",
+    "gitsync-app-of-apps",
 ];
 
 #[test]
@@ -82,6 +84,16 @@ async fn gateway_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitsync_rollback() {
     run("gitsync-rollback").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitsync_depends_on() {
+    run("gitsync-depends-on").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitsync_app_of_apps() {
+    run("gitsync-app-of-apps").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ mod analysis;
 mod blue_green;
 mod context;
 mod gitsync;
+mod gitsync_order;
 mod pod_metadata;
 mod rollout;
 pub mod target;
@@ -106,6 +107,16 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "gitsync-rollback",
             checks: "GitSync applies v1 and v2 from Git; v3 (40% errors) fails analysis → blocked, revert commit pushed, v2 back and v3 not re-applied",
             run: |ctx| Box::pin(gitsync::rollback(ctx)),
+        },
+        Scenario {
+            name: "gitsync-depends-on",
+            checks: "api dependsOn db: while db fails to render api applies nothing (DependencyNotReady naming db), applies once db is fixed; its Job in wave -1 completes before its Deployment in wave 1 is created; a dependsOn cycle stalls with DependencyCycle",
+            run: |ctx| Box::pin(gitsync_order::depends_on(ctx)),
+        },
+        Scenario {
+            name: "gitsync-app-of-apps",
+            checks: "a root GitSync applies one GitSync per service; both apply and become Ready; the one removed from Git is pruned with what it applied",
+            run: |ctx| Box::pin(gitsync_order::app_of_apps(ctx)),
         },
     ]
 }
