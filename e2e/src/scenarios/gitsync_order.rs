@@ -218,7 +218,7 @@ pub async fn depends_on(ctx: &Ctx<'_>) -> anyhow::Result<()> {
 
 /// A root GitSync applies one GitSync per service (each its own path of the same repository), as
 /// its own identity; both apply and become Ready; the one removed from Git is pruned with what it
-/// applied, the other stays.
+/// applied, the other stays until the root is deleted.
 pub async fn app_of_apps(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     let location = ctx.target.git_repository(&ctx.namespace)?;
     let repo = LocalRepo::create(&location.dir)?;
@@ -275,5 +275,15 @@ pub async fn app_of_apps(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     ensure(config_maps.get_opt("cart-config").await?.is_some(), || {
         "cart-config was deleted".into()
     })?;
+
+    // Deleting the root deletes its children, and each child what it applied.
+    gitsyncs.delete("root", &Default::default()).await?;
+    ctx.eventually("root, cart and cart-config deleted", || async {
+        let gone = gitsyncs.get_opt("root").await?.is_none()
+            && gitsyncs.get_opt("cart").await?.is_none()
+            && config_maps.get_opt("cart-config").await?.is_none();
+        Ok(gone.then_some(()))
+    })
+    .await?;
     Ok(())
 }

@@ -115,7 +115,7 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "gitsync-app-of-apps",
-            checks: "a root GitSync applies one GitSync per service; both apply and become Ready; the one removed from Git is pruned with what it applied",
+            checks: "a root GitSync applies one GitSync per service; both apply and become Ready; the one removed from Git is pruned with what it applied; deleting the root deletes the other and what it applied",
             run: |ctx| Box::pin(gitsync_order::app_of_apps(ctx)),
         },
     ]
