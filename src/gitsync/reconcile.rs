@@ -722,6 +722,10 @@ impl SyncRun<'_> {
             Gate::Wait(message) => (dependencies::DEPENDENCY_NOT_READY, message, DependencyGate::Waiting),
             Gate::Cycle(message) => (dependencies::DEPENDENCY_CYCLE, message, DependencyGate::Closed),
         };
+        // A failed fetch is still what the conditions report (nothing new is applied either way).
+        if outcome == DependencyGate::Waiting && matches!(self.result, SyncResult::Failed(_) | SyncResult::Stalled(_)) {
+            return outcome;
+        }
         // One event per episode, not one per wake-up.
         let ready_reason = conditions::find(&old.conditions, conditions::READY).and_then(|c| c.reason.as_deref());
         if ready_reason != Some(reason) {
