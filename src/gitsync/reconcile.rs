@@ -709,13 +709,7 @@ impl SyncRun<'_> {
         }
         let confine_to = self.ctx.confinement(self.gitsync);
         let gate = depends_on::gate(self.gitsync, &self.client, confine_to, self.timeout).await;
-        let new_revision = match &decision.target {
-            Target::Apply {
-                revision,
-                pinned_over: None,
-            } => status.last_applied_revision.as_deref() != Some(revision.as_str()),
-            Target::Apply { .. } | Target::Hold(_) => false,
-        };
+        let new_revision = dependencies::waits_for_dependencies(&decision.target, status);
         let (reason, message, outcome) = match gate {
             Gate::Open => return DependencyGate::Open,
             Gate::Wait(_) if !new_revision => return DependencyGate::Open,

@@ -11,8 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use super::Target;
 use crate::api::conditions::{self, ConditionStatus};
-use crate::api::gitsync::{GitSync, GitSyncSpec};
+use crate::api::gitsync::{GitSync, GitSyncSpec, GitSyncStatus};
 use crate::bounds::truncate;
 
 /// Most entries `spec.dependsOn` may hold: every entry costs an API read per reconcile.
@@ -142,6 +143,19 @@ pub fn readiness(dependency: &GitSync) -> Result<(), String> {
 
 fn short(revision: &str) -> &str {
     revision.get(..8).unwrap_or(revision)
+}
+
+/// Whether applying `target` waits for the dependencies: a new revision from Git does; self-heal of
+/// the revision already applied and a rollback (the healthy revision pinned over a blocked head) do
+/// not. A revision whose sync waves are not all applied yet is not applied yet: it waits too.
+pub fn waits_for_dependencies(target: &Target, status: &GitSyncStatus) -> bool {
+    match target {
+        Target::Apply {
+            revision,
+            pinned_over: None,
+        } => status.last_applied_revision.as_deref() != Some(revision.as_str()),
+        Target::Apply { .. } | Target::Hold(_) => false,
+    }
 }
 
 /// What dependsOn allows.
@@ -410,7 +424,49 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn only_a_new_revision_from_git_waits() {
+        let status = GitSyncStatus {
+            last_applied_revision: Some(A.into()),
+            ..GitSyncStatus::default()
+        };
+        let apply = |revision: &str, pinned_over: Option<&str>| Target::Apply {
+            revision: revision.into(),
+            pinned_over: pinned_over.map(str::to_string),
+        };
+        assert!(waits_for_dependencies(&apply(B, None), &status), "a new head");
+        assert!(!waits_for_dependencies(&apply(A, None), &status), "self-heal");
+        assert!(!waits_for_dependencies(&apply(A, Some(B)), &status), "a rollback");
+        assert!(!waits_for_dependencies(&Target::Hold("blocked".into()), &status));
+        assert!(
+            waits_for_dependencies(&apply(A, None), &GitSyncStatus::default()),
+            "the first revision"
+        );
+    }
+
     proptest! {
+        /// Whatever the target, the revision applied and the dependencies: a new revision from Git
+        /// passes only an open gate, so it is never applied while a dependency is not Ready.
+        #[test]
+        fn a_new_revision_never_passes_a_closed_gate(
+            applied in proptest::option::of(prop_oneof![Just(A), Just(B)]),
+            revision in prop_oneof![Just(A), Just(B)],
+            pinned in any::<bool>(),
+            lookups in proptest::collection::vec(arb_dependency(), 0..4),
+        ) {
+            let status = GitSyncStatus { last_applied_revision: applied.map(str::to_string), ..GitSyncStatus::default() };
+            let target = Target::Apply { revision: revision.to_string(), pinned_over: pinned.then(|| "c".repeat(40)) };
+            let direct: Vec<(Key, Lookup)> =
+                lookups.into_iter().enumerate().map(|(i, l)| (key(&format!("d{i}")), l)).collect();
+            let open = gate(&key("api"), &direct, &BTreeMap::new()) == Gate::Open;
+            // What the reconcile does: apply when the gate is open or the target does not wait.
+            let applies = open || !waits_for_dependencies(&target, &status);
+            let new_from_git = !pinned && status.last_applied_revision.as_deref() != Some(revision);
+            if new_from_git && applies {
+                prop_assert!(direct.iter().all(|(_, l)| matches!(l, Lookup::Found(g) if readiness(g).is_ok())));
+            }
+        }
+
         /// The gate opens only when every dependency is Ready, for its generation, at its latest
         /// revision: a GitSync never applies a new revision while a dependency is not Ready.
         #[test]
