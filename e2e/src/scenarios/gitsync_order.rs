@@ -135,15 +135,15 @@ pub async fn depends_on(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         ready(g).is_some_and(|c| !c.is_true() && c.reason.as_deref() == Some("SyncFailed"))
     })
     .await?;
+    // First db "has no Ready condition yet", then its failure, quoted.
+    let says_why = format!("GitSync {}/db is not Ready (SyncFailed)", ctx.namespace);
     let waiting = wait_gitsync(ctx, "api", "api waiting for db, saying why", |g| {
         ready_is(g, false, "DependencyNotReady")
+            && ready(g)
+                .and_then(|c| c.message.as_deref())
+                .is_some_and(|m| m.contains(&says_why))
     })
     .await?;
-    let message = ready(&waiting).and_then(|c| c.message.clone()).unwrap_or_default();
-    ensure(
-        message.contains(&format!("GitSync {}/db is not Ready", ctx.namespace)),
-        || format!("api's Ready message does not name db: {message}"),
-    )?;
     ensure(applied(&waiting).is_none(), || {
         format!("api applied {:?} while db was failing", applied(&waiting))
     })?;
