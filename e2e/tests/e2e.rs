@@ -32,7 +32,7 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 14] = [
+const TESTED: [&str; 16] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
@@ -47,6 +47,8 @@ const TESTED: [&str; 14] = [
     "blue-green-abort",
     "gitsync-rollback",
     "gitsync-stages",
+    "gitsync-depends-on",
+    "gitsync-app-of-apps",
 ];
 
 #[test]
@@ -88,6 +90,16 @@ async fn gitsync_rollback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitsync_stages() {
     run("gitsync-stages").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitsync_depends_on() {
+    run("gitsync-depends-on").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitsync_app_of_apps() {
+    run("gitsync-app-of-apps").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1056,3 +1056,52 @@ async fn a_stage_waits_for_an_upstream_it_cannot_read_and_stalls_on_a_cycle() {
         .await;
     sim.shutdown().await;
 }
+
+/// Hostile `spec.dependsOn`: 10,000 entries stall the GitSync at once, naming the field, and nothing
+/// is read or applied; a GitSync applying as the confined controller (no ServiceAccount) learns
+/// nothing about a GitSync of another namespace and waits, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depends_on_is_bounded_and_read_within_the_tenancy() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/config.yaml", &config_map(1)).unwrap();
+    repo.commit("one config map").unwrap();
+    let cluster = Cluster::start_confined().await;
+    let mut hostile = gitsync(&repo.url(), "pin");
+    let entries: Vec<Value> = (0..10_000).map(|i| json!({"name": format!("dep-{i}")})).collect();
+    hostile["spec"]["dependsOn"] = Value::Array(entries);
+    let started = std::time::Instant::now();
+    cluster.create(hostile).await;
+    let stalled = cluster
+        .wait_gitsync("stalled on spec.dependsOn", |g| {
+            conditions::is_true(&status(g).conditions, conditions::STALLED)
+        })
+        .await;
+    // Reading 10,000 GitSyncs would take minutes; refusing the list takes one reconcile.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(ready_message(&stalled), "spec.dependsOn: 10000 entries, at most 64");
+    assert_eq!(status(&stalled).last_applied_revision, None);
+    assert!(!cluster.config_map_exists("web-config-v1").await);
+
+    let mut elsewhere = gitsync(&repo.url(), "pin");
+    elsewhere["metadata"]["name"] = json!("api");
+    elsewhere["spec"]["dependsOn"] = json!([{"name": "db", "namespace": "kube-system"}]);
+    cluster.create(elsewhere).await;
+    let waiting = cluster
+        .wait_named("api", "api waiting, confined to its namespace", |g| {
+            conditions::find(&status(g).conditions, conditions::READY)
+                .is_some_and(|c| c.reason.as_deref() == Some("DependencyNotReady"))
+        })
+        .await;
+    let message = ready_message(&waiting);
+    assert!(
+        message.contains("GitSync kube-system/db cannot be read: a GitSync without spec.serviceAccountName may depend only on GitSyncs of its own namespace"),
+        "{message}"
+    );
+    assert_eq!(status(&waiting).last_applied_revision, None);
+    cluster.stop().await;
+}

@@ -33,6 +33,8 @@ pub const REQUESTED_AT_ANNOTATION: &str = "sluice.dev/requested-at";
 pub const PROMOTE_ANNOTATION: &str = "sluice.dev/promote";
 /// `sluice.dev/prune: disabled` on an object keeps it when it leaves Git.
 pub const PRUNE_ANNOTATION: &str = "sluice.dev/prune";
+/// The sync wave of an object a GitSync applies (`"N"`, default 0): waves go in ascending order.
+pub const SYNC_WAVE_ANNOTATION: &str = "sluice.dev/sync-wave";
 /// On an Argo CD Application: the revision to go back to.
 pub const LAST_HEALTHY_REVISION_ANNOTATION: &str = "sluice.dev/last-healthy-revision";
 /// On an Argo CD Application: `<rollout ns>/<name> aborted (<reason>) at <time>`; also how the adapter

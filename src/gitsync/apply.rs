@@ -12,7 +12,9 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use crate::gitsync::health::{self, Health};
 use crate::gitsync::manifest::{Manifest, ObjectId, Scope, is_cluster_definition};
+use crate::gitsync::plan::waves::{self, Next};
 use crate::gitsync::preserve::{ControllerFields, preserve_controller_fields_with};
 use crate::gitsync::{FIELD_MANAGER, GITSYNC_LABEL, PRUNE_ANNOTATION};
 
@@ -109,9 +111,20 @@ pub struct ApplyReport {
     /// Objects whose resourceVersion changed (created or updated), by id.
     pub changed: Vec<String>,
     pub total: usize,
+    /// The apply stopped after this sync wave, not healthy yet: later waves are not applied.
+    pub waiting: Option<WaveWait>,
 }
 
-/// Applies `manifests` (already prepared and ordered) with `client` (the GitSync's identity).
+/// A sync wave the apply waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaveWait {
+    pub wave: i32,
+    pub message: String,
+}
+
+/// Applies `manifests` (already prepared and ordered) with `client` (the GitSync's identity): every
+/// object through a dry run first, then the sync waves in order, stopping after the first wave that
+/// is not healthy yet (see `plan::waves`).
 pub async fn apply_revision(
     client: &Client,
     discovery: &DiscoveryCache,
@@ -148,8 +161,52 @@ pub async fn apply_revision(
     };
     preserve_live_fields(client, &resources, rest, &controller_fields).await?;
     let before = dry_run_all(client, &resources, rest).await?;
-    apply_all(client, &resources, rest, &before, &mut report).await?;
+    let managed = health::workload_ref_deployments(rest.iter().map(|m| &m.object));
+    let numbers: Vec<i32> = rest.iter().map(|m| m.wave).collect();
+    let plan = waves::waves(&numbers);
+    for (index, wave) in plan.iter().enumerate() {
+        let members = wave.members.clone();
+        let (resources, manifests) = (&resources[members.clone()], &rest[members.clone()]);
+        apply_all(client, resources, manifests, &before[members], &mut report).await?;
+        // The last wave is not waited for: the revision's health covers it.
+        let health = if index + 1 < plan.len() {
+            Some(wave_health(client, resources, manifests, &managed).await?)
+        } else {
+            None
+        };
+        match waves::after(&plan, index, health.as_ref()) {
+            Next::Continue => {}
+            Next::Done => break,
+            Next::Wait { wave, message } => {
+                report.waiting = Some(WaveWait { wave, message });
+                break;
+            }
+        }
+    }
     Ok(report)
+}
+
+/// The health of one wave's objects as the API server has them now.
+async fn wave_health(
+    client: &Client,
+    resources: &[ApiResource],
+    manifests: &[Manifest],
+    managed: &std::collections::HashSet<(String, String)>,
+) -> Result<Health, ApplyError> {
+    let mut items = Vec::with_capacity(manifests.len());
+    for (manifest, resource) in manifests.iter().zip(resources) {
+        let api = api_for(client, resource, manifest.id.namespace.as_deref());
+        let live = api
+            .get_opt(&manifest.id.name)
+            .await
+            .map_err(|e| ApplyError::Api(format!("reading {}: {e}", manifest.id)))?;
+        let health = match live.and_then(|o| serde_json::to_value(o).ok()) {
+            Some(object) => health::object_health_managed(&object, managed),
+            None => Health::Progressing("not found".into()),
+        };
+        items.push((&manifest.id, health));
+    }
+    Ok(health::aggregate(items))
 }
 
 fn resources_for(discovery: &Discovery, manifests: &[Manifest]) -> Result<Vec<ApiResource>, ApplyError> {

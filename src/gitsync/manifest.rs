@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{GIT_REVISION_ANNOTATION, GITSYNC_LABEL, gitsync_label_value};
 use crate::api::gitsync::{Inventory, InventoryEntry};
+use crate::gitsync::plan::waves::{SYNC_WAVE_ANNOTATION, wave_of};
 
 /// The most bytes one revision's inventory may take in the GitSync's status. The status holds the old
 /// and the new inventory together while a revision is applied (and pendingPrune besides), and an API
@@ -170,6 +171,8 @@ fn split_api_version(api_version: &str) -> Result<(String, String), ManifestErro
 pub struct Manifest {
     pub id: ObjectId,
     pub object: Value,
+    /// Its `sluice.dev/sync-wave` (see `plan::waves`).
+    pub wave: i32,
 }
 
 /// Scope lookup from the API server's discovery; None = the server does not know this kind.
@@ -291,6 +294,7 @@ pub fn prepare(objects: Vec<Value>, ctx: &PrepareContext<'_>) -> Result<Vec<Mani
     }
     if let Some(namespace) = ctx.confine_to {
         errors.extend(manifests.iter().filter_map(|m| outside_of(&m.id, namespace)));
+        errors.extend(manifests.iter().filter_map(child_with_identity));
     }
     // Each entry as stored: {"id":"…","v":"…"}, plus a comma.
     let inventory_bytes: usize = manifests
@@ -309,8 +313,30 @@ pub fn prepare(objects: Vec<Value>, ctx: &PrepareContext<'_>) -> Result<Vec<Mani
     if !errors.is_empty() {
         return Err(ManifestErrors(errors));
     }
-    manifests.sort_by(|a, b| apply_order(&a.id).cmp(&apply_order(&b.id)));
+    // CRDs and Namespaces first whatever their wave (everything else may need them served), then
+    // the waves in ascending order, each in the usual kind order.
+    let order = |m: &Manifest| {
+        (
+            !is_cluster_definition(&m.id),
+            (!is_cluster_definition(&m.id)).then_some(m.wave),
+        )
+    };
+    manifests.sort_by(|a, b| (order(a), apply_order(&a.id)).cmp(&(order(b), apply_order(&b.id))));
     Ok(manifests)
+}
+
+/// A GitSync applied by a confined GitSync (one applying as the controller, with no ServiceAccount)
+/// may not name a ServiceAccount: it would act as an identity its parent does not have.
+fn child_with_identity(manifest: &Manifest) -> Option<String> {
+    let is_gitsync = manifest.id.group == "sluice.dev" && manifest.id.kind == "GitSync";
+    let account = manifest.object.pointer("/spec/serviceAccountName")?;
+    (is_gitsync && !account.is_null()).then(|| {
+        format!(
+            "{}: spec.serviceAccountName: a GitSync without spec.serviceAccountName may not apply a GitSync \
+             that names one (it would act as an identity its parent does not have)",
+            manifest.id
+        )
+    })
 }
 
 /// Why `id` may not be applied by a GitSync confined to `namespace`, if it may not.
@@ -356,6 +382,7 @@ fn prepare_one(
     defined: &HashMap<(String, String), DefinedKind>,
     label: &str,
 ) -> Result<Manifest, Vec<String>> {
+    let wave = wave_of(&object);
     let Value::Object(fields) = &mut object else {
         return Err(vec![format!(
             "object {}: not a mapping but {}",
@@ -467,6 +494,9 @@ fn prepare_one(
             }
         }
     };
+    if let Err(e) = &wave {
+        problem(&format!("metadata.annotations.{SYNC_WAVE_ANNOTATION}"), e.clone());
+    }
     if namespaced == Some(false)
         && let Some(namespace) = &metadata_namespace
     {
@@ -510,6 +540,7 @@ fn prepare_one(
             name,
         },
         object,
+        wave: wave.unwrap_or_default(),
     })
 }
 
@@ -737,6 +768,79 @@ mod tests {
         assert!(
             found[0].contains("\"team-b\" is not the GitSync's \"shop\""),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn waves_order_the_apply_after_definitions_and_a_bad_wave_names_object_and_annotation() {
+        let with_wave = |mut object: Value, wave: &str| {
+            object["metadata"]["annotations"] = json!({"sluice.dev/sync-wave": wave});
+            object
+        };
+        let config = |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}});
+        let migrate = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"}});
+        let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}});
+        let out = prepare(
+            vec![
+                with_wave(deployment("api"), "1"),
+                config("settings"),
+                with_wave(migrate, "-1"),
+                with_wave(namespace, "5"),
+                with_wave(config("late"), "1"),
+            ],
+            &ctx(),
+        )
+        .unwrap();
+        let order: Vec<String> = out
+            .iter()
+            .map(|m| format!("{} {} {}", m.wave, m.id.kind, m.id.name))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "5 Namespace shop",
+                "-1 Job migrate",
+                "0 ConfigMap settings",
+                "1 ConfigMap late",
+                "1 Deployment api"
+            ]
+        );
+        let found = errors(vec![with_wave(deployment("api"), "soon"), config("ok")]);
+        assert_eq!(
+            found,
+            [
+                "apps/Deployment api: metadata.annotations.sluice.dev/sync-wave: \"soon\" is not a whole number from -2147483648 to 2147483647"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_confined_gitsync_may_apply_gitsyncs_that_name_no_service_account() {
+        let ctx = PrepareContext {
+            confine_to: Some("shop"),
+            ..ctx()
+        };
+        let child = |account: Option<&str>| {
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync", "metadata": {"name": "api"},
+                "spec": {"repoURL": "https://example.com/repo.git", "serviceAccountName": account}})
+        };
+        assert_eq!(prepare(vec![child(None)], &ctx).unwrap()[0].id.kind, "GitSync");
+        let found = prepare(vec![child(Some("admin"))], &ctx).unwrap_err().0;
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("sluice.dev/GitSync shop/api: spec.serviceAccountName: "),
+            "{found:?}"
+        );
+        // Not confined: RBAC decides (the controller may impersonate only what the namespace grants).
+        assert!(
+            prepare(
+                vec![child(Some("deployer"))],
+                &PrepareContext {
+                    confine_to: None,
+                    ..ctx
+                }
+            )
+            .is_ok()
         );
     }
 

@@ -3,6 +3,7 @@
 //! healthy one re-applied (optionally with a revert commit pushed to Git).
 pub mod apply;
 pub mod argocd;
+pub mod depends_on;
 pub mod git;
 pub mod health;
 pub mod manifest;

@@ -15,7 +15,9 @@ use crate::gitsync::GIT_REVISION_ANNOTATION;
 use crate::gitsync::health::Health;
 use crate::gitsync::manifest::ObjectId;
 
+pub mod dependencies;
 pub mod promotion;
+pub mod waves;
 
 /// How many sync attempts status.history keeps.
 pub const HISTORY_LIMIT: usize = 10;
@@ -341,6 +343,8 @@ pub enum SyncResult {
     Held(String),
     /// Nothing new applied until something else is ready (a dependency); not an error.
     Waiting { reason: &'static str, message: String },
+    /// Like `Stalled`, with its own reason (a dependency cycle): nothing applied until the spec changes.
+    StalledOn { reason: &'static str, message: String },
 }
 
 /// The failure the conditions record from the last sync, for reconciles that do not sync (woken by
@@ -353,6 +357,10 @@ pub fn previous_result(status: &GitSyncStatus) -> Option<SyncResult> {
         let message = stalled.message.clone().unwrap_or(message);
         return Some(match stalled.reason.as_deref() {
             Some("NothingApplied") => SyncResult::Held(message),
+            Some(dependencies::DEPENDENCY_CYCLE) => SyncResult::StalledOn {
+                reason: dependencies::DEPENDENCY_CYCLE,
+                message,
+            },
             _ => SyncResult::Stalled(message),
         });
     }
@@ -390,6 +398,11 @@ pub fn set_conditions(
             (False, "NothingApplied", message.clone()),
             None,
             Some(("NothingApplied", message.clone())),
+        ),
+        (SyncResult::StalledOn { reason, message }, _) => (
+            (False, *reason, message.clone()),
+            None,
+            Some((*reason, message.clone())),
         ),
         (SyncResult::Waiting { reason, message }, _) => (
             (False, *reason, message.clone()),

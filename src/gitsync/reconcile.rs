@@ -18,13 +18,16 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
+use crate::api::conditions;
 use crate::api::gitsync::{GitRef, GitSync, GitSyncStatus};
 use crate::api::rollout::Rollout;
 use crate::client::{self, ClientOptions};
 use crate::gitsync::apply::{self, ApplyError, DiscoveredScope, DiscoveryCache};
+use crate::gitsync::depends_on;
 use crate::gitsync::git::{Credentials, GitSource, RevertRequest, SourceError};
 use crate::gitsync::health::{self, Health};
 use crate::gitsync::manifest::{self, ObjectId, PrepareContext};
+use crate::gitsync::plan::dependencies::{self, Gate};
 use crate::gitsync::plan::promotion::{self, PromotionInput, PromotionPlan};
 use crate::gitsync::plan::{
     self, Decision, Observed, Prune, RolloutState, SyncAttempt, SyncResult, SyncTrigger, Target, Timings, short,
@@ -420,7 +423,7 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
             return Ok(Requeue::await_change());
         }
     };
-    let client = match ctx.client_for(gitsync) {
+    let client = match dependencies::validate(&gitsync.spec).and_then(|()| ctx.client_for(gitsync)) {
         Ok(client) => client,
         Err(message) => {
             warn(ctx, gitsync, "InvalidSpec", &message).await;
@@ -533,7 +536,8 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
     });
     sync.block(&mut status, &decision).await;
     let attempt = SyncAttempt { due, fetched };
-    if plan::must_apply(&decision, attempt, &gitsync.spec, &status, generation) {
+    let gate = sync.dependency_gate(&old_status, &status, &decision).await;
+    if gate.is_open() && plan::must_apply(&decision, attempt, &gitsync.spec, &status, generation) {
         sync.apply(&mut status, &decision).await;
     }
     if let Target::Hold(why) = &decision.target
@@ -566,7 +570,32 @@ async fn reconcile_inner(gitsync: &GitSync, ctx: &Context) -> Result<Requeue, Er
     let soak_end = promotion
         .and_then(|p| p.recheck_in)
         .map(|left| left.saturating_add(plan::MIN_REQUEUE));
-    Ok(Requeue::requeue(soak_end.map_or(requeue, |end| end.min(requeue))))
+    let requeue = soak_end.map_or(requeue, |end| end.min(requeue));
+    // A dependency becoming Ready wakes this GitSync at once; this covers a dropped wake-up.
+    Ok(Requeue::requeue(match gate {
+        DependencyGate::Waiting => requeue.min(DEPENDENCY_RECHECK),
+        DependencyGate::Open | DependencyGate::Closed => requeue,
+    }))
+}
+
+/// While waiting for a dependency, look again at least this often.
+const DEPENDENCY_RECHECK: Duration = Duration::from_secs(30);
+
+/// What `spec.dependsOn` did to this reconcile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DependencyGate {
+    /// Apply as decided.
+    Open,
+    /// A new revision waits for a dependency; nothing applied.
+    Waiting,
+    /// A dependency cycle: nothing applied at all.
+    Closed,
+}
+
+impl DependencyGate {
+    fn is_open(self) -> bool {
+        self == DependencyGate::Open
+    }
 }
 
 /// Why a sync step failed, and whether retrying alone can fix it.
@@ -779,6 +808,46 @@ impl SyncRun<'_> {
         self.rollouts(status).await.iter().map(RolloutState::observe).collect()
     }
 
+    /// Checks `spec.dependsOn` (see `plan::dependencies`) and records a wait or a cycle as the result.
+    /// Only a new revision waits: self-heal of the applied one and a rollback to the last healthy one
+    /// go on. A cycle stops every apply.
+    async fn dependency_gate(
+        &mut self,
+        old: &GitSyncStatus,
+        status: &GitSyncStatus,
+        decision: &Decision,
+    ) -> DependencyGate {
+        if self.gitsync.spec.depends_on.is_empty() {
+            return DependencyGate::Open;
+        }
+        let confine_to = self.ctx.confinement(self.gitsync);
+        let gate = depends_on::gate(self.gitsync, &self.client, confine_to, self.timeout).await;
+        let new_revision = dependencies::waits_for_dependencies(&decision.target, status);
+        let (reason, message, outcome) = match gate {
+            Gate::Open => return DependencyGate::Open,
+            Gate::Wait(_) if !new_revision => return DependencyGate::Open,
+            Gate::Wait(message) => (dependencies::DEPENDENCY_NOT_READY, message, DependencyGate::Waiting),
+            Gate::Cycle(message) => (dependencies::DEPENDENCY_CYCLE, message, DependencyGate::Closed),
+        };
+        // A failed fetch is still what the conditions report (nothing new is applied either way).
+        if outcome == DependencyGate::Waiting && matches!(self.result, SyncResult::Failed(_) | SyncResult::Stalled(_)) {
+            return outcome;
+        }
+        // One event per episode, not one per wake-up.
+        let ready_reason = conditions::find(&old.conditions, conditions::READY).and_then(|c| c.reason.as_deref());
+        if ready_reason != Some(reason) {
+            match outcome {
+                DependencyGate::Closed => warn(self.ctx, self.gitsync, reason, &message).await,
+                _ => info(self.ctx, self.gitsync, reason, &message).await,
+            }
+        }
+        self.result = match outcome {
+            DependencyGate::Closed => SyncResult::StalledOn { reason, message },
+            _ => SyncResult::Waiting { reason, message },
+        };
+        outcome
+    }
+
     async fn block(&self, status: &mut GitSyncStatus, decision: &Decision) {
         for blocked in &decision.block {
             let message = format!(
@@ -803,6 +872,18 @@ impl SyncRun<'_> {
         let new_revision = status.last_applied_revision.as_deref() != Some(revision.as_str());
         let outcome = tokio::time::timeout(self.timeout, self.apply_revision(revision, status)).await;
         let applied = match outcome {
+            Ok(Ok(apply::ApplyReport {
+                waiting: Some(wait), ..
+            })) => {
+                let message = format!("revision {}: {}", short(revision), wait.message);
+                self.result = SyncResult::Waiting {
+                    reason: "WaitingForWave",
+                    message,
+                };
+                // Waves are not watched: look again soon.
+                self.resync_soon = true;
+                return;
+            }
             Ok(Ok(done)) => done,
             Ok(Err(failure)) => return self.fail(status, Some(revision), failure).await,
             Err(_) => {
@@ -931,6 +1012,10 @@ impl SyncRun<'_> {
         status.inventory = Some(both);
         let report =
             apply::apply_revision(&self.client, &self.ctx.discovery, &mut manifests, &target_namespace).await?;
+        if report.waiting.is_some() {
+            // Later waves are still to come: both generations stay ours, nothing is pruned yet.
+            return Ok(report);
+        }
         status.inventory = Some(new_inventory);
         status.pending_prune = stale.iter().map(ObjectId::to_inventory).collect();
         Ok(report)

@@ -6,6 +6,7 @@ mod analysis;
 mod blue_green;
 mod context;
 mod gitsync;
+mod gitsync_order;
 mod pod_metadata;
 mod rollout;
 mod stages;
@@ -112,6 +113,16 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "gitsync-stages",
             checks: "dev (main) → staging → prod, soak 5s each: a healthy commit reaches each stage only after its upstream had it healthy ≥ 5 s; a commit failing analysis in dev is blocked there, staging and prod keep the previous one; hold stops a promotion until released; a forced promotion of a blocked revision is refused, of an older one applied without snapping back",
             run: |ctx| Box::pin(stages::promotion_chain(ctx)),
+        },
+        Scenario {
+            name: "gitsync-depends-on",
+            checks: "api dependsOn db: while db fails to render api applies nothing (DependencyNotReady naming db), applies once db is fixed; its Job in wave -1 completes before its Deployment in wave 1 is created; a dependsOn cycle stalls with DependencyCycle",
+            run: |ctx| Box::pin(gitsync_order::depends_on(ctx)),
+        },
+        Scenario {
+            name: "gitsync-app-of-apps",
+            checks: "a root GitSync applies one GitSync per service; both apply and become Ready; the one removed from Git is pruned with what it applied; deleting the root deletes the other and what it applied",
+            run: |ctx| Box::pin(gitsync_order::app_of_apps(ctx)),
         },
     ]
 }

@@ -193,6 +193,7 @@ fn the_detail_view_shows_the_chain_the_promotion_and_what_is_blocked() {
         soak_until: Some(now() + Duration::seconds(3)),
         waiting: None,
         last_handled_promote_request: None,
+        handled_candidate: None,
         history: vec![PromotionRecord {
             revision: "aaaaaaaaaaaa".into(),
             from: "sluice promote".into(),
