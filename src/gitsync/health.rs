@@ -60,6 +60,7 @@ pub fn object_health(object: &Value) -> Health {
     let group = api_version.split_once('/').map_or("", |(g, _)| g);
     match (group, kind) {
         ("sluice.dev", "Rollout") => rollout(object),
+        ("sluice.dev", "GitSync") => gitsync(object),
         ("apps", "Deployment") => deployment(object),
         ("apps", "ReplicaSet") => replica_set(object),
         ("apps", "StatefulSet") => stateful_set(object),
@@ -195,20 +196,26 @@ fn status_count(object: &Value, field: &str) -> i64 {
     int(object, &format!("/status/{field}")).unwrap_or(0)
 }
 
+/// kstatus: Degraded when Stalled, Healthy when Ready, else Progressing; None without a Ready condition.
+fn kstatus(object: &Value) -> Option<Health> {
+    if let Some(stalled) = condition(object, "Stalled").filter(|c| c["status"] == "True") {
+        return Some(Health::Degraded(condition_message(stalled)));
+    }
+    let ready = condition(object, "Ready")?;
+    Some(if ready["status"] == "True" {
+        Health::Healthy
+    } else {
+        Health::Progressing(condition_message(ready))
+    })
+}
+
 fn rollout(object: &Value) -> Health {
     if let Err(health) = generation_observed(object) {
         return health;
     }
     // kstatus conditions first: they are what Flux and Argo CD read too.
-    if let Some(stalled) = condition(object, "Stalled").filter(|c| c["status"] == "True") {
-        return Health::Degraded(condition_message(stalled));
-    }
-    if let Some(ready) = condition(object, "Ready") {
-        return if ready["status"] == "True" {
-            Health::Healthy
-        } else {
-            Health::Progressing(condition_message(ready))
-        };
+    if let Some(health) = kstatus(object) {
+        return health;
     }
     let message = text(object, "/status/message").unwrap_or_default().to_string();
     match text(object, "/status/phase") {
@@ -222,6 +229,15 @@ fn rollout(object: &Value) -> Health {
         Some(other) => Health::Unknown(format!("unknown phase {other:?}")),
         None => Health::Progressing("waiting for the rollout controller to report".into()),
     }
+}
+
+/// A GitSync another one applied (app of apps): healthy once it is Ready at its current generation —
+/// applied, and what it applied healthy — so a root's revision is healthy only with its children's.
+fn gitsync(object: &Value) -> Health {
+    if let Err(health) = generation_observed(object) {
+        return health;
+    }
+    kstatus(object).unwrap_or_else(|| Health::Progressing("waiting for the GitSync controller to report".into()))
 }
 
 fn deployment(object: &Value) -> Health {
@@ -396,6 +412,33 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_child_gitsync_is_healthy_once_ready_at_its_generation() {
+        let gitsync = |generation: i64, observed: i64, conditions: Value| {
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync",
+                   "metadata": {"name": "api", "generation": generation},
+                   "status": {"observedGeneration": observed, "conditions": conditions}})
+        };
+        let ready = json!([{"type": "Ready", "status": "True", "reason": "Succeeded"}]);
+        assert_eq!(object_health(&gitsync(2, 2, ready.clone())), Health::Healthy);
+        assert!(progressing(object_health(&gitsync(3, 2, ready))).contains("not yet 3"));
+        let waiting = json!([{"type": "Ready", "status": "False", "reason": "DependencyNotReady", "message": "db"}]);
+        assert_eq!(
+            progressing(object_health(&gitsync(1, 1, waiting))),
+            "DependencyNotReady: db"
+        );
+        let stalled = json!([{"type": "Ready", "status": "False", "reason": "SyncFailed"},
+                             {"type": "Stalled", "status": "True", "reason": "SyncFailed", "message": "render failed"}]);
+        assert_eq!(
+            object_health(&gitsync(1, 1, stalled)),
+            Health::Degraded("SyncFailed: render failed".into())
+        );
+        assert_eq!(
+            progressing(object_health(&gitsync(1, 1, json!([])))),
+            "waiting for the GitSync controller to report"
+        );
+    }
 
     fn progressing(health: Health) -> String {
         match health {
