@@ -29,6 +29,8 @@ pub const GIT_REVISION_ANNOTATION: &str = "sluice.dev/git-revision";
 /// On a GitSync: setting it to any new value (e.g. a timestamp) syncs at once.
 pub const REQUESTED_AT_ANNOTATION: &str = "sluice.dev/requested-at";
 /// `sluice.dev/prune: disabled` on an object keeps it when it leaves Git.
+/// On an NGINX canary Ingress: the managed route (setHeaderRoute) its canary-by-header annotations carry.
+pub const HEADER_ROUTE_ANNOTATION: &str = "sluice.dev/header-route";
 pub const PRUNE_ANNOTATION: &str = "sluice.dev/prune";
 /// On an Argo CD Application: the revision to go back to.
 pub const LAST_HEALTHY_REVISION_ANNOTATION: &str = "sluice.dev/last-healthy-revision";

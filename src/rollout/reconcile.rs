@@ -951,7 +951,12 @@ impl Router {
     }
 
     /// Makes the routing objects carry exactly `routes` of the Rollout's managedRoutes.
-    async fn set_routes(&self, client: &Client, rollout: &Rollout, routes: &[ManagedRoute]) -> Result<Option<Duration>, Error> {
+    async fn set_routes(
+        &self,
+        client: &Client,
+        rollout: &Rollout,
+        routes: &[ManagedRoute],
+    ) -> Result<Option<Duration>, Error> {
         let managed: Vec<String> = rollout
             .spec
             .canary()

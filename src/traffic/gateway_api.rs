@@ -33,8 +33,8 @@ use crate::api::rollout::{GatewayApiTrafficRouting, StringMatch};
 use crate::api::spec_error::SpecError;
 use crate::traffic::routes::{MatchKind, is_managed_rule, preserve_managed_rules, rule_name};
 use crate::traffic::{
-    CanarySplit, ManagedRoute, ObjectKind, OwnedFields, RouteTarget, RouterError, RouterState, TrafficRouter, agreed, apply_metadata,
-    namespace_of, object_name, preserve_rules, retry_on_conflict, select_split, spec_error,
+    CanarySplit, ManagedRoute, ObjectKind, OwnedFields, RouteTarget, RouterError, RouterState, TrafficRouter, agreed,
+    apply_metadata, namespace_of, object_name, preserve_rules, retry_on_conflict, select_split, spec_error,
 };
 
 pub(crate) const HTTP_ROUTE: ObjectKind = ObjectKind {
@@ -220,7 +220,10 @@ pub fn desired_routes(
             }));
         }
         return Err(desired(current, target, 0, field).err().unwrap_or_else(|| {
-            spec_error(field, format!("HTTPRoute {} has no weighted rule", object_name(current)))
+            spec_error(
+                field,
+                format!("HTTPRoute {} has no weighted rule", object_name(current)),
+            )
         }));
     };
     let weighted = rules[weighted_index].clone();
@@ -300,7 +303,11 @@ pub fn desired_routes(
                         mirror_ref.insert(key.into(), value.clone());
                     }
                 }
-                let mut filters = weighted.get("filters").and_then(Value::as_array).cloned().unwrap_or_default();
+                let mut filters = weighted
+                    .get("filters")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 filters.push(json!({
                     "type": "RequestMirror",
                     "requestMirror": {"backendRef": mirror_ref, "percent": percentage},
@@ -853,7 +860,7 @@ pub(crate) mod tests {
         assert_eq!(untouched, before);
     }
 
-    fn header_and_mirror() -> Vec<ManagedRoute> {
+    pub(crate) fn header_and_mirror() -> Vec<ManagedRoute> {
         use crate::api::rollout::{HeaderRoutingMatch, RouteMatch};
         let exact = |v: &str| StringMatch {
             exact: Some(v.into()),
@@ -1032,7 +1039,12 @@ pub(crate) mod tests {
         for splits in [None, Some(&[split_default()][..])] {
             let mut git = route();
             preserve_backend_weights(&mut git, &live, splits);
-            assert_eq!(git["spec"]["rules"], live["spec"]["rules"], "splits known: {}", splits.is_some());
+            assert_eq!(
+                git["spec"]["rules"],
+                live["spec"]["rules"],
+                "splits known: {}",
+                splits.is_some()
+            );
         }
     }
 

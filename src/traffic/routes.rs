@@ -120,13 +120,19 @@ pub fn check_steps(canary: &crate::api::rollout::CanaryStrategy) -> Vec<crate::a
     let managed = routing.map(|r| r.managed_routes.as_slice()).unwrap_or_default();
     let field = format!("{CANARY}.trafficRouting.managedRoutes");
     if managed.len() > MAX_ROUTES {
-        add(field.clone(), format!("at most {MAX_ROUTES} routes, got {}", managed.len()));
+        add(
+            field.clone(),
+            format!("at most {MAX_ROUTES} routes, got {}", managed.len()),
+        );
     }
     for (i, route) in managed.iter().enumerate().take(MAX_ROUTES) {
         if let Err(message) = check_name(&route.name) {
             add(format!("{field}[{i}].name"), message);
         } else if managed[..i].iter().any(|m| m.name == route.name) {
-            add(format!("{field}[{i}].name"), format!("{:?} is listed twice", route.name));
+            add(
+                format!("{field}[{i}].name"),
+                format!("{:?} is listed twice", route.name),
+            );
         }
     }
     let router = routing.and_then(|r| {
@@ -149,6 +155,18 @@ pub fn check_steps(canary: &crate::api::rollout::CanaryStrategy) -> Vec<crate::a
             "nginx carries one header route (canary-by-header): list at most one".into(),
         );
     }
+    if let Some(nginx) = routing.and_then(|r| r.nginx.as_ref())
+        && !managed.is_empty()
+        && nginx
+            .additional_ingress_annotations
+            .keys()
+            .any(|k| k.starts_with("canary-by-header"))
+    {
+        add(
+            format!("{CANARY}.trafficRouting.nginx.additionalIngressAnnotations"),
+            "canary-by-header annotations and managedRoutes both set the header route: use one".into(),
+        );
+    }
     let known = |name: &str| managed.iter().any(|m| m.name == name);
     for (i, step) in canary.steps.iter().enumerate() {
         let step_field = format!("{CANARY}.steps[{i}]");
@@ -161,10 +179,16 @@ pub fn check_steps(canary: &crate::api::rollout::CanaryStrategy) -> Vec<crate::a
                 _ => {}
             }
             if header.matches.len() > MAX_ROUTES {
-                add(format!("{at}.match"), format!("at most {MAX_ROUTES} entries, got {}", header.matches.len()));
+                add(
+                    format!("{at}.match"),
+                    format!("at most {MAX_ROUTES} entries, got {}", header.matches.len()),
+                );
             }
             if router == Some("nginx") && header.matches.len() > 1 {
-                add(format!("{at}.match"), "nginx matches one header (canary-by-header)".into());
+                add(
+                    format!("{at}.match"),
+                    "nginx matches one header (canary-by-header)".into(),
+                );
             }
             for (j, m) in header.matches.iter().enumerate().take(MAX_ROUTES) {
                 let entry = format!("{at}.match[{j}]");
@@ -185,10 +209,16 @@ pub fn check_steps(canary: &crate::api::rollout::CanaryStrategy) -> Vec<crate::a
             if let Some(percentage) = mirror.percentage
                 && !(0..=100).contains(&percentage)
             {
-                add(format!("{at}.percentage"), format!("must be between 0 and 100, got {percentage}"));
+                add(
+                    format!("{at}.percentage"),
+                    format!("must be between 0 and 100, got {percentage}"),
+                );
             }
             if mirror.matches.len() > MAX_ROUTES {
-                add(format!("{at}.match"), format!("at most {MAX_ROUTES} entries, got {}", mirror.matches.len()));
+                add(
+                    format!("{at}.match"),
+                    format!("at most {MAX_ROUTES} entries, got {}", mirror.matches.len()),
+                );
             }
             for (j, m) in mirror.matches.iter().enumerate().take(MAX_ROUTES) {
                 let entry = format!("{at}.match[{j}]");
@@ -198,14 +228,20 @@ pub fn check_steps(canary: &crate::api::rollout::CanaryStrategy) -> Vec<crate::a
                 if let Some(method) = &m.method {
                     check_string_match(method, &format!("{entry}.method"), &mut add);
                     if router == Some("gatewayAPI") && method.exact.is_none() {
-                        add(format!("{entry}.method"), "gatewayAPI matches a method exactly: use exact".into());
+                        add(
+                            format!("{entry}.method"),
+                            "gatewayAPI matches a method exactly: use exact".into(),
+                        );
                     }
                 }
                 if let Some(path) = &m.path {
                     check_string_match(path, &format!("{entry}.path"), &mut add);
                 }
                 if m.headers.len() > MAX_ROUTES {
-                    add(format!("{entry}.headers"), format!("at most {MAX_ROUTES} headers, got {}", m.headers.len()));
+                    add(
+                        format!("{entry}.headers"),
+                        format!("at most {MAX_ROUTES} headers, got {}", m.headers.len()),
+                    );
                 }
                 for (name, value) in m.headers.iter().take(MAX_ROUTES) {
                     let header_field = format!("{entry}.headers[{}]", crate::bounds::truncate(name, 64));
@@ -232,7 +268,9 @@ fn check_step_name(name: &str, known: bool, at: &str, add: &mut impl FnMut(Strin
 
 /// A DNS-1123 label: it becomes an HTTPRoute rule name or a VirtualService route name.
 fn check_name(name: &str) -> Result<(), String> {
-    let valid_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if name.is_empty() || name.len() > MAX_NAME || !valid_chars || name.starts_with('-') || name.ends_with('-') {
         return Err(format!(
             "must be 1–{MAX_NAME} lowercase letters, digits or '-', starting and ending with a letter or digit"
@@ -253,10 +291,14 @@ fn check_header_name(name: &str) -> Result<(), String> {
 }
 
 fn check_string_match(value: &StringMatch, field: &str, add: &mut impl FnMut(String, String)) {
-    let set: Vec<(&str, &String)> = [("exact", &value.exact), ("prefix", &value.prefix), ("regex", &value.regex)]
-        .into_iter()
-        .filter_map(|(kind, v)| v.as_ref().map(|v| (kind, v)))
-        .collect();
+    let set: Vec<(&str, &String)> = [
+        ("exact", &value.exact),
+        ("prefix", &value.prefix),
+        ("regex", &value.regex),
+    ]
+    .into_iter()
+    .filter_map(|(kind, v)| v.as_ref().map(|v| (kind, v)))
+    .collect();
     let [(kind, text)] = set[..] else {
         add(
             field.to_string(),
@@ -265,7 +307,10 @@ fn check_string_match(value: &StringMatch, field: &str, add: &mut impl FnMut(Str
         return;
     };
     if text.len() > MAX_VALUE {
-        add(format!("{field}.{kind}"), format!("at most {MAX_VALUE} bytes, got {}", text.len()));
+        add(
+            format!("{field}.{kind}"),
+            format!("at most {MAX_VALUE} bytes, got {}", text.len()),
+        );
         return;
     }
     if text.chars().any(char::is_control) {
@@ -285,4 +330,208 @@ fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::rollout::{
+        CanaryStep, GatewayApiTrafficRouting, HeaderRoutingMatch, ManagedRoute as Named, NginxTrafficRouting, Rollout,
+        SetHeaderRoute, SetMirrorRoute, SmiTrafficRouting, TrafficRouting,
+    };
+
+    fn routing(edit: impl FnOnce(&mut TrafficRouting)) -> TrafficRouting {
+        let mut routing = TrafficRouting {
+            gateway_api: Some(GatewayApiTrafficRouting {
+                http_route: Some("web".into()),
+                ..Default::default()
+            }),
+            managed_routes: vec![Named { name: "header".into() }],
+            ..Default::default()
+        };
+        edit(&mut routing);
+        routing
+    }
+
+    fn header(name: &str, header_name: &str, value: StringMatch) -> CanaryStep {
+        CanaryStep {
+            set_header_route: Some(SetHeaderRoute {
+                name: name.into(),
+                matches: vec![HeaderRoutingMatch {
+                    header_name: header_name.into(),
+                    header_value: value,
+                }],
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn exact(v: &str) -> StringMatch {
+        StringMatch {
+            exact: Some(v.into()),
+            ..Default::default()
+        }
+    }
+
+    fn errors(routing: TrafficRouting, steps: Vec<CanaryStep>) -> Vec<(String, String)> {
+        let rollout = Rollout::example("web", 3, steps)
+            .with_services("web-canary", "web-stable")
+            .with_traffic_routing(routing);
+        crate::rollout::validate::validate(&rollout)
+            .into_iter()
+            .map(|e| (e.field, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_good_header_and_mirror_route_is_valid() {
+        let mirror = CanaryStep {
+            set_mirror_route: Some(SetMirrorRoute {
+                name: "mirror".into(),
+                percentage: Some(50),
+                matches: vec![RouteMatch {
+                    method: Some(exact("GET")),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        };
+        let both = routing(|r| r.managed_routes.push(Named { name: "mirror".into() }));
+        assert_eq!(
+            errors(both, vec![header("header", "X-Canary", exact("yes")), mirror]),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn each_problem_names_its_field() {
+        let step = "spec.strategy.canary.steps[0].setHeaderRoute";
+        let cases: Vec<(TrafficRouting, CanaryStep, &str, String)> = vec![
+            (
+                routing(|_| {}),
+                header("nope", "X-Canary", exact("yes")),
+                "not listed",
+                format!("{step}.name"),
+            ),
+            (
+                routing(|_| {}),
+                header("header", "X Canary", exact("yes")),
+                "HTTP header name",
+                format!("{step}.match[0].headerName"),
+            ),
+            (
+                routing(|_| {}),
+                header("header", "X-Canary", StringMatch::default()),
+                "exactly one",
+                format!("{step}.match[0].headerValue"),
+            ),
+            (
+                routing(|_| {}),
+                header(
+                    "header",
+                    "X-Canary",
+                    StringMatch {
+                        regex: Some("(".into()),
+                        ..Default::default()
+                    },
+                ),
+                "does not compile",
+                format!("{step}.match[0].headerValue.regex"),
+            ),
+            (
+                routing(|_| {}),
+                header(
+                    "header",
+                    "X-Canary",
+                    StringMatch {
+                        regex: Some("a{1000}{1000}".into()),
+                        ..Default::default()
+                    },
+                ),
+                "does not compile",
+                format!("{step}.match[0].headerValue.regex"),
+            ),
+            (
+                routing(|_| {}),
+                header("header", "X-Canary", exact(&"y".repeat(MAX_VALUE + 1))),
+                "at most",
+                format!("{step}.match[0].headerValue.exact"),
+            ),
+            (
+                routing(|r| r.managed_routes[0].name = "Header_1".into()),
+                CanaryStep::pause(),
+                "lowercase",
+                "spec.strategy.canary.trafficRouting.managedRoutes[0].name".into(),
+            ),
+            (
+                routing(|r| r.managed_routes.push(Named { name: "header".into() })),
+                CanaryStep::pause(),
+                "twice",
+                "spec.strategy.canary.trafficRouting.managedRoutes[1].name".into(),
+            ),
+            (
+                routing(|r| {
+                    r.gateway_api = None;
+                    r.smi = Some(SmiTrafficRouting::default());
+                }),
+                header("header", "X-Canary", exact("yes")),
+                "smi cannot route by header",
+                step.to_string(),
+            ),
+        ];
+        for (routing, step, message, field) in cases {
+            let found = errors(routing, vec![step]);
+            assert!(
+                found.iter().any(|(f, m)| *f == field && m.contains(message)),
+                "{field}: {message} not in {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nginx_cannot_mirror_and_percentages_are_bounded() {
+        let mirror = |percentage| CanaryStep {
+            set_mirror_route: Some(SetMirrorRoute {
+                name: "header".into(),
+                percentage: Some(percentage),
+                matches: vec![RouteMatch {
+                    path: Some(StringMatch {
+                        prefix: Some("/".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        };
+        let nginx = routing(|r| {
+            r.gateway_api = None;
+            r.nginx = Some(NginxTrafficRouting {
+                stable_ingress: "web".into(),
+                ..Default::default()
+            });
+        });
+        let found = errors(nginx, vec![mirror(50)]);
+        assert!(
+            found
+                .iter()
+                .any(|(f, m)| f == "spec.strategy.canary.steps[0].setMirrorRoute" && m == "nginx cannot mirror")
+        );
+        let found = errors(routing(|_| {}), vec![mirror(101)]);
+        assert!(
+            found
+                .iter()
+                .any(|(f, _)| f == "spec.strategy.canary.steps[0].setMirrorRoute.percentage")
+        );
+    }
+
+    #[test]
+    fn regexes_for_routers_without_prefix_matches_are_anchored_and_escaped() {
+        assert_eq!(MatchKind::of(&exact("a.b")).as_regex(), "^a\\.b$");
+        let prefix = StringMatch {
+            prefix: Some("v1.".into()),
+            ..Default::default()
+        };
+        assert_eq!(MatchKind::of(&prefix).as_regex(), "^v1\\..*");
+    }
 }

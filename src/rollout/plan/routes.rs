@@ -156,7 +156,9 @@ mod tests {
         assert_eq!(names(&routes_at(&managed, &steps, 2)), ["header"]);
         let at_4 = routes_at(&managed, &steps, 4);
         assert_eq!(names(&at_4), ["mirror", "header"]);
-        let ManagedRoute::Header { matches, .. } = &at_4[1] else { panic!("a header route") };
+        let ManagedRoute::Header { matches, .. } = &at_4[1] else {
+            panic!("a header route")
+        };
         assert_eq!(matches[0].header_value.exact.as_deref(), Some("always"));
         assert_eq!(names(&routes_at(&managed, &steps, 5)), ["mirror"]);
         assert_eq!(names(&routes_at(&managed, &steps, usize::MAX)), ["mirror"]);
@@ -165,7 +167,10 @@ mod tests {
     #[test]
     fn completion_abort_and_invalid_spec() {
         let rollout = rollout(vec![header("header", Some("yes")), CanaryStep::pause()]);
-        assert_eq!(names(&managed_routes(&rollout, &status(1, "a", "b")).unwrap()), ["header"]);
+        assert_eq!(
+            names(&managed_routes(&rollout, &status(1, "a", "b")).unwrap()),
+            ["header"]
+        );
         assert_eq!(managed_routes(&rollout, &status(1, "b", "b")), Some(vec![]));
         assert_eq!(managed_routes(&rollout, &status(2, "a", "b")), Some(vec![]));
         let mut aborted = status(1, "a", "b");
