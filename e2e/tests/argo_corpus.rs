@@ -63,10 +63,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "a text template, not a manifest: placeholders (REPLACEME, ROLLOUT_NAME, Helm or unquoted {{args}}) must be filled in first",
     ),
     (
-        "examples/istio/istio-mirror.yaml",
-        "trafficRouting.managedRoutes and setMirrorRoute (issue 15)",
-    ),
-    (
         "examples/rollout-analysis-step.yaml",
         "written for an older Argo API (fields Argo's own CRD no longer declares): analysis.name, analysis.templateName",
     ),
@@ -105,10 +101,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
     (
         "examples/traffic-routing-experiment-step/rollout-smi-experiment-step.yaml",
         "an Argo Experiment or experiment step (issue 15)",
-    ),
-    (
-        "examples/traffic-routing/istio-mirror.yaml",
-        "trafficRouting.managedRoutes and setMirrorRoute (issue 15)",
     ),
     (
         "test/e2e/functional/alb-canary-multi-ingress-rollout.yaml",

@@ -32,12 +32,13 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 16] = [
+const TESTED: [&str; 17] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
     "analysis-fail",
     "gateway-api",
+    "header-route",
     "canary-metadata",
     "workload-ref",
     "blue-green-promote",
@@ -80,6 +81,11 @@ async fn analysis_fail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api() {
     run("gateway-api").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_route() {
+    run("header-route").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,8 @@ pub const REQUESTED_AT_ANNOTATION: &str = "sluice.dev/requested-at";
 /// promotion (skipping the soak) once per new request id; `sluice promote gitsync` writes it.
 pub const PROMOTE_ANNOTATION: &str = "sluice.dev/promote";
 /// `sluice.dev/prune: disabled` on an object keeps it when it leaves Git.
+/// On an NGINX canary Ingress: the managed route (setHeaderRoute) its canary-by-header annotations carry.
+pub const HEADER_ROUTE_ANNOTATION: &str = "sluice.dev/header-route";
 pub const PRUNE_ANNOTATION: &str = "sluice.dev/prune";
 /// The sync wave of an object a GitSync applies (`"N"`, default 0): waves go in ascending order.
 pub const SYNC_WAVE_ANNOTATION: &str = "sluice.dev/sync-wave";

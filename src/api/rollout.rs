@@ -470,6 +470,12 @@ pub struct CanaryStep {
     /// Scale the canary independently of its traffic weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_canary_scale: Option<SetCanaryScale>,
+    /// Route requests matching headers to the canary (a route named in trafficRouting.managedRoutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_header_route: Option<SetHeaderRoute>,
+    /// Copy a share of matching requests to the canary (a route named in trafficRouting.managedRoutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_mirror_route: Option<SetMirrorRoute>,
     /// Step kinds Sluice does not know (e.g. Argo's experiment); reported as InvalidSpec.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_json::Value>,
@@ -483,6 +489,8 @@ impl CanaryStep {
             ("pause", self.pause.is_some()),
             ("analysis", self.analysis.is_some()),
             ("setCanaryScale", self.set_canary_scale.is_some()),
+            ("setHeaderRoute", self.set_header_route.is_some()),
+            ("setMirrorRoute", self.set_mirror_route.is_some()),
         ];
         known
             .into_iter()
@@ -491,6 +499,89 @@ impl CanaryStep {
             .chain(self.unknown.keys().map(String::as_str))
             .collect()
     }
+}
+
+/// A setHeaderRoute step: requests matching every header condition go to the canary, whatever the
+/// weight. An empty `match` removes the route.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SetHeaderRoute {
+    /// A name listed in trafficRouting.managedRoutes.
+    pub name: String,
+    /// Header conditions, all of which must hold.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<HeaderRoutingMatch>,
+}
+
+/// One header condition of a setHeaderRoute step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderRoutingMatch {
+    /// The header's name.
+    pub header_name: String,
+    /// How its value must match.
+    pub header_value: StringMatch,
+}
+
+/// A setMirrorRoute step: copies `percentage` of the requests matching any `match` entry to the canary
+/// (responses discarded). An empty `match` removes the route.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SetMirrorRoute {
+    /// A name listed in trafficRouting.managedRoutes.
+    pub name: String,
+    /// Request conditions; a request matching any entry is mirrored.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<RouteMatch>,
+    /// Percent of the matching requests copied (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minimum" = 0, "maximum" = 100))]
+    pub percentage: Option<i32>,
+}
+
+impl SetMirrorRoute {
+    /// percentage, or 100.
+    pub fn percentage_or_default(&self) -> i32 {
+        self.percentage.unwrap_or(100)
+    }
+}
+
+/// One request condition of a setMirrorRoute step: every field set must hold.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteMatch {
+    /// The HTTP method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<StringMatch>,
+    /// The request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<StringMatch>,
+    /// Header name → how its value must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, StringMatch>,
+}
+
+/// How a string must match: set exactly one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StringMatch {
+    /// The whole value equals this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// The value starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// An RE2-style regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+/// A route Sluice may write into the routing objects (setHeaderRoute / setMirrorRoute name it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedRoute {
+    /// The route's name; routes take precedence in the order listed.
+    pub name: String,
 }
 
 /// A pause step.
@@ -593,6 +684,10 @@ pub struct TrafficRouting {
     /// An NGINX Ingress canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<NginxTrafficRouting>,
+    /// Routes that setHeaderRoute and setMirrorRoute steps may set; Sluice removes them all when the
+    /// rollout completes or aborts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_routes: Vec<ManagedRoute>,
 }
 
 /// Gateway API routing: the rules of the HTTPRoute(s) whose backendRefs name both Services.

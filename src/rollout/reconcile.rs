@@ -29,7 +29,7 @@ use crate::rollout::plan::{
 use crate::rollout::pod_metadata;
 use crate::rollout::status::only_counts_changed;
 use crate::rollout::validate::SpecError;
-use crate::traffic::{RouteTarget, RouterError, TrafficRouter, router_for};
+use crate::traffic::{ManagedRoute, RouteTarget, RouterError, TrafficRouter, router_for};
 
 pub use crate::api::keys::CONTROLLER_FIELD_MANAGER as FIELD_MANAGER;
 pub use crate::api::keys::{ANALYSIS_LABEL, REVISION_ANNOTATION, ROLLOUT_LABEL};
@@ -235,7 +235,14 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
         now,
     };
     let plan = plan::plan(&observed);
-    let mut result = apply(&rollout, &plan, router.as_ref(), &ctx).await;
+    // Managed routes (setHeaderRoute / setMirrorRoute) first: on abort they go before the weight does.
+    let mut result = match (&router, plan::routes::managed_routes(&rollout, &plan.status)) {
+        (Some(router), Some(routes)) => router.set_routes(&ctx.client, &rollout, &routes).await,
+        _ => Ok(None),
+    };
+    if result.is_ok() {
+        result = apply(&rollout, &plan, router.as_ref(), &ctx).await;
+    }
     if result.is_ok() {
         result = sync_pod_metadata(&rollout, &plan, &replica_sets, &ctx)
             .await
@@ -941,6 +948,26 @@ impl Router {
         target.stable_hash = status.stable_rs.clone();
         target.canary_hash = Some(plan::current_hash(rollout)).filter(|h| Some(h) != status.stable_rs.as_ref());
         Some(Router { router, target })
+    }
+
+    /// Makes the routing objects carry exactly `routes` of the Rollout's managedRoutes.
+    async fn set_routes(
+        &self,
+        client: &Client,
+        rollout: &Rollout,
+        routes: &[ManagedRoute],
+    ) -> Result<Option<Duration>, Error> {
+        let managed: Vec<String> = rollout
+            .spec
+            .canary()
+            .traffic_routing
+            .map(|r| r.managed_routes.into_iter().map(|m| m.name).collect())
+            .unwrap_or_default();
+        self.router
+            .set_routes(client, &self.target, &managed, routes)
+            .await
+            .map_err(|e| router_error(rollout, e))?;
+        Ok(None)
     }
 
     /// The router's weight and readiness; while rolling out, also whether its objects are usable.

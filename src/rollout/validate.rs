@@ -343,6 +343,7 @@ fn check_canary(canary: &CanaryStrategy, replicas: i32, found: &mut Findings) {
             );
         }
     }
+    found.0.extend(crate::traffic::routes::check_steps(canary));
     for (i, step) in canary.steps.iter().enumerate() {
         check_step(step, &format!("{CANARY}.steps[{i}]"), max_weight, found);
         if step.set_canary_scale.is_some() && canary.traffic_routing.is_none() {
@@ -368,7 +369,8 @@ fn check_step(step: &CanaryStep, field: &str, max_weight: i32, found: &mut Findi
         found.add(
             field,
             format!(
-                "a step needs exactly one of setWeight, pause, analysis, setCanaryScale; found {}",
+                "a step needs exactly one of setWeight, pause, analysis, setCanaryScale, setHeaderRoute, \
+                 setMirrorRoute; found {}",
                 describe(&kinds)
             ),
         );
@@ -377,7 +379,7 @@ fn check_step(step: &CanaryStep, field: &str, max_weight: i32, found: &mut Findi
     if let Some(unknown) = step.unknown.keys().next() {
         found.add(
             format!("{field}.{unknown}"),
-            "unknown step kind: use setWeight, pause, analysis or setCanaryScale",
+            "unknown step kind: use setWeight, pause, analysis, setCanaryScale, setHeaderRoute or setMirrorRoute",
         );
     }
     if let Some(weight) = step.set_weight

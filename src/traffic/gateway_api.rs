@@ -29,11 +29,12 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use crate::api::rollout::GatewayApiTrafficRouting;
+use crate::api::rollout::{GatewayApiTrafficRouting, StringMatch};
 use crate::api::spec_error::SpecError;
+use crate::traffic::routes::{MatchKind, is_managed_rule, preserve_managed_rules, rule_name};
 use crate::traffic::{
-    CanarySplit, ObjectKind, OwnedFields, RouteTarget, RouterError, RouterState, TrafficRouter, agreed, apply_metadata,
-    namespace_of, object_name, preserve_rules, retry_on_conflict, select_split, spec_error,
+    CanarySplit, ManagedRoute, ObjectKind, OwnedFields, RouteTarget, RouterError, RouterState, TrafficRouter, agreed,
+    apply_metadata, namespace_of, object_name, preserve_rules, retry_on_conflict, select_split, spec_error,
 };
 
 pub(crate) const HTTP_ROUTE: ObjectKind = ObjectKind {
@@ -156,6 +157,186 @@ impl TrafficRouter for GatewayApiRouter {
             .await?;
         }
         Ok(())
+    }
+
+    async fn set_routes(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+        _managed: &[String],
+        routes: &[ManagedRoute],
+    ) -> Result<(), RouterError> {
+        let namespace = self.namespace(target);
+        for route in self.routes() {
+            retry_on_conflict(|| async {
+                let current = HTTP_ROUTE
+                    .get(client, namespace, &route.name)
+                    .await?
+                    .ok_or_else(|| self.missing(&route, target))?;
+                let body = desired_routes(&current, target, routes, &route.field)?;
+                if body.pointer("/spec/rules") == current.pointer("/spec/rules") {
+                    return Ok(());
+                }
+                HTTP_ROUTE.apply(client, namespace, &route.name, &body).await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The apply configuration that makes `current` carry exactly `routes` as managed rules: Sluice's
+/// earlier managed rules (named `sluice-…`) are dropped, and one rule per route is put before the
+/// first weighted rule (so it wins ties of precedence). A header route matches the weighted rule's
+/// matches plus the headers and goes to the canary backend alone; a mirror route matches its own
+/// conditions, goes where the weighted rule goes (same backends and weights: set_weight keeps them in
+/// step) and adds a RequestMirror filter to the canary with `percent`.
+pub fn desired_routes(
+    current: &Value,
+    target: &RouteTarget,
+    routes: &[ManagedRoute],
+    field: &str,
+) -> Result<Value, SpecError> {
+    let route_namespace = current
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut rules: Vec<Value> = current
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    rules.retain(|r| !is_managed_rule(r));
+    let without: Value = json!({"metadata": current.get("metadata"), "spec": {"rules": rules}});
+    let weighted_index = split_rules(&without, target).first().copied();
+    let Some(weighted_index) = weighted_index.filter(|_| !routes.is_empty()) else {
+        // Nothing to add: the rules without Sluice's (an error only if routes were asked for).
+        if routes.is_empty() {
+            return Ok(json!({
+                "apiVersion": HTTP_ROUTE.api_version(),
+                "kind": HTTP_ROUTE.kind,
+                "metadata": apply_metadata(current),
+                "spec": {"rules": rules},
+            }));
+        }
+        return Err(desired(current, target, 0, field).err().unwrap_or_else(|| {
+            spec_error(
+                field,
+                format!("HTTPRoute {} has no weighted rule", object_name(current)),
+            )
+        }));
+    };
+    let weighted = rules[weighted_index].clone();
+    let canary_ref = weighted
+        .get("backendRefs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|b| names_service(b, route_namespace, &target.canary_service, &target.namespace))
+        .cloned()
+        .unwrap_or_else(|| json!({"name": target.canary_service}));
+    let mut managed_rules = Vec::with_capacity(routes.len());
+    for route in routes {
+        let rule = match route {
+            ManagedRoute::Header { name, matches } => {
+                let headers: Vec<Value> = matches
+                    .iter()
+                    .map(|m| header_match(&m.header_name, &m.header_value))
+                    .collect();
+                let base: Vec<Value> = weighted
+                    .get("matches")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| vec![json!({})]);
+                let matches: Vec<Value> = base
+                    .into_iter()
+                    .map(|mut m| {
+                        let mut all = m.get("headers").and_then(Value::as_array).cloned().unwrap_or_default();
+                        all.extend(headers.iter().cloned());
+                        m["headers"] = Value::Array(all);
+                        m
+                    })
+                    .collect();
+                let mut backend = canary_ref.clone();
+                backend["weight"] = json!(100);
+                let mut rule = json!({
+                    "name": rule_name(name),
+                    "matches": matches,
+                    "backendRefs": [backend],
+                });
+                if let Some(filters) = weighted.get("filters") {
+                    rule["filters"] = filters.clone();
+                }
+                rule
+            }
+            ManagedRoute::Mirror {
+                name,
+                percentage,
+                matches,
+            } => {
+                let matches: Vec<Value> = matches
+                    .iter()
+                    .map(|m| {
+                        let mut entry = serde_json::Map::new();
+                        if let Some(path) = &m.path {
+                            let (kind, value) = match MatchKind::of(path) {
+                                MatchKind::Exact(v) => ("Exact", v.to_string()),
+                                MatchKind::Prefix(v) => ("PathPrefix", v.to_string()),
+                                MatchKind::Regex(v) => ("RegularExpression", v.to_string()),
+                            };
+                            entry.insert("path".into(), json!({"type": kind, "value": value}));
+                        }
+                        if let Some(method) = m.method.as_ref().and_then(|m| m.exact.as_ref()) {
+                            entry.insert("method".into(), json!(method.to_ascii_uppercase()));
+                        }
+                        if !m.headers.is_empty() {
+                            let headers = m.headers.iter().map(|(n, v)| header_match(n, v)).collect();
+                            entry.insert("headers".into(), Value::Array(headers));
+                        }
+                        Value::Object(entry)
+                    })
+                    .collect();
+                let mut mirror_ref = serde_json::Map::new();
+                for key in ["group", "kind", "namespace", "name", "port"] {
+                    if let Some(value) = canary_ref.get(key) {
+                        mirror_ref.insert(key.into(), value.clone());
+                    }
+                }
+                let mut filters = weighted
+                    .get("filters")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                filters.push(json!({
+                    "type": "RequestMirror",
+                    "requestMirror": {"backendRef": mirror_ref, "percent": percentage},
+                }));
+                json!({
+                    "name": rule_name(name),
+                    "matches": matches,
+                    "filters": filters,
+                    "backendRefs": weighted.get("backendRefs").cloned().unwrap_or_else(|| json!([])),
+                })
+            }
+        };
+        managed_rules.push(rule);
+    }
+    rules.splice(weighted_index..weighted_index, managed_rules);
+    Ok(json!({
+        "apiVersion": HTTP_ROUTE.api_version(),
+        "kind": HTTP_ROUTE.kind,
+        "metadata": apply_metadata(current),
+        "spec": {"rules": rules},
+    }))
+}
+
+/// An HTTPHeaderMatch: exact → Exact; prefix and regex → RegularExpression (Gateway API has no
+/// prefix match for headers).
+fn header_match(name: &str, value: &StringMatch) -> Value {
+    match MatchKind::of(value) {
+        MatchKind::Exact(v) => json!({"type": "Exact", "name": name, "value": v}),
+        kind => json!({"type": "RegularExpression", "name": name, "value": kind.as_regex()}),
     }
 }
 
@@ -309,6 +490,24 @@ pub(crate) const OWNED_FIELDS: &[OwnedFields] = &[
 /// that split traffic, in rules matched by rule name, else by `matches`, else by position.
 fn preserve_backend_weights(desired: &mut Value, live: &Value, splits: Option<&[CanarySplit]>) {
     let namespace = namespace_of(desired);
+    // Sluice's managed rules (setHeaderRoute / setMirrorRoute) are not in Git: keep them, before the
+    // first rule that splits traffic.
+    let is_weighted = |rule: &Value| {
+        let backends: Vec<&Value> = rule
+            .get("backendRefs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect();
+        select_split(splits, &backends, |split, b| {
+            (
+                names_service(b, &namespace, &split.canary_service, &split.namespace),
+                names_service(b, &namespace, &split.stable_service, &split.namespace),
+            )
+        })
+        .is_some()
+    };
+    preserve_managed_rules(desired, live, "rules", &is_weighted);
     let is_split = |backends: &[&Value]| {
         select_split(splits, backends, |split, b| {
             (
@@ -659,5 +858,200 @@ pub(crate) mod tests {
         let before = untouched.clone();
         preserve_backend_weights(&mut untouched, &live, Some(&[elsewhere]));
         assert_eq!(untouched, before);
+    }
+
+    pub(crate) fn header_and_mirror() -> Vec<ManagedRoute> {
+        use crate::api::rollout::{HeaderRoutingMatch, RouteMatch};
+        let exact = |v: &str| StringMatch {
+            exact: Some(v.into()),
+            ..Default::default()
+        };
+        vec![
+            ManagedRoute::Header {
+                name: "canary-header".into(),
+                matches: vec![
+                    HeaderRoutingMatch {
+                        header_name: "X-Canary".into(),
+                        header_value: exact("yes"),
+                    },
+                    HeaderRoutingMatch {
+                        header_name: "X-Tenant".into(),
+                        header_value: StringMatch {
+                            prefix: Some("int.".into()),
+                            ..Default::default()
+                        },
+                    },
+                ],
+            },
+            ManagedRoute::Mirror {
+                name: "shadow".into(),
+                percentage: 50,
+                matches: vec![RouteMatch {
+                    method: Some(exact("get")),
+                    path: Some(StringMatch {
+                        prefix: Some("/".into()),
+                        ..Default::default()
+                    }),
+                    headers: Default::default(),
+                }],
+            },
+        ]
+    }
+
+    #[test]
+    fn managed_routes_go_before_the_weighted_rule_and_are_replaced_not_duplicated() {
+        let body = desired_routes(&route(), &target(), &header_and_mirror(), "gatewayAPI.httpRoute").unwrap();
+        assert_json_snapshot!(body["spec"]["rules"], @r#"
+        [
+          {
+            "name": "sluice-canary-header",
+            "matches": [
+              {
+                "path": {
+                  "type": "PathPrefix",
+                  "value": "/"
+                },
+                "headers": [
+                  {
+                    "type": "Exact",
+                    "name": "X-Canary",
+                    "value": "yes"
+                  },
+                  {
+                    "type": "RegularExpression",
+                    "name": "X-Tenant",
+                    "value": "^int\\..*"
+                  }
+                ]
+              }
+            ],
+            "backendRefs": [
+              {
+                "name": "web-canary",
+                "port": 80,
+                "weight": 100
+              }
+            ]
+          },
+          {
+            "name": "sluice-shadow",
+            "matches": [
+              {
+                "path": {
+                  "type": "PathPrefix",
+                  "value": "/"
+                },
+                "method": "GET"
+              }
+            ],
+            "filters": [
+              {
+                "type": "RequestMirror",
+                "requestMirror": {
+                  "backendRef": {
+                    "name": "web-canary",
+                    "port": 80
+                  },
+                  "percent": 50
+                }
+              }
+            ],
+            "backendRefs": [
+              {
+                "name": "web-stable",
+                "port": 80,
+                "weight": 100
+              },
+              {
+                "name": "web-canary",
+                "port": 80,
+                "weight": 0
+              }
+            ]
+          },
+          {
+            "matches": [
+              {
+                "path": {
+                  "type": "PathPrefix",
+                  "value": "/"
+                }
+              }
+            ],
+            "backendRefs": [
+              {
+                "name": "web-stable",
+                "port": 80,
+                "weight": 100
+              },
+              {
+                "name": "web-canary",
+                "port": 80,
+                "weight": 0
+              }
+            ]
+          },
+          {
+            "matches": [
+              {
+                "path": {
+                  "type": "PathPrefix",
+                  "value": "/admin"
+                }
+              }
+            ],
+            "backendRefs": [
+              {
+                "name": "admin",
+                "port": 80
+              }
+            ]
+          }
+        ]
+        "#);
+        // Applying again over the result changes nothing; an empty set leaves the route as it was.
+        let mut applied = route();
+        applied["spec"]["rules"] = body["spec"]["rules"].clone();
+        let again = desired_routes(&applied, &target(), &header_and_mirror(), "gatewayAPI.httpRoute").unwrap();
+        assert_eq!(again["spec"]["rules"], body["spec"]["rules"]);
+        let removed = desired_routes(&applied, &target(), &[], "gatewayAPI.httpRoute").unwrap();
+        assert_eq!(removed["spec"]["rules"], route()["spec"]["rules"]);
+        // The mirror rule splits like the weighted rule: set_weight keeps both in step.
+        let weighted = desired(&applied, &target(), 30, "gatewayAPI.httpRoute").unwrap();
+        applied["spec"]["rules"] = weighted["spec"]["rules"].clone();
+        assert_eq!(observed_weight(&applied, &target()), Some(30));
+    }
+
+    #[test]
+    fn managed_routes_need_a_weighted_rule() {
+        let mut lonely = route();
+        lonely["spec"]["rules"] = json!([{"backendRefs": [{"name": "admin"}]}]);
+        let error = desired_routes(&lonely, &target(), &header_and_mirror(), "gatewayAPI.httpRoute").unwrap_err();
+        assert_eq!(error.field, "spec.strategy.canary.trafficRouting.gatewayAPI.httpRoute");
+        assert!(desired_routes(&lonely, &target(), &[], "gatewayAPI.httpRoute").is_ok());
+    }
+
+    #[test]
+    fn gitsync_keeps_the_managed_rules_sluice_wrote() {
+        let mut live = route();
+        let with_routes = desired_routes(&live, &target(), &header_and_mirror(), "gatewayAPI.httpRoute").unwrap();
+        live["spec"]["rules"] = with_routes["spec"]["rules"].clone();
+        for splits in [None, Some(&[split_default()][..])] {
+            let mut git = route();
+            preserve_backend_weights(&mut git, &live, splits);
+            assert_eq!(
+                git["spec"]["rules"],
+                live["spec"]["rules"],
+                "splits known: {}",
+                splits.is_some()
+            );
+        }
+    }
+
+    fn split_default() -> CanarySplit {
+        CanarySplit {
+            namespace: "default".into(),
+            ..split()
+        }
     }
 }

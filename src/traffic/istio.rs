@@ -20,10 +20,11 @@ use serde_json::{Value, json};
 use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
 use crate::api::rollout::{IstioDestinationRule, IstioTrafficRouting};
 use crate::api::spec_error::SpecError;
+use crate::traffic::routes::{MatchKind, is_managed_rule, preserve_managed_rules, rule_name};
 use crate::traffic::{
-    CanarySplit, ObjectKind, OwnedFields, RouteTarget, RouterError, RouterState, TrafficRouter, agreed, apply_metadata,
-    namespace_of, object_entry, object_name, pointer_escape, preserve_rules, retry_on_conflict, select_split,
-    spec_error,
+    CanarySplit, ManagedRoute, ObjectKind, OwnedFields, RouteTarget, RouterError, RouterState, TrafficRouter, agreed,
+    apply_metadata, namespace_of, object_entry, object_name, pointer_escape, preserve_rules, retry_on_conflict,
+    select_split, spec_error,
 };
 
 pub(crate) const VIRTUAL_SERVICE: ObjectKind = ObjectKind {
@@ -282,6 +283,142 @@ impl TrafficRouter for IstioRouter {
         })
         .await
     }
+
+    async fn set_routes(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+        _managed: &[String],
+        routes: &[ManagedRoute],
+    ) -> Result<(), RouterError> {
+        let rule = self.get_destination_rule(client, target).await?;
+        let destinations = Destinations::new(&self.spec, target, rule.as_ref());
+        retry_on_conflict(|| async {
+            let vs = self.get_virtual_service(client, target).await?;
+            let body = desired_managed_routes(&vs, &self.spec, &destinations, routes)?;
+            if body.pointer("/spec/http") == vs.pointer("/spec/http") {
+                return Ok(());
+            }
+            let name = self.virtual_service_name()?;
+            VIRTUAL_SERVICE.apply(client, &target.namespace, name, &body).await
+        })
+        .await
+    }
+}
+
+/// The apply configuration that makes the VirtualService carry exactly `routes` as managed HTTP
+/// routes (named `sluice-…`), prepended before the first weighted route (Istio takes the first match).
+/// A header route matches the weighted route's matches plus the headers and goes to the canary alone;
+/// a mirror route is a copy of the weighted route with its own matches and `mirror` +
+/// `mirrorPercentage` to the canary.
+pub fn desired_managed_routes(
+    vs: &Value,
+    spec: &IstioTrafficRouting,
+    destinations: &Destinations,
+    routes: &[ManagedRoute],
+) -> Result<Value, SpecError> {
+    let mut http: Vec<Value> = vs
+        .pointer("/spec/http")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    http.retain(|r| !is_managed_rule(r));
+    if !routes.is_empty() {
+        let mut without = vs.clone();
+        without["spec"]["http"] = Value::Array(http.clone());
+        let weighted_index = selected_routes(&without, spec, destinations)?
+            .first()
+            .copied()
+            .unwrap_or_default();
+        let weighted = http[weighted_index].clone();
+        let canary = weighted
+            .get("route")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("destination"))
+            .find(|d| destinations.is(d, true))
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let base_matches: Vec<Value> = weighted
+            .get("match")
+            .and_then(Value::as_array)
+            .cloned()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| vec![json!({})]);
+        let managed: Vec<Value> = routes
+            .iter()
+            .map(|route| match route {
+                ManagedRoute::Header { name, matches } => {
+                    let matches: Vec<Value> = base_matches
+                        .iter()
+                        .map(|base| {
+                            let mut entry = base.clone();
+                            let headers = object_entry(entry.as_object_mut().expect("a match is an object"), "headers");
+                            for m in matches {
+                                headers.insert(m.header_name.to_ascii_lowercase(), string_match(&m.header_value));
+                            }
+                            entry
+                        })
+                        .collect();
+                    json!({
+                        "name": rule_name(name),
+                        "match": matches,
+                        "route": [{"destination": canary, "weight": 100}],
+                    })
+                }
+                ManagedRoute::Mirror {
+                    name,
+                    percentage,
+                    matches,
+                } => {
+                    let matches: Vec<Value> = matches
+                        .iter()
+                        .map(|m| {
+                            let mut entry = serde_json::Map::new();
+                            if let Some(method) = &m.method {
+                                entry.insert("method".into(), string_match(method));
+                            }
+                            if let Some(path) = &m.path {
+                                entry.insert("uri".into(), string_match(path));
+                            }
+                            if !m.headers.is_empty() {
+                                let headers = m
+                                    .headers
+                                    .iter()
+                                    .map(|(n, v)| (n.to_ascii_lowercase(), string_match(v)))
+                                    .collect();
+                                entry.insert("headers".into(), Value::Object(headers));
+                            }
+                            Value::Object(entry)
+                        })
+                        .collect();
+                    let mut copy = weighted.clone();
+                    copy["name"] = json!(rule_name(name));
+                    copy["match"] = Value::Array(matches);
+                    copy["mirror"] = canary.clone();
+                    copy["mirrorPercentage"] = json!({"value": f64::from(*percentage)});
+                    copy
+                }
+            })
+            .collect();
+        http.splice(weighted_index..weighted_index, managed);
+    }
+    Ok(json!({
+        "apiVersion": VIRTUAL_SERVICE.api_version(),
+        "kind": VIRTUAL_SERVICE.kind,
+        "metadata": apply_metadata(vs),
+        "spec": {"http": http},
+    }))
+}
+
+/// An Istio StringMatch (exact, prefix or regex, as Argo writes them).
+fn string_match(value: &crate::api::rollout::StringMatch) -> Value {
+    match MatchKind::of(value) {
+        MatchKind::Exact(v) => json!({"exact": v}),
+        MatchKind::Prefix(v) => json!({"prefix": v}),
+        MatchKind::Regex(v) => json!({"regex": v}),
+    }
 }
 
 /// Indexes of the HTTP routes to weight: those named in `routes` (each must exist and route to both
@@ -479,7 +616,7 @@ pub(crate) const OWNED_FIELDS: &[OwnedFields] = &[
 /// matched by name, else by `match`, else by position.
 fn preserve_route_weights(desired: &mut Value, live: &Value, splits: Option<&[CanarySplit]>) {
     let namespace = namespace_of(desired);
-    let is_split = |destinations: &[&Value]| {
+    let split_of = |destinations: &[&Value]| {
         select_split(splits, destinations, |split, d| {
             let host = d
                 .pointer("/destination/host")
@@ -495,6 +632,19 @@ fn preserve_route_weights(desired: &mut Value, live: &Value, splits: Option<&[Ca
             }
         })
     };
+    // Sluice's managed routes (setHeaderRoute / setMirrorRoute) are not in Git: keep them, before the
+    // first route that splits traffic.
+    let is_weighted = |route: &Value| {
+        let destinations: Vec<&Value> = route
+            .get("route")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect();
+        split_of(&destinations).is_some()
+    };
+    preserve_managed_rules(desired, live, "http", &is_weighted);
+    let is_split = |destinations: &[&Value]| split_of(destinations);
     preserve_rules(
         desired,
         live,
@@ -895,5 +1045,114 @@ mod tests {
                 "LEAST_REQUEST"
             )
         );
+    }
+
+    #[test]
+    fn managed_routes_are_prepended_and_removed_again() {
+        let routes = crate::traffic::gateway_api::tests::header_and_mirror();
+        let body = desired_managed_routes(&virtual_service(), &by_host(&["primary"]), &hosts(), &routes).unwrap();
+        assert_json_snapshot!(body["spec"]["http"], @r#"
+        [
+          {
+            "name": "sluice-canary-header",
+            "match": [
+              {
+                "headers": {
+                  "x-canary": {
+                    "exact": "yes"
+                  },
+                  "x-tenant": {
+                    "prefix": "int."
+                  }
+                }
+              }
+            ],
+            "route": [
+              {
+                "destination": {
+                  "host": "web-canary.default.svc.cluster.local"
+                },
+                "weight": 100
+              }
+            ]
+          },
+          {
+            "name": "sluice-shadow",
+            "route": [
+              {
+                "destination": {
+                  "host": "web-stable",
+                  "port": {
+                    "number": 80
+                  }
+                },
+                "weight": 100
+              },
+              {
+                "destination": {
+                  "host": "web-canary.default.svc.cluster.local"
+                },
+                "weight": 0
+              }
+            ],
+            "match": [
+              {
+                "method": {
+                  "exact": "get"
+                },
+                "uri": {
+                  "prefix": "/"
+                }
+              }
+            ],
+            "mirror": {
+              "host": "web-canary.default.svc.cluster.local"
+            },
+            "mirrorPercentage": {
+              "value": 50.0
+            }
+          },
+          {
+            "name": "primary",
+            "route": [
+              {
+                "destination": {
+                  "host": "web-stable",
+                  "port": {
+                    "number": 80
+                  }
+                },
+                "weight": 100
+              },
+              {
+                "destination": {
+                  "host": "web-canary.default.svc.cluster.local"
+                },
+                "weight": 0
+              }
+            ]
+          },
+          {
+            "name": "other",
+            "route": [
+              {
+                "destination": {
+                  "host": "legacy"
+                }
+              }
+            ]
+          }
+        ]
+        "#);
+        let mut applied = virtual_service();
+        applied["spec"]["http"] = body["spec"]["http"].clone();
+        let again = desired_managed_routes(&applied, &by_host(&["primary"]), &hosts(), &routes).unwrap();
+        assert_eq!(again["spec"]["http"], body["spec"]["http"]);
+        let removed = desired_managed_routes(&applied, &by_host(&["primary"]), &hosts(), &[]).unwrap();
+        assert_eq!(removed["spec"]["http"], virtual_service()["spec"]["http"]);
+        // GitSync re-applying Git's VirtualService keeps them.
+        let mut git = virtual_service();
+        preserve_route_weights(&mut git, &applied, None);
+        assert_eq!(git["spec"]["http"], applied["spec"]["http"]);
     }
 }

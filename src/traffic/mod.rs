@@ -32,7 +32,10 @@ use crate::api::spec_error::SpecError;
 pub mod gateway_api;
 pub mod istio;
 pub mod nginx;
+pub mod routes;
 pub mod smi;
+
+pub use routes::ManagedRoute;
 
 pub use crate::api::keys::CONTROLLER_FIELD_MANAGER as FIELD_MANAGER;
 /// The longest any single API call of a router may take.
@@ -194,6 +197,27 @@ pub trait TrafficRouter: Send + Sync {
         target: &RouteTarget,
         canary_weight: i32,
     ) -> Result<(), RouterError>;
+
+    /// Makes the routing objects carry exactly `routes` of the Rollout's managed routes (setHeaderRoute
+    /// / setMirrorRoute), removing those of `managed` (every name in managedRoutes) not in `routes`;
+    /// routes Sluice does not manage are left alone. Idempotent: no write when already in place.
+    /// Routers without managed routes accept only an empty set (validation refuses the steps).
+    async fn set_routes(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+        managed: &[String],
+        routes: &[ManagedRoute],
+    ) -> Result<(), RouterError> {
+        let _ = (client, target, managed);
+        match routes.first() {
+            None => Ok(()),
+            Some(route) => Err(RouterError::Invalid(spec_error(
+                "managedRoutes",
+                format!("{} cannot carry the managed route {:?}", self.name(), route.name()),
+            ))),
+        }
+    }
 }
 
 /// The router configured in `routing` (the first one set; validation rejects more than one).

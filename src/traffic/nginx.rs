@@ -12,8 +12,11 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
+use crate::api::keys::HEADER_ROUTE_ANNOTATION;
 use crate::api::rollout::NginxTrafficRouting;
 use crate::api::spec_error::SpecError;
+use crate::traffic::ManagedRoute;
+use crate::traffic::routes::MatchKind;
 use crate::traffic::{
     CanarySplit, ObjectKind, OwnedFields, RouteTarget, RouterError, RouterState, TrafficRouter, object_entry,
     object_name, spec_error,
@@ -122,6 +125,105 @@ impl TrafficRouter for NginxRouter {
         }
         INGRESS.apply(client, &target.namespace, &name, &body).await
     }
+
+    async fn set_routes(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+        _managed: &[String],
+        routes: &[ManagedRoute],
+    ) -> Result<(), RouterError> {
+        let name = canary_ingress_name(&self.spec, target);
+        let current = INGRESS.get(client, &target.namespace, &name).await?;
+        let carries_route = current
+            .as_ref()
+            .and_then(|c| c.pointer("/metadata/annotations"))
+            .is_some_and(|a| a.get(HEADER_ROUTE_ANNOTATION).is_some());
+        if routes.is_empty() && !carries_route {
+            return Ok(());
+        }
+        let stable = self.stable_ingress(client, target).await?;
+        let weight = current
+            .as_ref()
+            .and_then(|c| observed_weight(c, &self.spec, target))
+            .unwrap_or(0);
+        let mut body = desired(&stable, current.as_ref(), &self.spec, target, weight)?;
+        set_header_route(&mut body, &self.spec, routes)?;
+        if current.as_ref().is_some_and(|c| {
+            c.get("spec") == body.get("spec")
+                && c.pointer("/metadata/annotations") == body.pointer("/metadata/annotations")
+        }) {
+            return Ok(());
+        }
+        INGRESS.apply(client, &target.namespace, &name, &body).await
+    }
+}
+
+/// The canary-by-header annotations a managed header route writes (without the prefix).
+const HEADER_ROUTE_KEYS: [&str; 3] = ["canary-by-header", "canary-by-header-value", "canary-by-header-pattern"];
+
+/// Puts the header route of `routes` (at most one: NGINX has one canary-by-header) into the
+/// canary Ingress `body`, or takes Sluice's away: exact → `canary-by-header-value`; prefix and regex
+/// → `canary-by-header-pattern`. A mirror route is refused: NGINX cannot mirror.
+pub fn set_header_route(
+    body: &mut Value,
+    spec: &NginxTrafficRouting,
+    routes: &[ManagedRoute],
+) -> Result<(), SpecError> {
+    let prefix = spec.annotation_prefix_or_default();
+    let annotations = object_entry(
+        object_entry(body.as_object_mut().expect("an object"), "metadata"),
+        "annotations",
+    );
+    annotations.remove(HEADER_ROUTE_ANNOTATION);
+    for key in HEADER_ROUTE_KEYS {
+        annotations.remove(&format!("{prefix}/{key}"));
+    }
+    if let Some(ManagedRoute::Mirror { name, .. }) = routes.iter().find(|r| matches!(r, ManagedRoute::Mirror { .. })) {
+        return Err(spec_error(
+            "managedRoutes",
+            format!("nginx cannot mirror (managed route {name:?})"),
+        ));
+    }
+    let (name, matches) = match routes {
+        [] => return Ok(()),
+        [ManagedRoute::Header { name, matches }] => (name, matches),
+        _ => return Err(spec_error("managedRoutes", "nginx carries one header route at a time")),
+    };
+    let [only] = matches.as_slice() else {
+        return Err(spec_error(
+            "managedRoutes",
+            "nginx matches one header (canary-by-header)",
+        ));
+    };
+    annotations.insert(HEADER_ROUTE_ANNOTATION.into(), json!(name));
+    annotations.insert(format!("{prefix}/canary-by-header"), json!(only.header_name));
+    match MatchKind::of(&only.header_value) {
+        MatchKind::Exact(value) => annotations.insert(format!("{prefix}/canary-by-header-value"), json!(value)),
+        kind => annotations.insert(format!("{prefix}/canary-by-header-pattern"), json!(kind.as_regex())),
+    };
+    Ok(())
+}
+
+/// The header route annotations of the live canary Ingress Sluice wrote (marked by
+/// [`HEADER_ROUTE_ANNOTATION`]): a weight change carries them over.
+fn live_header_route(current: Option<&Value>, prefix: &str) -> Map<String, Value> {
+    let Some(live) = current
+        .and_then(|c| c.pointer("/metadata/annotations"))
+        .and_then(Value::as_object)
+    else {
+        return Map::new();
+    };
+    if !live.contains_key(HEADER_ROUTE_ANNOTATION) {
+        return Map::new();
+    }
+    let keys: Vec<String> = std::iter::once(HEADER_ROUTE_ANNOTATION.to_string())
+        .chain(HEADER_ROUTE_KEYS.map(|k| format!("{prefix}/{k}")))
+        .collect();
+    live.iter()
+        .filter(|(k, _)| keys.contains(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The only annotations `additionalIngressAnnotations` may set: the canary family that routes by header
@@ -306,13 +408,15 @@ pub fn desired(
     if let Some(tls) = stable.pointer("/spec/tls") {
         canary_spec.insert("tls".into(), tls.clone());
     }
+    let mut annotations = canary_annotations(stable, spec, target, canary_weight);
+    annotations.extend(live_header_route(current, spec.annotation_prefix_or_default()));
     Ok(json!({
         "apiVersion": INGRESS.api_version(),
         "kind": INGRESS.kind,
         "metadata": {
             "name": name,
             "namespace": target.namespace,
-            "annotations": canary_annotations(stable, spec, target, canary_weight),
+            "annotations": annotations,
             "ownerReferences": [target.owner_reference()],
         },
         "spec": canary_spec,
@@ -634,5 +738,68 @@ mod tests {
             assert_eq!(errors.len(), 1, "{prefix:?}: {errors:?}");
             assert_eq!(errors[0].field, "nginx.annotationPrefix");
         }
+    }
+
+    #[test]
+    fn a_header_route_becomes_canary_by_header_and_survives_weight_changes() {
+        let plain = NginxTrafficRouting {
+            additional_ingress_annotations: BTreeMap::new(),
+            ..spec()
+        };
+        let routes = crate::traffic::gateway_api::tests::header_and_mirror();
+        let mut body = desired(&stable_ingress(), None, &plain, &target(), 0).unwrap();
+        let error = set_header_route(&mut body, &plain, &routes).unwrap_err();
+        assert!(error.message.contains("nginx cannot mirror"), "{}", error.message);
+        let ManagedRoute::Header { name, matches } = &routes[0] else {
+            panic!("a header route")
+        };
+        let one = vec![ManagedRoute::Header {
+            name: name.clone(),
+            matches: matches[..1].to_vec(),
+        }];
+        set_header_route(&mut body, &plain, &one).unwrap();
+        assert_json_snapshot!(body["metadata"]["annotations"], @r#"
+        {
+          "nginx.ingress.kubernetes.io/canary": "true",
+          "nginx.ingress.kubernetes.io/canary-weight": "0",
+          "sluice.dev/header-route": "canary-header",
+          "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary",
+          "nginx.ingress.kubernetes.io/canary-by-header-value": "yes"
+        }
+        "#);
+        // A later weight write keeps the route; removing it leaves only the weight.
+        let live = body.clone();
+        let mut reweighted = desired(&stable_ingress(), Some(&live), &plain, &target(), 40).unwrap();
+        assert_eq!(
+            reweighted["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header"],
+            "X-Canary"
+        );
+        set_header_route(&mut reweighted, &plain, &[]).unwrap();
+        let keys: Vec<&String> = reweighted["metadata"]["annotations"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "nginx.ingress.kubernetes.io/canary",
+                "nginx.ingress.kubernetes.io/canary-weight"
+            ]
+        );
+        // Prefix and regex values become a pattern.
+        let mut prefixed = live.clone();
+        let ManagedRoute::Header { matches, .. } = &routes[0] else {
+            unreachable!()
+        };
+        let tenant = vec![ManagedRoute::Header {
+            name: name.clone(),
+            matches: matches[1..].to_vec(),
+        }];
+        set_header_route(&mut prefixed, &plain, &tenant).unwrap();
+        assert_eq!(
+            prefixed["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header-pattern"],
+            "^int\\..*"
+        );
     }
 }

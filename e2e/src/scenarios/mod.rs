@@ -70,6 +70,11 @@ pub fn scenarios() -> Vec<Scenario> {
             run: |ctx| Box::pin(traffic::gateway_api(ctx)),
         },
         Scenario {
+            name: "header-route",
+            checks: "weight 0 + setHeaderRoute X-Canary=yes with 30% of requests carrying it: the canary serves 30% ± 8% of the non-mirrored requests; setMirrorRoute adds a RequestMirror 50% rule to the canary; promote --full removes the managed rules",
+            run: |ctx| Box::pin(traffic::header_route(ctx)),
+        },
+        Scenario {
             name: "canary-metadata",
             checks: "canaryMetadata/stableMetadata on the pods of each role, moved in place on promote; the canary ReplicaSet's anti-affinity avoids the stable pods",
             run: |ctx| Box::pin(pod_metadata::canary_metadata(ctx)),

@@ -265,6 +265,8 @@ impl Target for SimTarget {
         for line in text
             .lines()
             .filter(|l| l.starts_with("sim_http_requests_total{") && l.contains(&wanted_namespace))
+            // Mirrored copies are not served to anyone: they do not count towards a split.
+            .filter(|l| !l.contains("mirrored=\"true\""))
         {
             let service = line
                 .split("service=\"")

@@ -153,3 +153,142 @@ pub async fn gateway_api(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     })
     .await
 }
+
+/// The names of the HTTPRoute's rules Sluice manages (`sluice-…`), and the route itself.
+async fn managed_rules(ctx: &Ctx<'_>) -> anyhow::Result<(Vec<String>, serde_json::Value)> {
+    let route = ctx
+        .api_for("gateway.networking.k8s.io/v1", "HTTPRoute")
+        .get("web")
+        .await?;
+    let rules = route
+        .data
+        .pointer("/spec/rules")
+        .and_then(|r| r.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let names = rules
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .filter(|n| n.starts_with(sluice::traffic::routes::RULE_PREFIX))
+        .map(String::from)
+        .collect();
+    Ok((names, route.data))
+}
+
+/// Header route and mirror on Gateway API: with weight 0 and a header route for `X-Canary: yes` on a
+/// route whose traffic carries the header on 30% of requests, the canary serves 30% ± 8% of the
+/// (non-mirrored) requests; setMirrorRoute adds a rule with a RequestMirror filter to the canary; a
+/// full promote removes every managed rule.
+pub async fn header_route(ctx: &Ctx<'_>) -> anyhow::Result<()> {
+    let parent_refs = ctx.target.gateway_parent_refs()?;
+    for name in ["web-canary", "web-stable"] {
+        ctx.create(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+        )
+        .await?;
+    }
+    ctx.create(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web", "annotations": {
+            "sim.sluice.dev/rps": "200",
+            "sim.sluice.dev/request-headers": "X-Canary: yes",
+            "sim.sluice.dev/request-headers-fraction": "0.3"}},
+        "spec": {"parentRefs": parent_refs, "hostnames": [format!("web.{}.example.com", ctx.namespace)], "rules": [
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+             "backendRefs": [{"name": "web-stable", "port": 80, "weight": 100}, {"name": "web-canary", "port": 80, "weight": 0}]}]},
+    }))
+    .await?;
+    ctx.create(
+        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+            "template": ctx.target.workload().pod_template("web", 1, 0.0),
+            "strategy": {"canary": {
+                "canaryService": "web-canary", "stableService": "web-stable",
+                "trafficRouting": {"gatewayAPI": {"httpRoute": "web"},
+                    "managedRoutes": [{"name": "header"}, {"name": "mirror"}]},
+                "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2,
+                "steps": [
+                    {"setWeight": 0},
+                    {"setHeaderRoute": {"name": "header",
+                        "match": [{"headerName": "X-Canary", "headerValue": {"exact": "yes"}}]}},
+                    {"pause": {}},
+                    {"setMirrorRoute": {"name": "mirror", "percentage": 50,
+                        "match": [{"method": {"exact": "GET"}, "path": {"prefix": "/"}}]}},
+                    {"pause": {}}]}}}}),
+    )
+    .await?;
+    ctx.wait_rollout("web", "v1 Healthy", |r| phase(r) == Some(RolloutPhase::Healthy))
+        .await?;
+    wait_weights(ctx, "all traffic on stable", (0, 100)).await?;
+
+    let template = ctx.target.workload().pod_template("web", 2, 0.0);
+    ctx.patch_rollout("web", json!({"spec": {"template": template}}))
+        .await?;
+    let paused = ctx
+        .wait_rollout("web", "paused after setHeaderRoute", |r| at_step(r, 2))
+        .await?;
+    let v2 = canary_hash(&paused).unwrap_or_default();
+    let (names, _) = managed_rules(ctx).await?;
+    ensure(names == ["sluice-header"], || {
+        format!("managed rules after setHeaderRoute: {names:?}")
+    })?;
+    // Weight 0: only the requests carrying the header reach the canary.
+    ctx.eventually("the route accepted with the header rule", || async {
+        let route = ctx
+            .api_for("gateway.networking.k8s.io/v1", "HTTPRoute")
+            .get("web")
+            .await?;
+        // The whole object: readiness compares status with metadata.generation.
+        let route = serde_json::to_value(&route)?;
+        Ok(sluice::traffic::gateway_api::readiness(&route).0.then_some(()))
+    })
+    .await?;
+    match measured_canary_share(ctx, Duration::from_secs(6)).await {
+        Some(share) => ensure((share - 0.30).abs() <= 0.08, || {
+            format!("the canary served {share:.3} of the requests with 30% carrying X-Canary: yes")
+        })?,
+        None => ctx.note("the measured header share was not checked: this target does not count requests"),
+    }
+
+    // `sluice promote web`: past the pause, setMirrorRoute, then the last pause.
+    ctx.patch_rollout_status("web", json!({"promotedStep": 2})).await?;
+    ctx.wait_rollout("web", "paused after setMirrorRoute", |r| at_step(r, 4))
+        .await?;
+    let (names, route) = managed_rules(ctx).await?;
+    ensure(names == ["sluice-header", "sluice-mirror"], || {
+        format!("managed rules after setMirrorRoute: {names:?}")
+    })?;
+    let mirrors_to_canary = route
+        .pointer("/spec/rules")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|r| r["name"] == "sluice-mirror")
+        .flat_map(|r| r["filters"].as_array().cloned().unwrap_or_default())
+        .any(|f| {
+            f["type"] == "RequestMirror"
+                && f.pointer("/requestMirror/backendRef/name") == Some(&json!("web-canary"))
+                && f.pointer("/requestMirror/percent") == Some(&json!(50))
+        });
+    ensure(mirrors_to_canary, || {
+        format!("no RequestMirror 50% to web-canary in {}", route["spec"]["rules"])
+    })?;
+    if let Some(share) = measured_canary_share(ctx, Duration::from_secs(4)).await {
+        // Mirrored copies are not counted: the header share stays.
+        ensure((share - 0.30).abs() <= 0.08, || {
+            format!("with the mirror, the canary served {share:.3} of the non-mirrored requests")
+        })?;
+    }
+
+    // `sluice promote web --full`: completion removes every managed rule.
+    ctx.patch_rollout_status("web", json!({"promoteFull": true})).await?;
+    ctx.wait_rollout("web", "v2 stable and Healthy", |r| {
+        phase(r) == Some(RolloutPhase::Healthy) && stable_hash(r).as_deref() == Some(v2.as_str())
+    })
+    .await?;
+    ctx.eventually("managed rules removed after completion", || async {
+        Ok(managed_rules(ctx).await?.0.is_empty().then_some(()))
+    })
+    .await
+}

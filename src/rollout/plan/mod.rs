@@ -27,6 +27,7 @@ mod pause;
 mod replica_sets;
 mod restart;
 mod routed;
+pub mod routes;
 mod steps;
 
 pub use steps::describe_step;

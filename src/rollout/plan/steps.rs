@@ -255,5 +255,13 @@ pub fn describe_step(step: &CanaryStep) -> String {
     if step.set_canary_scale.is_some() {
         return "setCanaryScale".into();
     }
+    if let Some(route) = &step.set_header_route {
+        let verb = if route.matches.is_empty() { "removed" } else { "set" };
+        return format!("setHeaderRoute {} {verb}", crate::bounds::truncate(&route.name, 63));
+    }
+    if let Some(route) = &step.set_mirror_route {
+        let verb = if route.matches.is_empty() { "removed" } else { "set" };
+        return format!("setMirrorRoute {} {verb}", crate::bounds::truncate(&route.name, 63));
+    }
     "unknown step".into()
 }
