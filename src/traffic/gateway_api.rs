@@ -84,6 +84,32 @@ impl GatewayApiRouter {
         let namespace = self.namespace(target);
         spec_error(&route.field, format!("HTTPRoute {namespace}/{} not found", route.name))
     }
+
+    /// Applies, to each configured HTTPRoute, the rules `desired` makes of the live object (given
+    /// the route's field path for errors); no write when they are unchanged, retried on conflict.
+    async fn update_rules(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+        desired: impl Fn(&Value, &str) -> Result<Value, SpecError>,
+    ) -> Result<(), RouterError> {
+        let namespace = self.namespace(target);
+        for route in self.routes() {
+            retry_on_conflict(|| async {
+                let current = HTTP_ROUTE
+                    .get(client, namespace, &route.name)
+                    .await?
+                    .ok_or_else(|| self.missing(&route, target))?;
+                let body = desired(&current, &route.field)?;
+                if body.pointer("/spec/rules") == current.pointer("/spec/rules") {
+                    return Ok(());
+                }
+                HTTP_ROUTE.apply(client, namespace, &route.name, &body).await
+            })
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -141,22 +167,10 @@ impl TrafficRouter for GatewayApiRouter {
         canary_weight: i32,
     ) -> Result<(), RouterError> {
         let canary_weight = canary_weight.clamp(0, target.max_weight);
-        let namespace = self.namespace(target);
-        for route in self.routes() {
-            retry_on_conflict(|| async {
-                let current = HTTP_ROUTE
-                    .get(client, namespace, &route.name)
-                    .await?
-                    .ok_or_else(|| self.missing(&route, target))?;
-                let body = desired(&current, target, canary_weight, &route.field)?;
-                if body.pointer("/spec/rules") == current.pointer("/spec/rules") {
-                    return Ok(());
-                }
-                HTTP_ROUTE.apply(client, namespace, &route.name, &body).await
-            })
-            .await?;
-        }
-        Ok(())
+        self.update_rules(client, target, |current, field| {
+            desired(current, target, canary_weight, field)
+        })
+        .await
     }
 
     async fn set_routes(
@@ -166,22 +180,10 @@ impl TrafficRouter for GatewayApiRouter {
         _managed: &[String],
         routes: &[ManagedRoute],
     ) -> Result<(), RouterError> {
-        let namespace = self.namespace(target);
-        for route in self.routes() {
-            retry_on_conflict(|| async {
-                let current = HTTP_ROUTE
-                    .get(client, namespace, &route.name)
-                    .await?
-                    .ok_or_else(|| self.missing(&route, target))?;
-                let body = desired_routes(&current, target, routes, &route.field)?;
-                if body.pointer("/spec/rules") == current.pointer("/spec/rules") {
-                    return Ok(());
-                }
-                HTTP_ROUTE.apply(client, namespace, &route.name, &body).await
-            })
-            .await?;
-        }
-        Ok(())
+        self.update_rules(client, target, |current, field| {
+            desired_routes(current, target, routes, field)
+        })
+        .await
     }
 }
 
