@@ -51,10 +51,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "written for an older Argo API (fields Argo's own CRD no longer declares): strategy.type, pause: true",
     ),
     (
-        "examples/experiment-with-analysis.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
-    ),
-    (
         "examples/helm-blue-green/templates/rollout.yaml",
         "a text template, not a manifest: placeholders (REPLACEME, ROLLOUT_NAME, Helm or unquoted {{args}}) must be filled in first",
     ),
@@ -167,19 +163,7 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
     ),
     (
-        "test/e2e/functional/experiment-basic.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
-    ),
-    (
-        "test/e2e/functional/experiment-dry-run-analysis.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
-    ),
-    (
         "test/e2e/functional/experiment-mann-whitney-u.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
-    ),
-    (
-        "test/e2e/functional/experiment-measurement-retention-analysis.yaml",
         "an Argo Experiment or experiment step (issue 15)",
     ),
     (
@@ -191,23 +175,11 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "an Argo Experiment or experiment step (issue 15)",
     ),
     (
-        "test/e2e/functional/experiment-with-multiport-service.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
-    ),
-    (
         "test/e2e/functional/experiment-with-service-and-named-target-port.yaml",
         "an Argo Experiment or experiment step (issue 15)",
     ),
     (
-        "test/e2e/functional/experiment-with-service-name.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
-    ),
-    (
         "test/e2e/functional/experiment-with-service-ports.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
-    ),
-    (
-        "test/e2e/functional/experiment-with-service.yaml",
         "an Argo Experiment or experiment step (issue 15)",
     ),
     (

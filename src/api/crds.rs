@@ -4,9 +4,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use super::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, GitSync, Rollout};
+use super::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Experiment, GitSync, Rollout};
 
-/// Every Sluice CRD: Rollout, AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun, GitSync.
+/// Every Sluice CRD: Rollout, AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun, GitSync, Experiment.
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
         rollout_crd(),
@@ -14,6 +14,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         analysis_crd(ClusterAnalysisTemplate::crd()),
         analysis_crd(AnalysisRun::crd()),
         GitSync::crd(),
+        experiment_crd(),
     ]
     .into_iter()
     .map(|crd| edit(crd, unwrap_descriptions))
@@ -79,6 +80,22 @@ fn analysis_crd(crd: CustomResourceDefinition) -> CustomResourceDefinition {
             )
             .expect("the analysis schemas have spec.metrics[].provider.job.spec");
         if let Value::Object(fields) = job_spec {
+            fields.values_mut().for_each(strip_descriptions);
+        }
+    })
+}
+
+/// The Experiment CRD without the descriptions inside its templates' pod templates, for the reason
+/// given at [`rollout_crd`].
+fn experiment_crd() -> CustomResourceDefinition {
+    edit(Experiment::crd(), |crd| {
+        let template = crd
+            .pointer_mut(
+                "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/templates/items/properties\
+                 /template/properties",
+            )
+            .expect("the Experiment schema has spec.templates[].template");
+        if let Value::Object(fields) = template {
             fields.values_mut().for_each(strip_descriptions);
         }
     })

@@ -1,9 +1,10 @@
 //! The Sluice API (`sluice.dev/v1alpha1`): Rollout, AnalysisTemplate, ClusterAnalysisTemplate,
-//! AnalysisRun and GitSync, their conditions, the generated CRDs and the duration grammar.
+//! AnalysisRun, Experiment and GitSync, their conditions, the generated CRDs and the duration grammar.
 pub mod analysis;
 pub mod conditions;
 pub mod crds;
 pub mod duration;
+pub mod experiment;
 /// Builders of example resources for tests; compiled only for the crate's tests and with the feature
 /// `test-fixtures` (which the e2e kit turns on), never into the controller.
 #[cfg(any(test, feature = "test-fixtures"))]
@@ -21,6 +22,7 @@ pub use analysis::{
     ClusterAnalysisTemplateSpec,
 };
 pub use conditions::{Condition, ConditionStatus};
+pub use experiment::{Experiment, ExperimentSpec, ExperimentStatus};
 pub use gitsync::{GitSync, GitSyncSpec, GitSyncStatus};
 pub use pod_template::PodTemplate;
 pub use rollout::{Rollout, RolloutSpec, RolloutStatus};

@@ -476,7 +476,10 @@ pub struct CanaryStep {
     /// Copy a share of matching requests to the canary (a route named in trafficRouting.managedRoutes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_mirror_route: Option<SetMirrorRoute>,
-    /// Step kinds Sluice does not know (e.g. Argo's experiment); reported as InvalidSpec.
+    /// Run an Experiment (e.g. a baseline beside the canary) and wait for it to succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<super::experiment::RolloutExperimentStep>,
+    /// Step kinds Sluice does not know (e.g. Argo's plugin steps); reported as InvalidSpec.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_json::Value>,
 }
@@ -491,6 +494,7 @@ impl CanaryStep {
             ("setCanaryScale", self.set_canary_scale.is_some()),
             ("setHeaderRoute", self.set_header_route.is_some()),
             ("setMirrorRoute", self.set_mirror_route.is_some()),
+            ("experiment", self.experiment.is_some()),
         ];
         known
             .into_iter()
@@ -978,6 +982,9 @@ pub struct CanaryStatus {
     /// The background AnalysisRun.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_background_analysis_run: Option<AnalysisRunRef>,
+    /// The Experiment of the current experiment step (Argo's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_experiment: Option<String>,
 }
 
 /// Where a blue-green rollout's Services point and the promotion analyses it follows (Argo's names).
@@ -1229,12 +1236,12 @@ spec:
     #[test]
     fn unknown_and_mixed_step_kinds_are_surfaced() {
         let steps: Vec<CanaryStep> =
-            serde_saphyr::from_str("[{experiment: {duration: 1h}}, {setWeight: 10, pause: {}}]").unwrap();
-        assert_eq!(steps[0].kinds(), ["experiment"]);
+            serde_saphyr::from_str("[{plugin: {name: x}}, {setWeight: 10, pause: {}}]").unwrap();
+        assert_eq!(steps[0].kinds(), ["plugin"]);
         assert_eq!(steps[1].kinds(), ["setWeight", "pause"]);
         // The unknown kind survives a round trip, so it can be reported rather than dropped.
         let json = serde_json::to_value(&steps[0]).unwrap();
-        assert_eq!(json, serde_json::json!({"experiment": {"duration": "1h"}}));
+        assert_eq!(json, serde_json::json!({"plugin": {"name": "x"}}));
     }
 
     #[test]

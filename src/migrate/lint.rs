@@ -220,13 +220,13 @@ mod tests {
     #[test]
     fn controller_rules_apply_once_the_schema_passes() {
         let mut spec = valid_spec();
-        spec["strategy"]["canary"]["steps"] = json!([{"setWeight": 150}, {"experiment": {}}]);
+        spec["strategy"]["canary"]["steps"] = json!([{"setWeight": 150}, {"plugin": {}}]);
         let report = lint(&[rollout(spec)]);
         assert_eq!(
             fields(&report),
             vec![
                 "spec.strategy.canary.steps[0].setWeight",
-                "spec.strategy.canary.steps[1].experiment"
+                "spec.strategy.canary.steps[1].plugin"
             ]
         );
     }

@@ -382,6 +382,10 @@ fn check_step(step: &CanaryStep, field: &str, max_weight: i32, found: &mut Findi
             "unknown step kind: use setWeight, pause, analysis, setCanaryScale, setHeaderRoute or setMirrorRoute",
         );
     }
+    if step.experiment.is_some() {
+        // Until the experiment step is wired into the plan, it is refused rather than skipped.
+        found.add(format!("{field}.experiment"), "experiment steps are not run yet");
+    }
     if let Some(weight) = step.set_weight
         && !(0..=max_weight).contains(&weight)
     {
@@ -602,10 +606,10 @@ mod tests {
     #[test]
     fn an_unknown_step_kind_is_reported_not_ignored() {
         let mut step = CanaryStep::default();
-        step.unknown.insert("experiment".into(), serde_json::json!({}));
+        step.unknown.insert("plugin".into(), serde_json::json!({}));
         let rollout = Rollout::example("w", 1, vec![step]);
         let errors = validate(&rollout);
-        assert_eq!(errors[0].field, "spec.strategy.canary.steps[0].experiment");
+        assert_eq!(errors[0].field, "spec.strategy.canary.steps[0].plugin");
         assert!(summary(&errors).contains("unknown step kind"));
     }
 
