@@ -149,17 +149,31 @@ fn check_templates(experiment: &Experiment, found: &mut Findings) {
             );
         }
         if let Some(service) = &template.service {
-            if let Some(name) = service.name.as_deref().filter(|n| !n.is_empty()) {
-                found.check_dns_label(&format!("{at}.service.name"), name);
-            }
-            if let Some(name) =
-                super::names::service_name(&experiment.metadata.name.clone().unwrap_or_default(), template)
-                && !services.insert(name.clone())
-            {
-                found.add(
-                    format!("{at}.service.name"),
-                    format!("Service {name:?} is used by an earlier template"),
-                );
+            let explicit = service.name.as_deref().is_some_and(|n| !n.is_empty());
+            let experiment_name = experiment.metadata.name.clone().unwrap_or_default();
+            if let Some(name) = super::names::service_name(&experiment_name, template) {
+                // A Service name is a DNS label starting with a letter (RFC 1035); the default one comes
+                // from the Experiment's name, which may hold dots or start with a digit.
+                let checked = dns_label(&name).and_then(|()| {
+                    if name.starts_with(|c: char| c.is_ascii_lowercase()) {
+                        Ok(())
+                    } else {
+                        Err(format!("{name:?} must start with a letter"))
+                    }
+                });
+                if let Err(message) = checked {
+                    let hint = if explicit {
+                        ""
+                    } else {
+                        " (the default name; set service.name)"
+                    };
+                    found.add(format!("{at}.service.name"), format!("{message}{hint}"));
+                } else if !services.insert(name.clone()) {
+                    found.add(
+                        format!("{at}.service.name"),
+                        format!("Service {name:?} is used by an earlier template"),
+                    );
+                }
             }
             let has_port = containers
                 .iter()
@@ -414,6 +428,21 @@ mod tests {
         });
         assert_eq!(out.unwrap(), "h=abc {{args.x}}");
         assert!(substitute_templates("{{templates.a.podTemplateHash", |_, _| None).is_err());
+    }
+
+    #[test]
+    fn a_service_name_must_be_an_rfc_1035_label() {
+        let mut e = experiment("v1.2", &["a"]);
+        e.spec.templates[0].service = Some(Default::default());
+        assert_eq!(fields(&e), ["spec.templates[0].service.name"]);
+        e.spec.templates[0].service = Some(crate::api::experiment::TemplateService {
+            name: Some("9lives".into()),
+        });
+        assert_eq!(fields(&e), ["spec.templates[0].service.name"]);
+        e.spec.templates[0].service = Some(crate::api::experiment::TemplateService {
+            name: Some("web-canary".into()),
+        });
+        assert_eq!(fields(&e), Vec::<String>::new());
     }
 
     #[test]
