@@ -13,7 +13,8 @@ use common::{Kubectl, eventually, free_port, install_crds, kubectl_binary, reque
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use sluice::api::analysis::AnalysisTemplate;
+use sluice::api::analysis::{AnalysisPhase, AnalysisTemplate};
+use sluice::api::experiment::Experiment;
 use sluice::api::rollout::{Rollout, RolloutPhase};
 use sluice_sim::Simulator;
 use sluice_sim::api::WriteOptions;
@@ -832,6 +833,28 @@ async fn every_controller_call_is_granted_by_deploy_rbac() {
             .filter(|(phase, stable)| *phase == RolloutPhase::Degraded && *stable == v2_hash)
     })
     .await;
+    // An Experiment with a Service, run to the end: its ReplicaSet, Service, status and scale-down.
+    let experiments: Api<Experiment> = Api::namespaced(client.clone(), "default");
+    let experiment: Experiment = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Experiment", "metadata": {"name": "compare", "namespace": "default"},
+        "spec": {
+            "duration": "1s", "scaleDownDelaySeconds": 0,
+            "templates": [{
+                "name": "canary", "service": {},
+                "selector": {"matchLabels": {"app": "compare"}},
+                "template": {"metadata": {"labels": {"app": "compare"}},
+                             "spec": {"containers": [{"name": "web", "image": "web:2", "ports": [{"containerPort": 8080}]}]}},
+            }],
+        },
+    }))
+    .unwrap();
+    experiments.create(&PostParams::default(), &experiment).await.unwrap();
+    eventually(LONG, "the Experiment Successful and its Service deleted", || async {
+        let done = experiments.get("compare").await.ok()?.status?.phase? == AnalysisPhase::Successful;
+        let gone = services.get_opt("compare-canary").await.ok()?.is_none();
+        (done && gone).then_some(())
+    })
+    .await;
     // A graceful stop, so releasing the Lease is checked too.
     controller.terminate();
 
@@ -846,6 +869,9 @@ async fn every_controller_call_is_granted_by_deploy_rbac() {
         "patch /services",
         "create events.k8s.io/events",
         "patch coordination.k8s.io/leases",
+        "patch sluice.dev/experiments/status",
+        "create /services",
+        "delete /services",
     ] {
         assert!(seen.contains(expected), "{expected} not exercised; seen {seen:#?}");
     }

@@ -14,6 +14,7 @@ use crate::api::rollout::Rollout;
 use crate::rollout::plan::humantime;
 
 pub mod actions;
+pub mod experiment_get;
 pub mod get;
 pub mod gitsync;
 pub mod gitsync_get;
@@ -150,6 +151,10 @@ pub enum GetCommand {
     /// chain, blocked revisions and history. Without a name, list the GitSyncs (--chain: as pipelines).
     #[command(visible_aliases = ["gitsyncs", "gs"])]
     Gitsync(GetGitSyncArgs),
+    /// Show an Experiment: phase, templates (status, replicas, ReplicaSet, pod hash, Service) and
+    /// analysis runs. Without a name, list the Experiments.
+    #[command(visible_aliases = ["experiments", "exp"])]
+    Experiment(GetExperimentArgs),
     /// Print every chain of stages (GitSyncs following each other) as dev → staging → prod with the
     /// revision at each stage.
     #[command(visible_aliases = ["pipelines"])]
@@ -169,6 +174,20 @@ pub struct GetGitSyncArgs {
     /// List as pipelines (same as `sluice get pipeline`).
     #[arg(long, conflicts_with = "name")]
     pub chain: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GetExperimentArgs {
+    /// Name of the Experiment (omit to list).
+    pub name: Option<String>,
+    /// Print the Experiment object instead of the summary.
+    #[arg(short, long, value_enum)]
+    pub output: Option<OutputFormat>,
+    /// List the Experiments of every namespace (without a name).
+    #[arg(short = 'A', long, conflicts_with = "name")]
+    pub all_namespaces: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -313,6 +332,13 @@ pub async fn run(command: Command) -> Result<()> {
                 Some(name) => gitsync_get::show(&target, name, args.output).await,
                 None if args.chain => gitsync_get::pipeline(&target, args.all_namespaces).await,
                 None => gitsync_get::list(&target, args.all_namespaces, args.output).await,
+            };
+        }
+        Command::Get(GetCommand::Experiment(args)) => {
+            let target = Target::connect(&args.cluster).await?;
+            return match &args.name {
+                Some(name) => experiment_get::show(&target, name, args.output).await,
+                None => experiment_get::list(&target, args.all_namespaces, args.output).await,
             };
         }
         Command::Get(GetCommand::Pipeline(args)) => {
