@@ -53,7 +53,7 @@ impl Planner<'_> {
             // they go now (abortScaleDownDelaySeconds applies to routed canaries).
             self.scale_basic(stable, canary, older, 0, limits);
         }
-        self.terminate_analysis_runs(|_| true);
+        self.terminate_aborted_attempt();
         self.rollback_on_abort(stable);
     }
 
