@@ -288,7 +288,6 @@ impl TrafficRouter for IstioRouter {
         &self,
         client: &kube::Client,
         target: &RouteTarget,
-        _managed: &[String],
         routes: &[ManagedRoute],
     ) -> Result<(), RouterError> {
         let rule = self.get_destination_rule(client, target).await?;
