@@ -1,6 +1,7 @@
 //! A Gateway API canary: the controller writes the HTTPRoute's weights step by step; abort sets the
 //! canary's weight to 0 at once; completion gives the promoted version all traffic before the old
 //! ReplicaSet goes. Where the target counts requests, the measured split must follow the weights.
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
@@ -195,8 +196,9 @@ async fn managed_rules(ctx: &Ctx<'_>) -> anyhow::Result<(Vec<String>, serde_json
 
 /// Header route and mirror on Gateway API: with weight 0 and a header route for `X-Canary: yes` on a
 /// route whose traffic carries the header on 30% of requests, the canary serves 30% ± 8% of the
-/// (non-mirrored) requests; setMirrorRoute adds a rule with a RequestMirror filter to the canary; a
-/// full promote removes every managed rule.
+/// (non-mirrored) requests; setMirrorRoute adds a rule with a RequestMirror filter to the canary, and
+/// the canary receives mirrored copies (`mirrored="true"`) of 50% ± 12% of the requests that rule
+/// matches; a full promote removes every managed rule and the copies stop.
 pub async fn header_route(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     let annotations = json!({
         "sim.sluice.dev/rps": "200",
@@ -273,6 +275,12 @@ pub async fn header_route(ctx: &Ctx<'_>) -> anyhow::Result<()> {
             format!("with the mirror, the canary served {share:.3} of the non-mirrored requests")
         })?;
     }
+    match mirror_ratio(ctx, Duration::from_secs(5)).await {
+        Some((mirrored, matched)) => ensure(matched > 0.0 && (mirrored / matched - 0.5).abs() <= 0.12, || {
+            format!("{mirrored} mirrored copies reached the canary for {matched} requests the 50% mirror rule matched")
+        })?,
+        None => ctx.note("the mirrored copies were not counted: this target does not count them"),
+    }
 
     // `sluice promote web --full`: completion removes every managed rule.
     ctx.patch_rollout_status("web", json!({"promoteFull": true})).await?;
@@ -283,5 +291,29 @@ pub async fn header_route(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     ctx.eventually("managed rules removed after completion", || async {
         Ok(managed_rules(ctx).await?.0.is_empty().then_some(()))
     })
-    .await
+    .await?;
+    if let Some((mirrored, matched)) = mirror_ratio(ctx, Duration::from_secs(3)).await {
+        ensure(mirrored == 0.0 && matched > 0.0, || {
+            format!("{mirrored} mirrored copies reached the canary after promote --full (traffic flowing: {matched})")
+        })?;
+    }
+    Ok(())
+}
+
+/// Over `window`: (mirrored copies received by `web-canary`, requests the mirror rule matched), when
+/// the target counts both. At weight 0 the requests without the header are all served by stable,
+/// through the mirror rule or the weighted one: requests carry no method or path in the simulator
+/// (the only target that counts mirrors), which spreads them evenly over the rules that differ only
+/// by method or path (as varied real paths would), so the mirror rule matches half of them.
+async fn mirror_ratio(ctx: &Ctx<'_>, window: Duration) -> Option<(f64, f64)> {
+    let counts = async || {
+        let served = ctx.target.served_requests(&ctx.namespace).await?;
+        let mirrored = ctx.target.mirrored_requests(&ctx.namespace).await?;
+        let of = |counts: &BTreeMap<String, f64>, service: &str| counts.get(service).copied().unwrap_or(0.0);
+        Some((of(&mirrored, "web-canary"), of(&served, "web-stable")))
+    };
+    let before = counts().await?;
+    tokio::time::sleep(window).await;
+    let after = counts().await?;
+    Some((after.0 - before.0, (after.1 - before.1) / 2.0))
 }
