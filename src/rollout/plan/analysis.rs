@@ -164,7 +164,7 @@ impl Planner<'_> {
         {
             return Some(run.clone());
         }
-        runs.filter(|r| !r.terminated)
+        runs.filter(|r| !r.terminated && !self.terminated_runs.contains(&r.name))
             .max_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.name.cmp(&b.name)))
             .cloned()
     }
@@ -227,9 +227,10 @@ impl Planner<'_> {
     /// changes nothing) are marked as belonging to an attempt that ended, so none is adopted later.
     pub(super) fn terminate_analysis_runs(&mut self, which: impl Fn(&ObservedAnalysisRun) -> bool) {
         for run in self.observed.analysis_runs {
-            if !run.terminated && which(run) {
+            if !run.terminated && !self.terminated_runs.contains(&run.name) && which(run) {
                 self.actions
                     .push(Action::TerminateAnalysisRun { name: run.name.clone() });
+                self.terminated_runs.push(run.name.clone());
             }
         }
     }
