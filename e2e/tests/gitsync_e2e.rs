@@ -1105,3 +1105,113 @@ async fn depends_on_is_bounded_and_read_within_the_tenancy() {
     assert_eq!(status(&waiting).last_applied_revision, None);
     cluster.stop().await;
 }
+
+/// Hostile annotation values reaching a running controller (as deploy/'s ServiceAccount): a
+/// `sluice.dev/sync-wave` in Git that is not a number, beyond i32 or 10 KB long fails that revision's
+/// sync (Ready False) naming the object and the annotation, with nothing of it applied; a
+/// `sluice.dev/promote` on a stage that is 10 KB long or malformed is refused with a
+/// PromotionRefused Warning naming the annotation, and promotes nothing. The controller keeps
+/// syncing throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sync_wave_and_promote_annotations_are_refused_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalRepo::create(dir.path()).unwrap();
+    repo.write("app/config.yaml", &config_map(1)).unwrap();
+    repo.write(
+        "prod/config.yaml",
+        &config_map(1).replace("web-config-v1", "prod-config-v1"),
+    )
+    .unwrap();
+    let first = repo.commit("v1").unwrap();
+    let cluster = Cluster::start_confined().await;
+    cluster
+        .create(plain_gitsync("dev", &repo.url(), "app", "default"))
+        .await;
+    cluster
+        .create(json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitSync",
+            "metadata": {"name": "prod", "namespace": "default"},
+            "spec": {"source": {"fromGitSync": {"name": "dev", "soak": "0s"}}, "path": "prod",
+                     "interval": "1s", "timeout": "10s", "serviceAccountName": "deployer"}}))
+        .await;
+    cluster
+        .wait_named("prod", "prod healthy at v1", |g| healthy_at(g, &first))
+        .await;
+
+    let field = "metadata.annotations.sluice.dev/sync-wave";
+    for wave in ["soon".to_string(), "2147483648".to_string(), "9".repeat(10_000)] {
+        let manifest = config_map(2).replace(
+            "metadata:\n",
+            &format!("metadata:\n  annotations:\n    sluice.dev/sync-wave: \"{wave}\"\n"),
+        );
+        repo.write("app/config.yaml", &manifest).unwrap();
+        let revision = repo.commit("a hostile sync wave").unwrap();
+        let failed = cluster
+            .wait_named("dev", &format!("dev failing on sync-wave {:.20}", wave), |g| {
+                status(g).last_attempted_revision.as_deref() == Some(revision.as_str())
+                    && !conditions::is_true(&status(g).conditions, conditions::READY)
+                    && ready_message(g).contains(field)
+            })
+            .await;
+        let message = ready_message(&failed);
+        assert!(message.contains("web-config-v2"), "names the object: {message}");
+        assert!(message.len() < 2048, "bounded: {} bytes", message.len());
+        assert!(
+            !cluster.config_map_exists("web-config-v2").await,
+            "nothing of it applied"
+        );
+    }
+    let client = cluster.sim.client().unwrap();
+    use k8s_openapi::api::events::v1::Event;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    for request in [
+        "x".repeat(10_000),
+        "two words".to_string(),
+        "release-7@not-a-sha".to_string(),
+        "@abcdef".to_string(),
+    ] {
+        let patch = json!({"metadata": {"annotations": {"sluice.dev/promote": request}}});
+        cluster
+            .gitsyncs
+            .patch("prod", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        // Acted on once per value, cut short as stored.
+        let handled = sluice::bounds::truncate(&request, 257).into_owned();
+        let prod = cluster
+            .wait_named("prod", "the promote request handled", |g| {
+                status(g).promotion.and_then(|p| p.last_handled_promote_request) == Some(handled.clone())
+            })
+            .await;
+        let promotion = status(&prod).promotion.unwrap_or_default();
+        assert_eq!(promotion.revision.as_deref(), Some(first.as_str()), "nothing promoted");
+    }
+    let refused = eventually(LONG, "a PromotionRefused event naming the annotation", || async {
+        let events = events.list(&Default::default()).await.ok()?.items;
+        events
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("PromotionRefused"))
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("prod"))
+            .find_map(|e| e.note.filter(|n| n.contains("annotation sluice.dev/promote")))
+    })
+    .await;
+    assert!(refused.len() < 2048, "bounded: {refused}");
+    // A wave that is a number syncs: the controller is alive and well.
+    let manifest = config_map(2).replace(
+        "metadata:\n",
+        "metadata:\n  annotations:\n    sluice.dev/sync-wave: \"-3\"\n",
+    );
+    repo.write("app/config.yaml", &manifest).unwrap();
+    let fixed = repo.commit("a valid sync wave").unwrap();
+    cluster
+        .wait_named("dev", "dev healthy at the fixed revision", |g| healthy_at(g, &fixed))
+        .await;
+    assert!(cluster.config_map_exists("web-config-v2").await);
+
+    // prod still follows dev: dev's healthy revision is promoted as usual.
+    cluster
+        .wait_named("prod", "prod promoted to dev's fixed revision", |g| {
+            status(g).promotion.and_then(|p| p.revision) == Some(fixed.clone())
+        })
+        .await;
+    cluster.stop().await;
+}

@@ -712,24 +712,53 @@ mod tests {
         }
     }
 
+    /// Selects the pods of the ReplicaSet `hash` (the tests' ReplicaSets carry their name as hash).
+    fn selecting(hash: &str) -> Value {
+        json!({"sluice.dev/pod-template-hash": hash})
+    }
+
+    /// The tests' two revisions, `web-stable` (2 pods) and `web-canary` (1 pod, its template carrying
+    /// `canary_annotations`), and, per name, a Service selecting `web-<role>`'s pods.
+    fn two_revisions(sim: &Simulator, canary_annotations: Value, services: &[(&str, &str)]) {
+        create_rs(sim, replicaset("web-stable", 2, json!({})));
+        create_rs(sim, replicaset("web-canary", 1, canary_annotations));
+        for (name, role) in services {
+            let selector = selecting(&format!("web-{role}"));
+            create(sim, "", "services", service(name, selector, None));
+        }
+    }
+
+    /// Ten seconds of a Traffic of the test's own (explicit ticks), once the three pods are ready.
+    async fn ten_seconds_of_traffic(sim: &Simulator) -> Traffic {
+        eventually(Duration::from_secs(3), "ready pods", || {
+            let pods = [pods_of(sim, "web-stable"), pods_of(sim, "web-canary")].concat();
+            (pods.len() == 3 && pods.iter().all(is_ready)).then_some(())
+        })
+        .await;
+        let traffic = Traffic::new(sim.api.clone());
+        for _ in 0..10 {
+            traffic.tick(Duration::from_secs(1));
+        }
+        traffic
+    }
+
     /// Routes, Services and pods end to end, with a Traffic of the test's own driven by explicit ticks.
     #[tokio::test]
     async fn traffic_splits_by_weight_and_fails_by_error_rate() {
         let sim = start().await;
         install_httproute_crd(&sim.api);
-        create_rs(&sim, replicaset("web-stable", 2, json!({})));
-        create_rs(
+        let canary_annotations = json!({ERROR_RATE_ANNOTATION: "0.4", LATENCY_ANNOTATION: "200"});
+        two_revisions(
             &sim,
-            replicaset(
-                "web-canary",
-                1,
-                json!({ERROR_RATE_ANNOTATION: "0.4", LATENCY_ANNOTATION: "200"}),
-            ),
+            canary_annotations,
+            &[("web-stable", "stable"), ("web-canary", "canary")],
         );
-        let hash = |h: &str| json!({"sluice.dev/pod-template-hash": h});
-        create(&sim, "", "services", service("web-stable", hash("web-stable"), None));
-        create(&sim, "", "services", service("web-canary", hash("web-canary"), None));
-        create(&sim, "", "services", service("web-empty", hash("nothing"), Some("10")));
+        create(
+            &sim,
+            "",
+            "services",
+            service("web-empty", selecting("nothing"), Some("10")),
+        );
         create(
             &sim,
             "",
@@ -749,16 +778,8 @@ mod tests {
             "httproutes",
             route("ghost", "10", json!([{"name": "nope"}])),
         );
-        eventually(Duration::from_secs(3), "ready pods", || {
-            let pods = [pods_of(&sim, "web-stable"), pods_of(&sim, "web-canary")].concat();
-            (pods.len() == 3 && pods.iter().all(is_ready)).then_some(())
-        })
-        .await;
 
-        let traffic = Traffic::new(sim.api.clone());
-        for _ in 0..10 {
-            traffic.tick(Duration::from_secs(1));
-        }
+        let traffic = ten_seconds_of_traffic(&sim).await;
         {
             let metrics = traffic.metrics.lock().unwrap();
             assert_eq!(metrics.requests(&series("web-stable", "web-stable"), 200), 700);
@@ -783,6 +804,12 @@ mod tests {
         sim.shutdown().await;
     }
 
+    /// An Ingress spec sending shop.example.com/ to `service`.
+    fn ingress_to(service: &str) -> Value {
+        json!({"rules": [{"host": "shop.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]})
+    }
+
     fn object(api_version: &str, kind: &str, name: &str, annotations: Value, spec: Value) -> Value {
         json!({"apiVersion": api_version, "kind": kind,
                "metadata": {"name": name, "annotations": annotations}, "spec": spec})
@@ -800,15 +827,13 @@ mod tests {
         ] {
             gateway::install_crd_yaml(&sim.api, crd);
         }
-        create_rs(&sim, replicaset("web-stable", 2, json!({})));
-        create_rs(&sim, replicaset("web-canary", 1, json!({})));
-        let hash = |h: &str| json!({"sluice.dev/pod-template-hash": h});
-        for (name, selector) in [("web-stable", "web-stable"), ("web-canary", "web-canary")] {
-            create(&sim, "", "services", service(name, hash(selector), None));
-        }
-        for (name, selector) in [("shop-stable", "web-stable"), ("shop-canary", "web-canary")] {
-            create(&sim, "", "services", service(name, hash(selector), None));
-        }
+        let services = [
+            ("web-stable", "stable"),
+            ("web-canary", "canary"),
+            ("shop-stable", "stable"),
+            ("shop-canary", "canary"),
+        ];
+        two_revisions(&sim, json!({}), &services);
         // SMI: the root Service "web" is split 30/70.
         create(&sim, "", "services", service("web", json!({"app": "web"}), Some("100")));
         let split = json!({"service": "web", "backends": [
@@ -841,16 +866,12 @@ mod tests {
         );
         create(&sim, "networking.istio.io", "virtualservices", vs);
         // NGINX: a canary Ingress on the same host takes 25%.
-        let ingress = |service: &str| {
-            json!({"rules": [{"host": "shop.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]})
-        };
         let stable = object(
             "networking.k8s.io/v1",
             "Ingress",
             "shop",
             json!({RPS_ANNOTATION: "100"}),
-            ingress("shop-stable"),
+            ingress_to("shop-stable"),
         );
         let canary_annotations = json!({"nginx.ingress.kubernetes.io/canary": "true",
             "nginx.ingress.kubernetes.io/canary-weight": "25"});
@@ -859,20 +880,12 @@ mod tests {
             "Ingress",
             "shop-canary",
             canary_annotations,
-            ingress("shop-canary"),
+            ingress_to("shop-canary"),
         );
         create(&sim, "networking.k8s.io", "ingresses", stable);
         create(&sim, "networking.k8s.io", "ingresses", canary);
-        eventually(Duration::from_secs(3), "ready pods", || {
-            let pods = [pods_of(&sim, "web-stable"), pods_of(&sim, "web-canary")].concat();
-            (pods.len() == 3 && pods.iter().all(is_ready)).then_some(())
-        })
-        .await;
 
-        let traffic = Traffic::new(sim.api.clone());
-        for _ in 0..10 {
-            traffic.tick(Duration::from_secs(1));
-        }
+        let traffic = ten_seconds_of_traffic(&sim).await;
         {
             let metrics = traffic.metrics.lock().unwrap();
             let count = |service: &str, hash: &str| metrics.requests(&series(service, hash), 200);
@@ -901,16 +914,16 @@ mod tests {
         for crd in [crate::crds::VIRTUALSERVICE, crate::crds::DESTINATIONRULE] {
             gateway::install_crd_yaml(&sim.api, crd);
         }
-        create_rs(&sim, replicaset("web-stable", 2, json!({})));
-        create_rs(&sim, replicaset("web-canary", 1, json!({})));
-        let hash = |h: &str| json!({"sluice.dev/pod-template-hash": h});
         // One pair of Services per router, so each router's requests are counted apart.
-        for router in ["gw", "vs", "ng"] {
-            for role in ["stable", "canary"] {
-                let name = format!("{router}-{role}");
-                create(&sim, "", "services", service(&name, hash(&format!("web-{role}")), None));
-            }
-        }
+        let services = [
+            ("gw-stable", "stable"),
+            ("gw-canary", "canary"),
+            ("vs-stable", "stable"),
+            ("vs-canary", "canary"),
+            ("ng-stable", "stable"),
+            ("ng-canary", "canary"),
+        ];
+        two_revisions(&sim, json!({}), &services);
         let headers = json!({RPS_ANNOTATION: "100", routing::REQUEST_HEADERS_ANNOTATION: "X-Canary: yes",
                              routing::REQUEST_HEADERS_FRACTION_ANNOTATION: "0.3"});
         // Gateway API: weight 0 on the canary, a header rule, and a 50% mirror on the plain rule.
@@ -938,11 +951,13 @@ mod tests {
         );
         create(&sim, "networking.istio.io", "virtualservices", vs);
         // NGINX: canary-by-header sends the header's requests to the canary; the weight (0) the rest.
-        let ingress = |service: &str| {
-            json!({"rules": [{"host": "shop.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]})
-        };
-        let stable = object("networking.k8s.io/v1", "Ingress", "shop", headers, ingress("ng-stable"));
+        let stable = object(
+            "networking.k8s.io/v1",
+            "Ingress",
+            "shop",
+            headers,
+            ingress_to("ng-stable"),
+        );
         let canary_annotations = json!({"nginx.ingress.kubernetes.io/canary": "true",
             "nginx.ingress.kubernetes.io/canary-weight": "0",
             "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary",
@@ -952,20 +967,12 @@ mod tests {
             "Ingress",
             "shop-canary",
             canary_annotations,
-            ingress("ng-canary"),
+            ingress_to("ng-canary"),
         );
         create(&sim, "networking.k8s.io", "ingresses", stable);
         create(&sim, "networking.k8s.io", "ingresses", canary);
-        eventually(Duration::from_secs(3), "ready pods", || {
-            let pods = [pods_of(&sim, "web-stable"), pods_of(&sim, "web-canary")].concat();
-            (pods.len() == 3 && pods.iter().all(is_ready)).then_some(())
-        })
-        .await;
 
-        let traffic = Traffic::new(sim.api.clone());
-        for _ in 0..10 {
-            traffic.tick(Duration::from_secs(1));
-        }
+        let traffic = ten_seconds_of_traffic(&sim).await;
         let metrics = traffic.metrics.lock().unwrap().clone();
         // (stable, canary, mirrored to the canary) of 1000 requests, 300 of which carry the header.
         let counts = |router: &str| {

@@ -957,14 +957,8 @@ impl Router {
         rollout: &Rollout,
         routes: &[ManagedRoute],
     ) -> Result<Option<Duration>, Error> {
-        let managed: Vec<String> = rollout
-            .spec
-            .canary()
-            .traffic_routing
-            .map(|r| r.managed_routes.into_iter().map(|m| m.name).collect())
-            .unwrap_or_default();
         self.router
-            .set_routes(client, &self.target, &managed, routes)
+            .set_routes(client, &self.target, routes)
             .await
             .map_err(|e| router_error(rollout, e))?;
         Ok(None)

@@ -177,7 +177,6 @@ impl TrafficRouter for GatewayApiRouter {
         &self,
         client: &kube::Client,
         target: &RouteTarget,
-        _managed: &[String],
         routes: &[ManagedRoute],
     ) -> Result<(), RouterError> {
         self.update_rules(client, target, |current, field| {

@@ -129,6 +129,29 @@ fn same_host(a: &str, b: &str, namespace: &str) -> bool {
 }
 
 impl IstioRouter {
+    /// One write of the VirtualService's `spec.http`: `desired` builds it from the live object (the
+    /// destinations told apart by the DestinationRule's host, read once: this router never changes
+    /// it); no write when unchanged; read, build and apply again on a conflict.
+    async fn update_http(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+        desired: impl Fn(&Value, &Destinations) -> Result<Value, SpecError>,
+    ) -> Result<(), RouterError> {
+        let rule = self.get_destination_rule(client, target).await?;
+        let destinations = Destinations::new(&self.spec, target, rule.as_ref());
+        retry_on_conflict(|| async {
+            let vs = self.get_virtual_service(client, target).await?;
+            let body = desired(&vs, &destinations)?;
+            if body.pointer("/spec/http") == vs.pointer("/spec/http") {
+                return Ok(());
+            }
+            let name = self.virtual_service_name()?;
+            VIRTUAL_SERVICE.apply(client, &target.namespace, name, &body).await
+        })
+        .await
+    }
+
     pub fn new(spec: IstioTrafficRouting) -> Self {
         IstioRouter { spec }
     }
@@ -253,8 +276,6 @@ impl TrafficRouter for IstioRouter {
         canary_weight: i32,
     ) -> Result<(), RouterError> {
         let canary_weight = canary_weight.clamp(0, target.max_weight);
-        // Read once for its host (which this router never changes), then again in each write attempt.
-        let rule = self.get_destination_rule(client, target).await?;
         if let Some(spec) = &self.spec.destination_rule {
             retry_on_conflict(|| async {
                 let Some(live) = self.get_destination_rule(client, target).await? else {
@@ -271,15 +292,8 @@ impl TrafficRouter for IstioRouter {
             })
             .await?;
         }
-        let destinations = Destinations::new(&self.spec, target, rule.as_ref());
-        retry_on_conflict(|| async {
-            let vs = self.get_virtual_service(client, target).await?;
-            let body = desired_virtual_service(&vs, &self.spec, &destinations, target, canary_weight)?;
-            if body.pointer("/spec/http") == vs.pointer("/spec/http") {
-                return Ok(());
-            }
-            let name = self.virtual_service_name()?;
-            VIRTUAL_SERVICE.apply(client, &target.namespace, name, &body).await
+        self.update_http(client, target, |vs, destinations| {
+            desired_virtual_service(vs, &self.spec, destinations, target, canary_weight)
         })
         .await
     }
@@ -288,19 +302,10 @@ impl TrafficRouter for IstioRouter {
         &self,
         client: &kube::Client,
         target: &RouteTarget,
-        _managed: &[String],
         routes: &[ManagedRoute],
     ) -> Result<(), RouterError> {
-        let rule = self.get_destination_rule(client, target).await?;
-        let destinations = Destinations::new(&self.spec, target, rule.as_ref());
-        retry_on_conflict(|| async {
-            let vs = self.get_virtual_service(client, target).await?;
-            let body = desired_managed_routes(&vs, &self.spec, &destinations, routes)?;
-            if body.pointer("/spec/http") == vs.pointer("/spec/http") {
-                return Ok(());
-            }
-            let name = self.virtual_service_name()?;
-            VIRTUAL_SERVICE.apply(client, &target.namespace, name, &body).await
+        self.update_http(client, target, |vs, destinations| {
+            desired_managed_routes(vs, &self.spec, destinations, routes)
         })
         .await
     }

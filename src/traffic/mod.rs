@@ -199,17 +199,16 @@ pub trait TrafficRouter: Send + Sync {
     ) -> Result<(), RouterError>;
 
     /// Makes the routing objects carry exactly `routes` of the Rollout's managed routes (setHeaderRoute
-    /// / setMirrorRoute), removing those of `managed` (every name in managedRoutes) not in `routes`;
+    /// / setMirrorRoute): every managed route Sluice wrote earlier and not in `routes` is removed;
     /// routes Sluice does not manage are left alone. Idempotent: no write when already in place.
     /// Routers without managed routes accept only an empty set (validation refuses the steps).
     async fn set_routes(
         &self,
         client: &kube::Client,
         target: &RouteTarget,
-        managed: &[String],
         routes: &[ManagedRoute],
     ) -> Result<(), RouterError> {
-        let _ = (client, target, managed);
+        let _ = (client, target);
         match routes.first() {
             None => Ok(()),
             Some(route) => Err(RouterError::Invalid(spec_error(

@@ -130,7 +130,6 @@ impl TrafficRouter for NginxRouter {
         &self,
         client: &kube::Client,
         target: &RouteTarget,
-        _managed: &[String],
         routes: &[ManagedRoute],
     ) -> Result<(), RouterError> {
         let name = canary_ingress_name(&self.spec, target);

@@ -83,23 +83,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Outcome> {
         Ok(outcome) => story.conclude(&outcome).await.map(|()| outcome),
         Err(e) => Err(e),
     };
-    let result = stack.check_rbac(result).await;
-    match &result {
-        Ok(_) => timeline.say(
-            "demo",
-            "the story happened as told: v2 promoted on evidence; v3 stopped at 20%, blocked, v2 pinned",
-        ),
-        Err(e) => timeline.say("demo", format!("the story did NOT happen as told: {e:#}")),
-    }
-    if options.keep {
-        print_keep_instructions(&stack.kubeconfig, &stack.repo, &stack.prometheus.address);
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    for printer in printers {
-        printer.abort();
-    }
-    stack.stop().await;
-    result
+    let keep = options
+        .keep
+        .then(|| keep_instructions(&stack.kubeconfig, &stack.repo, &stack.prometheus.address));
+    let told = "v2 promoted on evidence; v3 stopped at 20%, blocked, v2 pinned";
+    stack.finish(result, timeline, told, keep, printers).await
 }
 
 /// What every demo runs on: the simulated cluster with the platform installed, a real Prometheus
@@ -209,6 +197,33 @@ impl Stack {
         }
     }
 
+    /// The end of every story: the verdict (`told` when it happened as told, failed as well when
+    /// deploy/'s RBAC refused the controller anything), then, with `keep`, those instructions and a
+    /// wait for Ctrl-C, and everything stopped.
+    async fn finish<T>(
+        self,
+        result: anyhow::Result<T>,
+        timeline: Timeline,
+        told: &str,
+        keep: Option<String>,
+        printers: impl IntoIterator<Item = tokio::task::JoinHandle<()>>,
+    ) -> anyhow::Result<T> {
+        let result = self.check_rbac(result).await;
+        match &result {
+            Ok(_) => timeline.say("demo", format!("the story happened as told: {told}")),
+            Err(e) => timeline.say("demo", format!("the story did NOT happen as told: {e:#}")),
+        }
+        if let Some(instructions) = keep {
+            println!("{instructions}");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        for printer in printers {
+            printer.abort();
+        }
+        self.stop().await;
+        result
+    }
+
     async fn stop(self) {
         self.controller.stop(Duration::from_secs(5)).await;
         drop(self.prometheus);
@@ -241,8 +256,8 @@ fn install_platform(sim: &Simulator) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_keep_instructions(kubeconfig: &Path, repo: &LocalRepo, prometheus_address: &str) {
-    println!(
+fn keep_instructions(kubeconfig: &Path, repo: &LocalRepo, prometheus_address: &str) -> String {
+    format!(
         "\nEverything keeps running; the timeline goes on. Explore:\n  \
          export KUBECONFIG={kubeconfig}\n  \
          kubectl get ro,gitsync\n  \
@@ -255,5 +270,5 @@ fn print_keep_instructions(kubeconfig: &Path, repo: &LocalRepo, prometheus_addre
         bare = repo.bare_path().display(),
         work = repo.work_path().display(),
         ship = app::ship_v4_commands(),
-    );
+    )
 }

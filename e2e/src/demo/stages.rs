@@ -77,27 +77,15 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<StagesOutcome> {
         Ok(outcome) => story.conclude(&outcome).await.map(|()| outcome),
         Err(e) => Err(e),
     };
-    let result = stack.check_rbac(result).await;
-    match &result {
-        Ok(_) => timeline.say(
-            "demo",
-            "the story happened as told: v2 reached prod only on evidence from each stage; v3 stopped in dev",
-        ),
-        Err(e) => timeline.say("demo", format!("the story did NOT happen as told: {e:#}")),
-    }
-    if options.keep {
-        println!(
+    let keep = options.keep.then(|| {
+        format!(
             "\nEverything keeps running. export KUBECONFIG={} and try `sluice get pipeline`, \
              `sluice get gitsync prod`, `sluice hold gitsync prod`. Press Ctrl-C to stop.",
             stack.kubeconfig.display()
-        );
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    for printer in printers {
-        printer.abort();
-    }
-    stack.stop().await;
-    result
+        )
+    });
+    let told = "v2 reached prod only on evidence from each stage; v3 stopped in dev";
+    stack.finish(result, timeline, told, keep, printers).await
 }
 
 struct StagesStory {

@@ -34,6 +34,11 @@ pub trait Target: Send + Sync {
     fn git_repository(&self, namespace: &str) -> Result<GitRepository, Skip>;
     /// Requests served so far per backend Service of `namespace`, when the target can count them.
     async fn served_requests(&self, namespace: &str) -> Option<BTreeMap<String, f64>>;
+    /// Mirrored copies of requests (setMirrorRoute) received so far per Service of `namespace`, when
+    /// the target can count them apart from served requests.
+    async fn mirrored_requests(&self, _namespace: &str) -> Option<BTreeMap<String, f64>> {
+        None
+    }
 }
 
 pub struct GitRepository {
@@ -254,30 +259,36 @@ impl Target for SimTarget {
     }
 
     async fn served_requests(&self, namespace: &str) -> Option<BTreeMap<String, f64>> {
-        let text = reqwest::get(format!("{}/sim/metrics", self.sim.url()))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let wanted_namespace = format!("namespace=\"{namespace}\"");
-        let mut totals = BTreeMap::new();
-        for line in text
-            .lines()
-            .filter(|l| l.starts_with("sim_http_requests_total{") && l.contains(&wanted_namespace))
-            // Mirrored copies are not served to anyone: they do not count towards a split.
-            .filter(|l| !l.contains("mirrored=\"true\""))
-        {
-            let service = line
-                .split("service=\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or_default();
-            let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            *totals.entry(service.to_string()).or_insert(0.0) += value;
-        }
-        Some(totals)
+        // Mirrored copies are not served to anyone: they do not count towards a split.
+        sim_requests(&self.sim.url(), namespace, false).await
     }
+
+    async fn mirrored_requests(&self, namespace: &str) -> Option<BTreeMap<String, f64>> {
+        sim_requests(&self.sim.url(), namespace, true).await
+    }
+}
+
+/// `sim_http_requests_total` of `namespace` summed per Service, the mirrored copies or the others;
+/// None when the simulator does not answer within 10 s.
+async fn sim_requests(sim_url: &str, namespace: &str, mirrored: bool) -> Option<BTreeMap<String, f64>> {
+    let fetch = async { reqwest::get(format!("{sim_url}/sim/metrics")).await?.text().await };
+    let text = tokio::time::timeout(Duration::from_secs(10), fetch).await.ok()?.ok()?;
+    let wanted_namespace = format!("namespace=\"{namespace}\"");
+    let mut totals = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("sim_http_requests_total{") && l.contains(&wanted_namespace))
+        .filter(|l| l.contains("mirrored=\"true\"") == mirrored)
+    {
+        let service = line
+            .split("service=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_default();
+        let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        *totals.entry(service.to_string()).or_insert(0.0) += value;
+    }
+    Some(totals)
 }
 
 /// Creates a CRD (or leaves an existing one) and waits until it is Established.

@@ -1,6 +1,7 @@
 //! A Gateway API canary: the controller writes the HTTPRoute's weights step by step; abort sets the
 //! canary's weight to 0 at once; completion gives the promoted version all traffic before the old
 //! ReplicaSet goes. Where the target counts requests, the measured split must follow the weights.
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
@@ -8,7 +9,7 @@ use kube::api::Api;
 use serde_json::json;
 
 use super::context::{Ctx, at_step, canary_hash, ensure, phase, stable_hash};
-use sluice::api::rollout::RolloutPhase;
+use sluice::api::rollout::{Rollout, RolloutPhase};
 
 /// (canary, stable) weights on the route's first rule.
 async fn route_weights(ctx: &Ctx<'_>) -> anyhow::Result<Option<(i64, i64)>> {
@@ -48,6 +49,51 @@ async fn measured_canary_share(ctx: &Ctx<'_>, window: Duration) -> Option<f64> {
     Some(canary / (canary + stable))
 }
 
+/// What both scenarios start from: the `web-canary` and `web-stable` Services, the HTTPRoute `web`
+/// with all traffic on stable (`annotations` tell the simulator how to drive it), and the Rollout
+/// `web` at v1 routed through it, `canary` holding its trafficRouting and steps. Returns v1 Healthy.
+async fn routed_rollout(
+    ctx: &Ctx<'_>,
+    annotations: serde_json::Value,
+    replicas: i32,
+    canary: serde_json::Value,
+) -> anyhow::Result<Rollout> {
+    let parent_refs = ctx.target.gateway_parent_refs()?;
+    for name in ["web-canary", "web-stable"] {
+        ctx.create(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+        )
+        .await?;
+    }
+    ctx.create(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web", "annotations": annotations},
+        "spec": {"parentRefs": parent_refs, "hostnames": [format!("web.{}.example.com", ctx.namespace)], "rules": [
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+             "backendRefs": [{"name": "web-stable", "port": 80, "weight": 100}, {"name": "web-canary", "port": 80, "weight": 0}]}]},
+    }))
+    .await?;
+    let mut strategy = json!({
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2});
+    if let (Some(strategy), Some(canary)) = (strategy.as_object_mut(), canary.as_object()) {
+        strategy.extend(canary.clone());
+    }
+    ctx.create(
+        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+            "template": ctx.target.workload().pod_template("web", 1, 0.0),
+            "strategy": {"canary": strategy}}}),
+    )
+    .await?;
+    let v1 = ctx
+        .wait_rollout("web", "v1 Healthy", |r| phase(r) == Some(RolloutPhase::Healthy))
+        .await?;
+    wait_weights(ctx, "all traffic on stable", (0, 100)).await?;
+    Ok(v1)
+}
+
 async fn selector_hash(ctx: &Ctx<'_>, service: &str) -> anyhow::Result<Option<String>> {
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     Ok(services
@@ -59,38 +105,11 @@ async fn selector_hash(ctx: &Ctx<'_>, service: &str) -> anyhow::Result<Option<St
 }
 
 pub async fn gateway_api(ctx: &Ctx<'_>) -> anyhow::Result<()> {
-    let parent_refs = ctx.target.gateway_parent_refs()?;
-    for name in ["web-canary", "web-stable"] {
-        ctx.create(
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
-        )
-        .await?;
-    }
-    ctx.create(json!({
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "web", "annotations": {"sim.sluice.dev/rps": "200"}},
-        "spec": {"parentRefs": parent_refs, "hostnames": [format!("web.{}.example.com", ctx.namespace)], "rules": [
-            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-             "backendRefs": [{"name": "web-stable", "port": 80, "weight": 100}, {"name": "web-canary", "port": 80, "weight": 0}]}]},
-    }))
-    .await?;
-    ctx.create(
-        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
-        "spec": {"replicas": 10, "selector": {"matchLabels": {"app": "web"}},
-            "template": ctx.target.workload().pod_template("web", 1, 0.0),
-            "strategy": {"canary": {
-                "canaryService": "web-canary", "stableService": "web-stable",
-                "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}},
-                "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2,
-                "steps": [{"setWeight": 30}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]}}}}),
-    )
-    .await?;
-    let v1 = ctx
-        .wait_rollout("web", "v1 Healthy", |r| phase(r) == Some(RolloutPhase::Healthy))
-        .await?;
+    let canary = json!({
+        "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}},
+        "steps": [{"setWeight": 30}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]});
+    let v1 = routed_rollout(ctx, json!({"sim.sluice.dev/rps": "200"}), 10, canary).await?;
     let v1 = stable_hash(&v1).unwrap_or_default();
-    wait_weights(ctx, "all traffic on stable", (0, 100)).await?;
 
     // v2 at 30%: ceil(10 × 30%) = 3 canary pods beside 10 stable ones.
     let template = ctx.target.workload().pod_template("web", 2, 0.0);
@@ -177,50 +196,26 @@ async fn managed_rules(ctx: &Ctx<'_>) -> anyhow::Result<(Vec<String>, serde_json
 
 /// Header route and mirror on Gateway API: with weight 0 and a header route for `X-Canary: yes` on a
 /// route whose traffic carries the header on 30% of requests, the canary serves 30% ± 8% of the
-/// (non-mirrored) requests; setMirrorRoute adds a rule with a RequestMirror filter to the canary; a
-/// full promote removes every managed rule.
+/// (non-mirrored) requests; setMirrorRoute adds a rule with a RequestMirror filter to the canary, and
+/// the canary receives mirrored copies (`mirrored="true"`) of 50% ± 12% of the requests that rule
+/// matches; a full promote removes every managed rule and the copies stop.
 pub async fn header_route(ctx: &Ctx<'_>) -> anyhow::Result<()> {
-    let parent_refs = ctx.target.gateway_parent_refs()?;
-    for name in ["web-canary", "web-stable"] {
-        ctx.create(
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
-        )
-        .await?;
-    }
-    ctx.create(json!({
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "web", "annotations": {
-            "sim.sluice.dev/rps": "200",
-            "sim.sluice.dev/request-headers": "X-Canary: yes",
-            "sim.sluice.dev/request-headers-fraction": "0.3"}},
-        "spec": {"parentRefs": parent_refs, "hostnames": [format!("web.{}.example.com", ctx.namespace)], "rules": [
-            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-             "backendRefs": [{"name": "web-stable", "port": 80, "weight": 100}, {"name": "web-canary", "port": 80, "weight": 0}]}]},
-    }))
-    .await?;
-    ctx.create(
-        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
-        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
-            "template": ctx.target.workload().pod_template("web", 1, 0.0),
-            "strategy": {"canary": {
-                "canaryService": "web-canary", "stableService": "web-stable",
-                "trafficRouting": {"gatewayAPI": {"httpRoute": "web"},
-                    "managedRoutes": [{"name": "header"}, {"name": "mirror"}]},
-                "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2,
-                "steps": [
-                    {"setWeight": 0},
-                    {"setHeaderRoute": {"name": "header",
-                        "match": [{"headerName": "X-Canary", "headerValue": {"exact": "yes"}}]}},
-                    {"pause": {}},
-                    {"setMirrorRoute": {"name": "mirror", "percentage": 50,
-                        "match": [{"method": {"exact": "GET"}, "path": {"prefix": "/"}}]}},
-                    {"pause": {}}]}}}}),
-    )
-    .await?;
-    ctx.wait_rollout("web", "v1 Healthy", |r| phase(r) == Some(RolloutPhase::Healthy))
-        .await?;
-    wait_weights(ctx, "all traffic on stable", (0, 100)).await?;
+    let annotations = json!({
+        "sim.sluice.dev/rps": "200",
+        "sim.sluice.dev/request-headers": "X-Canary: yes",
+        "sim.sluice.dev/request-headers-fraction": "0.3"});
+    let canary = json!({
+        "trafficRouting": {"gatewayAPI": {"httpRoute": "web"},
+            "managedRoutes": [{"name": "header"}, {"name": "mirror"}]},
+        "steps": [
+            {"setWeight": 0},
+            {"setHeaderRoute": {"name": "header",
+                "match": [{"headerName": "X-Canary", "headerValue": {"exact": "yes"}}]}},
+            {"pause": {}},
+            {"setMirrorRoute": {"name": "mirror", "percentage": 50,
+                "match": [{"method": {"exact": "GET"}, "path": {"prefix": "/"}}]}},
+            {"pause": {}}]});
+    routed_rollout(ctx, annotations, 4, canary).await?;
 
     let template = ctx.target.workload().pod_template("web", 2, 0.0);
     ctx.patch_rollout("web", json!({"spec": {"template": template}}))
@@ -280,6 +275,12 @@ pub async fn header_route(ctx: &Ctx<'_>) -> anyhow::Result<()> {
             format!("with the mirror, the canary served {share:.3} of the non-mirrored requests")
         })?;
     }
+    match mirror_ratio(ctx, Duration::from_secs(5)).await {
+        Some((mirrored, matched)) => ensure(matched > 0.0 && (mirrored / matched - 0.5).abs() <= 0.12, || {
+            format!("{mirrored} mirrored copies reached the canary for {matched} requests the 50% mirror rule matched")
+        })?,
+        None => ctx.note("the mirrored copies were not counted: this target does not count them"),
+    }
 
     // `sluice promote web --full`: completion removes every managed rule.
     ctx.patch_rollout_status("web", json!({"promoteFull": true})).await?;
@@ -290,5 +291,29 @@ pub async fn header_route(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     ctx.eventually("managed rules removed after completion", || async {
         Ok(managed_rules(ctx).await?.0.is_empty().then_some(()))
     })
-    .await
+    .await?;
+    if let Some((mirrored, matched)) = mirror_ratio(ctx, Duration::from_secs(3)).await {
+        ensure(mirrored == 0.0 && matched > 0.0, || {
+            format!("{mirrored} mirrored copies reached the canary after promote --full (traffic flowing: {matched})")
+        })?;
+    }
+    Ok(())
+}
+
+/// Over `window`: (mirrored copies received by `web-canary`, requests the mirror rule matched), when
+/// the target counts both. At weight 0 the requests without the header are all served by stable,
+/// through the mirror rule or the weighted one: requests carry no method or path in the simulator
+/// (the only target that counts mirrors), which spreads them evenly over the rules that differ only
+/// by method or path (as varied real paths would), so the mirror rule matches half of them.
+async fn mirror_ratio(ctx: &Ctx<'_>, window: Duration) -> Option<(f64, f64)> {
+    let counts = async || {
+        let served = ctx.target.served_requests(&ctx.namespace).await?;
+        let mirrored = ctx.target.mirrored_requests(&ctx.namespace).await?;
+        let of = |counts: &BTreeMap<String, f64>, service: &str| counts.get(service).copied().unwrap_or(0.0);
+        Some((of(&mirrored, "web-canary"), of(&served, "web-stable")))
+    };
+    let before = counts().await?;
+    tokio::time::sleep(window).await;
+    let after = counts().await?;
+    Some((after.0 - before.0, (after.1 - before.1) / 2.0))
 }

@@ -20,7 +20,10 @@ impl Planner<'_> {
             );
         }
         if !aborted && self.status.aborted_at.is_some() {
-            // `sluice retry` clears status.abort and leaves abortedAt: start again at step 0.
+            // `sluice retry` clears status.abort and leaves abortedAt: start again at step 0. The runs
+            // the aborted attempt followed are retired, should the abort not have done it yet.
+            let followed = self.followed_runs();
+            self.terminate_analysis_runs(|run| followed.contains(&run.name));
             self.clear_progress_state();
             self.status.current_step_index = Some(0);
             self.event("RolloutRetried", "retrying the rollout from step 0");
@@ -53,7 +56,7 @@ impl Planner<'_> {
             // they go now (abortScaleDownDelaySeconds applies to routed canaries).
             self.scale_basic(stable, canary, older, 0, limits);
         }
-        self.terminate_analysis_runs(|_| true);
+        self.terminate_aborted_attempt();
         self.rollback_on_abort(stable);
     }
 

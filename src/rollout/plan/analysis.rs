@@ -133,7 +133,10 @@ impl Planner<'_> {
     }
 
     /// The run the rollout follows for `kind`: the one named in status, else (after a crash between
-    /// creating it and writing status) the newest unfinished one of this revision.
+    /// creating it and writing status) the newest run of this attempt, finished or not: a run that
+    /// finished while the controller was down holds the verdict, and starting another would analyse
+    /// the step twice. Runs of an attempt that ended (aborted, superseded, completed) are terminated
+    /// by [`Self::terminate_analysis_runs`] and never adopted, so `sluice retry` starts afresh.
     pub(super) fn current_run(&self, kind: AnalysisKind) -> Option<ObservedAnalysisRun> {
         let named = match kind {
             AnalysisKind::Background | AnalysisKind::Step(_) => self.status.canary.as_ref().and_then(|c| match kind {
@@ -161,34 +164,73 @@ impl Planner<'_> {
         {
             return Some(run.clone());
         }
-        runs.filter(|r| !r.phase.is_completed() && !r.terminated)
-            .max_by_key(|r| r.created_at)
+        runs.filter(|r| !r.terminated && !self.terminated_runs.contains(&r.name))
+            .max_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.name.cmp(&b.name)))
             .cloned()
     }
 
-    /// `<rollout>-<hash>-<step|bg>-<attempt>`: unique per attempt, the same when re-planned.
+    /// `<rollout>-<hash>-<step|bg>-<attempt>`: unique per attempt, the same when re-planned. The
+    /// attempt follows the highest one seen, so a pruned earlier run does not free a name that a
+    /// later run still holds (creating it would adopt that run instead).
     fn new_run_name(&self, kind: AnalysisKind) -> String {
-        let attempts = self
-            .observed
-            .analysis_runs
-            .iter()
-            .filter(|r| r.kind == kind && r.hash == self.current_hash)
-            .count();
         let which = match kind {
             AnalysisKind::Step(i) => format!("s{i}"),
             AnalysisKind::Background => "bg".into(),
             AnalysisKind::PrePromotion => "pre".into(),
             AnalysisKind::PostPromotion => "post".into(),
         };
-        format!("{}-{}-{attempts}", self.rs_name(&self.current_hash), which)
+        let prefix = format!("{}-{which}-", self.rs_name(&self.current_hash));
+        let runs = || {
+            self.observed
+                .analysis_runs
+                .iter()
+                .filter(|r| r.kind == kind && r.hash == self.current_hash)
+        };
+        let after_highest = runs()
+            .filter_map(|r| r.name.strip_prefix(&prefix)?.parse::<u64>().ok())
+            .max()
+            .map_or(0, |highest| highest.saturating_add(1));
+        let attempt = after_highest.max(runs().count() as u64);
+        format!("{prefix}{attempt}")
     }
 
-    /// Terminates the unfinished runs `which` selects.
+    /// The runs the status to write names.
+    pub(super) fn followed_runs(&self) -> Vec<String> {
+        let canary = self.status.canary.iter().flat_map(|c| {
+            [
+                c.current_step_analysis_run.as_ref(),
+                c.current_background_analysis_run.as_ref(),
+            ]
+        });
+        let blue_green = self.status.blue_green.iter().flat_map(|b| {
+            [
+                b.pre_promotion_analysis_run.as_ref(),
+                b.post_promotion_analysis_run.as_ref(),
+            ]
+        });
+        canary.chain(blue_green).flatten().map(|r| r.name.clone()).collect()
+    }
+
+    /// Aborted: every analysis stops and the attempt's runs are retired, except, in the reconcile that
+    /// aborts, the runs whose verdict it acted on: were that status write lost, the next reconcile
+    /// must find their verdict again rather than start a new attempt.
+    pub(super) fn terminate_aborted_attempt(&mut self) {
+        let spared = if self.aborted_now {
+            self.followed_runs()
+        } else {
+            Vec::new()
+        };
+        self.terminate_analysis_runs(|run| !spared.contains(&run.name));
+    }
+
+    /// Terminates the runs `which` selects: unfinished ones stop; finished ones (where terminating
+    /// changes nothing) are marked as belonging to an attempt that ended, so none is adopted later.
     pub(super) fn terminate_analysis_runs(&mut self, which: impl Fn(&ObservedAnalysisRun) -> bool) {
         for run in self.observed.analysis_runs {
-            if !run.phase.is_completed() && !run.terminated && which(run) {
+            if !run.terminated && !self.terminated_runs.contains(&run.name) && which(run) {
                 self.actions
                     .push(Action::TerminateAnalysisRun { name: run.name.clone() });
+                self.terminated_runs.push(run.name.clone());
             }
         }
     }

@@ -334,7 +334,7 @@ impl Planner<'_> {
         self.point_services(strategy, &stable, &stable);
         self.scale(stable_rs, self.replicas);
         self.scale_down_old(strategy, older, false);
-        self.terminate_analysis_runs(|_| true);
+        self.terminate_aborted_attempt();
         let Some(new_rs) = new_rs else { return };
         let delay = delay_seconds(strategy.abort_scale_down_delay_seconds_or_default());
         let aborted_at = self.status.aborted_at.unwrap_or(self.now).min(self.now);

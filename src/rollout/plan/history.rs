@@ -9,25 +9,7 @@ impl Planner<'_> {
     /// runs the rollout currently follows are never deleted.
     pub(super) fn prune_analysis_runs(&mut self) {
         let (keep_successful, keep_unsuccessful) = AnalysisRunHistory::limits(self.rollout.spec.analysis.as_ref());
-        let followed: Vec<String> = self
-            .status
-            .canary
-            .iter()
-            .flat_map(|c| {
-                [
-                    c.current_step_analysis_run.as_ref(),
-                    c.current_background_analysis_run.as_ref(),
-                ]
-            })
-            .chain(self.status.blue_green.iter().flat_map(|b| {
-                [
-                    b.pre_promotion_analysis_run.as_ref(),
-                    b.post_promotion_analysis_run.as_ref(),
-                ]
-            }))
-            .flatten()
-            .map(|r| r.name.clone())
-            .collect();
+        let followed = self.followed_runs();
         let mut finished: Vec<&ObservedAnalysisRun> = self
             .observed
             .analysis_runs

@@ -234,6 +234,8 @@ struct Planner<'a> {
     /// A traffic router splits requests; replica counts no longer carry the weight.
     routed: bool,
     max_weight: i32,
+    /// AnalysisRuns this plan terminates: none of them is adopted by it.
+    terminated_runs: Vec<String>,
 }
 
 impl<'a> Planner<'a> {
@@ -256,6 +258,7 @@ impl<'a> Planner<'a> {
             steps: rollout.spec.canary().steps,
             routed: rollout.spec.canary().traffic_routing.is_some(),
             max_weight: rollout.spec.canary().max_traffic_weight_or_default(),
+            terminated_runs: Vec::new(),
         }
     }
 

@@ -110,6 +110,15 @@ impl World {
 
     /// One reconcile: plan, then apply every action and the status.
     fn reconcile(&mut self) -> Plan {
+        self.reconcile_writing_status(true)
+    }
+
+    /// One reconcile whose status write is lost (the controller killed after its actions).
+    fn reconcile_losing_status(&mut self) -> Plan {
+        self.reconcile_writing_status(false)
+    }
+
+    fn reconcile_writing_status(&mut self, write_status: bool) -> Plan {
         let plan = self.plan();
         for action in &plan.actions {
             self.writes += 1;
@@ -204,7 +213,7 @@ impl World {
                 }
             }
         }
-        if self.rollout.status.as_ref() != Some(&plan.status) {
+        if write_status && self.rollout.status.as_ref() != Some(&plan.status) {
             self.writes += 1;
             self.rollout.status = Some(plan.status.clone());
         }
@@ -673,6 +682,123 @@ fn analysis_steps_follow_the_run_verdict() {
     );
 }
 
+/// Reconciles (settling pods in between) up to the one that creates an AnalysisRun, whose status
+/// write is lost; returns the created run's name.
+fn create_run_and_lose_the_status(world: &mut World) -> String {
+    for _ in 0..50 {
+        let created = world.plan().actions.into_iter().find_map(|a| match a {
+            Action::CreateAnalysisRun { name, .. } => Some(name),
+            _ => None,
+        });
+        if let Some(name) = created {
+            world.reconcile_losing_status();
+            return name;
+        }
+        world.reconcile();
+        world.settle();
+    }
+    panic!("no AnalysisRun created: {:#?}", world.rollout.status);
+}
+
+/// The chaos suite's "analysed twice": the controller created a step's run and was killed before the
+/// status naming it was written, and the run finished while it was down. The restarted controller
+/// takes that run's verdict instead of starting a second attempt.
+#[test]
+fn a_run_that_finished_while_its_status_write_was_lost_is_adopted() {
+    let steps = vec![
+        CanaryStep::set_weight(20),
+        CanaryStep::analysis("success-rate"),
+        CanaryStep::set_weight(60),
+    ];
+    for (verdict, phase) in [
+        (AnalysisPhase::Successful, RolloutPhase::Healthy),
+        (AnalysisPhase::Failed, RolloutPhase::Degraded),
+    ] {
+        let mut world = deployed(10, steps.clone());
+        world.new_template("web:v2");
+        let name = create_run_and_lose_the_status(&mut world);
+        assert!(name.ends_with("-s1-0"), "{name}");
+        let named = world
+            .status()
+            .canary
+            .as_ref()
+            .and_then(|c| c.current_step_analysis_run.clone());
+        assert_eq!(named, None, "the write naming the run was lost");
+        world.runs[0].phase = verdict;
+        world.converge();
+        let names: Vec<&str> = world.runs.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, [name.as_str()], "{verdict:?}: one run for the step");
+        assert_eq!(world.phase(), phase, "{verdict:?}: the finished run's verdict holds");
+    }
+}
+
+/// `sluice retry` starts a new attempt: the abort terminated the runs of the aborted attempt
+/// (finished ones included), so none of them is adopted; a lost status write on the retry adopts the
+/// new attempt's run rather than starting a third.
+#[test]
+fn retry_starts_a_new_analysis_attempt_and_never_adopts_the_retired_run() {
+    let steps = vec![CanaryStep::analysis("success-rate"), CanaryStep::set_weight(50)];
+    let mut world = deployed(4, steps);
+    world.new_template("web:v2");
+    world.converge();
+    world.runs[0].phase = AnalysisPhase::Failed;
+    world.converge();
+    assert_eq!(world.phase(), RolloutPhase::Degraded);
+    assert!(world.runs[0].name.ends_with("-s0-0"), "{}", world.runs[0].name);
+    assert!(
+        world.runs[0].terminated,
+        "the aborted attempt's finished run is retired"
+    );
+
+    world.edit_status(|s| s.abort = None);
+    let second = create_run_and_lose_the_status(&mut world);
+    assert!(second.ends_with("-s0-1"), "{second}");
+    world.converge();
+    assert_eq!(
+        world.phase(),
+        RolloutPhase::Progressing,
+        "the failed attempt is not followed again"
+    );
+    assert_eq!(world.runs.len(), 2, "the retry replayed adopts the run it created");
+    assert!(world.reasons().contains(&"RolloutRetried"));
+
+    // The write naming the second run is lost and the run succeeds meanwhile: it, not the retired
+    // failed one, is adopted.
+    world.edit_status(|s| s.canary.as_mut().unwrap().current_step_analysis_run = None);
+    world.runs[1].phase = AnalysisPhase::Successful;
+    world.converge();
+    assert_eq!(world.phase(), RolloutPhase::Healthy);
+    assert_eq!(world.runs.len(), 2);
+}
+
+/// A pruned earlier run does not free its attempt number: the next run takes the one after the
+/// highest, so creating it cannot collide with (and adopt) a later run still there.
+#[test]
+fn a_new_attempt_is_numbered_after_the_highest_one_left() {
+    let mut world = deployed(4, vec![CanaryStep::analysis("success-rate")]);
+    world.new_template("web:v2");
+    world.converge();
+    let first = world.runs[0].name.clone();
+    let second = first.replace("-s0-0", "-s0-1");
+    // Attempt 0 was pruned; attempt 1 finished and was retired by a retry.
+    world.runs[0].name = second.clone();
+    world.runs[0].phase = AnalysisPhase::Failed;
+    world.runs[0].terminated = true;
+    world.edit_status(|s| {
+        s.canary.as_mut().unwrap().current_step_analysis_run = None;
+    });
+    let plan = world.plan();
+    let created: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::CreateAnalysisRun { .. }))
+        .collect();
+    assert!(
+        matches!(created.as_slice(), [Action::CreateAnalysisRun { name, .. }] if name.ends_with("-s0-2")),
+        "{created:?}"
+    );
+}
+
 #[test]
 fn rollback_on_abort_restores_the_stable_template_unless_a_gitsync_owns_the_rollout() {
     let steps = vec![CanaryStep::set_weight(20), CanaryStep::analysis("success-rate")];
@@ -1075,6 +1201,89 @@ proptest! {
             prop_assert_eq!(world.counts(), (replicas, 0));
             prop_assert_eq!(world.status().canary_weight, Some(0));
             prop_assert_eq!(world.phase(), RolloutPhase::Degraded);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum RunEvent {
+    Reconcile,
+    /// A reconcile whose status write is lost (SIGKILL after the actions).
+    LoseStatus,
+    Settle,
+    /// The newest unfinished run ends with this verdict.
+    Finish(AnalysisPhase),
+    Abort,
+    Retry,
+    Promote,
+    Advance(u16),
+}
+
+fn run_events() -> impl Strategy<Value = Vec<RunEvent>> {
+    let verdict = prop_oneof![
+        Just(AnalysisPhase::Successful),
+        Just(AnalysisPhase::Failed),
+        Just(AnalysisPhase::Inconclusive),
+    ];
+    let event = prop_oneof![
+        5 => Just(RunEvent::Reconcile),
+        3 => Just(RunEvent::LoseStatus),
+        3 => Just(RunEvent::Settle),
+        3 => verdict.prop_map(RunEvent::Finish),
+        1 => Just(RunEvent::Abort),
+        1 => Just(RunEvent::Retry),
+        1 => Just(RunEvent::Promote),
+        1 => (0..60u16).prop_map(RunEvent::Advance),
+    ];
+    proptest::collection::vec(event, 1..80)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Whatever writes are lost and whenever runs finish, an analysis is never judged by two live
+    /// runs at once, and a step gets a new run only per retry.
+    #[test]
+    fn each_attempt_analyses_a_step_once(routed in any::<bool>(), events in run_events()) {
+        let steps = vec![
+            CanaryStep::set_weight(25),
+            CanaryStep::analysis("success-rate"),
+            CanaryStep::set_weight(60),
+            CanaryStep::analysis("success-rate"),
+        ];
+        let mut world = if routed { World::routed(4, steps) } else { World::new(4, steps) };
+        world.converge();
+        world.new_template("web:v2");
+        let mut retries = 0;
+        for event in events {
+            match event {
+                RunEvent::Reconcile => { world.reconcile(); }
+                RunEvent::LoseStatus => { world.reconcile_losing_status(); }
+                RunEvent::Settle => world.settle(),
+                RunEvent::Finish(verdict) => {
+                    if let Some(run) = world.runs.iter_mut().rev().find(|r| !r.phase.is_completed()) {
+                        run.phase = verdict;
+                    }
+                }
+                RunEvent::Abort => world.edit_status(|s| s.abort = Some(true)),
+                RunEvent::Retry => {
+                    retries += 1;
+                    world.edit_status(|s| s.abort = None);
+                }
+                RunEvent::Promote => world.promote(),
+                RunEvent::Advance(secs) => world.advance(Duration::from_secs(u64::from(secs))),
+            }
+            let mut live = std::collections::BTreeMap::<String, usize>::new();
+            let mut all = std::collections::BTreeMap::<String, usize>::new();
+            for run in &world.runs {
+                let key = format!("{}/{:?}", run.hash, run.kind);
+                *all.entry(key.clone()).or_default() += 1;
+                if !run.terminated {
+                    *live.entry(key).or_default() += 1;
+                }
+            }
+            prop_assert!(live.values().all(|n| *n <= 1), "two live runs for one analysis: {:?}", world.runs);
+            prop_assert!(all.values().all(|n| *n <= 1 + retries), "more attempts than retries ({retries}): {:?}", world.runs);
         }
     }
 }
