@@ -54,6 +54,7 @@ impl Planner<'_> {
             self.scale_basic(stable, canary, older, 0, limits);
         }
         self.terminate_analysis_runs(|_| true);
+        self.terminate_experiments(|_| true);
         self.rollback_on_abort(stable);
     }
 
