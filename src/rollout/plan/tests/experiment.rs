@@ -91,6 +91,14 @@ fn an_experiment_step_creates_one_experiment_and_completes_when_it_succeeds() {
         "a finished Experiment is not terminated"
     );
     assert_eq!(world.followed_experiment(), None, "the step is over");
+    assert!(
+        world
+            .events
+            .iter()
+            .any(|e| e.message == "step 2/3 completed: experiment baseline, canary for 10s"),
+        "{:?}",
+        world.events
+    );
 }
 
 #[test]
