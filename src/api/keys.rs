@@ -15,6 +15,9 @@ pub const EXPERIMENT_STEP_LABEL: &str = "sluice.dev/experiment-step";
 pub const ANALYSIS_RUN_LABEL: &str = "sluice.dev/analysis-run";
 /// On a job metric's Jobs: the metric (its name, or a hash when not a valid label value).
 pub const METRIC_LABEL: &str = "sluice.dev/metric";
+/// On an Experiment's ReplicaSets, Services and AnalysisRuns: the Experiment's name (bounded to a label
+/// value with a hash suffix when longer); ownership is still decided by the controller ownerReference.
+pub const EXPERIMENT_LABEL: &str = "sluice.dev/experiment";
 /// On every object a GitSync applied: `<namespace>.<name>` of the GitSync.
 pub const GITSYNC_LABEL: &str = "sluice.dev/gitsync";
 

@@ -1,6 +1,7 @@
 //! Wiring: starts the controllers, the metrics and health endpoints, and shuts them down cleanly.
 pub mod analysis;
 pub mod departures;
+pub mod experiments;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod gitsync;
@@ -86,7 +87,7 @@ impl Running {
     }
 }
 
-/// Starts the Rollout, AnalysisRun and GitSync controllers and the metrics/health endpoints.
+/// Starts the Rollout, AnalysisRun, Experiment and GitSync controllers and the metrics/health endpoints.
 pub async fn start(client: Client, config: ControllerConfig, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let endpoints = serve_endpoints(config.metrics_addr, shutdown.clone()).await?;
     endpoints.metrics.set_leader(true);
@@ -203,8 +204,18 @@ pub async fn start_controllers(
         health.clone(),
         shutdown.clone(),
     );
+    let experiment_task = supervise::spawn_controller(
+        "experiment",
+        experiments::run(
+            experiments::context(client.clone(), metrics.clone()),
+            scope.clone(),
+            shutdown.clone(),
+        ),
+        health.clone(),
+        shutdown.clone(),
+    );
     let gitsync = gitsync::start(client, scope, config.gitsync.clone(), metrics.clone(), health, shutdown).await?;
-    let mut tasks = vec![rollout_task, analysis_task];
+    let mut tasks = vec![rollout_task, analysis_task, experiment_task];
     tasks.extend(gitsync.tasks);
     Ok(Controllers {
         tasks,

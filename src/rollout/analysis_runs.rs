@@ -31,8 +31,8 @@ impl TemplateAnalysisRunFactory {
         }
     }
 
-    /// The template spec, `Ok(None)` when it does not exist.
-    async fn template(
+    /// The template spec, `Ok(None)` when it does not exist (also read by the Experiment controller).
+    pub async fn template(
         &self,
         namespace: &str,
         name: &str,
@@ -58,7 +58,7 @@ impl TemplateAnalysisRunFactory {
     }
 }
 
-fn kind(cluster: bool) -> &'static str {
+pub fn kind(cluster: bool) -> &'static str {
     if cluster {
         "ClusterAnalysisTemplate"
     } else {

@@ -1,0 +1,66 @@
+//! Runs the Experiment controller: a kube-runtime Controller over Experiments, woken by changes to the
+//! ReplicaSets and AnalysisRuns they own (watched by the `sluice.dev/experiment` label only).
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::analysis::AnalysisRun;
+use crate::api::experiment::Experiment;
+use crate::api::keys::EXPERIMENT_LABEL;
+use crate::controller::isolate::{PanicReport, isolated};
+use crate::controller::metrics::Metrics;
+use crate::controller::rollouts::Scope;
+use crate::experiment::reconcile::{self, Context};
+use crate::rollout::analysis_runs::TemplateAnalysisRunFactory;
+
+pub fn context(client: Client, metrics: Arc<Metrics>) -> Arc<Context> {
+    Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: crate::api::keys::CONTROLLER_FIELD_MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        templates: TemplateAnalysisRunFactory::new(client.clone()),
+        client,
+        metrics,
+    })
+}
+
+/// Runs until `shutdown`.
+pub async fn run(ctx: Arc<Context>, scope: Scope, shutdown: CancellationToken) {
+    let client = ctx.client.clone();
+    let owned = watcher::Config::default().labels(EXPERIMENT_LABEL);
+    Controller::new(scope.api::<Experiment>(&client), watcher::Config::default())
+        .owns(scope.api::<ReplicaSet>(&client), owned.clone())
+        .owns(scope.api::<AnalysisRun>(&client), owned)
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(
+            |experiment, ctx| async move {
+                let report = PanicReport {
+                    controller: "experiment",
+                    metrics: &*ctx.metrics,
+                    recorder: Some(&ctx.recorder),
+                };
+                let reconciled = reconcile::reconcile(experiment.clone(), ctx.clone());
+                isolated(&*experiment, report, reconciled, |message| {
+                    reconcile::Error::panicked(&experiment, message)
+                })
+                .await
+            },
+            reconcile::error_policy,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "experiment controller event");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,452 @@
+//! Spec validation of an Experiment: every problem with the field path a user needs to fix it. An
+//! invalid Experiment ends in Error with an InvalidSpec condition and a Warning event; nothing runs.
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use crate::api::duration::MAX_SECONDS;
+use crate::api::experiment::{Experiment, MAX_ANALYSES, MAX_TEMPLATES};
+use crate::api::spec_error::SpecError;
+
+/// Most pods one template may ask for (the CRD's bound, checked again for objects that bypassed it).
+pub const MAX_TEMPLATE_REPLICAS: i32 = 10_000;
+/// Longest argument value, placeholders included.
+const MAX_ARG_VALUE_BYTES: usize = 4 * 1024;
+/// What `{{templates.NAME.FIELD}}` may read.
+pub const TEMPLATE_FIELDS: [&str; 2] = ["podTemplateHash", "replicaSetName"];
+
+#[derive(Default)]
+struct Findings(Vec<SpecError>);
+
+impl Findings {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(SpecError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn check_range(&mut self, field: &str, value: Option<i32>, range: RangeInclusive<i32>) {
+        if let Some(value) = value
+            && !range.contains(&value)
+        {
+            self.add(
+                field,
+                format!("must be between {} and {}, got {value}", range.start(), range.end()),
+            );
+        }
+    }
+
+    fn check_dns_label(&mut self, field: &str, name: &str) {
+        if let Err(message) = dns_label(name) {
+            self.add(field, message);
+        }
+    }
+}
+
+/// A Kubernetes DNS label: 1–63 of `[a-z0-9-]`, starting and ending alphanumeric.
+pub fn dns_label(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 63 {
+        return Err(format!("must be at most 63 characters, got {}", name.len()));
+    }
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let ends_ok = name.bytes().next().is_some_and(alnum) && name.bytes().last().is_some_and(alnum);
+    if valid_chars && ends_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)",
+            crate::bounds::truncate(name, 80)
+        ))
+    }
+}
+
+/// Every problem with the spec (empty when valid).
+pub fn validate(experiment: &Experiment) -> Vec<SpecError> {
+    let spec = &experiment.spec;
+    let mut found = Findings::default();
+    if spec.templates.is_empty() {
+        found.add("spec.templates", "at least one template is required");
+    }
+    if spec.templates.len() > MAX_TEMPLATES {
+        found.add(
+            "spec.templates",
+            format!("at most {MAX_TEMPLATES} templates, got {}", spec.templates.len()),
+        );
+    }
+    if spec.analyses.len() > MAX_ANALYSES {
+        found.add(
+            "spec.analyses",
+            format!("at most {MAX_ANALYSES} analyses, got {}", spec.analyses.len()),
+        );
+    }
+    if let Err(e) = spec.duration() {
+        found.add("spec.duration", e.to_string());
+    }
+    found.check_range(
+        "spec.progressDeadlineSeconds",
+        spec.progress_deadline_seconds,
+        0..=MAX_SECONDS,
+    );
+    found.check_range(
+        "spec.scaleDownDelaySeconds",
+        spec.scale_down_delay_seconds,
+        0..=MAX_SECONDS,
+    );
+    // Past the count limits, per-item checks would only repeat the same answer many times.
+    if !found
+        .0
+        .iter()
+        .any(|e| e.field == "spec.templates" || e.field == "spec.analyses")
+    {
+        check_templates(experiment, &mut found);
+        check_analyses(experiment, &mut found);
+    }
+    found.0
+}
+
+fn check_templates(experiment: &Experiment, found: &mut Findings) {
+    let mut names = BTreeSet::new();
+    let mut services = BTreeSet::new();
+    for (i, template) in experiment.spec.templates.iter().enumerate() {
+        let at = format!("spec.templates[{i}]");
+        found.check_dns_label(&format!("{at}.name"), &template.name);
+        if !names.insert(template.name.as_str()) {
+            found.add(
+                format!("{at}.name"),
+                format!("{:?} is used by an earlier template", template.name),
+            );
+        }
+        found.check_range(&format!("{at}.replicas"), template.replicas, 0..=MAX_TEMPLATE_REPLICAS);
+        found.check_range(
+            &format!("{at}.minReadySeconds"),
+            template.min_ready_seconds,
+            0..=MAX_SECONDS,
+        );
+        let pod_template = template.template.spec();
+        let labels = pod_template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        check_selector(&format!("{at}.selector"), &template.selector, &labels, found);
+        let containers = pod_template
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default();
+        if containers.is_empty() {
+            found.add(
+                format!("{at}.template.spec.containers"),
+                "at least one container is required",
+            );
+        }
+        if let Some(service) = &template.service {
+            if let Some(name) = service.name.as_deref().filter(|n| !n.is_empty()) {
+                found.check_dns_label(&format!("{at}.service.name"), name);
+            }
+            if let Some(name) =
+                super::names::service_name(&experiment.metadata.name.clone().unwrap_or_default(), template)
+                && !services.insert(name.clone())
+            {
+                found.add(
+                    format!("{at}.service.name"),
+                    format!("Service {name:?} is used by an earlier template"),
+                );
+            }
+            let has_port = containers
+                .iter()
+                .any(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty()));
+            if !has_port {
+                found.add(
+                    format!("{at}.service"),
+                    "the Service takes its ports from the containers, and no container declares one",
+                );
+            }
+        }
+    }
+}
+
+fn check_selector(field: &str, selector: &LabelSelector, labels: &BTreeMap<String, String>, found: &mut Findings) {
+    let match_labels = selector.match_labels.clone().unwrap_or_default();
+    let expressions = selector.match_expressions.clone().unwrap_or_default();
+    if match_labels.is_empty() && expressions.is_empty() {
+        found.add(field, "must not be empty: it would select every pod in the namespace");
+        return;
+    }
+    for (key, value) in &match_labels {
+        if labels.get(key) != Some(value) {
+            found.add(
+                format!("{field}.matchLabels"),
+                format!("{key}={value} does not match the template's labels"),
+            );
+        }
+    }
+    for (i, expression) in expressions.iter().enumerate() {
+        let values = expression.values.clone().unwrap_or_default();
+        let label = labels.get(&expression.key);
+        let matches = match expression.operator.as_str() {
+            "In" => label.is_some_and(|l| values.contains(l)),
+            "NotIn" => label.is_none_or(|l| !values.contains(l)),
+            "Exists" => label.is_some(),
+            "DoesNotExist" => label.is_none(),
+            other => {
+                found.add(
+                    format!("{field}.matchExpressions[{i}].operator"),
+                    format!("unknown operator {other:?}: use In, NotIn, Exists or DoesNotExist"),
+                );
+                continue;
+            }
+        };
+        if !matches {
+            found.add(
+                format!("{field}.matchExpressions[{i}]"),
+                "does not match the template's labels",
+            );
+        }
+    }
+}
+
+fn check_analyses(experiment: &Experiment, found: &mut Findings) {
+    let templates: BTreeSet<&str> = experiment.spec.templates.iter().map(|t| t.name.as_str()).collect();
+    let mut names = BTreeSet::new();
+    for (i, analysis) in experiment.spec.analyses.iter().enumerate() {
+        let at = format!("spec.analyses[{i}]");
+        found.check_dns_label(&format!("{at}.name"), &analysis.name);
+        if !names.insert(analysis.name.as_str()) {
+            found.add(
+                format!("{at}.name"),
+                format!("{:?} is used by an earlier analysis", analysis.name),
+            );
+        }
+        if analysis.template_name.is_empty() || analysis.template_name.len() > 253 {
+            found.add(format!("{at}.templateName"), "must be 1 to 253 characters");
+        }
+        for (j, arg) in analysis.args.iter().enumerate() {
+            if arg.name.is_empty() {
+                found.add(format!("{at}.args[{j}].name"), "must not be empty");
+            }
+            let Some(value) = &arg.value else { continue };
+            let field = format!("{at}.args[{j}].value");
+            if value.len() > MAX_ARG_VALUE_BYTES {
+                found.add(field, format!("must be at most {MAX_ARG_VALUE_BYTES} bytes"));
+                continue;
+            }
+            for reference in template_references(value) {
+                match reference {
+                    Ok((template, field_name)) => {
+                        if !templates.contains(template) {
+                            found.add(
+                                &field,
+                                format!("{{{{templates.{template}.…}}}}: no template {template:?}"),
+                            );
+                        } else if !TEMPLATE_FIELDS.contains(&field_name) {
+                            found.add(
+                                &field,
+                                format!(
+                                    "{{{{templates.{template}.{field_name}}}}}: use podTemplateHash or replicaSetName"
+                                ),
+                            );
+                        }
+                    }
+                    Err(message) => found.add(&field, message),
+                }
+            }
+        }
+    }
+}
+
+/// The `{{templates.NAME.FIELD}}` placeholders of `value`, as (NAME, FIELD); a malformed one is an error.
+pub fn template_references(value: &str) -> Vec<Result<(&str, &str), String>> {
+    const OPEN: &str = "{{templates.";
+    let mut found = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find(OPEN) {
+        let after = &rest[start + OPEN.len()..];
+        let Some(end) = after.find("}}") else {
+            found.push(Err("unterminated {{templates.…}} placeholder".to_string()));
+            break;
+        };
+        let inner = &after[..end];
+        found.push(match inner.split_once('.') {
+            Some((name, field)) if !name.is_empty() && !field.is_empty() => Ok((name.trim(), field.trim())),
+            _ => Err(format!(
+                "{{{{templates.{}}}}}: write {{{{templates.NAME.podTemplateHash}}}} or {{{{templates.NAME.replicaSetName}}}}",
+                crate::bounds::truncate(inner, 80)
+            )),
+        });
+        rest = &after[end + 2..];
+    }
+    found
+}
+
+/// `value` with every `{{templates.NAME.FIELD}}` replaced by `lookup(NAME, FIELD)`; other placeholders
+/// (`{{args.…}}`) are left for the analysis to resolve.
+pub fn substitute_templates(value: &str, lookup: impl Fn(&str, &str) -> Option<String>) -> Result<String, String> {
+    const OPEN: &str = "{{templates.";
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len()..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "unterminated {{templates.…}} placeholder".to_string())?;
+        let inner = &after[..end];
+        let (name, field) = inner
+            .split_once('.')
+            .ok_or_else(|| format!("{{{{templates.{}}}}}: no field", crate::bounds::truncate(inner, 80)))?;
+        let resolved = lookup(name.trim(), field.trim()).ok_or_else(|| {
+            format!(
+                "{{{{templates.{}}}}}: unknown template or field",
+                crate::bounds::truncate(inner, 80)
+            )
+        })?;
+        out.push_str(&resolved);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::analysis::Argument;
+    use crate::experiment::fixtures::{analysis, experiment};
+    use proptest::prelude::*;
+
+    fn fields(e: &Experiment) -> Vec<String> {
+        validate(e).into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn the_fixture_is_valid() {
+        assert_eq!(validate(&experiment("exp", &["baseline", "canary"])), vec![]);
+    }
+
+    #[test]
+    fn duplicate_and_invalid_template_names_name_the_field() {
+        let mut e = experiment("exp", &["a", "a"]);
+        assert_eq!(fields(&e), ["spec.templates[1].name"]);
+        e.spec.templates[0].name = "Not_A_Label".into();
+        assert_eq!(fields(&e), ["spec.templates[0].name"]);
+        e.spec.templates[0].name = "x".repeat(64);
+        assert_eq!(fields(&e), ["spec.templates[0].name"]);
+    }
+
+    #[test]
+    fn the_selector_must_match_the_labels() {
+        let mut e = experiment("exp", &["a"]);
+        e.spec.templates[0]
+            .selector
+            .match_labels
+            .get_or_insert_with(Default::default)
+            .insert("tier".into(), "web".into());
+        assert_eq!(fields(&e), ["spec.templates[0].selector.matchLabels"]);
+        e.spec.templates[0].selector = LabelSelector::default();
+        assert_eq!(fields(&e), ["spec.templates[0].selector"]);
+    }
+
+    #[test]
+    fn bounds_on_numbers_durations_and_counts() {
+        let mut e = experiment("exp", &["a"]);
+        e.spec.templates[0].replicas = Some(-1);
+        e.spec.duration = Some("forever".into());
+        e.spec.progress_deadline_seconds = Some(-5);
+        e.spec.scale_down_delay_seconds = Some(i32::MAX);
+        assert_eq!(
+            fields(&e),
+            [
+                "spec.duration",
+                "spec.progressDeadlineSeconds",
+                "spec.scaleDownDelaySeconds",
+                "spec.templates[0].replicas"
+            ]
+        );
+        let names: Vec<String> = (0..=MAX_TEMPLATES).map(|i| format!("t{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(fields(&experiment("exp", &names)), ["spec.templates"]);
+        let mut e = experiment("exp", &["a"]);
+        e.spec.analyses = (0..=MAX_ANALYSES).map(|i| analysis(&format!("a{i}"), "t")).collect();
+        assert_eq!(fields(&e), ["spec.analyses"]);
+    }
+
+    #[test]
+    fn args_may_only_reference_known_templates_and_fields() {
+        let mut e = experiment("exp", &["baseline"]);
+        let mut a = analysis("compare", "t");
+        a.args = vec![
+            Argument {
+                name: "ok".into(),
+                value: Some("{{templates.baseline.podTemplateHash}}".into()),
+                value_from: None,
+            },
+            Argument {
+                name: "unknown".into(),
+                value: Some("{{templates.canary.podTemplateHash}}".into()),
+                value_from: None,
+            },
+            Argument {
+                name: "field".into(),
+                value: Some("{{templates.baseline.image}}".into()),
+                value_from: None,
+            },
+        ];
+        e.spec.analyses = vec![a];
+        assert_eq!(
+            fields(&e),
+            ["spec.analyses[0].args[1].value", "spec.analyses[0].args[2].value"]
+        );
+    }
+
+    #[test]
+    fn substitution_replaces_template_placeholders_only() {
+        let out = substitute_templates("h={{templates.a.podTemplateHash}} {{args.x}}", |n, f| {
+            (n == "a" && f == "podTemplateHash").then(|| "abc".to_string())
+        });
+        assert_eq!(out.unwrap(), "h=abc {{args.x}}");
+        assert!(substitute_templates("{{templates.a.podTemplateHash", |_, _| None).is_err());
+    }
+
+    #[test]
+    fn a_service_needs_a_container_port() {
+        let mut e = experiment("exp", &["a"]);
+        e.spec.templates[0].service = Some(Default::default());
+        e.spec.templates[0].template.update(|t| {
+            if let Some(spec) = t.spec.as_mut() {
+                spec.containers[0].ports = None;
+            }
+        });
+        assert_eq!(fields(&e), ["spec.templates[0].service"]);
+    }
+
+    proptest! {
+        #[test]
+        fn no_value_panics(
+            names in proptest::collection::vec("\\PC{0,70}", 0..20),
+            replicas in any::<i32>(),
+            duration in "\\PC{0,20}",
+            arg in "\\PC{0,60}",
+        ) {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut e = experiment("exp", &refs);
+            if let Some(t) = e.spec.templates.first_mut() {
+                t.replicas = Some(replicas);
+            }
+            e.spec.duration = Some(duration);
+            let mut a = analysis("a", "t");
+            a.args = vec![Argument { name: "x".into(), value: Some(arg.clone()), value_from: None }];
+            e.spec.analyses = vec![a];
+            let _ = validate(&e);
+            let _ = substitute_templates(&arg, |_, _| Some(String::new()));
+        }
+    }
+}
