@@ -32,13 +32,15 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 17] = [
+const TESTED: [&str; 19] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
     "analysis-fail",
     "gateway-api",
     "header-route",
+    "experiment-step",
+    "experiment-fail",
     "canary-metadata",
     "workload-ref",
     "blue-green-promote",
@@ -86,6 +88,16 @@ async fn gateway_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_route() {
     run("header-route").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_step() {
+    run("experiment-step").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_fail() {
+    run("experiment-fail").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
