@@ -32,7 +32,7 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 19] = [
+const TESTED: [&str; 22] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
@@ -52,6 +52,9 @@ const TESTED: [&str; 19] = [
     "gitsync-stages",
     "gitsync-depends-on",
     "gitsync-app-of-apps",
+    "experiment-duration",
+    "experiment-analysis-fail",
+    "experiment-terminate",
 ];
 
 #[test]
@@ -153,4 +156,19 @@ async fn blue_green_post_analysis_fail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_abort() {
     run("blue-green-abort").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_duration() {
+    run("experiment-duration").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_analysis_fail() {
+    run("experiment-analysis-fail").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_terminate() {
+    run("experiment-terminate").await;
 }

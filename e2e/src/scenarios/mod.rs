@@ -5,6 +5,7 @@
 mod analysis;
 mod blue_green;
 mod context;
+mod experiment;
 mod experiment_step;
 mod gitsync;
 mod gitsync_order;
@@ -139,6 +140,21 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "gitsync-app-of-apps",
             checks: "a root GitSync applies one GitSync per service; both apply and become Ready; the one removed from Git is pruned with what it applied; deleting the root deletes the other and what it applied",
             run: |ctx| Box::pin(gitsync_order::app_of_apps(ctx)),
+        },
+        Scenario {
+            name: "experiment-duration",
+            checks: "an Experiment with two templates (one with a Service) and duration 10s: Running once both are available (distinct pod hashes, the Service selecting its template's), Successful ≥ 10 s later, ReplicaSets at 0 and the Service deleted",
+            run: |ctx| Box::pin(experiment::duration(ctx)),
+        },
+        Scenario {
+            name: "experiment-analysis-fail",
+            checks: "an Experiment whose canary (40% errors) fails its analysis ({{templates.canary.podTemplateHash}} as the argument) ends Failed at once; the other analysis is terminated and the ReplicaSets go to 0",
+            run: |ctx| Box::pin(experiment::analysis_fail(ctx)),
+        },
+        Scenario {
+            name: "experiment-terminate",
+            checks: "an Experiment without duration runs until spec.terminate: true, then ends Successful and scales to 0",
+            run: |ctx| Box::pin(experiment::terminate(ctx)),
         },
     ]
 }
