@@ -32,7 +32,7 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 22] = [
+const TESTED: [&str; 23] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
@@ -41,6 +41,7 @@ const TESTED: [&str; 22] = [
     "header-route",
     "experiment-step",
     "experiment-fail",
+    "baseline-vs-canary",
     "canary-metadata",
     "workload-ref",
     "blue-green-promote",
@@ -101,6 +102,11 @@ async fn experiment_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn experiment_fail() {
     run("experiment-fail").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baseline_vs_canary() {
+    run("baseline-vs-canary").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

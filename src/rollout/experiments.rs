@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::{Resource, ResourceExt};
 
+use crate::api::analysis::AnalysisPhase;
 use crate::api::analysis::{Argument, PodTemplateHashValue};
 use crate::api::experiment::{
     Experiment, ExperimentAnalysisTemplateRef, ExperimentSpec, ReplicaSetSpecRef, RolloutExperimentStep,
@@ -14,7 +15,9 @@ use crate::api::experiment::{
 };
 use crate::api::keys::{EXPERIMENT_STEP_LABEL, POD_TEMPLATE_HASH_LABEL, ROLLOUT_LABEL};
 use crate::api::rollout::Rollout;
+use crate::rollout::plan::{ObservedExperiment, current_hash};
 use crate::rollout::pod_metadata;
+use crate::traffic::ExperimentBackend;
 
 /// What an Experiment is built from besides the step.
 pub struct ExperimentSource<'a> {
@@ -106,6 +109,50 @@ pub fn build(
     ]));
     experiment.metadata.owner_references = rollout.controller_owner_ref(&()).map(|o| vec![o]);
     Ok(experiment)
+}
+
+/// The weighted templates of the experiment step the Rollout is at, while its Experiment is Running
+/// (Argo's weighted experiment step): each template's Service with its weight. Empty otherwise — not
+/// at such a step, aborted, the Experiment not yet Running or already ended — so the router takes
+/// the backends away again when the step ends.
+pub fn running_backends(rollout: &Rollout, experiments: &[ObservedExperiment]) -> Vec<ExperimentBackend> {
+    let Some(status) = rollout.status.as_ref() else {
+        return vec![];
+    };
+    let hash = current_hash(rollout);
+    if status.is_aborted() || status.stable_rs.as_deref() == Some(hash.as_str()) {
+        return vec![];
+    }
+    let steps = rollout.spec.canary().steps;
+    let index = status.current_step_index_or_default();
+    let Some(step) = usize::try_from(index)
+        .ok()
+        .and_then(|i| steps.get(i))
+        .and_then(|s| s.experiment.as_ref())
+    else {
+        return vec![];
+    };
+    let followed = status.canary.as_ref().and_then(|c| c.current_experiment.as_deref());
+    let Some(experiment) = experiments.iter().find(|e| {
+        Some(e.name.as_str()) == followed
+            && e.hash == hash
+            && e.step == index
+            && e.phase == AnalysisPhase::Running
+            && !e.terminated
+    }) else {
+        return vec![];
+    };
+    step.templates
+        .iter()
+        .filter_map(|t| {
+            let weight = t.weight.filter(|w| *w > 0)?;
+            let (_, service) = experiment.template_services.iter().find(|(name, _)| *name == t.name)?;
+            Some(ExperimentBackend {
+                service: service.clone(),
+                weight,
+            })
+        })
+        .collect()
 }
 
 /// An argument with its Rollout-level source read: podTemplateHashValue and fieldRef become values;
@@ -283,6 +330,74 @@ mod tests {
             Some("{{templates.baseline.podTemplateHash}}"),
             "left for the controller"
         );
+    }
+
+    #[test]
+    fn only_a_running_experiment_at_its_step_routes_to_its_weighted_templates() {
+        use crate::api::rollout::{CanaryStatus, CanaryStep, RolloutStatus};
+        let step = CanaryStep {
+            experiment: Some(RolloutExperimentStep {
+                templates: vec![
+                    template("baseline", ReplicaSetSpecRef::Stable, Some(10)),
+                    template("canary", ReplicaSetSpecRef::Canary, Some(10)),
+                    template("extra", ReplicaSetSpecRef::Canary, None),
+                ],
+                ..Default::default()
+            }),
+            ..CanaryStep::default()
+        };
+        let mut rollout = Rollout::example("web", 3, vec![CanaryStep::set_weight(20), step]);
+        let hash = current_hash(&rollout);
+        rollout.status = Some(RolloutStatus {
+            stable_rs: Some("old".into()),
+            current_pod_hash: Some(hash.clone()),
+            current_step_index: Some(1),
+            canary: Some(CanaryStatus {
+                current_experiment: Some("web-x".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let experiment = |phase| ObservedExperiment {
+            name: "web-x".into(),
+            hash: hash.clone(),
+            step: 1,
+            phase,
+            message: None,
+            terminated: false,
+            created_at: None,
+            template_services: vec![
+                ("baseline".into(), "web-x-baseline".into()),
+                ("canary".into(), "web-x-canary".into()),
+                ("extra".into(), "web-x-extra".into()),
+            ],
+        };
+        let backends = running_backends(&rollout, &[experiment(AnalysisPhase::Running)]);
+        assert_eq!(
+            backends,
+            vec![
+                ExperimentBackend {
+                    service: "web-x-baseline".into(),
+                    weight: 10
+                },
+                ExperimentBackend {
+                    service: "web-x-canary".into(),
+                    weight: 10
+                },
+            ]
+        );
+        for phase in [AnalysisPhase::Pending, AnalysisPhase::Successful, AnalysisPhase::Failed] {
+            assert!(running_backends(&rollout, &[experiment(phase)]).is_empty(), "{phase:?}");
+        }
+        let mut terminated = experiment(AnalysisPhase::Running);
+        terminated.terminated = true;
+        assert!(running_backends(&rollout, &[terminated]).is_empty());
+        let mut aborted = rollout.clone();
+        aborted.status.as_mut().unwrap().abort = Some(true);
+        assert!(running_backends(&aborted, &[experiment(AnalysisPhase::Running)]).is_empty());
+        let mut moved_on = rollout.clone();
+        moved_on.status.as_mut().unwrap().current_step_index = Some(2);
+        assert!(running_backends(&moved_on, &[experiment(AnalysisPhase::Running)]).is_empty());
     }
 
     #[test]

@@ -220,7 +220,7 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
     let resolved = workload_errors.is_empty();
     reference_errors.extend(workload_errors);
     let services = observe_services(&ctx.client, &rollout, &mut reference_errors).await?;
-    let router = Router::for_rollout(&rollout);
+    let router = Router::for_rollout(&rollout, &experiments);
     let traffic = match &router {
         Some(router) => {
             router
@@ -318,6 +318,11 @@ fn observed_experiment(experiment: &Experiment) -> Option<ObservedExperiment> {
         message: status.and_then(|s| s.message.clone()),
         terminated: experiment.spec.is_terminated(),
         created_at: parse_time(experiment.metadata.creation_timestamp.as_ref()),
+        template_services: status
+            .iter()
+            .flat_map(|s| &s.template_statuses)
+            .filter_map(|t| Some((t.name.clone(), t.service_name.clone()?)))
+            .collect(),
     })
 }
 
@@ -1012,9 +1017,10 @@ pub struct Router {
 }
 
 impl Router {
-    fn for_rollout(rollout: &Rollout) -> Option<Router> {
+    fn for_rollout(rollout: &Rollout, experiments: &[ObservedExperiment]) -> Option<Router> {
         let router = router_for(rollout.spec.canary().traffic_routing.as_ref()?)?;
         let mut target = RouteTarget::from_rollout(rollout)?;
+        target.experiment_backends = crate::rollout::experiments::running_backends(rollout, experiments);
         let status = rollout.status.clone().unwrap_or_default();
         target.stable_hash = status.stable_rs.clone();
         target.canary_hash = Some(plan::current_hash(rollout)).filter(|h| Some(h) != status.stable_rs.as_ref());

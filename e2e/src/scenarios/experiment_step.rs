@@ -77,7 +77,10 @@ async fn wait_experiment(
 /// Argo's examples/rollout-experiment-step.yaml: group sluice.dev, the analyses removed, the
 /// experiment given `duration: 10s`, the simulator's image.
 fn argo_experiment_step(ctx: &Ctx<'_>, version: u32) -> Value {
-    let mut template = ctx.target.workload().pod_template("rollout-experiment-step", version, 0.0);
+    let mut template = ctx
+        .target
+        .workload()
+        .pod_template("rollout-experiment-step", version, 0.0);
     template["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080}]);
     json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
@@ -138,7 +141,10 @@ pub async fn experiment_step(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     ensure(phase(&rollout) != Some(RolloutPhase::Healthy), || {
         "the rollout completed while its Experiment was running".into()
     })?;
-    wait_experiment(ctx, NAME, "the Experiment Successful", |p| p == Some(AnalysisPhase::Successful)).await?;
+    wait_experiment(ctx, NAME, "the Experiment Successful", |p| {
+        p == Some(AnalysisPhase::Successful)
+    })
+    .await?;
     let done = ctx
         .wait_rollout(NAME, "v2 promoted after the Experiment", |r| {
             phase(r) == Some(RolloutPhase::Healthy) && stable_hash(r).is_some_and(|s| s != v1)
@@ -199,7 +205,9 @@ pub async fn experiment_fail(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     ensure(status.canary_weight == Some(0), || {
         format!("canary weight after abort: {:?}", status.canary_weight)
     })?;
-    ensure(status.stable_rs.as_deref() == Some(v1.as_str()), || "stable changed".into())?;
+    ensure(status.stable_rs.as_deref() == Some(v1.as_str()), || {
+        "stable changed".into()
+    })?;
     ensure(
         status.abort_reason == Some(sluice::api::rollout::AbortReason::AnalysisFailed),
         || format!("abort reason {:?}", status.abort_reason),
@@ -210,5 +218,198 @@ pub async fn experiment_fail(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     ctx.eventually("all replicas back on stable, the canary at 0", || async {
         Ok((ctx.replicas(NAME, &v1).await?.0 == 4 && ctx.replicas(NAME, &canary).await?.0 == 0).then_some(()))
     })
+    .await
+}
+
+/// Every backendRef of the route's first rule: (name, weight).
+async fn route_backends(ctx: &Ctx<'_>) -> anyhow::Result<Vec<(String, i64)>> {
+    let route = ctx
+        .api_for("gateway.networking.k8s.io/v1", "HTTPRoute")
+        .get("web")
+        .await?;
+    Ok(route
+        .data
+        .pointer("/spec/rules/0/backendRefs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or_default().to_string(),
+                r["weight"].as_i64().unwrap_or(1),
+            )
+        })
+        .collect())
+}
+
+async fn wait_backends(ctx: &Ctx<'_>, what: &str, wanted: &[(&str, i64)]) -> anyhow::Result<()> {
+    let wanted: Vec<(String, i64)> = wanted.iter().map(|(n, w)| (n.to_string(), *w)).collect();
+    let result = ctx
+        .eventually(what, || async {
+            let mut backends = route_backends(ctx).await?;
+            backends.sort();
+            let mut expected = wanted.clone();
+            expected.sort();
+            Ok((backends == expected).then_some(()))
+        })
+        .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => Err(e.context(format!("route backends: {:?}", route_backends(ctx).await.ok()))),
+    }
+}
+
+/// AnalysisTemplate `compare`: the canary template's success rate minus the baseline's, three
+/// measurements after 5 s; it passes when the canary is at most 10 points worse.
+fn compare_template(ctx: &Ctx<'_>) -> anyhow::Result<Value> {
+    let workload = ctx.target.workload();
+    let rate = |service: &str, arg: &str| -> anyhow::Result<String> {
+        let query = workload.success_rate(&ctx.namespace, service)?;
+        Ok(query.replace("{{args.canary-hash}}", &format!("{{{{args.{arg}}}}}")))
+    };
+    let query = format!(
+        "({}) - ({})",
+        rate("web-exp-canary", "canary-hash")?,
+        rate("web-baseline", "baseline-hash")?
+    );
+    Ok(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "compare"},
+        "spec": {
+            "args": [{"name": "baseline-hash"}, {"name": "canary-hash"}],
+            "metrics": [{
+                "name": "canary-vs-baseline",
+                "initialDelay": "5s", "interval": "2s", "count": 3,
+                "successCondition": "result[0] >= -0.1",
+                "provider": {"prometheus": {
+                    "address": ctx.target.analysis_prometheus_address(),
+                    "timeout": "3s",
+                    "query": query,
+                }},
+            }],
+        },
+    }))
+}
+
+/// `baseline-vs-canary`: Argo's rollout-baseline-vs-canary.yaml pattern on the Gateway API router:
+/// the experiment step runs a baseline (stable's template) and a canary template, 10% of traffic each
+/// through their Services beside the canary's 20%, and an analysis compares their success rates by
+/// `{{templates.NAME.podTemplateHash}}`. v2 as good as v1: Successful, the backends leave the route,
+/// Healthy on v2. v3 failing 40%: the Experiment fails, the Rollout aborts, traffic back on stable.
+pub async fn baseline_vs_canary(ctx: &Ctx<'_>) -> anyhow::Result<()> {
+    const NAME: &str = "web";
+    let parent_refs = ctx.target.gateway_parent_refs()?;
+    let compare = compare_template(ctx)?;
+    for name in ["web-canary", "web-stable"] {
+        ctx.create(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+        )
+        .await?;
+    }
+    ctx.create(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web", "annotations": {"sim.sluice.dev/rps": "200"}},
+        "spec": {"parentRefs": parent_refs, "hostnames": [format!("web.{}.example.com", ctx.namespace)], "rules": [
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+             "backendRefs": [{"name": "web-stable", "port": 80, "weight": 100}, {"name": "web-canary", "port": 80, "weight": 0}]}]},
+    }))
+    .await?;
+    ctx.create(compare).await?;
+    let mut template = ctx.target.workload().pod_template("web", 1, 0.0);
+    template["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080}]);
+    ctx.create(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": NAME},
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": template,
+            "strategy": {"canary": {
+                "canaryService": "web-canary", "stableService": "web-stable",
+                "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}},
+                "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2,
+                "steps": [
+                    {"setWeight": 20},
+                    {"experiment": {
+                        "duration": "15s",
+                        "templates": [
+                            {"name": "baseline", "specRef": "stable", "weight": 10, "service": {"name": "web-baseline"}},
+                            {"name": "canary", "specRef": "canary", "weight": 10, "service": {"name": "web-exp-canary"}},
+                        ],
+                        "analyses": [{
+                            "name": "compare", "templateName": "compare",
+                            "args": [
+                                {"name": "baseline-hash", "value": "{{templates.baseline.podTemplateHash}}"},
+                                {"name": "canary-hash", "value": "{{templates.canary.podTemplateHash}}"},
+                            ],
+                        }],
+                    }},
+                    {"setWeight": 60},
+                ],
+            }},
+        },
+    }))
+    .await?;
+    let v1 = ctx
+        .wait_rollout(NAME, "v1 Healthy", |r| phase(r) == Some(RolloutPhase::Healthy))
+        .await?;
+    let v1 = stable_hash(&v1).unwrap_or_default();
+
+    // v2, as good as v1: the templates get their 10% each while the Experiment runs.
+    let mut v2 = ctx.target.workload().pod_template("web", 2, 0.0);
+    v2["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080}]);
+    ctx.patch_rollout(NAME, json!({"spec": {"template": v2}})).await?;
+    wait_experiment(ctx, NAME, "the v2 Experiment Running", |p| {
+        p == Some(AnalysisPhase::Running)
+    })
+    .await?;
+    wait_backends(
+        ctx,
+        "the experiment's templates on the route (10% each, canary 20%, stable the rest)",
+        &[
+            ("web-stable", 60),
+            ("web-canary", 20),
+            ("web-baseline", 10),
+            ("web-exp-canary", 10),
+        ],
+    )
+    .await?;
+    wait_experiment(ctx, NAME, "the v2 Experiment Successful", |p| {
+        p == Some(AnalysisPhase::Successful)
+    })
+    .await?;
+    let done = ctx
+        .wait_rollout(NAME, "v2 promoted after the comparison passed", |r| {
+            phase(r) == Some(RolloutPhase::Healthy) && stable_hash(r).is_some_and(|s| s != v1)
+        })
+        .await?;
+    let v2 = stable_hash(&done).unwrap_or_default();
+    wait_backends(
+        ctx,
+        "the experiment's backends gone from the route",
+        &[("web-stable", 100), ("web-canary", 0)],
+    )
+    .await?;
+
+    // v3 fails 40% of its requests: the comparison fails the Experiment, the rollout aborts.
+    let mut v3 = ctx.target.workload().pod_template("web", 3, 0.4);
+    v3["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080}]);
+    ctx.patch_rollout(NAME, json!({"spec": {"template": v3}})).await?;
+    wait_experiment(ctx, NAME, "the v3 Experiment Failed", |p| {
+        matches!(p, Some(AnalysisPhase::Failed | AnalysisPhase::Error))
+    })
+    .await?;
+    let aborted = ctx
+        .wait_rollout(NAME, "aborted on the failed comparison", |r| {
+            phase(r) == Some(RolloutPhase::Degraded)
+        })
+        .await?;
+    ensure(stable_hash(&aborted).as_deref() == Some(v2.as_str()), || {
+        "stable changed".into()
+    })?;
+    wait_backends(
+        ctx,
+        "all traffic back on stable, the experiment's backends gone",
+        &[("web-stable", 100), ("web-canary", 0)],
+    )
     .await
 }

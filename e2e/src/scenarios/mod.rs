@@ -87,6 +87,11 @@ pub fn scenarios() -> Vec<Scenario> {
             run: |ctx| Box::pin(experiment_step::experiment_fail(ctx)),
         },
         Scenario {
+            name: "baseline-vs-canary",
+            checks: "Gateway API: an experiment step runs a baseline and a canary template with 10% of traffic each (canary 20%, stable 60%) and compares their success rates by {{templates.NAME.podTemplateHash}}: v2 as good passes and completes, the backends leave the route; v3 failing 40% fails the Experiment and aborts to stable",
+            run: |ctx| Box::pin(experiment_step::baseline_vs_canary(ctx)),
+        },
+        Scenario {
             name: "canary-metadata",
             checks: "canaryMetadata/stableMetadata on the pods of each role, moved in place on promote; the canary ReplicaSet's anti-affinity avoids the stable pods",
             run: |ctx| Box::pin(pod_metadata::canary_metadata(ctx)),

@@ -121,6 +121,8 @@ pub struct ObservedExperiment {
     /// `spec.terminate` is set.
     pub terminated: bool,
     pub created_at: Option<DateTime<Utc>>,
+    /// (template, Service) of each template with a Service (status.templateStatuses).
+    pub template_services: Vec<(String, String)>,
 }
 
 /// Everything the plan looks at.

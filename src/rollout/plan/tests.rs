@@ -209,6 +209,7 @@ impl World {
                             message: None,
                             terminated: false,
                             created_at: Some(self.now),
+                            template_services: vec![],
                         });
                     }
                 }
