@@ -67,20 +67,12 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "written for an older Argo API (fields Argo's own CRD no longer declares): analysis.name, analysis.templateName",
     ),
     (
-        "examples/rollout-baseline-vs-canary.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
-    ),
-    (
-        "examples/rollout-canary-preview.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
-    ),
-    (
         "examples/rollout-canary-with-analysis.yaml",
         "written for an older Argo API (fields Argo's own CRD no longer declares): templates[].clusterTemplateName",
     ),
     (
         "examples/rollout-experiment-step.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
+        "written for an older Argo API (fields Argo's own CRD no longer declares): the AnalysisTemplate's maxFailures, an integer interval",
     ),
     (
         "examples/rollout-with-analysis.yaml",
@@ -93,10 +85,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
     (
         "examples/traffic-routing-experiment-step/rollout-alb-experiment-step.yaml",
         "needs AWS ALB (trafficRouting.alb), which Sluice does not route with",
-    ),
-    (
-        "examples/traffic-routing-experiment-step/rollout-smi-experiment-step.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
     ),
     (
         "test/e2e/functional/alb-canary-multi-ingress-rollout.yaml",
@@ -191,20 +179,12 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "a CPU quantity written as a YAML number (0.001): Sluice's CRD types quantities int-or-string as CRD schemas can; write '0.001' or 1m",
     ),
     (
-        "test/e2e/functional/rollout-experiment-analysis.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
-    ),
-    (
-        "test/e2e/functional/rollout-experiment.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
-    ),
-    (
         "test/e2e/functional/rollout-shared-secret.yaml",
         "secretKeyRef.sharedSecret reads a Secret from the controller's namespace; Sluice reads analysis Secrets only from the run's own namespace (trust boundary)",
     ),
     (
         "test/e2e/functional/rollout-with-experiment.yaml",
-        "an Argo Experiment or experiment step (issue 15)",
+        "written for an older Argo API: experiment.duration as an integer (Argo's CRD declares a duration string)",
     ),
 ];
 

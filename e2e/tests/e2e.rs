@@ -32,13 +32,16 @@ async fn run(name: &str) {
     );
 }
 
-const TESTED: [&str; 20] = [
+const TESTED: [&str; 23] = [
     "canary-steps",
     "abort-retry",
     "analysis-pass",
     "analysis-fail",
     "gateway-api",
     "header-route",
+    "experiment-step",
+    "experiment-fail",
+    "baseline-vs-canary",
     "canary-metadata",
     "workload-ref",
     "blue-green-promote",
@@ -89,6 +92,21 @@ async fn gateway_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_route() {
     run("header-route").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_step() {
+    run("experiment-step").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_fail() {
+    run("experiment-fail").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baseline_vs_canary() {
+    run("baseline-vs-canary").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,8 @@ pub const POD_TEMPLATE_HASH_LABEL: &str = "sluice.dev/pod-template-hash";
 pub const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
 /// On AnalysisRuns: which analysis of the Rollout (a step's or the background one).
 pub const ANALYSIS_LABEL: &str = "sluice.dev/analysis";
+/// On an Experiment a Rollout created: the index of the experiment step it runs.
+pub const EXPERIMENT_STEP_LABEL: &str = "sluice.dev/experiment-step";
 /// On a job metric's Jobs: the AnalysisRun that created them (its name, or a hash when too long).
 pub const ANALYSIS_RUN_LABEL: &str = "sluice.dev/analysis-run";
 /// On a job metric's Jobs: the metric (its name, or a hash when not a valid label value).

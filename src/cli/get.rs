@@ -14,7 +14,8 @@ use super::undo::owned_by;
 use super::view::{self, Snapshot};
 use super::{Error, OutputFormat, Result, Target};
 use crate::api::analysis::AnalysisRun;
-use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
+use crate::api::experiment::Experiment;
+use crate::api::keys::{POD_TEMPLATE_HASH_LABEL, ROLLOUT_LABEL};
 use crate::api::rollout::Rollout;
 
 /// Redraws at most this often, however fast the objects change.
@@ -82,6 +83,18 @@ pub async fn snapshot(target: &Target, name: &str) -> Result<Snapshot> {
         .into_iter()
         .filter(|run| owned_by(&rollout, &run.metadata))
         .collect();
+    let experiments: Api<Experiment> = target.api();
+    let what = format!("listing the Experiments of rollout \"{name}\" in namespace \"{ns}\"");
+    let experiments = target
+        .call(
+            what,
+            experiments.list(&ListParams::default().labels(&format!("{ROLLOUT_LABEL}={name}"))),
+        )
+        .await?
+        .items
+        .into_iter()
+        .filter(|experiment| owned_by(&rollout, &experiment.metadata))
+        .collect();
     let events: Api<Event> = target.api();
     let what = format!("listing the events of rollout \"{name}\" in namespace \"{ns}\"");
     let events = target
@@ -99,6 +112,7 @@ pub async fn snapshot(target: &Target, name: &str) -> Result<Snapshot> {
         replica_sets,
         pods,
         analysis_runs,
+        experiments,
         events,
     })
 }

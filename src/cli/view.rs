@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::actions::{Stage, stage};
 use super::undo::{hash_of, revision_of};
 use crate::api::analysis::AnalysisRun;
+use crate::api::experiment::Experiment;
 use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
 use crate::api::rollout::{PauseReason, Rollout};
 use crate::rollout::plan::describe_step;
@@ -28,6 +29,8 @@ pub struct Snapshot {
     pub pods: Vec<Pod>,
     /// AnalysisRuns owned by the Rollout.
     pub analysis_runs: Vec<AnalysisRun>,
+    /// Experiments owned by the Rollout (its experiment steps').
+    pub experiments: Vec<Experiment>,
     /// Events about the Rollout.
     pub events: Vec<Event>,
 }
@@ -40,6 +43,7 @@ impl Snapshot {
             replica_sets: Vec::new(),
             pods: Vec::new(),
             analysis_runs: Vec::new(),
+            experiments: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -246,6 +250,16 @@ pub fn render(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
             },
         };
         field("  Step", step);
+        if let Some(name) = status.canary.as_ref().and_then(|c| c.current_experiment.as_deref()) {
+            let phase = snapshot
+                .experiments
+                .iter()
+                .find(|e| e.metadata.name.as_deref() == Some(name))
+                .map_or("not found".to_string(), |e| {
+                    format!("{:?}", e.status.as_ref().and_then(|s| s.phase).unwrap_or_default())
+                });
+            field("  Experiment", format!("{name} ({phase})"));
+        }
         field("  Set weight", or_dash(set_weight(rollout)));
         field("  Actual weight", or_dash(actual_weight(rollout)));
     }
@@ -311,6 +325,10 @@ pub fn render(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
     if !snapshot.analysis_runs.is_empty() {
         out.push('\n');
         out.push_str(&analysis_run_table(snapshot, now));
+    }
+    if !snapshot.experiments.is_empty() {
+        out.push('\n');
+        out.push_str(&experiment_table(snapshot, now));
     }
     out.push('\n');
     out.push_str(&event_table(snapshot, now));
@@ -407,6 +425,27 @@ fn analysis_run_table(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
             format!("{:?}", status.phase.unwrap_or_default()),
             age(run.metadata.creation_timestamp.as_ref().and_then(to_chrono), now),
             status.message.unwrap_or_default(),
+        ]);
+    }
+    let mut out = table(&rows);
+    if skip > 0 {
+        let _ = writeln!(out, "({skip} older not shown)");
+    }
+    out
+}
+
+fn experiment_table(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
+    let mut experiments: Vec<&Experiment> = snapshot.experiments.iter().collect();
+    experiments.sort_by_key(|e| e.metadata.creation_timestamp.clone());
+    let skip = experiments.len().saturating_sub(RECENT);
+    let mut rows = vec![["EXPERIMENT", "PHASE", "AGE", "MESSAGE"].map(String::from).to_vec()];
+    for experiment in &experiments[skip..] {
+        let status = experiment.status.clone().unwrap_or_default();
+        rows.push(vec![
+            or_dash(experiment.metadata.name.as_deref()),
+            format!("{:?}", status.phase.unwrap_or_default()),
+            age(experiment.metadata.creation_timestamp.as_ref().and_then(to_chrono), now),
+            crate::bounds::truncate(&status.message.unwrap_or_default(), 200).into_owned(),
         ]);
     }
     let mut out = table(&rows);
@@ -642,6 +681,7 @@ mod tests {
                 pod(&canary_hash, "d", false),
             ],
             analysis_runs: vec![run],
+            experiments: vec![],
             events: vec![
                 event(90, "RolloutPaused", "step 2/4: paused until promoted"),
                 event(200, "StepCompleted", "step 1/4 completed: setWeight 25%"),
@@ -744,6 +784,38 @@ Replicas:        desired 4, current 4, updated 1, ready 3, available 3
             tables.contains("3m20s      Normal  StepCompleted  step 1/4 completed: setWeight 25%"),
             "{tables}"
         );
+    }
+
+    #[test]
+    fn summary_of_a_canary_at_an_experiment_step_names_the_experiment_and_its_phase() {
+        use crate::api::experiment::{ExperimentSpec, ExperimentStatus};
+        let mut snapshot = paused_canary();
+        snapshot
+            .rollout
+            .status
+            .as_mut()
+            .unwrap()
+            .canary
+            .get_or_insert_with(Default::default)
+            .current_experiment = Some("web-abc-2-1".into());
+        let mut experiment = Experiment::new("web-abc-2-1", ExperimentSpec::default());
+        experiment.metadata.creation_timestamp = Some(time(600));
+        experiment.status = Some(ExperimentStatus {
+            phase: Some(AnalysisPhase::Running),
+            message: Some("templates available".into()),
+            ..ExperimentStatus::default()
+        });
+        snapshot.experiments = vec![experiment];
+        let text = render(&snapshot, now());
+        assert!(text.contains("  Experiment:    web-abc-2-1 (Running)\n"), "{text}");
+        assert!(
+            text.contains("web-abc-2-1  Running  10m  templates available"),
+            "{text}"
+        );
+        snapshot.experiments.clear();
+        let text = render(&snapshot, now());
+        assert!(text.contains("  Experiment:    web-abc-2-1 (not found)\n"), "{text}");
+        assert!(!text.contains("EXPERIMENT"), "{text}");
     }
 
     #[test]

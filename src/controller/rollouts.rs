@@ -12,6 +12,7 @@ use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::analysis::AnalysisRun;
+use crate::api::experiment::Experiment;
 use crate::api::keys::POD_TEMPLATE_HASH_LABEL;
 use crate::api::rollout::Rollout;
 use crate::controller::departures::{Departures, left_the_cache};
@@ -57,6 +58,7 @@ pub fn context(client: Client, metrics: Arc<Metrics>, analysis: Arc<dyn Analysis
         client,
         replica_sets: reconcile::replica_set_index(),
         analysis_runs: reconcile::analysis_run_index(),
+        experiments: reconcile::experiment_index(),
         metrics,
         analysis,
         expectations: Default::default(),
@@ -79,6 +81,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, health: Arc<Health>, shutdown:
     let (rs_synced, rs_synced_rx) = tokio::sync::watch::channel(false);
     let (runs_synced, runs_synced_rx) = tokio::sync::watch::channel(false);
     let (rollouts_synced, rollouts_synced_rx) = tokio::sync::watch::channel(false);
+    let (experiments_synced, experiments_synced_rx) = tokio::sync::watch::channel(false);
     // ReplicaSets and AnalysisRuns are kept as the plan reads them, indexed by their Rollout; the
     // watched objects themselves only pass through to trigger reconciles. Only ReplicaSets Sluice
     // made carry the hash label.
@@ -103,6 +106,16 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, health: Arc<Health>, shutdown:
         .inspect_ok(move |event| run_index.apply(event))
         .inspect(move |event| mark_synced(event, &runs_synced))
         .touched_objects();
+    // Only Experiments of experiment steps carry the step label.
+    let experiment_index = ctx.experiments.clone();
+    let experiment_watch = watcher(
+        scope.api::<Experiment>(&client),
+        watcher::Config::default().labels(crate::api::keys::EXPERIMENT_STEP_LABEL),
+    )
+    .default_backoff()
+    .inspect_ok(move |event| experiment_index.apply(event))
+    .inspect(move |event| mark_synced(event, &experiments_synced))
+    .touched_objects();
     let (rollout_store, rollout_writer) = reflector::store();
     let departed_ctx = ctx.clone();
     let mut departures = Departures::default();
@@ -133,13 +146,14 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, health: Arc<Health>, shutdown:
     let controller = Controller::for_stream(rollout_watch, rollout_store)
         .owns_stream(rs_watch)
         .owns_stream(run_watch)
+        .owns_stream(experiment_watch)
         .watches_stream(deployment_watch, move |deployment| {
             workload_refs.rollouts_of(&deployment.namespace().unwrap_or_default(), &deployment.name_any())
         })
         .graceful_shutdown_on(async move { shutdown.cancelled().await });
     let (all_synced, all_synced_rx) = tokio::sync::watch::channel(false);
     let readiness = tokio::spawn(async move {
-        for mut synced in [rs_synced_rx, runs_synced_rx, rollouts_synced_rx] {
+        for mut synced in [rs_synced_rx, runs_synced_rx, experiments_synced_rx, rollouts_synced_rx] {
             if synced.wait_for(|s| *s).await.is_err() {
                 return;
             }

@@ -5,7 +5,7 @@
 //!
 //! Anything Sluice's schema does not declare is dropped (the API server would prune it anyway) and
 //! reported; fields whose absence changes what a rollout does get a reason of their own. Step kinds
-//! Sluice does not run yet (experiments, header and mirror routes) are kept, not dropped: removing a
+//! Sluice does not run (e.g. plugin steps) are kept, not dropped: removing a
 //! gating step would promote versions the author meant to test, so the Rollout stays InvalidSpec, with
 //! the step named, until someone decides.
 use serde_json::{Map, Value, json};
@@ -20,7 +20,15 @@ const CONVERTED_KINDS: [&str; 4] = ["Rollout", "AnalysisTemplate", "ClusterAnaly
 const UNSUPPORTED_ROUTERS: [&str; 5] = ["alb", "ambassador", "appMesh", "traefik", "apisix"];
 
 /// Step kinds Sluice runs; any other kind is kept and reported.
-const KNOWN_STEP_KINDS: [&str; 4] = ["setWeight", "pause", "analysis", "setCanaryScale"];
+const KNOWN_STEP_KINDS: [&str; 7] = [
+    "setWeight",
+    "pause",
+    "analysis",
+    "experiment",
+    "setCanaryScale",
+    "setHeaderRoute",
+    "setMirrorRoute",
+];
 
 /// Argo's Gateway API plugin, which Sluice has built in as `trafficRouting.gatewayAPI`.
 const GATEWAY_API_PLUGIN: &str = "argoproj-labs/gatewayAPI";
@@ -281,13 +289,12 @@ metadata: {name: e}
                 "spec.strategy.canary.trafficRouting.alb",
                 "spec.strategy.canary.trafficRouting.istio.virtualServices",
                 "spec.strategy.canary.trafficRouting.istio.virtualServices",
-                "spec.strategy.canary.steps[1].experiment",
                 "spec.strategy.canary.someFutureField",
                 "kind",
             ]
         );
-        assert_eq!(conversion.notes[5].object, "Experiment/e");
-        assert_eq!(conversion.notes[5].document, 3);
+        assert_eq!(conversion.notes[4].object, "Experiment/e");
+        assert_eq!(conversion.notes[4].document, 3);
     }
 
     #[test]

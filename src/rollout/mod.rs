@@ -4,6 +4,7 @@ pub mod analysis_runs;
 pub mod anti_affinity;
 pub mod coalesce;
 pub mod expectations;
+pub mod experiments;
 pub mod hash;
 pub mod owned;
 pub mod plan;

@@ -15,6 +15,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::api::analysis::AnalysisRun;
+use crate::api::experiment::Experiment;
 use crate::api::pod_metadata::PodMetadata;
 use crate::api::rollout::{Rollout, RolloutStatus};
 use crate::merge_patch::merge_diff;
@@ -24,7 +25,8 @@ use crate::rollout::expectations::Expectations;
 use crate::rollout::hash::POD_TEMPLATE_HASH_LABEL;
 use crate::rollout::owned::OwnedIndex;
 use crate::rollout::plan::{
-    self, Action, AnalysisKind, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, ObservedService, Plan,
+    self, Action, AnalysisKind, ObservedAnalysisRun, ObservedExperiment, ObservedPod, ObservedReplicaSet,
+    ObservedService, Plan,
 };
 use crate::rollout::pod_metadata;
 use crate::rollout::status::only_counts_changed;
@@ -100,6 +102,8 @@ pub struct Context {
     pub client: Client,
     pub replica_sets: ReplicaSetIndex,
     pub analysis_runs: AnalysisRunIndex,
+    /// The Experiments of experiment steps.
+    pub experiments: ExperimentIndex,
     pub metrics: Arc<dyn Observer>,
     pub recorder: Recorder,
     /// Creates the AnalysisRun a plan asks for (templates are read here, at the I/O edge).
@@ -198,6 +202,7 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
     ctx.expectations
         .overlay_replica_sets(&namespace, &uid, &mut replica_sets, &versions, Instant::now());
     let analysis_runs = ctx.analysis_runs.owned_by(&namespace, &uid);
+    let experiments = ctx.experiments.owned_by(&namespace, &uid);
     let pods = if restart_pending(&rollout, now) {
         observe_pods(&ctx.client, &rollout, &replica_sets).await?
     } else {
@@ -215,7 +220,7 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
     let resolved = workload_errors.is_empty();
     reference_errors.extend(workload_errors);
     let services = observe_services(&ctx.client, &rollout, &mut reference_errors).await?;
-    let router = Router::for_rollout(&rollout);
+    let router = Router::for_rollout(&rollout, &experiments);
     let traffic = match &router {
         Some(router) => {
             router
@@ -229,6 +234,7 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
         replica_sets: &replica_sets,
         pods: &pods,
         analysis_runs: &analysis_runs,
+        experiments: &experiments,
         reference_errors,
         traffic,
         services,
@@ -292,6 +298,33 @@ fn parse_time(time: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time
 pub type ReplicaSetIndex = OwnedIndex<ReplicaSet, ObservedReplicaSet>;
 /// The AnalysisRuns of every Rollout, kept as the plan sees them.
 pub type AnalysisRunIndex = OwnedIndex<AnalysisRun, ObservedAnalysisRun>;
+
+/// The Experiments of every Rollout, kept as the plan sees them.
+pub type ExperimentIndex = OwnedIndex<Experiment, ObservedExperiment>;
+
+pub fn experiment_index() -> ExperimentIndex {
+    OwnedIndex::new(observed_experiment)
+}
+
+/// An Experiment as the plan sees it; None without the step and hash labels (not a Rollout's step's).
+fn observed_experiment(experiment: &Experiment) -> Option<ObservedExperiment> {
+    let labels = experiment.labels();
+    let status = experiment.status.as_ref();
+    Some(ObservedExperiment {
+        name: experiment.name_any(),
+        hash: labels.get(POD_TEMPLATE_HASH_LABEL)?.clone(),
+        step: labels.get(crate::api::keys::EXPERIMENT_STEP_LABEL)?.parse().ok()?,
+        phase: status.and_then(|s| s.phase).unwrap_or_default(),
+        message: status.and_then(|s| s.message.clone()),
+        terminated: experiment.spec.is_terminated(),
+        created_at: parse_time(experiment.metadata.creation_timestamp.as_ref()),
+        template_services: status
+            .iter()
+            .flat_map(|s| &s.template_statuses)
+            .filter_map(|t| Some((t.name.clone(), t.service_name.clone()?)))
+            .collect(),
+    })
+}
 
 pub fn replica_set_index() -> ReplicaSetIndex {
     OwnedIndex::new(observed_replica_set)
@@ -832,6 +865,49 @@ async fn apply_action(
             tolerate(runs.delete(name, &DeleteParams::background()).await, 404)
                 .map_err(kube_error(rollout, format!("deleting AnalysisRun {name}")))?;
         }
+        Action::CreateExperiment {
+            name,
+            step,
+            hash,
+            stable_replica_set,
+            stable_hash,
+            experiment,
+        } => {
+            // The stable template is read from the API: the cache drops templates.
+            let stable = replica_sets
+                .get(stable_replica_set)
+                .await
+                .map_err(kube_error(rollout, format!("reading ReplicaSet {stable_replica_set}")))?;
+            let annotations = stable.metadata.annotations.clone().unwrap_or_default();
+            let template = stable.spec.and_then(|s| s.template).unwrap_or_default();
+            let source = crate::rollout::experiments::ExperimentSource {
+                name,
+                step: *step,
+                hash,
+                stable_hash,
+                stable_template: crate::rollout::experiments::stable_template(template, &annotations),
+            };
+            let built =
+                crate::rollout::experiments::build(rollout, source, experiment).map_err(|message| Error::Analysis {
+                    namespace: namespace.clone(),
+                    name: rollout.name_any(),
+                    message: format!("creating Experiment {name}: {message}"),
+                })?;
+            let experiments: Api<Experiment> = Api::namespaced(ctx.client.clone(), &namespace);
+            tolerate(experiments.create(&create_params(), &built).await, 409)
+                .map_err(kube_error(rollout, format!("creating Experiment {name}")))?;
+        }
+        Action::TerminateExperiment { name } => {
+            let experiments: Api<Experiment> = Api::namespaced(ctx.client.clone(), &namespace);
+            let patch = json!({"spec": {"terminate": true}});
+            tolerate(experiments.patch(name, &merge, &Patch::Merge(&patch)).await, 404)
+                .map_err(kube_error(rollout, format!("terminating Experiment {name}")))?;
+        }
+        Action::DeleteExperiment { name } => {
+            let experiments: Api<Experiment> = Api::namespaced(ctx.client.clone(), &namespace);
+            tolerate(experiments.delete(name, &DeleteParams::background()).await, 404)
+                .map_err(kube_error(rollout, format!("deleting Experiment {name}")))?;
+        }
         Action::TerminateAnalysisRun { name } => {
             let runs: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
             let patch = json!({"spec": {"terminate": true}});
@@ -941,9 +1017,10 @@ pub struct Router {
 }
 
 impl Router {
-    fn for_rollout(rollout: &Rollout) -> Option<Router> {
+    fn for_rollout(rollout: &Rollout, experiments: &[ObservedExperiment]) -> Option<Router> {
         let router = router_for(rollout.spec.canary().traffic_routing.as_ref()?)?;
         let mut target = RouteTarget::from_rollout(rollout)?;
+        target.experiment_backends = crate::rollout::experiments::running_backends(rollout, experiments);
         let status = rollout.status.clone().unwrap_or_default();
         target.stable_hash = status.stable_rs.clone();
         target.canary_hash = Some(plan::current_hash(rollout)).filter(|h| Some(h) != status.stable_rs.as_ref());

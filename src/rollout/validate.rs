@@ -8,7 +8,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::duration::MAX_SECONDS;
-use crate::api::rollout::{BlueGreenStrategy, CanaryStep, CanaryStrategy, Rollout, RolloutAnalysis, SetCanaryScale};
+use crate::api::experiment::RolloutExperimentStep;
+use crate::api::rollout::{
+    BlueGreenStrategy, CanaryStep, CanaryStrategy, Rollout, RolloutAnalysis, SetCanaryScale, TrafficRouting,
+};
 use crate::rollout::replicas::{IntOrPercent, ScaleLimits};
 
 pub use crate::api::spec_error::{SpecError, summary};
@@ -346,6 +349,17 @@ fn check_canary(canary: &CanaryStrategy, replicas: i32, found: &mut Findings) {
     found.0.extend(crate::traffic::routes::check_steps(canary));
     for (i, step) in canary.steps.iter().enumerate() {
         check_step(step, &format!("{CANARY}.steps[{i}]"), max_weight, found);
+        if let Some(experiment) = &step.experiment {
+            let step_weight = canary.steps[..=i].iter().rev().find_map(|s| s.set_weight).unwrap_or(0);
+            check_experiment(
+                experiment,
+                &format!("{CANARY}.steps[{i}].experiment"),
+                step_weight,
+                max_weight,
+                canary.traffic_routing.as_ref(),
+                found,
+            );
+        }
         if step.set_canary_scale.is_some() && canary.traffic_routing.is_none() {
             found.add(
                 format!("{CANARY}.steps[{i}].setCanaryScale"),
@@ -369,8 +383,8 @@ fn check_step(step: &CanaryStep, field: &str, max_weight: i32, found: &mut Findi
         found.add(
             field,
             format!(
-                "a step needs exactly one of setWeight, pause, analysis, setCanaryScale, setHeaderRoute, \
-                 setMirrorRoute; found {}",
+                "a step needs exactly one of setWeight, pause, analysis, experiment, setCanaryScale, \
+                 setHeaderRoute, setMirrorRoute; found {}",
                 describe(&kinds)
             ),
         );
@@ -379,12 +393,9 @@ fn check_step(step: &CanaryStep, field: &str, max_weight: i32, found: &mut Findi
     if let Some(unknown) = step.unknown.keys().next() {
         found.add(
             format!("{field}.{unknown}"),
-            "unknown step kind: use setWeight, pause, analysis, setCanaryScale, setHeaderRoute or setMirrorRoute",
+            "unknown step kind: use setWeight, pause, analysis, experiment, setCanaryScale, setHeaderRoute or \
+             setMirrorRoute",
         );
-    }
-    if step.experiment.is_some() {
-        // Until the experiment step is wired into the plan, it is refused rather than skipped.
-        found.add(format!("{field}.experiment"), "experiment steps are not run yet");
     }
     if let Some(weight) = step.set_weight
         && !(0..=max_weight).contains(&weight)
@@ -404,6 +415,142 @@ fn check_step(step: &CanaryStep, field: &str, max_weight: i32, found: &mut Findi
     }
     if let Some(scale) = &step.set_canary_scale {
         check_canary_scale(scale, &format!("{field}.setCanaryScale"), found);
+    }
+}
+
+/// A DNS label (RFC 1123): lowercase alphanumerics and '-', alphanumeric at both ends, 1..=63 bytes.
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// Reports a name at `field` that is not a DNS label or repeats one in `seen`.
+fn check_unique_name<'a>(
+    name: &'a str,
+    field: String,
+    seen: &mut std::collections::HashSet<&'a str>,
+    found: &mut Findings,
+) {
+    if !is_dns_label(name) {
+        found.add(
+            field,
+            format!(
+                "{:?} must be a DNS label (lowercase letters, digits and '-', at most 63)",
+                crate::bounds::truncate(name, 80)
+            ),
+        );
+    } else if !seen.insert(name) {
+        found.add(field, format!("{name:?} is given twice"));
+    }
+}
+
+/// An experiment step: bounded lists, unique DNS-label names, a duration, and per-template weights
+/// only with a router that can send traffic to the templates' Services, within maxTrafficWeight
+/// together with the canary's weight at this step.
+fn check_experiment(
+    experiment: &RolloutExperimentStep,
+    field: &str,
+    step_weight: i32,
+    max_weight: i32,
+    routing: Option<&TrafficRouting>,
+    found: &mut Findings,
+) {
+    use crate::api::experiment::{MAX_ANALYSES, MAX_TEMPLATES};
+    if experiment.templates.is_empty() || experiment.templates.len() > MAX_TEMPLATES {
+        found.add(
+            format!("{field}.templates"),
+            format!(
+                "name between 1 and {MAX_TEMPLATES} templates, got {}",
+                experiment.templates.len()
+            ),
+        );
+        return;
+    }
+    if experiment.analyses.len() > MAX_ANALYSES {
+        found.add(
+            format!("{field}.analyses"),
+            format!("at most {MAX_ANALYSES} analyses, got {}", experiment.analyses.len()),
+        );
+        return;
+    }
+    if let Err(e) = experiment.duration() {
+        found.add(format!("{field}.duration"), e.to_string());
+    }
+    let mut names = std::collections::HashSet::new();
+    let mut weights: i64 = 0;
+    for (i, template) in experiment.templates.iter().enumerate() {
+        let at = format!("{field}.templates[{i}]");
+        check_unique_name(&template.name, format!("{at}.name"), &mut names, found);
+        found.check_range(&format!("{at}.replicas"), template.replicas, 0..=10_000);
+        if let Some(service) = template.service.as_ref().and_then(|s| s.name.as_deref())
+            && !is_dns_label(service)
+        {
+            found.add(format!("{at}.service.name"), "must be a DNS label (at most 63)");
+        }
+        let Some(weight) = template.weight else { continue };
+        if !(0..=100).contains(&weight) {
+            found.add(
+                format!("{at}.weight"),
+                format!("must be between 0 and 100, got {weight}"),
+            );
+            continue;
+        }
+        weights += i64::from(weight);
+        match routing.map(experiment_router) {
+            None => found.add(
+                format!("{at}.weight"),
+                "needs trafficRouting: without a router the template's pods get no share of traffic",
+            ),
+            Some(Err(router)) => found.add(
+                format!("{at}.weight"),
+                format!(
+                    "the {router} router cannot send traffic to an experiment's Services (Gateway API and SMI can)"
+                ),
+            ),
+            Some(Ok(())) => {}
+        }
+    }
+    if weights > 0 && weights + i64::from(step_weight) > i64::from(max_weight) {
+        found.add(
+            format!("{field}.templates"),
+            format!(
+                "the templates' weights ({weights}) and the canary's weight at this step ({step_weight}) \
+                 add up to more than maxTrafficWeight ({max_weight})"
+            ),
+        );
+    }
+    let mut analysis_names = std::collections::HashSet::new();
+    for (i, analysis) in experiment.analyses.iter().enumerate() {
+        let at = format!("{field}.analyses[{i}]");
+        check_unique_name(&analysis.name, format!("{at}.name"), &mut analysis_names, found);
+        if analysis.template_name.trim().is_empty() {
+            found.add(format!("{at}.templateName"), "must not be empty");
+        }
+        let mut args = std::collections::HashSet::new();
+        for (j, arg) in analysis.args.iter().enumerate() {
+            if arg.name.trim().is_empty() {
+                found.add(format!("{at}.args[{j}].name"), "must not be empty");
+            } else if !args.insert(arg.name.as_str()) {
+                found.add(format!("{at}.args[{j}].name"), format!("{:?} is given twice", arg.name));
+            }
+        }
+    }
+}
+
+/// Whether the router can weight an experiment's templates (extra backends); Err names it when not.
+fn experiment_router(routing: &TrafficRouting) -> Result<(), &'static str> {
+    if routing.istio.is_some() {
+        Err("istio")
+    } else if routing.nginx.is_some() {
+        Err("nginx")
+    } else {
+        Ok(())
     }
 }
 
@@ -611,6 +758,138 @@ mod tests {
         let errors = validate(&rollout);
         assert_eq!(errors[0].field, "spec.strategy.canary.steps[0].plugin");
         assert!(summary(&errors).contains("unknown step kind"));
+    }
+
+    fn experiment_rollout(step: serde_json::Value, routing: Option<TrafficRouting>) -> Rollout {
+        let steps = vec![
+            CanaryStep::set_weight(20),
+            CanaryStep::pause(),
+            serde_json::from_value(serde_json::json!({ "experiment": step })).unwrap(),
+        ];
+        let rollout = Rollout::example("w", 1, steps);
+        match routing {
+            Some(routing) => rollout.with_services("c", "s").with_traffic_routing(routing),
+            None => rollout,
+        }
+    }
+
+    fn gateway() -> TrafficRouting {
+        TrafficRouting {
+            gateway_api: Some(crate::api::rollout::GatewayApiTrafficRouting {
+                http_route: Some("r".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_good_experiment_step_is_valid() {
+        let step = serde_json::json!({
+            "duration": "10s",
+            "templates": [
+                {"name": "baseline", "specRef": "stable", "weight": 10},
+                {"name": "canary", "specRef": "canary", "weight": 10, "replicas": 2}
+            ],
+            "analyses": [{"name": "compare", "templateName": "compare", "args": [{"name": "a", "value": "1"}]}]
+        });
+        assert_eq!(
+            fields(&experiment_rollout(step.clone(), Some(gateway()))),
+            Vec::<String>::new()
+        );
+        let smi = TrafficRouting {
+            smi: Some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(fields(&experiment_rollout(step, Some(smi))), Vec::<String>::new());
+    }
+
+    #[test]
+    fn experiment_step_problems_name_their_field() {
+        const AT: &str = "spec.strategy.canary.steps[2].experiment";
+        let cases = [
+            (serde_json::json!({"templates": []}), format!("{AT}.templates")),
+            (
+                serde_json::json!({"templates": [{"name": "Base_line", "specRef": "stable"}]}),
+                format!("{AT}.templates[0].name"),
+            ),
+            (
+                serde_json::json!({"templates": [{"name": "a", "specRef": "stable"}, {"name": "a", "specRef": "canary"}]}),
+                format!("{AT}.templates[1].name"),
+            ),
+            (
+                serde_json::json!({"duration": "forever", "templates": [{"name": "a", "specRef": "stable"}]}),
+                format!("{AT}.duration"),
+            ),
+            (
+                serde_json::json!({"templates": [{"name": "a", "specRef": "stable", "replicas": -1}]}),
+                format!("{AT}.templates[0].replicas"),
+            ),
+            (
+                serde_json::json!({"templates": [{"name": "a", "specRef": "stable", "weight": 10}]}),
+                format!("{AT}.templates[0].weight"),
+            ),
+            (
+                serde_json::json!({"templates": [{"name": "a", "specRef": "stable"}],
+                    "analyses": [{"name": "x", "templateName": ""}, {"name": "x", "templateName": "t"}]}),
+                format!("{AT}.analyses[0].templateName"),
+            ),
+            (
+                serde_json::json!({"templates": [{"name": "a", "specRef": "stable"}],
+                    "analyses": [{"name": "x", "templateName": "t"}, {"name": "x", "templateName": "t"}]}),
+                format!("{AT}.analyses[1].name"),
+            ),
+        ];
+        for (step, field) in cases {
+            let errors = fields(&experiment_rollout(step.clone(), None));
+            assert!(errors.contains(&field), "{step}: {errors:?}");
+        }
+        let too_many: Vec<_> = (0..17)
+            .map(|i| serde_json::json!({"name": format!("t{i}"), "specRef": "canary"}))
+            .collect();
+        let errors = fields(&experiment_rollout(serde_json::json!({ "templates": too_many }), None));
+        assert_eq!(errors, vec![format!("{AT}.templates")]);
+    }
+
+    #[test]
+    fn experiment_weights_need_a_router_that_routes_to_extra_services_and_room_under_the_maximum() {
+        const AT: &str = "spec.strategy.canary.steps[2].experiment";
+        // 20 (the canary's weight at the step) + 50 + 40 > 100.
+        let heavy = serde_json::json!({"templates": [
+            {"name": "a", "specRef": "stable", "weight": 50},
+            {"name": "b", "specRef": "canary", "weight": 40}
+        ]});
+        assert_eq!(
+            fields(&experiment_rollout(heavy, Some(gateway()))),
+            vec![format!("{AT}.templates")]
+        );
+        let weighted = serde_json::json!({"templates": [{"name": "a", "specRef": "stable", "weight": 5}]});
+        for (routing, router) in [
+            (
+                TrafficRouting {
+                    istio: Some(Default::default()),
+                    ..Default::default()
+                },
+                "istio",
+            ),
+            (
+                TrafficRouting {
+                    nginx: Some(crate::api::rollout::NginxTrafficRouting {
+                        stable_ingress: "i".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "nginx",
+            ),
+        ] {
+            let errors = validate(&experiment_rollout(weighted.clone(), Some(routing)));
+            let error = errors
+                .iter()
+                .find(|e| e.field == format!("{AT}.templates[0].weight"))
+                .unwrap_or_else(|| panic!("{router}: {errors:?}"));
+            assert!(error.message.contains(router), "{}", error.message);
+        }
     }
 
     /// The pause durations of the bug report (issue 13) and their kin: InvalidSpec at the step's

@@ -396,14 +396,42 @@ pub fn desired(current: &Value, target: &RouteTarget, canary_weight: i32, field:
         .unwrap_or_default();
     let mut rules = current.pointer("/spec/rules").cloned().unwrap_or_else(|| json!([]));
     for i in matching {
-        let refs = rules[i]["backendRefs"].as_array_mut().into_iter().flatten();
-        for backend in refs {
+        let Some(refs) = rules[i]["backendRefs"].as_array_mut() else {
+            continue;
+        };
+        // A split rule routes to the two Services and a running experiment's weighted templates; any
+        // other backend is one an experiment left behind (Argo's weighted experiment step).
+        refs.retain(|backend| {
+            names_service(backend, route_namespace, &target.canary_service, &target.namespace)
+                || names_service(backend, route_namespace, &target.stable_service, &target.namespace)
+                || target
+                    .experiment_backends
+                    .iter()
+                    .any(|b| names_service(backend, route_namespace, &b.service, &target.namespace))
+        });
+        let template = refs
+            .iter()
+            .find(|b| names_service(b, route_namespace, &target.canary_service, &target.namespace))
+            .cloned();
+        for experiment in &target.experiment_backends {
+            let present = refs
+                .iter()
+                .any(|b| names_service(b, route_namespace, &experiment.service, &target.namespace));
+            if let (false, Some(template)) = (present, template.as_ref()) {
+                // Same kind, namespace and port as the canary's backendRef.
+                let mut backend = template.clone();
+                backend["name"] = json!(experiment.service);
+                refs.push(backend);
+            }
+        }
+        for backend in refs.iter_mut() {
             let weight = if names_service(backend, route_namespace, &target.canary_service, &target.namespace) {
                 canary_weight
             } else if names_service(backend, route_namespace, &target.stable_service, &target.namespace) {
                 target.stable_weight(canary_weight)
             } else {
-                continue;
+                let name = backend.get("name").and_then(Value::as_str).unwrap_or_default();
+                target.experiment_weight(name).unwrap_or(0)
             };
             backend["weight"] = json!(weight);
         }
@@ -434,7 +462,17 @@ pub fn observed_weight(current: &Value, target: &RouteTarget) -> Option<i32> {
     let splits = split_rules(current, target).into_iter().map(|i| {
         let canary = weight_of(&rules[i], &target.canary_service)?;
         let stable = weight_of(&rules[i], &target.stable_service)?;
-        (stable == target.stable_weight(canary)).then_some(canary)
+        // A running experiment's backends each with their weight, and no backend left behind.
+        let backends = rules[i]
+            .get("backendRefs")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let experiments_in_place = backends == 2 + target.experiment_backends.len()
+            && target
+                .experiment_backends
+                .iter()
+                .all(|b| weight_of(&rules[i], &b.service) == Some(b.weight));
+        (experiments_in_place && stable == target.stable_weight(canary)).then_some(canary)
     });
     agreed(splits)
 }
@@ -639,6 +677,52 @@ pub(crate) mod tests {
         };
         let body = desired(&route(), &target, 30, "f").unwrap();
         assert_eq!(body["spec"]["rules"][0]["backendRefs"][0]["weight"], 970);
+    }
+
+    #[test]
+    fn a_running_experiment_gets_its_backends_and_they_go_when_it_ends() {
+        use crate::traffic::ExperimentBackend;
+        let with_experiment = RouteTarget {
+            experiment_backends: vec![
+                ExperimentBackend {
+                    service: "web-exp-baseline".into(),
+                    weight: 10,
+                },
+                ExperimentBackend {
+                    service: "web-exp-canary".into(),
+                    weight: 5,
+                },
+            ],
+            ..target()
+        };
+        let route = route();
+        assert_eq!(observed_weight(&route, &with_experiment), None, "backends missing");
+        let body = desired(&route, &with_experiment, 20, "f").unwrap();
+        let refs = body["spec"]["rules"][0]["backendRefs"].as_array().unwrap();
+        let weights: Vec<(String, i64)> = refs
+            .iter()
+            .map(|b| (b["name"].as_str().unwrap().to_string(), b["weight"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(
+            weights,
+            [
+                ("web-stable".to_string(), 65),
+                ("web-canary".to_string(), 20),
+                ("web-exp-baseline".to_string(), 10),
+                ("web-exp-canary".to_string(), 5),
+            ]
+        );
+        assert_eq!(refs[2]["port"], refs[1]["port"], "the canary's port");
+        let mut applied = route.clone();
+        applied["spec"]["rules"] = body["spec"]["rules"].clone();
+        assert_eq!(observed_weight(&applied, &with_experiment), Some(20));
+        // The step over: the plain target no longer agrees, and its write removes the backends.
+        assert_eq!(observed_weight(&applied, &target()), None);
+        let body = desired(&applied, &target(), 20, "f").unwrap();
+        assert_eq!(body["spec"]["rules"][0]["backendRefs"].as_array().unwrap().len(), 2);
+        assert_eq!(body["spec"]["rules"][0]["backendRefs"][0]["weight"], 80);
+        // Other rules keep their backends.
+        assert_eq!(body["spec"]["rules"][1], route["spec"]["rules"][1]);
     }
 
     #[test]

@@ -61,6 +61,16 @@ pub struct RouteTarget {
     /// them: its subsets select pods by `sluice.dev/pod-template-hash`. None leaves the subsets as they are.
     pub canary_hash: Option<String>,
     pub stable_hash: Option<String>,
+    /// The Services of a running experiment step's weighted templates and their weights (Gateway API
+    /// and SMI only; validation refuses them elsewhere). They take their share from stable's.
+    pub experiment_backends: Vec<ExperimentBackend>,
+}
+
+/// A weighted template of a running experiment step: its Service and percent of traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExperimentBackend {
+    pub service: String,
+    pub weight: i32,
 }
 
 impl RouteTarget {
@@ -84,12 +94,28 @@ impl RouteTarget {
             max_weight: canary.max_traffic_weight_or_default(),
             canary_hash: None,
             stable_hash: None,
+            experiment_backends: Vec::new(),
         })
     }
 
-    /// The stable side of a split whose canary side is `canary_weight`.
+    /// The stable side of a split whose canary side is `canary_weight` (and whose experiment
+    /// backends take theirs); never below 0.
     pub fn stable_weight(&self, canary_weight: i32) -> i32 {
-        self.max_weight - canary_weight
+        let experiments: i64 = self
+            .experiment_backends
+            .iter()
+            .map(|b| i64::from(b.weight.max(0)))
+            .sum();
+        let rest = i64::from(self.max_weight) - i64::from(canary_weight) - experiments;
+        rest.clamp(0, i64::from(self.max_weight.max(0))) as i32
+    }
+
+    /// The weight of experiment backend `service`, when it is one.
+    pub fn experiment_weight(&self, service: &str) -> Option<i32> {
+        self.experiment_backends
+            .iter()
+            .find(|b| b.service == service)
+            .map(|b| b.weight)
     }
 
     /// The ownerReference objects created for the Rollout carry (controller: only one owner manages them).
@@ -554,6 +580,7 @@ pub(crate) mod tests {
             max_weight: 100,
             canary_hash: None,
             stable_hash: None,
+            experiment_backends: vec![],
         }
     }
 

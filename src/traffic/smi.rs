@@ -125,15 +125,28 @@ pub fn desired(
         },
         "spec": {
             "service": router.root_service(target),
-            "backends": [
-                {"service": target.canary_service, "weight": canary_weight},
-                {"service": target.stable_service, "weight": target.stable_weight(canary_weight)},
-            ],
+            "backends": backends(target, canary_weight),
         },
     }))
 }
 
-/// The canary backend's weight when the stable backend has max − it; None otherwise.
+/// Canary, stable, then a running experiment's weighted templates (Argo's weighted experiment step).
+fn backends(target: &RouteTarget, canary_weight: i32) -> Vec<Value> {
+    let mut backends = vec![
+        json!({"service": target.canary_service, "weight": canary_weight}),
+        json!({"service": target.stable_service, "weight": target.stable_weight(canary_weight)}),
+    ];
+    backends.extend(
+        target
+            .experiment_backends
+            .iter()
+            .map(|b| json!({"service": b.service, "weight": b.weight})),
+    );
+    backends
+}
+
+/// The canary backend's weight when the stable backend has max − it (less the experiment backends',
+/// each present with its weight, and no other backend); None otherwise.
 pub fn observed_weight(current: &Value, target: &RouteTarget) -> Option<i32> {
     let backends = current.pointer("/spec/backends").and_then(Value::as_array)?;
     let weight_of = |service: &str| {
@@ -141,7 +154,12 @@ pub fn observed_weight(current: &Value, target: &RouteTarget) -> Option<i32> {
         backend.get("weight").and_then(crate::traffic::weight_value)
     };
     let canary = weight_of(&target.canary_service)?;
-    (weight_of(&target.stable_service)? == target.stable_weight(canary)).then_some(canary)
+    let experiments_in_place = backends.len() == 2 + target.experiment_backends.len()
+        && target
+            .experiment_backends
+            .iter()
+            .all(|b| weight_of(&b.service) == Some(b.weight));
+    (experiments_in_place && weight_of(&target.stable_service)? == target.stable_weight(canary)).then_some(canary)
 }
 
 /// The fields GitSync keeps (see [`OwnedFields`]): the backend weights of TrafficSplits.
@@ -251,6 +269,34 @@ mod tests {
         );
         let ours = desired(None, &spec(), &target(), 10).unwrap();
         assert!(desired(Some(&ours), &spec(), &target(), 30).is_ok());
+    }
+
+    #[test]
+    fn a_running_experiment_adds_backends_that_go_when_it_ends() {
+        let with_experiment = RouteTarget {
+            experiment_backends: vec![crate::traffic::ExperimentBackend {
+                service: "web-exp-canary".into(),
+                weight: 10,
+            }],
+            ..target()
+        };
+        let split = desired(None, &spec(), &with_experiment, 30).unwrap();
+        assert_eq!(
+            split["spec"]["backends"],
+            json!([
+                {"service": "web-canary", "weight": 30},
+                {"service": "web-stable", "weight": 60},
+                {"service": "web-exp-canary", "weight": 10},
+            ])
+        );
+        assert_eq!(observed_weight(&split, &with_experiment), Some(30));
+        assert_eq!(observed_weight(&split, &target()), None, "the step is over: rewrite");
+        let plain = desired(None, &spec(), &target(), 30).unwrap();
+        assert_eq!(
+            observed_weight(&plain, &with_experiment),
+            None,
+            "the experiment started: rewrite"
+        );
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub fn run(calls: u64) -> PlanBenchReport {
         replica_sets: &replica_sets,
         pods: &[],
         analysis_runs: &runs,
+        experiments: &[],
         reference_errors: vec![],
         traffic: None,
         services: vec![],

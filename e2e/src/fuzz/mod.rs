@@ -374,6 +374,7 @@ fn rollout(case: &Case) -> Outcome {
             replica_sets,
             pods,
             analysis_runs,
+            experiments: &[],
             reference_errors: vec![],
             traffic,
             services: services.clone(),

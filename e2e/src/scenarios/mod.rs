@@ -6,6 +6,7 @@ mod analysis;
 mod blue_green;
 mod context;
 mod experiment;
+mod experiment_step;
 mod gitsync;
 mod gitsync_order;
 mod pod_metadata;
@@ -74,6 +75,21 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "header-route",
             checks: "weight 0 + setHeaderRoute X-Canary=yes with 30% of requests carrying it: the canary serves 30% ± 8% of the non-mirrored requests; setMirrorRoute adds a RequestMirror 50% rule to the canary; promote --full removes the managed rules",
             run: |ctx| Box::pin(traffic::header_route(ctx)),
+        },
+        Scenario {
+            name: "experiment-step",
+            checks: "Argo's examples/rollout-experiment-step.yaml (no analyses, duration 10s): v2 → an Experiment owned by the Rollout and named in currentExperiment runs the canary template, ends Successful, and the rollout completes",
+            run: |ctx| Box::pin(experiment_step::experiment_step(ctx)),
+        },
+        Scenario {
+            name: "experiment-fail",
+            checks: "an experiment step whose analysis of its canary pods ({{templates.canary.podTemplateHash}}) sees 40% errors: Experiment Failed, Rollout aborted (AnalysisFailed, weight 0), all replicas back on stable",
+            run: |ctx| Box::pin(experiment_step::experiment_fail(ctx)),
+        },
+        Scenario {
+            name: "baseline-vs-canary",
+            checks: "Gateway API: an experiment step runs a baseline and a canary template with 10% of traffic each (canary 20%, stable 60%) and compares their success rates by {{templates.NAME.podTemplateHash}}: v2 as good passes and completes, the backends leave the route; v3 failing 40% fails the Experiment and aborts to stable",
+            run: |ctx| Box::pin(experiment_step::baseline_vs_canary(ctx)),
         },
         Scenario {
             name: "canary-metadata",

@@ -57,6 +57,7 @@ impl Planner<'_> {
             self.scale_basic(stable, canary, older, 0, limits);
         }
         self.terminate_aborted_attempt();
+        self.terminate_experiments(|_| true);
         self.rollback_on_abort(stable);
     }
 

@@ -106,7 +106,9 @@ impl Planner<'_> {
             awaiting_analysis: (self
                 .steps
                 .get(self.step_index())
-                .is_some_and(|step| step.analysis.is_some())
+                // An experiment step waits on its Experiment as an analysis step on its run
+                // (Argo counts both as indefinite for the progress deadline).
+                .is_some_and(|step| step.analysis.is_some() || step.experiment.is_some())
                 || self.awaiting_promotion_analysis())
                 && live
                     .iter()

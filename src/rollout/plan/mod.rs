@@ -21,6 +21,7 @@ use crate::rollout::validate::{self, SpecError};
 mod abort;
 mod analysis;
 mod blue_green;
+mod experiment;
 mod finish;
 mod history;
 mod pause;
@@ -106,6 +107,24 @@ pub struct ObservedAnalysisRun {
     pub created_at: Option<DateTime<Utc>>,
 }
 
+/// An Experiment owned by the Rollout (an experiment step's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedExperiment {
+    pub name: String,
+    /// The revision it was created for (its `sluice.dev/pod-template-hash` label).
+    pub hash: String,
+    /// The experiment step it runs (its `sluice.dev/experiment-step` label).
+    pub step: i32,
+    /// Pending until the controller reports otherwise.
+    pub phase: AnalysisPhase,
+    pub message: Option<String>,
+    /// `spec.terminate` is set.
+    pub terminated: bool,
+    pub created_at: Option<DateTime<Utc>>,
+    /// (template, Service) of each template with a Service (status.templateStatuses).
+    pub template_services: Vec<(String, String)>,
+}
+
 /// Everything the plan looks at.
 #[derive(Debug, Clone)]
 pub struct Observed<'a> {
@@ -113,6 +132,8 @@ pub struct Observed<'a> {
     pub replica_sets: &'a [ObservedReplicaSet],
     pub pods: &'a [ObservedPod],
     pub analysis_runs: &'a [ObservedAnalysisRun],
+    /// The Experiments of experiment steps.
+    pub experiments: &'a [ObservedExperiment],
     /// Problems found while reading referenced objects (missing AnalysisTemplate, Service, …).
     pub reference_errors: Vec<SpecError>,
     /// The router's state; None without trafficRouting.
@@ -160,6 +181,24 @@ pub enum Action {
     },
     /// A finished AnalysisRun beyond the history limits.
     DeleteAnalysisRun {
+        name: String,
+    },
+    /// Create the Experiment of experiment step `step` for revision `hash`, its `specRef: stable`
+    /// templates from `stable_replica_set`'s pod template.
+    CreateExperiment {
+        name: String,
+        step: i32,
+        hash: String,
+        stable_replica_set: String,
+        stable_hash: String,
+        experiment: crate::api::experiment::RolloutExperimentStep,
+    },
+    /// Set `spec.terminate` on an Experiment the rollout left early.
+    TerminateExperiment {
+        name: String,
+    },
+    /// A finished Experiment beyond the history limits.
+    DeleteExperiment {
         name: String,
     },
     /// Write the canary's weight to the traffic router (stable gets maxTrafficWeight − weight).
@@ -289,6 +328,7 @@ impl<'a> Planner<'a> {
         }
         self.prune_history(&live);
         self.prune_analysis_runs();
+        self.prune_experiments();
         self.finish(&live, limits)
     }
 
@@ -378,6 +418,7 @@ impl<'a> Planner<'a> {
             self.scale_basic(stable_rs, canary, &older, 0, limits);
         }
         self.terminate_analysis_runs(|_| true);
+        self.terminate_experiments(|_| true);
     }
 
     /// Resets everything a rollout in progress keeps in status.
@@ -393,6 +434,7 @@ impl<'a> Planner<'a> {
         if let Some(canary) = self.status.canary.as_mut() {
             canary.current_step_analysis_run = None;
             canary.current_background_analysis_run = None;
+            canary.current_experiment = None;
         }
         if let Some(blue_green) = self.status.blue_green.as_mut() {
             blue_green.pre_promotion_analysis_run = None;

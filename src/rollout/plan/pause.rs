@@ -36,6 +36,7 @@ impl Planner<'_> {
         self.status.current_step_index = Some(self.steps.len() as i32);
         self.status.pause_conditions.clear();
         self.terminate_analysis_runs(|run| run.kind != AnalysisKind::Background);
+        self.terminate_experiments(|_| true);
     }
 
     /// `sluice promote`: step `index` counts as done, whatever it waits on.
@@ -46,6 +47,7 @@ impl Planner<'_> {
         );
         self.status.pause_conditions.clear();
         self.terminate_analysis_runs(|run| run.kind == AnalysisKind::Step(index as i32));
+        self.terminate_experiments(|experiment| experiment.step == index as i32);
     }
 
     /// A pause step: timed (from status.stepStartedAt, so it survives restarts) or until promoted.

@@ -49,6 +49,7 @@ impl Planner<'_> {
                 format!("revision {} superseded by a newer template", self.rs_name(&old)),
             );
             self.terminate_analysis_runs(|run| run.hash == old);
+            self.terminate_experiments(|experiment| experiment.hash == old);
         }
     }
 
@@ -162,6 +163,8 @@ impl Planner<'_> {
             reached && self.pause_step(index, pause.duration().ok().flatten())
         } else if let Some(analysis) = &step.analysis {
             reached && self.analysis_step(index, analysis)
+        } else if let Some(experiment) = &step.experiment {
+            reached && self.experiment_step(index, experiment)
         } else {
             // setCanaryScale (routed canaries only; validation rejects it otherwise): done when
             // the canary has the new scale.
@@ -173,6 +176,9 @@ impl Planner<'_> {
     fn step_completed(&mut self, index: usize, step: &CanaryStep) {
         self.status.current_step_index = Some(index as i32 + 1);
         self.status.step_started_at = None;
+        if let Some(canary) = self.status.canary.as_mut() {
+            canary.current_experiment = None;
+        }
         self.event(
             "StepCompleted",
             format!(
@@ -222,6 +228,7 @@ impl Planner<'_> {
             canary.current_background_analysis_run = None;
         }
         self.terminate_analysis_runs(|_| true);
+        self.terminate_experiments(|_| true);
         self.event(
             "RolloutCompleted",
             format!("revision {} ({}) is now stable", canary.revision, self.current_hash),
@@ -258,6 +265,19 @@ pub fn describe_step(step: &CanaryStep) -> String {
     if let Some(route) = &step.set_header_route {
         let verb = if route.matches.is_empty() { "removed" } else { "set" };
         return format!("setHeaderRoute {} {verb}", crate::bounds::truncate(&route.name, 63));
+    }
+    if let Some(experiment) = &step.experiment {
+        let names: Vec<String> = experiment
+            .templates
+            .iter()
+            .take(crate::api::experiment::MAX_TEMPLATES)
+            .map(|t| crate::bounds::truncate(&t.name, 63).into_owned())
+            .collect();
+        let duration = match experiment.duration().ok().flatten() {
+            Some(d) => format!(" for {}", humantime(d)),
+            None => String::new(),
+        };
+        return format!("experiment {}{duration}", names.join(", "));
     }
     if let Some(route) = &step.set_mirror_route {
         let verb = if route.matches.is_empty() { "removed" } else { "set" };

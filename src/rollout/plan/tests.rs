@@ -23,6 +23,7 @@ struct World {
     rollout: Rollout,
     replica_sets: Vec<ObservedReplicaSet>,
     runs: Vec<ObservedAnalysisRun>,
+    experiments: Vec<ObservedExperiment>,
     now: DateTime<Utc>,
     events: Vec<PlannedEvent>,
     writes: usize,
@@ -40,6 +41,7 @@ impl World {
             rollout: Rollout::example("web", replicas, steps).with_generation(1),
             replica_sets: vec![],
             runs: vec![],
+            experiments: vec![],
             now: t0(),
             events: vec![],
             writes: 0,
@@ -97,6 +99,7 @@ impl World {
             replica_sets: &self.replica_sets,
             pods: &self.pods,
             analysis_runs: &self.runs,
+            experiments: &self.experiments,
             reference_errors: vec![],
             traffic: self.traffic,
             services: self.services.clone(),
@@ -204,6 +207,29 @@ impl World {
                         .unwrap()
                         .scale_down_at = Some(*at);
                 }
+                Action::CreateExperiment { name, step, hash, .. } => {
+                    // A create of what exists is a 409, tolerated.
+                    if !self.experiments.iter().any(|e| e.name == *name) {
+                        self.experiments.push(ObservedExperiment {
+                            name: name.clone(),
+                            hash: hash.clone(),
+                            step: *step,
+                            phase: AnalysisPhase::Pending,
+                            message: None,
+                            terminated: false,
+                            created_at: Some(self.now),
+                            template_services: vec![],
+                        });
+                    }
+                }
+                Action::TerminateExperiment { name } => {
+                    let experiment = self.experiments.iter_mut().find(|e| e.name == *name).unwrap();
+                    experiment.terminated = true;
+                    if !experiment.phase.is_completed() {
+                        experiment.phase = AnalysisPhase::Successful;
+                    }
+                }
+                Action::DeleteExperiment { name } => self.experiments.retain(|e| e.name != *name),
                 Action::TerminateAnalysisRun { name } => {
                     let run = self.runs.iter_mut().find(|r| r.name == *name).unwrap();
                     run.terminated = true;
@@ -1579,3 +1605,4 @@ proptest! {
 }
 
 mod blue_green;
+mod experiment;
