@@ -1,5 +1,5 @@
 //! `sluice convert`: Argo Rollouts manifests (argoproj.io Rollouts, AnalysisTemplates,
-//! ClusterAnalysisTemplates, AnalysisRuns) into Sluice manifests. Field names and semantics are Argo's
+//! ClusterAnalysisTemplates, AnalysisRuns, Experiments) into Sluice manifests. Field names and semantics are Argo's
 //! wherever Sluice has the concept, so most of a conversion is the API group; the rest is mapping the
 //! few fields Sluice spells differently and reporting, per field, what could not be carried and why.
 //!
@@ -14,7 +14,13 @@ use super::{ARGO_GROUP, Finding, SLUICE_API_VERSION, group_of, object_label, slu
 use crate::analysis::condition;
 
 /// The Argo kinds Sluice has, with the same name.
-const CONVERTED_KINDS: [&str; 4] = ["Rollout", "AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun"];
+const CONVERTED_KINDS: [&str; 5] = [
+    "Rollout",
+    "AnalysisTemplate",
+    "ClusterAnalysisTemplate",
+    "AnalysisRun",
+    "Experiment",
+];
 
 /// Argo's routers Sluice has no counterpart for, and what the user can do instead.
 const UNSUPPORTED_ROUTERS: [&str; 5] = ["alb", "ambassador", "appMesh", "traefik", "apisix"];
@@ -65,10 +71,7 @@ pub fn convert(documents: Vec<Value>) -> Conversion {
             .unwrap_or_default()
             .to_string();
         if !CONVERTED_KINDS.contains(&kind.as_str()) {
-            notes.add(
-                "kind",
-                format!("left out: Sluice has no {kind} (Argo's Experiment is not supported yet)"),
-            );
+            notes.add("kind", format!("left out: Sluice has no {kind}"));
             continue;
         }
         conversion.documents.push(convert_object(document, &kind, &mut notes));
@@ -264,12 +267,20 @@ spec: {ports: [{port: 80}]}
 apiVersion: argoproj.io/v1alpha1
 kind: Experiment
 metadata: {name: e}
+spec:
+  duration: 1m
+  templates: [{name: a, selector: {matchLabels: {app: a}}, template: {metadata: {labels: {app: a}}}}]
+  analysisRunMetadata: {labels: {team: a}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: ClusterWorkflowTemplate
+metadata: {name: w}
 "#;
 
     #[test]
     fn a_canary_converts_with_each_loss_reported() {
         let conversion = convert(docs(CANARY));
-        assert_eq!(conversion.documents.len(), 2, "the Experiment is left out");
+        assert_eq!(conversion.documents.len(), 3, "the ClusterWorkflowTemplate is left out");
         let rollout = &conversion.documents[0];
         assert_eq!(rollout["apiVersion"], "sluice.dev/v1alpha1");
         let routing = &rollout["spec"]["strategy"]["canary"]["trafficRouting"];
@@ -283,6 +294,10 @@ metadata: {name: e}
         );
         assert!(rollout["spec"]["strategy"]["canary"].get("someFutureField").is_none());
         assert_eq!(conversion.documents[1]["kind"], "Service");
+        let experiment = &conversion.documents[2];
+        assert_eq!(experiment["apiVersion"], "sluice.dev/v1alpha1");
+        assert_eq!(experiment["spec"]["duration"], "1m");
+        assert!(experiment["spec"].get("analysisRunMetadata").is_none());
         assert_eq!(
             fields(&conversion),
             vec![
@@ -290,11 +305,13 @@ metadata: {name: e}
                 "spec.strategy.canary.trafficRouting.istio.virtualServices",
                 "spec.strategy.canary.trafficRouting.istio.virtualServices",
                 "spec.strategy.canary.someFutureField",
+                "spec.analysisRunMetadata",
                 "kind",
             ]
         );
         assert_eq!(conversion.notes[4].object, "Experiment/e");
-        assert_eq!(conversion.notes[4].document, 3);
+        assert_eq!(conversion.notes[5].object, "ClusterWorkflowTemplate/w");
+        assert_eq!(conversion.notes[5].document, 4);
     }
 
     #[test]
