@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::ServicePort;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -136,14 +137,21 @@ impl TemplateSpec {
 }
 
 /// A Service for a template's pods.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateService {
     /// The Service's name; default: the template's ReplicaSet name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub name: Option<String>,
+    /// The Service's ports (Argo's field); unset: one per container port, targeting it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub ports: Vec<ServicePort>,
 }
+
+/// At most this many ports on a template's Service.
+pub const MAX_SERVICE_PORTS: usize = 32;
 
 /// An AnalysisTemplate run by an Experiment.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]

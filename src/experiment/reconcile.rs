@@ -127,6 +127,39 @@ fn owner_reference(experiment: &Experiment) -> Option<OwnerReference> {
     experiment.controller_owner_ref(&())
 }
 
+/// The name of the Experiment controlling `service` when that Experiment has ended or is gone; None
+/// when the Service is not an Experiment's or its Experiment still runs.
+async fn ended_experiment_owner(
+    service: &Service,
+    experiment: &Experiment,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
+    let Some(owner) = service.metadata.owner_references.iter().flatten().find(|o| {
+        o.controller == Some(true) && o.kind == "Experiment" && o.api_version == Experiment::api_version(&())
+    }) else {
+        return Ok(None);
+    };
+    let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), &experiment.namespace().unwrap_or_default());
+    let current = write(
+        experiment,
+        format!("reading Experiment {}", owner.name),
+        None,
+        api.get_opt(&owner.name),
+    )
+    .await?
+    .flatten();
+    let ended = match current {
+        None => true,
+        Some(other) if other.uid().as_deref() != Some(owner.uid.as_str()) => true,
+        Some(other) => other
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| p.is_completed()),
+    };
+    Ok(ended.then(|| owner.name.clone()))
+}
+
 /// Reconciles one Experiment.
 pub async fn reconcile(experiment: Arc<Experiment>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = Instant::now();
@@ -179,6 +212,25 @@ pub async fn reconcile(experiment: Arc<Experiment>, ctx: Arc<Context>) -> Result
         if let Some(found) = found {
             if owned_by(&found.metadata, &uid) {
                 services.push(service);
+            } else if let Some(owner) = ended_experiment_owner(&found, &experiment, &ctx).await? {
+                // A Service an ended Experiment leaves until its scale-down delay is over (the previous
+                // revision's experiment step with the same service.name): its owner is done with it,
+                // so it goes now and this Experiment creates its own.
+                let preconditions = kube::api::Preconditions {
+                    uid: found.metadata.uid.clone(),
+                    resource_version: None,
+                };
+                let delete = DeleteParams {
+                    preconditions: Some(preconditions),
+                    ..DeleteParams::background()
+                };
+                write(
+                    &experiment,
+                    format!("deleting Service {service} left by ended Experiment {owner}"),
+                    Some(404),
+                    service_api.delete(&service, &delete),
+                )
+                .await?;
             } else {
                 // Someone else's Service is never taken over.
                 reference_errors.push(SpecError {
@@ -398,25 +450,17 @@ pub fn build_replica_set(
     })
 }
 
-/// The Service of `spec.templates[index]`: the containers' ports, selecting the template's pods by
-/// their hash (unique to this Experiment and template).
+/// The Service of `spec.templates[index]`: the ports `service.ports` lists, else the containers'
+/// ports, selecting the template's pods by their hash (unique to this Experiment and template).
 pub fn build_service(experiment: &Experiment, index: usize, name: &str, hash: &str) -> Option<Service> {
     let template = experiment.spec.templates.get(index)?;
+    let listed = template.service.as_ref().map(|s| s.ports.clone()).unwrap_or_default();
     let pod_template = template.template.spec();
-    let ports: Vec<ServicePort> = pod_template
-        .spec
-        .iter()
-        .flat_map(|s| &s.containers)
-        .flat_map(|c| c.ports.iter().flatten())
-        .enumerate()
-        .map(|(i, port)| ServicePort {
-            name: Some(port.name.clone().unwrap_or_else(|| format!("port-{i}"))),
-            port: port.container_port,
-            target_port: Some(IntOrString::Int(port.container_port)),
-            protocol: port.protocol.clone(),
-            ..Default::default()
-        })
-        .collect();
+    let ports: Vec<ServicePort> = if !listed.is_empty() {
+        listed
+    } else {
+        container_ports(&pod_template)
+    };
     let mut selector = template.selector.match_labels.clone().unwrap_or_default();
     selector.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
     Some(Service {
@@ -437,6 +481,24 @@ pub fn build_service(experiment: &Experiment, index: usize, name: &str, hash: &s
         }),
         status: None,
     })
+}
+
+/// One Service port per container port, targeting it.
+fn container_ports(pod_template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Vec<ServicePort> {
+    pod_template
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .enumerate()
+        .map(|(i, port)| ServicePort {
+            name: Some(port.name.clone().unwrap_or_else(|| format!("port-{i}"))),
+            port: port.container_port,
+            target_port: Some(IntOrString::Int(port.container_port)),
+            protocol: port.protocol.clone(),
+            ..Default::default()
+        })
+        .collect()
 }
 
 async fn apply_action(
@@ -607,5 +669,15 @@ mod tests {
         assert_eq!(service_spec.selector.unwrap()[POD_TEMPLATE_HASH_LABEL], "h1");
         assert_eq!(service_spec.ports.unwrap()[0].port, 8080);
         assert!(build_replica_set(&e, 5, "x", "h", 1).is_none());
+        // Listed ports (Argo's service.ports) replace the containers'.
+        let listed = ServicePort {
+            name: Some("web".into()),
+            port: 80,
+            target_port: Some(IntOrString::String("http".into())),
+            ..Default::default()
+        };
+        e.spec.templates[0].service.as_mut().unwrap().ports = vec![listed.clone()];
+        let service = build_service(&e, 0, "exp-canary", "h1").unwrap();
+        assert_eq!(service.spec.unwrap().ports.unwrap(), vec![listed]);
     }
 }

@@ -178,12 +178,14 @@ fn check_templates(experiment: &Experiment, found: &mut Findings) {
             let has_port = containers
                 .iter()
                 .any(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty()));
-            if !has_port {
+            if service.ports.is_empty() && !has_port {
                 found.add(
                     format!("{at}.service"),
-                    "the Service takes its ports from the containers, and no container declares one",
+                    "without service.ports the Service takes its ports from the containers, and no container \
+                     declares one",
                 );
             }
+            check_service_ports(&format!("{at}.service.ports"), &service.ports, found);
         }
     }
 }
@@ -330,6 +332,53 @@ pub fn substitute_templates(value: &str, lookup: impl Fn(&str, &str) -> Option<S
     Ok(out)
 }
 
+/// Argo's `service.ports`: bounded in number, each port and numeric target a valid port number, named
+/// targets IANA service names (at most 15 characters), names unique and required when there are several
+/// (the API server's rules, checked here so the field is named rather than a create refused).
+fn check_service_ports(at: &str, ports: &[k8s_openapi::api::core::v1::ServicePort], found: &mut Findings) {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    if ports.len() > crate::api::experiment::MAX_SERVICE_PORTS {
+        found.add(
+            at,
+            format!(
+                "at most {} ports, got {}",
+                crate::api::experiment::MAX_SERVICE_PORTS,
+                ports.len()
+            ),
+        );
+        return;
+    }
+    let mut names = BTreeSet::new();
+    for (i, port) in ports.iter().enumerate() {
+        let field = format!("{at}[{i}]");
+        if !(1..=65_535).contains(&port.port) {
+            found.add(
+                format!("{field}.port"),
+                format!("must be between 1 and 65535, got {}", port.port),
+            );
+        }
+        match &port.target_port {
+            Some(IntOrString::Int(n)) if !(1..=65_535).contains(n) => {
+                found.add(
+                    format!("{field}.targetPort"),
+                    format!("must be between 1 and 65535, got {n}"),
+                );
+            }
+            Some(IntOrString::String(name)) if name.is_empty() || name.len() > 15 => {
+                found.add(format!("{field}.targetPort"), "a named port has 1 to 15 characters")
+            }
+            _ => {}
+        }
+        match port.name.as_deref() {
+            Some(name) if !names.insert(name.to_string()) => {
+                found.add(format!("{field}.name"), format!("{name:?} is used by an earlier port"));
+            }
+            None if ports.len() > 1 => found.add(format!("{field}.name"), "required when there are several ports"),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,10 +486,12 @@ mod tests {
         assert_eq!(fields(&e), ["spec.templates[0].service.name"]);
         e.spec.templates[0].service = Some(crate::api::experiment::TemplateService {
             name: Some("9lives".into()),
+            ..Default::default()
         });
         assert_eq!(fields(&e), ["spec.templates[0].service.name"]);
         e.spec.templates[0].service = Some(crate::api::experiment::TemplateService {
             name: Some("web-canary".into()),
+            ..Default::default()
         });
         assert_eq!(fields(&e), Vec::<String>::new());
     }
@@ -455,6 +506,52 @@ mod tests {
             }
         });
         assert_eq!(fields(&e), ["spec.templates[0].service"]);
+    }
+
+    #[test]
+    fn listed_service_ports_stand_in_for_container_ports_and_are_checked() {
+        use k8s_openapi::api::core::v1::ServicePort;
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        let port = |name: Option<&str>, port: i32, target: IntOrString| ServicePort {
+            name: name.map(str::to_string),
+            port,
+            target_port: Some(target),
+            ..Default::default()
+        };
+        let mut e = experiment("exp", &["a"]);
+        e.spec.templates[0].template.update(|t| {
+            if let Some(spec) = t.spec.as_mut() {
+                spec.containers[0].ports = None;
+            }
+        });
+        let service = |ports| Some(crate::api::experiment::TemplateService { name: None, ports });
+        e.spec.templates[0].service = service(vec![
+            port(Some("http"), 80, IntOrString::Int(8080)),
+            port(Some("admin"), 81, IntOrString::String("testport1".into())),
+        ]);
+        assert_eq!(fields(&e), Vec::<String>::new());
+        e.spec.templates[0].service = service(vec![
+            port(Some("http"), 0, IntOrString::Int(70_000)),
+            port(
+                Some("http"),
+                i32::MAX,
+                IntOrString::String("a-name-far-too-long".into()),
+            ),
+            port(None, 82, IntOrString::Int(82)),
+        ]);
+        assert_eq!(
+            fields(&e),
+            [
+                "spec.templates[0].service.ports[0].port",
+                "spec.templates[0].service.ports[0].targetPort",
+                "spec.templates[0].service.ports[1].port",
+                "spec.templates[0].service.ports[1].targetPort",
+                "spec.templates[0].service.ports[1].name",
+                "spec.templates[0].service.ports[2].name",
+            ]
+        );
+        e.spec.templates[0].service = service(vec![port(None, 80, IntOrString::Int(80)); 33]);
+        assert_eq!(fields(&e), ["spec.templates[0].service.ports"]);
     }
 
     proptest! {
