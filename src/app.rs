@@ -208,14 +208,17 @@ where
     init_logging(global.log_format, default_level);
     match runtime.block_on(command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        // Log collectors parse every line of a JSON log, the last one included.
-        Err(e) if global.log_format == LogFormat::Json => {
-            tracing::error!(error = %format!("{e:#}"), "exiting");
-            std::process::ExitCode::FAILURE
-        }
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            if global.log_format == LogFormat::Json {
+                // Log collectors parse every line of a JSON log, the last one included.
+                tracing::error!(error = %format!("{e:#}"), "exiting");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            let code = e
+                .downcast_ref::<crate::cli::Error>()
+                .map_or(1, crate::cli::Error::exit_code);
+            std::process::ExitCode::from(code)
         }
     }
 }

@@ -29,6 +29,8 @@ struct Cluster {
 
 struct Run {
     ok: bool,
+    /// The exit code (None: killed by a signal).
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
@@ -65,17 +67,21 @@ impl Cluster {
 
     /// Runs the binary off the runtime's threads, so the in-process simulator keeps serving.
     async fn sluice(&self, args: &[&str]) -> Run {
+        self.spawn(args).await.unwrap()
+    }
+
+    /// Starts the binary; the handle gives its result when it exits.
+    fn spawn(&self, args: &[&str]) -> tokio::task::JoinHandle<Run> {
         let mut command = self.command(env!("CARGO_BIN_EXE_sluice"), args);
         tokio::task::spawn_blocking(move || {
             let output = command.output().expect("sluice runs");
             Run {
                 ok: output.status.success(),
+                code: output.status.code(),
                 stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             }
         })
-        .await
-        .unwrap()
     }
 
     fn command(&self, binary: &str, args: &[&str]) -> Command {
@@ -637,5 +643,145 @@ async fn promote_and_hold_gitsync_write_the_annotation_and_the_hold() {
     // `sluice promote NAME` still means a rollout.
     let err = cluster.fails(&["promote", "web", "extra"]).await;
     assert!(err.contains("`sluice promote gitsync NAME` a GitSync"), "{err}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_exits_0_when_healthy_1_when_degraded_2_when_not_settled() {
+    let cluster = Cluster::start().await;
+    let created = canary_at_pause(&cluster).await;
+    let generation = created["metadata"]["generation"].as_i64().unwrap();
+    cluster
+        .set_status("web", json!({"observedGeneration": generation}))
+        .await;
+
+    // Paused at a step is not settled: the timeout ends the wait with 2.
+    let paused = cluster.sluice(&["status", "web", "--timeout", "1s"]).await;
+    assert_eq!(paused.code, Some(2), "{}", paused.stderr);
+    assert_eq!(paused.stdout.trim(), "Paused - step 2/3: paused until promoted");
+    assert!(
+        paused.stderr.contains("did not settle (--timeout 1s)"),
+        "{}",
+        paused.stderr
+    );
+    let once = cluster.sluice(&["status", "web", "--watch=false"]).await;
+    assert_eq!(once.code, Some(2), "{}", once.stderr);
+
+    // Settling while it waits: each change is printed, Healthy exits 0.
+    let waiting = cluster.spawn(&["status", "web", "--timeout", "60s"]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    cluster
+        .set_status(
+            "web",
+            json!({"phase": "Progressing", "message": "step 3/3: setWeight 60"}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster
+        .set_status("web", json!({"phase": "Healthy", "message": "fully promoted"}))
+        .await;
+    let healthy = waiting.await.unwrap();
+    assert_eq!(healthy.code, Some(0), "{}", healthy.stderr);
+    let lines: Vec<&str> = healthy.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"Paused - step 2/3: paused until promoted"));
+    assert_eq!(lines.last(), Some(&"Healthy - fully promoted"));
+
+    // A status written for an older spec is not trusted, even when it says Healthy.
+    cluster
+        .set_status("web", json!({"observedGeneration": generation - 1}))
+        .await;
+    let stale = cluster.sluice(&["status", "web", "--watch=false"]).await;
+    assert_eq!(stale.code, Some(2));
+    assert!(
+        stale.stdout.contains("not yet seen the latest spec"),
+        "{}",
+        stale.stdout
+    );
+
+    cluster
+        .set_status(
+            "web",
+            json!({"observedGeneration": generation, "phase": "Degraded", "message": "aborted: analysis failed"}),
+        )
+        .await;
+    let degraded = cluster.sluice(&["status", "web"]).await;
+    assert_eq!(degraded.code, Some(1), "{}", degraded.stderr);
+    assert_eq!(degraded.stdout.trim(), "Degraded - aborted: analysis failed");
+    assert!(
+        degraded.stderr.contains("rollout \"web\" is Degraded"),
+        "{}",
+        degraded.stderr
+    );
+
+    let missing = cluster.sluice(&["status", "nope", "--timeout", "5s"]).await;
+    assert_eq!(missing.code, Some(1));
+    assert!(
+        missing.stderr.contains("rollout \"nope\" not found"),
+        "{}",
+        missing.stderr
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_name_and_wide_list_as_kubectl_does() {
+    let cluster = Cluster::start().await;
+    canary_at_pause(&cluster).await;
+    assert_eq!(
+        cluster.ok(&["get", "rollouts", "-o", "name"]).await,
+        "rollout.sluice.dev/web\n"
+    );
+    assert_eq!(
+        cluster.ok(&["get", "rollout", "web", "-o", "name"]).await,
+        "rollout.sluice.dev/web\n"
+    );
+    let wide = cluster.ok(&["list", "rollouts", "-o", "wide"]).await;
+    let lines: Vec<Vec<&str>> = wide.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        lines[0],
+        [
+            "NAME",
+            "STATUS",
+            "STEP",
+            "SET-WEIGHT",
+            "READY",
+            "AGE",
+            "ACTUAL-WEIGHT",
+            "STABLE",
+            "CANARY",
+            "COMMIT"
+        ]
+    );
+    assert_eq!(lines[1][0], "web");
+    assert_eq!(lines[1][6..8], ["20", "stablehash"], "{wide}");
+    // One object with -o wide is its summary.
+    let summary = cluster.ok(&["get", "rollout", "web", "-o", "wide"]).await;
+    assert!(summary.contains("Set weight:    20"), "{summary}");
+    assert_eq!(cluster.ok(&["get", "experiments", "-o", "name"]).await, "");
+    assert!(
+        cluster
+            .ok(&["get", "gitsyncs", "-o", "wide"])
+            .await
+            .starts_with("No gitsyncs found")
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_scripts_cover_the_commands() {
+    let cluster = Cluster::start().await;
+    let bash = cluster.ok(&["completion", "bash"]).await;
+    assert!(
+        bash.contains("_sluice()") && bash.contains("status") && bash.contains("promote"),
+        "{bash}"
+    );
+    assert!(cluster.ok(&["completion", "zsh"]).await.starts_with("#compdef sluice"));
+    let fish = cluster.ok(&["completion", "fish"]).await;
+    assert!(
+        fish.contains("complete -c sluice") && fish.contains("rollout"),
+        "{fish}"
+    );
+    let bad = cluster.fails(&["completion", "tcsh"]).await;
+    assert!(bad.contains("invalid value 'tcsh'"), "{bad}");
     cluster.shutdown().await;
 }

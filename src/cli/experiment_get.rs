@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
-use super::get::print_object;
+use super::output::{Rendering, print_object, print_objects};
 use super::view::{age, table, to_chrono};
 use super::{Error, OutputFormat, Result, Target};
 use crate::api::conditions;
@@ -26,9 +26,12 @@ fn or_dash(value: Option<&str>) -> String {
 }
 
 /// `sluice get experiments`: NAME, PHASE, AVAILABLE (templates running/total), ANALYSES (finished/total),
-/// DURATION, AGE.
-pub fn render_list(experiments: &[Experiment], all_namespaces: bool, now: DateTime<Utc>) -> String {
+/// DURATION, AGE; `wide` adds each template's ReplicaSet and the message.
+pub fn render_list(experiments: &[Experiment], all_namespaces: bool, wide: bool, now: DateTime<Utc>) -> String {
     let mut header = vec!["NAME", "PHASE", "AVAILABLE", "ANALYSES", "DURATION", "AGE"];
+    if wide {
+        header.extend(["REPLICASETS", "MESSAGE"]);
+    }
     if all_namespaces {
         header.insert(0, "NAMESPACE");
     }
@@ -53,6 +56,17 @@ pub fn render_list(experiments: &[Experiment], all_namespaces: bool, now: DateTi
             or_dash(experiment.spec.duration.as_deref()),
             age(experiment.metadata.creation_timestamp.as_ref().and_then(to_chrono), now),
         ];
+        if wide {
+            let replica_sets: Vec<&str> = status
+                .template_statuses
+                .iter()
+                .filter_map(|t| t.replica_set_name.as_deref())
+                .collect();
+            row.extend([
+                or_dash(Some(replica_sets.join(",").as_str())),
+                or_dash(status.message.as_deref()),
+            ]);
+        }
         if all_namespaces {
             row.insert(0, experiment.namespace().unwrap_or_default());
         }
@@ -155,7 +169,7 @@ pub fn render(experiment: &Experiment, now: DateTime<Utc>) -> String {
     out
 }
 
-/// `sluice get experiment NAME [-o json|yaml]`.
+/// `sluice get experiment NAME [-o json|yaml|wide|name]`.
 pub async fn show(target: &Target, name: &str, output: Option<OutputFormat>) -> Result<()> {
     let what = format!("reading experiment \"{name}\" in namespace \"{}\"", target.namespace);
     let Some(experiment) = target.call(what, target.api::<Experiment>().get_opt(name)).await? else {
@@ -164,14 +178,14 @@ pub async fn show(target: &Target, name: &str, output: Option<OutputFormat>) -> 
             target.namespace
         )));
     };
-    if let Some(format) = output {
+    if let Rendering::Objects(format) = Rendering::of(output) {
         return print_object(&experiment, format);
     }
     print!("{}", render(&experiment, Utc::now()));
     Ok(())
 }
 
-/// `sluice get experiments [-A] [-o json|yaml]`.
+/// `sluice get experiments [-A] [-o json|yaml|wide|name]`.
 pub async fn list(target: &Target, all_namespaces: bool, output: Option<OutputFormat>) -> Result<()> {
     let (api, where_) = if all_namespaces {
         (
@@ -201,15 +215,15 @@ pub async fn list(target: &Target, all_namespaces: bool, output: Option<OutputFo
         other => other?.items,
     };
     experiments.sort_by_key(|e| (e.namespace(), e.name_any()));
-    if let Some(format) = output {
-        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": experiments});
-        return print_object(&list, format);
-    }
+    let wide = match Rendering::of(output) {
+        Rendering::Objects(format) => return print_objects(&experiments, format),
+        Rendering::Human { wide } => wide,
+    };
     if experiments.is_empty() {
         println!("No experiments found in {where_}.");
         return Ok(());
     }
-    print!("{}", render_list(&experiments, all_namespaces, Utc::now()));
+    print!("{}", render_list(&experiments, all_namespaces, wide, Utc::now()));
     Ok(())
 }
 
@@ -279,7 +293,7 @@ mod tests {
 
     #[test]
     fn the_list_counts_available_templates_and_finished_analyses() {
-        let out = render_list(&[running()], false, Utc::now());
+        let out = render_list(&[running()], false, false, Utc::now());
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].starts_with("NAME"));
         let columns: Vec<&str> = lines[1].split_whitespace().collect();
@@ -291,6 +305,6 @@ mod tests {
         let e = experiment("new", &["a"]);
         let out = render(&e, Utc::now());
         assert!(out.contains("Phase:        -"), "{out}");
-        assert!(render_list(&[e], true, Utc::now()).contains("0/1"));
+        assert!(render_list(&[e], true, false, Utc::now()).contains("0/1"));
     }
 }

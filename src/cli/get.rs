@@ -8,8 +8,8 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use serde::Serialize;
 
+use super::output::{Rendering, print_object, print_objects};
 use super::undo::owned_by;
 use super::view::{self, Snapshot};
 use super::{Error, OutputFormat, Result, Target};
@@ -117,30 +117,9 @@ pub async fn snapshot(target: &Target, name: &str) -> Result<Snapshot> {
     })
 }
 
-/// Serializes as `kubectl get -o` does: without managedFields, which only add noise.
-pub(crate) fn print_object(value: &impl Serialize, format: OutputFormat) -> Result<()> {
-    let mut value = serde_json::to_value(value).map_err(|e| Error::Output(e.to_string()))?;
-    strip_managed_fields(&mut value);
-    let text = match format {
-        OutputFormat::Json => serde_json::to_string_pretty(&value).map_err(|e| Error::Output(e.to_string()))? + "\n",
-        OutputFormat::Yaml => serde_saphyr::to_string(&value).map_err(|e| Error::Output(e.to_string()))?,
-    };
-    print!("{text}");
-    Ok(())
-}
-
-fn strip_managed_fields(value: &mut serde_json::Value) {
-    if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-        meta.remove("managedFields");
-    }
-    if let Some(items) = value.get_mut("items").and_then(|i| i.as_array_mut()) {
-        items.iter_mut().for_each(strip_managed_fields);
-    }
-}
-
-/// `sluice get rollout NAME [-o json|yaml]`.
+/// `sluice get rollout NAME [-o json|yaml|wide|name]`.
 pub async fn show(target: &Target, name: &str, output: Option<OutputFormat>) -> Result<()> {
-    if let Some(format) = output {
+    if let Rendering::Objects(format) = Rendering::of(output) {
         let rollout = target.get_rollout(name).await?;
         return print_object(&rollout, format);
     }
@@ -149,7 +128,7 @@ pub async fn show(target: &Target, name: &str, output: Option<OutputFormat>) -> 
     Ok(())
 }
 
-/// `sluice list rollouts [-A] [-o json|yaml]`.
+/// `sluice list rollouts [-A] [-o json|yaml|wide|name]`.
 pub async fn list(target: &Target, all_namespaces: bool, output: Option<OutputFormat>) -> Result<()> {
     let (api, where_) = if all_namespaces {
         (Api::<Rollout>::all(target.client.clone()), "any namespace".to_string())
@@ -170,15 +149,18 @@ pub async fn list(target: &Target, all_namespaces: bool, output: Option<OutputFo
         return Err(Error::NamespaceNotFound(target.namespace.clone()));
     }
     rollouts.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
-    if let Some(format) = output {
-        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": rollouts});
-        return print_object(&list, format);
-    }
+    let wide = match Rendering::of(output) {
+        Rendering::Objects(format) => return print_objects(&rollouts, format),
+        Rendering::Human { wide } => wide,
+    };
     if rollouts.is_empty() {
         println!("No rollouts found in {where_}.");
         return Ok(());
     }
-    print!("{}", view::render_list(&rollouts, all_namespaces, chrono::Utc::now()));
+    print!(
+        "{}",
+        view::render_list(&rollouts, all_namespaces, wide, chrono::Utc::now())
+    );
     Ok(())
 }
 
@@ -303,18 +285,5 @@ mod tests {
         assert_eq!(frame_prefix(true, true), "\x1b[2J\x1b[H");
         assert_eq!(frame_prefix(false, true), "");
         assert!(frame_prefix(false, false).starts_with("---"));
-    }
-
-    #[test]
-    fn managed_fields_are_left_out() {
-        let mut value = serde_json::json!({
-            "items": [{"metadata": {"name": "a", "managedFields": [{}]}}],
-            "metadata": {"managedFields": []}
-        });
-        strip_managed_fields(&mut value);
-        assert_eq!(
-            value,
-            serde_json::json!({"items": [{"metadata": {"name": "a"}}], "metadata": {}})
-        );
     }
 }

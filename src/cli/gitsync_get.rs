@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
-use super::get::print_object;
 use super::gitsync_view::{self, Key};
+use super::output::{Rendering, print_object, print_objects};
 use super::{Error, OutputFormat, Result, Target};
 use crate::api::gitsync::GitSync;
 
@@ -77,7 +77,7 @@ async fn complete_chains(target: &Target, gitsyncs: &mut Vec<GitSync>) {
     }
 }
 
-/// `sluice get gitsync NAME [-o json|yaml]`.
+/// `sluice get gitsync NAME [-o json|yaml|wide|name]`.
 pub async fn show(target: &Target, name: &str, output: Option<OutputFormat>) -> Result<()> {
     let what = format!("reading gitsync \"{name}\" in namespace \"{}\"", target.namespace);
     let gitsync = match target.call(what, target.api::<GitSync>().get_opt(name)).await? {
@@ -89,7 +89,7 @@ pub async fn show(target: &Target, name: &str, output: Option<OutputFormat>) -> 
             )));
         }
     };
-    if let Some(format) = output {
+    if let Rendering::Objects(format) = Rendering::of(output) {
         return print_object(&gitsync, format);
     }
     // Its namespace's GitSyncs (who follows it is usually there), then its chain elsewhere.
@@ -102,13 +102,13 @@ pub async fn show(target: &Target, name: &str, output: Option<OutputFormat>) -> 
     Ok(())
 }
 
-/// `sluice get gitsyncs [-A] [-o json|yaml]`.
+/// `sluice get gitsyncs [-A] [-o json|yaml|wide|name]`.
 pub async fn list(target: &Target, all_namespaces: bool, output: Option<OutputFormat>) -> Result<()> {
     let gitsyncs = list_gitsyncs(target, all_namespaces).await?;
-    if let Some(format) = output {
-        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": gitsyncs});
-        return print_object(&list, format);
-    }
+    let wide = match Rendering::of(output) {
+        Rendering::Objects(format) => return print_objects(&gitsyncs, format),
+        Rendering::Human { wide } => wide,
+    };
     if gitsyncs.is_empty() {
         let where_ = if all_namespaces {
             "any namespace".to_string()
@@ -120,7 +120,7 @@ pub async fn list(target: &Target, all_namespaces: bool, output: Option<OutputFo
     }
     print!(
         "{}",
-        gitsync_view::render_list(&gitsyncs, all_namespaces, chrono::Utc::now())
+        gitsync_view::render_list(&gitsyncs, all_namespaces, wide, chrono::Utc::now())
     );
     Ok(())
 }

@@ -271,9 +271,13 @@ pub fn render_pipelines(gitsyncs: &[GitSync], namespace: Option<&str>, now: Date
     out
 }
 
-/// `sluice get gitsyncs`: NAME, READY, APPLIED, HEALTHY, SOURCE, AGE.
-pub fn render_list(gitsyncs: &[GitSync], all_namespaces: bool, now: DateTime<Utc>) -> String {
+/// `sluice get gitsyncs`: NAME, READY, APPLIED, HEALTHY, SOURCE, AGE; `wide` adds the revision last
+/// attempted, how many revisions are blocked, and the repository's path.
+pub fn render_list(gitsyncs: &[GitSync], all_namespaces: bool, wide: bool, now: DateTime<Utc>) -> String {
     let mut header = vec!["NAME", "READY", "APPLIED", "HEALTHY", "SOURCE", "AGE"];
+    if wide {
+        header.extend(["ATTEMPTED", "BLOCKED", "PATH"]);
+    }
     if all_namespaces {
         header.insert(0, "NAMESPACE");
     }
@@ -298,6 +302,18 @@ pub fn render_list(gitsyncs: &[GitSync], all_namespaces: bool, now: DateTime<Utc
             source,
             age(gitsync.metadata.creation_timestamp.as_ref().and_then(to_chrono), now),
         ];
+        if wide {
+            row.extend([
+                revision_or_dash(status.last_attempted_revision.as_deref()),
+                status.blocked_revisions.len().to_string(),
+                gitsync
+                    .spec
+                    .path
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "-".into()),
+            ]);
+        }
         if all_namespaces {
             row.insert(0, gitsync.namespace().unwrap_or_default());
         }

@@ -12,6 +12,7 @@ use kube::{Client, Config};
 
 use crate::api::rollout::Rollout;
 use crate::rollout::plan::humantime;
+pub use output::OutputFormat;
 
 pub mod actions;
 pub mod experiment_get;
@@ -20,6 +21,8 @@ pub mod gitsync;
 pub mod gitsync_get;
 pub mod gitsync_view;
 pub mod manifests;
+pub mod output;
+pub mod status;
 pub mod undo;
 pub mod view;
 
@@ -52,6 +55,21 @@ pub enum Command {
     /// Stop promotions into a GitSync that follows another (`sluice hold gitsync NAME`).
     #[command(subcommand)]
     Hold(HoldCommand),
+    /// Wait for a rollout to settle, for CI: exits 0 when Healthy, 1 when Degraded, 2 when it has not
+    /// settled within --timeout (or at once with --watch=false).
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+    /// How long to wait, e.g. 10m; 0 waits for ever.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Wait for the rollout to settle (--watch=false: report once and exit).
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch: bool,
 }
 
 /// Where the cluster is and which namespace to use.
@@ -237,12 +255,6 @@ pub struct ListArgs {
     pub cluster: ClusterArgs,
 }
 
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputFormat {
-    Json,
-    Yaml,
-}
-
 fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::api::duration::parse(text).map_err(|e| e.to_string())
 }
@@ -277,6 +289,19 @@ pub enum Error {
     },
     #[error("{0}")]
     Output(String),
+    /// A command whose exit code is its answer (`sluice status`).
+    #[error("{message}")]
+    Exit { code: u8, message: String },
+}
+
+impl Error {
+    /// The process exit code: a command's own answer, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Exit { code, .. } => *code,
+            _ => 1,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -344,6 +369,10 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Get(GetCommand::Pipeline(args)) => {
             let target = Target::connect(&args.cluster).await?;
             return gitsync_get::pipeline(&target, args.all_namespaces).await;
+        }
+        Command::Status(args) => {
+            let target = Target::connect(&args.rollout.cluster).await?;
+            return status::status(&target, &args.rollout.name, args.timeout, args.watch).await;
         }
         Command::List(ListCommand::Rollouts(args)) => {
             let target = Target::connect(&args.cluster).await?;

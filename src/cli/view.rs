@@ -496,9 +496,13 @@ fn event_table(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
     table(&rows)
 }
 
-/// The `list rollouts` table.
-pub fn render_list(rollouts: &[Rollout], with_namespace: bool, now: DateTime<Utc>) -> String {
+/// The `list rollouts` table; `wide` adds the weight the router has, the stable and canary pod hashes
+/// and the Git commit being rolled out.
+pub fn render_list(rollouts: &[Rollout], with_namespace: bool, wide: bool, now: DateTime<Utc>) -> String {
     let mut header = vec!["NAME", "STATUS", "STEP", "SET-WEIGHT", "READY", "AGE"];
+    if wide {
+        header.extend(["ACTUAL-WEIGHT", "STABLE", "CANARY", "COMMIT"]);
+    }
     if with_namespace {
         header.insert(0, "NAMESPACE");
     }
@@ -516,12 +520,34 @@ pub fn render_list(rollouts: &[Rollout], with_namespace: bool, now: DateTime<Utc
             ),
             age(rollout.metadata.creation_timestamp.as_ref().and_then(to_chrono), now),
         ];
+        if wide {
+            row.extend(wide_columns(rollout));
+        }
         if with_namespace {
             row.insert(0, or_dash(rollout.metadata.namespace.as_deref()));
         }
         rows.push(row);
     }
     table(&rows)
+}
+
+/// ACTUAL-WEIGHT, STABLE, CANARY (the current hash while it differs from stable) and COMMIT (the
+/// canary's, else the stable's).
+fn wide_columns(rollout: &Rollout) -> [String; 4] {
+    let status = rollout.status.as_ref();
+    let stable = status.and_then(|s| s.stable_rs.clone());
+    let current = status.and_then(|s| s.current_pod_hash.clone());
+    let canary = current.filter(|hash| Some(hash) != stable.as_ref());
+    let commit = status
+        .and_then(|s| s.canary_revision.as_ref().or(s.stable_revision.as_ref()))
+        .and_then(|revision| revision.git_revision.as_deref())
+        .map(|commit| crate::gitsync::plan::short(commit).to_string());
+    [
+        or_dash(actual_weight(rollout)),
+        or_dash(stable),
+        or_dash(canary),
+        or_dash(commit),
+    ]
 }
 
 #[cfg(test)]
@@ -888,7 +914,7 @@ Replicas:        desired 4, current 4, updated 1, ready 3, available 3
     fn list_table() {
         let snapshot = paused_canary();
         let fresh = Rollout::example("new", 1, vec![]).with_namespace("shop");
-        let text = render_list(&[snapshot.rollout, fresh], true, now());
+        let text = render_list(&[snapshot.rollout, fresh], true, false, now());
         assert_eq!(
             text,
             "\
@@ -897,7 +923,7 @@ default    web   Paused   2/4   25          3/4    60m
 shop       new   Unknown  -     -           0/1    -
 "
         );
-        assert!(render_list(&[], false, now()).starts_with("NAME  STATUS"));
+        assert!(render_list(&[], false, false, now()).starts_with("NAME  STATUS"));
     }
 
     #[test]

@@ -232,7 +232,7 @@ fn the_list_names_the_source_of_each_gitsync() {
         hold: Some(true),
     });
     let gitsyncs = [stage("shop", "dev", "aaaaaaaaaa", None), held];
-    let text = render_list(&gitsyncs, false, now());
+    let text = render_list(&gitsyncs, false, false, now());
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("NAME  READY  APPLIED   HEALTHY"), "{text}");
     assert!(lines[1].contains("branch main"), "{text}");
