@@ -1,13 +1,10 @@
 //! Spec validation of an Experiment: every problem with the field path a user needs to fix it. An
 //! invalid Experiment ends in Error with an InvalidSpec condition and a Warning event; nothing runs.
-use std::collections::{BTreeMap, BTreeSet};
-use std::ops::RangeInclusive;
-
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use std::collections::BTreeSet;
 
 use crate::api::duration::MAX_SECONDS;
 use crate::api::experiment::{Experiment, MAX_ANALYSES, MAX_TEMPLATES};
-use crate::api::spec_error::SpecError;
+use crate::api::spec_error::{Findings, SpecError};
 
 /// Most pods one template may ask for (the CRD's bound, checked again for objects that bypassed it).
 pub const MAX_TEMPLATE_REPLICAS: i32 = 10_000;
@@ -16,57 +13,7 @@ const MAX_ARG_VALUE_BYTES: usize = 4 * 1024;
 /// What `{{templates.NAME.FIELD}}` may read.
 pub const TEMPLATE_FIELDS: [&str; 2] = ["podTemplateHash", "replicaSetName"];
 
-#[derive(Default)]
-struct Findings(Vec<SpecError>);
-
-impl Findings {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(SpecError {
-            field: field.into(),
-            message: message.into(),
-        });
-    }
-
-    fn check_range(&mut self, field: &str, value: Option<i32>, range: RangeInclusive<i32>) {
-        if let Some(value) = value
-            && !range.contains(&value)
-        {
-            self.add(
-                field,
-                format!("must be between {} and {}, got {value}", range.start(), range.end()),
-            );
-        }
-    }
-
-    fn check_dns_label(&mut self, field: &str, name: &str) {
-        if let Err(message) = dns_label(name) {
-            self.add(field, message);
-        }
-    }
-}
-
-/// A Kubernetes DNS label: 1–63 of `[a-z0-9-]`, starting and ending alphanumeric.
-pub fn dns_label(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if name.len() > 63 {
-        return Err(format!("must be at most 63 characters, got {}", name.len()));
-    }
-    let valid_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let ends_ok = name.bytes().next().is_some_and(alnum) && name.bytes().last().is_some_and(alnum);
-    if valid_chars && ends_ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{:?} is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)",
-            crate::bounds::truncate(name, 80)
-        ))
-    }
-}
+pub use crate::api::spec_error::dns_label;
 
 /// Every problem with the spec (empty when valid).
 pub fn validate(experiment: &Experiment) -> Vec<SpecError> {
@@ -136,7 +83,12 @@ fn check_templates(experiment: &Experiment, found: &mut Findings) {
             .as_ref()
             .and_then(|m| m.labels.clone())
             .unwrap_or_default();
-        check_selector(&format!("{at}.selector"), &template.selector, &labels, found);
+        found.check_selector(
+            &format!("{at}.selector"),
+            &template.selector,
+            &labels,
+            &format!("{at}.template.metadata.labels"),
+        );
         let containers = pod_template
             .spec
             .as_ref()
@@ -186,46 +138,6 @@ fn check_templates(experiment: &Experiment, found: &mut Findings) {
                 );
             }
             check_service_ports(&format!("{at}.service.ports"), &service.ports, found);
-        }
-    }
-}
-
-fn check_selector(field: &str, selector: &LabelSelector, labels: &BTreeMap<String, String>, found: &mut Findings) {
-    let match_labels = selector.match_labels.clone().unwrap_or_default();
-    let expressions = selector.match_expressions.clone().unwrap_or_default();
-    if match_labels.is_empty() && expressions.is_empty() {
-        found.add(field, "must not be empty: it would select every pod in the namespace");
-        return;
-    }
-    for (key, value) in &match_labels {
-        if labels.get(key) != Some(value) {
-            found.add(
-                format!("{field}.matchLabels"),
-                format!("{key}={value} does not match the template's labels"),
-            );
-        }
-    }
-    for (i, expression) in expressions.iter().enumerate() {
-        let values = expression.values.clone().unwrap_or_default();
-        let label = labels.get(&expression.key);
-        let matches = match expression.operator.as_str() {
-            "In" => label.is_some_and(|l| values.contains(l)),
-            "NotIn" => label.is_none_or(|l| !values.contains(l)),
-            "Exists" => label.is_some(),
-            "DoesNotExist" => label.is_none(),
-            other => {
-                found.add(
-                    format!("{field}.matchExpressions[{i}].operator"),
-                    format!("unknown operator {other:?}: use In, NotIn, Exists or DoesNotExist"),
-                );
-                continue;
-            }
-        };
-        if !matches {
-            found.add(
-                format!("{field}.matchExpressions[{i}]"),
-                "does not match the template's labels",
-            );
         }
     }
 }
@@ -335,7 +247,7 @@ pub fn substitute_templates(value: &str, lookup: impl Fn(&str, &str) -> Option<S
 /// Argo's `service.ports`: bounded in number, each port and numeric target a valid port number, named
 /// targets IANA service names (at most 15 characters), names unique and required when there are several
 /// (the API server's rules, checked here so the field is named rather than a create refused).
-fn check_service_ports(at: &str, ports: &[k8s_openapi::api::core::v1::ServicePort], found: &mut Findings) {
+pub(crate) fn check_service_ports(at: &str, ports: &[k8s_openapi::api::core::v1::ServicePort], found: &mut Findings) {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     if ports.len() > crate::api::experiment::MAX_SERVICE_PORTS {
         found.add(
@@ -414,7 +326,7 @@ mod tests {
             .get_or_insert_with(Default::default)
             .insert("tier".into(), "web".into());
         assert_eq!(fields(&e), ["spec.templates[0].selector.matchLabels"]);
-        e.spec.templates[0].selector = LabelSelector::default();
+        e.spec.templates[0].selector = k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector::default();
         assert_eq!(fields(&e), ["spec.templates[0].selector"]);
     }
 

@@ -1,10 +1,8 @@
 //! Spec validation: every problem with a Rollout's spec, each with the field path a user needs to
 //! fix it. An invalid spec gets an InvalidSpec condition and an event, and nothing is scaled.
 use std::collections::BTreeMap;
-use std::ops::RangeInclusive;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::duration::MAX_SECONDS;
@@ -14,33 +12,8 @@ use crate::api::rollout::{
 };
 use crate::rollout::replicas::{IntOrPercent, ScaleLimits};
 
+use crate::api::spec_error::{Findings, dns_label};
 pub use crate::api::spec_error::{SpecError, summary};
-
-#[derive(Default)]
-struct Findings(Vec<SpecError>);
-
-impl Findings {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(SpecError {
-            field: field.into(),
-            message: message.into(),
-        });
-    }
-
-    /// An optional integer field outside `range` (an unbounded end is `i32::MAX`).
-    fn check_range(&mut self, field: &str, value: Option<i32>, range: RangeInclusive<i32>) {
-        let Some(value) = value else { return };
-        if range.contains(&value) {
-            return;
-        }
-        let message = if *range.end() == i32::MAX {
-            format!("must be at least {}, got {value}", range.start())
-        } else {
-            format!("must be between {} and {}, got {value}", range.start(), range.end())
-        };
-        self.add(field, message);
-    }
-}
 
 /// Every problem with the spec (empty when valid). Checks only what the spec itself says; whether
 /// referenced objects exist is checked where they are read.
@@ -56,7 +29,12 @@ pub fn validate(rollout: &Rollout) -> Vec<SpecError> {
     let unresolved = spec.workload_ref.is_some() && spec.template.is_empty();
     if !unresolved {
         let template = spec.template.spec();
-        check_selector(&spec.selector, template_labels(&template), &mut found);
+        found.check_selector(
+            "spec.selector",
+            &spec.selector,
+            &template_labels(&template),
+            "spec.template.metadata.labels",
+        );
         let containers = template.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
         if containers == 0 {
             found.add("spec.template.spec.containers", "at least one container is required");
@@ -170,49 +148,6 @@ fn template_labels(template: &PodTemplateSpec) -> BTreeMap<String, String> {
         .as_ref()
         .and_then(|m| m.labels.clone())
         .unwrap_or_default()
-}
-
-fn check_selector(selector: &LabelSelector, labels: BTreeMap<String, String>, found: &mut Findings) {
-    let match_labels = selector.match_labels.clone().unwrap_or_default();
-    let expressions = selector.match_expressions.clone().unwrap_or_default();
-    if match_labels.is_empty() && expressions.is_empty() {
-        found.add(
-            "spec.selector",
-            "must not be empty: it would select every pod in the namespace",
-        );
-        return;
-    }
-    for (key, value) in &match_labels {
-        if labels.get(key) != Some(value) {
-            found.add(
-                "spec.selector.matchLabels",
-                format!("{key}={value} does not match spec.template.metadata.labels"),
-            );
-        }
-    }
-    for (i, expression) in expressions.iter().enumerate() {
-        let values = expression.values.clone().unwrap_or_default();
-        let label = labels.get(&expression.key);
-        let matches = match expression.operator.as_str() {
-            "In" => label.is_some_and(|l| values.contains(l)),
-            "NotIn" => label.is_none_or(|l| !values.contains(l)),
-            "Exists" => label.is_some(),
-            "DoesNotExist" => label.is_none(),
-            other => {
-                found.add(
-                    format!("spec.selector.matchExpressions[{i}].operator"),
-                    format!("unknown operator {other:?}: use In, NotIn, Exists or DoesNotExist"),
-                );
-                continue;
-            }
-        };
-        if !matches {
-            found.add(
-                format!("spec.selector.matchExpressions[{i}]"),
-                "does not match spec.template.metadata.labels",
-            );
-        }
-    }
 }
 
 fn int_or_string_text(value: &IntOrString) -> String {
@@ -418,18 +353,6 @@ fn check_step(step: &CanaryStep, field: &str, max_weight: i32, found: &mut Findi
     }
 }
 
-/// A DNS label (RFC 1123): lowercase alphanumerics and '-', alphanumeric at both ends, 1..=63 bytes.
-fn is_dns_label(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
-}
-
 /// Reports a name at `field` that is not a DNS label or repeats one in `seen`.
 fn check_unique_name<'a>(
     name: &'a str,
@@ -437,7 +360,7 @@ fn check_unique_name<'a>(
     seen: &mut std::collections::HashSet<&'a str>,
     found: &mut Findings,
 ) {
-    if !is_dns_label(name) {
+    if dns_label(name).is_err() {
         found.add(
             field,
             format!(
@@ -489,9 +412,12 @@ fn check_experiment(
         check_unique_name(&template.name, format!("{at}.name"), &mut names, found);
         found.check_range(&format!("{at}.replicas"), template.replicas, 0..=10_000);
         if let Some(service) = template.service.as_ref().and_then(|s| s.name.as_deref())
-            && !is_dns_label(service)
+            && dns_label(service).is_err()
         {
             found.add(format!("{at}.service.name"), "must be a DNS label (at most 63)");
+        }
+        if let Some(service) = &template.service {
+            crate::experiment::validate::check_service_ports(&format!("{at}.service.ports"), &service.ports, found);
         }
         let Some(weight) = template.weight else { continue };
         if !(0..=100).contains(&weight) {
@@ -838,6 +764,18 @@ mod tests {
                 serde_json::json!({"templates": [{"name": "a", "specRef": "stable"}],
                     "analyses": [{"name": "x", "templateName": "t"}, {"name": "x", "templateName": "t"}]}),
                 format!("{AT}.analyses[1].name"),
+            ),
+            // Argo's service.ports, checked here too: otherwise the Rollout would pass and only the
+            // Experiment it creates would be refused, mid-canary.
+            (
+                serde_json::json!({"templates": [{"name": "a", "specRef": "stable",
+                    "service": {"ports": [{"port": 70000}]}}]}),
+                format!("{AT}.templates[0].service.ports[0].port"),
+            ),
+            (
+                serde_json::json!({"templates": [{"name": "a", "specRef": "stable",
+                    "service": {"ports": [{"port": 80}, {"port": 81}]}}]}),
+                format!("{AT}.templates[0].service.ports[1].name"),
             ),
         ];
         for (step, field) in cases {
