@@ -1,4 +1,4 @@
-//! Hostile blue-green and workloadRef values, sent through the API server as a user would, against a
+//! Hostile blue-green, workloadRef, route and Experiment values, sent through the API server as a user would, against a
 //! controller running as deploy/'s ServiceAccount: numbers out of range are refused by the CRD's schema;
 //! each value the schema lets through ends InvalidSpec naming
 //! its field path (condition and Warning event), nothing is scaled for it, no call is refused, and the
@@ -12,7 +12,9 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
+use sluice::api::analysis::AnalysisPhase;
 use sluice::api::conditions::{INVALID_SPEC, find};
+use sluice::api::experiment::Experiment;
 use sluice::api::rollout::{CanaryStep, Rollout, RolloutPhase};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -65,6 +67,26 @@ async fn expect_invalid_spec(rollouts: &Api<Rollout>, name: &str, field: &str) {
         "{name}: the message is bounded ({} bytes)",
         message.len()
     );
+}
+
+/// An Experiment (as JSON) of one template `canary` (app=NAME), with `edit` applied to its spec and
+/// `template_edit` to that template.
+fn experiment(name: &str, edit: Value, template_edit: Value) -> Value {
+    let mut template = json!({
+        "name": "canary", "replicas": 1,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}},
+                     "spec": {"containers": [{"name": "app", "image": "example.com/app:1",
+                                              "ports": [{"containerPort": 8080}]}]}}
+    });
+    for (key, value) in template_edit.as_object().unwrap() {
+        template[key] = value.clone();
+    }
+    let mut spec = json!({"duration": "10s", "templates": [template]});
+    for (key, value) in edit.as_object().unwrap() {
+        spec[key] = value.clone();
+    }
+    json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Experiment", "metadata": {"name": name}, "spec": spec})
 }
 
 /// Waits until each of `names` has an InvalidSpec Warning event.
@@ -361,6 +383,108 @@ async fn hostile_header_and_mirror_routes_are_invalid_specs_naming_their_field()
         let status = rollouts.get("web").await.ok()?.status?;
         let promoted = status.stable_rs.is_some() && status.stable_rs != v1;
         (promoted && status.phase == Some(RolloutPhase::Healthy)).then_some(())
+    })
+    .await;
+    controller.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_experiments_end_in_error_naming_their_field() {
+    let sim = start_sim().await;
+    install_crds(&sim);
+    let client = sim.client().unwrap();
+    let experiments: Api<Experiment> = Api::namespaced(client.clone(), "default");
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), "default");
+    let none = || json!({});
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "bad-template-name",
+            experiment("bad-template-name", none(), json!({"name": "Canary_1"})),
+            "spec.templates[0].name",
+        ),
+        (
+            "selector-mismatch",
+            experiment(
+                "selector-mismatch",
+                none(),
+                json!({"selector": {"matchLabels": {"app": "someone-else"}}}),
+            ),
+            "spec.templates[0].selector.matchLabels",
+        ),
+        (
+            "unnamed-ports",
+            experiment(
+                "unnamed-ports",
+                none(),
+                json!({"service": {"ports": [{"port": 80}, {"port": 81}]}}),
+            ),
+            "spec.templates[0].service.ports[1].name",
+        ),
+        (
+            "port-out-of-range",
+            experiment(
+                "port-out-of-range",
+                none(),
+                json!({"service": {"ports": [{"port": 70000}]}}),
+            ),
+            "spec.templates[0].service.ports[0].port",
+        ),
+        (
+            "endless-duration",
+            experiment("endless-duration", json!({"duration": "9999999999999h"}), none()),
+            "spec.duration",
+        ),
+    ];
+    for (name, object, _) in &cases {
+        let experiment: Experiment = serde_json::from_value(object.clone()).unwrap();
+        experiments
+            .create(&PostParams::default(), &experiment)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the schema lets it through, the controller judges it: {e}"));
+    }
+    // The same service.ports in a Rollout's experiment step: the Rollout is refused before it creates
+    // an Experiment that would fail mid-canary.
+    let mut step_ports = serde_json::to_value(Rollout::example("step-ports", 1, vec![])).unwrap();
+    step_ports["spec"]["strategy"]["canary"]["steps"] = json!([{"experiment": {"templates": [
+        {"name": "base", "specRef": "stable", "service": {"ports": [{"port": 0}]}}]}}]);
+    let step_ports: Rollout = serde_json::from_value(step_ports).unwrap();
+    rollouts.create(&PostParams::default(), &step_ports).await.unwrap();
+
+    let controller = RunningController::start(&sim, None).await;
+    for (name, _, field) in &cases {
+        let message = eventually(LONG, &format!("{name} Error"), || async {
+            let status = experiments.get(name).await.ok()?.status?;
+            let invalid = find(&status.conditions, INVALID_SPEC)?;
+            (status.phase == Some(AnalysisPhase::Error) && invalid.is_true())
+                .then(|| invalid.message.clone().unwrap_or_default())
+        })
+        .await;
+        assert!(message.contains(&format!("{field}: ")), "{name}: {message}");
+        assert!(message.len() < 2048, "{name}: bounded message");
+    }
+    expect_invalid_spec(
+        &rollouts,
+        "step-ports",
+        "spec.strategy.canary.steps[0].experiment.templates[0].service.ports[0].port",
+    )
+    .await;
+    let mut names: Vec<&str> = cases.iter().map(|(name, _, _)| *name).collect();
+    names.push("step-ports");
+    expect_invalid_spec_events(&client, &names).await;
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let made = replica_sets.list(&ListParams::default()).await.unwrap().items;
+    assert!(
+        made.is_empty(),
+        "no ReplicaSet for an invalid spec: {:?}",
+        made.iter().map(|rs| rs.metadata.name.clone()).collect::<Vec<_>>()
+    );
+    // A valid Experiment beside them runs: the controller (as deploy/'s ServiceAccount) is unharmed.
+    let good: Experiment = serde_json::from_value(experiment("good", json!({"duration": "1s"}), none())).unwrap();
+    experiments.create(&PostParams::default(), &good).await.unwrap();
+    eventually(LONG, "good Successful", || async {
+        let status = experiments.get("good").await.ok()?.status?;
+        (status.phase == Some(AnalysisPhase::Successful)).then_some(())
     })
     .await;
     controller.stop().await;
