@@ -1,8 +1,8 @@
-//! Hostile blue-green, workloadRef, route and Experiment values, sent through the API server as a user would, against a
-//! controller running as deploy/'s ServiceAccount: numbers out of range are refused by the CRD's schema;
-//! each value the schema lets through ends InvalidSpec naming
-//! its field path (condition and Warning event), nothing is scaled for it, no call is refused, and the
-//! controller still carries another Rollout through a canary.
+//! Hostile blue-green, workloadRef, route and Experiment values, sent through the API server as a user
+//! would, against a controller running as deploy/'s ServiceAccount: numbers out of range are refused by
+//! the CRD's schema; each value the schema lets through ends InvalidSpec naming its field path
+//! (condition and Warning event), nothing is scaled for it, no call is refused, and the controller still
+//! carries another Rollout through a canary.
 use sluice_e2e::kit as common;
 
 use std::time::Duration;
