@@ -89,6 +89,21 @@ fn experiment(name: &str, edit: Value, template_edit: Value) -> Value {
     json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Experiment", "metadata": {"name": name}, "spec": spec})
 }
 
+/// Nothing was scaled for an invalid spec: no ReplicaSet but those named with one of `valid` prefixes.
+async fn expect_no_replica_sets_but(client: &kube::Client, valid: &[&str]) {
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let made: Vec<String> = replica_sets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|rs| rs.metadata.name)
+        .filter(|name| !valid.iter().any(|prefix| name.starts_with(prefix)))
+        .collect();
+    assert!(made.is_empty(), "no ReplicaSet for an invalid spec: {made:?}");
+}
+
 /// Waits until each of `names` has an InvalidSpec Warning event.
 async fn expect_invalid_spec_events(client: &kube::Client, names: &[&str]) {
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
@@ -183,13 +198,7 @@ async fn hostile_blue_green_and_workload_ref_values_are_invalid_specs_naming_the
     // A Warning event names each, and nothing was scaled for any of them.
     let names: Vec<&str> = cases.iter().map(|(name, _, _)| *name).collect();
     expect_invalid_spec_events(&client, &names).await;
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
-    let made = replica_sets.list(&ListParams::default()).await.unwrap().items;
-    assert!(
-        made.is_empty(),
-        "no ReplicaSet for an invalid spec: {:?}",
-        made.iter().map(|rs| rs.metadata.name.clone()).collect::<Vec<_>>()
-    );
+    expect_no_replica_sets_but(&client, &[]).await;
 
     // The controller is alive: another Rollout becomes Healthy.
     let web = Rollout::example("web", 2, vec![CanaryStep::set_weight(50)]);
@@ -360,17 +369,7 @@ async fn hostile_header_and_mirror_routes_are_invalid_specs_naming_their_field()
     }
     let names: Vec<&str> = cases.iter().map(|(name, _, _)| *name).collect();
     expect_invalid_spec_events(&client, &names).await;
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
-    let made: Vec<String> = replica_sets
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|rs| rs.metadata.name)
-        .filter(|name| !name.starts_with("web-"))
-        .collect();
-    assert!(made.is_empty(), "no ReplicaSet for an invalid spec: {made:?}");
+    expect_no_replica_sets_but(&client, &["web-"]).await;
     let v1 = eventually(LONG, "web Healthy", || async {
         let status = rollouts.get("web").await.ok()?.status?;
         (status.phase == Some(RolloutPhase::Healthy)).then_some(status.stable_rs)
@@ -472,13 +471,7 @@ async fn hostile_experiments_end_in_error_naming_their_field() {
     let mut names: Vec<&str> = cases.iter().map(|(name, _, _)| *name).collect();
     names.push("step-ports");
     expect_invalid_spec_events(&client, &names).await;
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
-    let made = replica_sets.list(&ListParams::default()).await.unwrap().items;
-    assert!(
-        made.is_empty(),
-        "no ReplicaSet for an invalid spec: {:?}",
-        made.iter().map(|rs| rs.metadata.name.clone()).collect::<Vec<_>>()
-    );
+    expect_no_replica_sets_but(&client, &[]).await;
     // A valid Experiment beside them runs: the controller (as deploy/'s ServiceAccount) is unharmed.
     let good: Experiment = serde_json::from_value(experiment("good", json!({"duration": "1s"}), none())).unwrap();
     experiments.create(&PostParams::default(), &good).await.unwrap();
