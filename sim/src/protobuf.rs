@@ -151,10 +151,14 @@ impl ToJson for Vec<u8> {
     }
 }
 
-/// `metav1.Time` is RFC 3339 with second precision in JSON.
+/// `metav1.Time` is RFC 3339 with second precision in JSON; Go's zero time (which its protobuf
+/// encoding writes for every unset non-pointer Time, e.g. a pod template's creationTimestamp) is null.
 impl ToJson for meta::Time {
     fn to_json(self) -> Result<Value, String> {
         let seconds = self.seconds.unwrap_or_default();
+        if seconds == 0 && self.nanos.unwrap_or_default() == 0 {
+            return Ok(Value::Null);
+        }
         let time =
             chrono::DateTime::from_timestamp(seconds, 0).ok_or_else(|| format!("time {seconds}s out of range"))?;
         Ok(Value::String(time.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
@@ -190,6 +194,7 @@ impl ToJson for authz::ExtraValue {
 /// pointer (`*int32` replicas, `*bool` immutable, …), where an explicit zero means something.
 fn is_zero_scalar(value: &Value) -> bool {
     match value {
+        Value::Null => true,
         Value::String(s) => s.is_empty(),
         Value::Number(n) => n.as_i64() == Some(0),
         Value::Bool(b) => !b,
