@@ -8,8 +8,10 @@ use serde_json::{Value, json};
 use sluice::api::crds;
 
 const COMMITTED: &str = "crds/sluice.dev.yaml";
+/// The Helm chart's copy: Helm installs CRDs only from the chart's own crds/ directory.
+const HELM_CHART_COPY: &str = "deploy/helm/sluice/crds/sluice.dev.yaml";
 const REGENERATE: &str =
-    "run `cargo run -- crds > crds/sluice.dev.yaml` (or SLUICE_UPDATE_CRDS=1 cargo test --test crds)";
+    "run SLUICE_UPDATE_CRDS=1 cargo test --test crds (it writes crds/sluice.dev.yaml and the Helm chart's copy)";
 
 fn committed() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED);
@@ -20,9 +22,17 @@ fn committed() -> String {
 fn committed_crds_match_the_types() {
     let generated = crds::to_yaml();
     if std::env::var_os("SLUICE_UPDATE_CRDS").is_some() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED);
-        std::fs::write(&path, &generated).expect("writing the CRDs");
+        for file in [COMMITTED, HELM_CHART_COPY] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            std::fs::write(&path, &generated).expect("writing the CRDs");
+        }
     }
+    let chart_copy = Path::new(env!("CARGO_MANIFEST_DIR")).join(HELM_CHART_COPY);
+    let chart_copy = std::fs::read_to_string(&chart_copy).unwrap_or_default();
+    assert!(
+        chart_copy == generated,
+        "{HELM_CHART_COPY} is out of date with the API types; {REGENERATE}"
+    );
     let committed = committed();
     if committed != generated {
         let line = committed

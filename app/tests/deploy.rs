@@ -89,11 +89,12 @@ fn deploy_renders_the_whole_install() {
         "RoleBinding/sluice-leader-election",
         "Deployment/sluice-controller",
         "Service/sluice-controller-metrics",
-        "ServiceMonitor/sluice-controller",
         "PodDisruptionBudget/sluice-controller",
     ] {
         assert!(kinds.contains(expected), "deploy/ renders {expected}: {kinds:?}");
     }
+    // Only kinds every cluster serves: the ServiceMonitor is a component.
+    assert!(!kinds.iter().any(|k| k.starts_with("ServiceMonitor/")), "{kinds:?}");
     // The CRDs come from crds/ itself (no copy to drift).
     let crds = docs.iter().filter(|d| d["kind"] == "CustomResourceDefinition").count();
     assert_eq!(crds, sluice::api::crds::all().len());
@@ -187,6 +188,10 @@ fn gitsync_admin_component_adds_only_its_grant() {
 /// `kubectl kustomize` of an overlay of deploy/ with one of its components. Kustomize loads bases by
 /// relative path only: crds/, deploy/ and the overlay are laid out side by side.
 fn with_component(component: &str) -> Vec<Value> {
+    with_components(&[component])
+}
+
+fn with_components(components: &[&str]) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     for tree in ["crds", "deploy"] {
         copy_tree(&repo(tree), &dir.path().join(tree));
@@ -195,10 +200,22 @@ fn with_component(component: &str) -> Vec<Value> {
     std::fs::create_dir(&overlay).unwrap();
     std::fs::write(
         overlay.join("kustomization.yaml"),
-        format!("resources: [../deploy]\ncomponents: [../deploy/{component}]\n"),
+        format!(
+            "resources: [../deploy]\ncomponents: [{}]\n",
+            components
+                .iter()
+                .map(|c| format!("../deploy/components/{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     )
     .unwrap();
     kustomize(&overlay)
+}
+
+/// Documents as one multi-document YAML stream (JSON is YAML).
+fn to_yaml(docs: &[Value]) -> String {
+    docs.iter().map(|d| format!("---\n{d}\n")).collect()
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -328,6 +345,86 @@ fn secrets_and_impersonation_are_granted_per_namespace() {
     assert!(allowed(&everywhere, "get", "", "secrets", "kube-system", "anything"));
 }
 
+#[test]
+fn servicemonitor_and_dashboard_components_add_only_their_objects() {
+    let base = kinds(&kustomize(&repo("deploy")));
+    let added = |component: &str| -> Vec<String> {
+        let docs = with_component(component);
+        for doc in &docs {
+            if doc["kind"] != "ClusterRole"
+                && doc["kind"] != "ClusterRoleBinding"
+                && doc["kind"] != "CustomResourceDefinition"
+                && doc["kind"] != "Namespace"
+            {
+                assert_eq!(doc["metadata"]["namespace"], "sluice-system", "{doc}");
+            }
+        }
+        kinds(&docs).difference(&base).cloned().collect()
+    };
+    assert_eq!(added("servicemonitor"), ["ServiceMonitor/sluice-controller"]);
+    assert_eq!(
+        added("dashboard"),
+        [
+            "ClusterRole/sluice-dashboard",
+            "ClusterRoleBinding/sluice-dashboard",
+            "Deployment/sluice-dashboard",
+            "Service/sluice-dashboard",
+            "ServiceAccount/sluice-dashboard",
+        ]
+    );
+    // The dashboard's own account reads and reviews; it writes nothing (actions carry the user's token).
+    let docs = with_component("dashboard");
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "sluice-dashboard")
+        .unwrap();
+    for rule in role["rules"].as_array().unwrap() {
+        let resources = strings(&rule["resources"]);
+        let verbs = strings(&rule["verbs"]);
+        let reviews = resources == ["tokenreviews"] || resources == ["subjectaccessreviews"];
+        if reviews {
+            assert_eq!(verbs, ["create"], "{rule}");
+        } else {
+            assert_eq!(verbs, ["get", "list", "watch"], "{rule}");
+        }
+    }
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "sluice-dashboard")
+        .unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        strings(&container["args"]),
+        ["dashboard", "--in-cluster", "--addr", "0.0.0.0:8080"]
+    );
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+}
+
+/// `kubectl apply --server-side -k deploy/` as a newcomer runs it, on a cluster with nothing but
+/// Sluice's own CRDs in it (no Prometheus operator): everything lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_applies_on_a_vanilla_cluster() {
+    let sim = start_sim().await;
+    let kubectl = Kubectl::new(&sim);
+    let deploy = repo("deploy");
+    let out = kubectl
+        .ok(&["apply", "--server-side", "-k", deploy.to_str().unwrap()])
+        .await;
+    for applied in [
+        "namespace/sluice-system serverside-applied",
+        "customresourcedefinition.apiextensions.k8s.io/rollouts.sluice.dev serverside-applied",
+        "deployment.apps/sluice-controller serverside-applied",
+        "clusterrole.rbac.authorization.k8s.io/sluice-controller serverside-applied",
+    ] {
+        assert!(out.contains(applied), "{applied} in:\n{out}");
+    }
+    kubectl
+        .ok(&["get", "deployment", "sluice-controller", "-n", "sluice-system"])
+        .await;
+    sim.shutdown().await;
+}
+
 /// As on a cluster with the Prometheus operator: its CRD present, and the namespace created by a
 /// first apply (a server-side dry run creates nothing, so on an empty cluster the namespaced objects
 /// would be refused for a missing namespace — on a real API server as on the simulator).
@@ -344,13 +441,14 @@ async fn server_side_dry_run_of_deploy_is_accepted() {
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: sluice-system}\n",
     );
     kubectl.ok(&["apply", "-f", namespace.to_str().unwrap()]).await;
-    let deploy = repo("deploy");
+    // The base with the ServiceMonitor component, as an overlay of deploy/ would apply it.
+    let with_monitor = kubectl.file("with-monitor.yaml", &to_yaml(&with_component("servicemonitor")));
     let out = kubectl
         .ok(&[
             "apply",
             "--server-side",
-            "-k",
-            deploy.to_str().unwrap(),
+            "-f",
+            with_monitor.to_str().unwrap(),
             "--dry-run=server",
         ])
         .await;
@@ -1186,4 +1284,236 @@ async fn every_gitsync_call_is_granted_by_deploy_rbac() {
         );
         assert!(write["userAgent"].as_str().unwrap().starts_with("sluice/"), "{write}");
     }
+}
+
+/// The helm binary `scripts/install-tools.sh` installs: `SLUICE_HELM`, else `/opt/sluice-tools/bin/helm`.
+/// None outside CI when it is missing (the Helm tests then say they skipped); in CI its absence fails.
+fn helm_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("SLUICE_HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/sluice-tools/bin/helm"));
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "helm is missing at {} in CI (scripts/install-tools.sh installs it)",
+        path.display()
+    );
+    eprintln!("SKIPPED: helm not found at {} (set SLUICE_HELM)", path.display());
+    None
+}
+
+fn helm(helm: &Path, args: &[&str]) -> String {
+    let output = Command::new(helm).args(args).output().expect("helm runs");
+    assert!(
+        output.status.success(),
+        "helm {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `helm template` of the chart into sluice-system with `--set` values, CRDs included.
+fn helm_template(helm_path: &Path, sets: &[&str]) -> Vec<Value> {
+    let chart = repo("deploy/helm/sluice");
+    let mut args = vec![
+        "template",
+        "sluice",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "sluice-system",
+        "--include-crds",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let rendered = helm(helm_path, &args);
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&rendered).expect("rendered chart parses");
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+/// Objects by (kind, namespace, name), with labels left out on purpose: the chart carries Helm's
+/// standard labels (instance, managed-by, version, helm.sh/chart) where kustomize has its own; selectors
+/// are kept, so both installs must select the same pods. Everything else — RBAC rules, container args,
+/// env, ports, probes, securityContext, resources, volumes, CRD schemas — must be equal. The Namespace is
+/// left out too: Helm's convention is `--create-namespace`, not a chart-owned namespace.
+fn comparable(docs: Vec<Value>) -> std::collections::BTreeMap<String, Value> {
+    docs.into_iter()
+        .filter(|d| d["kind"] != "Namespace")
+        .map(|mut d| {
+            let key = format!(
+                "{}/{}/{}",
+                d["kind"].as_str().unwrap_or_default(),
+                d["metadata"]["namespace"].as_str().unwrap_or_default(),
+                d["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            for labelled in ["/metadata", "/spec/template/metadata"] {
+                if let Some(meta) = d.pointer_mut(labelled).and_then(Value::as_object_mut) {
+                    meta.remove("labels");
+                }
+            }
+            if let Some(template) = d.pointer_mut("/spec/template").and_then(Value::as_object_mut)
+                && template
+                    .get("metadata")
+                    .and_then(Value::as_object)
+                    .is_some_and(|m| m.is_empty())
+            {
+                template.remove("metadata");
+            }
+            (key, canonical_numbers(d))
+        })
+        .collect()
+}
+
+/// YAML `100.0` (the committed CRDs) and `100` (as kustomize writes it back) are the same number.
+fn canonical_numbers(value: Value) -> Value {
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical_numbers).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, canonical_numbers(v))).collect()),
+        other => other,
+    }
+}
+
+/// The first place two documents differ, as a JSON pointer with both values (CRDs are too big to print).
+fn first_difference(left: &Value, right: &Value, path: &str) -> Option<String> {
+    if left == right {
+        return None;
+    }
+    match (left, right) {
+        (Value::Object(a), Value::Object(b)) => {
+            a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))).find_map(|k| {
+                first_difference(
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    &format!("{path}/{k}"),
+                )
+            })
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (x, y))| first_difference(x, y, &format!("{path}/{i}"))),
+        _ => Some(format!("{path}: {left} vs {right}")),
+    }
+}
+
+fn assert_same_objects(chart: Vec<Value>, kustomize: Vec<Value>, what: &str) {
+    let (chart, kustomize) = (comparable(chart), comparable(kustomize));
+    assert_eq!(
+        chart.keys().collect::<Vec<_>>(),
+        kustomize.keys().collect::<Vec<_>>(),
+        "{what}: the chart and kustomize render different objects"
+    );
+    for (key, object) in &chart {
+        if let Some(difference) = first_difference(object, &kustomize[key], "") {
+            panic!("{what}: {key} differs (chart vs kustomize) at {difference}");
+        }
+    }
+}
+
+#[test]
+fn helm_chart_lints_and_renders_what_kustomize_renders() {
+    let Some(helm_path) = helm_binary() else { return };
+    let chart = repo("deploy/helm/sluice");
+    let lint = helm(&helm_path, &["lint", "--strict", chart.to_str().unwrap()]);
+    assert!(lint.contains("0 chart(s) failed"), "{lint}");
+
+    let defaults = helm_template(&helm_path, &[]);
+    let rendered = kinds(&defaults);
+    assert!(rendered.contains("Deployment/sluice-controller"), "{rendered:?}");
+    assert!(
+        !rendered.iter().any(|k| k.starts_with("ServiceMonitor/")),
+        "off by default: {rendered:?}"
+    );
+    for role in defaults.iter().filter(|d| d["kind"] == "ClusterRole") {
+        for rule in role["rules"].as_array().unwrap() {
+            for field in ["apiGroups", "resources", "verbs"] {
+                assert!(!strings(&rule[field]).iter().any(|v| v == "*"), "wildcard in {role}");
+            }
+        }
+    }
+    assert_same_objects(defaults, kustomize(&repo("deploy")), "default values vs deploy/");
+    assert_same_objects(
+        helm_template(&helm_path, &["dashboard.enabled=true", "serviceMonitor.enabled=true"]),
+        with_components(&["dashboard", "servicemonitor"]),
+        "dashboard and serviceMonitor vs their components",
+    );
+    assert_same_objects(
+        helm_template(&helm_path, &["rbac.mode=single-tenant"]),
+        with_component("single-tenant"),
+        "rbac.mode=single-tenant vs the single-tenant component",
+    );
+    assert_same_objects(
+        helm_template(&helm_path, &["rbac.gitsyncAdmin=true"]),
+        with_component("gitsync-admin"),
+        "rbac.gitsyncAdmin vs the gitsync-admin component",
+    );
+}
+
+#[test]
+fn helm_values_reach_the_controller() {
+    let Some(helm_path) = helm_binary() else { return };
+    let docs = helm_template(
+        &helm_path,
+        &[
+            "image.repository=registry.example/sluice",
+            "image.tag=1.2.3",
+            "image.pullPolicy=Always",
+            "replicas=3",
+            "leaderElection.enabled=false",
+            "analysis.addressAllowlist=prometheus.example",
+            "notifications.configMap=ops/alerts",
+            "nodeSelector.pool=system",
+            "tolerations[0].key=dedicated",
+            "tolerations[0].operator=Exists",
+        ],
+    );
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(container["image"], "registry.example/sluice:1.2.3");
+    assert_eq!(container["imagePullPolicy"], "Always");
+    let args = strings(&container["args"]);
+    assert!(!args.contains(&"--leader-elect".to_string()), "{args:?}");
+    assert!(
+        args.contains(&"--notifications-configmap=ops/alerts".to_string()),
+        "{args:?}"
+    );
+    let allowlist = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "SLUICE_ANALYSIS_ADDRESS_ALLOWLIST")
+        .unwrap();
+    assert_eq!(allowlist["value"], "prometheus.example");
+    assert_eq!(pod["nodeSelector"]["pool"], "system");
+    assert_eq!(pod["tolerations"][0]["key"], "dedicated");
+    // Without leader election there is no Lease to grant.
+    assert!(!kinds(&docs).contains("Role/sluice-leader-election"));
+    // A mistyped value is refused by the chart's schema, not ignored.
+    let chart = repo("deploy/helm/sluice");
+    let refused = Command::new(&helm_path)
+        .args([
+            "template",
+            "sluice",
+            chart.to_str().unwrap(),
+            "--set",
+            "rbac.mode=everything",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("rbac/mode"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

@@ -46,7 +46,7 @@ struct Cluster {
 
 impl Cluster {
     /// GitSyncs that name no ServiceAccount apply as the controller, as an operator allows with
-    /// deploy/gitsync-admin (these tests exercise that path); see `start_confined` for the default.
+    /// deploy/components/gitsync-admin (these tests exercise that path); see `start_confined` for the default.
     async fn start() -> Cluster {
         Self::start_with(true).await
     }
@@ -391,7 +391,7 @@ async fn allow_impersonation(sim: &Simulator, namespace: &str, account: &str) {
 }
 
 /// A GitSync naming no ServiceAccount applies as the controller, which then needs the rights on what
-/// the repository holds: deploy/gitsync-admin/ grants everything; these tests' repositories hold only
+/// the repository holds: deploy/components/gitsync-admin/ grants everything; these tests' repositories hold only
 /// ConfigMaps, so the controller's ServiceAccount gets exactly those (its own calls stay checked
 /// against deploy/'s base).
 async fn grant_controller_config_maps(client: &kube::Client) {

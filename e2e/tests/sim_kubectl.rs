@@ -236,13 +236,9 @@ async fn apply_patch_replace_conflict_and_garbage_collection() {
 async fn tokens_can_i_and_forbidden_answers() {
     let sim = start_sim().await;
     let kubectl = Kubectl::new(&sim);
-    // kubectl's `create namespace|serviceaccount|role` send protobuf, which the simulator serves for
-    // the review and token kinds only: the objects come from YAML.
-    let setup = kubectl.file(
-        "team-a.yaml",
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: ci, namespace: team-a}\n",
-    );
-    kubectl.ok(&["apply", "-f", setup.to_str().unwrap()]).await;
+    // kubectl's typed commands send protobuf.
+    kubectl.ok(&["create", "namespace", "team-a"]).await;
+    kubectl.ok(&["create", "serviceaccount", "ci", "-n", "team-a"]).await;
     let token = kubectl
         .ok(&["create", "token", "ci", "-n", "team-a", "--duration=20m"])
         .await;
@@ -340,5 +336,209 @@ subjects:
     let gone = kubectl.run(&["get", "pods", "-n", "team-a", "--token", token]).await;
     assert!(!gone.ok);
     assert!(gone.stderr.contains("Unauthorized"), "{}", gone.stderr);
+    sim.shutdown().await;
+}
+
+/// kubectl's typed generators send their objects as protobuf (`application/vnd.kubernetes.protobuf`):
+/// each command a newcomer types first creates what it says, with the values given on the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_create_commands_send_protobuf() {
+    let sim = start_sim().await;
+    let kubectl = Kubectl::new(&sim);
+    kubectl.ok(&["create", "namespace", "demo"]).await;
+    let namespace = json(&kubectl.ok(&["get", "namespace", "demo", "-o", "json"]).await);
+    assert_eq!(namespace["status"]["phase"], "Active", "{namespace}");
+
+    // Secret data round-trips: kubectl sends bytes, the JSON keeps base64 of exactly those bytes.
+    kubectl
+        .ok(&[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "-n",
+            "demo",
+            "--from-literal=a=b",
+            "--from-literal=token=s3cr3t/+=",
+            "--type=Opaque",
+        ])
+        .await;
+    let secret = json(
+        &kubectl
+            .ok(&["get", "secret", "creds", "-n", "demo", "-o", "json"])
+            .await,
+    );
+    assert_eq!(secret["data"]["a"], "Yg==", "{secret}");
+    assert_eq!(secret["data"]["token"], "czNjcjN0Lys9", "{secret}");
+    assert_eq!(secret["type"], "Opaque");
+
+    kubectl
+        .ok(&[
+            "create",
+            "configmap",
+            "settings",
+            "-n",
+            "demo",
+            "--from-literal=mode=fast",
+            "--from-literal=empty=",
+        ])
+        .await;
+    let config = json(
+        &kubectl
+            .ok(&["get", "configmap", "settings", "-n", "demo", "-o", "json"])
+            .await,
+    );
+    assert_eq!(
+        config["data"],
+        serde_json::json!({"mode": "fast", "empty": ""}),
+        "{config}"
+    );
+
+    kubectl
+        .ok(&["create", "serviceaccount", "deployer", "-n", "demo"])
+        .await;
+    kubectl.ok(&["get", "serviceaccount", "deployer", "-n", "demo"]).await;
+
+    kubectl
+        .ok(&["create", "service", "clusterip", "web", "-n", "demo", "--tcp=80:8080"])
+        .await;
+    let service = json(&kubectl.ok(&["get", "service", "web", "-n", "demo", "-o", "json"]).await);
+    assert_eq!(service["spec"]["ports"][0]["port"], 80, "{service}");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], 8080, "{service}");
+    assert_eq!(service["spec"]["selector"]["app"], "web", "{service}");
+
+    kubectl
+        .ok(&[
+            "create",
+            "deployment",
+            "web",
+            "-n",
+            "demo",
+            "--image=example.invalid/web:v1",
+            "--replicas=2",
+            "--port=8080",
+        ])
+        .await;
+    let deployment = json(
+        &kubectl
+            .ok(&["get", "deployment", "web", "-n", "demo", "-o", "json"])
+            .await,
+    );
+    assert_eq!(deployment["spec"]["replicas"], 2, "{deployment}");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "example.invalid/web:v1", "{deployment}");
+    assert_eq!(container["ports"][0]["containerPort"], 8080, "{deployment}");
+    eventually(Duration::from_secs(15), "the Deployment's pods", || async {
+        let out = kubectl
+            .run(&["get", "pods", "-n", "demo", "-l", "app=web", "-o", "name"])
+            .await;
+        (out.ok && out.stdout.lines().count() == 2).then_some(())
+    })
+    .await;
+
+    kubectl
+        .ok(&[
+            "create",
+            "job",
+            "once",
+            "-n",
+            "demo",
+            "--image=example.invalid/tool:v1",
+            "--",
+            "echo",
+            "hi",
+        ])
+        .await;
+    let job = json(&kubectl.ok(&["get", "job", "once", "-n", "demo", "-o", "json"]).await);
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    // (The harness appends --request-timeout after the arguments, so it lands in the command too.)
+    assert!(
+        container["command"][0] == "echo" && container["command"][1] == "hi",
+        "{job}"
+    );
+    assert!(
+        job["spec"]["template"]["metadata"].get("creationTimestamp").is_none(),
+        "{job}"
+    );
+    assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never", "{job}");
+
+    kubectl
+        .ok(&[
+            "run",
+            "shell",
+            "-n",
+            "demo",
+            "--image=example.invalid/shell:v1",
+            "--labels=tier=debug",
+            "--env=MODE=x",
+        ])
+        .await;
+    let pod = json(&kubectl.ok(&["get", "pod", "shell", "-n", "demo", "-o", "json"]).await);
+    assert_eq!(pod["metadata"]["labels"]["tier"], "debug", "{pod}");
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"],
+        serde_json::json!([{"name": "MODE", "value": "x"}]),
+        "{pod}"
+    );
+
+    // RBAC through the typed commands, proved by what the grants allow.
+    kubectl
+        .ok(&[
+            "create",
+            "role",
+            "pod-reader",
+            "-n",
+            "demo",
+            "--verb=get,list",
+            "--resource=pods",
+        ])
+        .await;
+    kubectl
+        .ok(&[
+            "create",
+            "rolebinding",
+            "deployer-reads",
+            "-n",
+            "demo",
+            "--role=pod-reader",
+            "--serviceaccount=demo:deployer",
+        ])
+        .await;
+    let as_deployer = "--as=system:serviceaccount:demo:deployer";
+    let can_i = kubectl
+        .ok(&["auth", "can-i", "list", "pods", "-n", "demo", as_deployer])
+        .await;
+    assert_eq!(can_i.trim(), "yes");
+    kubectl
+        .ok(&[
+            "create",
+            "clusterrole",
+            "ns-reader",
+            "--verb=get,list",
+            "--resource=namespaces",
+        ])
+        .await;
+    let denied = kubectl.run(&["auth", "can-i", "list", "namespaces", as_deployer]).await;
+    assert_eq!(denied.stdout.trim(), "no", "{}", denied.stderr);
+    kubectl
+        .ok(&[
+            "create",
+            "clusterrolebinding",
+            "deployer-ns",
+            "--clusterrole=ns-reader",
+            "--serviceaccount=demo:deployer",
+        ])
+        .await;
+    let can_i = kubectl.ok(&["auth", "can-i", "list", "namespaces", as_deployer]).await;
+    assert_eq!(can_i.trim(), "yes");
+
+    // A duplicate is the API server's AlreadyExists, not a decoding error.
+    let again = kubectl.run(&["create", "namespace", "demo"]).await;
+    assert!(!again.ok);
+    assert!(
+        again.stderr.contains("AlreadyExists") || again.stderr.contains("already exists"),
+        "{}",
+        again.stderr
+    );
     sim.shutdown().await;
 }

@@ -1002,7 +1002,7 @@ impl ResourceRequest<'_> {
                 serde_saphyr::from_str(text)
                     .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))?
             }
-            // Only the create-only kinds kubectl's typed clients send this way; others stay 415.
+            // The kinds kubectl's typed commands create (see protobuf.rs); others stay 415.
             crate::protobuf::CONTENT_TYPE => crate::protobuf::decode(body, content_type)?,
             _ => return Err(ApiError::unsupported_media_type(content_type)),
         };

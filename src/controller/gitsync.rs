@@ -85,7 +85,7 @@ pub struct GitSyncConfig {
     #[arg(long, env = "SLUICE_GITSYNC_DEFAULT_SERVICE_ACCOUNT")]
     pub gitsync_default_service_account: Option<String>,
     /// Let a GitSync that names no ServiceAccount (and with no default one) apply as the controller
-    /// itself, anywhere its rights reach (deploy/gitsync-admin sets this). Off: such a GitSync applies
+    /// itself, anywhere its rights reach (deploy/components/gitsync-admin sets this). Off: such a GitSync applies
     /// only namespaced objects into its own namespace.
     #[arg(long, env = "SLUICE_GITSYNC_APPLY_AS_CONTROLLER")]
     pub gitsync_apply_as_controller: bool,

@@ -129,7 +129,7 @@ pub struct Context {
 pub struct Tenancy {
     /// This ServiceAccount of the GitSync's own namespace.
     pub default_service_account: Option<String>,
-    /// Else the controller itself, with whatever it may do (deploy/gitsync-admin grants it). Off: the
+    /// Else the controller itself, with whatever it may do (deploy/components/gitsync-admin grants it). Off: the
     /// controller applies only namespaced objects into the GitSync's own namespace.
     pub apply_as_controller: bool,
 }
