@@ -200,12 +200,10 @@ pub fn rollout_firings(previous: Option<&RolloutStatus>, current: &RolloutStatus
     if current.phase == Some(RolloutPhase::Healthy) && current.stable_rs.as_deref() == Some(hash) && !aborted {
         out.push(firing(Trigger::RolloutCompleted, hash, None, "healthy".into()));
     }
-    if aborted {
-        // Each abort is its own instance: a retry that aborts again notifies again.
-        let instance = current
-            .aborted_at
-            .map(|t| t.timestamp().to_string())
-            .unwrap_or_else(|| "aborted".into());
+    // Aborted once the controller has acted on it (abortedAt set): `sluice abort` sets status.abort
+    // alone first. Each abort is its own instance: a retry that aborts again notifies again.
+    if let (true, Some(aborted_at)) = (aborted, current.aborted_at) {
+        let instance = aborted_at.timestamp().to_string();
         let reason = match current.abort_reason {
             Some(AbortReason::AnalysisFailed) => "analysis failed",
             Some(AbortReason::ProgressDeadlineExceeded) => "progress deadline exceeded",
@@ -375,6 +373,20 @@ mod tests {
     }
 
     #[test]
+    fn an_abort_fires_once_the_controller_has_acted_on_it() {
+        let mut requested = rollout("h1", 1, RolloutPhase::Paused);
+        requested.abort = Some(true);
+        assert!(
+            !keys(&rollout_firings(None, &requested))
+                .iter()
+                .any(|k| k.starts_with("on-rollout-aborted")),
+            "status.abort alone is a request, not yet an abort"
+        );
+        requested.aborted_at = Some(at(3));
+        assert!(keys(&rollout_firings(None, &requested)).contains(&"on-rollout-aborted:h1:1700000003"));
+    }
+
+    #[test]
     fn paused_and_completed_fire_on_their_phase() {
         let mut paused = rollout("h1", 2, RolloutPhase::Paused);
         paused.pause_conditions = vec![PauseCondition {
@@ -453,6 +465,9 @@ mod tests {
     enum Event {
         Advance,
         Pause,
+        /// `sluice abort`: status.abort set, the controller has not acted yet.
+        RequestAbort,
+        /// The controller aborts (abortedAt set).
         Abort,
         Retry,
         Complete,
@@ -468,6 +483,7 @@ mod tests {
             prop_oneof![
                 3 => Just(Event::Advance),
                 1 => Just(Event::Pause),
+                1 => Just(Event::RequestAbort),
                 1 => Just(Event::Abort),
                 1 => Just(Event::Retry),
                 1 => Just(Event::Complete),
@@ -491,6 +507,8 @@ mod tests {
             let mut previous: Option<RolloutStatus> = None;
             let mut sent: BTreeSet<String> = BTreeSet::new();
             let mut expected_aborts = BTreeSet::new();
+            // Whether the controller has acted on the current abort (set abortedAt).
+            let mut acted = false;
             let mut expected_steps = BTreeSet::new();
             for event in events {
                 clock += 1;
@@ -506,15 +524,18 @@ mod tests {
                         status.phase = Some(RolloutPhase::Paused);
                         status.pause_conditions = vec![PauseCondition { reason: PauseReason::CanaryPauseStep, start_time: at(clock) }];
                     }
-                    Event::Abort if !status.is_aborted() => {
+                    Event::Abort if !acted => {
+                        acted = true;
                         status.abort = Some(true);
                         status.aborted_at = Some(at(clock));
                         status.phase = Some(RolloutPhase::Degraded);
                         expected_aborts.insert(format!("on-rollout-aborted:r{revision}:{}", at(clock).timestamp()));
                     }
+                    Event::RequestAbort => status.abort = Some(true),
                     Event::Retry => {
+                        // As the controller reads a retry: abort cleared, abortedAt kept.
+                        acted = false;
                         status.abort = None;
-                        status.aborted_at = None;
                         status.current_step_index = Some(0);
                         status.phase = Some(RolloutPhase::Progressing);
                     }
@@ -523,6 +544,7 @@ mod tests {
                         status.stable_rs = status.current_pod_hash.clone();
                     }
                     Event::NewRevision => {
+                        acted = false;
                         revision += 1;
                         status = rollout(&format!("r{revision}"), 0, RolloutPhase::Progressing);
                     }
