@@ -202,7 +202,7 @@ async fn watch_config(
             _ = shutdown.cancelled() => return,
             _ = reread.tick() => {}
             change = changes.next() => match change {
-                Some(Ok(Change::Applied(map))) => current = Some(map),
+                Some(Ok(Change::Applied(map))) => current = Some(*map),
                 Some(Ok(Change::Deleted)) => current = None,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "watching the notifications ConfigMap");
@@ -246,7 +246,7 @@ async fn watch_config(
 
 /// A change of the pinned ConfigMap.
 enum Change {
-    Applied(ConfigMap),
+    Applied(Box<ConfigMap>),
     Deleted,
 }
 
@@ -265,7 +265,7 @@ where
             let change = match event {
                 Ok(watcher::Event::Apply(map)) | Ok(watcher::Event::InitApply(map)) => {
                     listed = true;
-                    Some(Ok(Change::Applied(map)))
+                    Some(Ok(Change::Applied(Box::new(map))))
                 }
                 Ok(watcher::Event::Delete(_)) => Some(Ok(Change::Deleted)),
                 Ok(watcher::Event::Init) => {
