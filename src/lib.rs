@@ -16,6 +16,7 @@ pub mod gitsync;
 pub mod memory;
 pub mod merge_patch;
 pub mod migrate;
+pub mod notify;
 pub mod observe;
 pub mod rollout;
 pub mod traffic;

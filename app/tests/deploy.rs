@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{Kubectl, eventually, free_port, install_crds, kubectl_binary, request_log, start_sim};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice::api::analysis::{AnalysisPhase, AnalysisTemplate};
@@ -87,6 +88,8 @@ fn deploy_renders_the_whole_install() {
         "ClusterRoleBinding/sluice-controller",
         "Role/sluice-leader-election",
         "RoleBinding/sluice-leader-election",
+        "Role/sluice-notifications",
+        "RoleBinding/sluice-notifications",
         "Deployment/sluice-controller",
         "Service/sluice-controller-metrics",
         "PodDisruptionBudget/sluice-controller",
@@ -253,8 +256,26 @@ fn secrets_and_impersonation_are_granted_per_namespace() {
     let base = granted_rules(&kustomize(&repo("deploy")));
     for rule in &base {
         assert!(!rule.verbs.iter().any(|v| v == "impersonate" || v == "*"), "{rule:?}");
-        assert!(!rule.resources.iter().any(|r| r == "secrets" || r == "*"), "{rule:?}");
+        // The one exception: the notifications Secret, by name, in the controller's own namespace.
+        let notifications_secret = rule.resources == ["secrets"]
+            && rule.verbs == ["get"]
+            && rule.resource_names == [sluice::notify::config::SECRET_NAME]
+            && rule.namespace.as_deref() == Some(SERVICE_ACCOUNT.0);
+        assert!(
+            notifications_secret || !rule.resources.iter().any(|r| r == "secrets" || r == "*"),
+            "{rule:?}"
+        );
     }
+    assert!(allowed(
+        &base,
+        "get",
+        "",
+        "secrets",
+        "sluice-system",
+        "sluice-notifications-secret"
+    ));
+    assert!(!allowed(&base, "get", "", "secrets", "sluice-system", "other"));
+    assert!(!allowed(&base, "list", "", "secrets", "sluice-system", ""));
     assert!(!allowed(
         &base,
         "impersonate",
@@ -482,6 +503,7 @@ fn exported_series_names() -> BTreeSet<String> {
     metrics.observe_analysis_run("default", "web-1", "Running");
     metrics.observe_measurement("default", "web-1", "success-rate", 0.99);
     metrics.set_leader(true);
+    sluice::notify::delivery::NotifyObserver::count_notification(&metrics, "on-rollout-aborted", "hook", "sent");
     let mut names = BTreeSet::new();
     for line in metrics.render().lines() {
         let mut parts = line.split_whitespace();
@@ -830,9 +852,36 @@ impl Drop for ControllerProcess {
     }
 }
 
+/// A receiver of notification webhooks on 127.0.0.1: its port, and the (Authorization, body) of each POST.
+async fn notification_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
+    use axum::http::HeaderMap;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
+            let record = record.clone();
+            async move {
+                let authorization = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                record.lock().unwrap().push((authorization, body));
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, got)
+}
+
 fn rollout_with(image: &str, path: &str) -> Value {
     json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web", "namespace": "default"},
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "namespace": "default",
+                     "annotations": {"notifications.sluice.dev/subscribe.on-rollout-aborted.hook": ""}},
         "spec": {
             "replicas": 2,
             "selector": {"matchLabels": {"app": "web"}},
@@ -900,6 +949,28 @@ async fn every_controller_call_is_granted_by_deploy_rbac() {
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), "default");
     let rollout: Rollout = serde_json::from_value(rollout_with("web:1", "ok")).unwrap();
     rollouts.create(&PostParams::default(), &rollout).await.unwrap();
+    // Notifications: the ConfigMap and its Secret in sluice-system; the Rollout subscribes to aborts.
+    let (hook_port, hooks) = notification_receiver().await;
+    let system_secrets: Api<Secret> = Api::namespaced(client.clone(), "sluice-system");
+    let hook_secret = serde_json::from_value(json!({
+        "metadata": {"name": "sluice-notifications-secret"}, "stringData": {"hook-auth": "Bearer n0tify"},
+    }))
+    .unwrap();
+    system_secrets
+        .create(&PostParams::default(), &hook_secret)
+        .await
+        .unwrap();
+    let configmap: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "sluice-notifications"},
+        "data": {"service.webhook.hook": format!(
+            "url: http://127.0.0.1:{hook_port}/hook\nheaders:\n- name: Authorization\n  value: $hook-auth\n"
+        )},
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), "sluice-system")
+        .create(&PostParams::default(), &configmap)
+        .await
+        .unwrap();
 
     let mut controller = ControllerProcess::start(&sim).await;
     let phase_and_stable = || async {
@@ -931,6 +1002,23 @@ async fn every_controller_call_is_granted_by_deploy_rbac() {
             .filter(|(phase, stable)| *phase == RolloutPhase::Degraded && *stable == v2_hash)
     })
     .await;
+    // The abort was notified once, with the Secret's header, and recorded on the Rollout.
+    let sent = eventually(LONG, "the abort notified and recorded", || async {
+        let rollout = rollouts.get("web").await.ok()?;
+        rollout
+            .annotations()
+            .get(sluice::api::keys::NOTIFY_SENT_ANNOTATION)
+            .cloned()
+    })
+    .await;
+    assert!(sent.contains("on-rollout-aborted:"), "{sent}");
+    {
+        let hooks = hooks.lock().unwrap();
+        assert_eq!(hooks.len(), 1, "{hooks:?}");
+        assert_eq!(hooks[0].0, "Bearer n0tify");
+        assert_eq!(hooks[0].1["trigger"], "on-rollout-aborted");
+        assert_eq!(hooks[0].1["object"]["name"], "web");
+    }
     // An Experiment with a Service, run to the end: its ReplicaSet, Service, status and scale-down.
     let experiments: Api<Experiment> = Api::namespaced(client.clone(), "default");
     let experiment: Experiment = serde_json::from_value(json!({
@@ -970,6 +1058,8 @@ async fn every_controller_call_is_granted_by_deploy_rbac() {
         "patch sluice.dev/experiments/status",
         "create /services",
         "delete /services",
+        "watch /configmaps",
+        "patch sluice.dev/rollouts",
     ] {
         assert!(seen.contains(expected), "{expected} not exercised; seen {seen:#?}");
     }

@@ -140,18 +140,22 @@ fn is_sim_path(path: &str) -> bool {
     path == "/sim" || path.starts_with("/sim/")
 }
 
+/// A list or watch pinned to one name by `fieldSelector=metadata.name=x` is authorized (and logged) as a
+/// request for that object (so resourceNames rules allow watching it), as the API server does.
+fn pinned_name(verb: Verb, query: &Query) -> Option<String> {
+    matches!(verb, Verb::List | Verb::Watch)
+        .then(|| query.get("fieldSelector"))
+        .flatten()
+        .and_then(|s| FieldSelector::parse(s).ok())
+        .and_then(|selector| selector.pinned_name().map(str::to_string))
+}
+
 /// What a request asks to do, as the authorizer sees it: a resource request for paths under `/api/`
 /// and `/apis/` that name a resource, a non-resource request (verb from the method) otherwise.
 fn attributes_of(method: &Method, path: &str, query: &Query) -> (Attributes, Option<(Target, Verb)>) {
     if let Some(Route::Resource(target)) = parse_path(path) {
         let verb = Verb::of(method, &target, query);
-        // A list or watch pinned to one name by `fieldSelector=metadata.name=x` is authorized as a
-        // request for that object (so resourceNames rules allow watching it), as the API server does.
-        let pinned = matches!(verb, Verb::List | Verb::Watch)
-            .then(|| query.get("fieldSelector"))
-            .flatten()
-            .and_then(|s| FieldSelector::parse(s).ok())
-            .and_then(|selector| selector.pinned_name().map(str::to_string));
+        let pinned = pinned_name(verb, query);
         let attributes = Attributes::Resource(ResourceAttributes {
             verb: verb.as_str().to_string(),
             group: target.group.clone(),
@@ -265,7 +269,11 @@ fn record(
         resource: target.plural.clone(),
         subresource: target.subresource.clone().unwrap_or_default(),
         namespace: target.namespace.clone().unwrap_or_default(),
-        name: target.name.clone().unwrap_or_default(),
+        name: target
+            .name
+            .clone()
+            .or_else(|| pinned_name(verb, query))
+            .unwrap_or_default(),
         user_agent: header_str(headers, header::USER_AGENT).unwrap_or("").to_string(),
         impersonate_user: headers
             .get("impersonate-user")

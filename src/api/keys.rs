@@ -53,6 +53,13 @@ pub const PREVIOUS_AUTOMATED_ANNOTATION: &str = "sluice.dev/previous-automated-s
 /// Argo CD's own tracking annotation (read, never written): `<app>:<group>/<kind>:<namespace>/<name>`.
 pub const ARGOCD_TRACKING_ID_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
 
+/// Notifications: `notifications.sluice.dev/subscribe.<trigger>.<service>: <recipient>[;<recipient>…]` on
+/// a Rollout, GitSync or AnalysisRun subscribes it (`sluice::notify`).
+pub const NOTIFY_SUBSCRIBE_PREFIX: &str = "notifications.sluice.dev/subscribe.";
+/// Notifications: the dedup keys of what was sent about the object (JSON list, newest last, bounded),
+/// written after a successful send so a restart does not send again.
+pub const NOTIFY_SENT_ANNOTATION: &str = "notifications.sluice.dev/sent";
+
 // Finalizers.
 /// On every GitSync, so that deleting one first deletes what it applied.
 pub const GITSYNC_CLEANUP_FINALIZER: &str = "sluice.dev/gitsync-cleanup";

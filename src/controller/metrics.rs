@@ -53,6 +53,14 @@ pub struct ControllerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub trigger: String,
+    pub service: String,
+    /// sent, failed (given up after its retries) or unknown_service.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub controller: String,
     pub error: String,
@@ -78,6 +86,8 @@ pub struct Metrics {
     /// The revisions each GitSync was last exported with, so a new revision replaces its series.
     gitsync_revisions: Mutex<std::collections::HashMap<(String, String, String), String>>,
     leader: Gauge,
+    notifications_sent: Family<NotificationLabels, Counter>,
+    notification_queue_depth: Gauge,
     /// The phase each analysis run was last exported with.
     run_phases: Mutex<std::collections::HashMap<RolloutLabels, String>>,
     /// The metrics each analysis run exported a measurement of, so a deleted run's series can go.
@@ -169,8 +179,22 @@ impl Metrics {
             "1 while this replica runs the controllers (holds the leader-election Lease, or runs without election)",
             leader.clone(),
         );
+        let notifications_sent = Family::<NotificationLabels, Counter>::default();
+        let notification_queue_depth = Gauge::default();
+        registry.register(
+            "notifications_sent",
+            "Notifications done per destination, by trigger, service and result",
+            notifications_sent.clone(),
+        );
+        registry.register(
+            "notification_queue_depth",
+            "Notifications queued or being sent",
+            notification_queue_depth.clone(),
+        );
         Metrics {
             leader,
+            notifications_sent,
+            notification_queue_depth,
             registry,
             gitsync_revision_info,
             gitsync_healthy_since,
@@ -228,6 +252,22 @@ impl Metrics {
 }
 
 /// The reconcilers report through [`Observer`]; this registry turns what they report into series.
+impl crate::notify::delivery::NotifyObserver for Metrics {
+    fn count_notification(&self, trigger: &str, service: &str, result: &str) {
+        self.notifications_sent
+            .get_or_create(&NotificationLabels {
+                trigger: trigger.into(),
+                service: service.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    fn set_notification_queue_depth(&self, depth: i64) {
+        self.notification_queue_depth.set(depth);
+    }
+}
+
 impl Observer for Metrics {
     /// Exports a rollout's phase, step and canary weight.
     fn observe_rollout(&self, namespace: &str, name: &str, phase: &str, step: i64, canary_weight: i64) {

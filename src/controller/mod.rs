@@ -8,6 +8,7 @@ pub mod gitsync;
 pub mod isolate;
 pub mod leader;
 pub mod metrics;
+pub mod notifications;
 pub mod rollouts;
 pub mod server;
 pub mod supervise;
@@ -23,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 use crate::analysis::allowlist::Allowlist;
 use crate::analysis::reconcile::AnalysisContext;
 use crate::rollout::analysis_runs::TemplateAnalysisRunFactory;
+
+/// Where the notifications ConfigMap is unless `--notifications-configmap` says otherwise.
+pub const DEFAULT_NOTIFICATIONS_CONFIGMAP: &str = "sluice-system/sluice-notifications";
 
 /// How `sluice controller` runs; its flags are these fields.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,6 +45,14 @@ pub struct ControllerConfig {
     /// are never followed.
     #[arg(long, value_delimiter = ',', env = "SLUICE_ANALYSIS_ADDRESS_ALLOWLIST")]
     pub analysis_address_allowlist: Vec<String>,
+    /// The notifications ConfigMap, `NAMESPACE/NAME`; a missing one means no services (see README,
+    /// Notifications).
+    #[arg(
+        long,
+        default_value = DEFAULT_NOTIFICATIONS_CONFIGMAP,
+        env = "SLUICE_NOTIFICATIONS_CONFIGMAP"
+    )]
+    pub notifications_configmap: String,
     /// Git mirrors, impersonation and the webhook listener of the GitSync controller.
     #[command(flatten)]
     pub gitsync: gitsync::GitSyncConfig,
@@ -157,6 +169,7 @@ pub struct PerObjectState {
     rollouts: Arc<crate::rollout::reconcile::Context>,
     gitsyncs: Arc<crate::gitsync::reconcile::Context>,
     metrics: Arc<metrics::Metrics>,
+    notifications: Arc<notifications::Memory>,
 }
 
 impl PerObjectState {
@@ -166,6 +179,7 @@ impl PerObjectState {
         let mut sizes = self.rollouts.per_object_sizes();
         sizes.extend(self.gitsyncs.per_object_sizes());
         sizes.extend(self.metrics.per_object_sizes());
+        sizes.extend(self.notifications.sizes());
         sizes
     }
 }
@@ -181,6 +195,7 @@ pub async fn start_controllers(
 ) -> anyhow::Result<Controllers> {
     let allowlist = Allowlist::parse(&config.analysis_address_allowlist)
         .map_err(|e| anyhow::anyhow!("--analysis-address-allowlist: {e}"))?;
+    let notification_settings = notifications::Settings::parse(&config.notifications_configmap, Default::default())?;
     let scope = rollouts::Scope {
         namespace: config.namespace.clone(),
     };
@@ -195,7 +210,7 @@ pub async fn start_controllers(
     let analysis_ctx = AnalysisContext {
         client: client.clone(),
         metrics: metrics.clone(),
-        allowlist,
+        allowlist: allowlist.clone(),
         default_prometheus: config.prometheus_address.clone(),
     };
     let analysis_task = supervise::spawn_controller(
@@ -214,8 +229,20 @@ pub async fn start_controllers(
         health.clone(),
         shutdown.clone(),
     );
+    // Notification URLs can come from annotations (a Teams recipient): the analysis allowlist
+    // guards them as it guards metric providers.
+    let notify = notifications::start(
+        client.clone(),
+        notification_settings,
+        allowlist,
+        metrics.clone(),
+        scope.clone(),
+        health.clone(),
+        shutdown.clone(),
+    )?;
     let gitsync = gitsync::start(client, scope, config.gitsync.clone(), metrics.clone(), health, shutdown).await?;
     let mut tasks = vec![rollout_task, analysis_task, experiment_task];
+    tasks.extend(notify.tasks);
     tasks.extend(gitsync.tasks);
     Ok(Controllers {
         tasks,
@@ -224,6 +251,7 @@ pub async fn start_controllers(
             rollouts: rollout_ctx,
             gitsyncs: gitsync.context,
             metrics,
+            notifications: notify.memory,
         },
     })
 }

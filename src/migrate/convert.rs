@@ -61,6 +61,12 @@ pub fn convert(documents: Vec<Value>) -> Conversion {
             object: object_label(&document),
             found: &mut conversion.notes,
         };
+        if super::notifications::is_argo_configmap(&document) {
+            let converted =
+                super::notifications::convert_configmap(&document, &mut |field, message| notes.add(field, message));
+            conversion.documents.push(converted);
+            continue;
+        }
         if group_of(&document) != ARGO_GROUP {
             conversion.documents.push(document);
             continue;
@@ -99,6 +105,7 @@ impl Notes<'_> {
 
 fn convert_object(mut document: Value, kind: &str, notes: &mut Notes) -> Value {
     document["apiVersion"] = json!(SLUICE_API_VERSION);
+    super::notifications::convert_subscriptions(&mut document, &mut |field, message| notes.add(field, message));
     if kind == "Rollout" {
         if let Some(routing) = document.pointer_mut("/spec/strategy/canary/trafficRouting") {
             convert_traffic_routing(routing, notes);

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 pub mod convert;
 pub mod lint;
+pub mod notifications;
 
 /// Sluice's API group and version; Argo's group.
 pub const SLUICE_API_VERSION: &str = "sluice.dev/v1alpha1";

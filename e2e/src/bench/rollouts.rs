@@ -135,6 +135,7 @@ pub async fn run(options: RolloutsBenchOptions) -> anyhow::Result<RolloutsBenchR
             metrics_addr: "127.0.0.1:0".parse()?,
             prometheus_address: None,
             analysis_address_allowlist: vec![],
+            notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
             gitsync: Default::default(),
         },
         Default::default(),

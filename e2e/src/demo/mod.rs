@@ -151,6 +151,7 @@ impl Stack {
             metrics_addr: "127.0.0.1:0".parse()?,
             prometheus_address: Some(prometheus.address.clone()),
             analysis_address_allowlist: vec!["127.0.0.1/32".into()],
+            notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
             gitsync: GitSyncConfig {
                 kube_config: Some(controller_config.clone()),
                 client_options: None,

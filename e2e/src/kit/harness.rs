@@ -365,6 +365,7 @@ impl RunningController {
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             prometheus_address,
             analysis_address_allowlist: vec![],
+            notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
             gitsync,
         };
         let running = sluice::controller::start(client, config, Default::default())

@@ -135,6 +135,7 @@ async fn start_controller(
         metrics_addr: "127.0.0.1:0".parse()?,
         prometheus_address,
         analysis_address_allowlist: vec![],
+        notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
         gitsync: GitSyncConfig {
             kube_config: Some(kube_config),
             client_options: None,
