@@ -29,3 +29,12 @@ capabilities:
   drop: [ALL]
 seccompProfile: {type: RuntimeDefault}
 {{- end }}
+
+{{/* The notifications ConfigMap as NAMESPACE/NAME (default: sluice-notifications in the release's namespace). */}}
+{{- define "sluice.notificationsConfigMap" -}}
+{{- $ref := .Values.notifications.configMap | default (printf "%s/sluice-notifications" .Release.Namespace) -}}
+{{- if ne (len (splitList "/" $ref)) 2 -}}
+{{- fail (printf "notifications.configMap must be NAMESPACE/NAME, not %q" $ref) -}}
+{{- end -}}
+{{- $ref -}}
+{{- end }}
