@@ -218,11 +218,13 @@ async fn watch_config(
             None
         };
         let parsed = config::parse(&data, secret.as_ref());
-        tracing::info!(
-            configmap = %format!("{}/{}", settings.namespace, settings.name),
-            services = ?parsed.config.services.keys().collect::<Vec<_>>(),
-            "notifications configuration loaded"
-        );
+        if **config.borrow() != parsed.config {
+            tracing::info!(
+                configmap = %format!("{}/{}", settings.namespace, settings.name),
+                services = ?parsed.config.services.keys().collect::<Vec<_>>(),
+                "notifications configuration loaded"
+            );
+        }
         if parsed.problems != reported {
             if let Some(map) = &current {
                 for problem in &parsed.problems {
