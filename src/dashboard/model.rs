@@ -621,12 +621,19 @@ mod tests {
     }
 
     proptest! {
+        // Each record hashes the pod template (to tell a steady rollout): fewer, longer cases.
+        #![proptest_config(ProptestConfig::with_cases(48))]
         /// Whatever the updates, the history stays bounded, in time order, one point per change.
         #[test]
         fn weight_history_is_bounded_and_records_changes_only(weights in prop::collection::vec(0..=100i32, 0..1000)) {
             let mut history = WeightHistory::default();
+            let mut rollout = at_step(0, 0);
             for (i, weight) in weights.iter().enumerate() {
-                history.record(&at_step(0, *weight), now() + chrono::Duration::seconds(i as i64));
+                // The router's weight changes; the template (and its hash) stays.
+                if let Some(w) = rollout.status.as_mut().and_then(|s| s.canary.as_mut()).and_then(|c| c.weights.as_mut()) {
+                    w.canary.weight = *weight;
+                }
+                history.record(&rollout, now() + chrono::Duration::seconds(i as i64));
             }
             let points = history.points();
             prop_assert!(points.len() <= MAX_WEIGHT_POINTS);
