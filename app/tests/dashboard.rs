@@ -413,6 +413,16 @@ async fn in_cluster_the_dashboard_acts_only_with_the_users_rights() {
     let admin = sim.client().unwrap();
     let rollouts: Api<Rollout> = Api::namespaced(admin.clone(), "default");
     rollouts.create(&PostParams::default(), &rollout("web")).await.unwrap();
+    // A rollout where the users have no rights: the list must not show it.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    let other = serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap();
+    namespaces.create(&PostParams::default(), &other).await.unwrap();
+    let mut hidden = rollout("hidden");
+    hidden.metadata.namespace = Some("other".into());
+    Api::<Rollout>::namespaced(admin.clone(), "other")
+        .create(&PostParams::default(), &hidden)
+        .await
+        .unwrap();
     let controller = RunningController::start(&sim, None).await;
     eventually(Duration::from_secs(30), "v1 healthy", || async {
         let r = rollouts.get("web").await.ok()?;
@@ -491,6 +501,14 @@ async fn in_cluster_the_dashboard_acts_only_with_the_users_rights() {
     })
     .await;
     assert_eq!(listed["rollouts"][0]["phase"], "Paused");
+    assert_eq!(
+        listed["rollouts"].as_array().unwrap().len(),
+        1,
+        "only default's: {listed}"
+    );
+    assert_eq!(listed["namespaces"], json!(["default"]));
+    let other = get("/api/rollouts/other/hidden", Some(&viewer)).await.unwrap();
+    assert_eq!(other.status(), 403, "a rollout the viewer may not get");
     let detail = get("/api/rollouts/default/web", Some(&viewer)).await.unwrap();
     assert_eq!(detail.status(), 200, "the viewer reads the rollout view");
 
@@ -518,4 +536,20 @@ async fn in_cluster_the_dashboard_acts_only_with_the_users_rights() {
     stop.cancel();
     server.await.unwrap().unwrap();
     controller.stop().await;
+}
+
+#[tokio::test]
+async fn locally_the_dashboard_refuses_to_listen_beyond_loopback() {
+    let output = tokio::task::spawn_blocking(|| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["dashboard", "--addr", "0.0.0.0:0", "--kubeconfig", "/nonexistent"])
+            .output()
+            .expect("sluice runs")
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refusing to listen on 0.0.0.0:0"), "{stderr}");
+    assert!(output.stdout.is_empty(), "no URL is printed");
 }
