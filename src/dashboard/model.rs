@@ -507,6 +507,7 @@ pub fn detail(
 mod tests {
     use chrono::TimeZone;
     use proptest::prelude::*;
+    use serde_json::json;
 
     use super::*;
     use crate::api::rollout::{
@@ -618,6 +619,43 @@ mod tests {
         let cut_text = cut(&long);
         assert!(cut_text.len() <= MAX_TEXT + '…'.len_utf8());
         assert!(cut_text.ends_with('…'));
+    }
+
+    #[test]
+    fn an_analysis_run_shows_each_metrics_conditions_and_its_newest_measurements() {
+        let measurements: Vec<serde_json::Value> = (0..MAX_MEASUREMENTS + 40)
+            .map(|i| json!({"phase": if i % 10 == 9 { "Failed" } else { "Successful" }, "value": format!("0.0{}", i % 10)}))
+            .collect();
+        let run: AnalysisRun = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisRun",
+            "metadata": {"name": "web-2-1", "namespace": "shop"},
+            "spec": {"metrics": [
+                {"name": "error-rate", "successCondition": "result < 0.05", "failureCondition": "result >= 0.09",
+                 "provider": {"prometheus": {"address": "http://prometheus:9090", "query": "q"}}},
+                {"name": "latency", "provider": {"prometheus": {"address": "http://prometheus:9090", "query": "q"}}},
+            ]},
+            "status": {"phase": "Running", "metricResults": [
+                {"name": "error-rate", "phase": "Running", "measurements": measurements, "count": 100,
+                 "successful": 90, "failed": 10, "inconclusive": 0, "error": 0, "consecutiveError": 0},
+            ]},
+        }))
+        .unwrap();
+        let view = analysis_run(&run, now());
+        assert_eq!((view.name.as_str(), view.phase.as_str()), ("web-2-1", "Running"));
+        let error_rate = &view.metrics[0];
+        assert_eq!(error_rate.success_condition.as_deref(), Some("result < 0.05"));
+        assert_eq!(error_rate.failure_condition.as_deref(), Some("result >= 0.09"));
+        assert_eq!((error_rate.successful, error_rate.failed), (90, 10));
+        // The newest, oldest first: the 40 oldest are dropped.
+        assert_eq!(error_rate.measurements.len(), MAX_MEASUREMENTS);
+        assert_eq!(error_rate.measurements[0].value.as_deref(), Some("0.00"));
+        assert_eq!(error_rate.measurements.last().unwrap().phase, "Failed");
+        // A metric not measured yet is listed, pending, with nothing to chart.
+        assert_eq!(
+            (view.metrics[1].name.as_str(), view.metrics[1].phase.as_str()),
+            ("latency", "Pending")
+        );
+        assert!(view.metrics[1].measurements.is_empty());
     }
 
     proptest! {
