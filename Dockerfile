@@ -11,7 +11,7 @@ RUN cargo build --release --locked -p sluice-app --no-default-features --bin slu
 FROM node:20-bookworm-slim AS tools
 RUN apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*
 COPY scripts/install-tools.sh /install-tools.sh
-RUN SLUICE_TOOLS_DIR=/tools SLUICE_SKIP_PROMETHEUS=1 bash /install-tools.sh
+RUN SLUICE_TOOLS_DIR=/tools SLUICE_SKIP_PROMETHEUS=1 SLUICE_SKIP_CHROMIUM=1 bash /install-tools.sh
 
 FROM debian:bookworm-slim
 RUN apt-get update \

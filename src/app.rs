@@ -35,6 +35,9 @@ pub enum Command {
     /// Check manifests offline as the API server and the controller would (schema, then InvalidSpec
     /// rules); exits non-zero naming each problem's field, for CI.
     Lint(ManifestArgs),
+    /// Serve the web dashboard: rollouts live, with promote/abort/retry/pause/resume (local mode:
+    /// loopback only, a login token in the printed URL, your kubeconfig's rights).
+    Dashboard(crate::dashboard::DashboardArgs),
     // The rollout commands (promote, abort, retry, pause, resume, undo, restart, set, get, list).
     #[command(flatten)]
     Rollouts(crate::cli::Command),
@@ -58,6 +61,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Convert(args) => crate::cli::manifests::convert(&args.files),
         Command::Lint(args) => crate::cli::manifests::lint(&args.files),
+        Command::Dashboard(args) => crate::dashboard::run(args).await,
     }
 }
 

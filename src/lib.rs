@@ -11,6 +11,7 @@ pub mod bounds;
 pub mod cli;
 pub mod client;
 pub mod controller;
+pub mod dashboard;
 pub mod experiment;
 pub mod gitsync;
 pub mod memory;

@@ -375,6 +375,7 @@ fn builtin_types() -> Vec<ResourceType> {
             "selfsubjectreviews",
             false,
         ),
+        review("authentication.k8s.io", "TokenReview", "tokenreviews", false),
     ]
     .into_iter()
     .map(|mut rt| {

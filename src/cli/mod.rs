@@ -445,6 +445,14 @@ impl Target {
         }
     }
 
+    /// The same client and timeout acting in another namespace (the dashboard serves several).
+    pub fn in_namespace(&self, namespace: &str) -> Target {
+        Target {
+            namespace: namespace.to_string(),
+            ..self.clone()
+        }
+    }
+
     pub fn rollouts(&self) -> Api<Rollout> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }

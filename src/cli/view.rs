@@ -146,7 +146,7 @@ pub fn step_column(rollout: &Rollout) -> String {
     }
 }
 
-fn phase(rollout: &Rollout) -> String {
+pub fn phase(rollout: &Rollout) -> String {
     rollout
         .status
         .as_ref()
@@ -456,7 +456,7 @@ fn experiment_table(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
 }
 
 /// When an event last happened: its series or last timestamp, else when it was first seen or created.
-fn event_time(event: &Event) -> Option<DateTime<Utc>> {
+pub fn event_time(event: &Event) -> Option<DateTime<Utc>> {
     event
         .last_timestamp
         .as_ref()

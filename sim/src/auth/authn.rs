@@ -107,6 +107,59 @@ impl Authenticator {
         Ok(user)
     }
 
+    /// `POST /apis/authentication.k8s.io/v1/tokenreviews`, answered as the API server does: 201 with
+    /// `status.authenticated` and the token's `status.user` (username, uid, groups), or
+    /// `authenticated: false` and `status.error` for a token that is not (or no longer) valid. Who may
+    /// create one is RBAC's business (Kubernetes grants it in `system:auth-delegator`, to no one by
+    /// default). `spec.audiences` is echoed back: every token here is for the default audience.
+    pub fn token_review(&self, store: &Store, body: &Value, now: DateTime<Utc>) -> ApiResult<Value> {
+        let spec = body.get("spec").cloned().unwrap_or(Value::Null);
+        let Some(token) = spec.get("token").and_then(Value::as_str).filter(|t| !t.is_empty()) else {
+            return Err(ApiError::invalid(
+                "authentication.k8s.io",
+                "TokenReview",
+                "",
+                vec![FieldCause {
+                    reason: "FieldValueRequired",
+                    field: "spec.token".into(),
+                    message: "Required value".into(),
+                }],
+            ));
+        };
+        let mut headers = HeaderMap::new();
+        let user = axum::http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .ok()
+            .and_then(|value| {
+                headers.insert(axum::http::header::AUTHORIZATION, value);
+                self.authenticate(&headers, store, now).ok()
+            })
+            .filter(|user| user.name != ANONYMOUS);
+        let audiences = spec
+            .get("audiences")
+            .cloned()
+            .filter(|a| a.as_array().is_some_and(|a| !a.is_empty()))
+            .unwrap_or_else(|| json!([DEFAULT_AUDIENCE]));
+        let status = match user {
+            Some(user) => {
+                let mut info = json!({"username": user.name, "groups": user.groups});
+                if !user.uid.is_empty() {
+                    info["uid"] = json!(user.uid);
+                }
+                json!({"authenticated": true, "user": info, "audiences": audiences})
+            }
+            None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
+        };
+        let mut metadata = body.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        metadata["creationTimestamp"] = Value::Null;
+        Ok(json!({
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": metadata,
+            "spec": spec,
+            "status": status,
+        }))
+    }
+
     /// `POST /api/v1/namespaces/NS/serviceaccounts/NAME/token`: a token for the ServiceAccount,
     /// answered as the TokenRequest with `status.token` and `status.expirationTimestamp`. Nothing is
     /// issued on a dry run (the answer carries no token).

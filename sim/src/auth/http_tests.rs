@@ -580,3 +580,42 @@ async fn a_list_pinned_to_one_name_is_authorized_as_that_object() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn token_reviews_say_who_a_token_is_and_only_granted_users_may_ask() {
+    let sim = start(Authorization::Rbac).await;
+    namespace(&sim, "team-a").await;
+    let token = service_account_token(&sim, "team-a", "ci").await;
+    let reviews = "/apis/authentication.k8s.io/v1/tokenreviews";
+    let review = |token: &str| json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}});
+    let answer = admin_post(&sim, reviews, review(&token)).await;
+    assert_eq!(answer["kind"], "TokenReview");
+    assert_eq!(answer["status"]["authenticated"], true);
+    assert_eq!(answer["status"]["user"]["username"], "system:serviceaccount:team-a:ci");
+    let groups = answer["status"]["user"]["groups"].as_array().unwrap();
+    assert!(groups.contains(&json!("system:serviceaccounts:team-a")), "{groups:?}");
+    assert!(groups.contains(&json!("system:authenticated")), "{groups:?}");
+    assert!(
+        answer["status"]["user"]["uid"]
+            .as_str()
+            .is_some_and(|uid| !uid.is_empty())
+    );
+    // A token the server does not know is answered, not refused: authenticated false, with an error.
+    let answer = admin_post(&sim, reviews, review("not-a-token")).await;
+    assert_eq!(answer["status"]["authenticated"], false);
+    assert!(answer["status"]["error"].as_str().is_some());
+    let (code, _) = post(
+        &sim,
+        reviews,
+        Some(sim.admin_token()),
+        &[],
+        json!({"kind": "TokenReview", "spec": {}}),
+    )
+    .await;
+    assert_eq!(code, 422, "spec.token is required");
+    // Creating a TokenReview is a grant of its own (system:auth-delegator in Kubernetes): a plain
+    // service account may not, not even about itself.
+    let (code, body) = post(&sim, reviews, Some(&token), &[], review(&token)).await;
+    assert_eq!(code, 403, "{body}");
+    sim.shutdown().await;
+}
