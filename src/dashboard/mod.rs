@@ -587,7 +587,9 @@ fn cli_status(e: &CliError) -> StatusCode {
         CliError::Refused(_) | CliError::Invalid(_) => StatusCode::CONFLICT,
         CliError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         CliError::Api { code: Some(code), .. } => StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY),
-        CliError::Api { code: None, .. } | CliError::Config(_) | CliError::Output(_) => StatusCode::BAD_GATEWAY,
+        CliError::Api { code: None, .. } | CliError::Config(_) | CliError::Output(_) | CliError::Exit { .. } => {
+            StatusCode::BAD_GATEWAY
+        }
     }
 }
 
