@@ -610,18 +610,22 @@ fn read_access<'a>(namespace: &'a str, name: &'a str) -> Access<'a> {
     }
 }
 
+/// The target for one rollout the caller may read (a valid name in a namespace this dashboard serves).
+async fn readable_target(state: &AppState, caller: &Caller, namespace: &str, name: &str) -> Result<Target, Response> {
+    let target = target_for(state, namespace, name)?;
+    check(state, caller, read_access(namespace, name)).await?;
+    Ok(target)
+}
+
 async fn detail(
     State(state): State<Shared>,
     axum::Extension(caller): axum::Extension<Caller>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
-    let target = match target_for(&state, &namespace, &name) {
+    let target = match readable_target(&state, &caller, &namespace, &name).await {
         Ok(target) => target,
         Err(response) => return response,
     };
-    if let Err(response) = check(&state, &caller, read_access(&namespace, &name)).await {
-        return response;
-    }
     match read_detail(&state, &target, &name).await {
         Ok(view) => axum::Json(view).into_response(),
         Err(e) => error(cli_status(&e), &e.to_string()),
@@ -633,13 +637,10 @@ async fn detail_stream(
     axum::Extension(caller): axum::Extension<Caller>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
-    let target = match target_for(&state, &namespace, &name) {
+    let target = match readable_target(&state, &caller, &namespace, &name).await {
         Ok(target) => target,
         Err(response) => return response,
     };
-    if let Err(response) = check(&state, &caller, read_access(&namespace, &name)).await {
-        return response;
-    }
     let render_state = state.clone();
     let name = Arc::new(name);
     let ns = namespace.clone();
