@@ -852,31 +852,6 @@ impl Drop for ControllerProcess {
     }
 }
 
-/// A receiver of notification webhooks on 127.0.0.1: its port, and the (Authorization, body) of each POST.
-async fn notification_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
-    use axum::http::HeaderMap;
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let record = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
-            let record = record.clone();
-            async move {
-                let authorization = headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                record.lock().unwrap().push((authorization, body));
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (port, got)
-}
-
 fn rollout_with(image: &str, path: &str) -> Value {
     json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
@@ -950,7 +925,7 @@ async fn every_controller_call_is_granted_by_deploy_rbac() {
     let rollout: Rollout = serde_json::from_value(rollout_with("web:1", "ok")).unwrap();
     rollouts.create(&PostParams::default(), &rollout).await.unwrap();
     // Notifications: the ConfigMap and its Secret in sluice-system; the Rollout subscribes to aborts.
-    let (hook_port, hooks) = notification_receiver().await;
+    let (hooks, hook_base) = sluice_e2e::kit::receiver::Receiver::start(&[]).await;
     let system_secrets: Api<Secret> = Api::namespaced(client.clone(), "sluice-system");
     let hook_secret = serde_json::from_value(json!({
         "metadata": {"name": "sluice-notifications-secret"}, "stringData": {"hook-auth": "Bearer n0tify"},
@@ -963,7 +938,7 @@ async fn every_controller_call_is_granted_by_deploy_rbac() {
     let configmap: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "sluice-notifications"},
         "data": {"service.webhook.hook": format!(
-            "url: http://127.0.0.1:{hook_port}/hook\nheaders:\n- name: Authorization\n  value: $hook-auth\n"
+            "url: {hook_base}/hook\nheaders:\n- name: Authorization\n  value: $hook-auth\n"
         )},
     }))
     .unwrap();
@@ -1013,11 +988,11 @@ async fn every_controller_call_is_granted_by_deploy_rbac() {
     .await;
     assert!(sent.contains("on-rollout-aborted:"), "{sent}");
     {
-        let hooks = hooks.lock().unwrap();
+        let hooks = hooks.requests();
         assert_eq!(hooks.len(), 1, "{hooks:?}");
-        assert_eq!(hooks[0].0, "Bearer n0tify");
-        assert_eq!(hooks[0].1["trigger"], "on-rollout-aborted");
-        assert_eq!(hooks[0].1["object"]["name"], "web");
+        assert_eq!(hooks[0].1, "Bearer n0tify");
+        assert_eq!(hooks[0].2["trigger"], "on-rollout-aborted");
+        assert_eq!(hooks[0].2["object"]["name"], "web");
     }
     // An Experiment with a Service, run to the end: its ReplicaSet, Service, status and scale-down.
     let experiments: Api<Experiment> = Api::namespaced(client.clone(), "default");

@@ -3,72 +3,19 @@
 //! Slack message and one Teams card when aborted, and nothing again after the controller restarts.
 use sluice_e2e::kit as common;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
+use common::receiver::Receiver;
 use common::{RunningController, eventually, install_crds, start_sim};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice::api::keys::NOTIFY_SENT_ANNOTATION;
 use sluice::api::rollout::{CanaryStep, Rollout, RolloutPhase};
 
 const LONG: Duration = Duration::from_secs(60);
-
-/// A local HTTP receiver: what it got (path, Authorization, JSON body) and the statuses it answers
-/// with first (then 200 with Slack's `{"ok": true}`).
-#[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<(String, String, Value)>>>,
-    failures: Arc<Mutex<VecDeque<StatusCode>>>,
-}
-
-impl Receiver {
-    async fn start(failures: &[StatusCode]) -> (Receiver, String) {
-        let receiver = Receiver::default();
-        receiver.failures.lock().unwrap().extend(failures);
-        let state = receiver.clone();
-        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: String| {
-            let state = state.clone();
-            async move {
-                let authorization = headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                let body = serde_json::from_str(&body).unwrap_or(Value::Null);
-                state
-                    .got
-                    .lock()
-                    .unwrap()
-                    .push((uri.path().to_string(), authorization, body));
-                match state.failures.lock().unwrap().pop_front() {
-                    Some(status) => (status, String::new()),
-                    None => (StatusCode::OK, r#"{"ok":true}"#.to_string()),
-                }
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (receiver, base)
-    }
-
-    fn requests(&self) -> Vec<(String, String, Value)> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// The trigger named in each webhook body received.
-    fn triggers(&self) -> Vec<String> {
-        self.requests()
-            .iter()
-            .filter_map(|(_, _, body)| body["trigger"].as_str().map(str::to_string))
-            .collect()
-    }
-}
 
 fn subscribed_rollout() -> Rollout {
     let mut rollout = Rollout::example("web", 2, vec![CanaryStep::set_weight(50), CanaryStep::pause()]);

@@ -6,6 +6,7 @@ pub mod harness;
 pub mod local_repo;
 pub mod process;
 pub mod prometheus;
+pub mod receiver;
 
 pub use harness::*;
 /// Builders of example resources (`Rollout::example(…)`, `CanaryStep::set_weight(…)`).
