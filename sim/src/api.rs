@@ -422,7 +422,7 @@ impl ApiServer {
                 {
                     return false;
                 }
-                fields.matches(&object.to_value())
+                fields.matches(&object.value())
             }
         }
     }
@@ -695,7 +695,8 @@ impl ApiServer {
         let current = txn
             .get(&key)
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
-        let old = current.to_value();
+        // Shared, not copied: only a no-op write hands it out, as its answer.
+        let old = current.value();
         let (proposed, ownership_done) = change(&current)?;
         let mut new = scope_to_subresource(rt, opts.subresource.as_deref(), name, &old, proposed, ownership_done)?;
         keep_server_owned_metadata(&old, &mut new, ownership_done);
@@ -705,7 +706,7 @@ impl ApiServer {
         }
         if !ownership_done {
             apply::track_update(
-                Some(&old),
+                Some(&*old),
                 &mut new,
                 &opts.field_manager,
                 structure.as_ref(),
@@ -724,7 +725,7 @@ impl ApiServer {
         }
         if same_object(&old, &new) {
             return Ok(Written {
-                object: Self::present(rt, version, old),
+                object: Self::present(rt, version, Value::clone(&old)),
                 created: false,
                 warnings: Vec::new(),
             });

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::api::{ApiServer, ListOptions, WriteOptions};
 use crate::registry::ResourceType;
-use crate::store::StoredObject;
+use crate::store::{ObjectKey, StoredObject};
 
 const FIELD_MANAGER: &str = "sluice-sim-deployment-controller";
 /// Kubernetes' own label (not Sluice's `sluice.dev/pod-template-hash`).
@@ -22,6 +22,21 @@ pub fn sync(api: &ApiServer, deployments: &ResourceType, replica_sets: &Resource
     };
     for stored in list.items.iter().filter(|d| !d.deleting) {
         sync_one(api, deployments, replica_sets, stored);
+    }
+}
+
+/// Syncs only the named Deployments (those whose object or ReplicaSets changed).
+pub fn sync_keys<'a>(
+    api: &ApiServer,
+    deployments: &ResourceType,
+    replica_sets: &ResourceType,
+    keys: impl IntoIterator<Item = &'a ObjectKey>,
+) {
+    for key in keys {
+        let stored = api.store.lock().get(key);
+        if let Some(stored) = stored.filter(|d| !d.deleting) {
+            sync_one(api, deployments, replica_sets, &stored);
+        }
     }
 }
 

@@ -1154,7 +1154,7 @@ fn present_bytes(rt: &ResourceType, version: &str, preferred: bool, object: &Sto
 }
 
 fn partial_metadata(object: &StoredObject) -> Value {
-    let value = object.to_value();
+    let value = object.value();
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": value.get("metadata").cloned().unwrap_or(json!({}))})
 }
 

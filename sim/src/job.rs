@@ -90,16 +90,24 @@ impl JobController {
     pub(crate) fn sync(&mut self, api: &ApiServer, default_ready_delay: Duration, now: Instant) -> Option<Instant> {
         let mut wakeup: Option<Instant> = None;
         let mut at = |when: Instant| wakeup = Some(wakeup.map_or(when, |w: Instant| w.min(when)));
-        let pods = list(api, &self.pods_rt);
+        let jobs = list(api, &self.jobs_rt);
+        // Job pods through the owner index: a pass costs the Jobs and their pods, not every pod.
+        let pods: Vec<std::sync::Arc<StoredObject>> = {
+            let txn = api.store.lock();
+            jobs.iter()
+                .flat_map(|job| txn.dependents_of(&job.uid))
+                .filter(|k| k.resource.group.is_empty() && k.resource.plural == "pods")
+                .filter_map(|k| txn.get(&k))
+                .collect()
+        };
         let live: HashSet<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
         self.clocks.retain(|uid, _| live.contains(uid.as_str()));
         for stored in pods.iter().filter(|p| !p.deleting) {
-            let pod = stored.to_value();
+            let pod = stored.value();
             if owned_by_job(&pod) {
                 self.progress_pod(api, stored, &pod, default_ready_delay, now, &mut at);
             }
         }
-        let jobs = list(api, &self.jobs_rt);
         let live: HashSet<&str> = jobs.iter().map(|j| j.uid.as_str()).collect();
         self.started.retain(|uid, _| live.contains(uid.as_str()));
         for stored in jobs.iter().filter(|j| !j.deleting) {

@@ -2,7 +2,7 @@
 //! changes for watches that resume, and indexes for owner references and uids. Semantics (validation,
 //! patches, finalizers) live in `api`; this module only keeps objects and tells watchers what changed.
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -30,10 +30,24 @@ pub struct StoredObject {
     pub deleting: bool,
     /// The full object, serialized.
     pub json: Bytes,
+    /// The parsed object, kept while this is the stored version so the workload, traffic and API
+    /// paths read it without parsing `json` again; released when a newer version (or a delete)
+    /// supersedes it, so watch history keeps only the bytes.
+    parsed: Mutex<Option<Arc<Value>>>,
 }
 
 impl StoredObject {
     pub fn from_value(key: ObjectKey, object: &Value) -> Self {
+        Self::build(key, object, None)
+    }
+
+    /// Like `from_value`, keeping `object` as the parsed form (it is serialized once, here).
+    pub fn from_owned(key: ObjectKey, object: Value) -> Self {
+        let object = Arc::new(object);
+        Self::build(key, &object.clone(), Some(object))
+    }
+
+    fn build(key: ObjectKey, object: &Value, parsed: Option<Arc<Value>>) -> Self {
         let meta = object.get("metadata");
         let labels = meta
             .and_then(|m| m.get("labels"))
@@ -64,11 +78,27 @@ impl StoredObject {
             owners,
             json: Bytes::from(serde_json::to_vec(object).expect("JSON values always serialize")),
             key,
+            parsed: Mutex::new(parsed),
         }
     }
 
+    /// An owned copy of the object (a clone of the parsed form: no parsing while it is kept).
     pub fn to_value(&self) -> Value {
-        serde_json::from_slice(&self.json).expect("stored objects are valid JSON")
+        Value::clone(&self.value())
+    }
+
+    /// The parsed object, shared: what read-only paths use. Parses `json` only for superseded
+    /// versions (watch history), and does not keep that parse.
+    pub fn value(&self) -> Arc<Value> {
+        if let Some(parsed) = self.parsed.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            return parsed.clone();
+        }
+        Arc::new(serde_json::from_slice(&self.json).expect("stored objects are valid JSON"))
+    }
+
+    /// Drops the parsed form once this version is no longer the stored one.
+    fn release_parsed(&self) {
+        self.parsed.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 }
 
@@ -266,7 +296,7 @@ impl Txn<'_> {
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
         }
-        let stored = Arc::new(StoredObject::from_value(key.clone(), &object));
+        let stored = Arc::new(StoredObject::from_owned(key.clone(), object));
         let previous = self
             .inner
             .collections
@@ -274,6 +304,7 @@ impl Txn<'_> {
             .or_default()
             .insert((key.namespace.clone(), key.name.clone()), stored.clone());
         if let Some(previous) = &previous {
+            previous.release_parsed();
             self.unindex(previous);
         }
         self.index(&stored);
@@ -302,6 +333,7 @@ impl Txn<'_> {
         self.inner.resource_version += 1;
         let rv = self.inner.resource_version;
         let mut object = removed.to_value();
+        removed.release_parsed();
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
         }
@@ -447,6 +479,34 @@ mod tests {
         store.compact();
         assert!(store.lock().watch_from(Some(2)).is_err());
         assert!(store.lock().watch_from(Some(3)).is_ok());
+    }
+
+    #[test]
+    fn the_stored_version_keeps_its_parsed_form_and_superseded_ones_read_from_their_bytes() {
+        let store = Store::new(StoreConfig::default());
+        let mut txn = store.lock();
+        let first = txn.put(
+            key("a"),
+            json!({"metadata": {"name": "a", "uid": "1"}, "data": {"v": "1"}}),
+        );
+        assert!(
+            Arc::ptr_eq(&first.value(), &first.value()),
+            "no parse while it is the stored version"
+        );
+        let second = txn.put(
+            key("a"),
+            json!({"metadata": {"name": "a", "uid": "1"}, "data": {"v": "2"}}),
+        );
+        assert!(!Arc::ptr_eq(&first.value(), &first.value()), "released once superseded");
+        // History still serves each version as it was, resourceVersion included.
+        assert_eq!(first.value()["data"]["v"], "1");
+        assert_eq!(first.value()["metadata"]["resourceVersion"], "1");
+        assert_eq!(second.to_value()["data"]["v"], "2");
+        assert_eq!(second.value()["metadata"]["resourceVersion"], "2");
+        let gone = txn.remove(&key("a")).unwrap();
+        assert!(!Arc::ptr_eq(&second.value(), &second.value()), "released once deleted");
+        assert_eq!(gone.value()["metadata"]["resourceVersion"], "3");
+        assert_eq!(serde_json::from_slice::<Value>(&second.json).unwrap(), *second.value());
     }
 
     #[test]

@@ -370,7 +370,6 @@ impl Traffic {
                 .collect::<Vec<Value>>()
         };
         let services = list("", "services");
-        let pods = list("", "pods");
         let routes = list(gateway::GATEWAY_GROUP, gateway::HTTPROUTES);
         let mut splits = list(gateway::SMI_GROUP, gateway::TRAFFICSPLITS);
         // The first TrafficSplit by name wins when several claim the same root Service.
@@ -408,7 +407,6 @@ impl Traffic {
                 None => Target::Service(BackendRef::service(&key.0, &key.1)),
             };
             add("svc", service, target);
-            endpoints.insert(key, ready_endpoints(service, &pods));
         }
         let route = |rules, precedence| Target::Route(Route { rules, precedence });
         for http_route in &routes {
@@ -425,7 +423,31 @@ impl Traffic {
                 add("ingress", ingress, route(rules, Precedence::FirstMatch));
             }
         }
+        // Endpoints only matter when traffic flows; pods are read per Service namespace, parsed
+        // forms shared, so a tick with no traffic source reads no pod at all.
+        if !sources.is_empty() {
+            let mut pods_by_namespace: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
+            for service in &services {
+                let key = namespaced_name(service);
+                let pods = pods_by_namespace
+                    .entry(key.0.clone())
+                    .or_insert_with(|| self.pods_in(&key.0));
+                endpoints.insert(key, ready_endpoints(service, pods));
+            }
+        }
         (Snapshot { services: endpoints }, sources)
+    }
+
+    fn pods_in(&self, namespace: &str) -> Vec<Arc<Value>> {
+        let Some(rt) = self.api.resource("", "pods") else {
+            return Vec::new();
+        };
+        let items = self
+            .api
+            .list(&rt, Some(namespace), &ListOptions::default())
+            .map(|l| l.items)
+            .unwrap_or_default();
+        items.iter().filter(|o| !o.deleting).map(|o| o.value()).collect()
     }
 }
 
@@ -498,7 +520,7 @@ impl TrafficState {
 }
 
 /// The ready pods a Service selects, in name order (the order round-robin follows).
-fn ready_endpoints(service: &Value, pods: &[Value]) -> Vec<Endpoint> {
+fn ready_endpoints(service: &Value, pods: &[Arc<Value>]) -> Vec<Endpoint> {
     let (namespace, _) = namespaced_name(service);
     // A Service without a selector has no endpoints the simulator manages.
     let Some(selector) = service.pointer("/spec/selector").and_then(Value::as_object) else {
@@ -506,6 +528,7 @@ fn ready_endpoints(service: &Value, pods: &[Value]) -> Vec<Endpoint> {
     };
     let mut selected: Vec<&Value> = pods
         .iter()
+        .map(|p| &**p)
         .filter(|p| p.pointer("/metadata/namespace").and_then(Value::as_str) == Some(&namespace))
         .filter(|p| labels_match(selector, pod_labels(p)) && is_ready(p))
         .collect();

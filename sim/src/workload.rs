@@ -1,7 +1,7 @@
 //! The workloads a rollout acts on: a Deployment controller (simplified, `deployments`), a ReplicaSet
 //! controller creating Pods, pods turning ready (or
 //! crash-looping), ReplicaSet status, plus the traffic generator and HTTPRoute status behind one facade.
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use crate::SimConfig;
 use crate::api::{ApiServer, DeleteOptions, ListOptions, WriteOptions, now_rfc3339};
 use crate::gateway;
 use crate::registry::ResourceType;
-use crate::store::{Change, StoredObject};
+use crate::store::{Change, ObjectKey, StoredObject};
 use crate::traffic::Traffic;
 
 /// Per pod (template): how long until it turns ready, e.g. "1500ms", "2s", "0s".
@@ -26,8 +26,12 @@ const NODE_NAME: &str = "sim-node";
 const HOST_IP: &str = "172.18.0.2";
 /// How often a crash-looping container restarts.
 const CRASH_RESTART_INTERVAL: Duration = Duration::from_secs(3);
-/// Safety net: everything is reconciled at least this often, whatever the change feed says.
-const RESYNC: Duration = Duration::from_millis(500);
+/// Safety net: everything is reconciled at least this often, whatever the change feed says. Between
+/// full passes a pass looks only at what changed and what is due, so its cost follows the writes,
+/// not the number of stored objects.
+const RESYNC: Duration = Duration::from_secs(10);
+/// A failed write is retried this soon (the object is due again), as the level-triggered pass did.
+const RETRY: Duration = Duration::from_millis(500);
 /// Resources whose changes can require work from the controller.
 const WATCHED: [(&str, &str); 7] = [
     ("", "pods"),
@@ -100,13 +104,72 @@ struct PodClock {
     running: Option<Instant>,
 }
 
-/// The earliest moment the controller has timed work to do.
+/// Timed work found by a pass: the earliest moment, and which object (pod or ReplicaSet) is due when.
 #[derive(Debug, Default)]
-struct Wakeup(Option<Instant>);
+struct Wakeup {
+    earliest: Option<Instant>,
+    due: Vec<(Instant, ObjectKey)>,
+}
 
 impl Wakeup {
     fn at(&mut self, when: Instant) {
-        self.0 = Some(self.0.map_or(when, |w| w.min(when)));
+        self.earliest = Some(self.earliest.map_or(when, |w| w.min(when)));
+    }
+
+    fn object_at(&mut self, when: Instant, key: &ObjectKey) {
+        self.at(when);
+        self.due.push((when, key.clone()));
+    }
+}
+
+/// What a pass looks at: everything (at start, every RESYNC, after the change feed lagged), or the
+/// objects that changed since the last pass and those whose timed work is due.
+#[derive(Debug, Default)]
+struct Work {
+    all: bool,
+    pods: HashSet<ObjectKey>,
+    replicasets: HashSet<ObjectKey>,
+    deployments: HashSet<ObjectKey>,
+    /// uids of owners of changed pods and ReplicaSets, resolved to their objects at the pass.
+    owners: HashSet<String>,
+    deleted_pods: Vec<String>,
+    jobs: bool,
+    routes: bool,
+}
+
+impl Work {
+    fn everything() -> Self {
+        Work {
+            all: true,
+            ..Default::default()
+        }
+    }
+
+    fn note(&mut self, change: &Change) {
+        let object = &change.object;
+        let owners = object
+            .owners
+            .iter()
+            .chain(change.previous.iter().flat_map(|p| p.owners.iter()));
+        match (object.key.resource.group.as_str(), object.key.resource.plural.as_str()) {
+            ("", "pods") => {
+                self.owners.extend(owners.cloned());
+                if change.event == crate::store::EventType::Deleted {
+                    self.deleted_pods.push(object.uid.clone());
+                } else {
+                    self.pods.insert(object.key.clone());
+                }
+            }
+            ("apps", "replicasets") => {
+                self.owners.extend(owners.cloned());
+                self.replicasets.insert(object.key.clone());
+            }
+            ("apps", "deployments") => {
+                self.deployments.insert(object.key.clone());
+            }
+            ("batch", "jobs") => self.jobs = true,
+            _ => self.routes = true,
+        }
     }
 }
 
@@ -120,6 +183,10 @@ struct Controller {
     clocks: HashMap<String, PodClock>,
     next_ip: u32,
     jobs: crate::job::JobController,
+    /// Pods and ReplicaSets with timed work (readiness, restarts, minReadySeconds), by due time.
+    timers: BTreeMap<Instant, HashSet<ObjectKey>>,
+    /// When the Job controller next has timed work.
+    jobs_due: Option<Instant>,
 }
 
 impl Controller {
@@ -137,6 +204,8 @@ impl Controller {
             clocks: HashMap::new(),
             next_ip: 0,
             jobs,
+            timers: BTreeMap::new(),
+            jobs_due: None,
         }
     }
 
@@ -149,28 +218,97 @@ impl Controller {
             .watch_from(None)
             .expect("watching from now always works")
             .live;
+        let mut work = Work::everything();
+        let mut resync = Instant::now() + RESYNC;
         loop {
-            let wakeup = self.reconcile();
-            let resync = Instant::now() + RESYNC;
-            let deadline = wakeup.0.map_or(resync, |w| w.min(resync));
-            if !wait_for_work(&mut changes, deadline).await {
-                return;
+            if work.all {
+                resync = Instant::now() + RESYNC;
+            }
+            let wakeup = self.reconcile(work);
+            let deadline = wakeup.map_or(resync, |w| w.min(resync));
+            work = match wait_for_work(&mut changes, deadline).await {
+                Some(work) => work,
+                None => return,
+            };
+            if Instant::now() >= resync {
+                work.all = true;
             }
         }
     }
 
-    /// One pass: pod lifecycle first (so ReplicaSet status sees fresh readiness), then ReplicaSets, routes.
-    fn reconcile(&mut self) -> Wakeup {
+    /// One pass: pod lifecycle first (so ReplicaSet status sees fresh readiness), then ReplicaSets,
+    /// routes. Returns when timed work is next due.
+    fn reconcile(&mut self, mut work: Work) -> Option<Instant> {
         let now = Instant::now();
         let mut wakeup = Wakeup::default();
-        self.progress_pods(now, &mut wakeup);
-        crate::deployments::sync(&self.api, &self.deployments_rt, &self.replicasets_rt);
-        self.sync_replicasets(now, &mut wakeup);
-        if let Some(when) = self.jobs.sync(&self.api, self.default_ready_delay, now) {
+        // Timed work that is due joins what changed.
+        let later = self.timers.split_off(&(now + Duration::from_nanos(1)));
+        for key in std::mem::replace(&mut self.timers, later).into_values().flatten() {
+            if key.resource.plural == "pods" {
+                work.pods.insert(key);
+            } else {
+                work.replicasets.insert(key);
+            }
+        }
+        let jobs_due = self.jobs_due.is_some_and(|due| due <= now);
+        if !work.all {
+            // A pod's (or ReplicaSet's) change is work for its owners: ReplicaSets, Deployments, Jobs.
+            let txn = self.api.store.lock();
+            for key in work.pods.iter().chain(work.replicasets.iter()) {
+                if let Some(object) = txn.get(key) {
+                    work.owners.extend(object.owners.iter().cloned());
+                }
+            }
+            for uid in &work.owners {
+                match txn.key_of_uid(uid) {
+                    Some(key) if key.resource.plural == "replicasets" => {
+                        work.replicasets.insert(key);
+                    }
+                    Some(key) if key.resource.plural == "deployments" => {
+                        work.deployments.insert(key);
+                    }
+                    // Jobs, and owners already gone (their pods may be Job pods).
+                    _ => work.jobs = true,
+                }
+            }
+        }
+        for uid in &work.deleted_pods {
+            self.clocks.remove(uid);
+        }
+        self.progress_pods(now, &mut wakeup, &work);
+        if work.all {
+            crate::deployments::sync(&self.api, &self.deployments_rt, &self.replicasets_rt);
+        } else {
+            crate::deployments::sync_keys(&self.api, &self.deployments_rt, &self.replicasets_rt, &work.deployments);
+        }
+        self.sync_replicasets(now, &mut wakeup, &work);
+        if work.all || work.jobs || jobs_due {
+            self.jobs_due = self.jobs.sync(&self.api, self.default_ready_delay, now);
+        }
+        if let Some(when) = self.jobs_due {
             wakeup.at(when);
         }
-        gateway::sync_route_status(&self.api);
-        wakeup
+        if work.all || work.routes {
+            gateway::sync_route_status(&self.api);
+        }
+        for (when, key) in wakeup.due {
+            self.timers.entry(when).or_default().insert(key);
+        }
+        // Timed work of earlier passes counts too: this pass may not have looked at those objects.
+        let timers = self.timers.keys().next().copied();
+        [wakeup.earliest, timers].into_iter().flatten().min()
+    }
+
+    /// The objects of `rt` a pass looks at: all of them, or those named in `keys` still stored.
+    fn selected(&self, rt: &ResourceType, all: bool, keys: &HashSet<ObjectKey>) -> Vec<Arc<StoredObject>> {
+        if all {
+            return self.list(rt);
+        }
+        let txn = self.api.store.lock();
+        let mut objects: Vec<Arc<StoredObject>> = keys.iter().filter_map(|k| txn.get(k)).collect();
+        // Key order, as a full pass goes: pod IPs and writes happen in the same order either way.
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        objects
     }
 
     fn list(&self, rt: &ResourceType) -> Vec<Arc<StoredObject>> {
@@ -181,12 +319,14 @@ impl Controller {
     }
 
     /// Moves pods through Pending → Running (ready or crash-looping) and counts crash restarts.
-    fn progress_pods(&mut self, now: Instant, wakeup: &mut Wakeup) {
-        let pods = self.list(&self.pods_rt);
-        let live: HashSet<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
-        self.clocks.retain(|uid, _| live.contains(uid.as_str()));
+    fn progress_pods(&mut self, now: Instant, wakeup: &mut Wakeup, work: &Work) {
+        let pods = self.selected(&self.pods_rt, work.all, &work.pods);
+        if work.all {
+            let live: HashSet<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
+            self.clocks.retain(|uid, _| live.contains(uid.as_str()));
+        }
         for stored in pods.iter().filter(|p| !p.deleting) {
-            let pod = stored.to_value();
+            let pod = stored.value();
             if crate::job::owned_by_job(&pod) {
                 continue; // the Job controller runs its pods to completion
             }
@@ -203,11 +343,14 @@ impl Controller {
                 "Pending" => {
                     let due = clock.seen + self.ready_delay(&pod);
                     if now < due {
-                        wakeup.at(due);
+                        wakeup.object_at(due, &stored.key);
                         continue;
                     }
                     let ip = self.allocate_ip();
-                    self.write_pod_status(stored, running_status(&pod, &ip, crashing, 0));
+                    if !self.write_pod_status(stored, running_status(&pod, &ip, crashing, 0)) {
+                        wakeup.object_at(now + RETRY, &stored.key);
+                        continue;
+                    }
                     self.clocks.insert(
                         stored.uid.clone(),
                         PodClock {
@@ -216,7 +359,7 @@ impl Controller {
                         },
                     );
                     if crashing {
-                        wakeup.at(now + CRASH_RESTART_INTERVAL);
+                        wakeup.object_at(now + CRASH_RESTART_INTERVAL, &stored.key);
                     }
                 }
                 "Running" if crashing => self.count_restarts(stored, &pod, clock, now, wakeup),
@@ -252,9 +395,11 @@ impl Controller {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            self.write_pod_status(stored, running_status(pod, &ip, true, restarts));
+            if !self.write_pod_status(stored, running_status(pod, &ip, true, restarts)) {
+                wakeup.object_at(now + RETRY, &stored.key);
+            }
         }
-        wakeup.at(running + CRASH_RESTART_INTERVAL * (restarts as u32 + 1));
+        wakeup.object_at(running + CRASH_RESTART_INTERVAL * (restarts as u32 + 1), &stored.key);
     }
 
     /// 10.244.x.y, like a kind cluster's pod network.
@@ -264,14 +409,14 @@ impl Controller {
         format!("10.244.{}.{}", (n / 254) % 256, n % 254 + 1)
     }
 
-    fn write_pod_status(&self, stored: &StoredObject, status: Value) {
+    fn write_pod_status(&self, stored: &StoredObject, status: Value) -> bool {
         let mut pod = stored.to_value();
         pod["status"] = status;
-        self.write_status(&self.pods_rt, stored, pod);
+        self.write_status(&self.pods_rt, stored, pod)
     }
 
-    /// Writes an object's status subresource; failures are retried by the next pass.
-    fn write_status(&self, rt: &ResourceType, stored: &StoredObject, object: Value) {
+    /// Writes an object's status subresource; false (logged) when it failed, to be retried.
+    fn write_status(&self, rt: &ResourceType, stored: &StoredObject, object: Value) -> bool {
         let opts = WriteOptions {
             field_manager: FIELD_MANAGER.into(),
             subresource: Some("status".into()),
@@ -280,34 +425,47 @@ impl Controller {
         let (ns, name) = (&stored.key.namespace, &stored.key.name);
         // No resourceVersion: only the status is taken from the body, so a concurrent spec write is kept.
         let object = without_resource_version(object);
-        if let Err(e) = self.api.update(rt, ns, name, object, &opts) {
-            tracing::debug!(kind = %rt.kind, %name, error = %e.message, "could not write status");
+        match self.api.update(rt, ns, name, object, &opts) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(kind = %rt.kind, %name, error = %e.message, "could not write status");
+                false
+            }
         }
     }
 
-    fn sync_replicasets(&mut self, now: Instant, wakeup: &mut Wakeup) {
-        for stored in self.list(&self.replicasets_rt).iter().filter(|r| !r.deleting) {
+    fn sync_replicasets(&mut self, now: Instant, wakeup: &mut Wakeup, work: &Work) {
+        let replicasets = self.selected(&self.replicasets_rt, work.all, &work.replicasets);
+        for stored in replicasets.iter().filter(|r| !r.deleting) {
             let rs = stored.to_value();
             let desired = rs.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1).max(0) as usize;
             let owned = self.owned_pods(stored);
             if owned.len() < desired {
-                self.create_pods(stored, &rs, desired - owned.len());
+                if !self.create_pods(stored, &rs, desired - owned.len()) {
+                    wakeup.object_at(now + RETRY, &stored.key);
+                }
             } else if owned.len() > desired {
                 let excess = owned.len() - desired;
                 self.delete_pods(owned, excess);
             }
             let owned = self.owned_pods(stored);
-            let status = self.replicaset_status(&rs, &owned, now, wakeup);
+            let mut timed = Wakeup::default();
+            let status = self.replicaset_status(&rs, &owned, now, &mut timed);
+            if let Some(when) = timed.earliest {
+                wakeup.object_at(when, &stored.key);
+            }
             if rs.get("status") != Some(&status) {
                 let mut updated = rs;
                 updated["status"] = status;
-                self.write_status(&self.replicasets_rt, stored, updated);
+                if !self.write_status(&self.replicasets_rt, stored, updated) {
+                    wakeup.object_at(now + RETRY, &stored.key);
+                }
             }
         }
     }
 
     /// Pods (not being deleted) whose controller ownerReference is this ReplicaSet.
-    fn owned_pods(&self, rs: &StoredObject) -> Vec<Value> {
+    fn owned_pods(&self, rs: &StoredObject) -> Vec<Arc<Value>> {
         let txn = self.api.store.lock();
         let dependents = txn.dependents_of(&rs.uid);
         let pods = dependents
@@ -316,11 +474,12 @@ impl Controller {
         let pods = pods
             .filter_map(|k| txn.get(k))
             .filter(|p| !p.deleting)
-            .map(|p| p.to_value());
+            .map(|p| p.value());
         pods.filter(|p| controller_uid(p) == Some(rs.uid.as_str())).collect()
     }
 
-    fn create_pods(&self, stored: &StoredObject, rs: &Value, count: usize) {
+    /// False when a pod could not be created (the ReplicaSet is retried).
+    fn create_pods(&self, stored: &StoredObject, rs: &Value, count: usize) -> bool {
         let opts = WriteOptions {
             field_manager: FIELD_MANAGER.into(),
             ..Default::default()
@@ -333,16 +492,17 @@ impl Controller {
                     Err(e) if e.code == 409 => continue,
                     Err(e) => {
                         tracing::debug!(replicaset = %stored.key.name, error = %e.message, "could not create pod");
-                        return;
+                        return false;
                     }
                     Ok(_) => break,
                 }
             }
         }
+        true
     }
 
     /// Deletes `count` pods: not-ready ones first, then the newest, as the ReplicaSet controller does.
-    fn delete_pods(&self, mut owned: Vec<Value>, count: usize) {
+    fn delete_pods(&self, mut owned: Vec<Arc<Value>>, count: usize) {
         owned.sort_by_cached_key(|pod| {
             let created = pod
                 .pointer("/metadata/creationTimestamp")
@@ -370,10 +530,10 @@ impl Controller {
         }
     }
 
-    fn replicaset_status(&self, rs: &Value, owned: &[Value], now: Instant, wakeup: &mut Wakeup) -> Value {
+    fn replicaset_status(&self, rs: &Value, owned: &[Arc<Value>], now: Instant, wakeup: &mut Wakeup) -> Value {
         let template_labels = rs.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
         let min_ready = Duration::from_secs(rs.pointer("/spec/minReadySeconds").and_then(Value::as_u64).unwrap_or(0));
-        let ready: Vec<&Value> = owned.iter().filter(|p| is_ready(p)).collect();
+        let ready: Vec<&Value> = owned.iter().map(|p| &**p).filter(|p| is_ready(p)).collect();
         let available = ready
             .iter()
             .filter(|p| self.available(p, min_ready, now, wakeup))
@@ -416,21 +576,37 @@ impl Controller {
     }
 }
 
-/// Waits for a change the controller cares about or for `deadline`; false when the store is gone.
-async fn wait_for_work(changes: &mut broadcast::Receiver<Arc<Change>>, deadline: Instant) -> bool {
+/// Waits for a change the controller cares about or for `deadline`, and gathers what else is queued:
+/// the next pass's work (everything when the feed lagged). None when the store is gone.
+async fn wait_for_work(changes: &mut broadcast::Receiver<Arc<Change>>, deadline: Instant) -> Option<Work> {
+    let mut work = Work::default();
     loop {
         tokio::select! {
             received = changes.recv() => match received {
                 Ok(change) if !is_watched(&change.object) => continue,
-                Ok(_) | Err(RecvError::Lagged(_)) => break,
-                Err(RecvError::Closed) => return false,
+                Ok(change) => {
+                    work.note(&change);
+                    break;
+                }
+                Err(RecvError::Lagged(_)) => {
+                    work.all = true;
+                    break;
+                }
+                Err(RecvError::Closed) => return None,
             },
             _ = tokio::time::sleep_until(deadline.into()) => break,
         }
     }
-    // Whatever else is queued is covered by the next pass, which reads the store afresh.
-    while let Ok(_) | Err(TryRecvError::Lagged(_)) = changes.try_recv() {}
-    true
+    loop {
+        match changes.try_recv() {
+            Ok(change) if is_watched(&change.object) => work.note(&change),
+            Ok(_) => {}
+            Err(TryRecvError::Lagged(_)) => work.all = true,
+            // Closed: the next wait reports it.
+            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        }
+    }
+    Some(work)
 }
 
 fn is_watched(object: &StoredObject) -> bool {

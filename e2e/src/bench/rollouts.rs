@@ -75,6 +75,68 @@ fn rollout(i: usize, replicas: i32) -> Rollout {
     )
 }
 
+/// How long `setup_healthy` took.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    pub create_seconds: f64,
+    pub setup_healthy_seconds: f64,
+}
+
+/// The set-up of the rollout benchmarks: creates `count` Rollouts (`make(i)`, in "default",
+/// `concurrency` creates in flight), brings every one to Healthy with a controller in this process
+/// (so the ReplicaSets, pods and statuses are what a controller produces), and stops that controller.
+pub async fn setup_healthy(
+    client: &kube::Client,
+    count: usize,
+    concurrency: usize,
+    timeout: Duration,
+    make: impl Fn(usize) -> Rollout,
+) -> anyhow::Result<Setup> {
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), "default");
+    eprintln!("creating {count} rollouts …");
+    let started = Instant::now();
+    support::for_each_concurrently(count, concurrency, |i| {
+        let rollouts = rollouts.clone();
+        let rollout = make(i);
+        async move { support::create_rollout(&rollouts, &rollout).await }
+    })
+    .await?;
+    let create_seconds = started.elapsed().as_secs_f64();
+
+    eprintln!("bringing them to Healthy with a set-up controller …");
+    let setup_started = Instant::now();
+    let setup = sluice::controller::start(
+        client.clone(),
+        sluice::controller::ControllerConfig {
+            namespace: None,
+            metrics_addr: "127.0.0.1:0".parse()?,
+            prometheus_address: None,
+            analysis_address_allowlist: vec![],
+            notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
+            gitsync: Default::default(),
+        },
+        Default::default(),
+    )
+    .await?;
+    let poll = Duration::from_millis(if count > 1000 { 1000 } else { 250 });
+    let healthy = support::wait_for_rollouts(
+        &rollouts,
+        count,
+        timeout,
+        poll,
+        "every Rollout to be Healthy under the set-up controller",
+        support::is_healthy,
+    )
+    .await;
+    let setup_healthy_seconds = setup_started.elapsed().as_secs_f64();
+    setup.stop(Duration::from_secs(10)).await;
+    healthy?;
+    Ok(Setup {
+        create_seconds,
+        setup_healthy_seconds,
+    })
+}
+
 pub async fn run(options: RolloutsBenchOptions) -> anyhow::Result<RolloutsBenchReport> {
     let exe = std::env::current_exe().context("locating the sluice binary")?;
     let dir = TempDir::new("sluice-bench-rollouts")?;
@@ -106,7 +168,6 @@ pub async fn run(options: RolloutsBenchOptions) -> anyhow::Result<RolloutsBenchR
     let config = kube::Config::from_custom_kubeconfig(written, &Default::default()).await?;
     let client = support::bench_client(config)?;
     support::install_crds(&client).await?;
-    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), "default");
     let http = reqwest::Client::new();
 
     eprintln!("measuring an idle controller with no rollouts …");
@@ -115,45 +176,14 @@ pub async fn run(options: RolloutsBenchOptions) -> anyhow::Result<RolloutsBenchR
     let baseline_rss = support::rss_bytes(empty.process.pid()?)?;
     empty.process.stop().await;
 
-    eprintln!("creating {} rollouts …", options.count);
-    let started = Instant::now();
-    support::for_each_concurrently(options.count, options.concurrency, |i| {
-        let rollouts = rollouts.clone();
-        let replicas = options.replicas;
-        async move { support::create_rollout(&rollouts, &rollout(i, replicas)).await }
+    let replicas = options.replicas;
+    let Setup {
+        create_seconds,
+        setup_healthy_seconds,
+    } = setup_healthy(&client, options.count, options.concurrency, options.timeout, |i| {
+        rollout(i, replicas)
     })
     .await?;
-    let create_seconds = started.elapsed().as_secs_f64();
-
-    // Bring every rollout to Healthy with a controller in this process, then stop it.
-    eprintln!("bringing them to Healthy with a set-up controller …");
-    let setup_started = Instant::now();
-    let setup = sluice::controller::start(
-        client.clone(),
-        sluice::controller::ControllerConfig {
-            namespace: None,
-            metrics_addr: "127.0.0.1:0".parse()?,
-            prometheus_address: None,
-            analysis_address_allowlist: vec![],
-            notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
-            gitsync: Default::default(),
-        },
-        Default::default(),
-    )
-    .await?;
-    let poll = Duration::from_millis(if options.count > 1000 { 2000 } else { 250 });
-    let healthy = support::wait_for_rollouts(
-        &rollouts,
-        options.count,
-        options.timeout,
-        poll,
-        "every Rollout to be Healthy under the set-up controller",
-        support::is_healthy,
-    )
-    .await;
-    let setup_healthy_seconds = setup_started.elapsed().as_secs_f64();
-    setup.stop(Duration::from_secs(10)).await;
-    healthy?;
     sim.check_running()?;
     tokio::time::sleep(Duration::from_secs(1)).await;
 

@@ -172,7 +172,7 @@ impl RbacSnapshot {
             };
             for object in txn.range(&resource, None, None) {
                 // Objects being deleted still grant until they are gone, as in the API server.
-                snapshot.insert_as(kind, &object.key.namespace, &object.to_value());
+                snapshot.insert_as(kind, &object.key.namespace, &object.value());
             }
         }
         snapshot
