@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod rollouts;
 pub mod server;
+pub mod shard;
 pub mod supervise;
 pub mod workload_refs;
 
@@ -56,6 +57,9 @@ pub struct ControllerConfig {
     /// Git mirrors, impersonation and the webhook listener of the GitSync controller.
     #[command(flatten)]
     pub gitsync: gitsync::GitSyncConfig,
+    /// Set by sharding (`--shard-count`), per generation of controllers: the held shards.
+    #[arg(skip)]
+    pub shards: Option<shard::ShardFilter>,
 }
 
 /// A running controller process: every controller plus the endpoints.
@@ -198,6 +202,7 @@ pub async fn start_controllers(
     let notification_settings = notifications::Settings::parse(&config.notifications_configmap, Default::default())?;
     let scope = rollouts::Scope {
         namespace: config.namespace.clone(),
+        shards: config.shards.clone(),
     };
     let factory = Arc::new(TemplateAnalysisRunFactory::new(client.clone()));
     let rollout_ctx = rollouts::context(client.clone(), metrics.clone(), factory);
