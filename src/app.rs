@@ -116,6 +116,11 @@ pub struct ControllerArgs {
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     use crate::client::{self, ClientOptions, WriteGate};
     use crate::controller::leader;
+    anyhow::ensure!(
+        args.shard_count == 1 || args.leader_elect,
+        "--shard-count {} needs --leader-elect: shards are held through Leases",
+        args.shard_count
+    );
     let kube_config = kube::Config::infer()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Kubernetes (KUBECONFIG or in-cluster): {e}"))?;
@@ -144,11 +149,6 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         tracing::warn!("second signal: exiting without waiting");
         std::process::exit(130);
     });
-    anyhow::ensure!(
-        args.shard_count == 1 || args.leader_elect,
-        "--shard-count {} needs --leader-elect: shards are held through Leases",
-        args.shard_count
-    );
     if !args.leader_elect {
         let running = crate::controller::start(client, config, Default::default()).await?;
         return running.run_until(stop, grace).await;
