@@ -57,9 +57,6 @@ pub struct ControllerConfig {
     /// Git mirrors, impersonation and the webhook listener of the GitSync controller.
     #[command(flatten)]
     pub gitsync: gitsync::GitSyncConfig,
-    /// Set by sharding (`--shard-count`), per generation of controllers: the held shards.
-    #[arg(skip)]
-    pub shards: Option<shard::ShardFilter>,
 }
 
 /// A running controller process: every controller plus the endpoints.
@@ -197,12 +194,24 @@ pub async fn start_controllers(
     health: Arc<server::Health>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Controllers> {
+    start_controllers_for(client, config, None, metrics, health, shutdown).await
+}
+
+/// [`start_controllers`] for the namespaces of some shards only (`None`: all of them).
+pub async fn start_controllers_for(
+    client: Client,
+    config: &ControllerConfig,
+    shards: Option<shard::ShardFilter>,
+    metrics: Arc<metrics::Metrics>,
+    health: Arc<server::Health>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Controllers> {
     let allowlist = Allowlist::parse(&config.analysis_address_allowlist)
         .map_err(|e| anyhow::anyhow!("--analysis-address-allowlist: {e}"))?;
     let notification_settings = notifications::Settings::parse(&config.notifications_configmap, Default::default())?;
     let scope = rollouts::Scope {
         namespace: config.namespace.clone(),
-        shards: config.shards.clone(),
+        shards,
     };
     let factory = Arc::new(TemplateAnalysisRunFactory::new(client.clone()));
     let rollout_ctx = rollouts::context(client.clone(), metrics.clone(), factory);

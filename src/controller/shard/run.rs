@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::{LeaseState, ShardFilter, Step, member_lease_name, plan, shard_lease_name};
 use crate::client::WriteGate;
 use crate::controller::leader::LeaderElection;
-use crate::controller::{ControllerConfig, Endpoints, serve_endpoints, start_controllers};
+use crate::controller::{ControllerConfig, Endpoints, serve_endpoints, start_controllers_for};
 
 /// How long a newly taken shard is renewed, and found still held, before this replica writes to it:
 /// the same reasoning as single-leader mode's confirmation (a late competitor's write lands first).
@@ -225,12 +225,11 @@ async fn start_generation(
     tracing::info!(shards = ?held, "starting the controllers for the held shards");
     let filter = ShardFilter::new(shard_count, held.clone());
     endpoints.metrics.forget_namespaces(|namespace| filter.holds(namespace));
-    let mut config = config.clone();
-    config.shards = Some(filter);
     gate.set_open(true);
-    let started = start_controllers(
+    let started = start_controllers_for(
         client.clone(),
-        &config,
+        config,
+        Some(filter),
         endpoints.metrics.clone(),
         endpoints.health.clone(),
         shutdown.clone(),
@@ -256,8 +255,11 @@ impl Shards {
         format!("{}-member-", self.election.lease_name)
     }
 
+    /// Each Lease call's timeout: half the renew deadline, so that a slow API server (a loaded one
+    /// answers in seconds) delays a renewal without failing it, and one late answer still leaves a second
+    /// attempt before the deadline. Safety does not rest on it: the deadline runs from when a renewal was sent.
     fn timeout(&self) -> Duration {
-        self.election.retry_period
+        (self.election.renew_deadline / 2).max(self.election.retry_period)
     }
 
     fn lease_seconds(&self) -> i32 {
@@ -286,9 +288,15 @@ impl Shards {
     /// One pass: renew, look, drop what is lost, take or give up one shard. Returns the shards to
     /// release once the controllers writing to them are stopped.
     async fn pass(&mut self) -> Vec<u16> {
-        self.renew_member().await;
-        self.renew_held().await;
-        let listed = match tokio::time::timeout(self.timeout(), self.leases.list(&ListParams::default())).await {
+        // At once: a slow answer to one does not delay the others past the renew deadline.
+        let all = ListParams::default();
+        let (_, renewed, listed) = futures::join!(
+            self.renew_member(),
+            self.renewals(),
+            tokio::time::timeout(self.timeout(), self.leases.list(&all)),
+        );
+        self.apply_renewals(renewed);
+        let listed = match listed {
             Ok(Ok(list)) => Some(list.items),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "listing the shard Leases");
@@ -482,7 +490,7 @@ impl Shards {
 
     /// Renews every held shard Lease at once, naming the resourceVersion last written: a conflict means
     /// the Lease changed under this replica, and the next look decides whether it is still held.
-    async fn renew_held(&mut self) {
+    async fn renewals(&self) -> Vec<(u16, Instant, Result<kube::Result<Lease>, tokio::time::error::Elapsed>)> {
         let identity = self.election.identity.clone();
         let renewals = self.held.iter().map(|(shard, held)| {
             let name = shard_lease_name(&self.election.lease_name, *shard);
@@ -503,7 +511,14 @@ impl Shards {
                 (shard, sent, result)
             }
         });
-        for (shard, sent, result) in futures::future::join_all(renewals).await {
+        futures::future::join_all(renewals).await
+    }
+
+    fn apply_renewals(
+        &mut self,
+        renewed: Vec<(u16, Instant, Result<kube::Result<Lease>, tokio::time::error::Elapsed>)>,
+    ) {
+        for (shard, sent, result) in renewed {
             match result {
                 Ok(Ok(lease)) => {
                     if let Some(held) = self.held.get_mut(&shard) {
