@@ -396,6 +396,10 @@ impl Shards {
             if holder == self.election.identity {
                 match self.held.get_mut(&shard) {
                     Some(held) => {
+                        // A renewal whose answer was lost (a timeout) may have landed: renew from
+                        // what the server holds, or every later renewal conflicts. Not a renewal
+                        // itself: the deadline still runs from the last one known to succeed.
+                        held.resource_version = resource_version.clone();
                         if !held.confirmed && now >= held.confirm_at {
                             held.confirmed = true;
                             tracing::info!(shard, "shard Lease confirmed: writing to its namespaces");
