@@ -20,8 +20,9 @@ const SHARDS: u16 = 2;
 const NAMESPACES_PER_SHARD: usize = 5;
 const ROLLOUTS_PER_NAMESPACE: usize = 20;
 const LONG: Duration = Duration::from_secs(60);
-/// 200 Rollouts through a canary on a shared, loaded machine (debug build).
-const WAVE: Duration = Duration::from_secs(240);
+/// 200 Rollouts through a canary on a shared, loaded machine (debug build; 2 cores shared with other
+/// builds made the simulator take minutes).
+const WAVE: Duration = Duration::from_secs(600);
 
 struct Replica {
     pod_name: &'static str,
