@@ -99,6 +99,12 @@ pub struct ControllerArgs {
     /// How often a standby looks for a released Lease and the leader checks its renewals.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     leader_elect_retry_period: Duration,
+    /// Spread the namespaces over this many shard Leases (`<lease-name>-shard-K`); each replica
+    /// reconciles only the namespaces of the shards it holds, up to its fair share (README, Sharding).
+    /// 1: one active replica, as plain leader election. More than 1 needs --leader-elect.
+    #[arg(long, default_value_t = 1, env = "SLUICE_SHARD_COUNT",
+          value_parser = clap::value_parser!(u16).range(1..=crate::controller::shard::MAX_SHARDS as i64))]
+    shard_count: u16,
     /// Sustained requests per second to the Kubernetes API (0: unlimited).
     #[arg(long, default_value_t = 50.0, env = "SLUICE_KUBE_QPS")]
     kube_qps: f64,
@@ -110,6 +116,11 @@ pub struct ControllerArgs {
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     use crate::client::{self, ClientOptions, WriteGate};
     use crate::controller::leader;
+    anyhow::ensure!(
+        args.shard_count == 1 || args.leader_elect,
+        "--shard-count {} needs --leader-elect: shards are held through Leases",
+        args.shard_count
+    );
     let kube_config = kube::Config::infer()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Kubernetes (KUBECONFIG or in-cluster): {e}"))?;
@@ -160,6 +171,20 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             write_gate: None,
         },
     )?;
+    if args.shard_count > 1 {
+        let shard_count = args.shard_count;
+        return crate::controller::shard::run::run(
+            client,
+            gate,
+            lease_client,
+            config,
+            election,
+            shard_count,
+            stop,
+            grace,
+        )
+        .await;
+    }
     leader::run(client, gate, lease_client, config, election, stop, grace).await
 }
 

@@ -75,6 +75,9 @@ pub struct RequestRecord {
     pub code: u16,
     /// The answer was an injected fault (`/sim/faults`), not the API's own.
     pub injected: bool,
+    /// When the answer was ready, in milliseconds since the Unix epoch: orders writes of different
+    /// clients in time (sharding tests check no two replicas write one object in overlapping windows).
+    pub at_ms: u64,
 }
 
 /// A bounded log of API requests.
@@ -287,6 +290,9 @@ fn record(
         dry_run: query.get("dryRun") == Some("All"),
         code,
         injected,
+        at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX)),
     }
 }
 

@@ -18,7 +18,8 @@ pub async fn run(ctx: Arc<AnalysisContext>, scope: Scope, shutdown: Cancellation
     let (store, writer) = reflector::store();
     let departed_ctx = ctx.clone();
     let mut departures = Departures::default();
-    let runs = watcher(scope.api::<AnalysisRun>(&ctx.client), watcher::Config::default())
+    let runs = scope
+        .watch::<AnalysisRun>(&ctx.client, watcher::Config::default())
         .reflect(writer)
         .inspect_ok(move |event| {
             for gone in departures.observe(event) {

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::analysis::AnalysisRun;
@@ -37,9 +37,25 @@ pub fn context(client: Client, metrics: Arc<Metrics>) -> Arc<Context> {
 pub async fn run(ctx: Arc<Context>, scope: Scope, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels(EXPERIMENT_LABEL);
-    Controller::new(scope.api::<Experiment>(&client), watcher::Config::default())
-        .owns(scope.api::<ReplicaSet>(&client), owned.clone())
-        .owns(scope.api::<AnalysisRun>(&client), owned)
+    let (store, writer) = reflector::store();
+    let experiments = scope
+        .watch::<Experiment>(&client, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(experiments, store)
+        .owns_stream(
+            scope
+                .watch::<ReplicaSet>(&client, owned.clone())
+                .default_backoff()
+                .touched_objects(),
+        )
+        .owns_stream(
+            scope
+                .watch::<AnalysisRun>(&client, owned)
+                .default_backoff()
+                .touched_objects(),
+        )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(
             |experiment, ctx| async move {

@@ -204,10 +204,9 @@ pub async fn start(
     });
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = webhook_task.into_iter().collect();
     if let Some(adapter) = config.argocd.adapter() {
-        let namespace = scope.namespace.clone();
         tasks.push(spawn_controller(
             "argocd-adapter",
-            argocd::run(client.clone(), namespace, adapter, shutdown.clone()),
+            argocd::run(client.clone(), scope.clone(), adapter, shutdown.clone()),
             health.clone(),
             shutdown.clone(),
         ));
@@ -219,7 +218,8 @@ pub async fn start(
     let mut departures = Departures::default();
     // The finalizer's cleanup runs while the GitSync still exists; what is kept about it goes when the
     // watch shows it gone.
-    let gitsyncs = watcher(scope.api::<GitSync>(&client), watcher::Config::default())
+    let gitsyncs = scope
+        .watch::<GitSync>(&client, watcher::Config::default())
         .reflect(writer)
         .inspect_ok(move |event| {
             for gone in departures.observe(event) {
@@ -229,12 +229,15 @@ pub async fn start(
         })
         .applied_objects();
     let cached = store.clone();
-    let rollouts = scope.api::<Rollout>(&client);
+    let rollouts = scope
+        .watch::<Rollout>(&client, watcher::Config::default().labels(GITSYNC_LABEL))
+        .default_backoff()
+        .touched_objects();
     let controller_shutdown = shutdown.clone();
     let controller_ctx = ctx.clone();
     let controller = async move {
         Controller::for_stream(gitsyncs, store)
-            .watches(rollouts, watcher::Config::default().labels(GITSYNC_LABEL), |rollout| {
+            .watches_stream(rollouts, |rollout: Rollout| {
                 owner_of(&rollout.metadata.labels.clone().unwrap_or_default())
             })
             .reconcile_on(futures::stream::select(

@@ -12,6 +12,11 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabels {
+    pub shard: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RolloutLabels {
     pub namespace: String,
     pub name: String,
@@ -86,6 +91,8 @@ pub struct Metrics {
     /// The revisions each GitSync was last exported with, so a new revision replaces its series.
     gitsync_revisions: Mutex<std::collections::HashMap<(String, String, String), String>>,
     leader: Gauge,
+    shards_held: Gauge,
+    shard_held: Family<ShardLabels, Gauge>,
     notifications_sent: Family<NotificationLabels, Counter>,
     notification_queue_depth: Gauge,
     /// The phase each analysis run was last exported with.
@@ -179,6 +186,18 @@ impl Metrics {
             "1 while this replica runs the controllers (holds the leader-election Lease, or runs without election)",
             leader.clone(),
         );
+        let shards_held = Gauge::default();
+        registry.register(
+            "shards_held",
+            "How many shard Leases this replica holds and writes to (--shard-count)",
+            shards_held.clone(),
+        );
+        let shard_held = Family::<ShardLabels, Gauge>::default();
+        registry.register(
+            "shard_held",
+            "1 for each shard this replica holds and writes to, 0 for the others",
+            shard_held.clone(),
+        );
         let notifications_sent = Family::<NotificationLabels, Counter>::default();
         let notification_queue_depth = Gauge::default();
         registry.register(
@@ -193,6 +212,8 @@ impl Metrics {
         );
         Metrics {
             leader,
+            shards_held,
+            shard_held,
             notifications_sent,
             notification_queue_depth,
             registry,
@@ -219,6 +240,70 @@ impl Metrics {
     /// Exports whether this replica holds the Lease.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// The shards this replica writes to, out of `shard_count`.
+    pub fn set_shards_held(&self, shard_count: u16, held: &std::collections::BTreeSet<u16>) {
+        self.shards_held.set(i64::try_from(held.len()).unwrap_or(i64::MAX));
+        for shard in 0..shard_count {
+            self.shard_held
+                .get_or_create(&ShardLabels {
+                    shard: shard.to_string(),
+                })
+                .set(i64::from(held.contains(&shard)));
+        }
+    }
+
+    /// Drops the series of every object whose namespace `keep` rejects: a replica that lost a shard
+    /// stops exporting its objects (the new holder exports them).
+    pub fn forget_namespaces(&self, keep: impl Fn(&str) -> bool) {
+        let rollouts: Vec<RolloutLabels> = self
+            .phases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|labels| !keep(&labels.namespace))
+            .cloned()
+            .collect();
+        for labels in rollouts {
+            self.forget_rollout(&labels.namespace, &labels.name);
+        }
+        let mut runs: std::collections::BTreeSet<(String, String)> = Default::default();
+        for map_keys in [
+            self.run_phases
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>(),
+            self.measured
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect(),
+        ] {
+            runs.extend(
+                map_keys
+                    .into_iter()
+                    .filter(|labels| !keep(&labels.namespace))
+                    .map(|labels| (labels.namespace, labels.name)),
+            );
+        }
+        for (namespace, name) in runs {
+            self.forget_analysis_run(&namespace, &name);
+        }
+        let gitsyncs: std::collections::BTreeSet<(String, String)> = self
+            .gitsync_revisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|(namespace, _, _)| !keep(namespace))
+            .map(|(namespace, name, _)| (namespace.clone(), name.clone()))
+            .collect();
+        for (namespace, name) in gitsyncs {
+            self.observe_gitsync(&namespace, &name, None);
+        }
     }
 
     /// How many objects each per-object memory of the exporter holds (tests look for leaks with it).

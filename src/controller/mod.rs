@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod rollouts;
 pub mod server;
+pub mod shard;
 pub mod supervise;
 pub mod workload_refs;
 
@@ -193,11 +194,24 @@ pub async fn start_controllers(
     health: Arc<server::Health>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Controllers> {
+    start_controllers_for(client, config, None, metrics, health, shutdown).await
+}
+
+/// [`start_controllers`] for the namespaces of some shards only (`None`: all of them).
+pub async fn start_controllers_for(
+    client: Client,
+    config: &ControllerConfig,
+    shards: Option<shard::ShardFilter>,
+    metrics: Arc<metrics::Metrics>,
+    health: Arc<server::Health>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Controllers> {
     let allowlist = Allowlist::parse(&config.analysis_address_allowlist)
         .map_err(|e| anyhow::anyhow!("--analysis-address-allowlist: {e}"))?;
     let notification_settings = notifications::Settings::parse(&config.notifications_configmap, Default::default())?;
     let scope = rollouts::Scope {
         namespace: config.namespace.clone(),
+        shards,
     };
     let factory = Arc::new(TemplateAnalysisRunFactory::new(client.clone()));
     let rollout_ctx = rollouts::context(client.clone(), metrics.clone(), factory);

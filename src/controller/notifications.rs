@@ -158,19 +158,31 @@ pub fn start(
     };
     tasks.push(spawn_controller(
         "notifications-rollout",
-        watch_objects::<Rollout>(scope.api(&client), ctx(ObjectKind::Rollout), shutdown.clone()),
+        watch_objects::<Rollout>(
+            scope.watch(&client, watcher::Config::default()),
+            ctx(ObjectKind::Rollout),
+            shutdown.clone(),
+        ),
         health.clone(),
         shutdown.clone(),
     ));
     tasks.push(spawn_controller(
         "notifications-gitsync",
-        watch_objects::<GitSync>(scope.api(&client), ctx(ObjectKind::GitSync), shutdown.clone()),
+        watch_objects::<GitSync>(
+            scope.watch(&client, watcher::Config::default()),
+            ctx(ObjectKind::GitSync),
+            shutdown.clone(),
+        ),
         health.clone(),
         shutdown.clone(),
     ));
     tasks.push(spawn_controller(
         "notifications-analysisrun",
-        watch_objects::<AnalysisRun>(scope.api(&client), ctx(ObjectKind::AnalysisRun), shutdown.clone()),
+        watch_objects::<AnalysisRun>(
+            scope.watch(&client, watcher::Config::default()),
+            ctx(ObjectKind::AnalysisRun),
+            shutdown.clone(),
+        ),
         health,
         shutdown,
     ));
@@ -379,11 +391,15 @@ struct Context {
 struct Never(String);
 
 /// One watch of kind `K`: each change of a subscribed object queues what fires for it.
-async fn watch_objects<K: Subscriber>(api: Api<K>, ctx: Arc<Context>, shutdown: CancellationToken) {
+async fn watch_objects<K: Subscriber>(
+    watch: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+) {
     let (store, writer) = reflector::store();
     let departed = ctx.clone();
     let mut departures = Departures::default();
-    let objects = watcher(api, watcher::Config::default())
+    let objects = watch
         .default_backoff()
         .reflect(writer)
         .inspect_ok(move |event| {

@@ -19,13 +19,16 @@ use crate::controller::departures::{Departures, left_the_cache};
 use crate::controller::isolate::{PanicReport, isolated};
 use crate::controller::metrics::Metrics;
 use crate::controller::server::Health;
+use crate::controller::shard::ShardFilter;
 use crate::controller::workload_refs::WorkloadRefs;
 use crate::rollout::reconcile::{self, AnalysisRunFactory, Context};
 
-/// Where the controller looks: one namespace or all of them.
+/// Where the controller looks: one namespace or all of them, and, when sharded, only the namespaces
+/// of the held shards.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
     pub namespace: Option<String>,
+    pub shards: Option<ShardFilter>,
 }
 
 impl Scope {
@@ -41,6 +44,41 @@ impl Scope {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         }
+    }
+
+    /// Whether an object is in this scope's shards (always, unsharded).
+    pub fn holds<K: ResourceExt>(&self, object: &K) -> bool {
+        self.shards
+            .as_ref()
+            .is_none_or(|shards| shards.holds(object.namespace().as_deref().unwrap_or_default()))
+    }
+
+    /// A watch over the scope whose events of other shards' namespaces are dropped before any cache
+    /// or trigger sees them.
+    pub fn watch<K>(
+        &self,
+        client: &Client,
+        config: watcher::Config,
+    ) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+        K::DynamicType: Default,
+    {
+        let scope = self.clone();
+        watcher(self.api::<K>(client), config).try_filter(move |event| {
+            let keep = match event {
+                watcher::Event::Apply(object) | watcher::Event::InitApply(object) | watcher::Event::Delete(object) => {
+                    scope.holds(object)
+                }
+                watcher::Event::Init | watcher::Event::InitDone => true,
+            };
+            std::future::ready(keep)
+        })
     }
 }
 
@@ -87,35 +125,35 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, health: Arc<Health>, shutdown:
     // made carry the hash label.
     let rs_ctx = ctx.clone();
     let mut rs_departures = Departures::default();
-    let rs_watch = watcher(
-        scope.api::<ReplicaSet>(&client),
-        watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL),
-    )
-    .default_backoff()
-    .inspect_ok(move |event| {
-        rs_ctx.replica_sets.apply(event);
-        for gone in rs_departures.observe(event) {
-            rs_ctx.forget_replica_set(&gone.namespace, &gone.name);
-        }
-    })
-    .inspect(move |event| mark_synced(event, &rs_synced))
-    .touched_objects();
+    let rs_watch = scope
+        .watch::<ReplicaSet>(&client, watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL))
+        .default_backoff()
+        .inspect_ok(move |event| {
+            rs_ctx.replica_sets.apply(event);
+            for gone in rs_departures.observe(event) {
+                rs_ctx.forget_replica_set(&gone.namespace, &gone.name);
+            }
+        })
+        .inspect(move |event| mark_synced(event, &rs_synced))
+        .touched_objects();
     let run_index = ctx.analysis_runs.clone();
-    let run_watch = watcher(scope.api::<AnalysisRun>(&client), watcher::Config::default())
+    let run_watch = scope
+        .watch::<AnalysisRun>(&client, watcher::Config::default())
         .default_backoff()
         .inspect_ok(move |event| run_index.apply(event))
         .inspect(move |event| mark_synced(event, &runs_synced))
         .touched_objects();
     // Only Experiments of experiment steps carry the step label.
     let experiment_index = ctx.experiments.clone();
-    let experiment_watch = watcher(
-        scope.api::<Experiment>(&client),
-        watcher::Config::default().labels(crate::api::keys::EXPERIMENT_STEP_LABEL),
-    )
-    .default_backoff()
-    .inspect_ok(move |event| experiment_index.apply(event))
-    .inspect(move |event| mark_synced(event, &experiments_synced))
-    .touched_objects();
+    let experiment_watch = scope
+        .watch::<Experiment>(
+            &client,
+            watcher::Config::default().labels(crate::api::keys::EXPERIMENT_STEP_LABEL),
+        )
+        .default_backoff()
+        .inspect_ok(move |event| experiment_index.apply(event))
+        .inspect(move |event| mark_synced(event, &experiments_synced))
+        .touched_objects();
     let (rollout_store, rollout_writer) = reflector::store();
     let departed_ctx = ctx.clone();
     let mut departures = Departures::default();
@@ -123,7 +161,8 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, health: Arc<Health>, shutdown:
     // largest part of a Rollout: dropping them keeps the cache small at 10,000 rollouts.
     let workload_refs = WorkloadRefs::default();
     let refs_writer = workload_refs.clone();
-    let rollout_watch = watcher(scope.api::<Rollout>(&client), watcher::Config::default())
+    let rollout_watch = scope
+        .watch::<Rollout>(&client, watcher::Config::default())
         .modify(|rollout: &mut Rollout| rollout.managed_fields_mut().clear())
         .reflect(rollout_writer)
         .inspect_ok(move |event| {
@@ -136,12 +175,10 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, health: Arc<Health>, shutdown:
         .applied_objects();
     // Deployments named by a workloadRef: only their metadata is watched (a template change bumps the
     // generation and resourceVersion); the reconcile reads the one it needs.
-    let deployment_watch = watcher(
-        scope.api::<PartialObjectMeta<Deployment>>(&client),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .touched_objects();
+    let deployment_watch = scope
+        .watch::<PartialObjectMeta<Deployment>>(&client, watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
     let cached = rollout_store.clone();
     let controller = Controller::for_stream(rollout_watch, rollout_store)
         .owns_stream(rs_watch)

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -310,11 +310,19 @@ struct Context {
 
 /// Watches Rollouts (in `namespace`, or all) until `shutdown` and turns off automated sync of the
 /// Argo CD Application of every Rollout aborted for a bad revision.
-pub async fn run(client: Client, namespace: Option<String>, config: ArgoCdAdapterConfig, shutdown: CancellationToken) {
-    let rollouts: Api<Rollout> = match &namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+pub async fn run(
+    client: Client,
+    scope: crate::controller::rollouts::Scope,
+    config: ArgoCdAdapterConfig,
+    shutdown: CancellationToken,
+) {
+    // Only the Rollouts of the held shards, when sharded.
+    let (store, writer) = reflector::store();
+    let rollouts = scope
+        .watch::<Rollout>(&client, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -328,7 +336,7 @@ pub async fn run(client: Client, namespace: Option<String>, config: ArgoCdAdapte
         application: application_resource(),
     });
     tracing::info!(argocd_namespace = %ctx.config.argocd_namespace, "Argo CD adapter started");
-    Controller::new(rollouts, watcher::Config::default())
+    Controller::for_stream(rollouts, store)
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
