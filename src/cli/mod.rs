@@ -15,6 +15,7 @@ use crate::rollout::plan::humantime;
 pub use output::OutputFormat;
 
 pub mod actions;
+pub mod analysis;
 pub mod experiment_get;
 pub mod get;
 pub mod gitsync;
@@ -58,6 +59,10 @@ pub enum Command {
     /// Wait for a rollout to settle, for CI: exits 0 when Healthy, 1 when Degraded, 2 when it has not
     /// settled within --timeout (or at once with --watch=false).
     Status(StatusArgs),
+    /// Try an analysis template against Prometheus: `analysis backtest` (what it would have said over
+    /// past instants or past revisions) and `analysis run` (once, now).
+    #[command(subcommand)]
+    Analysis(analysis::AnalysisCommand),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -378,6 +383,7 @@ pub async fn run(command: Command) -> Result<()> {
             let target = Target::connect(&args.cluster).await?;
             return get::list(&target, args.all_namespaces, args.output).await;
         }
+        Command::Analysis(command) => return analysis::run(command).await,
     };
     println!("{message}");
     Ok(())
