@@ -242,8 +242,11 @@ pub fn rfc3339(time: DateTime<Utc>) -> String {
 }
 
 /// Parses `--from`/`--to`: RFC 3339 (`2026-12-07T05:00:00Z`), `now`, or a time relative to `now`
-/// (`-2h`, `-90m`, `-1h30m`; the duration grammar of the CRDs).
+/// (`-2h`, `-90m`, `-1h30m`; the duration grammar of the CRDs). `now` counts in whole seconds, so the
+/// instants read as whole seconds too.
 pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    use chrono::SubsecRound as _;
+    let now = now.trunc_subsecs(0);
     let text = text.trim();
     if text.len() > 64 {
         return Err("a time is at most 64 characters".to_string());

@@ -265,7 +265,7 @@ pub async fn backtest_rollout(
         latest_hash: status.current_pod_hash.as_deref(),
     };
     let run = super::build_spec(&template_name, &spec, &[], Some(prometheus_address), &sources)?;
-    let to = Utc::now();
+    let to = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0);
     let from = to - span;
     let window = Window {
         from,
