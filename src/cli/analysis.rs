@@ -288,8 +288,30 @@ pub fn build_spec(
         }
     }
     rules::validate(&run).map_err(|e| Error::Invalid(format!("template {name:?}: {e}")))?;
+    for metric in &run.metrics {
+        if let Some(prometheus) = &metric.provider.prometheus {
+            if prometheus.query.len() > MAX_QUERY_BYTES {
+                return Err(Error::Invalid(format!(
+                    "metric {:?}: the query is {} bytes; at most {MAX_QUERY_BYTES} are sent",
+                    metric.name,
+                    prometheus.query.len()
+                )));
+            }
+            let url = reqwest::Url::parse(&prometheus.address).ok();
+            if !url.is_some_and(|u| matches!(u.scheme(), "http" | "https")) || prometheus.address.len() > 2048 {
+                return Err(Error::Invalid(format!(
+                    "metric {:?}: the Prometheus address must be an http(s) URL (set --prometheus-address)",
+                    metric.name
+                )));
+            }
+        }
+    }
     Ok(run)
 }
+
+/// A query longer than this is refused before anything is sent: it travels in the URL, and a query
+/// that long is a mistake (or an attack on the server), not an analysis.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 
 /// `analysis run`: each metric measured once, now; the verdict is the worst measurement (Failed, then
 /// Error, then Inconclusive). Job metrics are not run from the CLI (they would create a Job in the
@@ -431,6 +453,17 @@ mod tests {
         assert!(error.to_string().contains("declares no argument \"servce\""), "{error}");
         let error = run_spec("t", &spec, &template_args(&[], None), &no_sources()).unwrap_err();
         assert!(error.to_string().contains("service"), "{error}");
+        let error = run_spec(
+            "t",
+            &spec,
+            &template_args(&[("service", "web")], Some("file:///etc/passwd")),
+            &no_sources(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("http(s) URL"), "{error}");
+        let huge = "x".repeat(MAX_QUERY_BYTES);
+        let error = run_spec("t", &spec, &template_args(&[("service", &huge)], None), &no_sources()).unwrap_err();
+        assert!(error.to_string().contains("bytes; at most"), "{error}");
         assert!(parse_arg("novalue").is_err());
         assert_eq!(parse_arg("a=b=c"), Ok(("a".into(), "b=c".into())));
     }

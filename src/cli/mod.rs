@@ -583,6 +583,52 @@ mod tests {
     }
 
     #[test]
+    fn analysis_commands_parse() {
+        let Command::Analysis(analysis::AnalysisCommand::Backtest(args)) = parse(&[
+            "analysis",
+            "backtest",
+            "t.yaml",
+            "--from",
+            "-2h",
+            "--every",
+            "5s",
+            "--arg",
+            "service=web",
+            "-o",
+            "json",
+        ]) else {
+            panic!("backtest")
+        };
+        assert_eq!(args.from, "-2h");
+        assert_eq!(args.to, "now");
+        assert_eq!(args.every, Duration::from_secs(5));
+        assert_eq!(args.template.args, [("service".to_string(), "web".to_string())]);
+        assert_eq!(args.output, analysis::ReportFormat::Json);
+        let Command::Analysis(analysis::AnalysisCommand::Backtest(args)) =
+            parse(&["analysis", "backtest", "--revisions", "--rollout", "web", "-n", "shop"])
+        else {
+            panic!("revisions")
+        };
+        assert!(args.revisions && args.template.file.is_none());
+        let Command::Analysis(analysis::AnalysisCommand::Run(args)) =
+            parse(&["analysis", "run", "--template", "errors", "--cluster-scope"])
+        else {
+            panic!("run")
+        };
+        assert!(args.template.cluster_scope);
+        let wrapped =
+            |args: &[&str]| Cli::try_parse_from(std::iter::once("sluice").chain(args.iter().copied())).is_err();
+        assert!(
+            wrapped(&["analysis", "backtest", "t.yaml", "--revisions"]),
+            "--revisions needs --rollout"
+        );
+        assert!(
+            wrapped(&["analysis", "run", "t.yaml", "--cluster-scope"]),
+            "--cluster-scope needs --template"
+        );
+    }
+
+    #[test]
     fn flags_parse_before_and_after_the_name() {
         let Command::Promote(args) = parse(&["promote", "-n", "shop", "web", "--full"]) else {
             panic!("promote")
