@@ -112,7 +112,7 @@ pub fn past_revisions(
             Some((order, created, revision.unwrap_or_else(|| hash.clone()), hash))
         })
         .collect();
-    sets.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    sets.sort_by_key(|s| (s.0, s.1));
     let aborted = rollout.status.as_ref().is_some_and(|s| s.abort == Some(true));
     let current = rollout.status.as_ref().and_then(|s| s.current_pod_hash.clone());
     let mut out = Vec::new();
