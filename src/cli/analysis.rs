@@ -176,6 +176,9 @@ fn print_report(report: &Report, format: ReportFormat) -> Result<()> {
 
 /// The template to use: the file's, or the cluster's. Returns its name and spec.
 pub async fn load_template(args: &TemplateArgs) -> Result<(String, AnalysisTemplateSpec)> {
+    if args.cluster_scope && args.template.is_none() {
+        return Err(Error::Invalid("--cluster-scope goes with --template NAME".to_string()));
+    }
     if let Some(name) = &args.template {
         let target = Target::connect(&args.cluster).await?;
         let what = format!("reading the template {name:?}");
