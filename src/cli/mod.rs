@@ -622,10 +622,6 @@ mod tests {
             wrapped(&["analysis", "backtest", "t.yaml", "--revisions"]),
             "--revisions needs --rollout"
         );
-        assert!(
-            wrapped(&["analysis", "run", "t.yaml", "--cluster-scope"]),
-            "--cluster-scope needs --template"
-        );
     }
 
     #[test]
