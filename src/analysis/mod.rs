@@ -19,12 +19,14 @@
 //! - [`template`] builds an AnalysisRun spec from templates and arguments,
 //! - [`condition`] compiles and evaluates successCondition / failureCondition (CEL),
 //! - [`rules`] holds the measurement → metric → run verdict rules and the scheduling,
+//! - [`backtest`] replays the rules over Prometheus history (what a template would have said),
 //! - [`providers`] query Prometheus or a web endpoint, and [`allowlist`] restricts where they may go.
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 
 pub mod allowlist;
+pub mod backtest;
 pub mod condition;
 pub mod providers;
 pub mod reconcile;

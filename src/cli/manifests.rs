@@ -48,7 +48,7 @@ pub fn lint(files: &[PathBuf]) -> anyhow::Result<()> {
 }
 
 /// The documents of a file (`-`: stdin), at most [`MAX_INPUT_BYTES`].
-fn read_documents(file: &Path) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn read_documents(file: &Path) -> anyhow::Result<Vec<Value>> {
     let source = file.display().to_string();
     let mut bytes = Vec::new();
     let reader: Box<dyn Read> = if source == "-" {

@@ -15,6 +15,7 @@ use crate::rollout::plan::humantime;
 pub use output::OutputFormat;
 
 pub mod actions;
+pub mod analysis;
 pub mod experiment_get;
 pub mod get;
 pub mod gitsync;
@@ -58,6 +59,10 @@ pub enum Command {
     /// Wait for a rollout to settle, for CI: exits 0 when Healthy, 1 when Degraded, 2 when it has not
     /// settled within --timeout (or at once with --watch=false).
     Status(StatusArgs),
+    /// Try an analysis template against Prometheus: `analysis backtest` (what it would have said over
+    /// past instants or past revisions) and `analysis run` (once, now).
+    #[command(subcommand)]
+    Analysis(analysis::AnalysisCommand),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -378,6 +383,7 @@ pub async fn run(command: Command) -> Result<()> {
             let target = Target::connect(&args.cluster).await?;
             return get::list(&target, args.all_namespaces, args.output).await;
         }
+        Command::Analysis(command) => return analysis::run(command).await,
     };
     println!("{message}");
     Ok(())
@@ -574,6 +580,48 @@ mod tests {
         Cli::try_parse_from(std::iter::once("sluice").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{args:?}: {e}"))
             .command
+    }
+
+    #[test]
+    fn analysis_commands_parse() {
+        let Command::Analysis(analysis::AnalysisCommand::Backtest(args)) = parse(&[
+            "analysis",
+            "backtest",
+            "t.yaml",
+            "--from",
+            "-2h",
+            "--every",
+            "5s",
+            "--arg",
+            "service=web",
+            "-o",
+            "json",
+        ]) else {
+            panic!("backtest")
+        };
+        assert_eq!(args.from, "-2h");
+        assert_eq!(args.to, "now");
+        assert_eq!(args.every, Duration::from_secs(5));
+        assert_eq!(args.template.args, [("service".to_string(), "web".to_string())]);
+        assert_eq!(args.output, analysis::ReportFormat::Json);
+        let Command::Analysis(analysis::AnalysisCommand::Backtest(args)) =
+            parse(&["analysis", "backtest", "--revisions", "--rollout", "web", "-n", "shop"])
+        else {
+            panic!("revisions")
+        };
+        assert!(args.revisions && args.template.file.is_none());
+        let Command::Analysis(analysis::AnalysisCommand::Run(args)) =
+            parse(&["analysis", "run", "--template", "errors", "--cluster-scope"])
+        else {
+            panic!("run")
+        };
+        assert!(args.template.cluster_scope);
+        let wrapped =
+            |args: &[&str]| Cli::try_parse_from(std::iter::once("sluice").chain(args.iter().copied())).is_err();
+        assert!(
+            wrapped(&["analysis", "backtest", "t.yaml", "--revisions"]),
+            "--revisions needs --rollout"
+        );
     }
 
     #[test]

@@ -48,9 +48,20 @@ pub struct DashboardArgs {
     /// token (TokenReview), every read and action a SubjectAccessReview, and actions use that token.
     #[arg(long)]
     pub in_cluster: bool,
+    /// The Prometheus the rollout view's "Backtest (last 24 h)" queries (every metric's address is
+    /// replaced by it); without it the button says so.
+    #[arg(long)]
+    pub prometheus_address: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
+
+/// A backtest covers this much history…
+const BACKTEST_SPAN: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// …in at most this many instants…
+const BACKTEST_INSTANTS: usize = 300;
+/// …and gives up after this long (each query has its own timeout too).
+const BACKTEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs the dashboard until Ctrl-C or SIGTERM.
 pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
@@ -70,6 +81,7 @@ pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", args.addr))?;
     let stop = CancellationToken::new();
     let dashboard = Dashboard::start(target, args.cluster.namespace.clone(), stop.clone())?;
+    dashboard.set_prometheus_address(args.prometheus_address.clone());
     let addr = listener.local_addr()?;
     {
         use std::io::Write;
@@ -101,6 +113,7 @@ async fn run_in_cluster(args: DashboardArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", args.addr))?;
     let stop = CancellationToken::new();
     let dashboard = Dashboard::start_in_cluster(target, config, namespace, stop.clone());
+    dashboard.set_prometheus_address(args.prometheus_address.clone());
     tracing::info!(addr = %listener.local_addr()?, "dashboard serving (in-cluster mode)");
     let shutdown = stop.clone();
     tokio::spawn(async move {
@@ -122,6 +135,11 @@ struct AppState {
     namespace: Option<String>,
     live: Live,
     mode: Mode,
+    /// `--prometheus-address`, for backtests.
+    prometheus: std::sync::OnceLock<String>,
+    /// One backtest at a time for the whole dashboard (so at most one per session): each may send
+    /// hundreds of queries.
+    backtest_slot: tokio::sync::Semaphore,
 }
 
 enum Mode {
@@ -152,6 +170,8 @@ impl Dashboard {
                 namespace,
                 live,
                 mode: Mode::Local(auth),
+                prometheus: std::sync::OnceLock::new(),
+                backtest_slot: tokio::sync::Semaphore::new(1),
             }),
         })
     }
@@ -171,7 +191,16 @@ impl Dashboard {
                 namespace,
                 live,
                 mode: Mode::InCluster { base: Box::new(base) },
+                prometheus: std::sync::OnceLock::new(),
+                backtest_slot: tokio::sync::Semaphore::new(1),
             }),
+        }
+    }
+
+    /// The Prometheus backtests query (`--prometheus-address`); the first address set stays.
+    pub fn set_prometheus_address(&self, address: Option<String>) {
+        if let Some(address) = address {
+            let _ = self.state.prometheus.set(address);
         }
     }
 
@@ -193,6 +222,7 @@ impl Dashboard {
             .route("/api/stream", get(list_stream))
             .route("/api/rollouts/{namespace}/{name}", get(detail))
             .route("/api/rollouts/{namespace}/{name}/stream", get(detail_stream))
+            .route("/api/rollouts/{namespace}/{name}/backtest", get(backtest))
             .route("/api/rollouts/{namespace}/{name}/{action}", post(act))
             .layer(middleware::from_fn_with_state(self.state.clone(), authenticate))
             .route("/healthz", get(|| async { "ok" }))
@@ -664,6 +694,51 @@ async fn detail_stream(
         },
     );
     sse(stream)
+}
+
+/// The rollout's analysis templates backtested over the last day (`sluice analysis backtest` with the
+/// Rollout's templates and arguments, at most [`BACKTEST_INSTANTS`] instants): the report as JSON.
+async fn backtest(
+    State(state): State<Shared>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    let target = match readable_target(&state, &caller, &namespace, &name).await {
+        Ok(target) => target,
+        Err(response) => return response,
+    };
+    let templates = Access {
+        verb: "get",
+        resource: "analysistemplates",
+        subresource: None,
+        namespace: &namespace,
+        name: None,
+    };
+    if let Err(response) = check(&state, &caller, templates).await {
+        return response;
+    }
+    let Some(address) = state.prometheus.get() else {
+        return error(
+            StatusCode::CONFLICT,
+            "no Prometheus to backtest against: start the dashboard with --prometheus-address URL",
+        );
+    };
+    let Ok(_slot) = state.backtest_slot.try_acquire() else {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "a backtest is already running; try again when it ends",
+        );
+    };
+    let run =
+        crate::cli::analysis::revisions::backtest_rollout(&target, &name, address, BACKTEST_SPAN, BACKTEST_INSTANTS);
+    match tokio::time::timeout(BACKTEST_TIMEOUT, run).await {
+        Ok(Ok(report)) => axum::Json(report).into_response(),
+        Ok(Err(e)) => error(cli_status(&e), &e.to_string()),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!("the backtest did not finish within {}s", BACKTEST_TIMEOUT.as_secs()),
+        ),
+    }
 }
 
 /// The actions the page offers, each the CLI command of the same name.

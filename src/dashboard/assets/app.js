@@ -8,6 +8,8 @@ let csrf = "";
 let fixedNamespace = null;
 let source = null;
 let pendingAction = null;
+// Backtest results by "namespace/name": kept across the live re-renders of the rollout view.
+const backtests = {};
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -162,7 +164,8 @@ function renderRollout(d, namespace, name) {
   const actions = el("div", { class: "actions" }, ACTIONS.map((a) => el("button", {
     class: "button" + (a.danger ? " danger" : ""), "data-action": a.id,
     onclick: () => confirmAction(namespace, name, a),
-  }, a.label)));
+  }, a.label)).concat([el("button", { class: "button", "data-action": "backtest",
+    onclick: () => runBacktest(namespace, name, d) }, "Backtest (last 24 h)")]));
   const facts = el("dl", { class: "facts" },
     fact("Namespace", r.namespace), fact("Strategy", r.strategy), fact("Step", r.step),
     fact("Weight", r.actualWeight === null || r.actualWeight === undefined ? "-" : r.actualWeight + "% canary (set " + dash(r.setWeight) + "%)"),
@@ -176,6 +179,7 @@ function renderRollout(d, namespace, name) {
       el("section", { class: "panel" }, el("h2", null, "Traffic weight over time"), weightChart(d.weights))),
     el("section", { class: "panel", style: null }, el("h2", null, "Steps"), timeline(d.steps)),
     el("section", { class: "panel" }, el("h2", null, "Analysis"), analysis(d.analysisRuns)),
+    backtestPanel(backtests[namespace + "/" + name]),
     el("div", { class: "grid" },
       el("section", { class: "panel table-panel" }, el("h2", { class: "pad" }, "ReplicaSets"), replicaSets(d.replicaSets)),
       el("section", { class: "panel table-panel" }, el("h2", { class: "pad" }, "Pods (" + d.podsTotal + ")"), pods(d.pods))),
@@ -238,6 +242,48 @@ function analysis(runs) {
         m.successCondition ? "success: " + m.successCondition : null, m.successCondition && m.failureCondition ? "   " : null,
         m.failureCondition ? "failure: " + m.failureCondition : null),
       metricChart(m)))));
+}
+
+// ---- backtest ----
+
+async function runBacktest(namespace, name, d) {
+  const key = namespace + "/" + name;
+  if (backtests[key] && backtests[key].running) return;
+  backtests[key] = { running: true };
+  renderRollout(d, namespace, name);
+  try {
+    const response = await fetch("/api/rollouts/" + namespace + "/" + name + "/backtest", { credentials: "same-origin" });
+    const body = await response.json().catch(() => ({}));
+    backtests[key] = response.ok ? { report: body } : { error: body.error || "HTTP " + response.status };
+  } catch (e) {
+    backtests[key] = { error: String(e) };
+  }
+  const current = document.getElementById("backtest");
+  if (current) current.replaceWith(backtestPanel(backtests[key]));
+}
+
+function backtestPanel(state) {
+  if (!state) return null;
+  const body = state.running ? el("p", { class: "muted" }, "Running the rollout's analysis over the last 24 h…")
+    : state.error ? el("div", { class: "error" }, state.error)
+    : backtestTimeline(state.report);
+  return el("section", { class: "panel", id: "backtest" }, el("h2", null, "Backtest (last 24 h)"), body);
+}
+
+function backtestTimeline(report) {
+  const s = report.summary;
+  const share = (n) => s.instants ? Math.round(100 * n / s.instants) + "%" : "-";
+  const cells = report.evaluations.map((e) => el("span", {
+    class: "cell " + e.phase,
+    title: e.time + " " + e.phase + "\n" + e.metrics.map((m) => m.name + " = " + (m.value === null ? "error" : m.value) + " (" + m.phase + ")").join("\n"),
+  }));
+  return [
+    el("div", { class: "backtest-line" }, cells),
+    el("p", { class: "muted" }, s.instants + " instants: Successful " + share(s.successful) + " · Failed " + share(s.failed) +
+      " · Inconclusive " + share(s.inconclusive) + " · Error " + share(s.error) + (s.running ? " · undecided " + share(s.running) : "")),
+    el("p", { class: "muted" }, s.longestFailing ? "Longest failing stretch: " + s.longestFailing.from + " → " + s.longestFailing.to +
+      " (" + s.longestFailing.instants + " instants)" : "No instant would have failed."),
+  ];
 }
 
 // ---- charts ----
