@@ -37,8 +37,8 @@ pub struct WaveBenchOptions {
     /// Creates and template changes in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Extra environment of the measured controller, as KEY=VALUE (repeatable): e.g. a heap
-    /// profiler's LD_PRELOAD, or malloc settings to compare.
+    /// Extra environment of the controller that runs the wave (not of the restarted one), as
+    /// KEY=VALUE (repeatable): e.g. heaptrack's LD_PRELOAD and DUMP_HEAPTRACK_OUTPUT.
     #[arg(long = "controller-env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub controller_env: Vec<(String, String)>,
     /// Upper bound of every wait, in seconds.
@@ -95,9 +95,10 @@ pub struct WaveBenchReport {
     pub writes_per_rollout_excluding_events: f64,
     /// Writes per rollout, by kind (the kinds' totals divided by the rollout count).
     pub writes_per_rollout_by_kind: BTreeMap<String, f64>,
-    /// Spread of the per-rollout totals (writes attributed by the object's name).
+    /// Spread of the per-rollout totals of writes that name their object in the URL (patches,
+    /// updates, deletes: a create's name is in its body, which the request log does not keep).
     pub writes_per_rollout_distribution: support::Distribution,
-    /// Writes the controller made that name no benchmark rollout (e.g. Leases).
+    /// Writes not attributed to a benchmark rollout: creates, and objects of no rollout (Leases).
     pub unattributed_writes: usize,
     /// All requests (reads included) of the controller during the wave and settle window: the
     /// client-side limiter counts them all.
@@ -164,7 +165,11 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     let api_of = |i: usize| -> Api<Rollout> { Api::namespaced(client.clone(), &namespaces[i % namespaces.len()]) };
     let all: Api<Rollout> = Api::all(client.clone());
 
-    eprintln!("creating {} rollouts in {} namespace(s) …", options.count, namespaces.len());
+    eprintln!(
+        "creating {} rollouts in {} namespace(s) …",
+        options.count,
+        namespaces.len()
+    );
     let setup_started = Instant::now();
     support::for_each_concurrently(options.count, options.concurrency, |i| {
         let api = api_of(i);
@@ -207,7 +212,7 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
         .collect();
 
     eprintln!("starting `sluice controller` (--kube-qps {}) …", options.kube_qps);
-    let mut controller = start_controller(&exe, &kubeconfig, &options).await?;
+    let mut controller = start_controller(&exe, &kubeconfig, &options, &options.controller_env).await?;
     let pid = controller.process.pid()?;
     wait_reconciled(&http, &mut controller, options.count, options.timeout).await?;
     tokio::time::sleep(SETTLE).await;
@@ -234,7 +239,7 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     };
     let changed = support::for_each_concurrently(options.count, options.concurrency, |i| {
         let api = api_of(i);
-        async move { support::set_image(&api, &name(i), "example.com/wave:2").await }
+        async move { change_template(&api, &name(i)).await }
     })
     .await;
     let promoted = |r: &Rollout| {
@@ -271,7 +276,7 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     controller.process.stop().await;
 
     eprintln!("restarting the controller on the same rollouts …");
-    let mut restarted = start_controller(&exe, &kubeconfig, &options).await?;
+    let mut restarted = start_controller(&exe, &kubeconfig, &options, &[]).await?;
     wait_reconciled(&http, &mut restarted, options.count, options.timeout).await?;
     tokio::time::sleep(SETTLE).await;
     let restarted_at_rest_rss_bytes = support::rss_bytes(restarted.process.pid()?)?;
@@ -315,7 +320,11 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
         writes_per_rollout_per_step: writes as f64 / n / steps().len() as f64,
         event_writes_per_rollout: event_writes as f64 / n,
         writes_per_rollout_excluding_events: (writes - event_writes) as f64 / n,
-        writes_per_rollout_by_kind: counted.by_kind.iter().map(|(k, c)| (k.clone(), *c as f64 / n)).collect(),
+        writes_per_rollout_by_kind: counted
+            .by_kind
+            .iter()
+            .map(|(k, c)| (k.clone(), *c as f64 / n))
+            .collect(),
         writes_by_kind: counted.by_kind,
         writes_per_rollout_distribution: support::Distribution::of(&per_rollout),
         unattributed_writes: counted.unattributed,
@@ -332,12 +341,28 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     })
 }
 
+/// Points a rollout at the wave's image, retrying briefly while the simulator is busy (a debug
+/// simulator on a loaded machine times connections out; the merge patch is idempotent).
+async fn change_template(api: &Api<Rollout>, name: &str) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match support::set_image(api, name, "example.com/wave:2").await {
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(rollout = %name, error = %e, "retrying the template change");
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 fn name(i: usize) -> String {
     format!("wave-{i:05}")
 }
 
 fn poll_interval(count: usize) -> Duration {
-    Duration::from_millis(if count > 1000 { 2000 } else { 250 })
+    Duration::from_millis(if count > 100 { 2000 } else { 250 })
 }
 
 /// How long the controller gets to settle before an at-rest RSS is read.
@@ -396,9 +421,10 @@ fn count_writes(requests: &[WaveRequest], names: &[String]) -> CountedWrites {
         })?;
         index.get(&object[..cut]).copied()
     };
-    for request in requests.iter().filter(|r| {
-        support::WRITE_VERBS.contains(&r.verb.as_str()) && r.user_agent != support::BENCH_USER_AGENT
-    }) {
+    for request in requests
+        .iter()
+        .filter(|r| support::WRITE_VERBS.contains(&r.verb.as_str()) && r.user_agent != support::BENCH_USER_AGENT)
+    {
         let mut kind = format!("{} {}", request.verb, request.resource);
         if !request.subresource.is_empty() {
             kind.push('/');
@@ -425,16 +451,21 @@ async fn start_controller(
     exe: &std::path::Path,
     kubeconfig: &std::path::Path,
     options: &WaveBenchOptions,
+    extra_env: &[(String, String)],
 ) -> anyhow::Result<StartedController> {
     let mut env = vec![
         ("KUBECONFIG".to_string(), kubeconfig.display().to_string()),
+        // The metrics address is read from an info line, whatever else RUST_LOG asks for.
         (
             "RUST_LOG".to_string(),
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            format!(
+                "{},sluice::controller::server=info",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())
+            ),
         ),
         ("NO_COLOR".to_string(), "1".to_string()),
     ];
-    env.extend(options.controller_env.iter().cloned());
+    env.extend(extra_env.iter().cloned());
     let args: Vec<String> = vec![
         "controller".into(),
         "--metrics-addr".into(),
@@ -445,8 +476,7 @@ async fn start_controller(
     let serving_metrics = "serving /metrics, /healthz and /readyz";
     let mut process = ChildProcess::spawn("controller", exe, &args, &env, &[serving_metrics])?;
     let line = process.wait_for_line(serving_metrics, Duration::from_secs(60)).await?;
-    let address =
-        logged_address(&line).with_context(|| format!("no address in the controller's log line {line:?}"))?;
+    let address = logged_address(&line).with_context(|| format!("no address in the controller's log line {line:?}"))?;
     Ok(StartedController {
         process,
         metrics: format!("http://{address}/metrics"),
