@@ -104,12 +104,14 @@ impl SeriesMemory {
                 .retain(|_, s| now.saturating_duration_since(s.last_seen) < SERIES_WINDOW);
         }
         if self.by_key.len() >= MAX_SERIES {
-            // Forget the oldest quarter at once, so a full memory is not scanned on every create.
-            let mut seen: Vec<Instant> = self.by_key.values().map(|s| s.last_seen).collect();
-            let cut = seen.len() / 4;
-            let (_, nth, _) = seen.select_nth_unstable(cut);
-            let oldest_kept = *nth;
-            self.by_key.retain(|_, s| s.last_seen >= oldest_kept);
+            // Forget the oldest quarter at once (ties broken by key, so exactly a quarter goes), so a
+            // full memory is not scanned on every create.
+            let mut seen: Vec<(Instant, u64)> = self.by_key.iter().map(|(k, s)| (s.last_seen, *k)).collect();
+            let cut = (seen.len() / 4).max(1);
+            seen.select_nth_unstable(cut - 1);
+            for (_, oldest) in &seen[..cut] {
+                self.by_key.remove(oldest);
+            }
         }
         self.by_key.insert(
             key,
