@@ -235,6 +235,9 @@ where
         }
     };
     init_logging(global.log_format, default_level);
+    if controller {
+        runtime.spawn(crate::memory::return_freed_memory());
+    }
     match runtime.block_on(command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

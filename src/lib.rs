@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod controller;
 pub mod dashboard;
+pub mod events;
 pub mod experiment;
 pub mod gitsync;
 pub mod memory;

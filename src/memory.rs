@@ -25,3 +25,58 @@ pub fn tune_allocator_for_controller() {
         }
     }
 }
+
+/// How often the heap's free space is looked at.
+pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// Free heap below this is left alone: trimming it would buy little and cost page faults later.
+pub const TRIM_FLOOR_BYTES: usize = 8 * 1024 * 1024;
+
+/// Hands memory freed after a burst back to the system.
+///
+/// With one arena, what a burst allocated and freed (a wave of reconciles: watch events, patches,
+/// plans) stays in the heap as free chunks between live ones; glibc returns only the top of the
+/// heap by itself, so the process keeps its peak RSS for good (`sluice bench wave` shows the RSS
+/// after a wave against the RSS of a restarted controller on the same objects).
+/// `malloc_trim(0)` releases the free pages inside the heap too (madvise). It is
+/// called only when the free heap is both above [`TRIM_FLOOR_BYTES`] and above a quarter of what is
+/// in use, which a controller at rest never reaches, so it runs about once per burst.
+pub async fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    loop {
+        tokio::time::sleep(TRIM_EVERY).await;
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let info = unsafe { libc::mallinfo2() };
+        if should_trim(info.fordblks, info.uordblks) {
+            // SAFETY: malloc_trim is thread-safe (it takes the arena locks) and frees nothing in use.
+            let released = unsafe { libc::malloc_trim(0) };
+            tracing::debug!(
+                free_bytes = info.fordblks,
+                in_use_bytes = info.uordblks,
+                released = released == 1,
+                "trimmed the heap"
+            );
+        }
+    }
+}
+
+/// Whether `free` bytes of heap beside `in_use` are worth giving back.
+pub fn should_trim(free: usize, in_use: usize) -> bool {
+    free > TRIM_FLOOR_BYTES && free > in_use / 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_only_a_large_free_heap() {
+        assert!(!should_trim(TRIM_FLOOR_BYTES, 0), "at the floor");
+        assert!(should_trim(TRIM_FLOOR_BYTES + 1, 4 * TRIM_FLOOR_BYTES));
+        assert!(
+            !should_trim(20 << 20, 100 << 20),
+            "a fifth of the heap free is normal churn"
+        );
+        assert!(should_trim(60 << 20, 40 << 20), "after a burst");
+        assert!(!should_trim(0, usize::MAX));
+    }
+}

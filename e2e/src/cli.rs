@@ -34,6 +34,9 @@ pub enum BenchCommand {
     Steps(bench::steps::StepsBenchOptions),
     /// Failed analysis → canary weight 0: latency over several rollouts, and controller cost per measurement.
     Abort(bench::abort::AbortBenchOptions),
+    /// N Healthy two-step canaries change template at once (`sluice controller` a separate process):
+    /// wave duration, peak and settled RSS against RSS after a restart, writes per rollout and step.
+    Wave(bench::wave::WaveBenchOptions),
     /// Hostile objects generated from the CRD schemas through deserialize → validate → plan: zero panics.
     Fuzz(bench::fuzz::FuzzBenchOptions),
 }
@@ -100,6 +103,7 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Rollouts(options) => print_report(&bench::rollouts::run(options).await?),
         BenchCommand::Steps(options) => print_report(&bench::steps::run(options).await?),
         BenchCommand::Abort(options) => print_report(&bench::abort::run(options).await?),
+        BenchCommand::Wave(options) => print_report(&bench::wave::run(options).await?),
         BenchCommand::Fuzz(options) => fuzz(&options)?,
     }
     Ok(())

@@ -888,9 +888,9 @@ async fn applied_announcements(client: &kube::Client, name: &str) -> usize {
 async fn a_stale_cached_gitsync_does_not_apply_a_recorded_revision_again() {
     use std::sync::Arc;
 
-    use kube::runtime::events::{Recorder, Reporter};
     use kube::runtime::reflector::ObjectRef;
     use sluice::controller::metrics::Metrics;
+    use sluice::events::{Recorder, Reporter};
     use sluice::gitsync::git::GitSource;
     use sluice::gitsync::reconcile::{Context, Tenancy, reconcile};
     use sluice::gitsync::render::Tools;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +14,7 @@ use crate::api::keys::EXPERIMENT_LABEL;
 use crate::controller::isolate::{PanicReport, isolated};
 use crate::controller::metrics::Metrics;
 use crate::controller::rollouts::Scope;
+use crate::events::{Recorder, Reporter};
 use crate::experiment::reconcile::{self, Context};
 use crate::rollout::analysis_runs::TemplateAnalysisRunFactory;
 

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
@@ -20,6 +19,7 @@ use crate::controller::metrics::Metrics;
 use crate::controller::rollouts::Scope;
 use crate::controller::server::Health;
 use crate::controller::supervise::spawn_controller;
+use crate::events::{Recorder, Reporter};
 use crate::gitsync::argocd::{self, ArgoCdAdapterConfig};
 use crate::gitsync::git::GitSource;
 use crate::gitsync::reconcile::{self, Context, Tenancy};

@@ -8,9 +8,9 @@ use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 
+use crate::events::{Event, EventType, Recorder};
 use crate::observe::Observer;
 
 /// Reason of the Warning event on an object whose reconcile panicked.

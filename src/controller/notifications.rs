@@ -10,7 +10,6 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -27,6 +26,7 @@ use crate::controller::metrics::Metrics;
 use crate::controller::rollouts::Scope;
 use crate::controller::server::Health;
 use crate::controller::supervise::spawn_controller;
+use crate::events::{Event, EventType, Recorder, Reporter};
 use crate::notify::config::{self, NotifyConfig, SECRET_NAME};
 use crate::notify::delivery::{
     self, Ledger, NotifyObserver, ObjectId, Queue, RetryPolicy, Sender, SentRecorder, Workers,

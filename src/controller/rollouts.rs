@@ -6,7 +6,6 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +20,7 @@ use crate::controller::metrics::Metrics;
 use crate::controller::server::Health;
 use crate::controller::shard::ShardFilter;
 use crate::controller::workload_refs::WorkloadRefs;
+use crate::events::{Recorder, Reporter};
 use crate::rollout::reconcile::{self, AnalysisRunFactory, Context};
 
 /// Where the controller looks: one namespace or all of them, and, when sharded, only the namespaces

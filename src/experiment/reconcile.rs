@@ -13,7 +13,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -22,6 +21,7 @@ use crate::api::analysis::{AnalysisRun, AnalysisTemplateSpec, Argument};
 use crate::api::experiment::Experiment;
 use crate::api::keys::{CONTROLLER_FIELD_MANAGER, EXPERIMENT_LABEL, POD_TEMPLATE_HASH_LABEL};
 use crate::api::spec_error::SpecError;
+use crate::events::{Event, EventType, Recorder};
 use crate::merge_patch::merge_diff;
 use crate::observe::Observer;
 use crate::rollout::analysis_runs::{TemplateAnalysisRunFactory, kind};

@@ -10,13 +10,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::rollout::{AbortReason, Rollout};
+use crate::events::{Event, EventType, Recorder, Reporter};
 
 pub use crate::api::keys::ARGOCD_TRACKING_ID_ANNOTATION as TRACKING_ID_ANNOTATION;
 pub use crate::api::keys::{

@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -18,6 +17,7 @@ use crate::api::analysis::AnalysisRun;
 use crate::api::experiment::Experiment;
 use crate::api::pod_metadata::PodMetadata;
 use crate::api::rollout::{Rollout, RolloutStatus};
+use crate::events::{Event, EventType, Recorder};
 use crate::merge_patch::merge_diff;
 use crate::observe::Observer;
 use crate::rollout::coalesce::CountUpdates;

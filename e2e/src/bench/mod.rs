@@ -7,6 +7,7 @@ pub mod rollouts;
 pub mod sim;
 pub mod steps;
 pub mod support;
+pub mod wave;
 
 /// Resident memory of this process in bytes (Linux `/proc/self/status`), if it can be read.
 pub fn resident_bytes() -> Option<u64> {
