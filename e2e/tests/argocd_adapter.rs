@@ -134,7 +134,10 @@ async fn an_analysis_abort_turns_off_auto_sync_and_a_manual_abort_does_not() {
     let shutdown = CancellationToken::new();
     let adapter = tokio::spawn(argocd::run(
         controller,
-        Some("shop".into()),
+        sluice::controller::rollouts::Scope {
+            namespace: Some("shop".into()),
+            shards: None,
+        },
         ArgoCdAdapterConfig {
             argocd_namespace: "argocd".into(),
         },
