@@ -39,14 +39,24 @@ pub const TRIM_FLOOR_BYTES: usize = 8 * 1024 * 1024;
 /// after a wave against the RSS of a restarted controller on the same objects).
 /// `malloc_trim(0)` releases the free pages inside the heap too (madvise). It is
 /// called only when the free heap is both above [`TRIM_FLOOR_BYTES`] and above a quarter of what is
-/// in use, which a controller at rest never reaches, so it runs about once per burst.
+/// in use, which a controller at rest never reaches, and has grown by the floor since the last trim,
+/// so it runs about once per burst.
 pub async fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    loop {
-        tokio::time::sleep(TRIM_EVERY).await;
-        // SAFETY: mallinfo2 only reads the allocator's counters.
-        let info = unsafe { libc::mallinfo2() };
-        if should_trim(info.fordblks, info.uordblks) {
+    {
+        // Trimming leaves the free chunks free (their pages are handed back, they stay in the
+        // counters), so the lowest free size seen since the last trim is kept: only free space a
+        // new burst left behind trims again.
+        let mut free_low = 0;
+        loop {
+            tokio::time::sleep(TRIM_EVERY).await;
+            // SAFETY: mallinfo2 only reads the allocator's counters.
+            let info = unsafe { libc::mallinfo2() };
+            free_low = free_low.min(info.fordblks);
+            if !should_trim(info.fordblks, info.uordblks, free_low) {
+                continue;
+            }
+            free_low = info.fordblks;
             // SAFETY: malloc_trim is thread-safe (it takes the arena locks) and frees nothing in use.
             let released = unsafe { libc::malloc_trim(0) };
             tracing::debug!(
@@ -59,9 +69,10 @@ pub async fn return_freed_memory() {
     }
 }
 
-/// Whether `free` bytes of heap beside `in_use` are worth giving back.
-pub fn should_trim(free: usize, in_use: usize) -> bool {
-    free > TRIM_FLOOR_BYTES && free > in_use / 4
+/// Whether `free` bytes of heap beside `in_use` are worth giving back, given the lowest free size
+/// seen since the last trim (0: never trimmed): it must have grown by more than the floor since.
+pub fn should_trim(free: usize, in_use: usize, free_low_since_trim: usize) -> bool {
+    free > TRIM_FLOOR_BYTES && free > in_use / 4 && free > free_low_since_trim.saturating_add(TRIM_FLOOR_BYTES)
 }
 
 #[cfg(test)]
@@ -70,13 +81,19 @@ mod tests {
 
     #[test]
     fn trims_only_a_large_free_heap() {
-        assert!(!should_trim(TRIM_FLOOR_BYTES, 0), "at the floor");
-        assert!(should_trim(TRIM_FLOOR_BYTES + 1, 4 * TRIM_FLOOR_BYTES));
+        assert!(!should_trim(TRIM_FLOOR_BYTES, 0, 0), "at the floor");
+        assert!(should_trim(TRIM_FLOOR_BYTES + 1, 4 * TRIM_FLOOR_BYTES, 0));
         assert!(
-            !should_trim(20 << 20, 100 << 20),
+            !should_trim(20 << 20, 100 << 20, 0),
             "a fifth of the heap free is normal churn"
         );
-        assert!(should_trim(60 << 20, 40 << 20), "after a burst");
-        assert!(!should_trim(0, usize::MAX));
+        assert!(should_trim(60 << 20, 40 << 20, 0), "after a burst");
+        assert!(
+            !should_trim(60 << 20, 40 << 20, 60 << 20),
+            "already trimmed: its pages are back"
+        );
+        assert!(should_trim(90 << 20, 40 << 20, 60 << 20), "a new burst since");
+        assert!(!should_trim(usize::MAX, 0, usize::MAX), "no overflow");
+        assert!(!should_trim(0, usize::MAX, 0));
     }
 }
