@@ -232,10 +232,18 @@ impl Simulator {
     }
 
     /// Stops serving and every background task.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.shutdown.cancel();
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
+    }
+}
+
+/// A simulator dropped without `shutdown` still stops its tasks: the workload controller runs on a
+/// thread of its own, which no runtime's drop would end.
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }

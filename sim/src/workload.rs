@@ -70,10 +70,7 @@ impl Workloads {
     /// The controller loop and the traffic loop, both ending when `shutdown` is cancelled.
     pub fn spawn(self, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
         let controller = Controller::new(self.api.clone(), self.pod_ready_delay);
-        let stop = shutdown.clone();
-        let run_controller = tokio::spawn(async move {
-            tokio::select! { _ = controller.run() => {}, _ = stop.cancelled() => {} }
-        });
+        let run_controller = spawn_on_own_thread(controller, shutdown.clone());
         let traffic = self.traffic.clone();
         let tick = self.traffic_tick.max(Duration::from_millis(1));
         let run_traffic = tokio::spawn(async move {
@@ -81,6 +78,30 @@ impl Workloads {
         });
         vec![run_controller, run_traffic]
     }
+}
+
+/// Runs the workload controller on a thread of its own. Its passes are synchronous work under the
+/// store's lock (thousands of objects on a full pass); on the API's async workers they would stall
+/// every request, and with two workers a pass long enough times clients out. The returned task ends
+/// when the thread does.
+fn spawn_on_own_thread(controller: Controller, shutdown: CancellationToken) -> JoinHandle<()> {
+    let (ended, thread_ended) = tokio::sync::oneshot::channel::<()>();
+    let started = std::thread::Builder::new().name("sim-workloads".into()).spawn(move || {
+        let _ended = ended;
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => return tracing::error!("the workload controller cannot start a runtime: {e}"),
+        };
+        runtime.block_on(async move {
+            tokio::select! { _ = controller.run() => {}, _ = shutdown.cancelled() => {} }
+        });
+    });
+    if let Err(e) = started {
+        tracing::error!("the workload controller cannot start a thread: {e}");
+    }
+    tokio::spawn(async move {
+        let _ = thread_ended.await;
+    })
 }
 
 async fn run_traffic(traffic: Arc<Traffic>, tick: Duration) {
