@@ -29,6 +29,7 @@ pub async fn run(ctx: Arc<AnalysisContext>, scope: Scope, shutdown: Cancellation
         .applied_objects();
     let cached = store.clone();
     Controller::for_stream(runs, store)
+        .with_config(super::reconcile_config())
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(
             move |run, ctx| {

@@ -44,6 +44,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, shutdown: CancellationToken) {
         .reflect(writer)
         .applied_objects();
     Controller::for_stream(experiments, store)
+        .with_config(super::reconcile_config())
         .owns_stream(
             scope
                 .watch::<ReplicaSet>(&client, owned.clone())

@@ -237,6 +237,7 @@ pub async fn start(
     let controller_ctx = ctx.clone();
     let controller = async move {
         Controller::for_stream(gitsyncs, store)
+            .with_config(super::reconcile_config())
             .watches_stream(rollouts, |rollout: Rollout| {
                 owner_of(&rollout.metadata.labels.clone().unwrap_or_default())
             })

@@ -411,6 +411,7 @@ async fn watch_objects<K: Subscriber>(
         })
         .applied_objects();
     Controller::for_stream(objects, store)
+        .with_config(super::reconcile_config())
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(
             |object, ctx| async move { Ok::<_, Never>(observe(&*object, &ctx).await) },

@@ -181,6 +181,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, health: Arc<Health>, shutdown:
         .touched_objects();
     let cached = rollout_store.clone();
     let controller = Controller::for_stream(rollout_watch, rollout_store)
+        .with_config(super::reconcile_config())
         .owns_stream(rs_watch)
         .owns_stream(run_watch)
         .owns_stream(experiment_watch)

@@ -1108,6 +1108,7 @@ async fn write_status(rollout: &Rollout, status: &RolloutStatus, ctx: &Context) 
     }
     let rollouts: Api<Rollout> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
     let patch = json!({"status": diff});
+    tracing::debug!(%namespace, %name, %patch, "writing rollout status");
     let written = rollouts
         .patch_status(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
