@@ -452,6 +452,60 @@ pub fn bench_client(mut config: kube::Config) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
+/// A simulator running as a child process (`sluice sim`), as the benchmarks that measure a controller
+/// process use it: the controller's figures then do not include the simulator's.
+pub struct SimulatorProcess {
+    pub process: ChildProcess,
+    /// Where it serves the Kubernetes API (and `/sim/requests`).
+    pub url: String,
+    /// The kubeconfig it wrote, with its admin token: what a spawned controller is given.
+    pub kubeconfig: PathBuf,
+    /// A bench client for it; Sluice's CRDs are installed.
+    pub client: kube::Client,
+}
+
+/// Spawns `exe sim` on a free port (pods Ready after 10 ms, `watch_history` events kept for watches),
+/// its kubeconfig written into `dir`, and installs Sluice's CRDs once it serves.
+pub async fn spawn_simulator(
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    watch_history: usize,
+) -> anyhow::Result<SimulatorProcess> {
+    let kubeconfig = dir.join("kubeconfig");
+    let args: Vec<String> = [
+        "sim",
+        "--addr",
+        "127.0.0.1:0",
+        "--kubeconfig-out",
+        &kubeconfig.display().to_string(),
+        "--pod-ready-delay",
+        "10ms",
+        "--watch-history",
+        &watch_history.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let serving = "serving the Kubernetes API on ";
+    let mut process = ChildProcess::spawn("simulator", exe, &args, &[], &[serving])?;
+    let line = process.wait_for_line(serving, Duration::from_secs(30)).await?;
+    let url = line[line.find(serving).unwrap_or(0) + serving.len()..]
+        .trim()
+        .to_string();
+    // The simulator wrote its kubeconfig (with the admin token) before it said it serves.
+    let written = kube::config::Kubeconfig::read_from(&kubeconfig)
+        .with_context(|| format!("reading the simulator's kubeconfig {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(written, &Default::default()).await?;
+    let client = bench_client(config)?;
+    install_crds(&client).await?;
+    Ok(SimulatorProcess {
+        process,
+        url,
+        kubeconfig,
+        client,
+    })
+}
+
 /// Installs Sluice's CRDs (the same as `crds/sluice.dev.yaml`) and waits until Rollouts are served.
 pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
