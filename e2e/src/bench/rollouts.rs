@@ -105,19 +105,8 @@ pub async fn setup_healthy(
 
     eprintln!("bringing them to Healthy with a set-up controller …");
     let setup_started = Instant::now();
-    let setup = sluice::controller::start(
-        client.clone(),
-        sluice::controller::ControllerConfig {
-            namespace: None,
-            metrics_addr: "127.0.0.1:0".parse()?,
-            prometheus_address: None,
-            analysis_address_allowlist: vec![],
-            notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
-            gitsync: Default::default(),
-        },
-        Default::default(),
-    )
-    .await?;
+    let setup =
+        sluice::controller::start(client.clone(), support::setup_controller_config(), Default::default()).await?;
     let poll = Duration::from_millis(if count > 1000 { 1000 } else { 250 });
     let healthy = support::wait_for_rollouts(
         &rollouts,

@@ -506,6 +506,19 @@ pub async fn spawn_simulator(
     })
 }
 
+/// The configuration of a controller the benchmarks run in their own process (to bring rollouts to
+/// Healthy, or to drive them): every namespace, metrics on a free loopback port, flag defaults otherwise.
+pub fn setup_controller_config() -> sluice::controller::ControllerConfig {
+    sluice::controller::ControllerConfig {
+        namespace: None,
+        metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        prometheus_address: None,
+        analysis_address_allowlist: vec![],
+        notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
+        gitsync: Default::default(),
+    }
+}
+
 /// Installs Sluice's CRDs (the same as `crds/sluice.dev.yaml`) and waits until Rollouts are served.
 pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());

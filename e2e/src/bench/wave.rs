@@ -159,19 +159,8 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     })
     .await?;
     eprintln!("bringing them to Healthy with a set-up controller …");
-    let setup = sluice::controller::start(
-        client.clone(),
-        sluice::controller::ControllerConfig {
-            namespace: None,
-            metrics_addr: "127.0.0.1:0".parse()?,
-            prometheus_address: None,
-            analysis_address_allowlist: vec![],
-            notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
-            gitsync: Default::default(),
-        },
-        Default::default(),
-    )
-    .await?;
+    let setup =
+        sluice::controller::start(client.clone(), support::setup_controller_config(), Default::default()).await?;
     let poll = poll_interval(options.count);
     let healthy = support::wait_for_rollouts(
         &all,
