@@ -654,6 +654,9 @@ pub struct LoggedRequest {
     pub resource: String,
     #[serde(default)]
     pub subresource: String,
+    /// The object's name (empty for a create, whose name is in the body the log does not keep).
+    #[serde(default)]
+    pub name: String,
     #[serde(default)]
     pub user_agent: String,
     #[serde(default)]
@@ -666,29 +669,35 @@ impl From<&RequestRecord> for LoggedRequest {
             verb: record.verb.clone(),
             resource: record.resource.clone(),
             subresource: record.subresource.clone(),
+            name: record.name.clone(),
             user_agent: record.user_agent.clone(),
             code: record.code,
         }
     }
 }
 
-/// Write requests that pass `keep`, counted by `verb resource[/subresource]`, with ` (CODE)` added
-/// for answers other than 2xx (a create answered 409 is still a write the controller attempted).
+/// What the benchmarks count a write as: `verb resource[/subresource]`, with ` (CODE)` added for
+/// answers other than 2xx (a create answered 409 is still a write the controller attempted).
+pub fn write_kind(request: &LoggedRequest) -> String {
+    let mut kind = format!("{} {}", request.verb, request.resource);
+    if !request.subresource.is_empty() {
+        kind.push('/');
+        kind.push_str(&request.subresource);
+    }
+    if !(200..300).contains(&request.code) {
+        kind.push_str(&format!(" ({})", request.code));
+    }
+    kind
+}
+
+/// Write requests that pass `keep`, counted by [`write_kind`].
 pub fn writes_by_kind(requests: &[LoggedRequest], keep: impl Fn(&LoggedRequest) -> bool) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for request in requests
         .iter()
         .filter(|r| WRITE_VERBS.contains(&r.verb.as_str()) && keep(r))
     {
-        let mut kind = format!("{} {}", request.verb, request.resource);
-        if !request.subresource.is_empty() {
-            kind.push('/');
-            kind.push_str(&request.subresource);
-        }
-        if !(200..300).contains(&request.code) {
-            kind.push_str(&format!(" ({})", request.code));
-        }
-        *counts.entry(kind).or_insert(0) += 1;
+        *counts.entry(write_kind(request)).or_insert(0) += 1;
     }
     counts
 }
@@ -778,6 +787,7 @@ mod tests {
             verb: verb.into(),
             resource: resource.into(),
             subresource: subresource.into(),
+            name: String::new(),
             user_agent: agent.into(),
             code: if verb == "create" { 409 } else { 200 },
         };

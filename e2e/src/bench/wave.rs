@@ -13,10 +13,10 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::rollouts::logged_address;
-use super::support::{self, ChildProcess, TempDir};
+use super::support::{self, ChildProcess, LoggedRequest, RequestLog, TempDir};
 use sluice::api::rollout::{CanaryStep, Rollout};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -341,28 +341,6 @@ fn is_event_kind(kind: &str) -> bool {
     kind.split_whitespace().nth(1).is_some_and(|r| r == "events")
 }
 
-/// The request-log fields the wave counts by (the object's name attributes a write to a rollout).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WaveRequest {
-    verb: String,
-    #[serde(default)]
-    resource: String,
-    #[serde(default)]
-    subresource: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    user_agent: String,
-    #[serde(default)]
-    code: u16,
-}
-
-#[derive(Debug, Deserialize)]
-struct WaveLog {
-    requests: Vec<WaveRequest>,
-}
-
 #[derive(Debug, Default, PartialEq)]
 struct CountedWrites {
     by_kind: BTreeMap<String, usize>,
@@ -371,10 +349,9 @@ struct CountedWrites {
     unattributed: usize,
 }
 
-/// The controller's writes (not the benchmark's) by `verb resource[/subresource]` (non-2xx answers
-/// apart), and per rollout: a write belongs to the rollout whose name its object's name is or starts
+/// The controller's writes (not the benchmark's) by [`support::write_kind`], and per rollout: a write belongs to the rollout whose name its object's name is or starts
 /// with followed by `-` (ReplicaSets) or `.` (Events).
-fn count_writes(requests: &[WaveRequest], names: &[String]) -> CountedWrites {
+fn count_writes(requests: &[LoggedRequest], names: &[String]) -> CountedWrites {
     let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
     let mut counted = CountedWrites {
         per_rollout: vec![0; names.len()],
@@ -394,15 +371,7 @@ fn count_writes(requests: &[WaveRequest], names: &[String]) -> CountedWrites {
         .iter()
         .filter(|r| support::WRITE_VERBS.contains(&r.verb.as_str()) && r.user_agent != support::BENCH_USER_AGENT)
     {
-        let mut kind = format!("{} {}", request.verb, request.resource);
-        if !request.subresource.is_empty() {
-            kind.push('/');
-            kind.push_str(&request.subresource);
-        }
-        if !(200..300).contains(&request.code) {
-            kind.push_str(&format!(" ({})", request.code));
-        }
-        *counted.by_kind.entry(kind).or_insert(0) += 1;
+        *counted.by_kind.entry(support::write_kind(request)).or_insert(0) += 1;
         match owner(&request.name) {
             Some(i) => counted.per_rollout[i] += 1,
             None => counted.unattributed += 1,
@@ -493,7 +462,7 @@ async fn clear_request_log(http: &reqwest::Client, url: &str) -> anyhow::Result<
     Ok(())
 }
 
-async fn request_log(http: &reqwest::Client, url: &str) -> anyhow::Result<WaveLog> {
+async fn request_log(http: &reqwest::Client, url: &str) -> anyhow::Result<RequestLog> {
     http.get(format!("{url}/sim/requests"))
         .timeout(Duration::from_secs(120))
         .send()
@@ -509,8 +478,8 @@ async fn request_log(http: &reqwest::Client, url: &str) -> anyhow::Result<WaveLo
 mod tests {
     use super::*;
 
-    fn write(verb: &str, resource: &str, subresource: &str, name: &str, agent: &str, code: u16) -> WaveRequest {
-        WaveRequest {
+    fn write(verb: &str, resource: &str, subresource: &str, name: &str, agent: &str, code: u16) -> LoggedRequest {
+        LoggedRequest {
             verb: verb.into(),
             resource: resource.into(),
             subresource: subresource.into(),
