@@ -1,8 +1,9 @@
 //! Sharding for `sluice controller --leader-elect --shard-count N`: namespaces hash to N shards, each
 //! guarded by a Lease (`<lease-name>-shard-K`), and every replica reconciles only the namespaces of the
 //! shards it holds. This module is the pure part — the hash, the per-namespace filter the watches
-//! apply, and the fair-share decision; [`run`] does the Lease I/O and restarts the controllers when
-//! the held set changes.
+//! apply, and the fair-share decision; [`leases`] does the Lease I/O and [`run`] restarts the
+//! controllers when the held set changes.
+pub mod leases;
 pub mod run;
 
 use std::collections::BTreeSet;
