@@ -113,14 +113,22 @@ pub struct ControllerArgs {
     kube_burst: u32,
 }
 
+impl ControllerArgs {
+    /// What clap cannot say: shards are held through Leases, so more than one needs --leader-elect.
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.shard_count == 1 || self.leader_elect,
+            "--shard-count {} needs --leader-elect: shards are held through Leases",
+            self.shard_count
+        );
+        Ok(())
+    }
+}
+
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     use crate::client::{self, ClientOptions, WriteGate};
     use crate::controller::leader;
-    anyhow::ensure!(
-        args.shard_count == 1 || args.leader_elect,
-        "--shard-count {} needs --leader-elect: shards are held through Leases",
-        args.shard_count
-    );
+    args.check()?;
     let kube_config = kube::Config::infer()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Kubernetes (KUBECONFIG or in-cluster): {e}"))?;
@@ -270,5 +278,60 @@ fn init_logging(format: LogFormat, default_level: &str) {
             .with_env_filter(filter())
             .with_writer(std::io::stderr)
             .init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    /// `sluice controller <flags>` as clap parses it.
+    fn controller(flags: &[&str]) -> Result<ControllerArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["sluice", "controller"].into_iter().chain(flags.iter().copied()))?;
+        match cli.command {
+            Command::Controller(args) => Ok(*args),
+            _ => panic!("`controller` parses as another command"),
+        }
+    }
+
+    #[test]
+    fn shard_counts_outside_1_to_256_are_refused_naming_the_flag() {
+        for count in ["0", "257"] {
+            let error = controller(&["--leader-elect", "--shard-count", count])
+                .err()
+                .unwrap_or_else(|| panic!("--shard-count {count} was accepted"))
+                .to_string();
+            assert!(
+                error.contains("--shard-count") && error.contains(&format!("'{count}'")),
+                "{error}"
+            );
+        }
+        for count in ["1", "256"] {
+            let args = controller(&["--leader-elect", "--shard-count", count])
+                .unwrap_or_else(|e| panic!("--shard-count {count}: {e}"));
+            assert!(args.check().is_ok(), "--shard-count {count}");
+        }
+    }
+
+    #[test]
+    fn more_than_one_shard_needs_leader_election() {
+        let args = controller(&["--shard-count", "2"]).unwrap_or_else(|e| panic!("{e}"));
+        let error = args.check().expect_err("two shards without --leader-elect").to_string();
+        assert!(
+            error.contains("--shard-count 2") && error.contains("needs --leader-elect"),
+            "{error}"
+        );
+        let args = controller(&["--shard-count", "2", "--leader-elect"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(args.check().is_ok());
+        // One shard is plain (or no) leader election.
+        assert!(controller(&[]).unwrap_or_else(|e| panic!("{e}")).check().is_ok());
     }
 }

@@ -785,3 +785,33 @@ async fn completion_scripts_cover_the_commands() {
     assert!(bad.contains("invalid value 'tcsh'"), "{bad}");
     cluster.shutdown().await;
 }
+
+/// Shard flags the controller cannot honour stop it before it connects, with an error naming the flag.
+#[test]
+fn the_controller_refuses_shard_flags_it_cannot_honour() {
+    let refusals: [(&[&str], &str); 3] = [
+        (
+            &["--leader-elect", "--shard-count", "0"],
+            "invalid value '0' for '--shard-count",
+        ),
+        (
+            &["--leader-elect", "--shard-count", "257"],
+            "invalid value '257' for '--shard-count",
+        ),
+        (&["--shard-count", "2"], "--shard-count 2 needs --leader-elect"),
+    ];
+    for (flags, expected) in refusals {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("controller")
+            .args(flags)
+            // Refused before any connection: a kubeconfig that does not exist is never read.
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("SLUICE_SHARD_COUNT")
+            .env_remove("SLUICE_LEADER_ELECT")
+            .output()
+            .expect("sluice runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "sluice controller {flags:?} started");
+        assert!(stderr.contains(expected), "sluice controller {flags:?}: {stderr}");
+    }
+}

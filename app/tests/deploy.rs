@@ -1380,6 +1380,18 @@ fn helm(helm: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// `helm template` of the chart with `--set` values, expected to fail: its stderr.
+fn helm_template_refused(helm_path: &Path, sets: &[&str]) -> String {
+    let chart = repo("deploy/helm/sluice");
+    let mut args = vec!["template", "sluice", chart.to_str().unwrap()];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let output = Command::new(helm_path).args(&args).output().expect("helm runs");
+    assert!(!output.status.success(), "helm {args:?} rendered");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// `helm template` of the chart into sluice-system with `--set` values, CRDs included.
 fn helm_template(helm_path: &Path, sets: &[&str]) -> Vec<Value> {
     let chart = repo("deploy/helm/sluice");
@@ -1564,21 +1576,29 @@ fn helm_values_reach_the_controller() {
     // Without leader election there is no Lease to grant.
     assert!(!kinds(&docs).contains("Role/sluice-leader-election"));
     // A mistyped value is refused by the chart's schema, not ignored.
-    let chart = repo("deploy/helm/sluice");
-    let refused = Command::new(&helm_path)
-        .args([
-            "template",
-            "sluice",
-            chart.to_str().unwrap(),
-            "--set",
-            "rbac.mode=everything",
-        ])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
+    let refused = helm_template_refused(&helm_path, &["rbac.mode=everything"]);
+    assert!(refused.contains("rbac/mode"), "{refused}");
+}
+
+#[test]
+fn helm_shards_only_under_leader_election() {
+    let Some(helm_path) = helm_binary() else { return };
+    let docs = helm_template(&helm_path, &["sharding.shardCount=8"]);
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("rbac/mode"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
+        args.contains(&"--shard-count=8".to_string()) && args.contains(&"--leader-elect".to_string()),
+        "{args:?}"
     );
+    // Shards are held through Leases: without leader election the chart refuses, saying why.
+    let refused = helm_template_refused(&helm_path, &["sharding.shardCount=2", "leaderElection.enabled=false"]);
+    assert!(
+        refused.contains("sharding.shardCount > 1 needs leaderElection.enabled"),
+        "{refused}"
+    );
+    // --shard-count's range is the schema's.
+    for count in ["0", "257"] {
+        let refused = helm_template_refused(&helm_path, &[&format!("sharding.shardCount={count}")]);
+        assert!(refused.contains("/sharding/shardCount"), "{refused}");
+    }
 }

@@ -1,79 +1,40 @@
 //! Two `sluice controller --leader-elect` processes against the simulator: only the Lease holder
 //! writes; killing it hands the rollout to the other, which continues it; SIGTERM releases the lease.
+mod support;
+
 use sluice_e2e::kit as common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eventually, free_port, install_crds, request_log, start_sim};
+use common::{eventually, request_log};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice::api::rollout::{CanaryStep, Rollout, RolloutPhase};
+use support::{LEASE_NAMESPACE, Replica, ReplicaCluster, is_write};
 
-const LEASE_NAMESPACE: &str = "sluice-system";
 const LONG: Duration = Duration::from_secs(40);
 
-struct Replica {
-    pod_name: &'static str,
-    child: Child,
-    port: u16,
+/// A replica with a 4s lease, so hand-over after a kill is quick.
+fn replica(kubeconfig: &std::path::Path, pod_name: &'static str) -> Replica {
+    let lease = [
+        "--leader-elect-lease-duration",
+        "4s",
+        "--leader-elect-renew-deadline",
+        "3s",
+        "--leader-elect-retry-period",
+        "1s",
+    ];
+    Replica::spawn(kubeconfig, pod_name, &lease, Stdio::null())
 }
 
-impl Replica {
-    /// A replica with a 4s lease, so hand-over after a kill is quick.
-    fn start(kubeconfig: &std::path::Path, pod_name: &'static str) -> Replica {
-        let lease = [
-            "--leader-elect-lease-duration",
-            "4s",
-            "--leader-elect-renew-deadline",
-            "3s",
-            "--leader-elect-retry-period",
-            "1s",
-        ];
-        Replica::start_with(kubeconfig, pod_name, &lease)
-    }
-
-    fn start_with(kubeconfig: &std::path::Path, pod_name: &'static str, lease: &[&str]) -> Replica {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args([
-                "controller",
-                "--leader-elect",
-                "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .args(lease)
-            .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAME", pod_name)
-            .env("POD_NAMESPACE", LEASE_NAMESPACE)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sluice controller starts");
-        Replica { pod_name, child, port }
-    }
-
-    async fn readyz(&self) -> Option<(u16, String)> {
-        let response = reqwest::get(format!("http://127.0.0.1:{}/readyz", self.port))
-            .await
-            .ok()?;
-        let status = response.status().as_u16();
-        Some((status, response.text().await.ok()?))
-    }
-
-    fn user_agent_mark(&self) -> String {
-        format!("({}_", self.pod_name)
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+async fn readyz(replica: &Replica) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("http://127.0.0.1:{}/readyz", replica.port))
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
 }
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
@@ -85,10 +46,6 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .and_then(|l| l.spec)
         .and_then(|s| s.holder_identity)
         .filter(|h| !h.is_empty())
-}
-
-fn is_write(request: &Value) -> bool {
-    !matches!(request["verb"].as_str(), Some("get" | "list" | "watch"))
 }
 
 /// Writes other than to the Lease by a user agent containing `mark`.
@@ -105,23 +62,12 @@ fn step_of(rollout: &Rollout) -> Option<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_writes_and_a_standby_takes_over() {
-    let sim = start_sim().await;
-    install_crds(&sim);
-    let client = sim.client().unwrap();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace = serde_json::from_value(json!({"metadata": {"name": LEASE_NAMESPACE}})).unwrap();
-    namespaces.create(&PostParams::default(), &namespace).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    // The replicas run as deploy/'s ServiceAccount: the Lease calls are authorized by its Role.
-    std::fs::write(&kubeconfig, common::controller_kubeconfig(&sim).await.unwrap()).unwrap();
+    let cluster = ReplicaCluster::start(&[]).await;
+    let (sim, client, kubeconfig) = (&cluster.sim, &cluster.client, &cluster.kubeconfig);
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), "default");
 
-    let mut replicas = [
-        Replica::start(&kubeconfig, "sluice-a"),
-        Replica::start(&kubeconfig, "sluice-b"),
-    ];
+    let mut replicas = [replica(kubeconfig, "sluice-a"), replica(kubeconfig, "sluice-b")];
     let first_holder = eventually(LONG, "a leader", || holder(&leases)).await;
     let leader_index = replicas
         .iter()
@@ -130,10 +76,10 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     let standby_index = 1 - leader_index;
     // Both replicas are ready: the leader once its caches synced, the standby as a standby.
     eventually(LONG, "leader ready", || async {
-        (replicas[leader_index].readyz().await? == (200, "ok".to_string())).then_some(())
+        (readyz(&replicas[leader_index]).await? == (200, "ok".to_string())).then_some(())
     })
     .await;
-    let (status, body) = replicas[standby_index].readyz().await.expect("standby answers");
+    let (status, body) = readyz(&replicas[standby_index]).await.expect("standby answers");
     assert_eq!((status, body.as_str()), (200, "ok: standby, not the leader"));
 
     // A rollout that stops at an open pause, so the hand-over happens mid-rollout.
@@ -164,7 +110,7 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     })
     .await;
 
-    let log = request_log(&sim).await;
+    let log = request_log(sim).await;
     let leader_mark = replicas[leader_index].user_agent_mark();
     let standby_mark = replicas[standby_index].user_agent_mark();
     assert!(controller_writes(&log, &leader_mark) > 0, "the leader wrote");
@@ -197,7 +143,7 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     })
     .await;
     assert!(
-        controller_writes(&request_log(&sim).await, &standby_mark) > 0,
+        controller_writes(&request_log(sim).await, &standby_mark) > 0,
         "the new leader wrote"
     );
 
@@ -222,20 +168,19 @@ async fn one_leader_writes_and_a_standby_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_lease_is_taken_over_at_once() {
-    let sim = start_sim().await;
-    install_crds(&sim);
-    let client = sim.client().unwrap();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace = serde_json::from_value(json!({"metadata": {"name": LEASE_NAMESPACE}})).unwrap();
-    namespaces.create(&PostParams::default(), &namespace).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    // The replicas run as deploy/'s ServiceAccount: the Lease calls are authorized by its Role.
-    std::fs::write(&kubeconfig, common::controller_kubeconfig(&sim).await.unwrap()).unwrap();
+    let cluster = ReplicaCluster::start(&[]).await;
+    let (client, kubeconfig) = (&cluster.client, &cluster.kubeconfig);
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
 
     // Ctrl-C (SIGINT) stops a replica like SIGTERM does. A 30s lease: without the release, the standby would wait for it to expire.
-    let start = |name: &'static str| Replica::start_with(&kubeconfig, name, &["--leader-elect-lease-duration", "30s"]);
+    let start = |name: &'static str| {
+        Replica::spawn(
+            kubeconfig,
+            name,
+            &["--leader-elect-lease-duration", "30s"],
+            Stdio::null(),
+        )
+    };
     let mut first = start("first");
     let first_holder = eventually(LONG, "first leader", || holder(&leases)).await;
     assert!(first_holder.starts_with("first_"));
@@ -264,44 +209,24 @@ async fn a_released_lease_is_taken_over_at_once() {
 /// controllers and exit non-zero within the retry period, logging why — in JSON with --log-format json.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_loses_the_lease_exits_non_zero() {
-    let sim = start_sim().await;
-    install_crds(&sim);
-    let client = sim.client().unwrap();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace = serde_json::from_value(json!({"metadata": {"name": LEASE_NAMESPACE}})).unwrap();
-    namespaces.create(&PostParams::default(), &namespace).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    // The replicas run as deploy/'s ServiceAccount: the Lease calls are authorized by its Role.
-    std::fs::write(&kubeconfig, common::controller_kubeconfig(&sim).await.unwrap()).unwrap();
+    let cluster = ReplicaCluster::start(&[]).await;
+    let (client, kubeconfig) = (&cluster.client, &cluster.kubeconfig);
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
-    let log_path = dir.path().join("controller.log");
-    let port = free_port();
-    let mut leader = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "--log-format",
-            "json",
-            "controller",
-            "--leader-elect",
-            "--leader-elect-retry-period",
-            "1s",
-        ])
-        .arg(format!("--metrics-addr=127.0.0.1:{port}"))
-        .env("KUBECONFIG", &kubeconfig)
-        .env("POD_NAME", "victim")
-        .env("POD_NAMESPACE", LEASE_NAMESPACE)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("controller.log");
+    let mut leader = Replica::spawn(
+        kubeconfig,
+        "victim",
+        &["--log-format", "json", "--leader-elect-retry-period", "1s"],
+        std::fs::File::create(&log_path).unwrap().into(),
+    );
     eventually(LONG, "leader", || async {
         holder(&leases).await.filter(|h| h.starts_with("victim_"))
     })
     .await;
     // Leading (confirmed, controllers started, caches synced), not just holding.
     eventually(LONG, "leader ready", || async {
-        let response = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.ok()?;
-        (response.text().await.ok()? == "ok").then_some(())
+        (readyz(&leader).await?.1 == "ok").then_some(())
     })
     .await;
 
@@ -320,7 +245,7 @@ async fn a_leader_that_loses_the_lease_exits_non_zero() {
         .unwrap();
     let stolen_at = Instant::now();
     let status = loop {
-        if let Some(status) = leader.try_wait().unwrap() {
+        if let Some(status) = leader.child.try_wait().unwrap() {
             break status;
         }
         assert!(

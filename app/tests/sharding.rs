@@ -2,20 +2,21 @@
 //! ServiceAccount: they split 200 Rollouts in 10 namespaces by shard; after `kill -9` of one, the other
 //! takes its shard within the lease duration and every Rollout completes a new canary; and the request
 //! log shows no namespace ever written by both replicas in overlapping time windows.
+mod support;
+
 use sluice_e2e::kit as common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{eventually, free_port, install_crds, request_log, start_sim};
-use k8s_openapi::api::core::v1::Namespace;
+use common::{eventually, request_log};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice::api::rollout::{CanaryStep, Rollout, RolloutPhase};
 use sluice::controller::shard::shard_of;
+use support::{Replica, ReplicaCluster, is_write};
 
-const LEASE_NAMESPACE: &str = "sluice-system";
 const SHARDS: u16 = 2;
 const NAMESPACES_PER_SHARD: usize = 5;
 const ROLLOUTS_PER_NAMESPACE: usize = 20;
@@ -24,83 +25,53 @@ const LONG: Duration = Duration::from_secs(60);
 /// builds made the simulator take minutes).
 const WAVE: Duration = Duration::from_secs(600);
 
-struct Replica {
-    pod_name: &'static str,
-    child: Child,
-    port: u16,
+/// A replica with an 8s lease: a dead replica's shard moves quickly, and a loaded machine's slow
+/// answers (seconds, while 200 Rollouts start) do not make the replicas drop their shards. Its log
+/// goes to `$SHARDING_TEST_LOG_DIR/<pod name>.log` when that is set.
+fn replica(kubeconfig: &std::path::Path, pod_name: &'static str) -> Replica {
+    let stderr = match std::env::var_os("SHARDING_TEST_LOG_DIR") {
+        Some(dir) => {
+            Stdio::from(std::fs::File::create(std::path::Path::new(&dir).join(format!("{pod_name}.log"))).unwrap())
+        }
+        None => Stdio::null(),
+    };
+    let shards = SHARDS.to_string();
+    let args = [
+        "--shard-count",
+        &shards,
+        "--leader-elect-lease-duration",
+        "8s",
+        "--leader-elect-renew-deadline",
+        "6s",
+        "--leader-elect-retry-period",
+        "1s",
+        "--kube-qps",
+        "0",
+    ];
+    Replica::spawn(kubeconfig, pod_name, &args, stderr)
 }
 
-impl Replica {
-    /// A replica with an 8s lease: a dead replica's shard moves quickly, and a loaded machine's slow
-    /// answers (seconds, while 200 Rollouts start) do not make the replicas drop their shards.
-    fn start(kubeconfig: &std::path::Path, pod_name: &'static str) -> Replica {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args([
-                "controller",
-                "--leader-elect",
-                "--shard-count",
-                &SHARDS.to_string(),
-                "--leader-elect-lease-duration",
-                "8s",
-                "--leader-elect-renew-deadline",
-                "6s",
-                "--leader-elect-retry-period",
-                "1s",
-                "--kube-qps",
-                "0",
-                "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAME", pod_name)
-            .env("POD_NAMESPACE", LEASE_NAMESPACE)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(match std::env::var_os("SHARDING_TEST_LOG_DIR") {
-                Some(dir) => Stdio::from(
-                    std::fs::File::create(std::path::Path::new(&dir).join(format!("{pod_name}.log"))).unwrap(),
-                ),
-                None => Stdio::null(),
-            })
-            .spawn()
-            .expect("sluice controller starts");
-        Replica { pod_name, child, port }
-    }
-
-    /// `sluice_shards_held` and the shards `sluice_shard_held{shard}` reports held.
-    async fn shards(&self) -> Option<(i64, BTreeSet<u16>)> {
-        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let mut count = None;
-        let mut held = BTreeSet::new();
-        for line in text.lines() {
-            if let Some(value) = line.strip_prefix("sluice_shards_held ") {
-                count = value.trim().parse().ok();
-            } else if let Some(rest) = line.strip_prefix("sluice_shard_held{shard=\"") {
-                let (shard, value) = rest.split_once("\"} ")?;
-                if value.trim() == "1" {
-                    held.insert(shard.parse().ok()?);
-                }
+/// `sluice_shards_held` and the shards `sluice_shard_held{shard}` reports held.
+async fn shards_held(replica: &Replica) -> Option<(i64, BTreeSet<u16>)> {
+    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", replica.port))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let mut count = None;
+    let mut held = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(value) = line.strip_prefix("sluice_shards_held ") {
+            count = value.trim().parse().ok();
+        } else if let Some(rest) = line.strip_prefix("sluice_shard_held{shard=\"") {
+            let (shard, value) = rest.split_once("\"} ")?;
+            if value.trim() == "1" {
+                held.insert(shard.parse().ok()?);
             }
         }
-        Some((count?, held))
     }
-
-    fn user_agent_mark(&self) -> String {
-        format!("({}_", self.pod_name)
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Some((count?, held))
 }
 
 /// Five namespaces per shard, so that the split between two replicas is even by construction.
@@ -117,10 +88,6 @@ fn namespaces() -> Vec<String> {
         }
     }
     per_shard.into_values().flatten().collect()
-}
-
-fn is_write(request: &Value) -> bool {
-    !matches!(request["verb"].as_str(), Some("get" | "list" | "watch"))
 }
 
 /// Which replica made a request, by the identity in its user agent.
@@ -153,29 +120,19 @@ async fn all_healthy(rollouts: &Api<Rollout>, not_stable: &BTreeMap<String, Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_split_the_shards_and_one_finishes_every_canary_after_the_other_dies() {
-    let sim = start_sim().await;
-    install_crds(&sim);
-    let client = sim.client().unwrap();
-    let namespace_api: Api<Namespace> = Api::all(client.clone());
     let namespaces = namespaces();
-    for name in std::iter::once(LEASE_NAMESPACE.to_string()).chain(namespaces.iter().cloned()) {
-        let namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-        namespace_api.create(&PostParams::default(), &namespace).await.unwrap();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    // The replicas run as deploy/'s ServiceAccount: every Lease call is authorized by its Role.
-    std::fs::write(&kubeconfig, common::controller_kubeconfig(&sim).await.unwrap()).unwrap();
+    let cluster = ReplicaCluster::start(&namespaces).await;
+    let (sim, client) = (&cluster.sim, &cluster.client);
 
     let mut replicas = [
-        Replica::start(&kubeconfig, "sluice-a"),
-        Replica::start(&kubeconfig, "sluice-b"),
+        replica(&cluster.kubeconfig, "sluice-a"),
+        replica(&cluster.kubeconfig, "sluice-b"),
     ];
     // Fair share: one shard each, before any Rollout exists (so every namespace has one writer
     // until the kill).
     let split = eventually(LONG, "one shard each", || async {
-        let a = replicas[0].shards().await?;
-        let b = replicas[1].shards().await?;
+        let a = shards_held(&replicas[0]).await?;
+        let b = shards_held(&replicas[1]).await?;
         (a.0 == 1 && b.0 == 1 && a.1.len() == 1 && b.1.len() == 1 && a.1 != b.1).then_some((a.1, b.1))
     })
     .await;
@@ -202,7 +159,7 @@ async fn two_replicas_split_the_shards_and_one_finishes_every_canary_after_the_o
     eprintln!("200 rollouts healthy {:?} after creation", created_at.elapsed());
 
     // The split: Rollouts whose status each replica wrote.
-    let log = request_log(&sim).await;
+    let log = request_log(sim).await;
     let mut per_replica: [BTreeSet<(String, String)>; 2] = Default::default();
     for request in log.iter().filter(|r| is_write(r) && r["resource"] == "rollouts") {
         if let Some(index) = writer(request, &replicas) {
@@ -264,7 +221,7 @@ async fn two_replicas_split_the_shards_and_one_finishes_every_canary_after_the_o
     replicas[0].child.kill().unwrap();
     replicas[0].child.wait().unwrap();
     eventually(LONG, "the survivor holds both shards", || async {
-        let (count, held) = replicas[1].shards().await?;
+        let (count, held) = shards_held(&replicas[1]).await?;
         (count == i64::from(SHARDS) && held.len() == usize::from(SHARDS)).then_some(())
     })
     .await;
@@ -281,7 +238,7 @@ async fn two_replicas_split_the_shards_and_one_finishes_every_canary_after_the_o
     // No namespace (Rollouts, ReplicaSets, Events, AnalysisRuns in it) ever written by both replicas
     // in overlapping windows: in time order, each namespace's writers form at most two runs, and the
     // second one, if any, is the survivor's after the kill.
-    let log = request_log(&sim).await;
+    let log = request_log(sim).await;
     let test_namespaces: BTreeSet<&str> = namespaces.iter().map(String::as_str).collect();
     let mut writes: BTreeMap<&str, Vec<(u64, usize)>> = BTreeMap::new();
     for (order, request) in log.iter().enumerate().filter(|(_, r)| is_write(r)) {

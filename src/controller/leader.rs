@@ -18,7 +18,7 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::WriteGate;
-use crate::controller::{ControllerConfig, serve_endpoints, start_controllers};
+use crate::controller::{ControllerConfig, Endpoints, serve_endpoints, start_controllers};
 
 /// The Lease the replicas compete for.
 pub const DEFAULT_LEASE_NAME: &str = "sluice-controller";
@@ -139,14 +139,8 @@ pub async fn run(
     stop: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    election.validate()?;
-    // Fail on a bad flag now, not after winning the lease.
-    crate::analysis::allowlist::Allowlist::parse(&config.analysis_address_allowlist)
-        .map_err(|e| anyhow::anyhow!("--analysis-address-allowlist: {e}"))?;
-    gate.set_open(false);
     let server_shutdown = CancellationToken::new();
-    let endpoints = serve_endpoints(config.metrics_addr, server_shutdown.clone()).await?;
-    endpoints.health.set_standby(true);
+    let endpoints = serve_as_standby(&gate, &config, &election, server_shutdown.clone()).await?;
     let leases: Api<Lease> = Api::namespaced(lease_client.clone(), &election.namespace);
     tracing::info!(
         lease = %format!("{}/{}", election.namespace, election.lease_name),
@@ -248,9 +242,31 @@ pub async fn run(
         }
     }
     .await;
+    stop_serving(endpoints, server_shutdown).await;
+    result
+}
+
+/// How a replica under election (single leader or sharded) starts: the flags checked now rather than
+/// after winning a Lease, the write gate closed, and the endpoints served with the replica a standby.
+pub(crate) async fn serve_as_standby(
+    gate: &WriteGate,
+    config: &ControllerConfig,
+    election: &LeaderElection,
+    server_shutdown: CancellationToken,
+) -> anyhow::Result<Endpoints> {
+    election.validate()?;
+    crate::analysis::allowlist::Allowlist::parse(&config.analysis_address_allowlist)
+        .map_err(|e| anyhow::anyhow!("--analysis-address-allowlist: {e}"))?;
+    gate.set_open(false);
+    let endpoints = serve_endpoints(config.metrics_addr, server_shutdown).await?;
+    endpoints.health.set_standby(true);
+    Ok(endpoints)
+}
+
+/// Stops the endpoints [`serve_as_standby`] started, giving the server a second to finish.
+pub(crate) async fn stop_serving(endpoints: Endpoints, server_shutdown: CancellationToken) {
     server_shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoints.task).await;
-    result
 }
 
 async fn build_manager(client: &Client, election: &LeaderElection) -> kube_lease_manager::Result<LeaseManager> {

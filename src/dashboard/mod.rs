@@ -651,14 +651,11 @@ async fn detail(
     State(state): State<Shared>,
     axum::Extension(caller): axum::Extension<Caller>,
     Path((namespace, name)): Path<(String, String)>,
-) -> Response {
-    let target = match readable_target(&state, &caller, &namespace, &name).await {
-        Ok(target) => target,
-        Err(response) => return response,
-    };
+) -> Result<Response, Response> {
+    let target = readable_target(&state, &caller, &namespace, &name).await?;
     match read_detail(&state, &target, &name).await {
-        Ok(view) => axum::Json(view).into_response(),
-        Err(e) => error(cli_status(&e), &e.to_string()),
+        Ok(view) => Ok(axum::Json(view).into_response()),
+        Err(e) => Err(error(cli_status(&e), &e.to_string())),
     }
 }
 
@@ -666,11 +663,8 @@ async fn detail_stream(
     State(state): State<Shared>,
     axum::Extension(caller): axum::Extension<Caller>,
     Path((namespace, name)): Path<(String, String)>,
-) -> Response {
-    let target = match readable_target(&state, &caller, &namespace, &name).await {
-        Ok(target) => target,
-        Err(response) => return response,
-    };
+) -> Result<Response, Response> {
+    let target = readable_target(&state, &caller, &namespace, &name).await?;
     let render_state = state.clone();
     let name = Arc::new(name);
     let ns = namespace.clone();
@@ -693,7 +687,7 @@ async fn detail_stream(
             }
         },
     );
-    sse(stream)
+    Ok(sse(stream))
 }
 
 /// The rollout's analysis templates backtested over the last day (`sluice analysis backtest` with the
@@ -702,11 +696,8 @@ async fn backtest(
     State(state): State<Shared>,
     axum::Extension(caller): axum::Extension<Caller>,
     Path((namespace, name)): Path<(String, String)>,
-) -> Response {
-    let target = match readable_target(&state, &caller, &namespace, &name).await {
-        Ok(target) => target,
-        Err(response) => return response,
-    };
+) -> Result<Response, Response> {
+    let target = readable_target(&state, &caller, &namespace, &name).await?;
     let templates = Access {
         verb: "get",
         resource: "analysistemplates",
@@ -714,30 +705,28 @@ async fn backtest(
         namespace: &namespace,
         name: None,
     };
-    if let Err(response) = check(&state, &caller, templates).await {
-        return response;
-    }
-    let Some(address) = state.prometheus.get() else {
-        return error(
+    check(&state, &caller, templates).await?;
+    let address = state.prometheus.get().ok_or_else(|| {
+        error(
             StatusCode::CONFLICT,
             "no Prometheus to backtest against: start the dashboard with --prometheus-address URL",
-        );
-    };
-    let Ok(_slot) = state.backtest_slot.try_acquire() else {
-        return error(
+        )
+    })?;
+    let _slot = state.backtest_slot.try_acquire().map_err(|_| {
+        error(
             StatusCode::TOO_MANY_REQUESTS,
             "a backtest is already running; try again when it ends",
-        );
-    };
+        )
+    })?;
     let run =
         crate::cli::analysis::revisions::backtest_rollout(&target, &name, address, BACKTEST_SPAN, BACKTEST_INSTANTS);
     match tokio::time::timeout(BACKTEST_TIMEOUT, run).await {
-        Ok(Ok(report)) => axum::Json(report).into_response(),
-        Ok(Err(e)) => error(cli_status(&e), &e.to_string()),
-        Err(_) => error(
+        Ok(Ok(report)) => Ok(axum::Json(report).into_response()),
+        Ok(Err(e)) => Err(error(cli_status(&e), &e.to_string())),
+        Err(_) => Err(error(
             StatusCode::GATEWAY_TIMEOUT,
             &format!("the backtest did not finish within {}s", BACKTEST_TIMEOUT.as_secs()),
-        ),
+        )),
     }
 }
 

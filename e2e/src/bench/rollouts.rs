@@ -105,19 +105,8 @@ pub async fn setup_healthy(
 
     eprintln!("bringing them to Healthy with a set-up controller …");
     let setup_started = Instant::now();
-    let setup = sluice::controller::start(
-        client.clone(),
-        sluice::controller::ControllerConfig {
-            namespace: None,
-            metrics_addr: "127.0.0.1:0".parse()?,
-            prometheus_address: None,
-            analysis_address_allowlist: vec![],
-            notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
-            gitsync: Default::default(),
-        },
-        Default::default(),
-    )
-    .await?;
+    let setup =
+        sluice::controller::start(client.clone(), support::setup_controller_config(), Default::default()).await?;
     let poll = Duration::from_millis(if count > 1000 { 1000 } else { 250 });
     let healthy = support::wait_for_rollouts(
         &rollouts,
@@ -140,34 +129,13 @@ pub async fn setup_healthy(
 pub async fn run(options: RolloutsBenchOptions) -> anyhow::Result<RolloutsBenchReport> {
     let exe = std::env::current_exe().context("locating the sluice binary")?;
     let dir = TempDir::new("sluice-bench-rollouts")?;
-    let kubeconfig = dir.0.join("kubeconfig");
     let watch_history = (options.count * 10).max(20_000);
-    let sim_args: Vec<String> = [
-        "sim",
-        "--addr",
-        "127.0.0.1:0",
-        "--kubeconfig-out",
-        &kubeconfig.display().to_string(),
-        "--pod-ready-delay",
-        "10ms",
-        "--watch-history",
-        &watch_history.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let serving = "serving the Kubernetes API on ";
-    let mut sim = ChildProcess::spawn("simulator", &exe, &sim_args, &[], &[serving])?;
-    let line = sim.wait_for_line(serving, Duration::from_secs(30)).await?;
-    let url = line[line.find(serving).unwrap_or(0) + serving.len()..]
-        .trim()
-        .to_string();
-    // The simulator wrote its kubeconfig (with the admin token) before it said it serves.
-    let written = kube::config::Kubeconfig::read_from(&kubeconfig)
-        .with_context(|| format!("reading the simulator's kubeconfig {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(written, &Default::default()).await?;
-    let client = support::bench_client(config)?;
-    support::install_crds(&client).await?;
+    let support::SimulatorProcess {
+        process: mut sim,
+        url,
+        kubeconfig,
+        client,
+    } = support::spawn_simulator(&exe, &dir.0, watch_history).await?;
     let http = reqwest::Client::new();
 
     eprintln!("measuring an idle controller with no rollouts …");

@@ -96,19 +96,8 @@ async fn measure(sim: &Simulator, options: &StepsBenchOptions) -> anyhow::Result
         async move { support::create_rollout(&rollouts, &rollout(i, replicas)).await }
     })
     .await?;
-    let controller = sluice::controller::start(
-        sim.client()?,
-        sluice::controller::ControllerConfig {
-            namespace: None,
-            metrics_addr: "127.0.0.1:0".parse()?,
-            prometheus_address: None,
-            analysis_address_allowlist: vec![],
-            notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
-            gitsync: Default::default(),
-        },
-        Default::default(),
-    )
-    .await?;
+    let controller =
+        sluice::controller::start(sim.client()?, support::setup_controller_config(), Default::default()).await?;
     let result = progress(sim, options, &rollouts, &controller).await;
     controller.stop(Duration::from_secs(10)).await;
     result

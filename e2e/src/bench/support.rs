@@ -452,6 +452,73 @@ pub fn bench_client(mut config: kube::Config) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
+/// A simulator running as a child process (`sluice sim`), as the benchmarks that measure a controller
+/// process use it: the controller's figures then do not include the simulator's.
+pub struct SimulatorProcess {
+    pub process: ChildProcess,
+    /// Where it serves the Kubernetes API (and `/sim/requests`).
+    pub url: String,
+    /// The kubeconfig it wrote, with its admin token: what a spawned controller is given.
+    pub kubeconfig: PathBuf,
+    /// A bench client for it; Sluice's CRDs are installed.
+    pub client: kube::Client,
+}
+
+/// Spawns `exe sim` on a free port (pods Ready after 10 ms, `watch_history` events kept for watches),
+/// its kubeconfig written into `dir`, and installs Sluice's CRDs once it serves.
+pub async fn spawn_simulator(
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    watch_history: usize,
+) -> anyhow::Result<SimulatorProcess> {
+    let kubeconfig = dir.join("kubeconfig");
+    let args: Vec<String> = [
+        "sim",
+        "--addr",
+        "127.0.0.1:0",
+        "--kubeconfig-out",
+        &kubeconfig.display().to_string(),
+        "--pod-ready-delay",
+        "10ms",
+        "--watch-history",
+        &watch_history.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let serving = "serving the Kubernetes API on ";
+    let mut process = ChildProcess::spawn("simulator", exe, &args, &[], &[serving])?;
+    let line = process.wait_for_line(serving, Duration::from_secs(30)).await?;
+    let url = line[line.find(serving).unwrap_or(0) + serving.len()..]
+        .trim()
+        .to_string();
+    // The simulator wrote its kubeconfig (with the admin token) before it said it serves.
+    let written = kube::config::Kubeconfig::read_from(&kubeconfig)
+        .with_context(|| format!("reading the simulator's kubeconfig {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(written, &Default::default()).await?;
+    let client = bench_client(config)?;
+    install_crds(&client).await?;
+    Ok(SimulatorProcess {
+        process,
+        url,
+        kubeconfig,
+        client,
+    })
+}
+
+/// The configuration of a controller the benchmarks run in their own process (to bring rollouts to
+/// Healthy, or to drive them): every namespace, metrics on a free loopback port, flag defaults otherwise.
+pub fn setup_controller_config() -> sluice::controller::ControllerConfig {
+    sluice::controller::ControllerConfig {
+        namespace: None,
+        metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        prometheus_address: None,
+        analysis_address_allowlist: vec![],
+        notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
+        gitsync: Default::default(),
+    }
+}
+
 /// Installs Sluice's CRDs (the same as `crds/sluice.dev.yaml`) and waits until Rollouts are served.
 pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -587,6 +654,9 @@ pub struct LoggedRequest {
     pub resource: String,
     #[serde(default)]
     pub subresource: String,
+    /// The object's name (empty for a create, whose name is in the body the log does not keep).
+    #[serde(default)]
+    pub name: String,
     #[serde(default)]
     pub user_agent: String,
     #[serde(default)]
@@ -599,29 +669,35 @@ impl From<&RequestRecord> for LoggedRequest {
             verb: record.verb.clone(),
             resource: record.resource.clone(),
             subresource: record.subresource.clone(),
+            name: record.name.clone(),
             user_agent: record.user_agent.clone(),
             code: record.code,
         }
     }
 }
 
-/// Write requests that pass `keep`, counted by `verb resource[/subresource]`, with ` (CODE)` added
-/// for answers other than 2xx (a create answered 409 is still a write the controller attempted).
+/// What the benchmarks count a write as: `verb resource[/subresource]`, with ` (CODE)` added for
+/// answers other than 2xx (a create answered 409 is still a write the controller attempted).
+pub fn write_kind(request: &LoggedRequest) -> String {
+    let mut kind = format!("{} {}", request.verb, request.resource);
+    if !request.subresource.is_empty() {
+        kind.push('/');
+        kind.push_str(&request.subresource);
+    }
+    if !(200..300).contains(&request.code) {
+        kind.push_str(&format!(" ({})", request.code));
+    }
+    kind
+}
+
+/// Write requests that pass `keep`, counted by [`write_kind`].
 pub fn writes_by_kind(requests: &[LoggedRequest], keep: impl Fn(&LoggedRequest) -> bool) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for request in requests
         .iter()
         .filter(|r| WRITE_VERBS.contains(&r.verb.as_str()) && keep(r))
     {
-        let mut kind = format!("{} {}", request.verb, request.resource);
-        if !request.subresource.is_empty() {
-            kind.push('/');
-            kind.push_str(&request.subresource);
-        }
-        if !(200..300).contains(&request.code) {
-            kind.push_str(&format!(" ({})", request.code));
-        }
-        *counts.entry(kind).or_insert(0) += 1;
+        *counts.entry(write_kind(request)).or_insert(0) += 1;
     }
     counts
 }
@@ -711,6 +787,7 @@ mod tests {
             verb: verb.into(),
             resource: resource.into(),
             subresource: subresource.into(),
+            name: String::new(),
             user_agent: agent.into(),
             code: if verb == "create" { 409 } else { 200 },
         };

@@ -13,10 +13,10 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::rollouts::logged_address;
-use super::support::{self, ChildProcess, TempDir};
+use super::support::{self, ChildProcess, LoggedRequest, RequestLog, TempDir};
 use sluice::api::rollout::{CanaryStep, Rollout};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -117,33 +117,13 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     anyhow::ensure!(options.namespaces > 0, "--namespaces must be at least 1");
     let exe = std::env::current_exe().context("locating the sluice binary")?;
     let dir = TempDir::new("sluice-bench-wave")?;
-    let kubeconfig = dir.0.join("kubeconfig");
     let watch_history = (options.count * 20).max(20_000);
-    let sim_args: Vec<String> = [
-        "sim",
-        "--addr",
-        "127.0.0.1:0",
-        "--kubeconfig-out",
-        &kubeconfig.display().to_string(),
-        "--pod-ready-delay",
-        "10ms",
-        "--watch-history",
-        &watch_history.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let serving = "serving the Kubernetes API on ";
-    let mut sim = ChildProcess::spawn("simulator", &exe, &sim_args, &[], &[serving])?;
-    let line = sim.wait_for_line(serving, Duration::from_secs(30)).await?;
-    let url = line[line.find(serving).unwrap_or(0) + serving.len()..]
-        .trim()
-        .to_string();
-    let written = kube::config::Kubeconfig::read_from(&kubeconfig)
-        .with_context(|| format!("reading the simulator's kubeconfig {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(written, &Default::default()).await?;
-    let client = support::bench_client(config)?;
-    support::install_crds(&client).await?;
+    let support::SimulatorProcess {
+        process: mut sim,
+        url,
+        kubeconfig,
+        client,
+    } = support::spawn_simulator(&exe, &dir.0, watch_history).await?;
     let http = reqwest::Client::new();
 
     let namespaces: Vec<String> = (0..options.namespaces).map(|n| format!("wave-{n:03}")).collect();
@@ -179,19 +159,8 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     })
     .await?;
     eprintln!("bringing them to Healthy with a set-up controller …");
-    let setup = sluice::controller::start(
-        client.clone(),
-        sluice::controller::ControllerConfig {
-            namespace: None,
-            metrics_addr: "127.0.0.1:0".parse()?,
-            prometheus_address: None,
-            analysis_address_allowlist: vec![],
-            notifications_configmap: sluice::controller::DEFAULT_NOTIFICATIONS_CONFIGMAP.into(),
-            gitsync: Default::default(),
-        },
-        Default::default(),
-    )
-    .await?;
+    let setup =
+        sluice::controller::start(client.clone(), support::setup_controller_config(), Default::default()).await?;
     let poll = poll_interval(options.count);
     let healthy = support::wait_for_rollouts(
         &all,
@@ -372,28 +341,6 @@ fn is_event_kind(kind: &str) -> bool {
     kind.split_whitespace().nth(1).is_some_and(|r| r == "events")
 }
 
-/// The request-log fields the wave counts by (the object's name attributes a write to a rollout).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WaveRequest {
-    verb: String,
-    #[serde(default)]
-    resource: String,
-    #[serde(default)]
-    subresource: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    user_agent: String,
-    #[serde(default)]
-    code: u16,
-}
-
-#[derive(Debug, Deserialize)]
-struct WaveLog {
-    requests: Vec<WaveRequest>,
-}
-
 #[derive(Debug, Default, PartialEq)]
 struct CountedWrites {
     by_kind: BTreeMap<String, usize>,
@@ -402,10 +349,9 @@ struct CountedWrites {
     unattributed: usize,
 }
 
-/// The controller's writes (not the benchmark's) by `verb resource[/subresource]` (non-2xx answers
-/// apart), and per rollout: a write belongs to the rollout whose name its object's name is or starts
+/// The controller's writes (not the benchmark's) by [`support::write_kind`], and per rollout: a write belongs to the rollout whose name its object's name is or starts
 /// with followed by `-` (ReplicaSets) or `.` (Events).
-fn count_writes(requests: &[WaveRequest], names: &[String]) -> CountedWrites {
+fn count_writes(requests: &[LoggedRequest], names: &[String]) -> CountedWrites {
     let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
     let mut counted = CountedWrites {
         per_rollout: vec![0; names.len()],
@@ -425,15 +371,7 @@ fn count_writes(requests: &[WaveRequest], names: &[String]) -> CountedWrites {
         .iter()
         .filter(|r| support::WRITE_VERBS.contains(&r.verb.as_str()) && r.user_agent != support::BENCH_USER_AGENT)
     {
-        let mut kind = format!("{} {}", request.verb, request.resource);
-        if !request.subresource.is_empty() {
-            kind.push('/');
-            kind.push_str(&request.subresource);
-        }
-        if !(200..300).contains(&request.code) {
-            kind.push_str(&format!(" ({})", request.code));
-        }
-        *counted.by_kind.entry(kind).or_insert(0) += 1;
+        *counted.by_kind.entry(support::write_kind(request)).or_insert(0) += 1;
         match owner(&request.name) {
             Some(i) => counted.per_rollout[i] += 1,
             None => counted.unattributed += 1,
@@ -524,7 +462,7 @@ async fn clear_request_log(http: &reqwest::Client, url: &str) -> anyhow::Result<
     Ok(())
 }
 
-async fn request_log(http: &reqwest::Client, url: &str) -> anyhow::Result<WaveLog> {
+async fn request_log(http: &reqwest::Client, url: &str) -> anyhow::Result<RequestLog> {
     http.get(format!("{url}/sim/requests"))
         .timeout(Duration::from_secs(120))
         .send()
@@ -540,8 +478,8 @@ async fn request_log(http: &reqwest::Client, url: &str) -> anyhow::Result<WaveLo
 mod tests {
     use super::*;
 
-    fn write(verb: &str, resource: &str, subresource: &str, name: &str, agent: &str, code: u16) -> WaveRequest {
-        WaveRequest {
+    fn write(verb: &str, resource: &str, subresource: &str, name: &str, agent: &str, code: u16) -> LoggedRequest {
+        LoggedRequest {
             verb: verb.into(),
             resource: resource.into(),
             subresource: subresource.into(),

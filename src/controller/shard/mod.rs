@@ -1,8 +1,9 @@
 //! Sharding for `sluice controller --leader-elect --shard-count N`: namespaces hash to N shards, each
 //! guarded by a Lease (`<lease-name>-shard-K`), and every replica reconciles only the namespaces of the
 //! shards it holds. This module is the pure part — the hash, the per-namespace filter the watches
-//! apply, and the fair-share decision; [`run`] does the Lease I/O and restarts the controllers when
-//! the held set changes.
+//! apply, and the fair-share decision; [`leases`] does the Lease I/O and [`run`] restarts the
+//! controllers when the held set changes.
+pub mod leases;
 pub mod run;
 
 use std::collections::BTreeSet;
@@ -211,6 +212,19 @@ mod tests {
     }
 
     proptest! {
+        /// Any namespace text (names are checked by the API server, not here) lands in a shard that
+        /// exists, and always the same one.
+        #[test]
+        fn every_namespace_has_one_stable_shard_below_the_count(
+            namespace in any::<String>(),
+            shard_count in 1u16..=MAX_SHARDS,
+        ) {
+            let shard = shard_of(&namespace, shard_count);
+            prop_assert!(shard < shard_count, "shard {} of {}", shard, shard_count);
+            prop_assert_eq!(shard, shard_of(&namespace.clone(), shard_count));
+            prop_assert!(ShardFilter::new(shard_count, BTreeSet::from([shard])).holds(&namespace));
+        }
+
         #[test]
         fn shares_converge_and_every_shard_is_held(
             shard_count in 1u16..24,
