@@ -401,6 +401,7 @@ async fn watch_objects<K: Subscriber>(
     let mut departures = Departures::default();
     let objects = watch
         .default_backoff()
+        .try_filter_map(|event| std::future::ready(Ok(only_subscribed(event))))
         .reflect(writer)
         .inspect_ok(move |event| {
             for gone in departures.observe(event) {
@@ -420,6 +421,20 @@ async fn watch_objects<K: Subscriber>(
         )
         .for_each(|_| async {})
         .await;
+}
+
+/// Notifications cache only objects that subscribe (most Rollouts, AnalysisRuns and GitSyncs do not,
+/// and a second cache of them all doubled the controller's largest structure): an unsubscribed
+/// object is left out of the initial list, and its change is passed on as its deletion, so the cache
+/// and the remembered status let go of an object whose subscriptions were removed.
+fn only_subscribed<K: Resource>(event: watcher::Event<K>) -> Option<watcher::Event<K>> {
+    match event {
+        watcher::Event::Apply(object) if !has_subscriptions(object.annotations()) => {
+            Some(watcher::Event::Delete(object))
+        }
+        watcher::Event::InitApply(object) if !has_subscriptions(object.annotations()) => None,
+        other => Some(other),
+    }
 }
 
 /// Queues what fires for `object`; the status is remembered only once everything was queued.
@@ -539,6 +554,53 @@ impl SentRecorder for KubeSentRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rollout(annotations: &[(&str, &str)]) -> Rollout {
+        let mut rollout = Rollout::example("app", 1, vec![]);
+        rollout.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        rollout
+    }
+
+    fn kind(event: Option<watcher::Event<Rollout>>) -> &'static str {
+        match event {
+            None => "dropped",
+            Some(watcher::Event::Apply(_)) => "apply",
+            Some(watcher::Event::InitApply(_)) => "init-apply",
+            Some(watcher::Event::Delete(_)) => "delete",
+            Some(watcher::Event::Init) => "init",
+            Some(watcher::Event::InitDone) => "init-done",
+        }
+    }
+
+    #[test]
+    fn only_subscribed_objects_reach_the_cache() {
+        let key = format!("{}on-rollout-aborted.slack", crate::api::keys::NOTIFY_SUBSCRIBE_PREFIX);
+        let subscribed = rollout(&[(key.as_str(), "#deploys")]);
+        let plain = rollout(&[("team", "payments")]);
+        assert_eq!(
+            kind(only_subscribed(watcher::Event::Apply(subscribed.clone()))),
+            "apply"
+        );
+        assert_eq!(
+            kind(only_subscribed(watcher::Event::InitApply(subscribed.clone()))),
+            "init-apply"
+        );
+        assert_eq!(kind(only_subscribed(watcher::Event::Delete(subscribed))), "delete");
+        // Subscriptions removed: the cache and the remembered status must let go.
+        assert_eq!(kind(only_subscribed(watcher::Event::Apply(plain.clone()))), "delete");
+        assert_eq!(
+            kind(only_subscribed(watcher::Event::InitApply(plain.clone()))),
+            "dropped"
+        );
+        assert_eq!(kind(only_subscribed(watcher::Event::Delete(plain))), "delete");
+        assert_eq!(kind(only_subscribed(watcher::Event::<Rollout>::Init)), "init");
+        assert_eq!(kind(only_subscribed(watcher::Event::<Rollout>::InitDone)), "init-done");
+    }
 
     #[test]
     fn the_configmap_flag_is_namespace_slash_name() {
