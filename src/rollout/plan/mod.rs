@@ -358,6 +358,18 @@ impl<'a> Planner<'a> {
         });
     }
 
+    /// Adds `message` to this plan's `joins` Event when it has one (what happened in one reconcile is
+    /// one Event, and one API write), else publishes it as `reason`.
+    fn event_or_join(&mut self, joins: &'static str, reason: &'static str, message: String) {
+        match self.events.iter_mut().find(|e| e.reason == joins && !e.warning) {
+            Some(event) => {
+                event.message.push_str("; ");
+                event.message.push_str(&message);
+            }
+            None => self.event(reason, message),
+        }
+    }
+
     fn warn(&mut self, reason: &'static str, message: impl Into<String>) {
         self.events.push(PlannedEvent {
             warning: true,

@@ -69,16 +69,9 @@ impl Planner<'_> {
             // never longer than its duration.
             let ends = deadline_after(started.min(self.now), duration);
             if self.now >= ends {
+                // No Event of its own: the StepCompleted written at the same moment says the pause
+                // step is done (one write per rollout fewer in a wave).
                 self.status.pause_conditions.clear();
-                self.event(
-                    "RolloutResumed",
-                    format!(
-                        "step {}/{}: pause of {} ended",
-                        index + 1,
-                        self.steps.len(),
-                        humantime(duration)
-                    ),
-                );
                 return true;
             }
             self.requeue_in((ends - self.now).to_std().unwrap_or_default());

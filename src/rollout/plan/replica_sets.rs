@@ -49,7 +49,8 @@ impl Planner<'_> {
                     replicas,
                     git_revision: self.git_revision(),
                 });
-                self.event(
+                self.event_or_join(
+                    "NewRevision",
                     "NewReplicaSet",
                     format!("created ReplicaSet {name} (revision {revision}) with {replicas} replicas"),
                 );

@@ -369,6 +369,37 @@ fn first_deployment_goes_straight_to_full_scale() {
 }
 
 #[test]
+fn a_new_revision_and_an_ended_pause_are_one_event_each() {
+    let mut world = deployed(10, issue_steps());
+    world.events.clear();
+    world.new_template("web:v2");
+    let first = world.reconcile();
+    let started: Vec<_> = first.events.iter().map(|e| (e.reason, e.message.as_str())).collect();
+    assert!(
+        !started.iter().any(|(reason, _)| *reason == "NewReplicaSet"),
+        "{started:?}"
+    );
+    assert!(
+        started
+            .iter()
+            .any(|(reason, message)| *reason == "NewRevision" && message.contains("created ReplicaSet")),
+        "{started:?}"
+    );
+    world.converge();
+    world.advance(Duration::from_secs(2));
+    world.converge();
+    assert!(!world.reasons().contains(&"RolloutResumed"), "{:?}", world.reasons());
+    assert!(
+        world
+            .events
+            .iter()
+            .any(|e| e.reason == "StepCompleted" && e.message.starts_with("step 2/")),
+        "the ended pause is a completed step: {:?}",
+        world.reasons()
+    );
+}
+
+#[test]
 fn canary_walks_every_step_waits_for_promotion_and_completes() {
     let mut world = deployed(10, issue_steps());
     let old_stable = world.status().stable_rs.clone().unwrap();
