@@ -169,9 +169,31 @@ impl Drop for TempDir {
 
 /// `VmRSS` of a `/proc/<pid>/status` text, in bytes.
 pub fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    parse_status_bytes(status, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` field given in kB (`VmRSS:`, `RssAnon:`, `RssFile:`), in bytes.
+pub fn parse_status_bytes(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Resident memory split by what backs it: anonymous (heap, stacks: what the process allocated) and
+/// file-backed (its binary's code and read-only data that were touched, shared with the page cache).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct RssSplit {
+    pub anon_bytes: u64,
+    pub file_bytes: u64,
+}
+
+pub fn rss_split(pid: u32) -> anyhow::Result<RssSplit> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    Ok(RssSplit {
+        anon_bytes: parse_status_bytes(&text, "RssAnon:").with_context(|| format!("no RssAnon in {path}"))?,
+        file_bytes: parse_status_bytes(&text, "RssFile:").with_context(|| format!("no RssFile in {path}"))?,
+    })
 }
 
 /// utime + stime (clock ticks) of a `/proc/<pid>/stat` line. The command name (field 2) may hold
@@ -711,6 +733,9 @@ mod tests {
         let status = "Name:\tsluice\nVmPeak:\t  20000 kB\nVmRSS:\t   12345 kB\nThreads:\t4\n";
         assert_eq!(parse_vm_rss(status), Some(12345 * 1024));
         assert_eq!(parse_vm_rss("Name: x\n"), None);
+        let split = "VmRSS:\t  300 kB\nRssAnon:\t  100 kB\nRssFile:\t  200 kB\n";
+        assert_eq!(parse_status_bytes(split, "RssAnon:"), Some(100 * 1024));
+        assert_eq!(parse_status_bytes(split, "RssFile:"), Some(200 * 1024));
         // The command name holds a space and a parenthesis; utime 250, stime 50.
         let stat = "4242 (sluice (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 8 0 100 2000000 3000";
         assert_eq!(parse_cpu_ticks(stat), Some(300));

@@ -79,8 +79,11 @@ pub struct WaveBenchReport {
     /// RSS `settle_seconds` after the wave.
     pub settled_rss_bytes: u64,
     pub settle_seconds: u64,
+    /// The settled RSS by what backs it.
+    pub settled_rss: support::RssSplit,
     /// RSS of a fresh controller on the same (now promoted) rollouts, every one reconciled once.
     pub restarted_at_rest_rss_bytes: u64,
+    pub restarted_at_rest_rss: support::RssSplit,
     /// settled / restarted at rest: the burst's leftover (issue 17's target: ≤ 1.3).
     pub settled_over_restarted: f64,
     /// Controller CPU (user + system) over the wave.
@@ -240,6 +243,7 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     eprintln!("waiting {} s for the controller to settle …", options.settle_seconds);
     tokio::time::sleep(Duration::from_secs(options.settle_seconds)).await;
     let settled_rss_bytes = support::rss_bytes(pid)?;
+    let settled_rss = support::rss_split(pid)?;
     let log = request_log(&http, &url).await?;
     controller.process.check_running()?;
     controller.process.stop().await;
@@ -249,6 +253,7 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     wait_reconciled(&http, &mut restarted, options.count, options.timeout).await?;
     tokio::time::sleep(SETTLE).await;
     let restarted_at_rest_rss_bytes = support::rss_bytes(restarted.process.pid()?)?;
+    let restarted_at_rest_rss = support::rss_split(restarted.process.pid()?)?;
     restarted.process.stop().await;
     let simulator_rss_bytes = support::rss_bytes(sim_pid)?;
     sim.stop().await;
@@ -280,8 +285,10 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
         wave_seconds,
         peak_rss_bytes,
         settled_rss_bytes,
+        settled_rss,
         settle_seconds: options.settle_seconds,
         restarted_at_rest_rss_bytes,
+        restarted_at_rest_rss,
         settled_over_restarted: settled_rss_bytes as f64 / restarted_at_rest_rss_bytes.max(1) as f64,
         wave_cpu_seconds,
         writes,
