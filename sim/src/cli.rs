@@ -27,6 +27,9 @@ pub struct SimArgs {
     /// Changes kept for resuming watches; older resourceVersions get 410 Gone.
     #[arg(long, default_value_t = 20_000)]
     pub watch_history: usize,
+    /// Requests kept for `GET /sim/requests` (the oldest go first).
+    #[arg(long, default_value_t = 100_000)]
+    pub request_log_capacity: usize,
     /// Fraction of matching requests answered 500 Internal Server Error.
     #[arg(long, default_value_t = 0.0)]
     pub fault_internal_error_rate: f64,
@@ -81,6 +84,7 @@ impl SimArgs {
             pod_ready_delay: self.pod_ready_delay,
             bookmark_interval: self.bookmark_interval,
             watch_history: self.watch_history,
+            request_log_capacity: self.request_log_capacity,
             faults,
             authorization: self.authorization,
             ..SimConfig::default()

@@ -135,7 +135,7 @@ pub async fn run(options: RolloutsBenchOptions) -> anyhow::Result<RolloutsBenchR
         url,
         kubeconfig,
         client,
-    } = support::spawn_simulator(&exe, &dir.0, watch_history).await?;
+    } = support::spawn_simulator(&exe, &dir.0, watch_history, support::REQUEST_LOG_CAPACITY).await?;
     let http = reqwest::Client::new();
 
     eprintln!("measuring an idle controller with no rollouts …");

@@ -486,12 +486,17 @@ pub struct SimulatorProcess {
     pub client: kube::Client,
 }
 
-/// Spawns `exe sim` on a free port (pods Ready after 10 ms, `watch_history` events kept for watches),
-/// its kubeconfig written into `dir`, and installs Sluice's CRDs once it serves.
+/// The simulator's default request-log size (`sluice sim --request-log-capacity`).
+pub const REQUEST_LOG_CAPACITY: usize = 100_000;
+
+/// Spawns `exe sim` on a free port (pods Ready after 10 ms, `watch_history` events kept for watches,
+/// the last `request_log` requests kept for `/sim/requests`), its kubeconfig written into `dir`, and
+/// installs Sluice's CRDs once it serves.
 pub async fn spawn_simulator(
     exe: &std::path::Path,
     dir: &std::path::Path,
     watch_history: usize,
+    request_log: usize,
 ) -> anyhow::Result<SimulatorProcess> {
     let kubeconfig = dir.join("kubeconfig");
     let args: Vec<String> = [
@@ -504,6 +509,8 @@ pub async fn spawn_simulator(
         "10ms",
         "--watch-history",
         &watch_history.to_string(),
+        "--request-log-capacity",
+        &request_log.to_string(),
     ]
     .iter()
     .map(|s| s.to_string())

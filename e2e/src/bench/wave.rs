@@ -121,12 +121,14 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     let exe = std::env::current_exe().context("locating the sluice binary")?;
     let dir = TempDir::new("sluice-bench-wave")?;
     let watch_history = (options.count * 20).max(20_000);
+    // Every request of the wave must stay in the log for the counts (about 12 per rollout).
+    let request_log_capacity = options.count.saturating_mul(40).max(support::REQUEST_LOG_CAPACITY);
     let support::SimulatorProcess {
         process: mut sim,
         url,
         kubeconfig,
         client,
-    } = support::spawn_simulator(&exe, &dir.0, watch_history).await?;
+    } = support::spawn_simulator(&exe, &dir.0, watch_history, request_log_capacity).await?;
     let http = reqwest::Client::new();
 
     let namespaces: Vec<String> = (0..options.namespaces).map(|n| format!("wave-{n:03}")).collect();
@@ -245,6 +247,10 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     let settled_rss_bytes = support::rss_bytes(pid)?;
     let settled_rss = support::rss_split(pid)?;
     let log = request_log(&http, &url).await?;
+    anyhow::ensure!(
+        log.requests.len() < request_log_capacity,
+        "the simulator's request log is full ({request_log_capacity} requests): the write counts would miss the oldest"
+    );
     controller.process.check_running()?;
     controller.process.stop().await;
 
