@@ -128,14 +128,13 @@ pub fn sent_keys(annotations: &BTreeMap<String, String>) -> Vec<String> {
     serde_json::from_str::<Vec<String>>(value).unwrap_or_default()
 }
 
-/// The record with `keys` added (those already in it stay where they are), keeping the newest
-/// [`MAX_SENT_KEYS`].
+/// The record with `keys` added as the newest (a key already in it moves to the end, so the oldest
+/// dropped to keep [`MAX_SENT_KEYS`] is never one just recorded).
 pub fn record_sent(mut sent: Vec<String>, keys: &[String]) -> String {
     for key in keys {
         let key: String = key.chars().take(MAX_KEY_CHARS).collect();
-        if !sent.contains(&key) {
-            sent.push(key);
-        }
+        sent.retain(|existing| *existing != key);
+        sent.push(key);
     }
     let excess = sent.len().saturating_sub(MAX_SENT_KEYS);
     sent.drain(..excess);
