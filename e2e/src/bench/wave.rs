@@ -41,6 +41,11 @@ pub struct WaveBenchOptions {
     /// KEY=VALUE (repeatable): e.g. heaptrack's LD_PRELOAD and DUMP_HEAPTRACK_OUTPUT.
     #[arg(long = "controller-env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub controller_env: Vec<(String, String)>,
+    /// The `sluice` executable the measured controllers run (default: this one). Point it at the
+    /// controller image's build (`cargo build --release -p sluice-app --no-default-features`), which
+    /// has no simulator, bench or demo code: its code pages are part of the RSS measured.
+    #[arg(long = "controller-binary", value_name = "PATH")]
+    pub controller_binary: Option<std::path::PathBuf>,
     /// Upper bound of every wait, in seconds.
     #[arg(long = "timeout-seconds", value_name = "SECONDS", default_value = "1800", value_parser = crate::cli::parse_seconds)]
     pub timeout: Duration,
@@ -186,7 +191,8 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
         .collect();
 
     eprintln!("starting `sluice controller` (--kube-qps {}) …", options.kube_qps);
-    let mut controller = start_controller(&exe, &kubeconfig, &options, &options.controller_env).await?;
+    let controller_exe = options.controller_binary.clone().unwrap_or_else(|| exe.clone());
+    let mut controller = start_controller(&controller_exe, &kubeconfig, &options, &options.controller_env).await?;
     let pid = controller.process.pid()?;
     wait_reconciled(&http, &mut controller, options.count, options.timeout).await?;
     tokio::time::sleep(SETTLE).await;
@@ -255,7 +261,7 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     controller.process.stop().await;
 
     eprintln!("restarting the controller on the same rollouts …");
-    let mut restarted = start_controller(&exe, &kubeconfig, &options, &[]).await?;
+    let mut restarted = start_controller(&controller_exe, &kubeconfig, &options, &[]).await?;
     wait_reconciled(&http, &mut restarted, options.count, options.timeout).await?;
     tokio::time::sleep(SETTLE).await;
     let restarted_at_rest_rss_bytes = support::rss_bytes(restarted.process.pid()?)?;
