@@ -127,7 +127,7 @@ impl Condition {
                 move |ftx: &FunctionContext, range: Value| -> ResolveResult {
                     if Instant::now() > deadline {
                         return Err(ftx.error(format!(
-                            "evaluation stopped: over its {EVALUATION_BUDGET:?} budget (too many nested loops?)"
+                            "evaluation stopped: over its {EVALUATION_BUDGET:?} evaluation budget (too many nested loops?)"
                         )));
                     }
                     Ok(range)
@@ -458,7 +458,7 @@ mod tests {
         let started = std::time::Instant::now();
         let error = condition.evaluate(&Scalar(1.0)).unwrap_err();
         let took = started.elapsed();
-        assert!(error.contains("over its 1s budget"), "{error}");
+        assert!(error.contains("over its 1s evaluation budget"), "{error}");
         assert!(took < EVALUATION_BUDGET * 2, "took {took:?}");
         // The same shape, small enough, still evaluates: the budget wrapper changes no result.
         assert_eq!(compile(&nested_loops(3)).unwrap().evaluate(&Scalar(1.0)), Ok(false));
