@@ -442,11 +442,9 @@ async fn observe<K: Subscriber>(object: &K, ctx: &Context) -> Action {
     let Some(uid) = object.uid() else {
         return Action::await_change();
     };
+    // Only subscribing objects reach here (`only_subscribed`); one whose subscriptions went was
+    // passed on as deleted, and its memory forgotten with the departure.
     let annotations = object.annotations();
-    if !has_subscriptions(annotations) {
-        ctx.memory.forget(&uid);
-        return Action::await_change();
-    }
     let Some(current) = object.status() else {
         return Action::await_change();
     };
