@@ -179,10 +179,13 @@ pub fn parse_status_bytes(status: &str, field: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Resident memory split by what backs it: anonymous (heap, stacks: what the process allocated) and
-/// file-backed (its binary's code and read-only data that were touched, shared with the page cache).
+/// Resident memory, and what backs it: anonymous (heap, stacks: what the process allocated) and
+/// file-backed (its binary's code and read-only data that were touched, shared with the page cache),
+/// read at one instant.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct RssSplit {
+    #[serde(skip)]
+    pub total_bytes: u64,
     pub anon_bytes: u64,
     pub file_bytes: u64,
 }
@@ -191,6 +194,7 @@ pub fn rss_split(pid: u32) -> anyhow::Result<RssSplit> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     Ok(RssSplit {
+        total_bytes: parse_vm_rss(&text).with_context(|| format!("no VmRSS in {path}"))?,
         anon_bytes: parse_status_bytes(&text, "RssAnon:").with_context(|| format!("no RssAnon in {path}"))?,
         file_bytes: parse_status_bytes(&text, "RssFile:").with_context(|| format!("no RssFile in {path}"))?,
     })

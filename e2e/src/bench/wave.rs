@@ -42,8 +42,8 @@ pub struct WaveBenchOptions {
     #[arg(long = "controller-env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub controller_env: Vec<(String, String)>,
     /// The `sluice` executable the measured controllers run (default: this one). Point it at the
-    /// controller image's build (`cargo build --release -p sluice-app --no-default-features`), which
-    /// has no simulator, bench or demo code: its code pages are part of the RSS measured.
+    /// controller image's build (`cargo build --profile dist -p sluice-app --no-default-features`),
+    /// which has no simulator, bench or demo code: its code pages are part of the RSS measured.
     #[arg(long = "controller-binary", value_name = "PATH")]
     pub controller_binary: Option<std::path::PathBuf>,
     /// Upper bound of every wait, in seconds.
@@ -250,8 +250,8 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
 
     eprintln!("waiting {} s for the controller to settle …", options.settle_seconds);
     tokio::time::sleep(Duration::from_secs(options.settle_seconds)).await;
-    let settled_rss_bytes = support::rss_bytes(pid)?;
     let settled_rss = support::rss_split(pid)?;
+    let settled_rss_bytes = settled_rss.total_bytes;
     let log = request_log(&http, &url).await?;
     anyhow::ensure!(
         log.requests.len() < request_log_capacity,
@@ -264,8 +264,8 @@ pub async fn run(options: WaveBenchOptions) -> anyhow::Result<WaveBenchReport> {
     let mut restarted = start_controller(&controller_exe, &kubeconfig, &options, &[]).await?;
     wait_reconciled(&http, &mut restarted, options.count, options.timeout).await?;
     tokio::time::sleep(SETTLE).await;
-    let restarted_at_rest_rss_bytes = support::rss_bytes(restarted.process.pid()?)?;
     let restarted_at_rest_rss = support::rss_split(restarted.process.pid()?)?;
+    let restarted_at_rest_rss_bytes = restarted_at_rest_rss.total_bytes;
     restarted.process.stop().await;
     let simulator_rss_bytes = support::rss_bytes(sim_pid)?;
     sim.stop().await;
